@@ -1,0 +1,28 @@
+"""fpga4ml: trained neural networks to FPGA firmware, with a bit-exact integer emulator.
+
+The API mirrors hls4ml's, so scripts port by changing the import::
+
+    import fpga4ml
+    config = fpga4ml.utils.config_from_keras_model(model, granularity='name')
+    hls_model = fpga4ml.converters.convert_from_keras_model(model, hls_config=config)
+    hls_model.compile()
+    y = hls_model.predict(x)
+
+Only numpy is imported here; Keras and other frameworks are imported when first used.
+"""
+
+from . import converters, utils
+from .config import ConfigError, ConfigWarning
+from .convert import config_from_keras_model, convert_from_keras_model
+from .fixed import FixedType, PrecisionError, parse_precision
+from .ir import Graph, GraphError, Node
+from .model import BackendUnavailableError, Model
+from .profiling import profile
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'BackendUnavailableError', 'ConfigError', 'ConfigWarning', 'FixedType', 'Graph', 'GraphError', 'Model',
+    'Node', 'PrecisionError', 'config_from_keras_model', 'convert_from_keras_model', 'converters',
+    'parse_precision', 'profile', 'utils',
+]

@@ -1,0 +1,255 @@
+"""hls4ml-compatible configuration dictionaries.
+
+The schema is hls4ml's::
+
+    {'Model':     {'Precision': 'fixed<16,6>' | {'default': ..., 'maximum': ...}, 'ReuseFactor': 1,
+                   'Strategy': 'Latency', 'BramFactor': ..., 'TraceOutput': False},
+     'LayerType': {'Dense': {'Precision': {...}, 'ReuseFactor': ..., 'Strategy': ..., 'Trace': ...}},
+     'LayerName': {'fc1':   {'Precision': {'weight': ..., 'bias': ..., 'accum': ..., 'result': ...}}}}
+
+Resolution is per variable with precedence name > type > model: for variable ``v`` of a layer,
+``LayerName[v]``, then the layer's own string/'default' precision, then ``LayerType[v]`` and its
+default, then ``Model[v]`` and the model default. Unknown keys warn with the nearest valid key;
+invalid values raise naming the layer, key and value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Any
+
+from .fixed import AUTO, FixedType, parse_precision
+from .ir import TABLE_ACTIVATIONS, Graph, Node
+
+MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput')
+LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize')
+#: variables with their own defaults: a layer or model 'default' precision does not apply to them,
+#: only an explicit entry for the variable itself
+OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
+STRATEGIES = ('Latency', 'Resource')
+MODEL_PRECISION_KEYS = ('default', 'maximum')
+
+#: which weight array of an op is quantized with which precision variable
+WEIGHT_PRECISION = {
+    'Dense': {'kernel': 'weight', 'bias': 'bias'},
+    'Scale': {'scale': 'scale', 'bias': 'bias'},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid (the message names the layer, key and value)."""
+
+
+class ConfigWarning(UserWarning):
+    """A configuration key is unknown or does not match any layer."""
+
+
+def precision_variables(node: Node) -> tuple[str, ...]:
+    """The precision variables (hls4ml's '<var>_t' types) that a node of this op has."""
+    if node.op == 'Dense':
+        return ('weight', 'bias', 'accum', 'result')
+    if node.op == 'Scale':
+        return ('scale', 'bias', 'result')
+    if node.op == 'Softmax':
+        return ('result', 'exp_table', 'inv_table')
+    if node.op == 'Activation':
+        extra: tuple[str, ...] = ()
+        if node.attrs.get('function') in ('leaky_relu', 'prelu'):
+            extra = ('param',)
+        if node.attrs.get('function') in TABLE_ACTIVATIONS:
+            extra = ('table',)
+        return ('result',) + extra
+    if node.op == 'Reshape':
+        return ()
+    return ('result',)
+
+
+def _warn_unknown(key: str, valid: list[str] | tuple[str, ...], where: str) -> None:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f'; valid keys are {sorted(valid)}'
+    warnings.warn(f'{where}: unknown configuration key {key!r} is ignored{hint}', ConfigWarning, stacklevel=4)
+
+
+def _layer_types(node: Node) -> tuple[str, ...]:
+    """The LayerType names a node answers to: its framework class and its IR op."""
+    names = [node.source, node.op]
+    if node.op == 'Activation':
+        names.append(str(node.attrs.get('function')))
+    return tuple(n for n in names if n)
+
+
+def _check_precision_value(value: Any, where: str) -> FixedType | str:
+    try:
+        return parse_precision(value)
+    except ValueError as err:
+        raise ConfigError(f'{where}: {err}') from None
+
+
+def _precision_entries(precision: Any, valid_vars: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Normalize a Precision value (string or dict) into {var or 'default': parsed type}."""
+    if precision is None:
+        return {}
+    if isinstance(precision, (str, FixedType)):
+        return {'default': _check_precision_value(precision, f'{where} Precision')}
+    if not isinstance(precision, dict):
+        raise ConfigError(f'{where}: Precision must be a string or a dict, got {precision!r}')
+    entries = {}
+    for var, value in precision.items():
+        if var != 'default' and var not in valid_vars:
+            _warn_unknown(var, list(valid_vars) + ['default'], f'{where} Precision')
+            continue
+        entries[var] = _check_precision_value(value, f'{where} Precision[{var!r}]')
+    return entries
+
+
+def _check_reuse(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f'{where}: ReuseFactor must be a positive integer, got {value!r}')
+    return value
+
+
+def _check_strategy(value: Any, where: str) -> str:
+    for s in STRATEGIES:
+        if isinstance(value, str) and value.lower() == s.lower():
+            return s
+    raise ConfigError(f'{where}: Strategy must be one of {list(STRATEGIES)}, got {value!r}')
+
+
+def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
+    """Validate an hls4ml-style config and store each node's resolved settings in `node.config`.
+
+    Returns the model-level settings: {'default': FixedType, 'maximum': FixedType | None,
+    'ReuseFactor', 'Strategy', 'TraceOutput'}.
+    """
+    config = dict(config or {})
+    for key in config:
+        if key not in ('Model', 'LayerType', 'LayerName'):
+            _warn_unknown(key, ['Model', 'LayerType', 'LayerName'], 'config')
+    model_cfg = dict(config.get('Model') or {})
+    for key in model_cfg:
+        if key not in MODEL_KEYS:
+            _warn_unknown(key, MODEL_KEYS, "config['Model']")
+    model_prec = model_cfg.get('Precision', 'fixed<16,6>')
+    if isinstance(model_prec, dict):
+        model_entries = {}
+        for var, value in model_prec.items():
+            model_entries[var] = _check_precision_value(value, f"config['Model'] Precision[{var!r}]")
+    else:
+        model_entries = {'default': _check_precision_value(model_prec, "config['Model'] Precision")}
+    default = model_entries.get('default', parse_precision('fixed<16,6>'))
+    if default == AUTO:
+        raise ConfigError("config['Model'] Precision: the model default precision must be explicit, not 'auto'")
+    maximum = model_entries.get('maximum')
+    if maximum == AUTO:
+        raise ConfigError("config['Model'] Precision['maximum'] must be an explicit type, not 'auto'")
+    model = {
+        'default': default,
+        'maximum': maximum,
+        'ReuseFactor': _check_reuse(model_cfg.get('ReuseFactor', 1), "config['Model']"),
+        'Strategy': _check_strategy(model_cfg.get('Strategy', 'Latency'), "config['Model']"),
+        'TraceOutput': bool(model_cfg.get('TraceOutput', False)),
+    }
+
+    type_cfg = dict(config.get('LayerType') or {})
+    name_cfg = dict(config.get('LayerName') or {})
+    known_types = sorted({t for node in graph for t in _layer_types(node)})
+    for key in type_cfg:
+        if key not in known_types:
+            _warn_unknown(key, known_types, "config['LayerType']")
+    names = [node.name for node in graph]
+    for key in name_cfg:
+        if key not in names:
+            _warn_unknown(key, names, "config['LayerName']")
+
+    for node in graph:
+        node.config = _resolve_node(node, model, model_entries, type_cfg, name_cfg)
+    return model
+
+
+def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, name_cfg: dict) -> dict:
+    valid_vars = precision_variables(node)
+    layers: list[tuple[str, dict]] = []  # (where, settings), most specific first
+    if node.name in name_cfg:
+        layers.append((f"config['LayerName'][{node.name!r}]", dict(name_cfg[node.name] or {})))
+    for type_name in _layer_types(node):
+        if type_name in type_cfg:
+            layers.append((f"config['LayerType'][{type_name!r}]", dict(type_cfg[type_name] or {})))
+
+    resolved: dict[str, Any] = {
+        'ReuseFactor': model['ReuseFactor'],
+        'Strategy': model['Strategy'],
+        'Trace': model['TraceOutput'],
+    }
+    precision_levels = []
+    for where, settings in reversed(layers):  # least specific first, so specific ones overwrite
+        for key in settings:
+            if key not in LAYER_KEYS:
+                _warn_unknown(key, LAYER_KEYS, where)
+        if 'ReuseFactor' in settings:
+            resolved['ReuseFactor'] = _check_reuse(settings['ReuseFactor'], where)
+        if 'Strategy' in settings:
+            resolved['Strategy'] = _check_strategy(settings['Strategy'], where)
+        if 'Trace' in settings:
+            resolved['Trace'] = bool(settings['Trace'])
+        if 'TableSize' in settings:
+            resolved['TableSize'] = settings['TableSize']
+        precision_levels.insert(0, _precision_entries(settings.get('Precision'), valid_vars, where))
+    precision_levels.append(model_entries)
+
+    precision: dict[str, Any] = {}
+    for var in valid_vars:
+        for entries in precision_levels:
+            if var in entries:
+                precision[var] = entries[var]
+                break
+            if 'default' in entries and entries is not model_entries and var not in OWN_DEFAULT_VARIABLES:
+                precision[var] = entries['default']
+                break
+        else:
+            precision[var] = AUTO if var in OWN_DEFAULT_VARIABLES else model['default']
+    resolved['Precision'] = precision
+    return resolved
+
+
+def config_from_graph(graph: Graph, granularity: str = 'model', default_precision: str = 'fixed<16,6>',
+                      default_reuse_factor: int = 1, max_precision: str | None = None) -> dict:
+    """Build an hls4ml-style config dict for a graph (the engine behind config_from_*_model)."""
+    granularity = str(granularity).lower()
+    if granularity not in ('model', 'type', 'name'):
+        raise ConfigError(f"granularity must be 'model', 'type' or 'name', got {granularity!r}")
+    default = parse_precision(default_precision)
+    if default == AUTO:
+        raise ConfigError("default_precision must be an explicit type such as 'fixed<16,6>', not 'auto'")
+    _check_reuse(default_reuse_factor, 'default_reuse_factor')
+    model_precision: dict[str, str] = {'default': str(default)}
+    if max_precision is not None:
+        maximum = parse_precision(max_precision)
+        if maximum == AUTO:
+            raise ConfigError("max_precision must be an explicit type, not 'auto'")
+        model_precision['maximum'] = str(maximum)
+    config: dict[str, Any] = {'Model': {
+        'Precision': model_precision,
+        'ReuseFactor': default_reuse_factor,
+        'Strategy': 'Latency',
+        'BramFactor': 1_000_000_000,
+        'TraceOutput': False,
+    }}
+
+    def layer_entry(node: Node) -> dict:
+        # like hls4ml, per-layer entries ask for inferred ('auto') types; inputs take the default
+        precision = {var: 'auto' for var in precision_variables(node)}
+        entry: dict[str, Any] = {}
+        if precision:
+            entry['Precision'] = precision
+        entry['ReuseFactor'] = default_reuse_factor
+        entry['Trace'] = False
+        return entry
+
+    if granularity == 'type':
+        config['LayerType'] = {}
+        for node in graph:
+            config['LayerType'].setdefault(node.source or node.op, layer_entry(node))
+    elif granularity == 'name':
+        config['LayerName'] = {node.name: layer_entry(node) for node in graph}
+    return config

@@ -1,0 +1,134 @@
+"""The converted model: hls4ml's ModelGraph API on top of the typed graph and the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .emulator.engine import Emulator, LayerStats
+from .intervals import Interval
+from .ir import Graph, Node
+
+BACKENDS = ('Vitis', 'Vivado', 'Verilog')
+IO_TYPES = ('io_parallel', 'io_stream')
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested back end cannot emit firmware in this version of fpga4ml."""
+
+
+class TraceOutputs(dict):
+    """Layer name -> float output array, plus `stats`: layer name -> LayerStats."""
+
+    stats: dict[str, LayerStats]
+
+
+class Model:
+    """A converted network: `predict()` runs the bit-exact emulator; back ends write firmware."""
+
+    def __init__(self, graph: Graph, intervals: dict[str, Interval], config: dict, settings: dict[str, Any]):
+        self.graph = graph
+        self.config = config
+        self.intervals = intervals
+        self.backend = settings['backend']
+        self.io_type = settings['io_type']
+        self.output_dir = settings['output_dir']
+        self.project_name = settings['project_name']
+        self.part = settings['part']
+        self.clock_period = settings['clock_period']
+        self.settings = settings
+        self._emulator: Emulator | None = None
+
+    # ------------------------------------------------------------------ emulation
+    def compile(self) -> None:
+        """Prepare the emulator (kernels, tables, weights). Builds no C++: it takes milliseconds."""
+        if self._emulator is None:
+            self._emulator = Emulator(self.graph, self.intervals)
+
+    @property
+    def emulator(self) -> Emulator:
+        """The compiled emulator (compiled on first use)."""
+        self.compile()
+        assert self._emulator is not None
+        return self._emulator
+
+    def predict(self, x) -> np.ndarray | list[np.ndarray]:
+        """Bit-exact fixed-point outputs as float64; a list when the model has several outputs."""
+        outs = self.emulator.predict(x)
+        return outs[0] if len(outs) == 1 else outs
+
+    def predict_mantissas(self, x) -> dict[str, np.ndarray]:
+        """The raw int64 mantissas of every graph output (value = mantissa * 2^-frac)."""
+        return self.emulator.run(x)
+
+    def trace(self, x) -> tuple[np.ndarray | list[np.ndarray], TraceOutputs]:
+        """(predictions, {layer: float output}) as hls4ml's trace(), plus per-layer `stats`.
+
+        `stats[layer]` counts the values that wrapped or saturated in that layer and the range
+        actually used against the range of its type.
+        """
+        outputs, stats = self.emulator.trace(x)
+        traced = TraceOutputs(outputs)
+        traced.stats = stats
+        preds = [outputs[name] for name in self.graph.outputs]
+        return (preds[0] if len(preds) == 1 else preds), traced
+
+    def profile(self, x) -> str:
+        """A per-layer table of types, ranges used and overflow counts on data `x`."""
+        _, traced = self.trace(x)
+        return format_profile(self.graph, traced.stats)
+
+    # ------------------------------------------------------------------ firmware
+    def _unavailable(self, what: str) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"{what}: the {self.backend!r} back end does not emit firmware in this version of fpga4ml. "
+            "predict(), trace() and profile() run the bit-exact emulator; the HLS (Vitis/Vivado) and "
+            "Verilog emitters are the next milestones. Use `fpga4ml convert ... -o DIR` to save the typed graph.")
+
+    def write(self) -> None:
+        """Write the firmware project for the selected back end into output_dir."""
+        raise self._unavailable('write()')
+
+    def build(self, **kwargs) -> dict:
+        """Run the back end's synthesis flow and return its report."""
+        raise self._unavailable('build()')
+
+    # ------------------------------------------------------------------ introspection
+    def get_layers(self) -> list[Node]:
+        """The typed layers in evaluation order."""
+        return list(self.graph.nodes)
+
+    def get_input_names(self) -> list[str]:
+        """Names of the model inputs, in predict() argument order."""
+        return list(self.graph.inputs)
+
+    def get_output_names(self) -> list[str]:
+        """Names of the model outputs, in predict() result order."""
+        return list(self.graph.outputs)
+
+    def summary(self) -> str:
+        """The per-layer table (name, op, shapes, types, parameters, non-zero weights)."""
+        head = (f'fpga4ml model {self.project_name!r}: backend {self.backend}, {self.io_type}, '
+                f'part {self.part}, clock {self.clock_period} ns')
+        return head + '\n' + self.graph.table()
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f'<fpga4ml.Model {self.project_name!r}: {len(self.graph)} layers, backend {self.backend}>'
+
+
+def format_profile(graph: Graph, stats: dict[str, LayerStats]) -> str:
+    """Render per-layer numerical statistics as an aligned text table."""
+    header = ('layer', 'type', 'used min', 'used max', 'type min', 'type max', 'overflows', '%')
+    rows = []
+    for node in graph:
+        st = stats[node.name]
+        rows.append((node.name, st.type, f'{st.min:.6g}', f'{st.max:.6g}', f'{st.type_min:.6g}',
+                     f'{st.type_max:.6g}', str(st.overflow), f'{100 * st.overflow_fraction:.2f}'))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ['  '.join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), '  '.join('-' * w for w in widths)]
+    lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return '\n'.join(lines)

@@ -1,0 +1,1 @@
+"""Graph passes: plain functions from a graph to a (modified) graph, one file per pass."""
