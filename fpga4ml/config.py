@@ -55,7 +55,7 @@ def precision_variables(node: Node) -> tuple[str, ...]:
         return ('result', 'exp_table', 'inv_table')
     if node.op == 'Activation':
         extra: tuple[str, ...] = ()
-        if node.attrs.get('function') in ('leaky_relu', 'prelu'):
+        if node.attrs.get('function') in ('leaky_relu', 'prelu', 'hard_sigmoid'):
             extra = ('param',)
         if node.attrs.get('function') in TABLE_ACTIVATIONS:
             extra = ('table',)
