@@ -108,11 +108,11 @@ def test_numba_kernel_matches_numpy():
     if not fast.available():
         pytest.skip('numba is not installed: the numpy path is the only path')
     rng = np.random.default_rng(3)
-    for shift in (0, 1, 7, 20):
-        w = rng.integers(-300, 300, (13, 9)).astype(np.int64)
+    for shift, dtype in [(0, np.int64), (1, np.int32), (7, np.int64), (20, np.int64), (10, np.int32)]:
+        w = rng.integers(-300, 300, (13, 9)).astype(dtype)
         w[2] = 0
         x = rng.integers(-2**12, 2**12, (1500, 13)).astype(np.int64)
         b = rng.integers(-999, 999, 9).astype(np.int64)
         nz = np.flatnonzero(np.any(w != 0, axis=1)).astype(np.int64)
-        want = b + ((x[:, :, None] * w[None]) >> shift).sum(axis=1)
+        want = b + ((x[:, :, None] * w[None].astype(np.int64)) >> shift).sum(axis=1)
         assert np.array_equal(fast.dense_floor_shift(x, w, nz, b, shift), want)

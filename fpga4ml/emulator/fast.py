@@ -25,11 +25,11 @@ def available() -> bool:
 
 
 def _dense_floor_shift(x, w, nz_rows, bias, shift, out):
-    """out[b, j] = bias[j] + sum_i floor(x[b, i] * w[i, j] / 2^shift), int64, no overflow checks."""
+    """out[b, j] = bias[j] + sum_i floor(x[b, i] * w[i, j] / 2^shift), in x's integer dtype, unchecked."""
     n_batch, n_in = x.shape
     n_out = w.shape[1]
-    xt = np.empty((n_in, BLOCK), np.int64)
-    acc = np.empty((n_out, BLOCK), np.int64)
+    xt = np.empty((n_in, BLOCK), x.dtype)
+    acc = np.empty((n_out, BLOCK), x.dtype)
     for start in range(0, n_batch, BLOCK):
         stop = min(start + BLOCK, n_batch)
         size = stop - start
@@ -60,8 +60,11 @@ def dense_floor_shift(x: np.ndarray, w: np.ndarray, nz_rows: np.ndarray, bias: n
                       shift: int) -> np.ndarray:
     """bias + sum_i floor(x_i * w_ij / 2^shift) for a batch x (B, n_in) of int64 mantissas.
 
-    `nz_rows` lists the rows of w with a non-zero weight (the others are skipped).
+    `nz_rows` lists the rows of w with a non-zero weight (the others are skipped). The kernel
+    computes in w's dtype: int32 (twice the SIMD lanes) is only passed when the caller has
+    proven that every product and partial sum fits in 31 bits. Returns int64.
     """
-    x = np.ascontiguousarray(x, dtype=np.int64)
-    out = np.empty((x.shape[0], w.shape[1]), np.int64)
-    return _dense_floor_shift_jit(x, w, nz_rows, bias, np.int64(shift), out)
+    x = np.ascontiguousarray(x, dtype=w.dtype)
+    out = np.empty((x.shape[0], w.shape[1]), w.dtype)
+    out = _dense_floor_shift_jit(x, w, nz_rows, bias.astype(w.dtype), w.dtype.type(shift), out)
+    return out if out.dtype == np.int64 else out.astype(np.int64)
