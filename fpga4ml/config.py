@@ -72,10 +72,12 @@ def _warn_unknown(key: str, valid: list[str] | tuple[str, ...], where: str) -> N
 
 
 def _layer_types(node: Node) -> tuple[str, ...]:
-    """The LayerType names a node answers to: its framework class and its IR op."""
+    """The LayerType names a node answers to: its framework class, its IR op, hls4ml's class name."""
     names = [node.source, node.op]
     if node.op == 'Activation':
         names.append(str(node.attrs.get('function')))
+        if node.attrs.get('function') in ('leaky_relu', 'elu'):
+            names.append('ParametrizedActivation')  # hls4ml's class name for these
     return tuple(n for n in names if n)
 
 

@@ -18,11 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..ir import Graph, GraphError, Node
-
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
-
+from ..functions import table_function
+from ..ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
 
 def _relu(x: np.ndarray, node: Node, w: dict[str, np.ndarray]) -> np.ndarray:
     threshold = float(node.attrs.get('threshold') or 0.0)
@@ -48,16 +45,9 @@ def _hard_sigmoid(x: np.ndarray, node: Node, w: dict[str, np.ndarray]) -> np.nda
     return np.clip(slope * x + shift, 0, 1)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0, -x))
-
-
-def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-
-
-def _elu(x: np.ndarray, alpha: float) -> np.ndarray:
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+def _table(x: np.ndarray, node: Node, w: dict[str, np.ndarray]) -> np.ndarray:
+    """The real function behind a table activation (fpga4ml.functions), in x's dtype."""
+    return table_function(node.attrs['function'], node.attrs)(x).astype(x.dtype, copy=False)
 
 
 #: IR activation function -> f(x, node, weights)
@@ -68,13 +58,7 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[[np.ndarray, Node, dict[str, np.ndarray
     'prelu': _prelu,
     'hard_sigmoid': _hard_sigmoid,
     'hard_tanh': lambda x, node, w: np.clip(x, -1, 1),
-    'sigmoid': lambda x, node, w: _sigmoid(x),
-    'tanh': lambda x, node, w: np.tanh(x),
-    'softplus': lambda x, node, w: _softplus(x),
-    'softsign': lambda x, node, w: x / (1 + np.abs(x)),
-    'elu': lambda x, node, w: _elu(x, float(node.attrs.get('alpha', 1.0))),
-    'selu': lambda x, node, w: SELU_SCALE * _elu(x, SELU_ALPHA),
-    'exp': lambda x, node, w: np.exp(x),
+    **{name: _table for name in TABLE_ACTIVATIONS},
 }
 
 
