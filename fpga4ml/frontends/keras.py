@@ -430,6 +430,17 @@ class _Converter:
 # --------------------------------------------------------------------------- public API
 
 
+def _import_keras() -> Any:
+    """Import Keras, or explain how to install it (it is an optional extra of fpga4ml)."""
+    os.environ.setdefault('KERAS_BACKEND', 'torch')
+    try:
+        import keras
+    except ImportError as err:
+        raise ImportError("the Keras front end needs Keras 3: pip install 'fpga4ml[keras]' "
+                          f'(Keras with the PyTorch backend); import failed: {err}') from err
+    return keras
+
+
 def load_keras_model(model_or_path: Any) -> Any:
     """Return a keras.Model, loading it from a .keras/.h5 file when given a path."""
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -438,11 +449,8 @@ def load_keras_model(model_or_path: Any) -> Any:
             raise ValueError(f'cannot load Keras model from {str(path)!r}: expected a .keras or .h5 file')
         if not path.is_file():
             raise FileNotFoundError(f'Keras model file {str(path)!r} does not exist')
-        import keras
-
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    import keras
-
+        return _import_keras().saving.load_model(path, compile=False, safe_mode=True)
+    keras = _import_keras()
     if not isinstance(model_or_path, keras.Model):
         raise ValueError(f'expected a keras.Model or a path to a .keras/.h5 file, '
                          f'got {type(model_or_path).__name__}')
