@@ -6,21 +6,26 @@ A fixed-point value is stored as an integer *mantissa* ``m``; its real value is
 ``ap_fixed`` / ``ap_ufixed`` C++ types (quantization mode, then overflow mode).
 
 Findings from cross-checking against the real Xilinx headers shipped with hls4ml
-(``ap_fixed_base.h``, see ``tests/test_fixed_apfixed_gpp.py``):
+(``ap_fixed_base.h``; ``tests/test_fixed_apfixed_gpp.py`` compares bit for bit):
 
-* Overflow is decided on the *rounded* value (a rounding carry can overflow).
-* ``AP_SAT_SYM`` on a signed type maps every negative overflow **and a value that
-  rounds exactly to the minimum** ``-2**(W-1)`` to ``-2**(W-1) + 1`` (= -max).  For
-  a 1-bit signed type the header's ``min | 1`` pattern is ``-1`` itself, so
-  ``ap_fixed<1,I,Q,AP_SAT_SYM>`` behaves exactly like ``AP_SAT``.  On unsigned
-  types ``AP_SAT_SYM`` is identical to ``AP_SAT``.
+* Rounding acts on the bits below the target LSB, with the sign of the *source* value
+  deciding the direction for TRN_ZERO / RND_ZERO / RND_INF.  Overflow is decided on the
+  *rounded* value, so a rounding carry can overflow (e.g. 127.6 -> 128 saturates).
+* ``AP_SAT_SYM`` on a signed type maps every negative overflow **and a value that rounds
+  exactly to the minimum** ``-2**(W-1)`` to ``-2**(W-1) + 1`` (= -max): the header ORs a 1
+  into the minimum pattern whenever the result's low W-1 bits are all zero for a negative
+  source.  For a 1-bit signed type that pattern is ``-1`` itself, so there ``AP_SAT_SYM``
+  behaves exactly like ``AP_SAT``; on unsigned types it is always identical to ``AP_SAT``.
 * ``AP_SAT_ZERO`` yields 0 for any overflow, positive or negative.
-* From ``double``: +-inf are treated as a huge power of two (saturate under the
-  SAT modes, give 0 under ``AP_WRAP`` because all low bits are zero).  NaN is
-  not supported by the header (it is converted like a huge number and a warning
-  is printed); here NaN deliberately maps to mantissa 0 in every mode.
-* The header mishandles subnormal doubles (it sets the hidden bit), which only
-  matters for types with more than ~1000 fractional bits; this module is exact.
+* From ``double``: +-inf are treated as a huge power of two (saturate under the SAT modes,
+  0 under ``AP_WRAP`` since all low bits are zero).  The header does not support NaN (it
+  warns and converts it like +-huge: 0 under WRAP, max/min under SAT); here NaN maps to
+  mantissa 0 in every mode.
+* The header mishandles subnormal doubles (it sets the hidden bit anyway), which only matters
+  for types with more than ~1000 fractional bits; this module is exact there.
+* In C simulation the header trips an assertion ("Attempting to read bit beyond MSB") for a
+  fixed-to-fixed conversion that drops more than 64 bits (frac_in - frac > 64 with a 64-bit
+  source); with ``-DNDEBUG`` its result equals the exact semantics implemented here.
 """
 
 from __future__ import annotations
@@ -102,9 +107,13 @@ def _round_shift_right(m: np.ndarray, s: int, rounding: str) -> np.ndarray:
     if rounding == 'TRN':
         return np.right_shift(m, min(s, 63))
     if rounding == 'TRN_ZERO':
-        low = (1 << s) - 1 if s < 64 else -1  # -1 == all 64 bits
-        q = np.right_shift(m, min(s, 63))
-        q += (m < 0) & ((m & low) != 0)
+        if s >= 64:  # |m| <= 2**63 < 2**s
+            return np.zeros(m.shape, np.int64)
+        # trunc(m / 2**s) == floor((m + bias) / 2**s) with bias = 2**s - 1 for m < 0 (cannot overflow)
+        q = np.right_shift(m, 63)
+        q &= (1 << s) - 1
+        q += m
+        q >>= s
         return q
     # Nearest modes: start from RND (ties toward +inf) = floor((floor(m / 2**(s-1)) + 1) / 2),
     # which cannot overflow int64, then move ties down where the mode requires it.
@@ -117,18 +126,16 @@ def _round_shift_right(m: np.ndarray, s: int, rounding: str) -> np.ndarray:
         np.right_shift(q, 1, out=q)
     if rounding == 'RND':
         return q
-    tie = ((m >> (s - 1)) & 1).astype(bool)
-    if s > 1:
-        tie &= (m & ((1 << (s - 1)) - 1)) == 0
-    if rounding == 'RND_MIN_INF':
-        down = tie
-    elif rounding == 'RND_ZERO':
-        down = tie & (m >= 0)
+    low, half = ((1 << s) - 1, 1 << (s - 1)) if s < 64 else (-1, _I64_MIN)  # int64 bit patterns
+    tie = (m & low) == half  # the dropped bits are exactly one half
+    if rounding == 'RND_ZERO':
+        tie &= m >= 0  # positive ties go down; negative ones already went up, toward zero
     elif rounding == 'RND_INF':
-        down = tie & (m < 0)
-    else:  # RND_CONV: ties to even; RND made the tie odd exactly when it landed on an odd value
-        down = tie & ((q & 1) == 1)
-    q -= down
+        tie &= m < 0  # negative ties go down (away from zero)
+    if rounding == 'RND_CONV':
+        np.bitwise_and(q, -2, out=q, where=tie)  # ties to even: RND's odd tie result drops by one
+    else:
+        np.subtract(q, 1, out=q, where=tie)
     return q
 
 
@@ -226,7 +233,7 @@ class FixedType:
     # ----------------------------------------------------------------- conversions
     def to_float(self, m: object) -> np.ndarray:
         """Mantissas -> float64 values ``m * 2**-frac`` (rounded to nearest for |m| > 2**53)."""
-        return np.ldexp(np.asarray(m, dtype=np.float64), -self.frac)
+        return np.asarray(np.ldexp(np.asarray(m, dtype=np.float64), -self.frac))
 
     def quantize(self, x: object) -> np.ndarray:
         """Real values (float64-exact) -> int64 mantissas with rounding and overflow applied.
@@ -236,7 +243,11 @@ class FixedType:
         return self._quantize_nd(x, False)[0]
 
     def quantize_count(self, x: object) -> tuple[np.ndarray, int]:
-        """Like :meth:`quantize`, also returning how many elements overflowed."""
+        """Like :meth:`quantize`, also returning how many elements overflowed.
+
+        An element overflowed when its rounded value was outside ``[min, max]`` (for signed
+        SAT_SYM, W > 1: outside ``[min + 1, max]``), i.e. the overflow mode changed it.
+        """
         return self._quantize_nd(x, True)
 
     def cast(self, m: object, frac_in: int) -> np.ndarray:
@@ -244,12 +255,10 @@ class FixedType:
         return self._cast_nd(m, frac_in, False)[0]
 
     def cast_count(self, m: object, frac_in: int) -> tuple[np.ndarray, int]:
-        """Like :meth:`cast`, also returning how many elements overflowed."""
+        """Like :meth:`cast`, also returning how many elements overflowed (see :meth:`quantize_count`)."""
         return self._cast_nd(m, frac_in, True)
 
     # ----------------------------------------------------------------- internals
-    # "Overflowed" (counted) means the overflow mode changed the rounded value: it was
-    # outside [min, max] (for signed AP_SAT_SYM with W > 1: outside [min + 1, max]).
 
     def _quantize_nd(self, x: object, count: bool) -> tuple[np.ndarray, int]:
         """quantize/quantize_count for any shape (the core works on a flat array)."""
@@ -303,6 +312,11 @@ class FixedType:
                 return np.zeros(m.shape, np.int64), n
             q = np.left_shift(m.view(np.uint64), np.uint64(t)).view(np.int64)  # wraps mod 2**64
             return _wrap_inplace(q, self.width, self.signed), n
+        if self.overflow != 'SAT_ZERO' and _I64_MIN <= (lo_thr - 1) << t and (hi_thr + 1) << t <= _I64_MAX:
+            # Fast path: clip one step beyond the thresholds so the shift stays in int64, then saturate.
+            q = np.clip(m, lo_thr - 1, hi_thr + 1)
+            q <<= t
+            return np.clip(q, lo, hi, out=q), n
         q = np.left_shift(np.clip(m, lo_thr, hi_thr), min(t, 63))  # exact for in-range values
         if self.overflow == 'SAT_ZERO':
             np.putmask(q, (m > hi_thr) | (m < lo_thr), 0)
@@ -315,27 +329,37 @@ class FixedType:
 
     def _quantize(self, x: np.ndarray, count: bool) -> tuple[np.ndarray, int]:
         """quantize on a 1-D float64 array (not modified)."""
+        f = self.frac
         with np.errstate(over='ignore', under='ignore'):
-            y = np.ldexp(x, self.frac)  # exact unless it over/underflows the float64 exponent
-        if self.frac < 0:
+            # Scaling by a power of two is exact unless it over/underflows the float64 exponent.
+            y = x * 2.0**f if -1022 <= f <= 1023 else np.ldexp(x, f)
+        if f < 0:
             # Underflow to zero would lose the sign of tiny non-zero values, which floor needs.
             lost = (y == 0) & (x != 0)
             if lost.any():
                 y[lost] = np.copysign(1e-300, x[lost])
-        # NaN -> 0; inf (also from exponent overflow) -> 2**1023, a multiple of 2**64 beyond any range.
-        y = np.nan_to_num(y, copy=False, nan=0.0, posinf=2.0**1023, neginf=-(2.0**1023))
-        q = _round_float(y, self.rounding)  # integer-valued float64, exact
+        y_min, y_max = (float(y.min()), float(y.max())) if y.size else (0.0, 0.0)  # NaN propagates
+        if not (np.isfinite(y_min) and np.isfinite(y_max)):
+            # NaN -> 0; inf (also from exponent overflow) -> 2**1023, a multiple of 2**64 beyond any range.
+            np.nan_to_num(y, copy=False, nan=0.0, posinf=2.0**1023, neginf=-(2.0**1023))
+            y_min, y_max = float(y.min()), float(y.max())
+        q = _round_float(y, self.rounding)  # integer-valued float64, exact (y is consumed)
+        q_min, q_max = np.floor(y_min), np.ceil(y_max)  # every rounding mode stays within these
 
         width, signed = self.width, self.signed
         hi_b = 2.0 ** (width - 1) if signed else 2.0**width  # exclusive upper bound
         lo_b = -(2.0 ** (width - 1)) if signed else 0.0  # inclusive lower bound
         sym = self._sat_min != self.min_mantissa
+        if (q_min > lo_b or (q_min == lo_b and not sym)) and q_max < hi_b:  # nothing can overflow
+            return q.astype(np.int64), 0
         n = 0
         if count:
             under = (q <= lo_b) if sym else (q < lo_b)
             n = int(np.count_nonzero(under | (q >= hi_b)))
         if self.overflow == 'WRAP':
-            if width <= 52:
+            if -(2.0**63) <= q_min and q_max < 2.0**63:
+                pass  # converts to int64 exactly as is
+            elif width <= 52:
                 np.fmod(q, 2.0**width, out=q)  # exact; |q| < 2**52 afterwards
             else:
                 np.fmod(q, 2.0**64, out=q)  # exact; fold into [-2**63, 2**63) (exact as well)
@@ -347,8 +371,7 @@ class FixedType:
             return q.astype(np.int64), n
         # SAT / SAT_SYM: clip in float64, then convert exactly.  Below 2**53 the clip bound
         # nextafter(hi_b, 0) truncates to max; above it, max is not a float and is patched in.
-        exact_hi = hi_b <= 2.0**53
-        over = None if exact_hi else q >= hi_b
+        over = None if hi_b <= 2.0**53 else q >= hi_b
         r = np.clip(q, lo_b, np.nextafter(hi_b, 0.0), out=q).astype(np.int64)
         if over is not None:
             np.putmask(r, over, self.max_mantissa)
@@ -358,20 +381,33 @@ class FixedType:
 
 
 def _round_float(y: np.ndarray, rounding: str) -> np.ndarray:
-    """Round a float64 array to integer-valued float64 exactly, per ``rounding``."""
+    """Round float64 ``y`` (overwritten) to integer-valued float64 exactly, per ``rounding``."""
     if rounding == 'TRN':
-        return np.floor(y)
+        return np.floor(y, out=y)
     if rounding == 'TRN_ZERO':
-        return np.trunc(y)
+        return np.trunc(y, out=y)
     if rounding == 'RND_CONV':
-        return np.rint(y)  # IEEE round-half-even is exact
+        return np.rint(y, out=y)  # IEEE round-half-even is exact
+    # Note floor(y + 0.5) is wrong: y + 0.5 itself rounds (e.g. for 0.49999999999999994 or y >= 2**52).
+    if rounding == 'RND':
+        q = np.floor(y)
+        r = np.subtract(y, q, out=y)  # exact except for y in (-1/2, 0), where it still stays >= 1/2
+        q += r >= 0.5
+        return q
+    if rounding == 'RND_MIN_INF':
+        q = np.ceil(y)
+        r = np.subtract(q, y, out=y)  # mirror image of the RND case
+        q -= r >= 0.5
+        return q
     t = np.trunc(y)
-    f = y - t  # exact fractional part, same sign as y (zero when |y| >= 2**52)
-    up = (f >= 0.5) if rounding in ('RND', 'RND_INF') else (f > 0.5)
-    down = (f <= -0.5) if rounding in ('RND_MIN_INF', 'RND_INF') else (f < -0.5)
-    t += up  # |t| < 2**52 wherever f != 0, so these additions are exact
-    t -= down
-    return t
+    f = np.subtract(y, t, out=y)  # exact fractional part, same sign as y (zero when |y| >= 2**52)
+    if rounding == 'RND_INF':  # ties away from zero
+        t += f >= 0.5
+        t -= f <= -0.5
+    else:  # RND_ZERO: ties toward zero
+        t += f > 0.5
+        t -= f < -0.5
+    return t  # |t| < 2**52 wherever f != 0, so the increments are exact
 
 
 def _as_int64(m: object) -> np.ndarray:

@@ -245,6 +245,9 @@ def test_cast_input_types_and_shapes() -> None:
     with pytest.raises(TypeError):
         t.cast(np.array([1.5]), 4)
     assert t.quantize(1.0).shape == ()
+    assert t.quantize([]).dtype == np.int64 and t.quantize([]).shape == (0,)
+    assert t.cast(np.zeros((0, 3), np.int64), 9).shape == (0, 3)
+    assert t.with_(overflow='SAT').quantize_count(np.zeros((2, 0)))[1] == 0
     assert t.to_float(np.array([16, -8])).tolist() == [1.0, -0.5]
 
 

@@ -24,14 +24,14 @@ from fpga4ml.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedType
 
 # (width, integer, signed): negative I, I > W, W = 1 and W = 64 / 63 (unsigned) included.
 SHAPES = [
-    (1, 1, True), (2, 0, True), (8, 3, True), (16, 6, True), (8, -3, True), (6, 10, True),
-    (32, 16, True), (53, 20, True), (54, 60, True), (64, 32, True), (64, 64, True), (64, -4, True),
-    (1, 0, False), (8, 0, False), (12, -2, False), (5, 9, False), (32, 32, False), (63, 30, False),
+    (1, 1, True), (8, 3, True), (8, -3, True), (6, 10, True), (53, 20, True), (54, 60, True),
+    (64, 32, True), (64, 64, True), (64, -4, True),
+    (1, 0, False), (8, 0, False), (12, -2, False), (5, 9, False), (63, 30, False),
 ]
 # Cast shift distances s = frac_in - frac_out (positive: right shift with rounding).
 SHIFTS = [1, 2, 3, 5, 17, 40, 62, 63, 64, 65, 100, 0, -1, -3, -40, -63, -64, -70]
 CASTS_PER_TYPE = 2
-N_TRANSLATION_UNITS = 4
+N_TRANSLATION_UNITS = max(2, min(8, os.cpu_count() or 1))  # compiled in parallel
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,11 @@ def apfixed_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
         sources.append(path)
 
     def compile_one(src: Path) -> Path:
+        """Compile one translation unit.  -DNDEBUG: the header's C-sim model asserts ("read bit
+        beyond MSB") when a conversion drops more than 64 bits, although the result is right."""
         obj = src.with_suffix('.o')
-        proc = subprocess.run([gxx, '-std=c++14', '-O0', '-DNDEBUG', '-w', '-I', str(include), '-c', str(src), '-o', str(obj)],
-                              capture_output=True, text=True)
+        cmd = [gxx, '-std=c++14', '-O0', '-DNDEBUG', '-w', '-I', str(include), '-c', str(src), '-o', str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             pytest.fail(f'g++ failed on {src.name}:\n{proc.stderr[-4000:]}')
         return obj
@@ -230,16 +232,21 @@ def test_matches_xilinx_ap_fixed(apfixed_binary: Path, tmp_path: Path) -> None:
     assert len(outputs) == sum(x.size for x in inputs), 'C++ program produced an unexpected number of results'
 
     mismatches: list[str] = []
-    pos = n_checked = 0
+    pos = n_checked = n_bad = 0
     for c, x in zip(CASES, inputs):
         expected = [_sign_extend(int(h, 16), c.target) for h in outputs[pos:pos + x.size]]
         pos += x.size
         got = c.target.quantize(x) if c.frac_in is None else c.target.cast(x, c.frac_in)
         n_checked += x.size
         for xi, e, g in zip(x.tolist(), expected, got.tolist()):
-            if e != g and len(mismatches) < 40:
+            if e == g:
+                continue
+            n_bad += 1
+            if len(mismatches) < 40:
+                t = c.target
                 src = 'double' if c.frac_in is None else f'ap_fixed<64,{64 - c.frac_in}> (frac_in={c.frac_in})'
-                shown = float.hex(xi) + f' ({xi!r})' if c.frac_in is None else str(xi)
-                mismatches.append(f'{c.target.to_cpp()} from {src}: input {shown}: ap_fixed={e} fpga4ml={g}')
-    assert not mismatches, f'{len(mismatches)}+ mismatches (of {n_checked}):\n' + '\n'.join(mismatches)
+                shown = f'{float.hex(xi)} ({xi!r})' if c.frac_in is None else str(xi)
+                mismatches.append(f'{t.to_cpp()} [{t.rounding}/{t.overflow}] from {src}: input {shown}: '
+                                  f'ap_fixed={e} fpga4ml={g}')
+    assert not n_bad, f'{n_bad} mismatches (of {n_checked}), first ones:\n' + '\n'.join(mismatches)
     assert n_checked > 50_000
