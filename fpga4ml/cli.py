@@ -1,0 +1,380 @@
+"""The ``fpga4ml`` command: convert, summarize and profile a trained Keras model.
+
+    fpga4ml convert model.keras -o build/my_model [--config config.yml] [--default-precision 'fixed<16,6>']
+    fpga4ml summary model.keras
+    fpga4ml profile model.keras data.npy [--n 10000]
+
+Errors in the input (missing file, bad precision string, unsupported layer, bad data) print one
+line, ``fpga4ml: error: ...``, on stderr and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Keras reads its backend once, at its first import: choose it before anything imports keras.
+os.environ.setdefault('KERAS_BACKEND', 'torch')
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+PROG = 'fpga4ml'
+BACKENDS = ('Vitis', 'Vivado', 'Verilog')
+IO_TYPES = ('io_parallel', 'io_stream')
+GRANULARITIES = ('model', 'type', 'name')
+#: keys of an hls4ml project-style YAML file (hls4ml's own `convert -c config.yml`) that map to options
+_PROJECT_KEYS = {'OutputDir': 'output', 'ProjectName': 'project_name', 'Backend': 'backend',
+                 'IOType': 'io_type', 'Part': 'part', 'ClockPeriod': 'clock_period'}
+
+
+class CLIError(Exception):
+    """A user error detected by the command line itself (bad option combination, bad data file)."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception classes that mean 'bad input', reported in one line instead of a traceback."""
+    from . import BackendUnavailableError, ConfigError, GraphError, PrecisionError
+
+    return (CLIError, ConfigError, PrecisionError, GraphError, BackendUnavailableError, OSError, ValueError)
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (Keras and numpy messages can span several)."""
+    text = ' '.join(str(err).split())
+    if isinstance(err, KeyError) and text.startswith("'") and text.endswith("'"):
+        text = text[1:-1]
+    return text or type(err).__name__
+
+
+def _choice(allowed: tuple[str, ...]):
+    """An argparse `type` that accepts any capitalization of `allowed` and returns its spelling."""
+    def parse(value: str) -> str:
+        for a in allowed:
+            if value.lower() == a.lower():
+                return a
+        raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from {', '.join(allowed)})")
+    return parse
+
+
+# --------------------------------------------------------------------------- loading inputs
+
+
+def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
+    """(hls_config, project settings) from a .yml/.yaml/.json file.
+
+    The file is either an hls4ml config dict ({'Model': ..., 'LayerName': ...}) or an hls4ml
+    project file with the config under 'HLSConfig' and OutputDir/ProjectName/Backend/IOType/Part/
+    ClockPeriod beside it (these become defaults for the matching command-line options).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f'configuration file {path!r} does not exist')
+    text = p.read_text(encoding='utf-8')
+    if p.suffix.lower() == '.json':
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CLIError(f'configuration file {path!r} is not valid JSON: {err}') from None
+    elif p.suffix.lower() in ('.yml', '.yaml'):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise CLIError(f'configuration file {path!r} is not valid YAML: {_one_line(err)}') from None
+    else:
+        raise CLIError(f'configuration file {path!r}: expected a .yml, .yaml or .json file')
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CLIError(f'configuration file {path!r} must hold a mapping (hls4ml config dict), '
+                       f'got {type(data).__name__}')
+    if 'HLSConfig' in data:
+        project = {opt: data[key] for key, opt in _PROJECT_KEYS.items() if key in data}
+        hls_config = data['HLSConfig'] or {}
+        if not isinstance(hls_config, dict):
+            raise CLIError(f"configuration file {path!r}: 'HLSConfig' must be a mapping")
+        return hls_config, project
+    return data, {}
+
+
+def _load_keras(path: str):
+    from .frontends.keras import load_keras_model
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'model file {path!r} does not exist')
+    return load_keras_model(path)
+
+
+def _build_config(args, keras_model) -> tuple[dict, dict[str, Any]]:
+    """The hls4ml config dict for the model: from --config, or generated like config_from_keras_model."""
+    from . import config_from_keras_model, parse_precision
+
+    if args.config is not None:
+        if args.granularity is not None:
+            raise CLIError('--granularity generates a configuration; it cannot be combined with --config')
+        config, project = _load_config_file(args.config)
+        if args.default_precision is not None:  # the command line wins over the file
+            parse_precision(args.default_precision)
+            model = config.setdefault('Model', {})
+            if not isinstance(model, dict):
+                raise CLIError(f"configuration file {args.config!r}: 'Model' must be a mapping")
+            prec = model.get('Precision')
+            if isinstance(prec, dict):
+                prec['default'] = args.default_precision
+            else:
+                model['Precision'] = args.default_precision
+        return config, project
+    config = config_from_keras_model(keras_model, granularity=args.granularity or 'model',
+                                     default_precision=args.default_precision or 'fixed<16,6>')
+    return config, {}
+
+
+def _convert(args, output_dir: str = 'my-fpga4ml-prj', backend: str | None = None, project: dict | None = None,
+             keras_model=None, config: dict | None = None):
+    """Load and convert the model named by args.model with the options in args."""
+    from . import convert_from_keras_model
+
+    project = project or {}
+
+    def option(name: str, default: Any) -> Any:  # command line > project file > default
+        value = getattr(args, name, None)
+        return value if value is not None else project.get(name, default)
+
+    settings = {
+        'output_dir': output_dir,
+        'project_name': option('project_name', 'myproject'),
+        'backend': backend or project.get('backend', 'Vitis'),
+        'io_type': option('io_type', 'io_parallel'),
+        'part': option('part', None),
+        'clock_period': option('clock_period', 5),
+    }
+    return convert_from_keras_model(keras_model, hls_config=config, **settings)
+
+
+def _load_data(path: str, n: int | None) -> np.ndarray:
+    """A numeric array from a .npy file (or a .npz holding one array), never unpickling."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f'data file {path!r} does not exist')
+    with open(p, 'rb') as f:
+        magic = f.read(6)
+    if magic != b'\x93NUMPY' and not magic.startswith(b'PK\x03\x04'):
+        raise CLIError(f'{path!r} is not a .npy file (save the samples with numpy.save)')
+    try:
+        data = np.load(p, allow_pickle=False)
+    except ValueError as err:
+        raise CLIError(f'cannot read {path!r} as a numeric .npy array ({_one_line(err).split(".")[0]}); '
+                       'pickled and object arrays are refused') from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            keys = list(data.keys())
+            if len(keys) != 1:
+                raise CLIError(f'{path!r} holds {len(keys)} arrays {keys}; give a .npy file or a .npz with one array')
+            data = data[keys[0]]
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.issubdtype(data.dtype, np.complexfloating):
+        raise CLIError(f'{path!r} holds {data.dtype} values; expected real numbers')
+    if n is not None:
+        data = data[:n]
+    return np.asarray(data, dtype=np.float64)
+
+
+def _check_input_shape(model, x: np.ndarray, path: str) -> np.ndarray:
+    inputs = model.get_input_names()
+    if len(inputs) != 1:
+        raise CLIError(f'the model has {len(inputs)} inputs {inputs}; profile takes a single input array')
+    shape = model.graph[inputs[0]].shape
+    if x.shape == shape:
+        x = x[None]
+    if x.shape[1:] != shape:
+        raise CLIError(f'{path!r} has shape {x.shape}; the model input {inputs[0]!r} expects '
+                       f'(n_samples, {", ".join(map(str, shape))})')
+    if len(x) == 0:
+        raise CLIError(f'{path!r} holds no samples')
+    return x
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_convert(args) -> int:
+    """`fpga4ml convert`: write the typed graph; with an explicit --backend, the firmware too."""
+    from . import BackendUnavailableError
+    from .serialize import write_typed_graph
+
+    keras_model = _load_keras(args.model)
+    config, project = _build_config(args, keras_model)
+    out = args.output or project.get('output')
+    if not out:
+        raise CLIError('no output directory: give -o DIR (or OutputDir in an hls4ml project config file)')
+    backend = args.backend or project.get('backend')
+    model = _convert(args, output_dir=str(out), backend=backend, project=project, keras_model=keras_model,
+                     config=config)
+    written = write_typed_graph(model, out)
+    print(f'{PROG}: converted {args.model} ({len(model.graph)} layers) -> '
+          + ', '.join(str(p) for p in written))
+    if backend is not None:
+        try:
+            model.write()
+        except BackendUnavailableError as err:
+            print(f'{PROG}: error: {_one_line(err)}', file=sys.stderr)
+            return 2
+        print(f'{PROG}: wrote the {model.backend} project into {out}')
+    return 0
+
+
+def cmd_summary(args) -> int:
+    """`fpga4ml summary`: print the per-layer table of the converted model."""
+    keras_model = _load_keras(args.model)
+    config, project = _build_config(args, keras_model)
+    model = _convert(args, project=project, keras_model=keras_model, config=config)
+    print(model)
+    return 0
+
+
+def _agreement_lines(model, x: np.ndarray) -> list[str]:
+    """Float (the converted graph in float64) against the fixed-point emulator, per output."""
+    from .emulator.reference import float_forward
+
+    fixed = model.predict(x)
+    fixed = fixed if isinstance(fixed, list) else [fixed]
+    floats = float_forward(model.graph, x)
+    lines = [f'float vs fixed on {len(x)} samples (float: the converted graph in float64, '
+             'BatchNorm fused, unquantized weights):']
+    for name, f, q in zip(model.get_output_names(), floats, fixed):
+        f = np.asarray(f, dtype=np.float64).reshape(len(x), -1)
+        q = np.asarray(q, dtype=np.float64).reshape(len(x), -1)
+        diff = np.abs(f - q)
+        line = f'  {name}: max |float - fixed| = {diff.max():.6g}, mean = {diff.mean():.6g}'
+        if model.graph[name].op == 'Softmax' and f.shape[1] > 1:
+            agree = float(np.mean(np.argmax(f, axis=1) == np.argmax(q, axis=1)))
+            line += f', argmax agreement = {100 * agree:.2f} %'
+        lines.append(line)
+    return lines
+
+
+def cmd_profile(args) -> int:
+    """`fpga4ml profile`: per-layer ranges and overflows on data, and float-vs-fixed agreement."""
+    from . import profile
+
+    if args.n is not None and args.n < 1:
+        raise CLIError(f'--n must be a positive number of samples, got {args.n}')
+    keras_model = _load_keras(args.model)
+    x = _load_data(args.data, args.n)
+    config, project = _build_config(args, keras_model)
+    model = _convert(args, project=project, keras_model=keras_model, config=config)
+    x = _check_input_shape(model, x, args.data)
+    model.compile()
+    profile(model, x)
+    print()
+    print('\n'.join(_agreement_lines(model, x)))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('model', metavar='MODEL.keras', help='trained Keras 3 model file (.keras or .h5)')
+    p.add_argument('--config', '-c', metavar='CONFIG', default=None,
+                   help='hls4ml-style configuration as .yml/.yaml/.json (a dict with Model/LayerType/'
+                        "LayerName, or an hls4ml project file with 'HLSConfig'); by default one is "
+                        'generated as config_from_keras_model does')
+    p.add_argument('--granularity', type=_choice(GRANULARITIES), default=None, metavar='{model,type,name}',
+                   help="granularity of the generated configuration: 'model' (default), 'type' or 'name'; "
+                        "per-layer entries ask for inferred ('auto') types")
+    p.add_argument('--default-precision', metavar='TYPE', default=None,
+                   help="model default precision, e.g. 'fixed<16,6>' or 'ap_fixed<18,8,AP_RND,AP_SAT>' "
+                        '(default fixed<16,6>; with --config it replaces the file\'s Model default)')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the fpga4ml command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description='Convert trained neural networks into FPGA firmware. Today: Keras 3 models, '
+                    'typed (fixed-point) graphs and a bit-exact integer emulator; the HLS and '
+                    'Verilog back ends are not available yet.',
+        epilog="Run 'fpga4ml COMMAND --help' for the options of a command.")
+    parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    p = sub.add_parser(
+        'convert', help='convert a model and write its typed graph',
+        description='Convert a Keras model with an hls4ml-style configuration and write the typed graph '
+                    '(graph.json: types and integer weights of every layer; config.yml: the configuration '
+                    'used; summary.txt: the layer table) into DIR. The files are the same byte for byte '
+                    'for the same model and configuration. With an explicit --backend the firmware '
+                    'project is written too (not available in this version: exit code 2).')
+    _add_config_options(p)
+    p.add_argument('-o', '--output', metavar='DIR', default=None, help='output directory (created if needed)')
+    p.add_argument('--backend', type=_choice(BACKENDS), default=None, metavar='{Vitis,Vivado,Verilog}',
+                   help=f"firmware back end: {', '.join(BACKENDS)}; when given, also write the project")
+    p.add_argument('--io-type', type=_choice(IO_TYPES), default=None, metavar='{io_parallel,io_stream}',
+                   help='io_parallel (default) or io_stream, as in hls4ml')
+    p.add_argument('--project-name', metavar='NAME', default=None,
+                   help='top-level name, a C identifier (default myproject)')
+    p.add_argument('--part', metavar='PART', default=None, help='FPGA part (default xcvu13p-flga2577-2-e)')
+    p.add_argument('--clock-period', metavar='NS', type=float, default=None,
+                   help='clock period in ns (default 5)')
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser('summary', help='print the per-layer table of the converted model',
+                       description='Convert a Keras model and print its layers: shapes, fixed-point '
+                                   'types, parameters and non-zero weights.')
+    _add_config_options(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser(
+        'profile', help='per-layer ranges and overflows on data, float vs fixed agreement',
+        description='Convert a Keras model, run the bit-exact emulator on DATA.npy (shape (n, *input_shape)) '
+                    'and print, per layer, the range of values used against the range of its type and the '
+                    'number of values that wrapped or saturated; then compare the fixed-point outputs with '
+                    'the float outputs of the same graph.')
+    _add_config_options(p)
+    p.add_argument('data', metavar='DATA.npy', help='input samples as a .npy array (never unpickled)')
+    p.add_argument('--n', type=int, metavar='N', default=None, help='use only the first N samples')
+    p.set_defaults(func=cmd_profile)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Configuration warnings as one line each; other warnings as Python prints them."""
+    from . import ConfigWarning
+
+    stream = file or sys.stderr
+    if issubclass(category, ConfigWarning):
+        stream.write(f'{PROG}: warning: {_one_line(message)}\n')
+    else:
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the fpga4ml command with `argv` (default sys.argv[1:]); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, 'func', None) is None:
+        parser.print_help()
+        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print(f'{PROG}: interrupted', file=sys.stderr)
+            return 130
+        except _user_errors() as err:
+            print(f'{PROG}: error: {_one_line(err)}', file=sys.stderr)
+            return 2 if type(err).__name__ == 'BackendUnavailableError' else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
