@@ -98,13 +98,13 @@ def build_softmax_tables(node: Node) -> None:
     exp_index = FixedType(bits + 1, magnitude_bits + 1, True, 'TRN', 'SAT')
     addresses = np.arange(1 << bits, dtype=np.float64)
     exp_values = exp_t.quantize(np.exp(-addresses * exp_index.lsb))
-    # 1/s for s = sum of exps in [exp(0), n]: s is floored into ufixed<bits, bitlen(n)>, and each
-    # entry holds 1/s at the middle of its interval.
+    # 1/s for s = sum of exps in [exp(0), n]: s is floored into ufixed<bits, bitlen(n)>, and entry
+    # k holds 1/(k * lsb), exact on the grid: a dominating class (s == 1) gets exactly 1.0.
     n = node.shape[-1]
     inv_index = FixedType(bits, max(int(n).bit_length(), 1), False, 'TRN', 'SAT')
     k = np.arange(1 << bits, dtype=np.float64)
     with np.errstate(divide='ignore'):
-        inv_values = inv_t.quantize(np.where(k > 0, 1.0 / ((k + 0.5) * inv_index.lsb), inv_t.max_value))
+        inv_values = inv_t.quantize(np.where(k > 0, 1.0 / (k * inv_index.lsb), inv_t.max_value))
     node.attrs['tables'] = {
         'exp': Table(exp_index, exp_values, exp_t),
         'inv': Table(inv_index, inv_values, inv_t),
