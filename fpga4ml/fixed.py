@@ -216,13 +216,25 @@ class FixedType:
             return f',{prefix}{self.rounding}'
         return ''
 
+    @property
+    def is_ap_int(self) -> bool:
+        """True for the semantics of ``ap_int``/``ap_uint`` (integer, TRN_ZERO, WRAP)."""
+        return self.frac == 0 and self.rounding == 'TRN_ZERO' and self.overflow == 'WRAP'
+
     def __str__(self) -> str:
-        """hls4ml-style spelling, e.g. ``fixed<16,6>`` or ``ufixed<8,0,RND,SAT>``."""
+        """hls4ml-style spelling, e.g. ``fixed<16,6>``, ``ufixed<8,0,RND,SAT>`` or ``int<8>``."""
+        if self.is_ap_int:
+            return f"{'int' if self.signed else 'uint'}<{self.width}>"
         kind = 'fixed' if self.signed else 'ufixed'
         return f'{kind}<{self.width},{self.integer}{self._mode_suffix("")}>'
 
     def to_cpp(self) -> str:
-        """C++ spelling, e.g. ``ap_fixed<16,6>`` or ``ap_ufixed<8,0,AP_RND,AP_SAT>``."""
+        """C++ spelling, e.g. ``ap_fixed<16,6>`` or ``ap_ufixed<8,0,AP_RND,AP_SAT>``.
+
+        Integer types are spelled ``ap_fixed<W,W,AP_TRN_ZERO>``, never ``ap_int<W>``: the same
+        semantics from fixed-point sources, without ap_int's conversion from double, which maps
+        negative values in (-0.5, 0) to +1 (ap_int_base.h:273-318).
+        """
         kind = 'ap_fixed' if self.signed else 'ap_ufixed'
         return f'{kind}<{self.width},{self.integer}{self._mode_suffix("AP_")}>'
 
@@ -449,7 +461,9 @@ def parse_precision(text: str | FixedType) -> FixedType | str:
             if len(args) != 1 or not re.fullmatch(r'[+-]?\d+', args[0]):
                 raise PrecisionError('integer types take exactly one width parameter')
             width = int(args[0])
-            return FixedType(width, width, not unsigned)
+            # ap_int/ap_uint: converting a fixed-point value into them truncates toward zero and
+            # wraps (ap_int_base.h:324-327 -> ap_fixed_base.h:796-826), i.e. TRN_ZERO + WRAP
+            return FixedType(width, width, not unsigned, 'TRN_ZERO', 'WRAP')
         if not 2 <= len(args) <= 5 or not all(re.fullmatch(r'[+-]?\d+', a) for a in args[:2]):
             raise PrecisionError('fixed types take W,I[,Q[,O[,N]]] with integer W and I')
         width, integer = int(args[0]), int(args[1])

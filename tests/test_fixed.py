@@ -320,11 +320,11 @@ def test_str_and_cpp() -> None:
     ('fixed<8,3,rnd_min_inf,wrap>', FixedType(8, 3, True, 'RND_MIN_INF', 'WRAP')),
     ('ufixed<6,10,RND_INF>', FixedType(6, 10, False, 'RND_INF')),
     ('fixed<64,64>', FixedType(64, 64)),
-    ('ap_int<8>', FixedType(8, 8)),
-    ('ap_uint<8>', FixedType(8, 8, False)),
-    ('int<8>', FixedType(8, 8)),
-    ('uint<4>', FixedType(4, 4, False)),
-    ('INT< 12 >', FixedType(12, 12)),
+    ('ap_int<8>', FixedType(8, 8, True, 'TRN_ZERO')),  # ap_int truncates toward zero
+    ('ap_uint<8>', FixedType(8, 8, False, 'TRN_ZERO')),
+    ('int<8>', FixedType(8, 8, True, 'TRN_ZERO')),
+    ('uint<4>', FixedType(4, 4, False, 'TRN_ZERO')),
+    ('INT< 12 >', FixedType(12, 12, True, 'TRN_ZERO')),
 ])
 def test_parse_spellings(text: str, expected: FixedType) -> None:
     """Every accepted spelling parses to the right type."""

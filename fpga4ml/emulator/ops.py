@@ -120,6 +120,8 @@ def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
 
     if simple and fast.available():
         w_k = w << -shift if shift < 0 else w
+        if (prod_max << max(-shift, 0)).bit_length() <= 31 and abs_bound.bit_length() <= 31:
+            w_k = w_k.astype(np.int32)  # exact: products and partial sums proven to fit 31 bits
         nz_rows = np.flatnonzero(np.any(w_k != 0, axis=1)).astype(np.int64)
         k_shift = max(shift, 0)
 
@@ -215,10 +217,6 @@ def build_activation(node: Node, in_types: list[FixedType], in_ivs: list[Interva
             x = inputs[0]
             return final(np.where(x > 0, _shift_left(x, fa), x * alpha), stats)
         return leaky_kernel
-    if fn in ('relu', 'leaky_relu', 'prelu') and (node.attrs.get('threshold') or
-                                                    (fn != 'relu' and node.attrs.get('max_value') is not None)):
-        raise GraphError(f"layer {node.name!r}: ReLU with threshold={node.attrs.get('threshold')} or a "
-                         f"max_value together with a negative slope is not supported; use threshold=0")
     if fn == 'hard_sigmoid':
         slope, fp = params['slope']
         shift, _ = params['shift']

@@ -152,6 +152,12 @@ def param_mantissas(node: Node) -> dict[str, tuple[np.ndarray, int]]:
 def activation_interval(node: Node, x: Interval, in_t: FixedType) -> Interval:
     """Exact bounds of a piecewise activation before the cast to its result type."""
     fn = node.attrs['function']
+    # hls4ml 1.3 computes ReLU(threshold=t) as `x > t ? x : 0` (nnet_activation.h:544-557) and rejects
+    # ReLU(max_value=...) (converters/keras_v3/core.py:112); we support max_value without a slope
+    if fn in ('relu', 'leaky_relu', 'prelu') and (node.attrs.get('threshold') or
+                                                  (fn != 'relu' and node.attrs.get('max_value') is not None)):
+        raise GraphError(f"layer {node.name!r}: ReLU with threshold={node.attrs.get('threshold')} or a "
+                         f"max_value together with a negative slope is not supported; use threshold=0")
     if fn in ('leaky_relu', 'prelu', 'hard_sigmoid') and 'param' not in node.types:
         req = _requested(node, 'param')
         node.types['param'] = _default_param_type(node, in_t) if req == AUTO else req
