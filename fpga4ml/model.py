@@ -9,13 +9,12 @@ import numpy as np
 from .emulator.engine import Emulator, LayerStats
 from .intervals import Interval
 from .ir import Graph, Node
+from .model_errors import BackendUnavailableError
+
+SIMULATORS = ('emulator', 'csim')
 
 BACKENDS = ('Vitis', 'Vivado', 'Verilog')
 IO_TYPES = ('io_parallel', 'io_stream')
-
-
-class BackendUnavailableError(RuntimeError):
-    """The requested back end cannot emit firmware in this version of fpga4ml."""
 
 
 class TraceOutputs(dict):
@@ -39,12 +38,24 @@ class Model:
         self.clock_period = settings['clock_period']
         self.settings = settings
         self._emulator: Emulator | None = None
+        self._csim = None
 
     # ------------------------------------------------------------------ emulation
-    def compile(self) -> None:
-        """Prepare the emulator (kernels, tables, weights). Builds no C++: it takes milliseconds."""
+    def compile(self, sim: str = 'emulator', **options) -> None:
+        """Prepare predict(): the emulator (milliseconds, no C++), or with sim='csim' the HLS C simulation.
+
+        sim='csim' writes the HLS project (Vitis/Vivado back ends) and compiles it with g++ into a
+        shared library; `options` go to the back end (e.g. ap_types_dir=...). predict(x, sim='csim')
+        then runs it, one library call per batch.
+        """
+        if sim not in SIMULATORS:
+            raise ValueError(f'compile(sim={sim!r}): sim must be one of {list(SIMULATORS)}')
         if self._emulator is None:
             self._emulator = Emulator(self.graph, self.intervals)
+        if sim == 'csim':
+            from .backends import get_backend
+
+            self._csim = get_backend(self.backend).compile_csim(self, **options)
 
     @property
     def emulator(self) -> Emulator:
@@ -53,9 +64,20 @@ class Model:
         assert self._emulator is not None
         return self._emulator
 
-    def predict(self, x) -> np.ndarray | list[np.ndarray]:
-        """Bit-exact fixed-point outputs as float64; a list when the model has several outputs."""
-        outs = self.emulator.predict(x)
+    def predict(self, x, sim: str = 'emulator') -> np.ndarray | list[np.ndarray]:
+        """Bit-exact fixed-point outputs as float64; a list when the model has several outputs.
+
+        sim='emulator' (default) runs the integer emulator; sim='csim' the compiled HLS C simulation
+        (after compile(sim='csim')), which must give the same bits.
+        """
+        if sim == 'emulator':
+            outs = self.emulator.predict(x)
+        elif sim == 'csim':
+            if self._csim is None:
+                raise RuntimeError("predict(sim='csim') needs compile(sim='csim') first")
+            outs = self._csim.predict(x)
+        else:
+            raise ValueError(f'predict(sim={sim!r}): sim must be one of {list(SIMULATORS)}')
         return outs[0] if len(outs) == 1 else outs
 
     def predict_mantissas(self, x) -> dict[str, np.ndarray]:
@@ -80,19 +102,17 @@ class Model:
         return format_profile(self.graph, traced.stats)
 
     # ------------------------------------------------------------------ firmware
-    def _unavailable(self, what: str) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"{what}: the {self.backend!r} back end does not emit firmware in this version of fpga4ml. "
-            "predict(), trace() and profile() run the bit-exact emulator; the HLS (Vitis/Vivado) and "
-            "Verilog emitters are the next milestones. Use `fpga4ml convert ... -o DIR` to save the typed graph.")
+    def write(self):
+        """Write the firmware project for the selected back end into output_dir; returns its path."""
+        from .backends import get_backend
 
-    def write(self) -> None:
-        """Write the firmware project for the selected back end into output_dir."""
-        raise self._unavailable('write()')
+        return get_backend(self.backend).write(self)
 
-    def build(self, **kwargs) -> dict:
-        """Run the back end's synthesis flow and return its report."""
-        raise self._unavailable('build()')
+    def build(self, **options) -> dict:
+        """Run the back end's vendor/synthesis flow and return its report as a dict."""
+        from .backends import get_backend
+
+        return get_backend(self.backend).build(self, **options)
 
     # ------------------------------------------------------------------ introspection
     def get_layers(self) -> list[Node]:

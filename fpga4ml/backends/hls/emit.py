@@ -1,0 +1,587 @@
+"""HLS C++ emitter: one function per IR op, each returning readable ap_fixed C++ for one layer.
+
+Every emitted layer computes exactly what `fpga4ml/emulator/ops.py` computes (docs/semantics.md).
+The C++ relies on three facts about Xilinx ap_fixed, all checked against the real headers:
+`a * b`, `a + b` and `a - b` of two ap_fixed values are exact (the result type grows), comparisons
+are exact, and assigning a value to an ap_fixed variable (or a C-style cast) applies that type's
+rounding and then its overflow mode, which is fpga4ml's cast. Assigning a double is the same cast
+of the double's exact value (the emulator's Input quantization).
+
+Weights, biases and table entries are written as plain C integer arrays of mantissas (value =
+mantissa * 2^-F) and turned into fixed-point values by `from_bits<T>(m)` (a bit assignment: wiring
+in hardware). An array of ap_fixed initialised from decimal literals is equivalent, but g++ compiles
+one constructor call per element: see `WEIGHTS_NOTE`.
+
+The emitted layer functions take arrays: ``static void name(const in_t x[N], out_t y[M])``.
+Tensors of any shape are flattened in C (row-major) order, as numpy stores them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ...fixed import FixedType
+from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
+from ...passes.precision import param_mantissas, relu_max_mantissa
+from ...passes.tables import Table
+
+STRATEGIES = ('Latency', 'Resource')
+
+WEIGHTS_NOTE = (
+    'Weights are stored as integer mantissas (value = mantissa * 2^-F) and converted by from_bits<T>():\n'
+    'g++ compiles a plain integer array in milliseconds, while an ap_fixed array initialised from\n'
+    'decimal literals costs one inlined constructor call per element (g++ 12 -O1: 74 s for 10k\n'
+    'weights, more than 10 minutes for 100k).')
+
+CPP_RESERVED = frozenset('''
+alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t char32_t class
+compl const constexpr const_cast continue decltype default delete do double dynamic_cast else enum
+explicit export extern false float for friend goto if inline int long mutable namespace new noexcept
+not not_eq nullptr operator or or_eq private protected public register reinterpret_cast return short
+signed sizeof static static_assert static_cast struct switch template this thread_local throw true try
+typedef typeid typename union unsigned using virtual void volatile wchar_t while xor xor_eq
+main std hls ap_int ap_uint ap_fixed ap_ufixed from_bits size_t int8_t int16_t int32_t int64_t uint8_t
+uint16_t uint32_t uint64_t input_t result_t INLINE NDEBUG
+'''.split())
+#: identifier prefixes of the vendor headers' macros and types
+VENDOR_PREFIXES = ('ap_', 'AP_', '_AP', 'hls_', 'HLS_', 'ssdm', 'SSDM', '__')
+
+
+# ---------------------------------------------------------------------------- names and literals
+
+class Names:
+    """Allocates unique C identifiers from layer names (invalid characters become '_')."""
+
+    def __init__(self, reserved: set[str] | frozenset[str] = CPP_RESERVED) -> None:
+        self.used: set[str] = set(reserved)
+
+    def new(self, want: str) -> str:
+        base = re.sub(r'\W', '_', want, flags=re.ASCII) or 'v'
+        if base[0].isdigit() or base.startswith('_') or base.startswith(VENDOR_PREFIXES):
+            base = 'l' + base  # '_X' names are reserved in C++; ap_/AP_/hls_ names belong to the headers
+        ident, n = base, 1
+        while ident in self.used:
+            n += 1
+            ident = f'{base}_{n}'
+        self.used.add(ident)
+        return ident
+
+
+def int_type(t: FixedType) -> str:
+    """The smallest C integer type that holds every mantissa of `t`."""
+    for bits in (8, 16, 32, 64):
+        if t.width <= bits:
+            return f'int{bits}_t' if t.signed else f'uint{bits}_t'
+    raise GraphError(f'type {t} is wider than 64 bits')
+
+
+def index_int_type(n: int) -> str:
+    """C type of an index array addressing n elements."""
+    return 'uint16_t' if n <= 1 << 16 else 'uint32_t'
+
+
+def int_literal(m: int) -> str:
+    """A C integer literal for mantissa m (64-bit safe)."""
+    m = int(m)
+    if m == -(1 << 63):
+        return '(-9223372036854775807LL - 1)'
+    if -(1 << 31) <= m < (1 << 31):
+        return str(m)
+    return f'{m}LL'
+
+
+def format_ints(values, per_line: int = 16) -> str:
+    """Integers as the body of a C array initializer, `per_line` values a line."""
+    vals = [int_literal(v) for v in np.asarray(values).ravel().tolist()]
+    lines = [', '.join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    return ',\n'.join('    ' + line for line in lines)
+
+
+def real(m: int, frac: int) -> str:
+    """Exact decimal text of m * 2^-frac (for comments)."""
+    value = m / 2.0 ** frac if abs(m) < 1 << 53 else float(m) * 2.0 ** -frac
+    return repr(float(value))
+
+
+# ---------------------------------------------------------------------------- exact C++ types
+
+def product_type(a: FixedType, b: FixedType) -> FixedType:
+    """The type of ap_fixed's exact product a * b."""
+    return FixedType(a.width + b.width, a.integer + b.integer, a.signed or b.signed)
+
+
+def union_type(types: list[FixedType]) -> FixedType:
+    """A type holding every value of every type in `types` exactly."""
+    signed = any(t.signed for t in types)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer + (1 if signed and not t.signed else 0) for t in types)
+    return FixedType(integer + frac, integer, signed)
+
+
+def sum_type(t: FixedType, n: int) -> FixedType:
+    """A type holding the exact sum of n values of type t."""
+    k = max(n - 1, 0).bit_length()
+    return FixedType(t.width + k, t.integer + k, t.signed)
+
+
+def const_type(m: int, frac: int) -> FixedType:
+    """The narrowest type with `frac` fractional bits holding the constant mantissa m."""
+    signed = m < 0
+    width = ((-m - 1).bit_length() + 1) if signed else max(m.bit_length(), 1)
+    return FixedType(width, width - frac, signed)
+
+
+# ---------------------------------------------------------------------------- emission context
+
+@dataclass
+class Port:
+    """An array argument of a layer function: the tensor's C type and its element count."""
+
+    ctype: str
+    size: int
+    shape: tuple[int, ...]
+    ftype: FixedType
+
+
+@dataclass
+class Context:
+    """Everything emitted for one model: typedefs, weight arrays and layer functions."""
+
+    graph: Graph
+    names: Names
+    #: 'Vitis' or 'Vivado': the few pragmas that differ between the tools
+    backend: str = 'Vitis'
+    #: (typedef name, C++ type, comment) in emission order
+    typedefs: list[tuple[str, str, str]] = field(default_factory=list)
+    #: layer identifier (its weights header firmware/weights/<layer>.h) -> array definitions
+    arrays: dict[str, list[str]] = field(default_factory=dict)
+    #: node name -> typedef name of its output tensor
+    tensor_types: dict[str, str] = field(default_factory=dict)
+    #: node name -> C identifier (layer function name)
+    idents: dict[str, str] = field(default_factory=dict)
+
+    def typedef(self, node: Node, var: str, t: FixedType, comment: str = '') -> str:
+        """Declare `typedef <t> <node>_<var>_t;` and return its name."""
+        stem = self.idents[node.name] if var == 'result' else f'{self.idents[node.name]}_{var}'
+        name = self.names.new(f'{stem}_t')
+        self.typedefs.append((name, t.to_cpp(), comment or f'{node.name}: {var}'))
+        return name
+
+    def array(self, node: Node, var: str, ctype: str, values, comment: str) -> str:
+        """A `static const <ctype> <node>_<var>[N]` in firmware/weights/<node>.h; returns its name."""
+        name = self.names.new(f'{self.idents[node.name]}_{var}')
+        values = np.asarray(values).ravel()
+        text = f'// {comment}\nstatic const {ctype} {name}[{values.size}] = {{\n{format_ints(values)}\n}};\n'
+        self.arrays.setdefault(self.idents[node.name], []).append(text)
+        return name
+
+    def mantissa_array(self, node: Node, var: str, values, t: FixedType, what: str) -> str:
+        """Mantissas of type `t` as the smallest C integer array; read them with from_bits<t>."""
+        return self.array(node, var, int_type(t), values,
+                          f'{what}: {t.to_cpp()}, value = mantissa * 2^-{t.frac}' if t.frac >= 0 else
+                          f'{what}: {t.to_cpp()}, value = mantissa * 2^{-t.frac}')
+
+
+def header(node: Node, what: str, lines: list[str] = ()) -> str:
+    """The comment block above each layer function."""
+    out = [f'// ---- {node.name}: {what}']
+    out += [f'// {line}' for line in lines]
+    return '\n'.join(out) + '\n'
+
+
+def arg_names(n: int) -> list[str]:
+    """Names of a layer function's input arrays: x, or x0, x1, ... for several inputs."""
+    return ['x'] if n == 1 else [f'x{k}' for k in range(n)]
+
+
+def signature(func: str, ins: list[Port], out: Port) -> str:
+    args = [f'const {p.ctype} {x}[{p.size}]' for x, p in zip(arg_names(len(ins)), ins)]
+    return f'static void {func}({", ".join(args)}, {out.ctype} y[{out.size}])'
+
+
+def elementwise(head: str, sig: str, n: int, body: list[str], before: list[str] = ()) -> str:
+    """A layer function that applies `body` (statements using index i) to every element."""
+    lines = [head + sig + ' {', '    #pragma HLS PIPELINE']
+    lines += [f'    {s}' for s in before]
+    lines += [f'    for (int i = 0; i < {n}; i++) {{', '        #pragma HLS UNROLL']
+    lines += [f'        {s}' for s in body]
+    lines += ['    }', '}', '']
+    return '\n'.join(lines)
+
+
+def address(var: str, idx: FixedType) -> str:
+    """C expression of a table address: the index mantissa minus the index type's minimum.
+
+    For a signed W-bit index that is its raw bits with the sign bit flipped; unsigned: the raw bits.
+    """
+    bits = f'{var}.range().to_uint()'
+    return f'({bits} ^ {1 << (idx.width - 1)}u)' if idx.signed else bits
+
+
+def from_bits(ctype: str, expr: str) -> str:
+    return f'from_bits<{ctype}>({expr})'
+
+
+def constant(ctx: Context, node: Node, var: str, m: int, frac: int, t: FixedType | None = None) -> tuple[str, str]:
+    """A typed scalar constant: returns (declaration statement, name)."""
+    t = t or const_type(int(m), frac)
+    ctype = ctx.typedef(node, var, t, f'{node.name}: {var} = {real(int(m), frac)}')
+    return f'const {ctype} {var} = {from_bits(ctype, int_literal(m))};  // {real(int(m), frac)}', var
+
+
+# ---------------------------------------------------------------------------- Dense
+
+def valid_reuse_factors(n_in: int, n_out: int, strategy: str) -> list[int]:
+    """ReuseFactors a Dense n_in x n_out accepts.
+
+    Latency: any divisor of n_in * n_out (the fully unrolled layer is time-multiplexed over RF
+    cycles, n_in*n_out/RF multipliers). Resource: a divisor of n_in * n_out that also divides n_in
+    (each cycle multiplies n_in/RF whole input rows with all outputs) or is a multiple of n_in
+    (each cycle multiplies one slice of n_out*n_in/RF outputs of one row), so every cycle touches
+    a fixed set of accumulators; this is hls4ml's rule for its Resource strategy.
+    """
+    total = n_in * n_out
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    if strategy == 'Resource':
+        divisors = [d for d in divisors if n_in % d == 0 or d % n_in == 0]
+    return divisors
+
+
+def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
+    """(Strategy, ReuseFactor) of a Dense layer, validated (ValueError lists the valid values)."""
+    strategy = node.config.get('Strategy', 'Latency')
+    strategy = {'latency': 'Latency', 'resource': 'Resource'}.get(str(strategy).lower(), strategy)
+    if strategy not in STRATEGIES:
+        raise ValueError(f'layer {node.name!r}: Strategy must be one of {list(STRATEGIES)}, got {strategy!r}')
+    rf = node.config.get('ReuseFactor', 1)
+    valid = valid_reuse_factors(n_in, n_out, strategy)
+    if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) not in valid:
+        raise ValueError(f'layer {node.name!r} (Dense {n_in} -> {n_out}, Strategy {strategy}): '
+                         f'ReuseFactor {rf!r} is not valid; valid values are {valid}')
+    return strategy, int(rf)
+
+
+def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """hls4ml's dense_latency: acc = (accum_t) bias; acc += (accum_t)(x[i] * w[i][j]) in input order."""
+    x, = ins
+    w = np.asarray(node.qweights['kernel'], dtype=np.int64)
+    n_in, n_out = w.shape
+    positions = x.size // n_in  # Dense acts on the last axis; leading axes are positions
+    strategy, rf = dense_settings(node, n_in, n_out)
+    at = ctx.typedef(node, 'accum', node.types['accum'])
+    wt = ctx.typedef(node, 'weight', node.types['weight'])
+    bt = ctx.typedef(node, 'bias', node.types['bias'])
+    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], node.types['bias'], f'{node.name} bias ({n_out})')
+    nnz = int(np.count_nonzero(w))
+    xo = f'p * {n_in} + ' if positions > 1 else ''
+    # acc[j] += (accum_t)(x[i] * w[i][j]), with {xi} and {w} filled in by the strategy
+    product = f'({at})(x[{{xi}}] * {from_bits(wt, "{w}")})'
+    if strategy == 'Latency':
+        what = (f'Dense {n_in} -> {n_out}, Latency, ReuseFactor {rf} ({nnz} of {w.size} weights non-zero; '
+                'zero weights add 0 exactly and are left out)')
+        pragmas, products = dense_latency(ctx, node, w, rf, product, xo, positions)
+    else:
+        what = f'Dense {n_in} -> {n_out}, Resource, ReuseFactor {rf} ({w.size // rf} multiplications a cycle)'
+        pragmas, products = dense_resource(ctx, node, w, rf, product, xo)
+    head = header(node, what, [
+        f'acc = ({at}) bias[j]; for i in input order: acc += ({at})(x[i] * w[i][j]); y[j] = ({out.ctype}) acc',
+        'every product is rounded into the accumulator type and every partial sum takes its overflow mode'])
+    body = [f'{at} acc[{n_out}];', '#pragma HLS ARRAY_PARTITION variable=acc complete',
+            f'for (int j = 0; j < {n_out}; j++) {{', '    #pragma HLS UNROLL',
+            f'    acc[j] = ({at}) {from_bits(bt, f"{bias}[j]")};', '}']
+    body += products
+    body += [f'for (int j = 0; j < {n_out}; j++) {{', '    #pragma HLS UNROLL',
+             f"    y[{f'p * {n_out} + ' if positions > 1 else ''}j] = ({out.ctype}) acc[j];", '}']
+    if positions > 1:
+        body = [f'for (int p = 0; p < {positions}; p++) {{'] + ['    ' + s for s in body] + ['}']
+    pragmas.append(f'#pragma HLS ARRAY_PARTITION variable={bias} complete')
+    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {'] + ['    ' + s for s in pragmas + body]
+    return '\n'.join(lines + ['}', ''])
+
+
+def dense_latency(ctx: Context, node: Node, w: np.ndarray, rf: int, product: str, xo: str,
+                  positions: int) -> tuple[list[str], list[str]]:
+    """Fully unrolled products over the non-zero weights, listed row-major (input order per output)."""
+    nnz = int(np.count_nonzero(w))
+    pragmas = [f'#pragma HLS PIPELINE II={rf}']
+    if rf > 1:  # the multipliers are shared over the RF cycles of one sample
+        pragmas.append(f'#pragma HLS ALLOCATION operation instances=mul limit={max(1, math.ceil(positions * nnz / rf))}')
+    if not nnz:
+        return pragmas, []
+    n_in, n_out = w.shape
+    rows, cols = np.nonzero(w)  # row-major: input order within every output
+    w_in = ctx.array(node, 'w_in', index_int_type(n_in), rows, f'{node.name}: input index i of each non-zero weight')
+    w_out = ctx.array(node, 'w_out', index_int_type(n_out), cols, f'{node.name}: output index j of each non-zero weight')
+    w_val = ctx.mantissa_array(node, 'w', w[rows, cols], node.types['weight'],
+                               f'{node.name} non-zero weights w[i][j], row-major')
+    # every constant in a register of its own, so the unrolled loop folds them into the logic
+    pragmas += [f'#pragma HLS ARRAY_PARTITION variable={a} complete' for a in (w_in, w_out, w_val)]
+    return pragmas, [f'for (int k = 0; k < {nnz}; k++) {{', '    #pragma HLS UNROLL',
+                     f'    acc[{w_out}[k]] += ' + product.format(xi=f'{xo}{w_in}[k]', w=f'{w_val}[k]') + ';', '}']
+
+
+def dense_resource(ctx: Context, node: Node, w: np.ndarray, rf: int, product: str, xo: str) -> tuple[list[str], list[str]]:
+    """RF pipelined cycles over the kernel in one array, each a fixed block of n_in*n_out/RF products.
+
+    The kernel is walked row-major, so every output still sums its products in input order.
+    """
+    n_in, n_out = w.shape
+    kern = ctx.mantissa_array(node, 'kernel', w, node.types['weight'],
+                              f'{node.name} kernel w[i][j] ({n_in} x {n_out}, row-major)')
+    # the kernel in block RAM, one block of n_in*n_out/RF weights read a cycle
+    storage = (f'#pragma HLS RESOURCE variable={kern} core=ROM_2P_BRAM' if ctx.backend == 'Vivado' else
+               f'#pragma HLS BIND_STORAGE variable={kern} type=rom_2p impl=bram')
+    pragmas = ['#pragma HLS INLINE off', storage,
+               f'#pragma HLS ARRAY_RESHAPE variable={kern} block factor={w.size // rf}']
+    if n_in % rf == 0:  # cycle r: input rows r*R .. r*R+R-1 into all outputs
+        rows = n_in // rf
+        return pragmas, [
+            f'for (int r = 0; r < {rf}; r++) {{', '    #pragma HLS PIPELINE II=1',
+            f'    for (int u = 0; u < {rows}; u++) {{', '        #pragma HLS UNROLL', f'        int i = r * {rows} + u;',
+            f'        for (int j = 0; j < {n_out}; j++) {{', '            #pragma HLS UNROLL',
+            '            acc[j] += ' + product.format(xi=f'{xo}i', w=f'{kern}[i * {n_out} + j]') + ';',
+            '        }', '    }', '}']
+    slices = rf // n_in  # n_in divides rf: cycle r multiplies C outputs of input row i = r / S
+    width = n_out // slices
+    return pragmas, [
+        f'for (int r = 0; r < {rf}; r++) {{', '    #pragma HLS PIPELINE II=1',
+        f'    int i = r / {slices};', f'    int j0 = (r % {slices}) * {width};',
+        f'    for (int c = 0; c < {width}; c++) {{', '        #pragma HLS UNROLL',
+        '        acc[j0 + c] += ' + product.format(xi=f'{xo}i', w=f'{kern}[i * {n_out} + j0 + c]') + ';',
+        '    }', '}']
+
+
+# ---------------------------------------------------------------------------- element-wise ops
+
+def emit_scale(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """y = (result_t)(x * scale + bias), exact before the cast; scale and bias per last-axis channel."""
+    x, = ins
+    channels = node.shape[-1]
+    s_t, b_t = node.types['scale'], node.types['bias']
+    st, bt = ctx.typedef(node, 'scale', s_t), ctx.typedef(node, 'bias', b_t)
+    scale = ctx.mantissa_array(node, 'scale', node.qweights['scale'], s_t, f'{node.name} scale ({channels})')
+    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], b_t, f'{node.name} bias ({channels})')
+    c = 'i' if x.size == channels else f'i % {channels}'
+    head = header(node, f'Scale over {channels} channels', ['y = (result_t)(x * scale + bias), exact before the cast'])
+    return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, [
+        f'y[i] = ({out.ctype})(x[i] * {from_bits(st, f"{scale}[{c}]")} + {from_bits(bt, f"{bias}[{c}]")});'])
+
+
+def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """Piecewise activations (exact, then one cast) and table activations (lookup)."""
+    fn = node.attrs['function']
+    if fn in TABLE_ACTIVATIONS:
+        return emit_table_activation(ctx, node, ins, out)
+    if fn not in PIECEWISE_ACTIVATIONS:
+        raise GraphError(f'layer {node.name!r}: activation {fn!r} has no HLS emitter')
+    x, = ins
+    sig = signature(ctx.idents[node.name], ins, out)
+    y = out.ctype
+    n = x.size
+    fx = x.ftype.frac
+    if fn == 'linear':
+        return elementwise(header(node, 'linear activation', ['y = (result_t) x']), sig, n, [f'y[i] = ({y}) x[i];'])
+    if fn == 'relu':
+        if node.attrs.get('max_value') is None:
+            return elementwise(header(node, 'ReLU', ['y = (result_t) max(x, 0)']), sig, n,
+                               [f'y[i] = x[i] > 0 ? ({y}) x[i] : ({y}) 0;'])
+        cap_m = relu_max_mantissa(node, fx)
+        decl, cap = constant(ctx, node, 'cap', cap_m, fx)
+        vt = ctx.typedef(node, 'clip', union_type([x.ftype, const_type(cap_m, fx)]), f'{node.name}: exact clipped value')
+        head = header(node, f"ReLU with max_value {node.attrs['max_value']}", ['y = (result_t) min(max(x, 0), max_value)'])
+        return elementwise(head, sig, n, [f'{vt} v = x[i] > 0 ? ({vt}) x[i] : ({vt}) 0;',
+                                          f'if (v > {cap}) v = {cap};', f'y[i] = ({y}) v;'], [decl])
+    params = param_mantissas(node)
+    if fn in ('leaky_relu', 'prelu'):
+        pt = ctx.typedef(node, 'param', node.types['param'])
+        alpha_m, fa = params['alpha']
+        if fn == 'leaky_relu':
+            before = [f'const {pt} alpha = {from_bits(pt, int_literal(int(alpha_m)))};  // {real(int(alpha_m), fa)}']
+            alpha = 'alpha'
+            what = f'LeakyReLU, alpha = {real(int(alpha_m), fa)}'
+        else:
+            arr = ctx.mantissa_array(node, 'alpha', np.broadcast_to(alpha_m, node.shape), node.types['param'],
+                                     f'{node.name} alpha per element')
+            before, alpha = [], from_bits(pt, f'{arr}[i]')
+            what = 'PReLU'
+        head = header(node, what, ['y = x > 0 ? (result_t) x : (result_t)(x * alpha), the product exact'])
+        return elementwise(head, sig, n, [f'y[i] = x[i] > 0 ? ({y}) x[i] : ({y})(x[i] * {alpha});'], before)
+    if fn == 'hard_tanh':
+        head = header(node, 'hard tanh', ['y = (result_t) clip(x, -1, 1)'])
+        return elementwise(head, sig, n, [f'y[i] = x[i] > 1 ? ({y}) 1 : x[i] < -1 ? ({y}) -1 : ({y}) x[i];'])
+    if fn == 'hard_sigmoid':
+        p_t = node.types['param']
+        pt = ctx.typedef(node, 'param', p_t)
+        slope_m, shift_m = int(params['slope'][0]), int(params['shift'][0])
+        vt = ctx.typedef(node, 'exact', sum_type(union_type([product_type(x.ftype, p_t), p_t]), 2),
+                         f'{node.name}: exact x * slope + shift')
+        before = [f'const {pt} slope = {from_bits(pt, int_literal(slope_m))};  // {real(slope_m, p_t.frac)}',
+                  f'const {pt} shift = {from_bits(pt, int_literal(shift_m))};  // {real(shift_m, p_t.frac)}']
+        head = header(node, 'hard sigmoid', ['y = (result_t) clip(x * slope + shift, 0, 1), exact before the cast'])
+        return elementwise(head, sig, n, [f'{vt} v = x[i] * slope + shift;',
+                                          f'y[i] = v < 0 ? ({y}) 0 : v > 1 ? ({y}) 1 : ({y}) v;'], before)
+    raise GraphError(f'layer {node.name!r}: activation {fn!r} has no HLS emitter')
+
+
+def table_arrays(ctx: Context, node: Node, var: str, table: Table, what: str) -> tuple[str, str, str]:
+    """Typedefs and the entry array of a table: (index type, entry type, array name)."""
+    it = ctx.typedef(node, f'{var}_index', table.index, f'{node.name}: {var} table index (TRN, SAT)')
+    tt = ctx.typedef(node, f'{var}_table', table.type, f'{node.name}: {var} table entries')
+    arr = ctx.mantissa_array(node, f'{var}_table', table.values, table.type,
+                             f'{node.name} {what}: {len(table)} entries addressed by {table.index.to_cpp()}')
+    return it, tt, arr
+
+
+def emit_table_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """Table activation: idx = (index_t) x; address = mantissa(idx) - min; y = (result_t) table[address]."""
+    x, = ins
+    table: Table = node.attrs['tables']['f']
+    fn = node.attrs['function']
+    it, tt, arr = table_arrays(ctx, node, 'f', table, f'{fn}(index value)')
+    head = header(node, f'{fn} through a {len(table)}-entry table', [
+        'idx = (index_t) x (floor, saturate); address = mantissa(idx) - min mantissa; y = (result_t) table[address]'])
+    entry = from_bits(tt, f"{arr}[{address('idx', table.index)}]")
+    return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, [
+        f'{it} idx = ({it}) x[i];', f'y[i] = ({out.ctype}) {entry};'])
+
+
+def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """Softmax over the last axis, the steps of docs/semantics.md."""
+    x, = ins
+    n = node.shape[-1]
+    rows = x.size // n
+    exp_tab: Table = node.attrs['tables']['exp']
+    inv_tab: Table = node.attrs['tables']['inv']
+    eit, ett, exp_arr = table_arrays(ctx, node, 'exp', exp_tab, 'exp(-address * 2^-F)')
+    iit, itt, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (address * lsb)')
+    st = ctx.typedef(node, 'sum', sum_type(exp_tab.type, n), f'{node.name}: exact sum of {n} exp values')
+    bits = exp_tab.index.width - 1  # the index is fixed<B+1, R+1>: d in [-2^R, 0], mantissa in [-2^B, 0]
+    last = len(exp_tab) - 1
+    o = 'r * %d + ' % n if rows > 1 else ''
+    head = header(node, f'Softmax over {n} values', [
+        '1. d = x - max(x), exact; 2. floor d into the exp index type and negate its mantissa: address 0..2^B-1',
+        '3. e = exp_table[address]; 4. s = sum(e), exact; 5. 1/s = inv_table[mantissa((inv_index_t) s)]',
+        '6. y = (result_t)(e * 1/s), exact product'])
+    body = [
+        f'{x.ctype} m = x[{o}0];',
+        f'for (int i = 1; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    if (x[{o}i] > m) m = x[{o}i];', '}',
+        f'{ett} e[{n}];', '#pragma HLS ARRAY_PARTITION variable=e complete', f'{st} s = 0;',
+        f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+        f'    {eit} d = ({eit})(x[{o}i] - m);',
+        f"    unsigned a = {1 << bits}u - {address('d', exp_tab.index)};  // -mantissa(d), 0..{1 << bits}",
+        f'    if (a > {last}u) a = {last}u;',
+        f'    e[i] = {from_bits(ett, f"{exp_arr}[a]")};', '    s += e[i];', '}',
+        f'{iit} si = ({iit}) s;',
+        f"{itt} inv = {from_bits(itt, inv_arr + '[' + address('si', inv_tab.index) + ']')};",
+        f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[{o}i] = ({out.ctype})(e[i] * inv);', '}']
+    if rows > 1:
+        body = [f'for (int r = 0; r < {rows}; r++) {{'] + ['    ' + s for s in body] + ['}']
+    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', '    #pragma HLS PIPELINE']
+    return '\n'.join(lines + ['    ' + s for s in body] + ['}', ''])
+
+
+def emit_merge(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """Merges computed exactly (ap_fixed + - * are exact), then one cast; concat casts each element."""
+    mode = node.attrs['mode']
+    sig = signature(ctx.idents[node.name], ins, out)
+    xs = [f'{x}[i]' for x in arg_names(len(ins))]
+    y = out.ctype
+    if mode == 'concat':
+        return emit_concat(ctx, node, ins, out, sig)
+    if mode in ('add', 'avg', 'mul', 'sub'):
+        op = {'add': ' + ', 'avg': ' + ', 'mul': ' * ', 'sub': ' - '}[mode]
+        expr = op.join(xs)
+        before = []
+        if mode == 'avg':
+            k = len(ins).bit_length() - 1
+            decl, _ = constant(ctx, node, 'inv_n', 1, k)
+            before.append(decl)
+            expr = f'({expr}) * inv_n'
+        head = header(node, f'Merge {mode} of {len(ins)} inputs', [
+            f'y = (result_t)({expr.replace("[i]", "")}), exact before the cast'])
+        return elementwise(head, sig, out.size, [f'y[i] = ({y})({expr});'], before)
+    if mode in ('max', 'min'):
+        vt = ctx.typedef(node, 'exact', union_type([p.ftype for p in ins]), f'{node.name}: holds every input exactly')
+        cmp = '>' if mode == 'max' else '<'
+        body = [f'{vt} v = {xs[0]};'] + [f'if ({x} {cmp} v) v = {x};' for x in xs[1:]] + [f'y[i] = ({y}) v;']
+        head = header(node, f'Merge {mode} of {len(ins)} inputs', [f'y = (result_t) {mode}(x0, x1, ...), exact comparisons'])
+        return elementwise(head, sig, out.size, body)
+    raise GraphError(f"layer {node.name!r}: merge mode {mode!r} has no HLS emitter")
+
+
+def emit_concat(ctx: Context, node: Node, ins: list[Port], out: Port, sig: str) -> str:
+    """Concatenation along an axis: each element cast into the result type."""
+    ndim = len(node.shape)
+    axis = int(node.attrs.get('axis', -1))
+    if not -ndim <= axis < 0:  # the IR's concat axis is a negative per-sample axis (the emulator's convention)
+        raise GraphError(f'layer {node.name!r}: concat axis {axis} must be a negative per-sample axis '
+                         f'in [-{ndim}, -1]')
+    axis += ndim
+    outer = int(np.prod(node.shape[:axis], dtype=np.int64))
+    inners = [int(np.prod(p.shape[axis:], dtype=np.int64)) for p in ins]
+    total = sum(inners)
+    body, offset = [], 0
+    for k, inner in enumerate(inners):
+        body += [f'for (int i = 0; i < {inner}; i++) {{', '    #pragma HLS UNROLL',
+                 f'    y[o * {total} + {offset} + i] = ({out.ctype}) {arg_names(len(ins))[k]}[o * {inner} + i];', '}']
+        offset += inner
+    head = header(node, f'Concatenate {len(ins)} inputs along axis {axis}', ['each element: y = (result_t) x'])
+    lines = [head + sig + ' {', '    #pragma HLS PIPELINE', f'    for (int o = 0; o < {outer}; o++) {{',
+             '        #pragma HLS UNROLL']
+    return '\n'.join(lines + ['        ' + s for s in body] + ['    }', '}', ''])
+
+
+def emit_reshape(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """Reshape/Flatten: the values are copied unchanged (C order)."""
+    head = header(node, f'Reshape {ins[0].shape} -> {node.shape}', ['y = x (same type, C order)'])
+    return elementwise(head, signature(ctx.idents[node.name], ins, out), out.size, ['y[i] = x[i];'])
+
+
+def emit_quantize(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """An explicit cast into the result type."""
+    head = header(node, 'Quantize', ['y = (result_t) x'])
+    return elementwise(head, signature(ctx.idents[node.name], ins, out), out.size, [f'y[i] = ({out.ctype}) x[i];'])
+
+
+EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
+    'Dense': emit_dense,
+    'Scale': emit_scale,
+    'Activation': emit_activation,
+    'Softmax': emit_softmax,
+    'Merge': emit_merge,
+    'Reshape': emit_reshape,
+    'Quantize': emit_quantize,
+}
+
+
+def emit_layer(ctx: Context, node: Node) -> str:
+    """The C++ function of one typed node (its typedefs and arrays go into `ctx`)."""
+    emitter = EMITTERS.get(node.op)
+    if emitter is None:
+        raise GraphError(f'layer {node.name!r}: op {node.op!r} has no HLS emitter; supported: {sorted(EMITTERS)}')
+    ins = [port(ctx, ctx.graph[name]) for name in node.inputs]
+    return emitter(ctx, node, ins, port(ctx, node))
+
+
+def port(ctx: Context, node: Node) -> Port:
+    """The array argument carrying `node`'s output tensor."""
+    return Port(ctx.tensor_types[node.name], node.size, node.shape, node.result_type)
+
+
+def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis') -> Context:
+    """A context with identifiers and result typedefs for every node, in graph order."""
+    ctx = Context(graph, Names(CPP_RESERVED | reserved), backend=backend)
+    for node in graph:
+        ctx.idents[node.name] = ctx.names.new(node.name)
+    for node in graph:
+        if node.result_type is None:
+            raise GraphError(f'layer {node.name!r} has no result type: convert the graph before writing it')
+        shape = 'x'.join(str(d) for d in node.shape)
+        ctx.tensor_types[node.name] = ctx.typedef(node, 'result', node.result_type,
+                                                  f'{node.name}: {node.op} output ({shape})')
+    return ctx

@@ -1,0 +1,430 @@
+"""The HLS project written by `model.write()`: firmware, weights, testbench, C-sim bridge, build scripts.
+
+Layout of ``output_dir`` (deterministic: the same model gives byte-identical files; no absolute
+paths, no timestamps)::
+
+    firmware/defines.h            one typedef per tensor, weight and exact intermediate (ap_fixed)
+    firmware/<project>.h          the top function's declaration
+    firmware/<project>.cpp        one function per layer and the top function
+    firmware/weights/<layer>.h    weights and tables as integer mantissa arrays
+    tb/<project>_test.cpp         testbench: tb_data/tb_input_features.dat -> tb_data/csim_results.log,
+                                  compared exactly against tb_data/tb_output_predictions.dat
+    tb_data/                      inputs and emulator outputs of a few hundred samples
+    <project>_bridge.cpp          extern "C" <project>_predict(x, y, n) for fpga4ml's C simulation
+    build_prj.tcl, build_prj_vivado.tcl, vivado_synth.tcl   (see tcl.py)
+
+Several inputs or outputs: per sample, the inputs (outputs) are concatenated in graph order, each
+flattened in C order, in the data files and in the bridge's arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...ir import Graph, Node
+from .emit import CPP_RESERVED, VENDOR_PREFIXES, WEIGHTS_NOTE, Context, emit_layer, new_context
+
+#: samples written to tb_data/ for the vendor C simulation
+TB_SAMPLES = 300
+TB_SEED = 0
+
+
+def write(model) -> Path:
+    """Write the HLS project of `model` into model.output_dir; returns that directory."""
+    return write_files(Path(model.output_dir), project_files(model))
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    """Write {relative path: text} under root (unchanged files keep their mtime); drop stale weight headers."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+    weights_dir = root / 'firmware' / 'weights'
+    for stale in sorted(weights_dir.glob('*.h')):  # weights of layers this model no longer has
+        if f'firmware/weights/{stale.name}' not in files:
+            stale.unlink()
+    return root
+
+
+def project_files(model) -> dict[str, str]:
+    """Every file of the project as {relative path: text}."""
+    files = source_files(model)
+    files.update(tb_data_files(model))
+    from .tcl import build_scripts
+
+    files.update(build_scripts(model.project_name, model.part, model.clock_period,
+                               model.settings.get('clock_uncertainty')))
+    return files
+
+
+def source_files(model) -> dict[str, str]:
+    """The C++ sources: firmware, weights, testbench and bridge."""
+    graph: Graph = model.graph
+    graph.validate()
+    project = model.project_name
+    stream = model.io_type == 'io_stream'
+    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes', 'run_sample'}, model.backend)
+    layers = [emit_layer(ctx, node) for node in graph if node.op != 'Input']
+    top = TopFunction(ctx, graph, project, stream)
+    if project in CPP_RESERVED or project.startswith(VENDOR_PREFIXES):
+        raise ValueError(f'project_name {project!r} is a C++ keyword or a name of the vendor headers; choose another')
+    guard = f'FPGA4ML_{project.upper()}'
+    files = {
+        'firmware/defines.h': defines_h(ctx, project, stream, top),
+        f'firmware/{project}.h': (
+            f'// {project}.h: the top function of the fpga4ml model "{project}" ({model.io_type}).\n'
+            f'#ifndef {guard}_H_\n#define {guard}_H_\n\n#include "defines.h"\n\n'
+            f'{top.port_comment()}{top.declaration()};\n\n#endif\n'),
+    }
+    for layer, arrays in ctx.arrays.items():
+        files[f'firmware/weights/{layer}.h'] = (
+            f'// weights/{layer}.h: constants of layer {layer} (written by fpga4ml).\n'
+            + ''.join('// ' + line + '\n' for line in WEIGHTS_NOTE.split('\n')) + '\n' + '\n'.join(arrays))
+    includes = ''.join(f'#include "weights/{layer}.h"\n' for layer in ctx.arrays)
+    files[f'firmware/{project}.cpp'] = (
+        f'// {project}.cpp: the fpga4ml model "{project}" as HLS C++ ({model.io_type}, written by fpga4ml).\n'
+        '// Each layer function computes exactly what fpga4ml\'s emulator computes (docs/semantics.md):\n'
+        '// ap_fixed + - * are exact, and every assignment to a narrower type applies its rounding and\n'
+        '// overflow modes.\n'
+        f'#include "{project}.h"\n\n{includes}\n' + '\n'.join(layers) + '\n' + top.definition())
+    files[f'{project}_bridge.cpp'] = bridge_cpp(top, project)
+    files[f'tb/{project}_test.cpp'] = testbench_cpp(top, project)
+    return files
+
+
+def defines_h(ctx: Context, project: str, stream: bool, top: 'TopFunction') -> str:
+    """defines.h: the vendor headers, from_bits() and one typedef per tensor, weight and intermediate."""
+    guard = f'FPGA4ML_{project.upper()}'
+    width = max((len(f'typedef {cpp} {name};') for name, cpp, _ in ctx.typedefs), default=0)
+    typedefs = '\n'.join(f'{f"typedef {cpp} {name};":<{width}}  // {comment}' for name, cpp, comment in ctx.typedefs)
+    aliases = ''
+    if len(top.inputs) == 1:
+        aliases += f'typedef {ctx.tensor_types[top.inputs[0].name]} input_t;\n'
+    if len(top.outputs) == 1:
+        aliases += f'typedef {ctx.tensor_types[top.outputs[0][0].name]} result_t;\n'
+    return (
+        f'// defines.h: the fixed-point types of "{project}" (written by fpga4ml).\n'
+        f'#ifndef {guard}_DEFINES_H_\n#define {guard}_DEFINES_H_\n\n'
+        '#include <stdint.h>\n\n#include "ap_fixed.h"\n#include "ap_int.h"\n'
+        + ('#include "hls_stream.h"\n' if stream else '') + '\n'
+        '// from_bits<T>(m): the value of type T whose integer mantissa is m (value = m * 2^-F of T),\n'
+        '// by assigning the raw bits (the member V of ap_int/ap_fixed, also used by hls4ml\'s templates;\n'
+        '// v.range() = m is the same, 1.5x slower in C simulation).\n'
+        + ''.join('// ' + line + '\n' for line in WEIGHTS_NOTE.split('\n')) +
+        'template <class T> inline T from_bits(long long m) {\n    T v;\n    v.V = m;\n    return v;\n}\n\n'
+        '// One type per tensor (<layer>_t), weight and exact intermediate.\n'
+        f'{typedefs}\n\n// hls4ml-style names of the input and output types\n{aliases}\n#endif\n')
+
+
+class TopFunction:
+    """The top function: ports, local tensors or FIFOs, and the calls of the layer functions."""
+
+    def __init__(self, ctx: Context, graph: Graph, project: str, stream: bool) -> None:
+        self.ctx, self.graph, self.project, self.stream = ctx, graph, project, stream
+        self.inputs: list[Node] = [graph[name] for name in graph.inputs]
+        #: (node, port name) per graph output, in graph order
+        self.outputs: list[tuple[Node, str]] = [(graph[name], ctx.names.new(f'{ctx.idents[name]}_out'))
+                                                for name in graph.outputs]
+        self.strategies = {n.config.get('Strategy', 'Latency') for n in graph if n.op == 'Dense'}
+        self.reuse = max([int(n.config.get('ReuseFactor', 1)) for n in graph if n.op == 'Dense'], default=1)
+
+    # ------------------------------------------------------------------ ports
+    def ports(self) -> list[tuple[str, str, int]]:
+        """(name, C type, element count) of every port: inputs then outputs."""
+        t = self.ctx.tensor_types
+        return ([(self.ctx.idents[n.name], t[n.name], n.size) for n in self.inputs]
+                + [(name, t[n.name], n.size) for n, name in self.outputs])
+
+    def declaration(self) -> str:
+        if self.stream:
+            args = [f'hls::stream<{ctype}> &{name}' for name, ctype, _ in self.ports()]
+        else:
+            args = [f'{ctype} {name}[{size}]' for name, ctype, size in self.ports()]
+        return f'void {self.project}({", ".join(args)})'
+
+    def port_comment(self) -> str:
+        lines = ['// Ports, in graph order (inputs, then outputs):']
+        for name, ctype, size in self.ports():
+            lines.append(f'//   {name}: {size} values of {ctype}' + (', one value a stream transfer' if self.stream else ''))
+        return '\n'.join(lines) + '\n'
+
+    # ------------------------------------------------------------------ definition
+    def definition(self) -> str:
+        return self.stream_definition() if self.stream else self.parallel_definition()
+
+    def parallel_definition(self) -> str:
+        ctx, idents = self.ctx, self.ctx.idents
+        names = [name for name, _, _ in self.ports()]
+        lines = ['// ---- top function (io_parallel)', self.declaration() + ' {']
+        lines += [f'    #pragma HLS ARRAY_PARTITION variable={name} complete' for name in names]
+        lines.append(f'    #pragma HLS INTERFACE ap_vld port={",".join(names)}')
+        if 'Resource' in self.strategies:
+            lines.append('    // a Resource layer is a process of its own: layers run as a dataflow pipeline')
+            lines.append('    #pragma HLS DATAFLOW')
+        else:
+            lines.append(f'    // one sample every {self.reuse} cycles (the largest ReuseFactor)')
+            lines.append(f'    #pragma HLS PIPELINE II={self.reuse}')
+        direct = {n.name: name for n, name in self.outputs
+                  if not self.graph.consumers(n.name) and [o.name for o, _ in self.outputs].count(n.name) == 1
+                  and n.op != 'Input'}
+        arrays = {n.name: idents[n.name] for n in self.inputs}
+        for node in self.graph:
+            if node.op == 'Input':
+                continue
+            if node.name in direct:
+                arrays[node.name] = direct[node.name]
+            else:
+                arrays[node.name] = ctx.names.new(f'{idents[node.name]}_y')
+                lines += ['', f'    {ctx.tensor_types[node.name]} {arrays[node.name]}[{node.size}];',
+                          f'    #pragma HLS ARRAY_PARTITION variable={arrays[node.name]} complete']
+            args = [arrays[i] for i in node.inputs] + [arrays[node.name]]
+            lines.append(f'    {idents[node.name]}({", ".join(args)});')
+        for node, name in self.outputs:
+            if direct.get(node.name) != name:
+                lines += [f'    for (int i = 0; i < {node.size}; i++) {{', '        #pragma HLS UNROLL',
+                          f'        {name}[i] = {arrays[node.name]}[i];', '    }']
+        return '\n'.join(lines + ['}', ''])
+
+    def plan_streams(self) -> None:
+        """FIFOs of io_stream: one per edge (producer -> consumer input), plus the output ports.
+
+        Sets `writes` (node -> the FIFOs or output ports it writes), `reads` (node -> the FIFOs it
+        reads) and `fifos` ((name, C type, depth) of every internal FIFO). A graph input read by
+        exactly one layer (and not itself an output) is read from its port directly.
+        """
+        ctx, graph = self.ctx, self.graph
+        uses = {n.name: sum(c.inputs.count(n.name) for c in graph) for n in graph}
+        returned = {n.name for n, _ in self.outputs}
+        self.direct_inputs = {n.name for n in self.inputs if uses[n.name] == 1 and n.name not in returned}
+        self.writes: dict[str, list[str]] = {n.name: [] for n in graph}
+        self.reads: dict[str, list[str]] = {n.name: [] for n in graph}
+        self.fifos: list[tuple[str, str, int]] = []
+        for node in graph:
+            for src in node.inputs:
+                if src in self.direct_inputs:
+                    fifo = ctx.idents[src]
+                else:
+                    fifo = ctx.names.new(f'{ctx.idents[src]}_to_{ctx.idents[node.name]}')
+                    self.fifos.append((fifo, ctx.tensor_types[src], graph[src].size))
+                self.writes[src].append(fifo)
+                self.reads[node.name].append(fifo)
+        for node, port in self.outputs:
+            self.writes[node.name].append(port)
+
+    def stream_definition(self) -> str:
+        ctx, idents = self.ctx, self.ctx.idents
+        self.plan_streams()
+        funcs, calls = [], []
+        for node in self.graph:
+            if node.name in self.direct_inputs:
+                continue
+            if node.op == 'Input':
+                func = ctx.names.new(f'{idents[node.name]}_fanout')
+                funcs.append(self.stream_wrapper(func, node, None))
+                calls.append(f'    {func}({", ".join([idents[node.name]] + self.writes[node.name])});')
+            else:
+                func = ctx.names.new(f'{idents[node.name]}_stream')
+                funcs.append(self.stream_wrapper(func, node, idents[node.name]))
+                calls.append(f'    {func}({", ".join(self.reads[node.name] + self.writes[node.name])});')
+        names = [name for name, _, _ in self.ports()]
+        lines = ['// ---- top function (io_stream)', self.declaration() + ' {']
+        lines += [f'    #pragma HLS INTERFACE axis port={name}' for name in names]
+        lines += ['    #pragma HLS DATAFLOW',
+                  '    // FIFO depth = the element count of the producing layer. Every layer reads its whole',
+                  '    // input before it writes its first output (it computes on complete arrays), so with',
+                  '    // FIFOs that hold a whole tensor every producer can finish without waiting for any',
+                  '    // consumer: no deadlock for any graph, also where a fan-out reconverges.']
+        for fifo, ctype, depth in self.fifos:
+            lines += [f'    hls::stream<{ctype}> {fifo}("{fifo}");', f'    #pragma HLS STREAM variable={fifo} depth={depth}']
+        lines += [''] + calls
+        return '\n'.join(funcs) + '\n' + '\n'.join(lines + ['}', ''])
+
+    def stream_wrapper(self, func: str, node: Node, layer: str | None) -> str:
+        """A dataflow process: read the input FIFOs into arrays, run the layer, write every output FIFO."""
+        types = self.ctx.tensor_types
+        sources = [self.graph[s] for s in node.inputs] if layer else [node]
+        n_out = len(self.writes[node.name])
+        args = [f'hls::stream<{types[s.name]}> &x{k}' for k, s in enumerate(sources)]
+        args += [f'hls::stream<{types[node.name]}> &y{k}' for k in range(n_out)]
+        what = f'layer {node.name}' if layer else f'input {node.name}, copied to {n_out} FIFOs'
+        lines = [f'// {what}: read whole inputs, compute, write the output to every reader',
+                 f'static void {func}({", ".join(args)}) {{']
+        for k, s in enumerate(sources):
+            lines += [f'    {types[s.name]} a{k}[{s.size}];', f'    for (int i = 0; i < {s.size}; i++) {{',
+                      '        #pragma HLS PIPELINE II=1', f'        a{k}[i] = x{k}.read();', '    }']
+        result = 'a0'
+        if layer:
+            lines += [f'    {types[node.name]} b[{node.size}];',
+                      f'    {layer}({", ".join([f"a{k}" for k in range(len(sources))] + ["b"])});']
+            result = 'b'
+        if n_out:
+            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', '        #pragma HLS PIPELINE II=1']
+            lines += [f'        y{k}.write({result}[i]);' for k in range(n_out)]
+            lines.append('    }')
+        return '\n'.join(lines + ['}', ''])
+
+    # ------------------------------------------------------------------ one sample, from doubles
+    def sample_function(self) -> str:
+        """`static void run_sample(const double *x, double *y)`: the shared core of bridge and testbench."""
+        types = self.ctx.tensor_types
+        lines = ['// One sample: x holds the inputs in graph order (each flattened in C order), y receives',
+                 '// the outputs in graph order. Assignment from double is the exact ap_fixed quantization',
+                 '// (NaN becomes 0, as in fpga4ml\'s emulator); to_double() is exact up to 53 bits.',
+                 'static void run_sample(const double *x, double *y) {']
+        args, offset = [], 0
+        for k, node in enumerate(self.inputs):
+            t = types[node.name]
+            if self.stream:
+                lines.append(f'    hls::stream<{t}> in{k}("in{k}");')
+                store = f'in{k}.write(({t})(v == v ? v : 0.0));'
+            else:
+                lines.append(f'    {t} in{k}[{node.size}];')
+                store = f'in{k}[i] = ({t})(v == v ? v : 0.0);'
+            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', f'        double v = x[{offset} + i];',
+                      f'        {store}', '    }']
+            args.append(f'in{k}')
+            offset += node.size
+        for k, (node, _) in enumerate(self.outputs):
+            t = types[node.name]
+            lines.append(f'    hls::stream<{t}> out{k}("out{k}");' if self.stream else f'    {t} out{k}[{node.size}];')
+            args.append(f'out{k}')
+        lines.append(f'    {self.project}({", ".join(args)});')
+        offset = 0
+        for k, (node, _) in enumerate(self.outputs):
+            value = f'out{k}.read()' if self.stream else f'out{k}[i]'
+            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', f'        y[{offset} + i] = {value}.to_double();',
+                      '    }']
+            offset += node.size
+        return '\n'.join(lines + ['}', ''])
+
+    @property
+    def n_in(self) -> int:
+        return sum(n.size for n in self.inputs)
+
+    @property
+    def n_out(self) -> int:
+        return sum(n.size for n, _ in self.outputs)
+
+
+def bridge_cpp(top: TopFunction, project: str) -> str:
+    return (
+        f'// {project}_bridge.cpp: fpga4ml\'s C simulation entry point (loaded with ctypes; written by fpga4ml).\n'
+        f'// {project}_predict(x, y, n, threads) runs n samples in one call: sample s reads x[s * {top.n_in} ...]\n'
+        f'// (the inputs in graph order, each flattened in C order) and writes y[s * {top.n_out} ...] (the\n'
+        '// outputs). The samples are split over `threads` threads (the generated code is reentrant).\n'
+        f'#include <thread>\n#include <vector>\n\n#include "firmware/{project}.h"\n\n' + top.sample_function() + '\n'
+        f'extern "C" int {project}_io_sizes(long *n_in, long *n_out) {{\n'
+        f'    *n_in = {top.n_in};\n    *n_out = {top.n_out};\n    return 0;\n}}\n\n'
+        'static void run_samples(const double *x, double *y, long first, long last) {\n'
+        '    for (long s = first; s < last; s++) {\n'
+        f'        run_sample(x + s * {top.n_in}, y + s * {top.n_out});\n'
+        '    }\n}\n\n'
+        f'extern "C" int {project}_predict(const double *x, double *y, long n, int threads) {{\n'
+        '    if (threads < 2 || n < 2 * threads) {\n'
+        '        run_samples(x, y, 0, n);\n'
+        '        return 0;\n'
+        '    }\n'
+        '    std::vector<std::thread> pool;\n'
+        '    long chunk = (n + threads - 1) / threads;\n'
+        '    for (long first = 0; first < n; first += chunk) {\n'
+        '        pool.emplace_back(run_samples, x, y, first, first + chunk < n ? first + chunk : n);\n'
+        '    }\n'
+        '    for (std::thread &t : pool) t.join();\n'
+        '    return 0;\n}\n')
+
+
+def testbench_cpp(top: TopFunction, project: str) -> str:
+    return f'''\
+// {project}_test.cpp: testbench of the fpga4ml model "{project}" (written by fpga4ml).
+// Reads tb_data/tb_input_features.dat (one sample a line: the inputs in graph order, each
+// flattened in C order, {top.n_in} values), writes the outputs ({top.n_out} values a line) to
+// tb_data/csim_results.log and, when tb_data/tb_output_predictions.dat exists (fpga4ml's emulator),
+// compares every output exactly. Exit status 1 on any difference.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "firmware/{project}.h"
+
+{top.sample_function()}
+static bool read_values(std::ifstream &file, std::vector<double> &values) {{
+    std::string line;
+    while (std::getline(file, line)) {{
+        std::istringstream text(line);
+        values.clear();
+        double v;
+        while (text >> v) values.push_back(v);
+        if (!values.empty()) return true;
+    }}
+    return false;
+}}
+
+int main() {{
+    std::ifstream features("tb_data/tb_input_features.dat");
+    if (!features) {{
+        std::cerr << "ERROR: cannot open tb_data/tb_input_features.dat" << std::endl;
+        return 1;
+    }}
+    std::ifstream predictions("tb_data/tb_output_predictions.dat");
+    const bool check = predictions.good();
+    std::ofstream results("tb_data/csim_results.log");
+    std::vector<double> x, expected;
+    double y[{top.n_out}];
+    long samples = 0, mismatches = 0;
+    while (read_values(features, x)) {{
+        if (x.size() != {top.n_in}) {{
+            std::cerr << "ERROR: sample " << samples << " has " << x.size() << " values, expected {top.n_in}" << std::endl;
+            return 1;
+        }}
+        run_sample(x.data(), y);
+        char text[32];
+        for (int i = 0; i < {top.n_out}; i++) {{
+            std::snprintf(text, sizeof text, "%.17g", y[i]);
+            results << (i ? " " : "") << text;
+        }}
+        results << "\\n";
+        if (check && read_values(predictions, expected)) {{
+            for (int i = 0; i < {top.n_out} && i < (int) expected.size(); i++) {{
+                if (y[i] != expected[i]) {{
+                    if (mismatches < 10) {{
+                        std::printf("MISMATCH sample %ld output %d: C simulation %.17g, fpga4ml %.17g\\n",
+                                    samples, i, y[i], expected[i]);
+                    }}
+                    mismatches++;
+                }}
+            }}
+        }}
+        samples++;
+    }}
+    std::printf("fpga4ml testbench: %ld samples, %s\\n", samples,
+                check ? (mismatches ? "outputs DIFFER from fpga4ml" : "outputs identical to fpga4ml")
+                      : "no tb_output_predictions.dat to compare with");
+    if (mismatches) std::printf("%ld output values differ\\n", mismatches);
+    return mismatches ? 1 : 0;
+}}
+'''
+
+
+def tb_data_files(model) -> dict[str, str]:
+    """A few hundred deterministic input samples (on each input type's grid) and the emulator outputs."""
+    rng = np.random.default_rng(TB_SEED)
+    xs = []
+    for name in model.graph.inputs:
+        node = model.graph[name]
+        t = node.result_type
+        x = rng.uniform(t.min_value, t.max_value, (TB_SAMPLES,) + node.shape)
+        xs.append(t.to_float(t.quantize(x)))
+    outs = model.emulator.predict(xs)
+    return {'tb_data/tb_input_features.dat': _rows(xs), 'tb_data/tb_output_predictions.dat': _rows(outs)}
+
+
+def _rows(arrays: list[np.ndarray]) -> str:
+    flat = np.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)
+    return ''.join(' '.join(repr(v) for v in row) + '\n' for row in flat.tolist())
