@@ -33,6 +33,7 @@ MODEL_PRECISION_KEYS = ('default', 'maximum')
 #: which weight array of an op is quantized with which precision variable
 WEIGHT_PRECISION = {
     'Dense': {'kernel': 'weight', 'bias': 'bias'},
+    'Conv': {'kernel': 'weight', 'bias': 'bias'},
     'Scale': {'scale': 'scale', 'bias': 'bias'},
 }
 
@@ -47,8 +48,10 @@ class ConfigWarning(UserWarning):
 
 def precision_variables(node: Node) -> tuple[str, ...]:
     """The precision variables (hls4ml's '<var>_t' types) that a node of this op has."""
-    if node.op == 'Dense':
+    if node.op in ('Dense', 'Conv'):
         return ('weight', 'bias', 'accum', 'result')
+    if node.op == 'Pool':
+        return ('accum', 'result')
     if node.op == 'Scale':
         return ('scale', 'bias', 'result')
     if node.op == 'Softmax':
@@ -60,8 +63,8 @@ def precision_variables(node: Node) -> tuple[str, ...]:
         if node.attrs.get('function') in TABLE_ACTIVATIONS:
             extra = ('table',)
         return ('result',) + extra
-    if node.op == 'Reshape':
-        return ()
+    if node.op in ('Reshape', 'Pad', 'Crop', 'Resize', 'Transpose'):
+        return ()  # values are moved, never changed: the result keeps the input type
     return ('result',)
 
 
@@ -78,6 +81,9 @@ def _layer_types(node: Node) -> tuple[str, ...]:
         names.append(str(node.attrs.get('function')))
         if node.attrs.get('function') in ('leaky_relu', 'elu'):
             names.append('ParametrizedActivation')  # hls4ml's class name for these
+    if node.op == 'Pool':  # hls4ml's class names: Pooling1D/2D, GlobalPooling1D/2D
+        rank = len(node.attrs.get('pool_size', ()))
+        names.append(f"{'Global' if node.attrs.get('global') else ''}Pooling{rank}D")
     return tuple(n for n in names if n)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType
+from .geometry import take
 
 
 def _obj(a) -> np.ndarray:
@@ -73,6 +74,10 @@ class Interval:
     def reshape(self, shape: tuple[int, ...]) -> 'Interval':
         """Same bounds, new per-sample shape."""
         return Interval(self.lo.reshape(shape), self.hi.reshape(shape), self.frac)
+
+    def gather(self, index: np.ndarray, fill: int = 0) -> 'Interval':
+        """Bounds of the flattened elements picked by `index` (geometry.take); -1 reads the constant `fill`."""
+        return Interval(take(self.lo.ravel(), index, fill), take(self.hi.ravel(), index, fill), self.frac)
 
     def cast(self, t: FixedType) -> 'Interval':
         """Bounds after casting into `t` (rounding is monotone; overflow may give the whole range)."""
@@ -143,18 +148,39 @@ def round_shift(v: int, s: int, rounding: str) -> int:
     raise ValueError(f'unknown rounding mode {rounding!r}')
 
 
+#: bounds below 2^INT64_SAFE_BITS are computed with int64 matrix products (exact, much faster)
+INT64_SAFE_BITS = 62
+
+
+def trunc_div(m: np.ndarray, n) -> np.ndarray:
+    """m / n rounded toward zero (C integer division, as ap_fixed's operator/ by an integer).
+
+    Works on int64 arrays and on object arrays of Python ints; n > 0 (a scalar or an array).
+    """
+    return np.where(m < 0, -((-m) // n), m // n)
+
+
 def dense_interval(x: Interval, kernel_m: np.ndarray, kernel_frac: int,
                    bias_m: np.ndarray | None, bias_frac: int) -> Interval:
     """Exact bounds of x @ kernel + bias (last axis), with frac = max(x.frac + kernel_frac, bias_frac)."""
     frac = max(x.frac + kernel_frac, bias_frac)
-    k = _obj(kernel_m)
-    xlo = x.lo[..., :, None]
-    xhi = x.hi[..., :, None]
-    pos = k > 0
-    hi = np.where(pos, k * xhi, k * xlo).sum(axis=-2)
-    lo = np.where(pos, k * xlo, k * xhi).sum(axis=-2)
     s = frac - x.frac - kernel_frac
-    lo, hi = _shift(np.asarray(lo, dtype=object), s), _shift(np.asarray(hi, dtype=object), s)
+    k = np.asarray(kernel_m)
+    col_sum = int(np.max(np.abs(k.astype(object)).sum(axis=0), initial=0)) if k.size else 0
+    if ((x.abs_max * col_sum) << s).bit_length() < INT64_SAFE_BITS and k.dtype != object:
+        k = k.astype(np.int64)
+        k_pos, k_neg = np.maximum(k, 0), np.minimum(k, 0)
+        xlo, xhi = x.lo.astype(np.int64), x.hi.astype(np.int64)
+        lo = _obj(xlo @ k_pos + xhi @ k_neg)
+        hi = _obj(xhi @ k_pos + xlo @ k_neg)
+    else:
+        k = _obj(k)
+        xlo = x.lo[..., :, None]
+        xhi = x.hi[..., :, None]
+        pos = k > 0
+        hi = np.asarray(np.where(pos, k * xhi, k * xlo).sum(axis=-2), dtype=object)
+        lo = np.asarray(np.where(pos, k * xlo, k * xhi).sum(axis=-2), dtype=object)
+    lo, hi = _shift(lo, s), _shift(hi, s)
     if bias_m is not None:
         b = _shift(_obj(bias_m), frac - bias_frac)
         lo, hi = lo + b, hi + b

@@ -28,6 +28,19 @@ OPS: dict[str, str] = {
     'weights: scale, bias; types: scale, bias, result',
     'Merge': 'element-wise merge of inputs; attrs: mode (add, sub, mul, avg, max, min, concat), '
     'axis (concat); types: result',
+    'Conv': 'convolution over channels-last (W, C) or (H, W, C) inputs; attrs: kernel_size (kw,) or '
+    '(kh, kw), strides, dilation, padding (left, right) or (top, bottom, left, right) zero-padding amounts, '
+    'groups (== channels: depthwise), use_bias; weights: kernel (kh, kw, C_in/groups, C_out) or '
+    '(kw, C_in/groups, C_out) as Keras stores it, bias (C_out); types: weight, bias, accum, result',
+    'Pool': 'max or average over windows of a (W, C) or (H, W, C) input, per channel; attrs: mode (max, '
+    'avg), pool_size, strides, padding (as Conv; padded cells are ignored: max skips them, avg divides by '
+    'the number of real cells), global (a whole-extent pool lowered from Global*Pooling); types: accum, result',
+    'Pad': 'zero padding of a (W, C) or (H, W, C) input; attrs: padding (as Conv); values and type unchanged',
+    'Crop': 'cropping of a (W, C) or (H, W, C) input; attrs: cropping (amounts as padding); values unchanged',
+    'Resize': 'nearest-neighbour upsampling of a (W, C) or (H, W, C) input; attrs: scale (sw,) or (sh, sw) '
+    'integer factors, method (nearest); values unchanged',
+    'Transpose': 'permutation of the per-sample axes (Keras Permute); attrs: perm (0-based, batch excluded); '
+    'values unchanged',
     'Reshape': 'reshape (also Flatten); attrs: shape; values are unchanged',
     'Quantize': 'explicit cast to the result type; types: result',
 }
@@ -172,11 +185,13 @@ def format_table(graph: Graph) -> str:
         op = node.op
         if node.op == 'Activation':
             op = f"Activation({node.attrs.get('function')})"
-        elif node.op == 'Merge':
-            op = f"Merge({node.attrs.get('mode')})"
+        elif node.op in ('Merge', 'Pool'):
+            op = f"{node.op}({node.attrs.get('mode')})"
+        elif node.op == 'Conv' and node.attrs.get('groups', 1) != 1:
+            op = f"Conv(groups={node.attrs['groups']})"
         in_shapes = ', '.join(str(graph[i].shape) for i in node.inputs) if node.inputs else '-'
         weight_type = _type_str(node, 'weight')
-        if node.op == 'Dense' and 'bias' in node.types and str(node.types['bias']) != weight_type:
+        if node.op in ('Dense', 'Conv') and 'bias' in node.types and str(node.types['bias']) != weight_type:
             weight_type += f" / b {node.types['bias']}"
         rows.append((
             node.name,

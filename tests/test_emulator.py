@@ -116,3 +116,6 @@ def test_numba_kernel_matches_numpy():
         nz = np.flatnonzero(np.any(w != 0, axis=1)).astype(np.int64)
         want = b + ((x[:, :, None] * w[None].astype(np.int64)) >> shift).sum(axis=1)
         assert np.array_equal(fast.dense_floor_shift(x, w, nz, b, shift), want)
+        for width, signed in ((9, True), (7, False)):  # a WRAP accumulator wraps inside the kernel
+            wrapped = FixedType(width, width, signed).cast(want, 0)
+            assert np.array_equal(fast.dense_floor_shift(x, w, nz, b, shift, width, signed), wrapped)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import shutil
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:Depreca
 MODEL_16_6 = {'Precision': 'fixed<16,6>', 'ReuseFactor': 1, 'Strategy': 'Latency'}
 #: quantized weight arrays of each op and the precision variable that types them
 WEIGHT_VARIABLES = {'Dense': {'kernel': 'weight', 'bias': 'bias'},
+                    'Conv': {'kernel': 'weight', 'bias': 'bias'},
                     'Scale': {'scale': 'scale', 'bias': 'bias'},
                     'Activation': {'alpha': 'param'}}
 #: hls4ml type names -> fpga4ml precision variables compared by `assert_same_types`
@@ -79,7 +81,8 @@ def assert_weights_text_safe(model) -> None:
 
 
 #: (op, weight) of a typed node -> the Keras layer variable it is computed from
-KERAS_VARIABLE = {('Dense', 'kernel'): 'kernel', ('Dense', 'bias'): 'bias', ('Scale', 'scale'): 'gamma',
+KERAS_VARIABLE = {('Dense', 'kernel'): 'kernel', ('Dense', 'bias'): 'bias', ('Conv', 'kernel'): 'kernel',
+                  ('Conv', 'bias'): 'bias', ('Scale', 'scale'): 'gamma',
                   ('Scale', 'bias'): 'beta', ('Activation', 'alpha'): 'alpha'}
 
 
@@ -284,17 +287,28 @@ BN_UNFUSED = {
 }
 
 
-def bn_fused_config(kmodel) -> dict:
-    """A granularity='name' config (every layer 'auto') with explicit types where the rules differ."""
+def explicit_config(precisions: dict[str, dict[str, str]]) -> dict:
+    """An hls4ml config: the fixed<16,6> model default plus the given explicit per-layer precisions."""
+    return {'Model': MODEL_16_6, 'LayerName': {layer: {'Precision': dict(p)} for layer, p in precisions.items()}}
+
+
+def name_config(kmodel, precisions: dict[str, dict[str, str]]) -> dict:
+    """A granularity='name' config (every layer 'auto') with the given explicit per-layer precisions."""
     cfg = fpga4ml.config_from_keras_model(kmodel, granularity='name')
-    names = cfg['LayerName']
-    names['x']['Precision']['result'] = 'fixed<12,4,RND,SAT>'
-    names['dense']['Precision'].update({'weight': 'fixed<10,3,RND>', 'bias': 'fixed<10,4>',
-                                        'accum': 'fixed<12,5,RND,SAT>'})  # result stays 'auto': BN is fused
-    names['relu']['Precision']['result'] = 'ufixed<9,4,RND,SAT>'
-    names['out']['Precision'].update({'weight': 'fixed<8,2>', 'bias': 'fixed<8,2>', 'accum': 'fixed<16,6>',
-                                      'result': 'fixed<12,5,RND,SAT>'})
+    for layer, entries in precisions.items():
+        cfg['LayerName'][layer]['Precision'].update(entries)
     return cfg
+
+
+def bn_fused_config(kmodel) -> dict:
+    """A granularity='name' config with explicit types where the rules differ; the Dense result stays
+    'auto', so BatchNormalization is fused."""
+    return name_config(kmodel, {
+        'x': {'result': 'fixed<12,4,RND,SAT>'},
+        'dense': {'weight': 'fixed<10,3,RND>', 'bias': 'fixed<10,4>', 'accum': 'fixed<12,5,RND,SAT>'},
+        'relu': {'result': 'ufixed<9,4,RND,SAT>'},
+        'out': {'weight': 'fixed<8,2>', 'bias': 'fixed<8,2>', 'accum': 'fixed<16,6>', 'result': 'fixed<12,5,RND,SAT>'},
+    })
 
 
 def activation_model(rng: np.random.Generator):
@@ -383,15 +397,44 @@ def _input_type(cfg: dict, name: str) -> FixedType:
     return parse_precision(cfg['Model']['Precision'] if entry == 'auto' else entry)
 
 
-@pytest.fixture(scope='module')
-def cases(tmp_path_factory):
-    """All models converted by both libraries; hls4ml projects compile two at a time in the background."""
+def import_hls4ml():
+    """hls4ml, failing the test when it or g++ is missing (both are test dependencies)."""
     try:
         import hls4ml
     except ImportError:
         pytest.fail('hls4ml==1.3.0 is a test dependency (pip install fpga4ml[test]) but is not installed')
     if shutil.which('g++') is None:
         pytest.fail('g++ is required to compile hls4ml C simulations')
+    return hls4ml
+
+
+@contextmanager
+def compiled_cases(specs: dict, n_vectors: dict, rng: np.random.Generator, tmp_path_factory):
+    """Convert each (keras model, config, our model) of `specs` with hls4ml and compile the projects,
+    two at a time in the background (g++ runs in subprocesses); yields {name: Case}."""
+    hls4ml = import_hls4ml()
+    pool = ThreadPoolExecutor(2)
+    out = {}
+    try:
+        for case_name, (km, cfg, ours) in specs.items():
+            theirs = hls4ml.converters.convert_from_keras_model(
+                km, hls_config=copy.deepcopy(cfg), backend='Vitis', io_type='io_parallel',
+                output_dir=str(tmp_path_factory.mktemp(case_name) / 'prj'), allow_da_fallback=False)
+            theirs.write()
+            # ModelGraph.compile() is write() + _compile(); the write stays in this thread
+            future = pool.submit(theirs._compile)
+            inputs = [make_inputs(rng, n_vectors[case_name], ours.graph[name].shape, _input_type(cfg, name))
+                      for name in ours.get_input_names()]
+            out[case_name] = Case(km, cfg, ours, theirs, future, inputs)
+        yield out
+    finally:
+        pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope='module')
+def cases(tmp_path_factory):
+    """All models converted by both libraries; hls4ml projects compile two at a time in the background."""
+    import_hls4ml()
     rng = np.random.default_rng(2024)
     jsc, bn, act, merge, ints = jsc_mlp(rng), bn_model(rng), activation_model(rng), merge_model(), int_model(rng)
     fused_cfg = bn_fused_config(bn)
@@ -407,20 +450,8 @@ def cases(tmp_path_factory):
 
     n_vectors = {'jsc_16_6': 10000, 'jsc_narrow': 10000, 'bn_unfused': 6000, 'bn_fused': 6000,
                  'activations': 6000, 'merges': 6000, 'int_types': 4000}
-    pool = ThreadPoolExecutor(2)  # g++ runs in subprocesses: two builds at once on two cores
-    out = {}
-    for case_name, (km, cfg, ours) in specs.items():
-        theirs = hls4ml.converters.convert_from_keras_model(
-            km, hls_config=copy.deepcopy(cfg), backend='Vitis', io_type='io_parallel',
-            output_dir=str(tmp_path_factory.mktemp(case_name) / 'prj'), allow_da_fallback=False)
-        theirs.write()
-        # ModelGraph.compile() is write() + _compile(); the write stays in this thread
-        future = pool.submit(theirs._compile)
-        inputs = [make_inputs(rng, n_vectors[case_name], ours.graph[name].shape, _input_type(cfg, name))
-                  for name in ours.get_input_names()]
-        out[case_name] = Case(km, cfg, ours, theirs, future, inputs)
-    yield out
-    pool.shutdown(wait=True)
+    with compiled_cases(specs, n_vectors, rng, tmp_path_factory) as out:
+        yield out
 
 
 # --------------------------------------------------------------------------- tests

@@ -18,8 +18,11 @@ from ..intervals import Interval
 from ..ir import Graph, GraphError
 from .ops import BUILDERS
 
-#: samples per chunk: intermediate arrays of a chunk stay in the L2 cache
+#: most samples per chunk: intermediate arrays of a chunk stay in the L2 cache
 DEFAULT_CHUNK = 2048
+#: int64 elements the largest intermediate array of a chunk may hold (2 MB): convolutional
+#: networks get chunks of fewer samples, so their feature maps and im2col windows stay in cache
+CHUNK_ELEMENTS = 1 << 18
 
 
 @dataclass
@@ -42,14 +45,28 @@ class LayerStats:
         return self.overflow / self.count if self.count else 0.0
 
 
+def _elements_per_sample(graph: Graph, node) -> int:
+    """Largest per-sample array a node's kernel holds: its output, or its im2col windows (Conv)."""
+    if node.op != 'Conv':
+        return node.size
+    taps = int(np.prod(node.weights['kernel'].shape[:-2]))
+    return max(node.size, node.size // node.shape[-1] * taps * graph[node.inputs[0]].shape[-1])
+
+
+def auto_chunk(graph: Graph) -> int:
+    """Samples per chunk: DEFAULT_CHUNK, fewer when the widest intermediate exceeds CHUNK_ELEMENTS."""
+    widest = max((_elements_per_sample(graph, node) for node in graph), default=1)
+    return max(8, min(DEFAULT_CHUNK, CHUNK_ELEMENTS // max(widest, 1)))
+
+
 class Emulator:
     """The bit-exact integer evaluator of a typed graph."""
 
-    def __init__(self, graph: Graph, intervals: dict[str, Interval], chunk: int = DEFAULT_CHUNK,
+    def __init__(self, graph: Graph, intervals: dict[str, Interval], chunk: int | None = None,
                  threads: int | None = None) -> None:
         graph.validate()
         self.graph = graph
-        self.chunk = int(chunk)
+        self.chunk = int(chunk) if chunk else auto_chunk(graph)
         self.threads = threads or min(2, os.cpu_count() or 1)
         self.kernels = {}
         for node in graph:

@@ -5,7 +5,8 @@ Each `build_<op>` returns a kernel ``kernel(inputs, stats) -> mantissas`` for on
 nodes' result types; `stats`, when given, is a dict whose 'overflow' count the kernel increases
 by the number of values that wrapped or saturated in this node. Every op computes an exact
 intermediate value and ends with one cast into its result type (rounding + overflow of that
-type), except where hls4ml's C++ casts earlier (Dense products and bias into the accumulator).
+type), except where hls4ml's C++ casts earlier (Dense and Conv products and bias into the
+accumulator; pooling into its accumulator, cell by cell for averages).
 Exact float64 arithmetic (BLAS) is used only where interval bounds prove it exact.
 """
 
@@ -16,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from ..fixed import FixedType
-from ..intervals import Interval, round_shift
+from ..intervals import Interval, round_shift, trunc_div
 from ..ir import TABLE_ACTIVATIONS, GraphError, Node
+from .. import geometry
 from ..passes.precision import param_mantissas, relu_max_mantissa
 from ..passes.tables import Table
 from . import fast
@@ -75,26 +77,31 @@ def _check_int_bits(node: Node, iv: Interval, what: str) -> None:
                          f'the emulator evaluates exactly ({INT_EXACT_BITS}); use narrower types')
 
 
-# ---------------------------------------------------------------- Dense
+# ---------------------------------------------------------------- Dense and Conv
 
-def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
-    """x @ kernel + bias, hls4ml's dense_latency semantics.
+#: a row-wise matrix-vector kernel: (rows, n_in) input mantissas -> (rows, n_out) result mantissas
+RowKernel = Callable[[np.ndarray, 'dict | None'], np.ndarray]
+
+
+def matvec(node: Node, x_t: FixedType, x_abs_max: int, w: np.ndarray, bias: np.ndarray,
+           bias_frac: int) -> tuple[RowKernel, np.dtype]:
+    """hls4ml's dense_latency product-accumulate for each row of a (rows, n_in) matrix of inputs.
 
     Every product x*w is cast into the accumulator type (its rounding and overflow), the bias is
     cast into it too, the sum is accumulated in the accumulator type (sequentially saturating,
     in input order, for SAT modes; modular for WRAP), and the sum is cast into the result type.
     When interval bounds prove that a step cannot round or overflow, it is skipped: the result
     is the same, only faster (exact float64 BLAS, or the numba kernel of fast.py).
+    Returns the kernel and the dtype its input rows should have (int32, int64 or float64; rows
+    of mantissas in another dtype are converted).
     """
-    x_t, = in_types
-    x_iv, = in_ivs
     acc_t, res_t = node.types['accum'], node.types['result']
-    w = node.qweights['kernel'].astype(np.int64)
+    w = w.astype(np.int64)
     prod_frac = x_t.frac + node.types['weight'].frac
     n_in, n_out = w.shape
-    bias_acc = acc_t.cast(node.qweights['bias'].astype(np.int64), node.types['bias'].frac)
+    bias_acc = acc_t.cast(bias.astype(np.int64), bias_frac)
 
-    x_max = max(abs(x_iv.min), abs(x_iv.max))
+    x_max = x_abs_max
     w_abs = np.abs(w).astype(object)
     prod_max = int(np.max(w_abs, initial=0)) * x_max
     if prod_max.bit_length() > INT_EXACT_BITS:
@@ -103,8 +110,10 @@ def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
     acc_limit = min(acc_t.max_mantissa, -acc_t._sat_min)
     shift = prod_frac - acc_t.frac  # > 0: products lose LSBs in the accumulator
     prod_acc_max = prod_max >> shift if shift > 0 else prod_max << -shift
-    # products enter the accumulator by a plain floor shift (or exactly) and never overflow it
-    products_simple = (shift <= 0 or acc_t.rounding == 'TRN') and prod_acc_max <= acc_limit
+    # products enter the accumulator by a plain floor shift (or exactly) and never overflow it, or
+    # they wrap there, and wrapping each product then the sum equals wrapping the sum once
+    products_simple = (shift <= 0 or acc_t.rounding == 'TRN') and (prod_acc_max <= acc_limit or
+                                                                     acc_t.overflow == 'WRAP')
     col_sum = int(np.max(w_abs.sum(axis=0), initial=0)) * x_max
     abs_bound = (col_sum >> shift if shift > 0 else col_sum << -shift) + n_in
     abs_bound += int(np.max(np.abs(bias_acc), initial=0))
@@ -113,10 +122,10 @@ def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
     acc_cast = None if sum_fits else acc_t
     final = cast_plan(res_t, acc_t.frac, node.attrs.get('exact_bounds'))
 
-    def finish(acc, lead, stats):
+    def finish(acc, stats):
         if acc_cast is not None:
             acc = cast(acc_cast, acc, acc_t.frac, stats)
-        return final(acc, stats).reshape(lead + (n_out,))
+        return final(acc, stats)
 
     if simple and fast.available():
         w_k = w << -shift if shift < 0 else w
@@ -124,37 +133,146 @@ def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
             w_k = w_k.astype(np.int32)  # exact: products and partial sums proven to fit 31 bits
         nz_rows = np.flatnonzero(np.any(w_k != 0, axis=1)).astype(np.int64)
         k_shift = max(shift, 0)
+        # a WRAP accumulator wraps inside the kernel (tracing runs the counting cast instead)
+        wrap = acc_t.width if acc_cast is not None else 0
 
-        def dense_numba(inputs, stats):
-            x = inputs[0]
-            acc = fast.dense_floor_shift(x.reshape(-1, n_in), w_k, nz_rows, bias_acc, k_shift)
-            return finish(acc, x.shape[:-1], stats)
-        return dense_numba
+        def rows_numba(x2, stats):
+            if stats is not None:
+                return finish(fast.dense_floor_shift(x2, w_k, nz_rows, bias_acc, k_shift), stats)
+            return final(fast.dense_floor_shift(x2, w_k, nz_rows, bias_acc, k_shift, wrap, acc_t.signed), None)
+        return rows_numba, w_k.dtype
 
     if simple and shift <= 0 and abs_bound.bit_length() <= FLOAT_EXACT_BITS:
         w_float = w.astype(np.float64) * 2.0 ** -shift
         b_float = bias_acc.astype(np.float64)
 
-        def dense_blas(inputs, stats):
-            x = inputs[0]
-            acc = x.reshape(-1, n_in).astype(np.float64) @ w_float
+        def rows_blas(x2, stats):
+            acc = x2.astype(np.float64, copy=False) @ w_float
             acc += b_float
-            return finish(acc.astype(np.int64), x.shape[:-1], stats)
-        return dense_blas
+            return finish(acc.astype(np.int64), stats)
+        return rows_blas, np.dtype(np.float64)
 
     saturating = acc_t.overflow != 'WRAP' and not sum_fits
     rows = [i for i in range(n_in) if w[i].any()]
 
-    def dense_per_product(inputs, stats):
-        x = inputs[0]
-        x2 = x.reshape(-1, n_in)
+    def rows_per_product(x2, stats):
+        x2 = x2.astype(np.int64, copy=False)
         acc = np.broadcast_to(bias_acc, (x2.shape[0], n_out)).copy()
         for i in rows:
             acc += cast(acc_t, x2[:, i:i + 1] * w[i], prod_frac, stats)
             if saturating:
                 acc = cast(acc_t, acc, acc_t.frac, stats)
-        return finish(acc, x.shape[:-1], stats)
-    return dense_per_product
+        return finish(acc, stats)
+    return rows_per_product, np.dtype(np.int64)
+
+
+def build_dense(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
+    """x @ kernel + bias over the last axis, hls4ml's dense_latency semantics (see `matvec`)."""
+    kernel = node.qweights['kernel']
+    rows, _ = matvec(node, in_types[0], in_ivs[0].abs_max, kernel, node.qweights['bias'], node.types['bias'].frac)
+    n_in, n_out = kernel.shape
+
+    def dense_kernel(inputs, stats):
+        x = inputs[0]
+        return rows(x.reshape(-1, n_in), stats).reshape(x.shape[:-1] + (n_out,))
+    return dense_kernel
+
+
+def build_conv(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
+    """Convolution as hls4ml's conv_2d_latency_cl / conv_1d_latency_cl compute it.
+
+    Each output pixel is a Dense over its receptive field, read in hls4ml's im2col order
+    (kernel row, kernel column, input channel; padding cells are zeros): bias first, then each
+    product cast into the accumulator, in that order (observable with SAT accumulators), then one
+    cast into the result type. The windows of the whole batch are gathered with a precomputed
+    index array and go through the same row kernel as Dense (`matvec`); grouped and depthwise
+    convolutions use a block-diagonal matrix whose zero weights contribute nothing.
+    """
+    x_iv, = in_ivs
+    in_shape = x_iv.lo.shape
+    win = geometry.check_conv(node, in_shape)
+    index = geometry.im2col_index(win, in_shape[-1])
+    matrix = geometry.conv_matrix(node.qweights['kernel'], int(node.attrs.get('groups', 1)), node.name)
+    rows, dtype = matvec(node, in_types[0], x_iv.abs_max, matrix, node.qweights['bias'], node.types['bias'].frac)
+    n_in = matrix.shape[0]
+
+    def conv_kernel(inputs, stats):
+        x = inputs[0]
+        flat = x.reshape(len(x), -1).astype(dtype, copy=False)
+        cols = geometry.take(flat, index)  # (batch, windows, taps * channels)
+        return rows(cols.reshape(-1, n_in), stats).reshape((len(x),) + node.shape)
+    return conv_kernel
+
+
+# ---------------------------------------------------------------- pooling and index maps
+
+def build_pool(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
+    """Max or average pooling as hls4ml's pooling1d_cl / pooling2d_cl compute it (count_pad=False).
+
+    max: the largest real cell of the window (padding is skipped), cast into the accumulator,
+    then into the result type. avg: acc = 0; for each tap in window order acc = cast_accum(acc + x)
+    over the real cells; then acc / n with n the number of real cells, truncated toward zero in
+    the accumulator's LSB (ap_fixed operator/ by an integer); then cast into the result type.
+    """
+    x_t, = in_types
+    x_iv, = in_ivs
+    acc_t, res_t = node.types['accum'], node.types['result']
+    index, counts = geometry.pool_index(node, x_iv.lo.shape)
+    final = cast_plan(res_t, acc_t.frac, node.attrs.get('exact_bounds'))
+    shape = node.shape
+    if node.attrs['mode'] == 'max':
+        to_acc = cast_plan(acc_t, x_t.frac, (x_iv.min, x_iv.max, x_iv.frac))
+        lowest = np.iinfo(np.int64).min
+
+        def max_kernel(inputs, stats):
+            x = inputs[0]
+            flat = geometry.with_fill(x.reshape(len(x), -1), index, lowest)
+            y = np.take(flat, index[0], axis=1)
+            for k in index[1:]:
+                np.maximum(y, np.take(flat, k, axis=1), out=y)
+            return final(to_acc(y, stats), stats).reshape((len(x),) + shape)
+        return max_kernel
+
+    shift = acc_t.frac - x_t.frac  # >= 0: inputs enter the accumulator exactly
+    need = max(((len(index) * x_iv.abs_max) << max(shift, 0)).bit_length(), acc_t.width - min(shift, 0))
+    if need > INT_EXACT_BITS:
+        raise GraphError(f'layer {node.name!r}: the average pool sum needs {need} bits, more than the '
+                         f'emulator evaluates exactly ({INT_EXACT_BITS}); use a narrower accum type')
+    acc_limit = min(acc_t.max_mantissa, -acc_t._sat_min)
+    sum_fits = shift >= 0 and (len(index) * x_iv.abs_max) << shift <= acc_limit
+    modular = shift >= 0 and acc_t.overflow == 'WRAP'  # one cast at the end equals a cast per step
+    step = None if sum_fits or modular else acc_t
+    end = acc_t if modular and not sum_fits else None
+    whole = bool(np.all(counts == len(index)))
+
+    def add(acc, v, stats):
+        if shift >= 0:
+            acc += v << shift if shift else v
+            return acc if step is None else cast(step, acc, acc_t.frac, stats)
+        return cast(acc_t, (acc << -shift) + v, x_t.frac, stats)
+
+    def avg_kernel(inputs, stats):
+        x = inputs[0]
+        flat = geometry.with_fill(x.reshape(len(x), -1), index, 0)
+        acc = np.zeros((len(x), index.shape[1]), dtype=np.int64)
+        for k in index:
+            acc = add(acc, np.take(flat, k, axis=1), stats)
+        if end is not None:
+            acc = cast(end, acc, acc_t.frac, stats)
+        q = trunc_div(acc, len(index) if whole else counts)
+        return final(q, stats).reshape((len(x),) + shape)
+    return avg_kernel
+
+
+def build_index_map(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
+    """Pad, Crop, Resize, Transpose: a gather of input mantissas (Pad reads zeros); the type is unchanged."""
+    index = geometry.index_map(node, in_ivs[0].lo.shape).ravel()
+    shape = node.shape
+
+    def gather_kernel(inputs, stats):
+        x = inputs[0]
+        return geometry.take(x.reshape(len(x), -1), index).reshape((len(x),) + shape)
+    return gather_kernel
 
 
 # ---------------------------------------------------------------- element-wise ops
@@ -172,9 +290,13 @@ def build_scale(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
         raise GraphError(f'layer {node.name!r}: x*scale+bias needs {bound.bit_length()} bits')
 
     final = cast_plan(res_t, frac, node.attrs.get('exact_bounds'))
+    # per-sample shaped constants: numpy then runs one long inner loop, not one per channel vector
+    scale, bias = (np.ascontiguousarray(np.broadcast_to(a, node.shape)) for a in (scale, bias))
 
     def scale_kernel(inputs, stats):
-        return final(inputs[0] * scale + bias, stats)
+        y = inputs[0] * scale
+        y += bias
+        return final(y, stats)
     return scale_kernel
 
 
@@ -337,6 +459,9 @@ def build_quantize(node: Node, in_types: list[FixedType], in_ivs: list[Interval]
 
 BUILDERS = {
     'Dense': build_dense,
+    'Conv': build_conv,
+    'Pool': build_pool,
+    **{op: build_index_map for op in geometry.INDEX_MAP_OPS},
     'Scale': build_scale,
     'Activation': build_activation,
     'Softmax': build_softmax,

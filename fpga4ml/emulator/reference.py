@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import geometry
 from ..functions import table_function
 from ..ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
 
@@ -89,10 +90,34 @@ def _merge(xs: list[np.ndarray], node: Node) -> np.ndarray:
     return y / len(xs) if mode == 'avg' else y
 
 
+def _conv(x: np.ndarray, node: Node, w: dict[str, np.ndarray]) -> np.ndarray:
+    """Convolution as a matrix product of the im2col windows (zero padding) with the kernel matrix."""
+    win = geometry.check_conv(node, x.shape[1:])
+    cols = geometry.take(x.reshape(len(x), -1), geometry.im2col_index(win, x.shape[-1]))
+    matrix = geometry.conv_matrix(w['kernel'], int(node.attrs.get('groups', 1)), node.name)
+    return (cols @ matrix + w['bias']).reshape((len(x),) + node.shape)
+
+
+def _pool(x: np.ndarray, node: Node) -> np.ndarray:
+    """Max or mean over the real (unpadded) cells of each window, per channel."""
+    index, counts = geometry.pool_index(node, x.shape[1:])
+    fill = -np.inf if node.attrs['mode'] == 'max' else 0.0
+    taps = geometry.take(x.reshape(len(x), -1), index, fill)  # (batch, taps, outputs)
+    y = taps.max(axis=1) if node.attrs['mode'] == 'max' else taps.sum(axis=1) / counts
+    return y.reshape((len(x),) + node.shape)
+
+
 def _apply(node: Node, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> np.ndarray:
     """Evaluate one non-Input node on batched inputs."""
     if node.op == 'Dense':
         return xs[0] @ w['kernel'] + w['bias']
+    if node.op == 'Conv':
+        return _conv(xs[0], node, w)
+    if node.op == 'Pool':
+        return _pool(xs[0], node)
+    if node.op in geometry.INDEX_MAP_OPS:
+        index = geometry.index_map(node, xs[0].shape[1:]).ravel()
+        return geometry.take(xs[0].reshape(len(xs[0]), -1), index).reshape((len(xs[0]),) + node.shape)
     if node.op == 'Activation':
         function = node.attrs.get('function')
         if function not in ACTIVATION_FUNCTIONS:

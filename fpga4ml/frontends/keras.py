@@ -13,6 +13,15 @@ Conventions (one IR node per tensor a layer produces; names are Keras layer name
 * ``BatchNormalization`` -> ``Scale`` (weights ``scale``, ``bias``; raw statistics in ``attrs['bn']``).
 * Merge layers -> ``Merge`` (attrs ``mode``; ``axis`` as a negative per-sample axis for concat).
 * ``Flatten``/``Reshape`` -> ``Reshape`` (attrs ``shape``, the resolved per-sample output shape).
+* ``Conv1D``/``Conv2D`` -> ``Conv`` (channels-last; Keras kernel layout; 'valid'/'same' resolved to
+  explicit ``padding`` amounts; ``groups=1``), plus an activation node like Dense.
+  ``DepthwiseConv1D/2D`` -> ``Conv`` with ``groups`` = channels, kernel reshaped to (kh, kw, 1, C*m).
+  ``SeparableConv1D/2D`` -> depthwise ``Conv`` ``'<name>_depthwise'`` (no bias) + pointwise 1x1 ``Conv``.
+* ``MaxPooling``/``AveragePooling`` 1D/2D -> ``Pool`` (mode, pool_size, strides, padding);
+  ``Global*Pooling`` -> ``Pool`` over the whole extent (attrs ``global``) + ``Reshape`` ``'<name>_flatten'``
+  unless ``keepdims``.
+* ``ZeroPadding``/``Cropping``/``UpSampling`` (nearest) 1D/2D -> ``Pad``/``Crop``/``Resize``;
+  ``Permute`` -> ``Transpose``.
 * Dropout-like layers are inference no-ops and produce no node.
 * A Sequential/Functional model used as a layer is inlined.
 """
@@ -26,6 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..geometry import same_padding
 from ..ir import Graph, GraphError, Node
 
 #: Keras activation names -> (IR op, IR function, extra attrs). 'linear' on a Dense adds no node.
@@ -143,24 +153,205 @@ def _last_axis(axis: int, rank: int, where: str, what: str) -> None:
 # that holds the call's output tensor.
 
 
-def _dense(call: _Call, graph: Graph) -> str:
-    """Dense -> Dense (+ an activation node unless linear)."""
+def _with_activation(call: _Call, graph: Graph, source: str) -> str:
+    """Add the activation node of a layer's `activation` after node `source` (none if linear)."""
     import keras
 
     layer = call.layer
-    if getattr(layer, 'quantization_mode', None):
-        raise GraphError(f'{call.where()}: Keras quantization mode {layer.quantization_mode!r} is '
-                         'not supported; convert the float model')
-    kernel = _to_numpy(layer.kernel)
-    use_bias = layer.bias is not None
-    bias = _to_numpy(layer.bias) if use_bias else np.zeros(kernel.shape[1], dtype=np.float32)
-    graph.add(call.node('Dense', weights={'kernel': kernel, 'bias': bias}, attrs={'use_bias': use_bias}))
     if layer.activation is keras.activations.linear:
-        return call.name
+        return source
     key = _activation_name(layer.activation) or 'activation'
     act_name = call.fresh(f'{layer.name}_{key}')
-    graph.add(_activation_node(act_name, [call.name], call.out_shape, layer.activation, call.where()))
+    graph.add(_activation_node(act_name, [source], call.out_shape, layer.activation, call.where()))
     return act_name
+
+
+def _check_float_layer(call: _Call) -> None:
+    """Reject Keras' built-in quantization modes (int8/float8 kernels): convert the float model."""
+    mode = getattr(call.layer, 'quantization_mode', None)
+    if mode:
+        raise GraphError(f'{call.where()}: Keras quantization mode {mode!r} is not supported; '
+                         'convert the float model')
+
+
+def _bias_or_zeros(layer: Any, n: int) -> tuple[np.ndarray, bool]:
+    """The layer's bias, or n zeros when it has none; and whether it has one."""
+    if getattr(layer, 'bias', None) is None:
+        return np.zeros(n, dtype=np.float32), False
+    return _to_numpy(layer.bias), True
+
+
+def _dense(call: _Call, graph: Graph) -> str:
+    """Dense -> Dense (+ an activation node unless linear)."""
+    _check_float_layer(call)
+    kernel = _to_numpy(call.layer.kernel)
+    bias, use_bias = _bias_or_zeros(call.layer, kernel.shape[1])
+    graph.add(call.node('Dense', weights={'kernel': kernel, 'bias': bias}, attrs={'use_bias': use_bias}))
+    return _with_activation(call, graph, call.name)
+
+
+# ---- convolutional layers (channels-last only; 1D ops are (W, C), 2D ops (H, W, C))
+
+def _spatial_rank(call: _Call) -> int:
+    """1 or 2: the spatial rank of a channels-last Conv/Pool/Padding layer (GraphError otherwise)."""
+    layer = call.layer
+    fmt = getattr(layer, 'data_format', 'channels_last')
+    if fmt != 'channels_last':
+        raise GraphError(f"{call.where()}: data_format={fmt!r} is not supported; only 'channels_last' "
+                         '(convert channels_first models with a Permute, or rebuild them channels-last)')
+    rank = len(call.in_shapes[0]) - 1
+    if rank not in (1, 2):
+        raise GraphError(f'{call.where()}: input shape {call.in_shapes[0]} is not (W, C) or (H, W, C)')
+    return rank
+
+
+def _explicit_padding(call: _Call, padding: str, kernel: tuple[int, ...], strides: tuple[int, ...],
+                      dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """Keras padding='valid'/'same' as pad amounts (left, right) or (top, bottom, left, right)."""
+    if padding == 'valid':
+        return (0,) * (2 * len(kernel))
+    if padding != 'same':
+        raise GraphError(f"{call.where()}: padding={padding!r} is not supported; use 'valid' or 'same'")
+    spatial = call.in_shapes[0][:-1]
+    pads: tuple[int, ...] = ()
+    for size, k, s, d in zip(spatial, kernel, strides, dilation):
+        pads += same_padding(size, k, s, d)
+    return pads
+
+
+def _window_attrs(call: _Call, kernel: tuple[int, ...], strides: tuple[int, ...],
+                  dilation: tuple[int, ...]) -> dict[str, Any]:
+    """kernel_size, strides, dilation and explicit padding of a convolution layer."""
+    kernel, strides, dilation = (tuple(int(v) for v in t) for t in (kernel, strides, dilation))
+    padding = _explicit_padding(call, call.layer.padding, kernel, strides, dilation)
+    return {'kernel_size': kernel, 'strides': strides, 'dilation': dilation, 'padding': padding}
+
+
+def _conv(call: _Call, graph: Graph) -> str:
+    """Conv1D/Conv2D -> Conv (groups=1) (+ an activation node unless linear)."""
+    _check_float_layer(call)
+    layer = call.layer
+    _spatial_rank(call)
+    if int(getattr(layer, 'groups', 1)) != 1:
+        raise GraphError(f'{call.where()}: groups={layer.groups} is not supported; only groups=1 '
+                         '(or a DepthwiseConv layer for one group per channel)')
+    kernel = _to_numpy(layer.kernel)
+    bias, use_bias = _bias_or_zeros(layer, kernel.shape[-1])
+    attrs = {**_window_attrs(call, layer.kernel_size, layer.strides, layer.dilation_rate), 'groups': 1,
+             'use_bias': use_bias}
+    graph.add(call.node('Conv', weights={'kernel': kernel, 'bias': bias}, attrs=attrs))
+    return _with_activation(call, graph, call.name)
+
+
+def _depthwise_node(call: _Call, name: str, kernel: np.ndarray, bias: np.ndarray, use_bias: bool,
+                    shape: tuple[int, ...]) -> Node:
+    """A depthwise Conv node: Keras kernel (kh, kw, C, m) -> (kh, kw, 1, C*m), groups = C."""
+    layer = call.layer
+    *taps, channels, multiplier = kernel.shape
+    attrs = {**_window_attrs(call, layer.kernel_size, layer.strides, layer.dilation_rate),
+             'groups': int(channels), 'use_bias': use_bias}
+    weights = {'kernel': kernel.reshape(*taps, 1, channels * multiplier), 'bias': bias}
+    return Node(name, 'Conv', list(call.inputs), shape, attrs=attrs, weights=weights,
+                source=type(layer).__name__)
+
+
+def _depthwise_conv(call: _Call, graph: Graph) -> str:
+    """DepthwiseConv1D/2D -> Conv with groups = channels (+ an activation node unless linear)."""
+    _check_float_layer(call)
+    _spatial_rank(call)
+    kernel = _to_numpy(call.layer.kernel)
+    bias, use_bias = _bias_or_zeros(call.layer, kernel.shape[-2] * kernel.shape[-1])
+    graph.add(_depthwise_node(call, call.name, kernel, bias, use_bias, call.out_shape))
+    return _with_activation(call, graph, call.name)
+
+
+def _separable_conv(call: _Call, graph: Graph) -> str:
+    """SeparableConv1D/2D -> depthwise Conv '<name>_depthwise' (no bias) + pointwise 1x1 Conv '<name>'."""
+    _check_float_layer(call)
+    layer = call.layer
+    rank = _spatial_rank(call)
+    depthwise = _to_numpy(layer.depthwise_kernel)
+    pointwise = _to_numpy(layer.pointwise_kernel)
+    bias, use_bias = _bias_or_zeros(layer, pointwise.shape[-1])
+    dw_channels = depthwise.shape[-2] * depthwise.shape[-1]
+    dw_name = call.fresh(f'{layer.name}_depthwise')
+    dw_shape = call.out_shape[:-1] + (dw_channels,)
+    graph.add(_depthwise_node(call, dw_name, depthwise, np.zeros(dw_channels, np.float32), False, dw_shape))
+    ones = (1,) * rank
+    attrs = {'kernel_size': ones, 'strides': ones, 'dilation': ones, 'padding': (0,) * (2 * rank),
+             'groups': 1, 'use_bias': use_bias}
+    graph.add(Node(call.name, 'Conv', [dw_name], call.out_shape, attrs=attrs,
+                   weights={'kernel': pointwise, 'bias': bias}, source=type(layer).__name__))
+    return _with_activation(call, graph, call.name)
+
+
+def _pool(call: _Call, graph: Graph) -> str:
+    """MaxPooling/AveragePooling 1D/2D -> Pool (mode max/avg, pool_size, strides, explicit padding)."""
+    layer = call.layer
+    rank = _spatial_rank(call)
+    pool_size = tuple(int(p) for p in layer.pool_size)
+    strides = tuple(int(s) for s in layer.strides)
+    padding = _explicit_padding(call, layer.padding, pool_size, strides, (1,) * rank)
+    mode = 'max' if type(layer).__name__.startswith('Max') else 'avg'
+    graph.add(call.node('Pool', attrs={'mode': mode, 'pool_size': pool_size, 'strides': strides,
+                                       'padding': padding}))
+    return call.name
+
+
+def _global_pool(call: _Call, graph: Graph) -> str:
+    """GlobalMax/GlobalAveragePooling 1D/2D -> Pool over the whole extent (+ Reshape unless keepdims)."""
+    layer = call.layer
+    rank = _spatial_rank(call)
+    extent = tuple(call.in_shapes[0][:-1])
+    mode = 'max' if type(layer).__name__.startswith('GlobalMax') else 'avg'
+    pooled = (1,) * rank + call.in_shapes[0][-1:]
+    attrs = {'mode': mode, 'pool_size': extent, 'strides': extent, 'padding': (0,) * (2 * rank), 'global': True}
+    graph.add(call.node('Pool', shape=pooled, attrs=attrs))
+    if call.out_shape == pooled:
+        return call.name
+    name = call.fresh(f'{layer.name}_flatten')
+    graph.add(Node(name, 'Reshape', [call.name], call.out_shape, attrs={'shape': call.out_shape}, source='Reshape'))
+    return name
+
+
+def _pad_amounts(call: _Call, value: Any, what: str) -> tuple[int, ...]:
+    """ZeroPadding/Cropping amounts ((t, b), (l, r)) or (l, r) as a flat tuple (t, b, l, r) / (l, r)."""
+    rank = _spatial_rank(call)
+    flat = tuple(int(v) for pair in (value if rank == 2 else (value,)) for v in pair)
+    if len(flat) != 2 * rank:
+        raise GraphError(f'{call.where()}: {what}={value!r} is not understood')
+    return flat
+
+
+def _zero_padding(call: _Call, graph: Graph) -> str:
+    """ZeroPadding1D/2D -> Pad (attrs padding)."""
+    graph.add(call.node('Pad', attrs={'padding': _pad_amounts(call, call.layer.padding, 'padding')}))
+    return call.name
+
+
+def _cropping(call: _Call, graph: Graph) -> str:
+    """Cropping1D/2D -> Crop (attrs cropping)."""
+    graph.add(call.node('Crop', attrs={'cropping': _pad_amounts(call, call.layer.cropping, 'cropping')}))
+    return call.name
+
+
+def _upsampling(call: _Call, graph: Graph) -> str:
+    """UpSampling1D/2D (nearest) -> Resize (attrs scale, method)."""
+    layer = call.layer
+    rank = _spatial_rank(call)
+    method = getattr(layer, 'interpolation', 'nearest')
+    if method != 'nearest':
+        raise GraphError(f"{call.where()}: interpolation={method!r} is not supported; only 'nearest' is")
+    scale = (int(layer.size),) if rank == 1 else tuple(int(v) for v in layer.size)
+    graph.add(call.node('Resize', attrs={'scale': scale, 'method': 'nearest'}))
+    return call.name
+
+
+def _permute(call: _Call, graph: Graph) -> str:
+    """Permute(dims) -> Transpose (attrs perm: 0-based per-sample axes)."""
+    perm = tuple(int(d) - 1 for d in call.layer.dims)
+    graph.add(call.node('Transpose', attrs={'perm': perm}))
+    return call.name
 
 
 def _activation(call: _Call, graph: Graph) -> str:
@@ -285,6 +476,15 @@ _HANDLERS: dict[str, Callable[[_Call, Graph], str]] = {
     'Flatten': _reshape,
     'Reshape': _reshape,
     'Concatenate': _concatenate,
+    'Conv1D': _conv, 'Conv2D': _conv,
+    'DepthwiseConv1D': _depthwise_conv, 'DepthwiseConv2D': _depthwise_conv,
+    'SeparableConv1D': _separable_conv, 'SeparableConv2D': _separable_conv,
+    **{f'{op}Pooling{d}D': _pool for op in ('Max', 'Average') for d in (1, 2)},
+    **{f'Global{op}Pooling{d}D': _global_pool for op in ('Max', 'Average') for d in (1, 2)},
+    'ZeroPadding1D': _zero_padding, 'ZeroPadding2D': _zero_padding,
+    'Cropping1D': _cropping, 'Cropping2D': _cropping,
+    'UpSampling1D': _upsampling, 'UpSampling2D': _upsampling,
+    'Permute': _permute,
     **{cls: _merge for cls in MERGE_MODES if cls != 'Concatenate'},
     **{cls: _skip for cls in SKIPPED_LAYERS},
 }

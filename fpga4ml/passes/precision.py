@@ -15,7 +15,9 @@ import numpy as np
 
 from ..config import WEIGHT_PRECISION
 from ..fixed import AUTO, FixedType
-from ..intervals import Interval, dense_interval, product_interval, sum_interval, type_for
+from .. import geometry
+from ..geometry import take
+from ..intervals import Interval, dense_interval, product_interval, sum_interval, trunc_div, type_for
 from ..ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
 from . import tables
 
@@ -96,15 +98,75 @@ def _input(node, ins, in_types, default, maximum) -> Interval:
     return None
 
 
+def accumulated(exact: Interval, accum: FixedType, n_terms: int) -> Interval:
+    """Bounds of a sum of `n_terms` terms that are each rounded into `accum` and accumulated there.
+
+    Each rounding moves a term by less than one accumulator LSB, so the exact bounds widen by
+    `n_terms` LSBs when the accumulator is coarser than the exact sum; the cast then applies the
+    accumulator's rounding and overflow (an overflow gives the whole accumulator range).
+    """
+    if accum.frac >= exact.frac:
+        return exact.align(accum.frac).cast(accum)
+    slack = n_terms << (exact.frac - accum.frac)
+    return Interval(exact.lo - slack, exact.hi + slack, exact.frac).cast(accum)
+
+
+def _accumulate(node: Node, exact: Interval, n_terms: int, maximum: FixedType | None) -> Interval:
+    """Accumulator and result types of a Dense or Conv from the exact bounds of its sums."""
+    accum = _explicit_or(node, 'accum', lambda: type_for(exact), maximum)
+    node.types['accum'] = accum
+    node.types['result'] = _explicit_or(node, 'result', accum, maximum)
+    return accumulated(exact, accum, n_terms)
+
+
 def _dense(node, ins, in_types, default, maximum) -> Interval:
     x, = ins
     kernel_t, bias_t = node.types['weight'], node.types['bias']
     exact = dense_interval(x, node.qweights['kernel'], kernel_t.frac, node.qweights['bias'], bias_t.frac)
-    accum = _explicit_or(node, 'accum', lambda: type_for(exact), maximum)
-    node.types['accum'] = accum
-    acc_iv = exact.cast(accum) if accum.frac <= exact.frac else exact.align(accum.frac).cast(accum)
-    node.types['result'] = _explicit_or(node, 'result', accum, maximum)
-    return acc_iv
+    return _accumulate(node, exact, node.qweights['kernel'].shape[0] + 1, maximum)
+
+
+def _conv(node, ins, in_types, default, maximum) -> Interval:
+    """Conv like Dense, per output pixel over its receptive field (padding zeros included)."""
+    x, = ins
+    in_shape = x.lo.shape
+    win = geometry.check_conv(node, in_shape)
+    cols = x.gather(geometry.im2col_index(win, in_shape[-1]))
+    matrix = geometry.conv_matrix(node.qweights['kernel'], int(node.attrs.get('groups', 1)), node.name)
+    exact = dense_interval(cols, matrix, node.types['weight'].frac, node.qweights['bias'], node.types['bias'].frac)
+    return _accumulate(node, exact.reshape(node.shape), matrix.shape[0] + 1, maximum)
+
+
+#: a bound below every value (padding cells of a max pool never win)
+_NEG_INF_BOUND = -(1 << 256)
+
+
+def _pool(node, ins, in_types, default, maximum) -> Interval:
+    """Max: the input type on 'auto'. Avg: an exact accumulator with ceil(log2(taps)) extra LSBs."""
+    x, = ins
+    in_t, = in_types
+    index, counts = geometry.pool_index(node, x.lo.shape)
+    if node.attrs['mode'] == 'max':
+        lo = np.maximum.reduce([take(x.lo.ravel(), k, _NEG_INF_BOUND) for k in index])
+        hi = np.maximum.reduce([take(x.hi.ravel(), k, _NEG_INF_BOUND) for k in index])
+        exact = Interval(np.asarray(lo, dtype=object), np.asarray(hi, dtype=object), x.frac)
+        node.types['accum'] = _explicit_or(node, 'accum', in_t, maximum)
+        acc = _cast_iv(exact, node.types['accum'])
+    else:
+        exact = sum_interval([x.gather(k) for k in index])
+        extra = (len(index) - 1).bit_length()  # ceil(log2(taps)): a power-of-two division is exact
+        node.types['accum'] = _explicit_or(node, 'accum', lambda: type_for(exact.align(exact.frac + extra)), maximum)
+        total = accumulated(exact, node.types['accum'], len(index))
+        acc = Interval(trunc_div(total.lo, counts), trunc_div(total.hi, counts), total.frac)
+    node.types['result'] = _explicit_or(node, 'result', in_t, maximum)
+    return acc.reshape(node.shape)
+
+
+def _index_map(node, ins, in_types, default, maximum) -> Interval:
+    """Pad, Crop, Resize, Transpose: values move (Pad adds zeros); the type is the input's."""
+    x, = ins
+    node.types['result'] = in_types[0]
+    return x.gather(geometry.index_map(node, x.lo.shape).ravel()).reshape(node.shape)
 
 
 def _cast_iv(iv: Interval, t: FixedType) -> Interval:
@@ -291,6 +353,9 @@ def _quantize(node, ins, in_types, default, maximum) -> Interval:
 _RULES = {
     'Input': _input,
     'Dense': _dense,
+    'Conv': _conv,
+    'Pool': _pool,
+    **{op: _index_map for op in geometry.INDEX_MAP_OPS},
     'Scale': _scale,
     'Activation': _activation,
     'Softmax': _softmax,
