@@ -208,3 +208,12 @@ def test_scale_unfused_batchnorm():
     want = np.array([[cast1(node.types['result'], (int(xm[i, j]) * int(s[j]) << (f - in_t.frac - fs)) + (int(b[j]) << (f - fb)), f)
                       for j in range(6)] for i in range(300)])
     assert np.array_equal(model.predict_mantissas(x)['op'], want)
+
+
+def test_concat_axis_given_as_a_positive_per_sample_axis():
+    """axis=0 of a (6,) per-sample shape is the feature axis, not the batch axis."""
+    g = single_op('Merge', n_inputs=2, attrs={'mode': 'concat', 'axis': 0}, out_shape=(12,))
+    model = convert_graph(g, {'Model': {'Precision': 'fixed<16,6>'}})
+    assert model.graph['op'].attrs['axis'] == -1
+    xs = [np.ones((5, 6)), np.full((5, 6), 2.0)]
+    assert np.array_equal(model.predict(xs), np.concatenate(xs, axis=1))

@@ -302,7 +302,12 @@ def _merge(node, ins, in_types, default, maximum) -> Interval:
     mode = node.attrs['mode']
     if mode == 'concat':
         frac = max(iv.frac for iv in ins)
-        axis = node.attrs.get('axis', -1)
+        rank = len(node.shape)
+        axis = int(node.attrs.get('axis', -1))
+        if not -rank <= axis < rank:
+            raise GraphError(f'layer {node.name!r}: concat axis {axis} is out of range for per-sample rank {rank}')
+        # a per-sample axis, stored negative so it means the same on batched arrays (emulator, back ends)
+        axis = node.attrs['axis'] = axis - rank if axis >= 0 else axis
         aligned = [iv.align(frac) for iv in ins]
         lo = np.concatenate([a.lo for a in aligned], axis=axis)
         hi = np.concatenate([a.hi for a in aligned], axis=axis)
