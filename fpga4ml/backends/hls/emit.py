@@ -252,18 +252,28 @@ def valid_reuse_factors(n_in: int, n_out: int, strategy: str) -> list[int]:
     return divisors
 
 
-def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
-    """(Strategy, ReuseFactor) of a Dense layer, validated (ValueError lists the valid values)."""
+def layer_strategy(node: Node) -> str:
+    """The node's Strategy ('Latency' or 'Resource', any case), validated."""
     strategy = node.config.get('Strategy', 'Latency')
     strategy = {'latency': 'Latency', 'resource': 'Resource'}.get(str(strategy).lower(), strategy)
     if strategy not in STRATEGIES:
         raise ValueError(f'layer {node.name!r}: Strategy must be one of {list(STRATEGIES)}, got {strategy!r}')
+    return strategy
+
+
+def checked_reuse_factor(node: Node, what: str, valid: list[int]) -> int:
+    """The node's ReuseFactor if it is one of `valid`; otherwise a ValueError listing them."""
     rf = node.config.get('ReuseFactor', 1)
-    valid = valid_reuse_factors(n_in, n_out, strategy)
     if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) not in valid:
-        raise ValueError(f'layer {node.name!r} (Dense {n_in} -> {n_out}, Strategy {strategy}): '
-                         f'ReuseFactor {rf!r} is not valid; valid values are {valid}')
-    return strategy, int(rf)
+        raise ValueError(f'layer {node.name!r} ({what}): ReuseFactor {rf!r} is not valid; valid values are {valid}')
+    return int(rf)
+
+
+def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
+    """(Strategy, ReuseFactor) of a Dense layer, validated (ValueError lists the valid values)."""
+    strategy = layer_strategy(node)
+    valid = valid_reuse_factors(n_in, n_out, strategy)
+    return strategy, checked_reuse_factor(node, f'Dense {n_in} -> {n_out}, Strategy {strategy}', valid)
 
 
 def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
@@ -559,11 +569,21 @@ EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
 }
 
 
+def emitter_of(op: str) -> Callable[[Context, Node, list[Port], Port], str] | None:
+    """The emitter of an IR op: those above, or the window and index-map ops of emit_cnn.py."""
+    from .emit_cnn import CNN_EMITTERS  # emit_cnn builds on the helpers of this module
+
+    return EMITTERS.get(op) or CNN_EMITTERS.get(op)
+
+
 def emit_layer(ctx: Context, node: Node) -> str:
     """The C++ function of one typed node (its typedefs and arrays go into `ctx`)."""
-    emitter = EMITTERS.get(node.op)
+    emitter = emitter_of(node.op)
     if emitter is None:
-        raise GraphError(f'layer {node.name!r}: op {node.op!r} has no HLS emitter; supported: {sorted(EMITTERS)}')
+        from .emit_cnn import CNN_EMITTERS
+
+        raise GraphError(f'layer {node.name!r}: op {node.op!r} has no HLS emitter; '
+                         f'supported: {sorted(EMITTERS | CNN_EMITTERS)}')
     ins = [port(ctx, ctx.graph[name]) for name in node.inputs]
     return emitter(ctx, node, ins, port(ctx, node))
 

@@ -130,7 +130,7 @@ class TopFunction:
         self.outputs: list[tuple[Node, str]] = [(graph[name], ctx.names.new(f'{ctx.idents[name]}_out'))
                                                 for name in graph.outputs]
         self.strategies = {n.config.get('Strategy', 'Latency') for n in graph if n.op == 'Dense'}
-        self.reuse = max([int(n.config.get('ReuseFactor', 1)) for n in graph if n.op == 'Dense'], default=1)
+        self.reuse = max([int(n.config.get('ReuseFactor', 1)) for n in graph if n.op in ('Dense', 'Conv')], default=1)
 
     # ------------------------------------------------------------------ ports
     def ports(self) -> list[tuple[str, str, int]]:
