@@ -1,0 +1,27 @@
+"""The CNN example runs end to end on real data and its C simulation equals the emulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_cnn_example(tmp_path, capsys):
+    example = load_example('digits_cnn')
+    assert example.main(['--epochs', '3', '--out', str(tmp_path / 'prj')]) == 0  # 0: C-sim == emulator
+    out = capsys.readouterr().out
+    assert 'bit for bit, on 100.00 %' in out
+    accuracy = float(out.split('fpga4ml (fixed point) ')[1].split(' %')[0])
+    assert accuracy > 50  # real digits, three epochs: far above the 10 % of chance
+    assert (tmp_path / 'prj' / 'firmware' / 'digits_cnn.cpp').is_file()
