@@ -919,3 +919,13 @@ def test_build_ctrl_c_stops_the_tool(tmp_path, fake_path, monkeypatch):
 
 def test_format_elapsed():
     assert (format_elapsed(0), format_elapsed(61.9), format_elapsed(3725)) == ('0:00', '1:01', '1:02:05')
+
+
+def test_package_build_attribute_is_the_function_after_any_import_order():
+    """`fpga4ml.backends.hls.build` must stay callable even after the submodule is imported."""
+    import importlib
+
+    import fpga4ml.backends.hls as hls
+
+    importlib.import_module('fpga4ml.backends.hls.build')
+    assert callable(hls.build) and hls.build.__module__ == 'fpga4ml.backends.hls.build'

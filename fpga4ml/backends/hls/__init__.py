@@ -7,14 +7,10 @@ Every emitted op matches fpga4ml's emulator bit for bit (tests/test_hls_csim.py)
 
 from __future__ import annotations
 
+# `build` is both a submodule and its main function: importing the function here binds the package
+# attribute to the function for good (a lazy `from .build import ...` would rebind it to the module)
+from .build import build
 from .csim import CSim, CSimError, compile_csim, find_ap_types
 from .writer import write
 
 __all__ = ['CSim', 'CSimError', 'build', 'compile_csim', 'find_ap_types', 'write']
-
-
-def build(model, **options) -> dict:
-    """Run the vendor HLS flow on the written project (see build.py); returns the parsed reports."""
-    from .build import build as _build
-
-    return _build(model, **options)
