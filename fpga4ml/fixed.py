@@ -369,11 +369,10 @@ class FixedType:
             under = (q <= lo_b) if sym else (q < lo_b)
             n = int(np.count_nonzero(under | (q >= hi_b)))
         if self.overflow == 'WRAP':
-            if -(2.0**63) <= q_min and q_max < 2.0**63:
-                pass  # converts to int64 exactly as is
-            elif width <= 52:
+            fits_int64 = -(2.0**63) <= q_min and q_max < 2.0**63  # then astype(int64) is exact as is
+            if not fits_int64 and width <= 52:
                 np.fmod(q, 2.0**width, out=q)  # exact; |q| < 2**52 afterwards
-            else:
+            elif not fits_int64:
                 np.fmod(q, 2.0**64, out=q)  # exact; fold into [-2**63, 2**63) (exact as well)
                 np.subtract(q, 2.0**64, out=q, where=q >= 2.0**63)
                 np.add(q, 2.0**64, out=q, where=q < -(2.0**63))

@@ -12,6 +12,7 @@ process group before the exception propagates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -261,10 +262,9 @@ def terminate_group(proc: subprocess.Popen, grace: float = TERMINATE_GRACE_S) ->
 
 
 def _killpg(pgid: int, sig: int) -> None:
-    try:
+    # the group may be gone already (or its last members belong to someone else now)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is gone (or its last members belong to someone else now)
 
 
 def _group_alive(pgid: int) -> bool:
