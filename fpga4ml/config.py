@@ -29,6 +29,10 @@ LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize')
 OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
 STRATEGIES = ('Latency', 'Resource')
 MODEL_PRECISION_KEYS = ('default', 'maximum')
+#: node attribute where a front end records types fixed by the model itself (quantization-aware
+#: training: QKeras/HGQ2 quantizers, QONNX Quant nodes): {variable: FixedType}. They are honoured
+#: exactly unless the user's config names the layer and the variable explicitly (config['LayerName']).
+FIXED_PRECISION_ATTR = 'fixed_precision'
 
 #: which weight array of an op is quantized with which precision variable
 WEIGHT_PRECISION = {
@@ -216,6 +220,12 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
                 break
         else:
             precision[var] = AUTO if var in OWN_DEFAULT_VARIABLES else model['default']
+    # types fixed by the model itself (quantization-aware training) win over type- and model-level
+    # entries; only an explicit LayerName entry for the variable overrides them
+    name_entries = precision_levels[0] if node.name in name_cfg else {}
+    for var, t in node.attrs.get(FIXED_PRECISION_ATTR, {}).items():
+        if var in valid_vars and var not in name_entries:
+            precision[var] = t
     resolved['Precision'] = precision
     return resolved
 
@@ -247,6 +257,9 @@ def config_from_graph(graph: Graph, granularity: str = 'model', default_precisio
     def layer_entry(node: Node) -> dict:
         # like hls4ml, per-layer entries ask for inferred ('auto') types; inputs take the default
         precision = {var: 'auto' for var in precision_variables(node)}
+        for var, t in node.attrs.get(FIXED_PRECISION_ATTR, {}).items():
+            if var in precision:
+                precision[var] = str(t)
         entry: dict[str, Any] = {}
         if precision:
             entry['Precision'] = precision

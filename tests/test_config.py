@@ -126,3 +126,18 @@ def test_overflow_counted_in_trace_and_profile():
     assert traced.stats['fc1'].overflow == 0
     table = model.profile(x)
     assert 'fc0' in table and 'overflows' in table
+
+
+def test_model_fixed_precisions_win_unless_named_explicitly():
+    """Types a quantization-aware model fixes (node.attrs['fixed_precision']) beat type/model config."""
+    g = mlp(np.random.default_rng(2))
+    q6 = parse_precision('fixed<6,1>')
+    g['fc0'].attrs['fixed_precision'] = {'weight': q6, 'result': parse_precision('ufixed<6,0,RND,SAT>')}
+    cfg = {'Model': {'Precision': 'fixed<16,6>'}, 'LayerType': {'Dense': {'Precision': {'weight': 'fixed<8,2>'}}}}
+    t = convert_graph(g, cfg).graph['fc0'].types
+    assert t['weight'] == q6 and t['result'] == parse_precision('ufixed<6,0,RND,SAT>')
+    assert t['bias'] == parse_precision('fixed<16,6>')
+    named = config_from_graph(g, 'name')
+    assert named['LayerName']['fc0']['Precision']['weight'] == str(q6)
+    named['LayerName']['fc0']['Precision']['weight'] = 'fixed<4,1>'  # the user's explicit name entry wins
+    assert convert_graph(g, named).graph['fc0'].types['weight'] == parse_precision('fixed<4,1>')
