@@ -22,12 +22,14 @@ from typing import Any
 from .fixed import AUTO, FixedType, parse_precision
 from .ir import TABLE_ACTIVATIONS, Graph, Node
 
-MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput')
-LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize')
+MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers')
+LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers')
 #: variables with their own defaults: a layer or model 'default' precision does not apply to them,
 #: only an explicit entry for the variable itself
 OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
 STRATEGIES = ('Latency', 'Resource')
+#: Verilog back end: constant products as adder graphs (default) or DSP multipliers
+MULTIPLIERS = ('adders', 'dsp')
 MODEL_PRECISION_KEYS = ('default', 'maximum')
 #: node attribute where a front end records types fixed by the model itself (quantization-aware
 #: training: QKeras/HGQ2 quantizers, QONNX Quant nodes): {variable: FixedType}. They are honoured
@@ -88,6 +90,8 @@ def _layer_types(node: Node) -> tuple[str, ...]:
     if node.op == 'Pool':  # hls4ml's class names: Pooling1D/2D, GlobalPooling1D/2D
         rank = len(node.attrs.get('pool_size', ()))
         names.append(f"{'Global' if node.attrs.get('global') else ''}Pooling{rank}D")
+    # hls4ml's class names a front end records for its layers (torch Conv2d -> 'Conv2D')
+    names += [n for n in node.attrs.get('type_aliases', ()) if n not in names]
     return tuple(n for n in names if n)
 
 
@@ -128,6 +132,30 @@ def _check_strategy(value: Any, where: str) -> str:
     raise ConfigError(f'{where}: Strategy must be one of {list(STRATEGIES)}, got {value!r}')
 
 
+def _check_multipliers(value: Any, where: str) -> str:
+    if isinstance(value, str) and value.lower() in MULTIPLIERS:
+        return value.lower()
+    raise ConfigError(f'{where}: Multipliers={value!r} is invalid; use one of {list(MULTIPLIERS)}')
+
+
+def check_pipeline(value: Any, where: str) -> str | int:
+    """The Verilog back end's Pipeline setting: 'auto', 'none' or adder levels per stage (ConfigError otherwise)."""
+    if isinstance(value, str) and value.lower() in ('auto', 'none'):
+        return value.lower()
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(f"{where}: Pipeline={value!r} is invalid; use 'auto' (registers placed for the clock period), "
+                      "'none' (combinational) or a positive integer (adder levels per pipeline stage)")
+
+
+def model_setting(config: dict | None, key: str, default: Any) -> Any:
+    """A validated model-level setting of the Verilog back end ('Pipeline') from a config dict."""
+    value = dict((config or {}).get('Model') or {}).get(key, default)
+    if key == 'Pipeline':
+        return check_pipeline(value, "config['Model']")
+    raise KeyError(key)
+
+
 def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
     """Validate an hls4ml-style config and store each node's resolved settings in `node.config`.
 
@@ -161,6 +189,8 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'ReuseFactor': _check_reuse(model_cfg.get('ReuseFactor', 1), "config['Model']"),
         'Strategy': _check_strategy(model_cfg.get('Strategy', 'Latency'), "config['Model']"),
         'TraceOutput': bool(model_cfg.get('TraceOutput', False)),
+        'Multipliers': _check_multipliers(model_cfg.get('Multipliers', 'adders'), "config['Model']"),
+        'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
     }
 
     type_cfg = dict(config.get('LayerType') or {})
@@ -192,6 +222,7 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'ReuseFactor': model['ReuseFactor'],
         'Strategy': model['Strategy'],
         'Trace': model['TraceOutput'],
+        'Multipliers': model['Multipliers'],
     }
     precision_levels = []
     for where, settings in reversed(layers):  # least specific first, so specific ones overwrite
@@ -204,6 +235,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
             resolved['Strategy'] = _check_strategy(settings['Strategy'], where)
         if 'Trace' in settings:
             resolved['Trace'] = bool(settings['Trace'])
+        if 'Multipliers' in settings:
+            resolved['Multipliers'] = _check_multipliers(settings['Multipliers'], where)
         if 'TableSize' in settings:
             resolved['TableSize'] = settings['TableSize']
         precision_levels.insert(0, _precision_entries(settings.get('Precision'), valid_vars, where))

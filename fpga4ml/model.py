@@ -11,7 +11,7 @@ from .intervals import Interval
 from .ir import Graph, Node
 from .model_errors import BackendUnavailableError
 
-SIMULATORS = ('emulator', 'csim')
+SIMULATORS = ('emulator', 'csim', 'rtl')
 
 BACKENDS = ('Vitis', 'Vivado', 'Verilog')
 IO_TYPES = ('io_parallel', 'io_stream')
@@ -39,14 +39,17 @@ class Model:
         self.settings = settings
         self._emulator: Emulator | None = None
         self._csim = None
+        self._rtl = None
 
     # ------------------------------------------------------------------ emulation
     def compile(self, sim: str = 'emulator', **options) -> None:
-        """Prepare predict(): the emulator (milliseconds, no C++), or with sim='csim' the HLS C simulation.
+        """Prepare predict(): the emulator (milliseconds, no C++), the HLS C simulation or the RTL simulation.
 
         sim='csim' writes the HLS project (Vitis/Vivado back ends) and compiles it with g++ into a
         shared library; `options` go to the back end (e.g. ap_types_dir=...). predict(x, sim='csim')
-        then runs it, one library call per batch.
+        then runs it, one library call per batch. sim='rtl' (Verilog back end) writes the Verilog
+        and builds a Verilator simulator of it (cached by content); predict(x, sim='rtl') streams
+        the batch through it, one vector per clock.
         """
         if sim not in SIMULATORS:
             raise ValueError(f'compile(sim={sim!r}): sim must be one of {list(SIMULATORS)}')
@@ -56,6 +59,13 @@ class Model:
             from .backends import get_backend
 
             self._csim = get_backend(self.backend).compile_csim(self, **options)
+        if sim == 'rtl':
+            from .backends import get_backend
+
+            if self.backend != 'Verilog':
+                raise ValueError(f"compile(sim='rtl') needs backend='Verilog' (this model's backend is "
+                                 f"{self.backend!r}); use sim='csim' for the HLS back ends")
+            self._rtl = get_backend('Verilog').compile_rtl(self, **options)
 
     @property
     def emulator(self) -> Emulator:
@@ -68,7 +78,8 @@ class Model:
         """Bit-exact fixed-point outputs as float64; a list when the model has several outputs.
 
         sim='emulator' (default) runs the integer emulator; sim='csim' the compiled HLS C simulation
-        (after compile(sim='csim')), which must give the same bits.
+        (after compile(sim='csim')) and sim='rtl' the Verilator simulation of the Verilog (after
+        compile(sim='rtl')); both must give the same bits.
         """
         if sim == 'emulator':
             outs = self.emulator.predict(x)
@@ -76,6 +87,10 @@ class Model:
             if self._csim is None:
                 raise RuntimeError("predict(sim='csim') needs compile(sim='csim') first")
             outs = self._csim.predict(x)
+        elif sim == 'rtl':
+            if self._rtl is None:
+                raise RuntimeError("predict(sim='rtl') needs compile(sim='rtl') first")
+            outs = self._rtl.predict(x)
         else:
             raise ValueError(f'predict(sim={sim!r}): sim must be one of {list(SIMULATORS)}')
         return outs[0] if len(outs) == 1 else outs
@@ -113,6 +128,12 @@ class Model:
         from .backends import get_backend
 
         return get_backend(self.backend).build(self, **options)
+
+    def estimate(self) -> dict:
+        """LUT, FF, DSP, latency and Fmax estimates of the Verilog implementation (no tool, < 1 s)."""
+        from .backends import get_backend
+
+        return get_backend('Verilog').estimate(self)
 
     # ------------------------------------------------------------------ introspection
     def get_layers(self) -> list[Node]:

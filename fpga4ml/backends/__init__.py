@@ -1,7 +1,8 @@
 """Back ends: emitters that turn a typed graph into firmware matching the emulator bit for bit.
 
-Each back end is a module with ``write(model)``, ``compile_csim(model, **options)`` (an object
-with ``predict(x)``) and ``build(model, **options)``. `get_backend` maps the user's backend name
+Each back end is a module with ``write(model)`` and ``build(model, **options)``; the HLS back ends
+add ``compile_csim(model, **options)`` and the Verilog back end ``compile_rtl(model, **options)``
+and ``estimate(model)`` (simulators are objects with ``predict(x)``). `get_backend` maps the user's backend name
 to it, or raises BackendUnavailableError for back ends this version does not have.
 """
 
@@ -15,11 +16,14 @@ HLS_BACKENDS = ('Vitis', 'Vivado')
 
 
 def get_backend(name: str) -> ModuleType:
-    """The module implementing back end `name` ('Vitis', 'Vivado'; 'Verilog' is not available yet)."""
+    """The module implementing back end `name`: 'Vitis', 'Vivado' (HLS C++) or 'Verilog' (RTL)."""
     if name in HLS_BACKENDS:
         from . import hls
 
         return hls
+    if name == 'Verilog':
+        from . import verilog
+
+        return verilog
     raise BackendUnavailableError(
-        f'the {name!r} back end does not emit firmware in this version of fpga4ml; '
-        f'available: {list(HLS_BACKENDS)}. predict(), trace() and profile() run the bit-exact emulator.')
+        f'unknown back end {name!r}; available: {list(HLS_BACKENDS) + ["Verilog"]}')

@@ -12,6 +12,7 @@ Exact float64 arithmetic (BLAS) is used only where interval bounds prove it exac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -83,6 +84,55 @@ def _check_int_bits(node: Node, iv: Interval, what: str) -> None:
 RowKernel = Callable[[np.ndarray, 'dict | None'], np.ndarray]
 
 
+@dataclass(frozen=True)
+class AccumulatePlan:
+    """What hls4ml's product-accumulate does to one Dense/Conv, decided from types and bounds.
+
+    Shared by the emulator and the Verilog lowering so both take the same decisions.
+    """
+
+    acc_t: FixedType
+    w: np.ndarray          # int64 weight mantissas (n_in, n_out)
+    prod_frac: int         # LSB position of the exact products x * w
+    shift: int             # prod_frac - acc frac: > 0 means products lose LSBs in the accumulator
+    bias_acc: np.ndarray   # the bias cast into the accumulator (mantissas at acc frac)
+    prod_max: int          # largest |x * w| (mantissa at prod_frac)
+    abs_bound: int         # bound on |accumulator| (at acc frac), rounding slack included
+    #: every product enters the accumulator by a plain floor shift (or exactly), never overflows
+    #: it or wraps there (then wrapping each product and the sum equals wrapping the sum once)
+    products_simple: bool
+    sum_fits: bool         # the accumulated sum can never overflow the accumulator
+
+    @property
+    def saturating(self) -> bool:
+        """The accumulator saturates step by step (the order of the additions is observable)."""
+        return self.acc_t.overflow != 'WRAP' and not self.sum_fits
+
+
+def accumulate_plan(node: Node, x_t: FixedType, x_abs_max: int, w: np.ndarray, bias: np.ndarray,
+                    bias_frac: int) -> AccumulatePlan:
+    """Decide how the products and the sum of a Dense/Conv are cast into its accumulator."""
+    acc_t = node.types['accum']
+    w = w.astype(np.int64)
+    prod_frac = x_t.frac + node.types['weight'].frac
+    bias_acc = acc_t.cast(bias.astype(np.int64), bias_frac)
+    w_abs = np.abs(w).astype(object)
+    prod_max = int(np.max(w_abs, initial=0)) * x_abs_max
+    if prod_max.bit_length() > INT_EXACT_BITS:
+        raise GraphError(f'layer {node.name!r}: products of input ({x_t}) and weight '
+                         f"({node.types['weight']}) need more than {INT_EXACT_BITS} bits")
+    acc_limit = min(acc_t.max_mantissa, -acc_t._sat_min)
+    shift = prod_frac - acc_t.frac
+    prod_acc_max = prod_max >> shift if shift > 0 else prod_max << -shift
+    products_simple = (shift <= 0 or acc_t.rounding == 'TRN') and (prod_acc_max <= acc_limit or
+                                                                     acc_t.overflow == 'WRAP')
+    col_sum = int(np.max(w_abs.sum(axis=0), initial=0)) * x_abs_max
+    abs_bound = (col_sum >> shift if shift > 0 else col_sum << -shift) + w.shape[0]
+    abs_bound += int(np.max(np.abs(bias_acc), initial=0))
+    return AccumulatePlan(acc_t, w, prod_frac, shift, bias_acc, prod_max, abs_bound, products_simple,
+                          abs_bound <= acc_limit)
+
+
 def matvec(node: Node, x_t: FixedType, x_abs_max: int, w: np.ndarray, bias: np.ndarray,
            bias_frac: int) -> tuple[RowKernel, np.dtype]:
     """hls4ml's dense_latency product-accumulate for each row of a (rows, n_in) matrix of inputs.
@@ -95,32 +145,13 @@ def matvec(node: Node, x_t: FixedType, x_abs_max: int, w: np.ndarray, bias: np.n
     Returns the kernel and the dtype its input rows should have (int32, int64 or float64; rows
     of mantissas in another dtype are converted).
     """
-    acc_t, res_t = node.types['accum'], node.types['result']
-    w = w.astype(np.int64)
-    prod_frac = x_t.frac + node.types['weight'].frac
+    plan = accumulate_plan(node, x_t, x_abs_max, w, bias, bias_frac)
+    acc_t, w, shift, bias_acc = plan.acc_t, plan.w, plan.shift, plan.bias_acc
     n_in, n_out = w.shape
-    bias_acc = acc_t.cast(bias.astype(np.int64), bias_frac)
-
-    x_max = x_abs_max
-    w_abs = np.abs(w).astype(object)
-    prod_max = int(np.max(w_abs, initial=0)) * x_max
-    if prod_max.bit_length() > INT_EXACT_BITS:
-        raise GraphError(f'layer {node.name!r}: products of input ({x_t}) and weight '
-                         f"({node.types['weight']}) need more than {INT_EXACT_BITS} bits")
-    acc_limit = min(acc_t.max_mantissa, -acc_t._sat_min)
-    shift = prod_frac - acc_t.frac  # > 0: products lose LSBs in the accumulator
-    prod_acc_max = prod_max >> shift if shift > 0 else prod_max << -shift
-    # products enter the accumulator by a plain floor shift (or exactly) and never overflow it, or
-    # they wrap there, and wrapping each product then the sum equals wrapping the sum once
-    products_simple = (shift <= 0 or acc_t.rounding == 'TRN') and (prod_acc_max <= acc_limit or
-                                                                     acc_t.overflow == 'WRAP')
-    col_sum = int(np.max(w_abs.sum(axis=0), initial=0)) * x_max
-    abs_bound = (col_sum >> shift if shift > 0 else col_sum << -shift) + n_in
-    abs_bound += int(np.max(np.abs(bias_acc), initial=0))
-    sum_fits = abs_bound <= acc_limit
-    simple = products_simple and (acc_t.overflow == 'WRAP' or sum_fits) and abs_bound.bit_length() <= INT_EXACT_BITS
+    prod_frac, prod_max, abs_bound, sum_fits = plan.prod_frac, plan.prod_max, plan.abs_bound, plan.sum_fits
+    simple = plan.products_simple and (acc_t.overflow == 'WRAP' or sum_fits) and abs_bound.bit_length() <= INT_EXACT_BITS
     acc_cast = None if sum_fits else acc_t
-    final = cast_plan(res_t, acc_t.frac, node.attrs.get('exact_bounds'))
+    final = cast_plan(node.types['result'], acc_t.frac, node.attrs.get('exact_bounds'))
 
     def finish(acc, stats):
         if acc_cast is not None:
@@ -152,7 +183,7 @@ def matvec(node: Node, x_t: FixedType, x_abs_max: int, w: np.ndarray, bias: np.n
             return finish(acc.astype(np.int64), stats)
         return rows_blas, np.dtype(np.float64)
 
-    saturating = acc_t.overflow != 'WRAP' and not sum_fits
+    saturating = plan.saturating
     rows = [i for i in range(n_in) if w[i].any()]
 
     def rows_per_product(x2, stats):

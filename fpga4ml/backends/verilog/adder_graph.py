@@ -1,0 +1,190 @@
+"""Constant matrix-vector products as multiplier-free adder graphs.
+
+y_j = sum_i x_i * W[i, j] + c_j for an integer matrix W is built from shifts and additions:
+
+1. every weight is recoded in canonical signed digits (CSD: digits in {-1, 0, +1}, no two
+   adjacent non-zero), so a weight with k non-zero digits costs k - 1 additions and a zero
+   weight costs nothing;
+2. common subexpressions are shared across the whole matrix: the most frequent pair pattern
+   ``x_a << s_a +/- x_b << s_b`` (up to a common shift and sign) is computed once and replaces
+   its occurrences in every column, until no pattern occurs twice (greedy, as Hartley's CSE);
+   extracted terms may themselves take part in later patterns;
+3. what remains of each column is summed by a balanced tree that always adds the two
+   shallowest terms first, so the adder depth stays close to log2(terms).
+
+All widths follow from interval bounds (the netlist computes them), so every adder is exactly
+as wide as its values need.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from .netlist import Netlist
+
+
+def csd(value: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of an integer as (shift, sign) pairs, least significant first."""
+    digits = []
+    shift = 0
+    v = int(value)
+    while v:
+        if v & 1:
+            d = 2 - (v & 3)  # +1 when v = 1 mod 4, -1 when v = 3 mod 4
+            digits.append((shift, d))
+            v -= d
+        v >>= 1
+        shift += 1
+    return digits
+
+
+@dataclass(frozen=True)
+class Term:
+    """sign * (signal << shift): one summand of a column."""
+
+    sig: int
+    shift: int
+    sign: int
+
+
+class _Columns:
+    """The columns' terms plus an index of every pair pattern and where it occurs."""
+
+    def __init__(self, columns: list[list[Term]]) -> None:
+        self.terms: list[dict[int, Term]] = []
+        self.occurrences: dict[tuple, set[tuple[int, int, int]]] = {}
+        self._next = 0
+        self.heap: list[tuple[int, tuple]] = []
+        for col, terms in enumerate(columns):
+            self.terms.append({})
+            for term in terms:
+                self.insert(col, term)
+
+    @staticmethod
+    def pattern(t1: Term, t2: Term) -> tuple[tuple, Term, Term, int]:
+        """(key, first, second, common shift) of a pair; the key is independent of order and scale."""
+        a, b = (t1, t2) if (t1.sig, t1.shift) <= (t2.sig, t2.shift) else (t2, t1)
+        m = min(a.shift, b.shift)
+        return (a.sig, a.shift - m, b.sig, b.shift - m, a.sign * b.sign), a, b, m
+
+    def insert(self, col: int, term: Term) -> int:
+        """Add a term to a column and index its pairs with the column's other terms."""
+        tid = self._next
+        self._next += 1
+        for other_id, other in self.terms[col].items():
+            key = self.pattern(term, other)[0]
+            occ = self.occurrences.setdefault(key, set())
+            occ.add((col, min(tid, other_id), max(tid, other_id)))
+            if len(occ) >= 2:
+                heapq.heappush(self.heap, (-len(occ), key))
+        self.terms[col][tid] = term
+        return tid
+
+    def remove(self, col: int, tid: int) -> Term:
+        """Take a term out of a column and out of the pair index."""
+        term = self.terms[col].pop(tid)
+        for other_id, other in self.terms[col].items():
+            key = self.pattern(term, other)[0]
+            occ = self.occurrences.get(key)
+            if occ is not None:
+                occ.discard((col, min(tid, other_id), max(tid, other_id)))
+                if not occ:
+                    del self.occurrences[key]
+        return term
+
+    def best(self) -> tuple | None:
+        """The pattern with the most occurrences (at least two), or None."""
+        while self.heap:
+            neg, key = heapq.heappop(self.heap)
+            count = len(self.occurrences.get(key, ()))
+            if count == -neg and count >= 2:
+                return key
+            if count >= 2:
+                heapq.heappush(self.heap, (-count, key))
+        return None
+
+
+def _extract(cols: _Columns, nl: Netlist, key: tuple, frac: int, depth: dict[int, int]) -> int:
+    """Compute pattern `key` once and substitute it in every column where it still occurs."""
+    sig_a, sa, sig_b, sb, sign = key
+    new_sig = None
+    for col, t1, t2 in sorted(cols.occurrences.get(key, ())):
+        terms = cols.terms[col]
+        if t1 not in terms or t2 not in terms:
+            continue  # consumed by an overlapping occurrence in this column
+        k, a, _, m = cols.pattern(terms[t1], terms[t2])
+        if k != key:
+            continue
+        if new_sig is None:
+            new_sig = nl.add(sig_a, sig_b, sa, sb, 1, sign, frac=frac)
+            depth[new_sig] = max(depth[sig_a], depth[sig_b]) + 1
+        cols.remove(col, t1)
+        cols.remove(col, t2)
+        cols.insert(col, Term(new_sig, m, a.sign))
+    return 0 if new_sig is None else 1
+
+
+def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) -> int:
+    """Sum terms by a balanced tree (the two shallowest first); returns the signal of the sum."""
+    if not terms:
+        return nl.const(0, frac)
+    heap = [(depth.get(t.sig, 0), n, t) for n, t in enumerate(terms)]
+    heapq.heapify(heap)
+    order = len(heap)
+    while len(heap) > 1:
+        d1, _, a = heapq.heappop(heap)
+        d2, _, b = heapq.heappop(heap)
+        m = min(a.shift, b.shift)
+        if a.sign == b.sign:
+            sig = nl.add(a.sig, b.sig, a.shift - m, b.shift - m, 1, 1, frac=frac)
+            sign = a.sign
+        else:
+            pos, neg = (a, b) if a.sign > 0 else (b, a)
+            sig = nl.add(pos.sig, neg.sig, pos.shift - m, neg.shift - m, 1, -1, frac=frac)
+            sign = 1
+        depth[sig] = max(d1, d2) + 1
+        heapq.heappush(heap, (depth[sig], order, Term(sig, m, sign)))
+        order += 1
+    root = heap[0][2]
+    sig = root.sig
+    if root.shift or nl[sig].frac != frac:
+        sig = nl.shl(sig, root.shift, frac=frac)  # wiring: an integer multiple, relabelled at `frac`
+    if root.sign < 0:
+        sig = nl.neg(sig)
+    return sig
+
+
+def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: list[int] | None, frac: int,
+                    cse: bool = True) -> list[int]:
+    """Signals for y_j = sum_i xs[i] * weights[i, j] + consts[j] (exact mantissas at LSB `frac`).
+
+    `xs` share one LSB; `frac` labels the results (input frac + weight frac, normally).
+    """
+    w = np.asarray(weights)
+    n_in, n_out = w.shape
+    depth = {x: 0 for x in xs}
+    columns = []
+    for j in range(n_out):
+        terms = [Term(xs[i], s, g) for i in range(n_in) if w[i, j] for s, g in csd(int(w[i, j]))]
+        columns.append(terms)
+    cols = _Columns(columns)
+    if cse:
+        while (key := cols.best()) is not None:
+            _extract(cols, nl, key, frac, depth)
+    out = []
+    for j in range(n_out):
+        terms = sorted(cols.terms[j].values(), key=lambda t: (depth[t.sig], t.sig, t.shift))
+        if consts is not None and consts[j]:
+            c = nl.const(int(consts[j]), frac)
+            depth[c] = 0
+            terms.append(Term(c, 0, 1))
+        out.append(_sum_tree(nl, terms, frac, depth))
+    return out
+
+
+def sum_terms(nl: Netlist, sigs: list[int], frac: int) -> int:
+    """The exact sum of signals at LSB `frac` by a balanced adder tree."""
+    return _sum_tree(nl, [Term(s, 0, 1) for s in sigs], frac, {})

@@ -1,0 +1,134 @@
+"""The Verilog back end's model-level steps: lower + schedule once, write, simulate, synthesize, estimate.
+
+`design(model)` lowers the typed graph to a netlist (adder graphs, exact widths) and places the
+pipeline registers; it is cached on the model. `write(model)` writes ``<project>.v`` and
+``manifest.json`` into output_dir; `compile_rtl(model)` builds a Verilator simulator of them
+(cached by content hash); `build(model)` runs Yosys (and nextpnr for ECP5); `estimate(model)`
+returns the cost model's numbers without any tool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...config import model_setting
+from .emit import port_entry, write_module
+from .estimate import estimate_netlist
+from .lower import lower_graph
+from .netlist import Netlist
+from .pipeline import Schedule, schedule
+
+MANIFEST = 'manifest.json'
+
+
+@dataclass
+class Design:
+    """A lowered and scheduled model: the netlist, its schedule and how long generation took."""
+
+    netlist: Netlist
+    schedule: Schedule
+    seconds: float
+
+
+def design(model) -> Design:
+    """The model's netlist and pipeline schedule (computed once per model and clock period)."""
+    pipeline = model_setting(model.config, 'Pipeline', 'auto')
+    key = (model.clock_period, str(pipeline))
+    cached = getattr(model, '_verilog_design', None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    start = time.perf_counter()
+    nl = lower_graph(model.graph, model.intervals)
+    sched = schedule(nl, model.clock_period, pipeline)
+    result = Design(nl, sched, time.perf_counter() - start)
+    model._verilog_design = (key, result)
+    return result
+
+
+def manifest(model, d: Design) -> dict:
+    """Ports, element types, latency and II of the design (written as manifest.json)."""
+    nl = d.netlist
+    return {
+        'top': model.project_name,
+        'files': [f'{model.project_name}.v'],
+        'latency': d.schedule.latency,
+        'ii': 1,
+        'clock_period_ns': model.clock_period,
+        'pipeline': d.schedule.mode,
+        'inputs': [port_entry(p, 'x_') for p in nl.inputs],
+        'outputs': [port_entry(p, 'y_') for p in nl.outputs],
+    }
+
+
+def project_files(model) -> dict[str, str]:
+    """{relative path: text} of the Verilog project."""
+    d = design(model)
+    return {
+        f'{model.project_name}.v': write_module(d.netlist, d.schedule, model.project_name),
+        MANIFEST: json.dumps(manifest(model, d), indent=2) + '\n',
+    }
+
+
+def write(model) -> Path:
+    """Write the Verilog design and its manifest into model.output_dir; returns that directory."""
+    root = Path(model.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, text in project_files(model).items():
+        path = root / rel
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+    return root
+
+
+class RtlSim:
+    """predict() through the Verilator simulation of the written design."""
+
+    def __init__(self, model, simulator) -> None:
+        self.model, self.simulator = model, simulator
+
+    def predict(self, x) -> list[np.ndarray]:
+        """Quantize inputs like the emulator, stream them through the RTL, return float outputs."""
+        graph = self.model.graph
+        xs = self.model.emulator._as_inputs(x)
+        mantissas = [graph[name].result_type.quantize(a) for name, a in zip(graph.inputs, xs)]
+        outs = self.simulator.run(mantissas)
+        return [graph[name].result_type.to_float(m) for name, m in zip(graph.outputs, outs)]
+
+    def predict_mantissas(self, mantissas: list[np.ndarray]) -> list[np.ndarray]:
+        """Stream raw input mantissas through the RTL; returns the output mantissas."""
+        return self.simulator.run(mantissas)
+
+
+def compile_rtl(model, **options) -> RtlSim:
+    """Write the design and build (or reuse) its Verilator simulator; options go to verilator.compile_rtl."""
+    from .verilator import compile_rtl as build_simulator
+
+    root = write(model)
+    return RtlSim(model, build_simulator(root, **options))
+
+
+def build(model, family: str = 'xcup', place_route: bool = False, script: str = 'fast', **options) -> dict:
+    """Write the design and synthesize it with Yosys (ECP5: optionally place and route); returns the report."""
+    from ...synth import synthesize
+
+    root = write(model)
+    d = design(model)
+    report = synthesize(root / f'{model.project_name}.v', model.project_name, family=family, output_dir=root,
+                        script=script, place_route=place_route, clock_period=model.clock_period, **options)
+    report['latency_cycles'] = d.schedule.latency
+    report['estimate'] = estimate(model)
+    (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+    return report
+
+
+def estimate(model) -> dict:
+    """LUT, FF, DSP, latency and Fmax estimates from the netlist (no synthesis tool)."""
+    d = design(model)
+    out = estimate_netlist(d.netlist, d.schedule)
+    out['generation_seconds'] = round(d.seconds, 3)
+    return out

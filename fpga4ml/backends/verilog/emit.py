@@ -1,0 +1,369 @@
+"""Write a scheduled netlist as one synthesizable Verilog-2001 module.
+
+Every signal is one exact-width wire ``sN`` holding its mantissa in two's complement; each
+expression extends or slices its operands to the result width explicitly, so the arithmetic
+is modulo 2^W on W-bit vectors and needs no implicit sign rules (and Verilator's -Wall lint
+has nothing to say). Adders carry ``(* keep *)`` so synthesis maps each one to a carry chain
+instead of flattening whole sums. Pipeline registers ``sN_dK`` (signal N, K stages later) have
+no reset; only the valid chain is reset. Ports: see `ports_doc`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...fixed import FixedType
+from ...intervals import round_shift
+from .netlist import Netlist, Port, Signal, bits_for
+from .pipeline import Schedule
+
+
+def port_name(prefix: str, name: str) -> str:
+    """A Verilog identifier for a tensor port: prefix + the tensor name with other characters as '_'."""
+    return prefix + re.sub(r'[^A-Za-z0-9_]', '_', name)
+
+
+def element_width(t: FixedType) -> int:
+    """Bits of one element of a port of type t (the type's width)."""
+    return t.width
+
+
+def ports_doc() -> str:
+    """The port convention, as written into every generated module's header comment."""
+    return (
+        '// Ports: clk (rising edge), rst (synchronous, active high; clears only the valid pipeline),\n'
+        '// ce (clock enable; tie to 1 when unused), valid_in/valid_out, and one packed bus per tensor:\n'
+        '// element k of a tensor (C order of its shape) is bits [k*W +: W], W = the type width,\n'
+        '// two\'s complement for signed types. Outputs appear LATENCY clocks after the inputs (II = 1).\n')
+
+
+class _Writer:
+    def __init__(self, nl: Netlist, sched: Schedule, top: str) -> None:
+        self.nl, self.sched, self.top = nl, sched, top
+        self.lines: list[str] = []
+        self.last_use = sched.last_use(nl)
+        self.used_bits: dict[str, set[int]] = {}
+        #: helper wires of casts (name -> width), checked for unused bits like the signals
+        self.internal: dict[str, int] = {}
+
+    # -------------------------------------------------------------- references
+    def ref(self, sid: int, stage: int) -> str:
+        """The name of signal sid as seen from `stage` (through its delay registers)."""
+        sig = self.nl[sid]
+        if sig.is_const:
+            return self.const(sig.lo, sig.width)
+        k = stage - self.sched.stage[sid]
+        return f's{sid}' if k <= 0 else f's{sid}_d{k}'
+
+    @staticmethod
+    def const(value: int, width: int) -> str:
+        """A width-bit two's complement constant."""
+        return f"{width}'h{value & ((1 << width) - 1):x}"
+
+    def ext(self, sid: int, width: int, stage: int) -> str:
+        """Signal sid as a width-bit vector: sign-extended, or sliced when its value fits."""
+        sig = self.nl[sid]
+        if sig.is_const:
+            return self.const(sig.lo, width)
+        w = sig.width
+        name = self.ref(sid, stage)
+        if width == w:
+            self._use(name, 0, w)
+            return name
+        if width < w:
+            self._use(name, 0, width)
+            return f'{name}[{width - 1}:0]'
+        self._use(name, 0, w)
+        sign = f'{name}[{w - 1}]'
+        return f'{{{{{width - w}{{{sign}}}}}, {name}}}'
+
+    def bits(self, sid: int, hi: int, lo: int, stage: int) -> str:
+        """Bits [hi:lo] of signal sid (sign bits beyond its width are repeated)."""
+        sig = self.nl[sid]
+        w = sig.width
+        name = self.ref(sid, stage)
+        if sig.is_const:
+            return self.const(sig.lo >> lo, hi - lo + 1)
+        if lo >= w:
+            self._use(name, w - 1, w)
+            return f'{{{hi - lo + 1}{{{name}[{w - 1}]}}}}'
+        top = min(hi, w - 1)
+        self._use(name, lo, top + 1)
+        part = f'{name}[{top}:{lo}]' if top > lo else f'{name}[{lo}]'
+        if hi > top:
+            return f'{{{{{hi - top}{{{name}[{w - 1}]}}}}, {part}}}'
+        return part
+
+    def _use(self, name: str, lo: int, hi: int) -> None:
+        self.used_bits.setdefault(name, set()).update(range(lo, hi))
+
+    # -------------------------------------------------------------- ops
+    def expr(self, sig: Signal) -> list[str]:
+        """Declarations and assignments computing one signal."""
+        st, W, a = self.sched.stage[sig.id], sig.width, sig.args
+        name = f's{sig.id}'
+        decl = f'wire [{W - 1}:0] {name};'
+        op = sig.op
+        if op == 'input':
+            port = self.nl.inputs[sig.p['port']]
+            tw = element_width(port.type)
+            k = sig.p['element']
+            bus = port_name('x_', port.name)
+            src = f'{bus}[{k * tw + tw - 1}:{k * tw}]' if tw > 1 else f'{bus}[{k * tw}]'
+            if not port.type.signed:
+                src = f"{{1'b0, {src}}}"
+            return [decl, f'assign {name} = {src};']
+        if op == 'add':
+            p = sig.p
+            ta = self._shifted(a[0], p['sa'], W, st)
+            tb = self._shifted(a[1], p['sb'], W, st)
+            if p['ga'] > 0:
+                e = f'{ta} {"+" if p["gb"] > 0 else "-"} {tb}'
+            elif p['gb'] > 0:
+                e = f'{tb} - {ta}'
+            else:
+                e = f"{self.const(0, W)} - {ta} - {tb}"
+            return ['(* keep = "true" *) ' + decl, f'assign {name} = {e};']
+        if op == 'neg':
+            return ['(* keep = "true" *) ' + decl, f'assign {name} = -{self.ext(a[0], W, st)};']
+        if op == 'shr':
+            s = sig.p['s']
+            return [decl, f'assign {name} = {self.bits(a[0], s + W - 1, s, st)};']
+        if op == 'shl':
+            return [decl, f'assign {name} = {self._shifted(a[0], sig.p["s"], W, st)};']
+        if op == 'cast':
+            return self._cast(sig, decl)
+        if op in ('max', 'min'):
+            wc = max(self.nl[a[0]].width, self.nl[a[1]].width)
+            cmp = '>' if op == 'max' else '<'
+            lines = [f'wire {name}_c;',
+                     f'assign {name}_c = $signed({self.ext(a[0], wc, st)}) {cmp} $signed({self.ext(a[1], wc, st)});',
+                     decl, f'assign {name} = {name}_c ? {self.ext(a[0], W, st)} : {self.ext(a[1], W, st)};']
+            return lines
+        if op == 'select':
+            c = self.nl[a[0]]
+            positive = f'(~{self.bits(a[0], c.width - 1, c.width - 1, st)} & |{self.ext(a[0], c.width, st)})'
+            return [decl, f'assign {name} = {positive} ? {self.ext(a[1], W, st)} : {self.ext(a[2], W, st)};']
+        if op == 'mul':
+            return [decl, f'assign {name} = $signed({self.ext(a[0], W, st)}) * $signed({self.ext(a[1], W, st)});']
+        if op == 'rom':
+            return self._rom(sig)
+        if op == 'divc':
+            n = sig.p['n']
+            wd = max(self.nl[a[0]].width, bits_for(0, n))
+            self.internal[f'{name}_q'] = wd
+            self._use(f'{name}_q', 0, W)
+            return [f'wire [{wd - 1}:0] {name}_q;',
+                    f'assign {name}_q = $signed({self.ext(a[0], wd, st)}) / $signed({self.const(n, wd)});',
+                    decl, f'assign {name} = {name}_q[{W - 1}:0];']
+        raise ValueError(f'signal {sig.id}: op {op!r} cannot be emitted')
+
+    def _shifted(self, sid: int, s: int, width: int, stage: int) -> str:
+        """(signal << s) as a width-bit vector."""
+        if s == 0:
+            return self.ext(sid, width, stage)
+        if s >= width:
+            return self.const(0, width)
+        return f"{{{self.ext(sid, width - s, stage)}, {s}'b0}}"
+
+    def _cast(self, sig: Signal, decl: str) -> list[str]:
+        """Rounding (increment from the dropped bits) then overflow (wrap, saturate or zero)."""
+        t: FixedType = sig.p['type']
+        st, W, (a,) = self.sched.stage[sig.id], sig.width, sig.args
+        A = self.nl[a]
+        name = f's{sig.id}'
+        s = sig.p['frac_in'] - t.frac
+        lines = []
+        if s > 0:
+            q_lo, q_hi = (round_shift(v, s, t.rounding) for v in (A.lo, A.hi))
+            wq = bits_for(min(q_lo, A.lo >> s), max(q_hi, A.hi >> s))
+            floor = self.bits(a, s + wq - 1, s, st)
+            inc = self._round_increment(a, s, t.rounding, st, floor_lsb=f'{name}_f[0]')
+            lines += [f'wire [{wq - 1}:0] {name}_f;', f'assign {name}_f = {floor};']
+            self.internal[f'{name}_f'] = wq
+            if inc is None:
+                q = f'{name}_f'
+            else:
+                lines += [f'wire [{wq - 1}:0] {name}_r;',
+                          f"assign {name}_r = {name}_f + {{{wq - 1}'b0, {inc}}};" if wq > 1 else
+                          f'assign {name}_r = {name}_f + {inc};']
+                self._use(f'{name}_f', 0, wq)
+                q = f'{name}_r'
+        else:
+            q_lo, q_hi = A.lo << -s, A.hi << -s
+            wq = bits_for(q_lo, q_hi)
+            lines += [f'wire [{wq - 1}:0] {name}_r;', f'assign {name}_r = {self._shifted(a, -s, wq, st)};']
+            q = f'{name}_r'
+        self.internal[q] = wq
+        lo, hi = t._sat_min, t.max_mantissa
+        if lo <= q_lo and q_hi <= hi:
+            self._use(q, 0, min(wq, W))
+            return lines + [decl, f'assign {name} = {self._fit(q, wq, W)};']
+        if t.overflow == 'WRAP':
+            self._use(q, 0, t.width)
+            kept = f'{q}[{t.width - 1}:0]' if t.width > 1 else f'{q}[0]'
+            value = kept if t.signed else f"{{1'b0, {kept}}}"
+            return lines + [decl, f'assign {name} = {value};']
+        self._use(q, 0, wq)
+        over = f'($signed({q}) > $signed({self.const(hi, wq)}))' if q_hi > hi else None
+        under = f'($signed({q}) < $signed({self.const(lo, wq)}))' if q_lo < lo else None
+        inner = self._fit(q, wq, W)
+        if t.overflow == 'SAT_ZERO':
+            cond = ' | '.join(c for c in (over, under) if c)
+            return lines + [decl, f'assign {name} = ({cond}) ? {self.const(0, W)} : {inner};']
+        value = inner
+        if under:
+            value = f'{under} ? {self.const(lo, W)} : {value}'
+        if over:
+            value = f'{over} ? {self.const(hi, W)} : {value}'
+        return lines + [decl, f'assign {name} = {value};']
+
+    @staticmethod
+    def _fit(q: str, wq: int, width: int) -> str:
+        if wq == width:
+            return q
+        if wq > width:
+            return f'{q}[{width - 1}:0]'
+        return f'{{{{{width - wq}{{{q}[{wq - 1}]}}}}, {q}}}'
+
+    def _round_increment(self, a: int, s: int, rounding: str, st: int, floor_lsb: str) -> str | None:
+        """The 1-bit expression added to floor(a / 2^s) for a rounding mode (None for TRN)."""
+        if rounding == 'TRN':
+            return None
+        A = self.nl[a]
+
+        def sign() -> str:
+            return self.bits(a, A.width - 1, A.width - 1, st)
+
+        def rest() -> str:  # any dropped bit below the half bit set
+            return f'(|{self.bits(a, s - 2, 0, st)})' if s >= 2 else "1'b0"
+        if rounding == 'TRN_ZERO':
+            return f'({sign()} & (|{self.bits(a, s - 1, 0, st)}))'
+        half = self.bits(a, s - 1, s - 1, st)
+        if rounding == 'RND':
+            return half
+        if rounding == 'RND_MIN_INF':
+            return f'({half} & {rest()})'
+        if rounding == 'RND_ZERO':
+            return f'({half} & ({rest()} | {sign()}))'
+        if rounding == 'RND_INF':
+            return f'({half} & ({rest()} | ~{sign()}))'
+        if rounding == 'RND_CONV':
+            return f'({half} & ({rest()} | {floor_lsb}))'
+        raise ValueError(f'unknown rounding {rounding!r}')
+
+    def _rom(self, sig: Signal) -> list[str]:
+        st, W, (a,) = self.sched.stage[sig.id], sig.width, sig.args
+        A = self.nl[a]
+        name = f's{sig.id}'
+        wa = A.width
+        addr = self.ext(a, wa, st)
+        values, offset = sig.p['values'], sig.p['offset']
+        lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({addr})']
+        for v in range(A.lo, A.hi + 1):
+            lines.append(f'    {self.const(v, wa)}: {name} = {self.const(int(values[v - offset]), W)};')
+        lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
+        return lines
+
+    # -------------------------------------------------------------- module
+    def write(self) -> str:
+        nl, sched = self.nl, self.sched
+        body = []
+        for sig in nl.signals:
+            if sig.is_const:
+                continue
+            body.extend(self.expr(sig))
+        regs, assigns = self._registers()
+        outs = self._outputs()
+        unused = self._unused()
+        head = self._header()
+        return '\n'.join(head + ['', '  // ---- datapath'] + ['  ' + line for line in body] +
+                         ['', '  // ---- pipeline registers'] + ['  ' + line for line in regs + assigns] +
+                         ['', '  // ---- outputs'] + ['  ' + line for line in outs + unused] + ['endmodule', ''])
+
+    def _registers(self) -> tuple[list[str], list[str]]:
+        nl, sched = self.nl, self.sched
+        decls, body = [], []
+        for sig in nl.signals:
+            if sig.is_const:
+                continue
+            depth = self.last_use[sig.id] - sched.stage[sig.id]
+            for k in range(1, depth + 1):
+                prev = f's{sig.id}' if k == 1 else f's{sig.id}_d{k - 1}'
+                decls.append(f'reg [{sig.width - 1}:0] s{sig.id}_d{k};')
+                body.append(f'    s{sig.id}_d{k} <= {prev};')
+                self._use(prev, 0, sig.width)
+        L = sched.latency
+        lines = list(decls)
+        if body:
+            lines += ['always @(posedge clk) begin', '  if (ce) begin'] + body + ['  end', 'end']
+        if L == 0:
+            lines.append('assign valid_out = valid_in;')
+            return lines, ["wire unused_ctrl = &{1'b0, clk, rst, ce, 1'b0};"]
+        lines += [f'reg [{L - 1}:0] valid_sr;', 'always @(posedge clk) begin',
+                  f"  if (rst) valid_sr <= {L}'b0;",
+                  f'  else if (ce) valid_sr <= {{valid_sr[{L - 2}:0], valid_in}};' if L > 1 else
+                  '  else if (ce) valid_sr <= valid_in;', 'end', f'assign valid_out = valid_sr[{L - 1}];']
+        return lines, []
+
+    def _outputs(self) -> list[str]:
+        lines = []
+        L = self.sched.latency
+        for port in self.nl.outputs:
+            tw = element_width(port.type)
+            parts = []
+            for s in reversed(port.signals):
+                sig = self.nl[s]
+                if sig.is_const:
+                    parts.append(self.const(sig.lo, tw))
+                else:
+                    parts.append(self.ext(s, tw, L))
+            lines.append(f'assign {port_name("y_", port.name)} = {{{", ".join(parts)}}};')
+        return lines
+
+    def _unused(self) -> list[str]:
+        """One `unused` wire reading every bit nothing else reads (Verilator's lint convention)."""
+        unused = []
+        for sig in self.nl.signals:
+            if sig.is_const:
+                continue
+            depth = self.last_use[sig.id] - self.sched.stage[sig.id]
+            for name in [f's{sig.id}'] + [f's{sig.id}_d{k}' for k in range(1, depth + 1)]:
+                used = self.used_bits.get(name, set())
+                unused.extend(f'{name}[{b}]' for b in range(sig.width) if b not in used)
+        for name, width in self.internal.items():
+            used = self.used_bits.get(name, set())
+            unused.extend(f'{name}[{b}]' for b in range(width) if b not in used)
+        if not unused:
+            return []
+        return [f"wire unused_bits = &{{1'b0, {', '.join(unused)}, 1'b0}};"]
+
+    def _header(self) -> list[str]:
+        nl, sched = self.nl, self.sched
+        ports = ['  input  wire clk,', '  input  wire rst,', '  input  wire ce,', '  input  wire valid_in,',
+                 '  output wire valid_out']
+        for port in nl.inputs:
+            n = len(port.signals) * element_width(port.type)
+            ports[-1] += ','
+            ports.append(f'  input  wire [{n - 1}:0] {port_name("x_", port.name)}')
+        for port in nl.outputs:
+            n = len(port.signals) * element_width(port.type)
+            ports[-1] += ','
+            ports.append(f'  output wire [{n - 1}:0] {port_name("y_", port.name)}')
+        doc = [f'// {self.top}: generated by fpga4ml. Latency {sched.latency} clocks, II 1.'] + ports_doc().splitlines()
+        for port in nl.inputs + nl.outputs:
+            doc.append(f'//   {port.name}: shape {list(port.shape)}, {port.type}')
+        return doc + [f'module {self.top} ('] + ports + [');']
+
+
+def write_module(nl: Netlist, sched: Schedule, top: str) -> str:
+    """The Verilog text of the whole design as one module named `top`."""
+    return _Writer(nl, sched, top).write()
+
+
+def port_entry(port: Port, prefix: str) -> dict:
+    """The manifest entry of one port."""
+    t = port.type
+    return {'name': port.name, 'port': port_name(prefix, port.name), 'shape': list(port.shape),
+            'elements': len(port.signals), 'width': element_width(t), 'frac': t.frac, 'signed': t.signed,
+            'type': str(t)}

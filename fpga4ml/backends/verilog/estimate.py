@@ -1,0 +1,80 @@
+"""A pre-synthesis cost model: LUT, FF, DSP, latency and Fmax from the scheduled netlist.
+
+Costs are for 6-input-LUT devices with carry chains (UltraScale+/7-series): an adder of W bits
+costs one LUT per result bit above the bits that pass through unchanged (the shifted-in zeros
+of its other operand); comparisons pack two bits per LUT on the carry chain; a 2:1 multiplexer
+costs half a LUT per bit; a ROM costs one LUT6 per 64 entries per output bit; multipliers with
+both operands of 10 bits or more go to DSP blocks (27x18), smaller ones to LUTs. Registers are
+counted exactly from the schedule. docs/verilog.md compares these numbers with Yosys.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .netlist import Netlist, Signal
+from .pipeline import STAGE_OVERHEAD_NS, Schedule
+
+DSP_MIN_BITS = 10
+
+
+def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
+    """(LUTs, DSPs) of one signal."""
+    op, W = sig.op, sig.width
+    if op in ('input', 'const', 'shl', 'shr'):
+        return 0.0, 0
+    if op == 'add':
+        return float(max(1, W - max(sig.p['sa'], sig.p['sb']))), 0
+    if op == 'neg':
+        return float(W), 0
+    if op == 'cast':
+        a = nl[sig.args[0]]
+        t = sig.p['type']
+        s = sig.p['frac_in'] - t.frac
+        cost = float(W) if s > 0 and t.rounding != 'TRN' else 0.0
+        if t.overflow != 'WRAP' and (a.lo < sig.lo or a.hi > sig.hi):
+            cost += math.ceil(a.width / 2) + W / 2
+        return cost, 0
+    if op in ('max', 'min'):
+        wc = max(nl[a].width for a in sig.args)
+        return math.ceil(wc / 2) + W / 2, 0
+    if op == 'select':
+        return math.ceil(nl[sig.args[0]].width / 6) + W / 2, 0
+    if op == 'rom':
+        entries = nl[sig.args[0]].hi - nl[sig.args[0]].lo + 1
+        return float(W * max(1, math.ceil(entries / 64))), 0
+    if op == 'mul':
+        wa, wb = sorted(nl[a].width for a in sig.args)
+        if wa >= DSP_MIN_BITS:
+            return 0.0, math.ceil(wb / 27) * math.ceil(wa / 18)
+        return wa * wb / 2, 0
+    if op == 'divc':
+        return W * W / 2, 0
+    raise ValueError(f'no cost model for op {op!r}')
+
+
+def estimate_netlist(nl: Netlist, sched: Schedule) -> dict:
+    """The cost model's numbers for a scheduled netlist (see the module docstring)."""
+    lut, dsp, ff = 0.0, 0, 0
+    last = sched.last_use(nl)
+    ops: dict[str, int] = {}
+    for sig in nl.signals:
+        lut_s, dsp_s = _lut_cost(sig, nl)
+        lut += lut_s
+        dsp += dsp_s
+        if not sig.is_const:
+            ff += sig.width * max(0, last[sig.id] - sched.stage[sig.id])
+        ops[sig.op] = ops.get(sig.op, 0) + 1
+    ff += sched.latency  # the valid pipeline
+    stage_ns = sched.critical_ns + (STAGE_OVERHEAD_NS if sched.latency else 0.0)
+    return {
+        'LUT': int(round(lut)),
+        'FF': ff,
+        'DSP': dsp,
+        'latency_cycles': sched.latency,
+        'ii': 1,
+        'critical_stage_ns': round(stage_ns, 3),
+        'fmax_mhz_estimate': round(1000.0 / stage_ns, 1) if stage_ns > 0 else None,
+        'adders': ops.get('add', 0) + ops.get('neg', 0),
+        'signals': len(nl.signals),
+    }

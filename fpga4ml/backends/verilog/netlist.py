@@ -1,0 +1,300 @@
+"""A flat list of typed integer operations: what the Verilog back end lowers a typed graph to.
+
+Every `Signal` is one integer-valued wire with exact bounds [lo, hi] on its mantissa and a
+fractional bit count `frac` (value = mantissa * 2^-frac). The bounds come from interval
+arithmetic, so each wire is exactly as wide as it must be and nothing ever overflows except
+where an explicit `cast` says so (with ap_fixed rounding and overflow, like the emulator).
+
+The netlist has its own vectorized interpreter (`Netlist.evaluate`), which the tests compare
+with the emulator: the lowering is checked without any simulator, and the emitted Verilog is
+then checked against the same interpreter/emulator with Verilator.
+
+Ops (args are signal ids; `p` holds the op's parameters):
+
+=========  ========================================================================
+input      element `p.element` of model input `p.port`
+const      the constant `p.value`
+add        (a << p.sa) * p.ga + (b << p.sb) * p.gb, with ga, gb in {+1, -1}
+neg        -a
+shr        a >> p.s (floor; drops LSBs: wiring only)
+shl        a << p.s (wiring only)
+cast       FixedType p.type applied to a (input frac p.frac_in): rounding + overflow
+max/min    of a and b
+select     a > 0 ? b : c
+mul        a * b
+rom        p.values[a - p.offset]  (a is already cast into the table's index type)
+divc       a / p.n truncated toward zero (constant n >= 2)
+=========  ========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...fixed import FixedType
+from ...intervals import round_shift, trunc_div
+
+#: mantissas must stay inside int64 with headroom; the lowering checks it
+MAX_SIGNAL_BITS = 62
+
+
+class NetlistError(ValueError):
+    """A lowering produced an invalid netlist (out of range, wrong frac alignment)."""
+
+
+def bits_for(lo: int, hi: int) -> int:
+    """Bits of a signed two's complement wire that holds every integer in [lo, hi] (at least 1)."""
+    return max(hi.bit_length() if hi > 0 else 0, (-lo - 1).bit_length() if lo < 0 else 0) + 1
+
+
+@dataclass
+class Signal:
+    """One wire: op, argument signal ids, parameters, exact mantissa bounds and LSB position."""
+
+    id: int
+    op: str
+    args: tuple[int, ...]
+    lo: int
+    hi: int
+    frac: int
+    p: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        """Bits of the signed wire holding this signal."""
+        return bits_for(self.lo, self.hi)
+
+    @property
+    def is_const(self) -> bool:
+        """True for constants (they need no registers)."""
+        return self.op == 'const'
+
+
+@dataclass
+class Port:
+    """A model input or output tensor: its name, shape, element type and one signal id per element."""
+
+    name: str
+    shape: tuple[int, ...]
+    type: FixedType
+    signals: list[int]
+
+
+class Netlist:
+    """Signals in topological order (creation order), plus input and output ports."""
+
+    def __init__(self) -> None:
+        self.signals: list[Signal] = []
+        self.inputs: list[Port] = []
+        self.outputs: list[Port] = []
+        self._consts: dict[tuple[int, int], int] = {}
+
+    def __len__(self) -> int:
+        return len(self.signals)
+
+    def __getitem__(self, sid: int) -> Signal:
+        return self.signals[sid]
+
+    # ------------------------------------------------------------------ construction
+    def _new(self, op: str, args: tuple[int, ...], lo: int, hi: int, frac: int, **p: Any) -> int:
+        lo, hi = int(lo), int(hi)
+        if lo > hi:
+            raise NetlistError(f'{op}: empty bounds [{lo}, {hi}]')
+        if bits_for(lo, hi) > MAX_SIGNAL_BITS:
+            raise NetlistError(f'{op}: a {bits_for(lo, hi)}-bit intermediate exceeds the {MAX_SIGNAL_BITS} '
+                               'bits the Verilog back end supports; use narrower types')
+        sid = len(self.signals)
+        self.signals.append(Signal(sid, op, args, lo, hi, frac, p))
+        return sid
+
+    def add_input(self, name: str, shape: tuple[int, ...], t: FixedType) -> list[int]:
+        """A model input port; returns one signal per element (C order)."""
+        port = len(self.inputs)
+        n = int(np.prod(shape, dtype=np.int64))
+        sigs = [self._new('input', (), t.min_mantissa, t.max_mantissa, t.frac, port=port, element=k) for k in range(n)]
+        self.inputs.append(Port(name, tuple(shape), t, sigs))
+        return sigs
+
+    def add_output(self, name: str, shape: tuple[int, ...], t: FixedType, sigs: list[int]) -> None:
+        """A model output port: the given signals, whose values lie in type `t`."""
+        for s in sigs:
+            sig = self.signals[s]
+            if sig.frac != t.frac or sig.lo < t.min_mantissa or sig.hi > t.max_mantissa:
+                raise NetlistError(f'output {name!r}: signal {s} [{sig.lo}, {sig.hi}] / 2^{sig.frac} is not of type {t}')
+        self.outputs.append(Port(name, tuple(shape), t, list(sigs)))
+
+    def const(self, value: int, frac: int) -> int:
+        """A constant (shared between uses)."""
+        key = (int(value), frac)
+        if key not in self._consts:
+            self._consts[key] = self._new('const', (), value, value, frac, value=int(value))
+        return self._consts[key]
+
+    def add(self, a: int, b: int, sa: int = 0, sb: int = 0, ga: int = 1, gb: int = 1,
+            frac: int | None = None) -> int:
+        """(a << sa) * ga + (b << sb) * gb on mantissas.
+
+        Without `frac` both operands must reach the same LSB (frac + shift) and the result has it.
+        With `frac` the shifts are integer multiplications (adder graphs of constant products, whose
+        operands share one LSB) and the result is labelled with the given LSB.
+        """
+        A, B = self.signals[a], self.signals[b]
+        if frac is None:
+            if A.frac + sa != B.frac + sb:
+                raise NetlistError(f'add: operands at LSB 2^-{A.frac + sa} and 2^-{B.frac + sb} are not aligned')
+            frac = A.frac + sa
+        ca = sorted((ga * (A.lo << sa), ga * (A.hi << sa)))
+        cb = sorted((gb * (B.lo << sb), gb * (B.hi << sb)))
+        return self._new('add', (a, b), ca[0] + cb[0], ca[1] + cb[1], frac, sa=sa, sb=sb, ga=ga, gb=gb)
+
+    def narrow(self, a: int, lo: int | None = None, hi: int | None = None) -> int:
+        """Tighten a signal's bounds with a fact interval arithmetic cannot see (e.g. x - max(x) <= 0)."""
+        sig = self.signals[a]
+        sig.lo = sig.lo if lo is None else max(sig.lo, lo)
+        sig.hi = sig.hi if hi is None else min(sig.hi, hi)
+        return a
+
+    def neg(self, a: int) -> int:
+        """-a."""
+        A = self.signals[a]
+        return self._new('neg', (a,), -A.hi, -A.lo, A.frac)
+
+    def shr(self, a: int, s: int) -> int:
+        """Floor shift right by s >= 1 (the LSB moves up by s bits)."""
+        A = self.signals[a]
+        return self._new('shr', (a,), A.lo >> s, A.hi >> s, A.frac - s, s=s)
+
+    def shl(self, a: int, s: int, frac: int | None = None) -> int:
+        """a << s on mantissas: by default the same value at the LSB 2^-(frac + s).
+
+        With `frac` the shift is an integer multiplication and the result is labelled with that LSB.
+        """
+        A = self.signals[a]
+        if frac is None:
+            if s == 0:
+                return a
+            frac = A.frac + s
+        return self._new('shl', (a,), A.lo << s, A.hi << s, frac, s=s)
+
+    def align(self, a: int, frac: int) -> int:
+        """The same value at a finer LSB (frac >= the signal's frac)."""
+        return self.shl(a, frac - self.signals[a].frac)
+
+    def cast(self, a: int, t: FixedType) -> int:
+        """ap_fixed cast of a into t (rounding, then overflow), as FixedType.cast; no-op casts vanish."""
+        A = self.signals[a]
+        s = A.frac - t.frac
+        lo, hi = (round_shift(v, s, t.rounding) for v in (A.lo, A.hi))
+        if lo >= t._sat_min and hi <= t.max_mantissa:
+            if s == 0:
+                return a
+            if s < 0:
+                return self.shl(a, -s)
+            if t.rounding == 'TRN':
+                return self.shr(a, s)
+        elif t.overflow == 'WRAP':
+            lo, hi = t.min_mantissa, t.max_mantissa
+        else:  # saturation clips the rounded bounds; SAT_ZERO may also give 0
+            lo, hi = (min(max(v, t._sat_min), t.max_mantissa) for v in (lo, hi))
+            if t.overflow == 'SAT_ZERO':
+                lo, hi = min(lo, 0), max(hi, 0)
+        return self._new('cast', (a,), lo, hi, t.frac, type=t, frac_in=A.frac)
+
+    def maximum(self, a: int, b: int) -> int:
+        """max(a, b) of two signals at the same LSB."""
+        return self._pick('max', a, b)
+
+    def minimum(self, a: int, b: int) -> int:
+        """min(a, b) of two signals at the same LSB."""
+        return self._pick('min', a, b)
+
+    def _pick(self, op: str, a: int, b: int) -> int:
+        A, B = self.signals[a], self.signals[b]
+        if A.frac != B.frac:
+            raise NetlistError(f'{op}: operands at different LSBs')
+        if op == 'max':
+            if A.lo >= B.hi:
+                return a
+            if B.lo >= A.hi:
+                return b
+            return self._new(op, (a, b), max(A.lo, B.lo), max(A.hi, B.hi), A.frac)
+        if A.hi <= B.lo:
+            return a
+        if B.hi <= A.lo:
+            return b
+        return self._new(op, (a, b), min(A.lo, B.lo), min(A.hi, B.hi), A.frac)
+
+    def select(self, cond: int, a: int, b: int) -> int:
+        """cond > 0 ? a : b (a and b at the same LSB)."""
+        C, A, B = self.signals[cond], self.signals[a], self.signals[b]
+        if A.frac != B.frac:
+            raise NetlistError('select: operands at different LSBs')
+        if C.lo > 0:
+            return a
+        if C.hi <= 0:
+            return b
+        return self._new('select', (cond, a, b), min(A.lo, B.lo), max(A.hi, B.hi), A.frac)
+
+    def mul(self, a: int, b: int) -> int:
+        """a * b (exact; the LSB is the sum of both)."""
+        A, B = self.signals[a], self.signals[b]
+        corners = [x * y for x in (A.lo, A.hi) for y in (B.lo, B.hi)]
+        return self._new('mul', (a, b), min(corners), max(corners), A.frac + B.frac)
+
+    def rom(self, a: int, values: np.ndarray, offset: int, frac: int) -> int:
+        """values[a - offset]: a lookup table of constant mantissas addressed by signal a."""
+        A = self.signals[a]
+        vals = np.asarray(values, dtype=np.int64)
+        if A.lo - offset < 0 or A.hi - offset >= len(vals):
+            raise NetlistError(f'rom: addresses [{A.lo - offset}, {A.hi - offset}] outside a {len(vals)}-entry table')
+        used = vals[A.lo - offset:A.hi - offset + 1]
+        return self._new('rom', (a,), int(used.min()), int(used.max()), frac, values=vals, offset=int(offset))
+
+    def divc(self, a: int, n: int) -> int:
+        """a / n truncated toward zero, for a constant n >= 2."""
+        A = self.signals[a]
+        q = trunc_div(np.array([A.lo, A.hi], dtype=np.int64), n)
+        return self._new('divc', (a,), int(q[0]), int(q[1]), A.frac, n=int(n))
+
+    # ------------------------------------------------------------------ interpretation
+    def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the netlist on int64 input mantissas, one (batch, elements) array per input port."""
+        batch = len(inputs[0]) if inputs else 1
+        flat = [np.asarray(x, dtype=np.int64).reshape(batch, -1) for x in inputs]
+        values: list[np.ndarray | None] = [None] * len(self.signals)
+        for sig in self.signals:
+            values[sig.id] = _EVAL[sig.op](sig, [values[a] for a in sig.args], flat, batch)
+        return [np.stack([values[s] for s in port.signals], axis=1).reshape((batch,) + port.shape)
+                for port in self.outputs]
+
+    def stats(self) -> dict[str, int]:
+        """Number of signals per op."""
+        out: dict[str, int] = {}
+        for sig in self.signals:
+            out[sig.op] = out.get(sig.op, 0) + 1
+        return out
+
+
+def _eval_add(sig: Signal, a: list, flat, batch) -> np.ndarray:
+    p = sig.p
+    return p['ga'] * (a[0] << p['sa']) + p['gb'] * (a[1] << p['sb'])
+
+
+_EVAL = {
+    'input': lambda sig, a, flat, batch: flat[sig.p['port']][:, sig.p['element']],
+    'const': lambda sig, a, flat, batch: np.full(batch, sig.p['value'], dtype=np.int64),
+    'add': _eval_add,
+    'neg': lambda sig, a, flat, batch: -a[0],
+    'shr': lambda sig, a, flat, batch: a[0] >> sig.p['s'],
+    'shl': lambda sig, a, flat, batch: a[0] << sig.p['s'],
+    'cast': lambda sig, a, flat, batch: sig.p['type'].cast(a[0], sig.p['frac_in']),
+    'max': lambda sig, a, flat, batch: np.maximum(a[0], a[1]),
+    'min': lambda sig, a, flat, batch: np.minimum(a[0], a[1]),
+    'select': lambda sig, a, flat, batch: np.where(a[0] > 0, a[1], a[2]),
+    'mul': lambda sig, a, flat, batch: a[0] * a[1],
+    'rom': lambda sig, a, flat, batch: sig.p['values'][a[0] - sig.p['offset']],
+    'divc': lambda sig, a, flat, batch: trunc_div(a[0], sig.p['n']),
+}

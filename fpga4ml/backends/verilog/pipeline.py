@@ -1,0 +1,138 @@
+"""Pipelining: place registers so that every stage fits the clock period, by a delay model.
+
+Each signal gets a stage: the stage of its latest argument, or the next one when its delay
+would push the arrival time past the stage budget (as soon as possible, then cut). Arguments
+from earlier stages are read through delay registers. The outputs are registered once more at
+the end, so the latency in clock cycles is (last output stage + 1) and a new input vector can
+enter every clock (II = 1). With ``Pipeline: 'none'`` everything is combinational (latency 0).
+
+The knob (``hls_config['Model']['Pipeline']``): 'auto' (default) places registers by the delay
+model below and the clock period; an integer N allows at most N adder levels per stage (smaller
+N: more stages, higher Fmax; larger N: fewer stages); 'none' builds no pipeline.
+
+The delay model is a coarse estimate for UltraScale+ (ns): a LUT level with its routing costs
+~0.6 ns, a carry chain ~0.02 ns per bit, a DSP multiply ~2.5 ns, plus ~0.6 ns of clock-to-out,
+setup and uncertainty per stage. It is calibrated only roughly; `estimate()` and Yosys report
+logic levels to check it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import check_pipeline
+from ...ir import GraphError
+from .netlist import Netlist, Signal
+
+LUT_NS = 0.6
+CARRY_NS_PER_BIT = 0.02
+DSP_NS = 2.5
+STAGE_OVERHEAD_NS = 0.6
+#: ops that are wiring only
+FREE_OPS = ('input', 'const', 'shl', 'shr')
+
+
+def _rom_levels(sig: Signal, nl: Netlist) -> int:
+    address_bits = nl[sig.args[0]].width
+    return 1 + max(0, (address_bits - 6 + 1) // 2)  # LUT6 plus MUXF7/F8 trees
+
+
+def levels(sig: Signal, nl: Netlist) -> float:
+    """The delay of one signal in 'adder levels' (1.0 = one carry-chain adder)."""
+    op = sig.op
+    if op in FREE_OPS:
+        return 0.0
+    if op in ('add', 'neg'):
+        return 1.0
+    if op == 'cast':
+        t = sig.p['type']
+        rounds = sig.p['frac_in'] > t.frac and t.rounding != 'TRN'
+        a = nl[sig.args[0]]
+        saturates = t.overflow != 'WRAP' and (a.lo < sig.lo or a.hi > sig.hi)
+        return float(rounds) + (1.0 if saturates else 0.0)
+    if op in ('max', 'min'):
+        return 1.5
+    if op == 'select':
+        return 1.0
+    if op == 'rom':
+        return 0.5 * _rom_levels(sig, nl)
+    if op in ('mul', 'divc'):
+        return 3.0
+    raise GraphError(f'no delay model for op {op!r}')
+
+
+def delay_ns(sig: Signal, nl: Netlist) -> float:
+    """Estimated combinational delay of one signal in ns (UltraScale+)."""
+    op = sig.op
+    if op in FREE_OPS:
+        return 0.0
+    if op in ('add', 'neg'):
+        return LUT_NS + CARRY_NS_PER_BIT * sig.width
+    if op == 'rom':
+        return LUT_NS * _rom_levels(sig, nl)
+    if op == 'mul':
+        return DSP_NS
+    return levels(sig, nl) * (LUT_NS + CARRY_NS_PER_BIT * sig.width)
+
+
+@dataclass
+class Schedule:
+    """Stage of every signal, the latency in cycles and the estimated critical stage delay."""
+
+    stage: list[int]
+    arrival: list[float]
+    latency: int
+    critical_ns: float
+    mode: str
+
+    def last_use(self, nl: Netlist) -> list[int]:
+        """For each signal, the latest stage that reads it (outputs are read at stage `latency`)."""
+        last = list(self.stage)
+        for sig in nl.signals:
+            for a in sig.args:
+                last[a] = max(last[a], self.stage[sig.id])
+        for port in nl.outputs:
+            for s in port.signals:
+                last[s] = max(last[s], self.latency)
+        return last
+
+
+def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto') -> Schedule:
+    """Assign pipeline stages (as soon as possible, cut where a stage's budget is exceeded)."""
+    mode = check_pipeline(pipeline, 'schedule()')
+    if mode == 'auto':
+        budget = clock_period - STAGE_OVERHEAD_NS
+        cost = delay_ns
+        if budget <= LUT_NS:
+            raise GraphError(f'clock_period={clock_period} ns leaves no time for logic in a stage')
+    elif mode == 'none':
+        budget, cost = float('inf'), delay_ns
+    else:
+        budget, cost = float(mode), levels
+    n = len(nl.signals)
+    stage, arrival = [0] * n, [0.0] * n
+    for sig in nl.signals:
+        if sig.is_const or not sig.args:
+            continue
+        live = [a for a in sig.args if not nl[a].is_const]
+        st = max((stage[a] for a in live), default=0)
+        t_in = max((arrival[a] for a in live if stage[a] == st), default=0.0)
+        d = cost(sig, nl)
+        if t_in + d > budget and t_in > 0:
+            st, t_in = st + 1, 0.0
+        stage[sig.id], arrival[sig.id] = st, t_in + d
+    outs = [s for port in nl.outputs for s in port.signals if not nl[s].is_const]
+    latency = 0 if mode == 'none' else max((stage[s] for s in outs), default=0) + 1
+    crit = max((arrival[s.id] if cost is delay_ns else 0.0) for s in nl.signals) if n else 0.0
+    if cost is not delay_ns:  # report the delay of the levels-based schedule in ns as well
+        crit = _critical_ns(nl, stage)
+    return Schedule(stage, arrival, latency, crit, str(mode))
+
+
+def _critical_ns(nl: Netlist, stage: list[int]) -> float:
+    """The longest in-stage path in ns for a given stage assignment."""
+    t = [0.0] * len(nl.signals)
+    for sig in nl.signals:
+        t_in = max((t[a] for a in sig.args if stage[a] == stage[sig.id] and not nl[a].is_const), default=0.0)
+        t[sig.id] = t_in + delay_ns(sig, nl)
+    return max(t, default=0.0)
