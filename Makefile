@@ -29,7 +29,13 @@ test: $(STAMP)
 	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'pytest: no tests collected'; rc=0; fi; exit $$rc
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.fpga4ml-bench-installed
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -e '.[bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	@found=0; for f in bench/*.py; do \
 	  [ -e "$$f" ] || continue; found=1; echo "== $$f"; $(PY) "$$f" $(BENCH_ARGS) || exit $$?; \
 	done; [ $$found -eq 1 ] || echo 'no benchmark scripts in bench/ yet'

@@ -1,8 +1,10 @@
-"""The ``fpga4ml`` command: convert, summarize and profile a trained Keras model.
+"""The ``fpga4ml`` command: convert, summarize and profile a trained Keras model; synthesize its Verilog.
 
     fpga4ml convert model.keras -o build/my_model [--config config.yml] [--default-precision 'fixed<16,6>']
+                                [--backend {Vitis,Vivado,Verilog}]
     fpga4ml summary model.keras
     fpga4ml profile model.keras data.npy [--n 10000]
+    fpga4ml synth build/my_model [--family xcup] [--place-route]
 
 Errors in the input (missing file, bad precision string, unsupported layer, bad data) print one
 line, ``fpga4ml: error: ...``, on stderr and exit non-zero without a traceback.
@@ -229,6 +231,30 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_synth(args) -> int:
+    """`fpga4ml synth`: synthesize a written Verilog project with Yosys and print its resources."""
+    from .synth import synthesize
+
+    root = Path(args.directory)
+    manifest_path = root / 'manifest.json'
+    if not manifest_path.is_file():
+        raise CLIError(f'{root} has no manifest.json: write the design with `fpga4ml convert MODEL -o {root} '
+                       '--backend Verilog` first')
+    manifest = json.loads(manifest_path.read_text())
+    files = [str(root / f) for f in manifest['files']]
+    report = synthesize(files, manifest['top'], family=args.family, output_dir=str(root), script=args.script,
+                        place_route=args.place_route, clock_period=float(manifest.get('clock_period_ns', 5.0)),
+                        timeout=args.timeout)
+    report['latency_cycles'] = manifest['latency']
+    (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+    keys = ('LUT', 'FF', 'CARRY', 'DSP', 'BRAM', 'SRL', 'logic_levels', 'critical_delay_ns', 'fmax_mhz_estimate',
+            'fmax_mhz', 'latency_cycles', 'seconds')
+    print(f"{PROG}: {manifest['top']} on {args.family}: " +
+          ', '.join(f'{k} {report[k]}' for k in keys if report.get(k) is not None))
+    print(f'{PROG}: report written to {root / "synth_report.json"}')
+    return 0
+
+
 def cmd_summary(args) -> int:
     """`fpga4ml summary`: print the per-layer table of the converted model."""
     keras_model = _load_keras(args.model)
@@ -300,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description='Convert trained neural networks into FPGA firmware. Today: Keras 3 models, '
-                    'typed (fixed-point) graphs and a bit-exact integer emulator; the HLS and '
-                    'Verilog back ends are not available yet.',
+        description='Convert trained neural networks into FPGA firmware: Keras 3 models, typed '
+                    '(fixed-point) graphs, a bit-exact integer emulator, HLS C++ projects and '
+                    'pipelined Verilog, synthesized with Yosys.',
         epilog="Run 'fpga4ml COMMAND --help' for the options of a command.")
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
@@ -313,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                     '(graph.json: types and integer weights of every layer; config.yml: the configuration '
                     'used; summary.txt: the layer table) into DIR. The files are the same byte for byte '
                     'for the same model and configuration. With an explicit --backend the firmware '
-                    'project is written too (not available in this version: exit code 2).')
+                    'project is written too: an HLS project (Vitis, Vivado) or Verilog + manifest.json '
+                    '(Verilog; synthesize it with `fpga4ml synth DIR`).')
     _add_config_options(p)
     p.add_argument('-o', '--output', metavar='DIR', default=None, help='output directory (created if needed)')
     p.add_argument('--backend', type=_choice(BACKENDS), default=None, metavar='{Vitis,Vivado,Verilog}',
@@ -343,6 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('data', metavar='DATA.npy', help='input samples as a .npy array (never unpickled)')
     p.add_argument('--n', type=int, metavar='N', default=None, help='use only the first N samples')
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        'synth', help='synthesize a Verilog project written by convert --backend Verilog',
+        description='Run Yosys (the pyosys wheel) on the Verilog design in DIR (its manifest.json names the '
+                    'top module and files) and print LUT, FF, CARRY, DSP, BRAM and SRL counts, logic levels '
+                    'and the estimated critical delay; with --place-route (ECP5 only) also place and route '
+                    'with nextpnr and report the real Fmax. The report is written to DIR/synth_report.json.')
+    p.add_argument('directory', metavar='DIR', help='a directory written by `fpga4ml convert --backend Verilog`')
+    p.add_argument('--family', default='xcup', metavar='{xcup,xc7,ecp5,ice40}',
+                   help='FPGA family: xcup (UltraScale+, default), xc7, ecp5 or ice40')
+    p.add_argument('--script', default='fast', metavar='{fast,default}',
+                   help="Yosys script: 'fast' (cheap ABC mapping, default) or the family's stock 'default'")
+    p.add_argument('--place-route', action='store_true', help='ECP5 only: place and route with nextpnr for a real Fmax')
+    p.add_argument('--timeout', type=float, default=None, metavar='S', help='give up after S seconds')
+    p.set_defaults(func=cmd_synth)
     return parser
 
 

