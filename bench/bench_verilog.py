@@ -6,7 +6,10 @@ fixed<10,5>) is built by fpga4ml (Verilog back end) and by da4ml (distributed ar
 `comb_trace` + `RTLModel`), for a dense and a 70 %-pruned weight set with fixed seeds. Both
 designs are checked to compute the same function, then synthesized with the same Yosys script
 (fpga4ml.synth, family xcup by default). Printed: LUT, FF, CARRY, pipeline latency, generation
-time and the ratios fpga4ml / da4ml.
+time and the ratios fpga4ml / da4ml. Latency is in clock cycles from input to output: fpga4ml's
+outputs are registered after its last stage; da4ml registers inputs and outputs around its stages.
+The critical delay is Yosys' estimate of the longest register-to-register path (fpga4ml.synth's
+delay model), the same estimator for both designs.
 
     python bench/bench_verilog.py            # both variants, synthesized (several minutes each)
     python bench/bench_verilog.py --quick    # generation and cost estimates only, no synthesis
@@ -71,7 +74,7 @@ def build_fpga4ml(layers, out: Path, clock_period: float):
 
 
 def build_da4ml(layers, out: Path, clock_period: float):
-    """The same network traced and optimized by da4ml; returns (comb logic, latency, seconds)."""
+    """The same network traced and optimized by da4ml; returns (comb logic, latency in clocks, seconds)."""
     from da4ml.codegen import RTLModel
     from da4ml.trace import FixedVariableArrayInput, comb_trace
     from da4ml.trace.ops import quantize, relu
@@ -89,8 +92,10 @@ def build_da4ml(layers, out: Path, clock_period: float):
     rtl.write()
     seconds = time.perf_counter() - start
     import json
-    latency = json.loads((out / 'metadata.json').read_text())['latency']
-    return comb, latency, seconds
+    # da4ml's metadata counts its combinational stages; its top module registers the inputs before
+    # stage 0 and the outputs after the last stage, so the latency in clock cycles is one more
+    stages = json.loads((out / 'metadata.json').read_text())['latency']
+    return comb, stages + 1, seconds
 
 
 def same_function(model, comb, n: int = 2000) -> float:
@@ -128,14 +133,18 @@ def run_variant(name: str, sparsity: float, args, root: Path) -> list[str]:
              f'same outputs on {100 * agree:.2f} % of values',
              f'{"":24s}{"fpga4ml":>12s}{"da4ml":>12s}{"ratio":>8s}',
              f'{"generation time [s]":24s}{t_ours:12.2f}{t_theirs:12.2f}{ratio(t_ours, t_theirs):>8s}',
-             f'{"latency [cycles]":24s}{est["latency_cycles"]:12d}{lat_theirs:12d}'
+             f'{"latency [clock cycles]":24s}{est["latency_cycles"]:12d}{lat_theirs:12d}'
              f'{ratio(est["latency_cycles"], lat_theirs):>8s}',
              f'{"cost estimate [LUT]":24s}{est["LUT"]:12d}{int(comb.cost):12d}{ratio(est["LUT"], comb.cost):>8s}']
     if not args.quick:
         r_ours = synth([ours_dir / 'jsc_fpga4ml.v'], 'jsc_fpga4ml', args.family, args.clock_period, ours_dir)
-        theirs_files = sorted((theirs_dir / 'src').glob('*.v')) + sorted((theirs_dir / 'src' / 'static').glob('*.v'))
+        theirs_files = sorted((theirs_dir / 'src').glob('*.v'))
+        text = ''.join(f.read_text() for f in theirs_files)
+        # da4ml's library modules that the design instantiates (lookup_table.v needs a memory file)
+        theirs_files += [f for f in sorted((theirs_dir / 'src' / 'static').glob('*.v')) if f.stem + ' ' in text
+                         or f.stem + ' #' in text]
         r_theirs = synth(theirs_files, 'jsc_da4ml', args.family, args.clock_period, theirs_dir)
-        for key in ('LUT', 'FF', 'CARRY', 'DSP', 'logic_levels', 'seconds'):
+        for key in ('LUT', 'FF', 'CARRY', 'DSP', 'logic_levels', 'critical_delay_ns', 'seconds'):
             a, b = r_ours.get(key), r_theirs.get(key)
             fmt = '{:12.1f}' if isinstance(a, float) else '{:12}'
             lines.append(f'{"yosys " + key:24s}{fmt.format(a)}{fmt.format(b)}{ratio(a, b):>8s}')

@@ -14,6 +14,8 @@ Only numpy is imported here; Keras and other frameworks are imported when first 
 from . import converters, utils
 from .config import ConfigError, ConfigWarning
 from .convert import config_from_keras_model, convert_from_keras_model
+from .convert import config_from_pytorch_model, convert_from_pytorch_model
+from .convert import config_from_onnx_model, convert_from_onnx_model
 from .fixed import FixedType, PrecisionError, parse_precision
 from .ir import Graph, GraphError, Node
 from .model import BackendUnavailableError, Model
@@ -24,5 +26,7 @@ __version__ = '0.1.0'
 __all__ = [
     'BackendUnavailableError', 'ConfigError', 'ConfigWarning', 'FixedType', 'Graph', 'GraphError', 'Model',
     'Node', 'PrecisionError', 'config_from_keras_model', 'convert_from_keras_model', 'converters',
+    'config_from_pytorch_model', 'convert_from_pytorch_model',
+    'config_from_onnx_model', 'convert_from_onnx_model',
     'parse_precision', 'profile', 'utils',
 ]

@@ -76,3 +76,93 @@ def convert_from_keras_model(model, hls_config: dict | None = None, output_dir: 
     graph = keras_to_graph(load_keras_model(model))
     return convert_graph(graph, hls_config, output_dir=output_dir, project_name=project_name, backend=backend,
                          part=part, clock_period=clock_period, io_type=io_type, **kwargs)
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+#: 'Model' keys of a PyTorch config that steer the front end (hls4ml's), not the layers
+_PYTORCH_MODEL_KEYS = ('ChannelsLastConversion', 'TransposeOutputs')
+
+
+def config_from_pytorch_model(model, input_shape, granularity: str = 'model', backend: str | None = None,
+                              default_precision: str = 'fixed<16,6>', default_reuse_factor: int = 1,
+                              channels_last_conversion: str = 'full', transpose_outputs: bool = False,
+                              max_precision: str | None = None) -> dict:
+    """hls4ml-compatible config dict for a torch.nn.Module; input_shape excludes the batch (or starts with None).
+
+    As in hls4ml 1.3 the config also holds 'PytorchModel' (the module), 'InputShape' and, under 'Model',
+    'ChannelsLastConversion' and 'TransposeOutputs', which convert_from_pytorch_model reads back.
+    """
+    from .frontends.torch import torch_to_graph
+
+    if backend is not None:
+        _choose(backend, BACKENDS, 'backend')
+    graph = torch_to_graph(model, input_shape, channels_last_conversion, transpose_outputs)
+    config = config_from_graph(graph, granularity, default_precision, default_reuse_factor, max_precision)
+    config['Model']['ChannelsLastConversion'] = channels_last_conversion
+    config['Model']['TransposeOutputs'] = transpose_outputs
+    layers = {key: config.pop(key) for key in ('LayerType', 'LayerName') if key in config}
+    config['PytorchModel'] = model
+    config['InputShape'] = input_shape
+    config.update(layers)
+    return config
+
+
+def convert_from_pytorch_model(model, hls_config: dict | None = None, output_dir: str = 'my-fpga4ml-prj',
+                               project_name: str = 'myproject', backend: str = 'Vitis', part: str | None = None,
+                               clock_period: float = 5, io_type: str = 'io_parallel', input_shape=None,
+                               **kwargs: Any) -> Model:
+    """Convert a torch.nn.Module into a fpga4ml Model, as hls4ml does.
+
+    The input shape comes from hls_config['InputShape'] (set by config_from_pytorch_model) or `input_shape`;
+    the channels-last settings from hls_config['Model'] (default 'full', no output transpose).
+    """
+    from .frontends.torch import normalize_input_shapes, torch_to_graph
+
+    config = {key: value for key, value in (hls_config or {}).items() if key not in ('PytorchModel', 'InputShape')}
+    model_cfg = dict(config.get('Model') or {})
+    front = {key: model_cfg.pop(key) for key in _PYTORCH_MODEL_KEYS if key in model_cfg}
+    if 'Model' in config:
+        config['Model'] = model_cfg
+    stored = (hls_config or {}).get('InputShape')
+    if input_shape is None:
+        input_shape = stored
+    elif stored is not None and normalize_input_shapes(stored) != normalize_input_shapes(input_shape):
+        raise ConfigError(f"input_shape={input_shape!r} differs from hls_config['InputShape']={stored!r}")
+    if input_shape is None:
+        raise ConfigError("convert_from_pytorch_model needs the input shape: pass input_shape=(...) or an hls_config "
+                          'made by config_from_pytorch_model(model, input_shape)')
+    graph = torch_to_graph(model, input_shape, front.get('ChannelsLastConversion', 'full'),
+                           front.get('TransposeOutputs', False))
+    return convert_graph(graph, config if hls_config is not None else None, output_dir=output_dir,
+                         project_name=project_name, backend=backend, part=part, clock_period=clock_period,
+                         io_type=io_type, **kwargs)
+
+
+def config_from_onnx_model(model, granularity: str = 'name', backend: str | None = None,
+                           default_precision: str = 'fixed<16,6>', default_reuse_factor: int = 1,
+                           max_precision: str | None = None) -> dict:
+    """hls4ml-compatible config dict for an ONNX/QONNX model (ModelProto, ModelWrapper or .onnx path)."""
+    from .frontends.onnx import onnx_to_graph
+
+    if backend is not None:
+        _choose(backend, BACKENDS, 'backend')
+    graph = onnx_to_graph(model)
+    return config_from_graph(graph, granularity, default_precision, default_reuse_factor, max_precision)
+
+
+def convert_from_onnx_model(model, hls_config: dict | None = None, output_dir: str = 'my-fpga4ml-prj',
+                            project_name: str = 'myproject', backend: str = 'Vitis', part: str | None = None,
+                            clock_period: float = 5, io_type: str = 'io_parallel', **kwargs: Any) -> Model:
+    """Convert an ONNX/QONNX model into a fpga4ml Model, as hls4ml does; predict() takes NCHW inputs like ONNX.
+
+    Without hls_config, the configuration is config_from_onnx_model(model)'s: per-layer 'auto' types.
+    """
+    from .frontends.onnx import onnx_to_graph
+
+    kwargs.pop('bit_exact', None)  # hls4ml's switch; QONNX types are always honoured exactly here
+    graph = onnx_to_graph(model)
+    if hls_config is None:  # config_from_onnx_model's defaults: inferred ('auto') per-layer types
+        hls_config = config_from_graph(graph, 'name')
+    return convert_graph(graph, hls_config, output_dir=output_dir, project_name=project_name, backend=backend,
+                         part=part, clock_period=clock_period, io_type=io_type, **kwargs)

@@ -21,7 +21,8 @@ OPS: dict[str, str] = {
     'Input': 'a network input; attrs: none; types: result',
     'Dense': 'y = x @ kernel + bias over the last axis; weights: kernel (n_in, n_out), bias (n_out); '
     'types: weight, bias, accum, result',
-    'Activation': 'element-wise function; attrs: function, alpha, max_value, threshold; '
+    'Activation': 'element-wise function; attrs: function, alpha, max_value, threshold, exact_result (an '
+    "'auto' result of a piecewise function is the exact type, as quantization-aware models compute it); "
     'weights: alpha (prelu); types: result, param, table',
     'Softmax': 'softmax over the last axis; attrs: axis; types: result, exp_table, inv_table',
     'Scale': 'per-channel y = x * scale + bias over the last axis (BatchNorm not fused); '
@@ -42,7 +43,10 @@ OPS: dict[str, str] = {
     'Transpose': 'permutation of the per-sample axes (Keras Permute); attrs: perm (0-based, batch excluded); '
     'values unchanged',
     'Reshape': 'reshape (also Flatten); attrs: shape; values are unchanged',
-    'Quantize': 'explicit cast to the result type; types: result',
+    'Quantize': 'explicit cast to the result type; attrs: element_types (optional, per-element casts of '
+    'quantization-aware models: {k, i, f} int arrays broadcast to the shape, rounding, overflow; element e '
+    'is cast into fixed<k+i+f, k+i> (ufixed if k == 0), 0 when k+i+f == 0, then into the result type, by '
+    'default the enclosing type); types: result',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

@@ -103,11 +103,25 @@ def test_convert_with_hls4ml_project_file(files, tmp_path, capsys):
     assert graph['nodes'][0]['types']['result'] == 'fixed<14,5>'
 
 
-def test_convert_with_backend_writes_graph_then_reports_unavailable(files, tmp_path, capsys):
-    code, _, err = run(capsys, 'convert', files / 'model.keras', '-o', tmp_path, '--backend', 'verilog')
-    assert code == 2
-    assert_one_line_error(err, "'Verilog' back end")
-    assert (tmp_path / 'graph.json').is_file() and (tmp_path / 'summary.txt').is_file()
+def test_convert_verilog_then_synth(files, tmp_path, capsys):
+    code, out, err = run(capsys, 'convert', files / 'model.keras', '-o', tmp_path, '--backend', 'verilog',
+                         '--project-name', 'clf')
+    assert code == 0, err
+    assert (tmp_path / 'graph.json').is_file() and (tmp_path / 'clf.v').is_file()
+    manifest = json.loads((tmp_path / 'manifest.json').read_text())
+    assert manifest['top'] == 'clf' and manifest['latency'] >= 1
+    pytest.importorskip('pyosys')
+    code, out, err = run(capsys, 'synth', tmp_path, '--family', 'ice40')
+    assert code == 0, err
+    report = json.loads((tmp_path / 'synth_report.json').read_text())
+    assert report['LUT'] > 0 and report['FF'] > 0 and report['latency_cycles'] == manifest['latency']
+    assert 'LUT' in out and 'ice40' in out
+
+
+def test_synth_without_a_verilog_project_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = run(capsys, 'synth', tmp_path)
+    assert code == 1
+    assert_one_line_error(err, 'no manifest.json')
 
 
 def test_unknown_config_key_warns_in_one_line(files, tmp_path, capsys):

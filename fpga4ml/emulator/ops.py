@@ -21,7 +21,7 @@ from ..fixed import FixedType
 from ..intervals import Interval, round_shift, trunc_div
 from ..ir import TABLE_ACTIVATIONS, GraphError, Node
 from .. import geometry
-from ..passes.precision import param_mantissas, relu_max_mantissa
+from ..passes.precision import element_groups, param_mantissas, relu_max_mantissa
 from ..passes.tables import Table
 from . import fast
 
@@ -483,9 +483,25 @@ def build_reshape(node: Node, in_types: list[FixedType], in_ivs: list[Interval])
 
 
 def build_quantize(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> Kernel:
-    """An explicit cast into the result type."""
-    final = cast_plan(node.types['result'], in_types[0].frac, node.attrs.get('exact_bounds'))
-    return lambda inputs, stats: final(inputs[0], stats)
+    """An explicit cast into the result type; per element (attrs['element_types']) each element is
+    first cast into its own type (a pruned, 0-bit element is 0), then into the result type (exact
+    when the result is the enclosing type, the default)."""
+    res_t = node.types['result']
+    groups = element_groups(node)
+    if groups is None:
+        final = cast_plan(res_t, in_types[0].frac, node.attrs.get('exact_bounds'))
+        return lambda inputs, stats: final(inputs[0], stats)
+    fx = in_types[0].frac
+    groups = [(t, idx) for t, idx in groups if t is not None]
+    shape = node.shape
+
+    def per_element_kernel(inputs, stats):
+        flat = inputs[0].reshape(len(inputs[0]), -1)
+        y = np.zeros(flat.shape, dtype=np.int64)
+        for t, idx in groups:  # vectorized over the batch and over all elements of one type
+            y[:, idx] = cast(res_t, cast(t, flat[:, idx], fx, stats), t.frac, stats)
+        return y.reshape((len(y),) + shape)
+    return per_element_kernel
 
 
 BUILDERS = {

@@ -24,6 +24,7 @@ Conventions (one IR node per tensor a layer produces; names are Keras layer name
   ``Permute`` -> ``Transpose``.
 * Dropout-like layers are inference no-ops and produce no node.
 * A Sequential/Functional model used as a layer is inlined.
+* Layer classes of the ``hgq`` package (HGQ2 quantization-aware layers) are lowered by ``hgq.py``.
 """
 
 from __future__ import annotations
@@ -556,6 +557,7 @@ class _Converter:
         self.graph = Graph()
         self.reserved = _all_layer_names(model)
         self.model = model
+        self.hgq = False  # set when an HGQ2 layer was converted
 
     def fresh(self, base: str, own: bool = False) -> str:
         """A node name not used yet; `own` allows a layer's own (reserved) name."""
@@ -570,6 +572,10 @@ class _Converter:
     def run(self) -> Graph:
         """Convert the whole model and validate the graph."""
         self.graph.outputs = self.convert_model(self.model, None)
+        if self.hgq:  # plain exact layers of an HGQ2 model keep HGQ2's exact float semantics
+            from . import hgq
+
+            hgq.finalize(self.graph)
         self.graph.validate()
         return self.graph
 
@@ -612,7 +618,11 @@ class _Converter:
             raise GraphError(f'operation {layer.name!r} ({cls}) is a keras.ops call, not a layer; '
                              f'use layers only. Supported layers: {", ".join(SUPPORTED_LAYERS)}')
         handler = _HANDLERS.get(cls)
-        if handler is None or type(layer) is not getattr(keras.layers, cls, None):
+        if type(layer).__module__.split('.')[0] == 'hgq':  # HGQ2 layers: handlers in hgq.py
+            from . import hgq
+
+            handler, self.hgq = hgq.handler(layer), True
+        elif handler is None or type(layer) is not getattr(keras.layers, cls, None):
             raise GraphError(f'layer {layer.name!r} of class {cls} is not supported. '
                              f'Supported layers: {", ".join(SUPPORTED_LAYERS)}')
         if len(knode.output_tensors) != 1:

@@ -21,8 +21,8 @@ FOLDABLE = ('Dense', 'Conv')
 def fuse_batchnorm(graph: Graph) -> Graph:
     """Fold every foldable Scale-after-Dense/Conv pair in place; returns the graph."""
     for node in list(graph.nodes):
-        if node.op != 'Scale' or len(node.inputs) != 1:
-            continue
+        if node.op != 'Scale' or len(node.inputs) != 1 or node.attrs.get('fold') is False:
+            continue  # attrs['fold'] = False: a front end's exact scale that must stay a separate node
         parent = graph[node.inputs[0]]
         if parent.op not in FOLDABLE or len(graph.consumers(parent.name)) != 1 or parent.name in graph.outputs:
             continue

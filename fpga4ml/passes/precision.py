@@ -185,6 +185,11 @@ def _scale(node, ins, in_types, default, maximum) -> Interval:
 def _activation(node, ins, in_types, default, maximum) -> Interval | None:
     x, = ins
     in_t, = in_types
+    if node.attrs.get('exact_result') and node.attrs['function'] not in TABLE_ACTIVATIONS:
+        # quantization-aware models (HGQ2) compute piecewise activations exactly: 'auto' is the exact type
+        exact = activation_interval(node, x, in_t)
+        node.types['result'] = _explicit_or(node, 'result', lambda: type_for(exact), maximum)
+        return exact
     # as in hls4ml, an 'auto' activation result takes the model default precision
     node.types['result'] = _explicit_or(node, 'result', default, maximum)
     if node.attrs['function'] in TABLE_ACTIVATIONS:
@@ -349,10 +354,72 @@ def _reshape(node, ins, in_types, default, maximum) -> Interval:
     return x.reshape(node.shape)  # the cast into the unchanged type is the identity
 
 
+def element_groups(node: Node) -> list[tuple[FixedType | None, np.ndarray]] | None:
+    """A per-element Quantize's distinct element types, each with the flat indices that use it.
+
+    attrs['element_types'] = {'k': ..., 'i': ..., 'f': ..., 'rounding': R, 'overflow': O}: per
+    element (C order, broadcast to the node shape) keep-negative k (0/1), integer bits i (sign
+    excluded) and fractional bits f; the element's type is fixed<k+i+f, k+i, R, O> (ufixed when
+    k == 0). Width k+i+f == 0 is a pruned element: its value is 0 (the type is None here).
+    Returns None for an ordinary (per-tensor) Quantize. Groups are ordered by (k, i, f).
+    """
+    spec = node.attrs.get('element_types')
+    if spec is None:
+        return None
+    try:
+        arrays = [np.asarray(spec[key], dtype=np.int64) for key in ('k', 'i', 'f')]
+        k, i, f = (a.reshape(-1) if a.size == node.size else np.broadcast_to(a, node.shape).reshape(-1)
+                   for a in arrays)
+    except (KeyError, ValueError, TypeError) as err:
+        raise GraphError(f"layer {node.name!r}: attrs['element_types'] needs 'k', 'i', 'f' arrays of shape "
+                         f'{node.shape} (or broadcastable to it): {err}') from None
+    width = k + i + f
+    if np.any((k != 0) & (k != 1)) or np.any(width < 0):
+        raise GraphError(f"layer {node.name!r}: element_types need k in {{0, 1}} and k+i+f >= 0")
+    keys, inverse = np.unique(np.stack([k, i, f], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    groups = []
+    for g, (kk, ii, ff) in enumerate(keys.tolist()):
+        t = None
+        if kk + ii + ff:
+            try:
+                t = FixedType(kk + ii + ff, kk + ii, bool(kk), spec.get('rounding', 'TRN'),
+                              spec.get('overflow', 'WRAP'))
+            except ValueError as err:
+                raise GraphError(f'layer {node.name!r}: element type (k={kk}, i={ii}, f={ff}): {err}') from None
+        groups.append((t, np.flatnonzero(inverse == g)))
+    return groups
+
+
+def enclosing_type(types: list[FixedType], rounding: str = 'TRN', overflow: str = 'WRAP') -> FixedType:
+    """The narrowest type holding every value of every type in `types` (ufixed<1,1> when empty)."""
+    if not types:
+        return FixedType(1, 1, False, rounding, overflow)
+    signed = any(t.signed for t in types)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer + (1 if signed and not t.signed else 0) for t in types)
+    return FixedType(integer + frac, integer, signed, rounding, overflow)
+
+
 def _quantize(node, ins, in_types, default, maximum) -> Interval:
     x, = ins
-    node.types['result'] = _explicit_or(node, 'result', lambda: type_for(x), maximum)
-    return x
+    groups = element_groups(node)
+    if groups is None:
+        node.types['result'] = _explicit_or(node, 'result', lambda: type_for(x), maximum)
+        return x
+    # per-element cast: each element into its own type, then (exactly, by default) into the result type
+    types = [t for t, _ in groups if t is not None]
+    spec = node.attrs['element_types']
+    node.types['result'] = _explicit_or(
+        node, 'result', enclosing_type(types, spec.get('rounding', 'TRN'), spec.get('overflow', 'WRAP')), maximum)
+    frac = max((t.frac for t in types), default=0)
+    lo = np.zeros(node.size, dtype=object)
+    hi = np.zeros(node.size, dtype=object)
+    for t, idx in groups:
+        if t is not None:
+            iv = _cast_iv(x.gather(idx), t).align(frac)
+            lo[idx], hi[idx] = iv.lo, iv.hi
+    return Interval(lo.reshape(node.shape), hi.reshape(node.shape), frac)
 
 
 _RULES = {

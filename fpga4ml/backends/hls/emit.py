@@ -27,7 +27,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
-from ...passes.precision import param_mantissas, relu_max_mantissa
+from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa
 from ...passes.tables import Table
 
 STRATEGIES = ('Latency', 'Resource')
@@ -134,6 +134,49 @@ def const_type(m: int, frac: int) -> FixedType:
     signed = m < 0
     width = ((-m - 1).bit_length() + 1) if signed else max(m.bit_length(), 1)
     return FixedType(width, width - frac, signed)
+
+
+#: at most this many distinct non-zero weight values are selected among in a multiplier-free product
+MAX_SHIFT_TERMS = 4
+
+
+def shift_product(ctx: 'Context', node: Node, x_t: FixedType, w: np.ndarray, at: str, x_expr: str, w_expr: str,
+                  zeros: bool) -> str | None:
+    """A multiplier-free `(accum_t)(x * w)` for binary/ternary/power-of-two weights, or None.
+
+    When every non-zero weight mantissa is +-2^q (binary {-1, +1}, ternary {-1, 0, +1}, any 2-bit
+    signed type {-2, -1, 0, 1}, each times a power of two) and there are at most MAX_SHIFT_TERMS
+    distinct values, the product x * w = +-(x * 2^t) is an exact shift (wiring) and an optional
+    negation: `(accum_t)(((shift_t) x) << t)` or `(accum_t)(-(...))`, with shift_t giving the
+    shift its headroom (or its extra fractional bits for t < 0). `w_expr` (the weight mantissa)
+    selects the term; with constant weights (Latency) the select folds away. `zeros`: zero weights
+    can occur (Resource, Conv) and add `(accum_t) 0`. The exact value before the cast is the same as
+    the product's, so the cast and the result are bit-identical to the emulator's.
+    """
+    values = np.unique(np.asarray(w, dtype=np.int64))
+    values = values[values != 0]
+    mags = [abs(int(v)) for v in values]
+    if not 0 < len(values) <= MAX_SHIFT_TERMS or any(m & (m - 1) for m in mags):
+        return None
+    frac_w = node.types['weight'].frac
+    shift_types: dict[int, str] = {}
+    terms = []
+    for v in values.tolist():
+        t = abs(v).bit_length() - 1 - frac_w  # x * w = sign * x * 2^t
+        if t == 0:
+            shifted = x_expr
+        else:
+            if t not in shift_types:
+                st = (FixedType(x_t.width + t, x_t.integer + t, x_t.signed) if t > 0 else
+                      FixedType(x_t.width - t, x_t.integer, x_t.signed))
+                shift_types[t] = ctx.typedef(node, f'shift{t}' if t > 0 else f'shiftm{-t}', st,
+                                             f'{node.name}: input times 2^{t}, exact (a shift)')
+            shifted = f'(({shift_types[t]}) {x_expr}) {"<<" if t > 0 else ">>"} {abs(t)}'
+        terms.append((v, f'({at})({shifted})' if v > 0 else f'({at})(-({shifted}))'))
+    expr = f'({at}) 0' if zeros else terms.pop()[1]
+    for v, term in reversed(terms):
+        expr = f'({w_expr} == {int_literal(v)} ? {term} : {expr})'
+    return expr
 
 
 # ---------------------------------------------------------------------------- emission context
@@ -290,17 +333,22 @@ def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     nnz = int(np.count_nonzero(w))
     xo = f'p * {n_in} + ' if positions > 1 else ''
     # acc[j] += (accum_t)(x[i] * w[i][j]), with {xi} and {w} filled in by the strategy
-    product = f'({at})(x[{{xi}}] * {from_bits(wt, "{w}")})'
+    # binary/ternary/power-of-two weights: shifts and negations instead of multiplications
+    shifts = shift_product(ctx, node, x.ftype, w, at, 'x[{xi}]', '{w}', zeros=strategy == 'Resource')
+    product = shifts or f'({at})(x[{{xi}}] * {from_bits(wt, "{w}")})'
     if strategy == 'Latency':
         what = (f'Dense {n_in} -> {n_out}, Latency, ReuseFactor {rf} ({nnz} of {w.size} weights non-zero; '
                 'zero weights add 0 exactly and are left out)')
         pragmas, products = dense_latency(ctx, node, w, rf, product, xo, positions)
     else:
-        what = f'Dense {n_in} -> {n_out}, Resource, ReuseFactor {rf} ({w.size // rf} multiplications a cycle)'
+        what = (f'Dense {n_in} -> {n_out}, Resource, ReuseFactor {rf} ({w.size // rf} '
+                f'{"products" if shifts else "multiplications"} a cycle)')
         pragmas, products = dense_resource(ctx, node, w, rf, product, xo)
     head = header(node, what, [
         f'acc = ({at}) bias[j]; for i in input order: acc += ({at})(x[i] * w[i][j]); y[j] = ({out.ctype}) acc',
-        'every product is rounded into the accumulator type and every partial sum takes its overflow mode'])
+        'every product is rounded into the accumulator type and every partial sum takes its overflow mode']
+        + (['weights are 0 or +-2^k: no multipliers, each product is a shift and an optional negation']
+           if shifts else []))
     body = [f'{at} acc[{n_out}];', '#pragma HLS ARRAY_PARTITION variable=acc complete',
             f'for (int j = 0; j < {n_out}; j++) {{', '    #pragma HLS UNROLL',
             f'    acc[j] = ({at}) {from_bits(bt, f"{bias}[j]")};', '}']
@@ -553,9 +601,27 @@ def emit_reshape(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
 
 
 def emit_quantize(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """An explicit cast into the result type."""
-    head = header(node, 'Quantize', ['y = (result_t) x'])
-    return elementwise(head, signature(ctx.idents[node.name], ins, out), out.size, [f'y[i] = ({out.ctype}) x[i];'])
+    """An explicit cast into the result type; per element (attrs['element_types']) a cast into each
+    element's own type first: one unrolled loop per distinct type over a constant index table."""
+    groups = element_groups(node)
+    if groups is None:
+        head = header(node, 'Quantize', ['y = (result_t) x'])
+        return elementwise(head, signature(ctx.idents[node.name], ins, out), out.size, [f'y[i] = ({out.ctype}) x[i];'])
+    head = header(node, f'Quantize per element: {len(groups)} distinct element types', [
+        'y[e] = (result_t)(element_t) x[e] for every element e (element_t: its own type); pruned elements are 0'])
+    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', '    #pragma HLS PIPELINE']
+    for g, (t, idx) in enumerate(groups):
+        table = ctx.array(node, f'e{g}_index', index_int_type(out.size), idx,
+                          f'{node.name}: the {len(idx)} elements of type {t.to_cpp() if t else "pruned (always 0)"}')
+        lines.append(f'    #pragma HLS ARRAY_PARTITION variable={table} complete')
+        if t is None:
+            value = f'({out.ctype}) 0'
+        else:
+            et = ctx.typedef(node, f'e{g}', t, f'{node.name}: element type {g}')
+            value = f'({out.ctype})({et}) x[{table}[k]]'
+        lines += [f'    for (int k = 0; k < {len(idx)}; k++) {{', '        #pragma HLS UNROLL',
+                  f'        y[{table}[k]] = {value};', '    }']
+    return '\n'.join(lines + ['}', ''])
 
 
 EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {

@@ -21,7 +21,7 @@ import numpy as np
 from ... import geometry
 from ...ir import GraphError, Node
 from .emit import (Context, Port, checked_reuse_factor, from_bits, header, index_int_type, int_type,
-                   layer_strategy, signature, valid_reuse_factors)
+                   layer_strategy, shift_product, signature, valid_reuse_factors)
 
 
 def index_table(ctx: Context, node: Node, var: str, index: np.ndarray, comment: str) -> str:
@@ -97,7 +97,8 @@ def emit_conv(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     head = header(node, what, [
         f'per window p: acc = ({at}) bias[j]; for k in (kernel row, kernel column, input channel) order:',
         f'acc += ({at})(x[idx[p][k]] * w[k][j]) (padding columns add nothing); y[p][j] = ({out.ctype}) acc'])
-    product = f'({at})(x[s] * {from_bits(wt, f"{kern}[k * {n_out} + j]")})'
+    product = (shift_product(ctx, node, x.ftype, w, at, 'x[s]', f'{kern}[k * {n_out} + j]', zeros=True)
+               or f'({at})(x[s] * {from_bits(wt, f"{kern}[k * {n_out} + j]")})')  # shifts for binary/ternary weights
     body = [f'{at} acc[{n_out}];', '#pragma HLS ARRAY_PARTITION variable=acc complete']
     body += loop('j', n_out, [f'acc[j] = ({at}) {from_bits(bt, f"{bias}[j]")};'])
     body += loop('k', n_col, [f'int s = {idx}[p * {n_col} + k];',

@@ -15,7 +15,7 @@ from ...emulator.ops import accumulate_plan
 from ...fixed import FixedType
 from ...intervals import Interval, round_shift
 from ...ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
-from ...passes.precision import param_mantissas, relu_max_mantissa
+from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa
 from .adder_graph import constant_matvec, sum_terms
 from .netlist import Netlist
 
@@ -332,7 +332,15 @@ def _merge(ctx: _Context, ins: list[list[int]]) -> list[int]:
 
 
 def _quantize(ctx: _Context, ins: list[list[int]]) -> list[int]:
-    return ctx.finish(ins[0])
+    groups = element_groups(ctx.node)
+    if groups is None:
+        return ctx.finish(ins[0])
+    out = [ctx.nl.const(0, ctx.result.frac)] * ctx.node.size  # pruned (0-bit) elements stay 0
+    for t, index in groups:  # per element: its own type first, then the result type
+        if t is not None:
+            for k in index:
+                out[k] = ctx.nl.cast(ctx.nl.cast(ins[0][k], t), ctx.result)
+    return out
 
 
 _LOWER = {

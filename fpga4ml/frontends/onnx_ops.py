@@ -1,0 +1,609 @@
+"""ONNX op handlers of the ONNX front end: standard ops -> IR nodes (QONNX quantizers: onnx_quant).
+
+Each handler lowers one ONNX node: it reads its inputs (dynamic tensors in the layout it needs,
+or constants), adds IR nodes and records its output tensor with the converter (see onnx.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..config import FIXED_PRECISION_ATTR
+from ..fixed import FixedType
+from ..geometry import same_padding
+from ..ir import GraphError, Node
+from .onnx import LAST, PLAIN, Converter, Handler, ONode, Value, keeps_order, perm_last
+from .onnx_quant import QUANT_HANDLERS, QConst, exact_type, quantized_result, value_of
+
+#: element-wise ONNX ops -> IR Activation function (attrs copied from ONNX attributes with defaults)
+UNARY: dict[str, tuple[str, dict[str, tuple[str, float]]]] = {
+    'Relu': ('relu', {}),
+    'LeakyRelu': ('leaky_relu', {'alpha': ('alpha', 0.01)}),
+    'Sigmoid': ('sigmoid', {}),
+    'Tanh': ('tanh', {}),
+    'HardSigmoid': ('hard_sigmoid', {'alpha': ('slope', 0.2), 'beta': ('shift', 0.5)}),
+    'Elu': ('elu', {'alpha': ('alpha', 1.0)}),
+    'Softplus': ('softplus', {}),
+    'Softsign': ('softsign', {}),
+    'Exp': ('exp', {}),
+}
+MERGES = {'Add': 'add', 'Sub': 'sub', 'Mul': 'mul', 'Sum': 'add', 'Max': 'max', 'Min': 'min', 'Mean': 'avg'}
+
+
+# --------------------------------------------------------------------------- helpers for handlers
+
+
+def _vector_along(const: np.ndarray | QConst, shape: tuple[int, ...], where: str
+                  ) -> tuple[str | None, np.ndarray | QConst] | None:
+    """A constant broadcast against a tensor of per-sample ONNX `shape` as a per-channel vector.
+
+    Returns (layout, vector): layout None for a scalar (any layout, vector of length 1), LAST when
+    it varies along the channel axis (ONNX axis 1), PLAIN when along the last axis; None when it
+    varies along other axes (then it is not a per-channel constant).
+    """
+    arr_shape = const.shape
+    full = (1,) + shape
+    if len(arr_shape) > len(full):
+        return None
+    padded = (1,) * (len(full) - len(arr_shape)) + tuple(arr_shape)
+    if any(c != 1 and c != d for c, d in zip(padded, full)):
+        raise GraphError(f'{where}: constant of shape {tuple(arr_shape)} does not broadcast to the tensor '
+                         f'shape {full} without changing it')
+    varying = [i for i, c in enumerate(padded) if c != 1]
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).reshape(padded).reshape(-1)
+
+    vec = const.map(flat) if isinstance(const, QConst) else flat(const)
+    if not varying:
+        return None, vec
+    if varying == [len(full) - 1]:
+        return PLAIN, vec
+    if varying == [1]:
+        return LAST, vec
+    return None
+
+
+def _fixed_of(const: np.ndarray | QConst | None, where: str, what: str) -> FixedType | None:
+    return const.fixed_type(where, what) if isinstance(const, QConst) else None
+
+
+def _has_fixed_weights(node: Node) -> bool:
+    fixed = node.attrs.get(FIXED_PRECISION_ATTR, {})
+    return 'weight' in fixed or 'bias' in fixed
+
+
+def _weighted(conv: Converter, onode: ONode, op: str, x: str, shape: tuple[int, ...], kernel: Any,
+              bias: Any, attrs: dict[str, Any]) -> str:
+    """Add a Dense or Conv node (kernel in IR layout, output channels last) for the quantizer rules.
+
+    Float kernel: as given. Quantized kernel with one power-of-two scale: its declared type.
+    Per-output-channel (or non-power-of-two) scales: an integer kernel followed by a Scale node
+    with the exact scales (which also takes the bias). Scales varying along input axes: the exact
+    kernel values with the narrowest exact type. Returns the IR node holding the result.
+    """
+    where = onode.where()
+    n_out = kernel.shape[-1]
+    fixed: dict[str, FixedType] = {}
+    out_scale = None
+    if isinstance(kernel, QConst) and kernel.pow2_frac() is None:
+        per_out = kernel.scale.reshape(-1, n_out)
+        if np.all(per_out == per_out[:1]):
+            out_scale = per_out[0]
+    if isinstance(kernel, QConst) and out_scale is not None:
+        weights = kernel.ints
+        fixed['weight'] = kernel.int_type()
+    elif isinstance(kernel, QConst):
+        weights = kernel.value
+        fixed['weight'] = kernel.fixed_type(where, 'the quantized weight')
+    else:
+        weights = np.asarray(kernel, dtype=np.float64)
+    bias_fixed = _fixed_of(bias, where, 'the quantized bias')
+    bias_values = None if bias is None else value_of(bias).reshape(n_out)
+    in_layer = bias_values is not None and out_scale is None
+    if in_layer and bias_fixed is not None:
+        fixed['bias'] = bias_fixed
+    weights_d = {'kernel': weights, 'bias': bias_values if in_layer else np.zeros(n_out)}
+    name = conv.add(onode, op, [x], shape, fixed=fixed, weights=weights_d,
+                    attrs={**attrs, 'use_bias': in_layer})
+    if out_scale is None:
+        if not in_layer:
+            conv.bias_free.add(name)
+        return name
+    scale_fixed = {'scale': exact_type(out_scale, where, 'the weight scale')}
+    if bias_values is not None and bias_fixed is not None:
+        scale_fixed['bias'] = bias_fixed
+    scale_weights = {'scale': out_scale.astype(np.float64),
+                     'bias': np.zeros(n_out) if bias_values is None else bias_values}
+    scale_name = conv.add(onode, 'Scale', [name], shape, name=conv.fresh(f'{conv.base(onode)}_scale'),
+                          fixed=scale_fixed, weights=scale_weights, attrs={'fold': False, 'quantizer_scale': True})
+    if bias_values is None:
+        conv.bias_free.add(scale_name)
+    return scale_name
+
+
+def _scale_node(conv: Converter, onode: ONode, x: str, shape: tuple[int, ...], scale: Any, bias: Any,
+                n: int, extra: dict[str, Any] | None = None) -> str:
+    """A Scale node y = x * scale + bias with per-channel (or scalar) constants of length n."""
+    where = onode.where()
+    fixed = {}
+    for key, c in (('scale', scale), ('bias', bias)):
+        t = _fixed_of(c, where, f'the quantized {key}')
+        if t is not None:
+            fixed[key] = t
+    scale_v = np.broadcast_to(value_of(scale), (n,)).astype(np.float64)
+    bias_v = np.broadcast_to(value_of(bias), (n,)).astype(np.float64)
+    if not isinstance(scale, QConst) and np.all(np.abs(scale_v) == 1):
+        fixed['scale'] = exact_type(scale_v, where, 'the scale')  # a pure bias add: +-1 exactly
+    parent = conv.graph[x]
+    attrs = dict(extra or {})
+    if fixed or _has_fixed_weights(parent) or parent.attrs.get('quantizer_scale'):
+        attrs['fold'] = False  # never fold quantized constants into a layer's (quantized) weights
+    return conv.add(onode, 'Scale', [x], shape, fixed=fixed, weights={'scale': scale_v, 'bias': bias_v}, attrs=attrs)
+
+
+def _window_pads(onode: ONode, in_spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+                 dilations: tuple[int, ...]) -> tuple[int, ...]:
+    """ONNX pads / auto_pad as IR padding: (left, right) or (top, bottom, left, right)."""
+    rank = len(kernel)
+    auto = onode.require('auto_pad', ('NOTSET', 'VALID', 'SAME_UPPER', 'SAME_LOWER'), 'NOTSET')
+    if auto == 'NOTSET':
+        pads = tuple(int(p) for p in onode.get('pads', [0] * 2 * rank))
+        if len(pads) != 2 * rank or min(pads) < 0:
+            raise GraphError(f'{onode.where()}: pads={list(pads)} must have {2 * rank} non-negative entries')
+        pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
+    elif auto == 'VALID':
+        pairs = [(0, 0)] * rank
+    else:
+        pairs = [same_padding(n, k, s, d) for n, k, s, d in zip(in_spatial, kernel, strides, dilations)]
+        if auto == 'SAME_LOWER':
+            pairs = [(after, before) for before, after in pairs]
+    return tuple(p for pair in pairs for p in pair)
+
+
+def _ints(onode: ONode, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(v) for v in onode.get(key, default))
+
+
+def _spatial_input(conv: Converter, onode: ONode) -> tuple[Value, str, int]:
+    """The data input of a Conv/Pool node in channels-last layout, and its spatial rank (1 or 2)."""
+    x = conv.value(onode.inputs[0], onode)
+    rank = len(x.shape) - 1
+    if rank not in (1, 2):
+        raise GraphError(f'{onode.where()}: input of shape (N, {", ".join(map(str, x.shape))}) is not supported; '
+                         'only 1D (N, C, W) and 2D (N, C, H, W) inputs are')
+    return x, conv.get(x, LAST), rank
+
+
+# --------------------------------------------------------------------------- op handlers
+
+
+def _gemm(conv: Converter, onode: ONode) -> None:
+    """Gemm: Y = alpha * A @ op(B) + beta * C with a constant B (and C) -> Dense."""
+    onode.check({'alpha': 1.0, 'beta': 1.0, 'transA': 0, 'transB': 0})
+    onode.require('transA', (0,), 0, ' (A must be the (batch, features) input)')
+    x = conv.value(onode.inputs[0], onode)
+    if len(x.shape) != 1:
+        raise GraphError(f'{onode.where()}: input A must have shape (batch, features), got (N, {x.shape})')
+    kernel = conv.const(onode.inputs[1])
+    if kernel is None or len(kernel.shape) != 2:
+        raise GraphError(f'{onode.where()}: input B must be a constant matrix (weights)')
+    if onode.get('transB', 0):
+        kernel = kernel.map(np.transpose) if isinstance(kernel, QConst) else kernel.T
+    alpha, beta = float(onode.get('alpha', 1.0)), float(onode.get('beta', 1.0))
+    if alpha != 1.0:
+        kernel = kernel.scaled(alpha) if isinstance(kernel, QConst) else kernel * np.float32(alpha)
+    bias = conv.const(onode.inputs[2]) if len(onode.inputs) > 2 and onode.inputs[2] else None
+    if len(onode.inputs) > 2 and onode.inputs[2] and bias is None:
+        raise GraphError(f'{onode.where()}: input C must be a constant (bias)')
+    n_out = kernel.shape[1]
+    if bias is not None:
+        bias = _bias_vector(onode, bias, n_out)
+        if beta != 1.0:
+            bias = bias.scaled(beta) if isinstance(bias, QConst) else bias * np.float32(beta)
+    out = _weighted(conv, onode, 'Dense', conv.get(x, PLAIN), (n_out,), kernel, bias, {})
+    conv.put(onode.outputs[0], (n_out,), PLAIN, out)
+
+
+def _bias_vector(onode: ONode, bias: Any, n: int) -> Any:
+    if int(np.prod(bias.shape)) not in (1, n) or (len(bias.shape) == 2 and bias.shape[0] != 1):
+        raise GraphError(f'{onode.where()}: bias of shape {tuple(bias.shape)} is not supported; it must be a '
+                         f'vector of {n} values or a scalar')
+
+    def vec(a: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(np.asarray(a).reshape(-1), (n,)).copy()
+    return bias.map(vec) if isinstance(bias, QConst) else vec(bias)
+
+
+def _matmul(conv: Converter, onode: ONode) -> None:
+    """MatMul of a tensor with a constant matrix -> Dense over the last axis."""
+    onode.check({})
+    kernel = conv.const(onode.inputs[1])
+    if kernel is None or len(kernel.shape) != 2:
+        raise GraphError(f'{onode.where()}: only a tensor times a constant 2D matrix (x @ W) is supported')
+    x = conv.value(onode.inputs[0], onode)
+    shape = x.shape[:-1] + (kernel.shape[1],)
+    out = _weighted(conv, onode, 'Dense', conv.get(x, PLAIN), shape, kernel, None, {})
+    conv.put(onode.outputs[0], shape, PLAIN, out)
+
+
+def _conv(conv: Converter, onode: ONode) -> None:
+    """Conv 1D/2D (strides, pads/auto_pad, dilations, groups) -> Conv, channels-last."""
+    onode.check({'auto_pad': 'NOTSET', 'dilations': 1, 'group': 1, 'kernel_shape': None, 'pads': 0, 'strides': 1})
+    x, src, rank = _spatial_input(conv, onode)
+    kernel = conv.const(onode.inputs[1])
+    if kernel is None or len(kernel.shape) != rank + 2:
+        raise GraphError(f'{onode.where()}: the weights W must be a constant of rank {rank + 2}')
+    ksize = tuple(int(k) for k in kernel.shape[2:])
+    if 'kernel_shape' in onode.attrs and _ints(onode, 'kernel_shape', ()) != ksize:
+        raise GraphError(f'{onode.where()}: kernel_shape={onode.get("kernel_shape")} differs from the weights {ksize}')
+    strides = _ints(onode, 'strides', (1,) * rank)
+    dilations = _ints(onode, 'dilations', (1,) * rank)
+    groups = int(onode.get('group', 1))
+    to_ir = (2, 3, 1, 0) if rank == 2 else (2, 1, 0)  # (M, C/g, kh, kw) -> (kh, kw, C/g, M)
+    kernel = kernel.map(lambda a: np.transpose(a, to_ir)) if isinstance(kernel, QConst) else kernel.transpose(to_ir)
+    bias = conv.const(onode.inputs[2]) if len(onode.inputs) > 2 and onode.inputs[2] else None
+    if len(onode.inputs) > 2 and onode.inputs[2] and bias is None:
+        raise GraphError(f'{onode.where()}: the bias B must be a constant')
+    if bias is not None:
+        bias = _bias_vector(onode, bias, kernel.shape[-1])
+    out_shape = conv.shape_of(onode.outputs[0], onode.where())
+    attrs = {'kernel_size': ksize, 'strides': strides, 'dilation': dilations, 'groups': groups,
+             'padding': _window_pads(onode, x.shape[1:], ksize, strides, dilations)}
+    ir_shape = tuple(out_shape[a] for a in perm_last(len(out_shape)))
+    out = _weighted(conv, onode, 'Conv', src, ir_shape, kernel, bias, attrs)
+    conv.put(onode.outputs[0], out_shape, LAST, out)
+
+
+def _pool(conv: Converter, onode: ONode) -> None:
+    """MaxPool / AveragePool (count_include_pad=0, or 1 without padding) -> Pool."""
+    avg = onode.op == 'AveragePool'
+    known = {'auto_pad': 'NOTSET', 'ceil_mode': 0, 'dilations': 1, 'kernel_shape': None, 'pads': 0, 'strides': 1}
+    known.update({'count_include_pad': 0} if avg else {'storage_order': 0})
+    onode.check(known)
+    x, src, rank = _spatial_input(conv, onode)
+    onode.require('ceil_mode', (0,), 0)
+    if not avg:
+        onode.require('storage_order', (0,), 0)
+    if 'kernel_shape' not in onode.attrs:
+        raise GraphError(f'{onode.where()}: attribute kernel_shape is required')
+    ksize = _ints(onode, 'kernel_shape', ())
+    strides = _ints(onode, 'strides', (1,) * rank)
+    if _ints(onode, 'dilations', (1,) * rank) != (1,) * rank:
+        raise GraphError(f'{onode.where()}: attribute dilations={onode.get("dilations")} is not supported; '
+                         'pooling supports only dilations of 1')
+    pads = _window_pads(onode, x.shape[1:], ksize, strides, (1,) * rank)
+    if avg and onode.get('count_include_pad', 0) and any(pads):
+        raise GraphError(f'{onode.where()}: count_include_pad=1 with padding {list(pads)} is not supported; the IR '
+                         'average divides by the number of real cells (count_include_pad=0)')
+    out_shape = conv.shape_of(onode.outputs[0], onode.where())
+    ir_shape = tuple(out_shape[a] for a in perm_last(len(out_shape)))
+    attrs = {'mode': 'avg' if avg else 'max', 'pool_size': ksize, 'strides': strides, 'padding': pads}
+    fixed = quantized_result(conv, onode) if avg else None
+    conv.put(onode.outputs[0], out_shape, LAST, conv.add(onode, 'Pool', [src], ir_shape, attrs=attrs, fixed=fixed))
+
+
+def _global_pool(conv: Converter, onode: ONode) -> None:
+    """GlobalAveragePool / GlobalMaxPool -> Pool over the whole extent (ONNX keeps the 1-sized axes)."""
+    onode.check({})
+    x, src, rank = _spatial_input(conv, onode)
+    extent = x.shape[1:]
+    out_shape = (x.shape[0],) + (1,) * rank
+    attrs = {'mode': 'avg' if onode.op == 'GlobalAveragePool' else 'max', 'pool_size': extent, 'strides': extent,
+             'padding': (0,) * (2 * rank), 'global': True}
+    fixed = quantized_result(conv, onode) if attrs['mode'] == 'avg' else None
+    out = conv.add(onode, 'Pool', [src], (1,) * rank + (x.shape[0],), attrs=attrs, fixed=fixed)
+    conv.put(onode.outputs[0], out_shape, LAST, out)
+
+
+def _batch_norm(conv: Converter, onode: ONode) -> None:
+    """BatchNormalization (inference) -> Scale over the channel axis."""
+    onode.check({'epsilon': 1e-5, 'momentum': 0.9, 'training_mode': 0, 'spatial': 1})
+    onode.require('training_mode', (0,), 0)
+    onode.require('spatial', (1,), 1)
+    x = conv.value(onode.inputs[0], onode)
+    params = [conv.const(name) for name in onode.inputs[1:5]]
+    if len(params) != 4 or any(p is None for p in params):
+        raise GraphError(f'{onode.where()}: scale, B, mean and var must be constants')
+    gamma, beta, mean, var = (value_of(p).reshape(-1) for p in params)
+    eps = float(onode.get('epsilon', 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    bias = beta - scale * mean
+    layout = LAST if len(x.shape) >= 2 else PLAIN
+    src = conv.get(x, layout)
+    extra = {'epsilon': eps, 'axis': -1, 'bn': {'gamma': gamma, 'beta': beta, 'mean': mean, 'variance': var}}
+    out = _scale_node(conv, onode, src, conv.graph[src].shape, scale, bias, x.shape[0], extra)
+    conv.put(onode.outputs[0], x.shape, layout, out)
+
+
+def _unary(conv: Converter, onode: ONode) -> None:
+    """Element-wise activations -> Activation (one that feeds a quantizer takes its type)."""
+    function, params = UNARY[onode.op]
+    onode.check({k: d for k, (_, d) in params.items()})
+    x = conv.value(onode.inputs[0], onode)
+    layout = conv.preferred(x)
+    src = conv.get(x, layout)
+    attrs: dict[str, Any] = {'function': function}
+    for key, (ir_key, default) in params.items():
+        attrs[ir_key] = float(onode.get(key, default))
+    out = conv.add(onode, 'Activation', [src], conv.graph[src].shape, attrs=attrs,
+                   fixed=quantized_result(conv, onode))
+    conv.put(onode.outputs[0], x.shape, layout, out)
+
+
+def _prelu(conv: Converter, onode: ONode) -> None:
+    """PRelu with a constant slope (broadcast to the tensor, as ONNX does) -> Activation(prelu)."""
+    onode.check({})
+    x = conv.value(onode.inputs[0], onode)
+    slope = conv.const(onode.inputs[1])
+    if slope is None:
+        raise GraphError(f'{onode.where()}: the slope must be a constant')
+    try:
+        alpha = np.broadcast_to(value_of(slope), (1,) + x.shape)[0]
+    except ValueError:
+        raise GraphError(f'{onode.where()}: slope of shape {tuple(slope.shape)} does not broadcast to '
+                         f'{(1,) + x.shape}') from None
+    layout = conv.preferred(x)
+    src = conv.get(x, layout)
+    if layout == LAST:
+        alpha = alpha.transpose(perm_last(len(x.shape)))
+    fixed = dict(quantized_result(conv, onode) or {})
+    if isinstance(slope, QConst):
+        fixed['param'] = slope.fixed_type(onode.where(), 'the quantized slope')
+    out = conv.add(onode, 'Activation', [src], conv.graph[src].shape, attrs={'function': 'prelu'},
+                   weights={'alpha': np.ascontiguousarray(alpha, dtype=np.float64)}, fixed=fixed)
+    conv.put(onode.outputs[0], x.shape, layout, out)
+
+
+def _clip(conv: Converter, onode: ONode) -> None:
+    """Clip(0, max) -> ReLU with max_value (Clip(0) -> ReLU); other bounds are not supported."""
+    onode.check({'min': None, 'max': None})
+    lo = onode.get('min') if len(onode.inputs) < 2 or not onode.inputs[1] else conv.const(onode.inputs[1])
+    hi = onode.get('max') if len(onode.inputs) < 3 or not onode.inputs[2] else conv.const(onode.inputs[2])
+    if lo is None or float(value_of(lo).reshape(-1)[0]) != 0.0 or (hi is not None and np.size(value_of(hi)) != 1):
+        raise GraphError(f'{onode.where()}: only Clip(min=0, max=constant) is supported (a ReLU with a maximum)')
+    x = conv.value(onode.inputs[0], onode)
+    layout = conv.preferred(x)
+    src = conv.get(x, layout)
+    attrs: dict[str, Any] = {'function': 'relu'}
+    if hi is not None:
+        attrs['max_value'] = float(value_of(hi).reshape(-1)[0])
+    conv.put(onode.outputs[0], x.shape, layout, conv.add(onode, 'Activation', [src], conv.graph[src].shape,
+                                                         attrs=attrs, fixed=quantized_result(conv, onode)))
+
+
+def _softmax(conv: Converter, onode: ONode) -> None:
+    """Softmax over the feature axis: the last axis, or the channel axis (channels-last in the IR)."""
+    onode.check({'axis': None})
+    x = conv.value(onode.inputs[0], onode)
+    rank = len(x.shape) + 1
+    opset = conv.model.model.opset_import
+    version = next((o.version for o in opset if o.domain in ('', 'ai.onnx')), 13)
+    axis = int(onode.get('axis', -1 if version >= 13 else 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis == rank - 1:
+        layout = PLAIN
+    elif axis == 1 and version >= 13:
+        layout = LAST
+    else:
+        raise GraphError(f'{onode.where()}: softmax over axis {onode.get("axis")} of a tensor of rank {rank} '
+                         f'(opset {version}) is not supported; only the last axis or the channel axis (1) is')
+    src = conv.get(x, layout)
+    conv.put(onode.outputs[0], x.shape, layout,
+             conv.add(onode, 'Softmax', [src], conv.graph[src].shape, attrs={'axis': -1}))
+
+
+def _identity(conv: Converter, onode: ONode) -> None:
+    """Identity / Dropout (inference) -> no node."""
+    onode.check({'ratio': 0.5, 'seed': 0} if onode.op == 'Dropout' else {})
+    if onode.op == 'Dropout' and len(onode.inputs) > 2 and onode.inputs[2]:
+        mode = conv.const(onode.inputs[2])
+        if mode is None or bool(np.asarray(value_of(mode)).reshape(-1)[0]):
+            raise GraphError(f'{onode.where()}: training_mode must be a constant false (inference)')
+    x = conv.const(onode.inputs[0])
+    if x is not None:
+        conv.consts[onode.outputs[0]] = x
+        return
+    conv.alias(onode.outputs[0], conv.value(onode.inputs[0], onode))
+
+
+def _reshape_to(conv: Converter, onode: ONode, out_shape: tuple[int, ...]) -> None:
+    """Reshape a tensor in ONNX order (plain layout) to per-sample `out_shape`."""
+    x = conv.value(onode.inputs[0], onode)
+    if int(np.prod(out_shape)) != int(np.prod(x.shape)):
+        raise GraphError(f'{onode.where()}: cannot reshape per-sample {x.shape} into {out_shape}')
+    if out_shape == x.shape:
+        conv.alias(onode.outputs[0], x)
+        return
+    src = conv.get(x, PLAIN)
+    conv.put(onode.outputs[0], out_shape, PLAIN,
+             conv.add(onode, 'Reshape', [src], out_shape, attrs={'shape': out_shape}))
+
+
+def _flatten(conv: Converter, onode: ONode) -> None:
+    """Flatten(axis=1) -> Reshape to (features,) in ONNX (C-major) order."""
+    onode.check({'axis': 1})
+    x = conv.const(onode.inputs[0])
+    if x is not None:
+        raise GraphError(f'{onode.where()}: flattening a constant is not supported')
+    x = conv.value(onode.inputs[0], onode)
+    axis = int(onode.get('axis', 1))
+    if (axis + len(x.shape) + 1 if axis < 0 else axis) != 1:
+        raise GraphError(f'{onode.where()}: attribute axis={axis} is not supported; only axis=1 (keep the batch)')
+    _reshape_to(conv, onode, (int(np.prod(x.shape)),))
+
+
+def _reshape(conv: Converter, onode: ONode) -> None:
+    """Reshape that keeps the batch axis -> Reshape (ONNX order)."""
+    onode.check({'allowzero': 0})
+    target = conv.const(onode.inputs[1])
+    if target is None:
+        raise GraphError(f'{onode.where()}: the target shape must be a constant')
+    target = np.asarray(value_of(target)).astype(np.int64).reshape(-1)
+    c = conv.const(onode.inputs[0])
+    if c is not None:
+        shape = tuple(conv.model.get_tensor_shape(onode.outputs[0]))
+        conv.consts[onode.outputs[0]] = c.map(lambda a: a.reshape(shape)) if isinstance(c, QConst) else c.reshape(shape)
+        return
+    if target.size == 0 or target[0] not in (-1, 0, 1):
+        raise GraphError(f'{onode.where()}: target shape {target.tolist()} does not keep the batch axis first '
+                         '(its first entry must be -1, 0 or the batch size 1)')
+    if onode.get('allowzero', 0) and 0 in target.tolist():
+        raise GraphError(f'{onode.where()}: allowzero=1 with a 0 in the shape is not supported')
+    _reshape_to(conv, onode, conv.shape_of(onode.outputs[0], onode.where()))
+
+
+def _squeeze(conv: Converter, onode: ONode) -> None:
+    """Squeeze / Unsqueeze of non-batch axes -> Reshape."""
+    onode.check({'axes': None})
+    axes = onode.get('axes')
+    if axes is None and len(onode.inputs) > 1 and onode.inputs[1]:
+        axes = value_of(conv.const(onode.inputs[1])).astype(np.int64).tolist()
+    in_rank = len(conv.model.get_tensor_shape(onode.inputs[0]))
+    out_rank = len(conv.model.get_tensor_shape(onode.outputs[0]))
+    rank = out_rank if onode.op == 'Unsqueeze' else in_rank
+    if axes is None or any(int(a) % rank == 0 for a in axes):
+        raise GraphError(f'{onode.where()}: axes={axes} must be given and must not include the batch axis 0')
+    _reshape_to(conv, onode, conv.shape_of(onode.outputs[0], onode.where()))
+
+
+def _transpose(conv: Converter, onode: ONode) -> None:
+    """Transpose that keeps the batch axis -> Transpose (or nothing when it is the layout change)."""
+    onode.check({'perm': None})
+    x = conv.const(onode.inputs[0])
+    if x is not None:
+        perm = onode.get('perm')
+        conv.consts[onode.outputs[0]] = x.map(lambda a: np.transpose(a, perm)) if isinstance(x, QConst) \
+            else np.transpose(x, perm)
+        return
+    x = conv.value(onode.inputs[0], onode)
+    perm = tuple(int(p) for p in onode.get('perm', range(len(x.shape), -1, -1)))
+    if not perm or perm[0] != 0:
+        raise GraphError(f'{onode.where()}: perm={list(perm)} moves the batch axis; only permutations that keep '
+                         'axis 0 first are supported')
+    p = tuple(a - 1 for a in perm[1:])
+    out_shape = tuple(x.shape[a] for a in p)
+    if p == tuple(range(len(p))):
+        conv.alias(onode.outputs[0], x)
+        return
+    if len(p) >= 2 and p == perm_last(len(p)) and LAST in x.nodes:
+        conv.put(onode.outputs[0], out_shape, PLAIN, x.nodes[LAST])  # NCHW -> NHWC: already channels-last
+        return
+    src = conv.get(x, PLAIN)
+    op = 'Reshape' if keeps_order(x.shape, p) else 'Transpose'
+    attrs = {'shape': out_shape} if op == 'Reshape' else {'perm': p}
+    conv.put(onode.outputs[0], out_shape, PLAIN, conv.add(onode, op, [src], out_shape, attrs=attrs))
+
+
+def _concat(conv: Converter, onode: ONode) -> None:
+    """Concat of tensors along a non-batch axis -> Merge concat."""
+    onode.check({'axis': None})
+    values = [conv.value(i, onode) for i in onode.inputs]
+    out_shape = conv.shape_of(onode.outputs[0], onode.where())
+    rank = len(out_shape) + 1
+    axis = int(onode.get('axis', 1))
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise GraphError(f'{onode.where()}: concatenation along the batch axis is not supported')
+    layout = LAST if len(out_shape) >= 2 and any(LAST in v.nodes for v in values) else PLAIN
+    srcs = [conv.get(v, layout) for v in values]
+    ps = axis - 1
+    ir_axis = ps if layout == PLAIN else perm_last(len(out_shape)).index(ps)
+    ir_shape = conv.graph[srcs[0]].shape
+    ir_shape = tuple(sum(conv.graph[s].shape[ir_axis] for s in srcs) if i == ir_axis else d
+                     for i, d in enumerate(ir_shape))
+    out = conv.add(onode, 'Merge', srcs, ir_shape, attrs={'mode': 'concat', 'axis': ir_axis - len(out_shape)})
+    conv.put(onode.outputs[0], out_shape, layout, out)
+
+
+def _merge(conv: Converter, onode: ONode) -> None:
+    """Add/Sub/Mul/Sum/Max/Min/Mean of same-shape tensors -> Merge; with a constant -> Scale."""
+    onode.check({})
+    consts = [conv.const(i) for i in onode.inputs]
+    if any(c is not None for c in consts):
+        _merge_const(conv, onode, consts)
+        return
+    values = [conv.value(i, onode) for i in onode.inputs]
+    shapes = {v.shape for v in values}
+    if len(shapes) != 1:
+        raise GraphError(f'{onode.where()}: inputs have per-sample shapes {[v.shape for v in values]}; element-wise '
+                         'ops between tensors need identical shapes (broadcasting is not supported)')
+    layout = LAST if any(LAST in v.nodes for v in values) and len(values[0].shape) >= 2 else PLAIN
+    srcs = [conv.get(v, layout) for v in values]
+    out = conv.add(onode, 'Merge', srcs, conv.graph[srcs[0]].shape, attrs={'mode': MERGES[onode.op]})
+    conv.put(onode.outputs[0], values[0].shape, layout, out)
+
+
+def _merge_const(conv: Converter, onode: ONode, consts: list[Any]) -> None:
+    """x + c, x - c, c - x, x * c with a scalar or per-channel constant c -> Scale (or a layer's bias)."""
+    if onode.op not in ('Add', 'Sub', 'Mul') or len(consts) != 2 or all(c is not None for c in consts):
+        raise GraphError(f'{onode.where()}: {onode.op} with constant inputs is supported only as x+c, x-c, c-x or '
+                         'x*c with one tensor x and a scalar or per-channel constant c')
+    k = 0 if consts[1] is not None else 1
+    c = consts[1 - k]
+    x = conv.value(onode.inputs[k], onode)
+    found = _vector_along(c, x.shape, onode.where())
+    if found is None:
+        raise GraphError(f'{onode.where()}: constant of shape {tuple(c.shape)} is not supported; only scalars and '
+                         'per-channel vectors (varying along axis 1 or the last axis) are')
+    layout, vec = found
+    layout = layout or conv.preferred(x)
+    src = conv.get(x, layout)
+    n = conv.graph[src].shape[-1] if conv.graph[src].shape else 1
+    shape = conv.graph[src].shape
+    neg = onode.op == 'Sub' and k == 1  # c - x
+    if onode.op == 'Mul':
+        out = _scale_node(conv, onode, src, shape, vec, np.zeros(1), n)
+    else:
+        if onode.op == 'Sub' and not neg:
+            vec = vec.scaled(-1.0) if isinstance(vec, QConst) else -value_of(vec)
+        if not neg and _absorb_bias(conv, onode, onode.inputs[k], src, vec, n):
+            conv.put(onode.outputs[0], x.shape, layout, src)
+            return
+        out = _scale_node(conv, onode, src, shape, np.array([-1.0 if neg else 1.0]), vec, n)
+    conv.put(onode.outputs[0], x.shape, layout, out)
+
+
+def _absorb_bias(conv: Converter, onode: ONode, tensor: str, src: str, vec: Any, n: int) -> bool:
+    """Put a constant added to a bias-free Dense/Conv/Scale output into that node's bias (MatMul + Add).
+
+    Only when ONNX tensor `tensor` (held by IR node `src`) feeds nothing else."""
+    node = conv.graph[src]
+    if src not in conv.bias_free or not conv.single_consumer(tensor) or conv.graph.consumers(src):
+        return False
+    node.weights['bias'] = np.broadcast_to(value_of(vec), (n,)).astype(np.float64).copy()
+    t = _fixed_of(vec, onode.where(), 'the quantized bias')
+    if t is not None:
+        node.attrs.setdefault(FIXED_PRECISION_ATTR, {})['bias'] = t
+    if node.op in ('Dense', 'Conv'):
+        node.attrs['use_bias'] = True
+    conv.bias_free.discard(src)
+    return True
+
+
+def _constant(conv: Converter, onode: ONode) -> None:
+    """Constant -> a constant tensor (no node)."""
+    from onnx import numpy_helper
+
+    value = onode.attrs.get('value')
+    if value is None:
+        raise GraphError(f'{onode.where()}: only Constant nodes with a tensor "value" are supported')
+    conv.consts[onode.outputs[0]] = numpy_helper.to_array(value)
+
+
+HANDLERS: dict[str, Handler] = {
+    'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv,
+    'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
+    'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu,
+    **{op: _unary for op in UNARY},
+    **{op: _merge for op in MERGES}, 'Concat': _concat,
+    'Flatten': _flatten, 'Reshape': _reshape, 'Squeeze': _squeeze, 'Unsqueeze': _squeeze, 'Transpose': _transpose,
+    'Identity': _identity, 'Dropout': _identity, 'Constant': _constant,
+    **QUANT_HANDLERS,
+}
+#: ops whose inputs may all be constants (they produce constants)
+CONST_OPS = ('Constant', 'Identity', 'Dropout', 'Transpose', 'Reshape')
+#: ONNX op types this front end accepts (QONNX quantizers included)
+SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(HANDLERS))
