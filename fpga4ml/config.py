@@ -22,7 +22,8 @@ from typing import Any
 from .fixed import AUTO, FixedType, parse_precision
 from .ir import TABLE_ACTIVATIONS, Graph, Node
 
-MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers')
+MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
+              'Architecture')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers')
 #: variables with their own defaults: a layer or model 'default' precision does not apply to them,
 #: only an explicit entry for the variable itself
@@ -148,11 +149,24 @@ def check_pipeline(value: Any, where: str) -> str | int:
                       "'none' (combinational) or a positive integer (adder levels per pipeline stage)")
 
 
+#: Verilog back end: every layer unrolled in space, or CNNs streamed pixel by pixel through line buffers
+ARCHITECTURES = ('unrolled', 'stream')
+
+
+def check_architecture(value: Any, where: str) -> str:
+    """The Verilog back end's Architecture setting: 'unrolled' or 'stream' (ConfigError otherwise)."""
+    if isinstance(value, str) and value.lower() in ARCHITECTURES:
+        return value.lower()
+    raise ConfigError(f'{where}: Architecture={value!r} is invalid; use one of {list(ARCHITECTURES)}')
+
+
 def model_setting(config: dict | None, key: str, default: Any) -> Any:
-    """A validated model-level setting of the Verilog back end ('Pipeline') from a config dict."""
+    """A validated model-level setting of the Verilog back end ('Pipeline', 'Architecture') from a config dict."""
     value = dict((config or {}).get('Model') or {}).get(key, default)
     if key == 'Pipeline':
         return check_pipeline(value, "config['Model']")
+    if key == 'Architecture':
+        return check_architecture(value, "config['Model']")
     raise KeyError(key)
 
 
@@ -191,6 +205,7 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'TraceOutput': bool(model_cfg.get('TraceOutput', False)),
         'Multipliers': _check_multipliers(model_cfg.get('Multipliers', 'adders'), "config['Model']"),
         'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
+        'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
     }
 
     type_cfg = dict(config.get('LayerType') or {})

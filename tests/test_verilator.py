@@ -379,3 +379,230 @@ def test_manifest_checks():
             parse_manifest(dict(good, **{key: value}))
     with pytest.raises(ValueError, match='width'):
         parse_manifest(dict(good, inputs=[tensor('a', [4], 65)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stream mode: one pixel per clock, whole outputs per image (manifest "stream": {"pixels": P})
+
+H, W, C = 4, 4, 2
+PIXELS = H * W
+N_IMAGES = 2000
+
+# (5) per image of 4x4 pixels of 2 signed 8-bit channels: y = the sum of each channel over the
+#     image (16-bit signed). row/col count the accepted pixels (rst clears them, ce and valid_in
+#     gate them); the accumulators restart at the first pixel of every image, so images follow
+#     each other with no gap. TAIL turns the sums of the last pixel into the outputs: DEPTH
+#     registers (latency DEPTH) or wires (latency 0, combinational from the last pixel).
+CHSUM = '''module chsum (
+    input wire clk,
+    input wire rst,
+    input wire ce,
+    input wire valid_in,
+    output wire valid_out,
+    input wire [15:0] x_x,
+    output wire [31:0] y_s
+);
+    reg [1:0] row, col;
+    reg signed [15:0] acc0, acc1;
+    wire signed [15:0] p0 = {{8{x_x[7]}}, x_x[7:0]};
+    wire signed [15:0] p1 = {{8{x_x[15]}}, x_x[15:8]};
+    wire first = row == 2'd0 && col == 2'd0;
+    wire last = row == 2'd3 && col == 2'd3;
+    wire signed [15:0] sum0 = (first ? 16'sd0 : acc0) + p0;
+    wire signed [15:0] sum1 = (first ? 16'sd0 : acc1) + p1;
+    always @(posedge clk) begin
+        if (rst) begin
+            row <= 2'd0;
+            col <= 2'd0;
+        end else if (ce && valid_in) begin
+            col <= col + 2'd1;
+            if (col == 2'd3) row <= row + 2'd1;
+        end
+    end
+    always @(posedge clk) begin
+        if (ce && valid_in) begin
+            acc0 <= sum0;
+            acc1 <= sum1;
+        end
+    end
+TAIL
+endmodule
+'''
+
+CHSUM_REGISTERED = '''    reg v [0:DEPTH-1];
+    reg [31:0] pipe [0:DEPTH-1];
+    integer i;
+    always @(posedge clk) begin
+        if (rst) begin
+            for (i = 0; i < DEPTH; i = i + 1) v[i] <= 1'b0;
+        end else if (ce) begin
+            for (i = DEPTH - 1; i > 0; i = i - 1) v[i] <= v[i - 1];
+            v[0] <= valid_in && last;
+        end
+        if (ce) begin
+            for (i = DEPTH - 1; i > 0; i = i - 1) pipe[i] <= pipe[i - 1];
+            pipe[0] <= {sum1, sum0};
+        end
+    end
+    assign valid_out = v[DEPTH - 1];
+    assign y_s = pipe[DEPTH - 1];'''
+
+CHSUM_COMBINATIONAL = '''    assign valid_out = valid_in && last;
+    assign y_s = {sum1, sum0};'''
+
+
+def stream_input(shape=(H, W, C), width: int = 8, **changes) -> dict:
+    """The manifest entry of a stream-mode input: the whole image as shape, one pixel per clock."""
+    return {**tensor('x', list(shape), width), 'elements': shape[-1], **changes}
+
+
+def stream_manifest(latency: int, **changes) -> dict:
+    manifest = {'top': 'chsum', 'files': ['chsum.v'], 'latency': latency, 'ii': PIXELS, 'clock_period_ns': 5.0,
+                'stream': {'pixels': PIXELS}, 'inputs': [stream_input()],
+                'outputs': [tensor('s', [C], 16, prefix='y_')]}
+    return dict(manifest, **changes)
+
+
+def chsum_design(folder: Path, depth: int = 1, latency: int | None = None, edit: tuple[str, str] | None = None) -> Path:
+    """Design (5) with `depth` output registers (0: combinational); `latency` defaults to `depth`;
+    `edit` = (old, new) is a source change (a bug)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tail = CHSUM_REGISTERED.replace('DEPTH', str(depth)) if depth else CHSUM_COMBINATIONAL
+    source = CHSUM.replace('TAIL', tail)
+    if edit is not None:
+        assert edit[0] in source
+        source = source.replace(*edit)
+    (folder / 'chsum.v').write_text(source)
+    manifest = stream_manifest(depth if latency is None else latency)
+    (folder / 'manifest.json').write_text(json.dumps(manifest, indent=1))
+    return folder
+
+
+def chsum_reference(x: np.ndarray) -> np.ndarray:
+    return x.sum(axis=(1, 2))
+
+
+@pytest.fixture(scope='module')
+def chsum(tmp_path_factory, cache) -> V.RtlSimulator:
+    """The simulator of design (5), latency 1 (the sums are shown one clock after the last pixel)."""
+    folder = chsum_design(tmp_path_factory.mktemp('chsum'))
+    assert V.lint(folder) == []
+    return V.compile_rtl(folder, cache_dir=cache, progress=False)
+
+
+@pytest.fixture(scope='module')
+def images() -> np.ndarray:
+    return random_ints(np.random.default_rng(20), (N_IMAGES, H, W, C), 8)
+
+
+def test_stream_matches_numpy(chsum, images):
+    assert chsum.stream_pixels == PIXELS and chsum.design.ii == PIXELS and chsum.latency == 1
+    (y,) = chsum.run([images])
+    assert y.dtype == np.int64 and y.shape == (N_IMAGES, C)
+    np.testing.assert_array_equal(y, chsum_reference(images))
+    assert y.min() < -300 and y.max() > 300  # the sums do not fit 8 bits: real 16-bit outputs
+
+
+@pytest.mark.parametrize('seed', [1, 2])
+def test_stream_gaps_between_pixels_give_the_same_results(chsum, images, seed):
+    (y,) = chsum.run([images], gaps=True, seed=seed)
+    np.testing.assert_array_equal(y, chsum_reference(images))
+
+
+def test_stream_input_layouts_and_batch_sizes(chsum, images):
+    x = images[:7]
+    expected = chsum_reference(x)
+    for layout in (x, x.reshape(7, PIXELS * C), x.reshape(7, PIXELS, C)):
+        np.testing.assert_array_equal(chsum.run(layout)[0], expected)  # a bare array, too
+    np.testing.assert_array_equal(chsum.run({'x': x})[0], expected)
+    np.testing.assert_array_equal(chsum.run([x[:1]])[0], expected[:1])
+    assert chsum.run([np.zeros((0, H, W, C), np.int64)])[0].shape == (0, C)
+    # pixel order is row-major: a single pixel at (r, c) lands in its channel's sum
+    one = np.zeros((1, H, W, C), np.int64)
+    one[0, 2, 1] = 5, -7
+    np.testing.assert_array_equal(chsum.run([one])[0], [[5, -7]])
+    for bad in ((3, C), (3, H, W), (3, PIXELS * C + 1), (3, W, H * C)):
+        with pytest.raises(ValueError, match=r"input 'x': expected shape \(batch, 32\) or \(batch, \*\[4, 4, 2\]\)"):
+            chsum.run([np.zeros(bad, np.int64)])
+    x = np.zeros((2, H, W, C), np.int64)
+    x[1, 3, 3, 1] = 128
+    with pytest.raises(ValueError, match=r"input 'x'.*value 128"):
+        chsum.run([x])
+
+
+def test_stream_deep_pipeline_with_images_in_flight(tmp_path, cache, images):
+    """20 output registers (> 16 pixels): an image's sums come out while the next two stream in."""
+    sim = V.compile_rtl(chsum_design(tmp_path, depth=20), cache_dir=cache, progress=False)
+    for gaps in (False, True):
+        np.testing.assert_array_equal(sim.run([images[:500]], gaps=gaps, seed=3)[0], chsum_reference(images[:500]))
+
+
+def test_stream_combinational_outputs(tmp_path, cache, images):
+    """Latency 0: the sums are combinational from the last pixel (read before its clock edge)."""
+    sim = V.compile_rtl(chsum_design(tmp_path, depth=0), cache_dir=cache, progress=False)
+    for gaps in (False, True):
+        np.testing.assert_array_equal(sim.run([images[:500]], gaps=gaps, seed=4)[0], chsum_reference(images[:500]))
+
+
+def test_stream_latency_mismatch_is_reported(tmp_path, cache, images):
+    sim = V.compile_rtl(chsum_design(tmp_path, depth=1, latency=2), cache_dir=cache, progress=False)
+    x = images[:50]
+    with pytest.raises(RuntimeError, match=r'image 0 came out after 1 clock\(s\) from its last pixel.*latency 2 '
+                                           r'\(50 of 50 images off\)'):
+        sim.run([x])
+    np.testing.assert_array_equal(sim.run([x], check_latency=False)[0], chsum_reference(x))
+
+
+def test_stream_wrong_design_mismatches(tmp_path, cache, images):
+    """Negative control: sums that forget the first pixel of each image must not pass."""
+    forget = ("(first ? 16'sd0 : acc0) + p0;\n    wire signed [15:0] sum1 = (first ? 16'sd0 : acc1) + p1;",
+              "first ? 16'sd0 : acc0 + p0;\n    wire signed [15:0] sum1 = first ? 16'sd0 : acc1 + p1;")
+    sim = V.compile_rtl(chsum_design(tmp_path, edit=forget), cache_dir=cache, progress=False)
+    x = images[:500]
+    (y,) = sim.run([x])
+    expected = chsum_reference(x)
+    assert np.any(y != expected)
+    np.testing.assert_array_equal(y, expected - x[:, 0, 0, :])
+
+
+STREAM_BROKEN = {  # design (5) with a bug that only the gaps mode can see
+    'counters ignore valid_in': ('end else if (ce && valid_in) begin\n            col', 'end else if (ce) begin\n            col'),
+    'accumulators ignore ce': ('if (ce && valid_in) begin\n            acc0', 'if (valid_in) begin\n            acc0'),
+}
+
+
+@pytest.mark.parametrize('bug', sorted(STREAM_BROKEN))
+def test_stream_gaps_catch_valid_and_ce_bugs(tmp_path, cache, images, bug):
+    sim = V.compile_rtl(chsum_design(tmp_path, edit=STREAM_BROKEN[bug]), cache_dir=cache, progress=False)
+    x = images[:200]
+    np.testing.assert_array_equal(sim.run([x])[0], chsum_reference(x))  # a plain stream passes
+    with pytest.raises((RuntimeError, AssertionError)):
+        np.testing.assert_array_equal(sim.run([x], gaps=True, seed=5)[0], chsum_reference(x))
+
+
+def test_stream_manifest_checks():
+    design = parse_manifest(stream_manifest(1))
+    assert design.streaming and design.stream_pixels == design.beats == design.ii == PIXELS
+    assert design.in_elements == C and design.inputs[0].shape == (H, W, C) and design.inputs[0].bits == 16
+    assert not parse_manifest(dict(stream_manifest(1), stream=None, ii=1,
+                                   inputs=[tensor('x', [2], 8)])).streaming
+    no_ii = stream_manifest(1)
+    del no_ii['ii']
+    assert parse_manifest(no_ii).ii == PIXELS  # ii defaults to stream.pixels
+    cases = [
+        ({'stream': {'pixels': 15}}, r'stream\.pixels = 15 does not match .*\[4, 4, 2\] \(H\*W = 16\)'),
+        ({'stream': {'pixels': 0}}, r'stream\.pixels must be an integer >= 1'),
+        ({'stream': {'pixels': '16'}}, r'stream\.pixels must be an integer'),
+        ({'stream': 16}, r'"stream" must be an object with a "pixels" key'),
+        ({'stream': {}}, r'"stream" must be an object with a "pixels" key'),
+        ({'ii': 1}, r'ii must equal stream\.pixels = 16.*got ii = 1'),
+        ({'inputs': [stream_input(), stream_input(name='y', port='x_y')]}, r'exactly one input.*got 2'),
+        ({'inputs': [stream_input(elements=PIXELS * C)]}, r'"elements" must be C = 2 .*got elements=32'),
+        ({'inputs': [stream_input((PIXELS, C))]}, r'"shape" must be \[H, W, C\].*got \[16, 2\]'),
+        ({'inputs': [stream_input(width=65)]}, r'width must be 1\.\.64'),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            parse_manifest(stream_manifest(1, **changes))
+    with pytest.raises(ValueError, match=r'only ii = 1 .*"stream"'):  # vector mode keeps ii == 1
+        parse_manifest(dict(stream_manifest(1), stream=None, inputs=[tensor('x', [2], 8)]))

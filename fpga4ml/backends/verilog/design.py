@@ -18,10 +18,11 @@ import numpy as np
 
 from ...config import model_setting
 from .emit import port_entry, write_module
-from .estimate import estimate_netlist
+from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
+from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
 
 MANIFEST = 'manifest.json'
 
@@ -35,17 +36,22 @@ class Design:
     seconds: float
 
 
-def design(model) -> Design:
-    """The model's netlist and pipeline schedule (computed once per model and clock period)."""
+def design(model):
+    """The model's Design (unrolled) or StreamDesign (Architecture 'stream'), computed once per settings."""
     pipeline = model_setting(model.config, 'Pipeline', 'auto')
-    key = (model.clock_period, str(pipeline))
+    architecture = model_setting(model.config, 'Architecture', 'unrolled')
+    key = (model.clock_period, str(pipeline), architecture)
     cached = getattr(model, '_verilog_design', None)
     if cached is not None and cached[0] == key:
         return cached[1]
     start = time.perf_counter()
-    nl = lower_graph(model.graph, model.intervals)
-    sched = schedule(nl, model.clock_period, pipeline)
-    result = Design(nl, sched, time.perf_counter() - start)
+    if architecture == 'stream':
+        result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
+        result.seconds = time.perf_counter() - start
+    else:
+        nl = lower_graph(model.graph, model.intervals)
+        sched = schedule(nl, model.clock_period, pipeline)
+        result = Design(nl, sched, time.perf_counter() - start)
     model._verilog_design = (key, result)
     return result
 
@@ -60,6 +66,7 @@ def manifest(model, d: Design) -> dict:
         'ii': 1,
         'clock_period_ns': model.clock_period,
         'pipeline': d.schedule.mode,
+        'architecture': 'unrolled',
         'inputs': [port_entry(p, 'x_') for p in nl.inputs],
         'outputs': [port_entry(p, 'y_') for p in nl.outputs],
     }
@@ -68,10 +75,13 @@ def manifest(model, d: Design) -> dict:
 def project_files(model) -> dict[str, str]:
     """{relative path: text} of the Verilog project."""
     d = design(model)
-    return {
-        f'{model.project_name}.v': write_module(d.netlist, d.schedule, model.project_name),
-        MANIFEST: json.dumps(manifest(model, d), indent=2) + '\n',
-    }
+    top = model.project_name
+    if isinstance(d, StreamDesign):
+        files = stream_files(d, top, model.graph)
+        info = stream_manifest(d, top, model.graph, model.clock_period)
+    else:
+        files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
+    return {**files, MANIFEST: json.dumps(info, indent=2) + '\n'}
 
 
 def write(model) -> Path:
@@ -88,20 +98,24 @@ def write(model) -> Path:
 class RtlSim:
     """predict() through the Verilator simulation of the written design."""
 
-    def __init__(self, model, simulator) -> None:
-        self.model, self.simulator = model, simulator
+    def __init__(self, model, simulator, exact_latency: bool = True) -> None:
+        self.model, self.simulator, self.exact_latency = model, simulator, exact_latency
 
     def predict(self, x) -> list[np.ndarray]:
         """Quantize inputs like the emulator, stream them through the RTL, return float outputs."""
         graph = self.model.graph
         xs = self.model.emulator._as_inputs(x)
         mantissas = [graph[name].result_type.quantize(a) for name, a in zip(graph.inputs, xs)]
-        outs = self.simulator.run(mantissas)
+        outs = self.predict_mantissas(mantissas)
         return [graph[name].result_type.to_float(m) for name, m in zip(graph.outputs, outs)]
 
-    def predict_mantissas(self, mantissas: list[np.ndarray]) -> list[np.ndarray]:
-        """Stream raw input mantissas through the RTL; returns the output mantissas."""
-        return self.simulator.run(mantissas)
+    def predict_mantissas(self, mantissas: list[np.ndarray], gaps: bool = False) -> list[np.ndarray]:
+        """Stream raw input mantissas through the RTL; returns the output mantissas.
+
+        The latency is checked vector by vector, except for streaming designs that drop the last
+        rows or columns of an image (their outputs can come before the last pixel).
+        """
+        return self.simulator.run(mantissas, gaps=gaps, check_latency=self.exact_latency)
 
 
 def compile_rtl(model, **options) -> RtlSim:
@@ -109,7 +123,8 @@ def compile_rtl(model, **options) -> RtlSim:
     from .verilator import compile_rtl as build_simulator
 
     root = write(model)
-    return RtlSim(model, build_simulator(root, **options))
+    d = design(model)
+    return RtlSim(model, build_simulator(root, **options), getattr(d, 'uses_every_pixel', True))
 
 
 def build(model, family: str = 'xcup', place_route: bool = False, script: str = 'fast', **options) -> dict:
@@ -118,7 +133,8 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
 
     root = write(model)
     d = design(model)
-    report = synthesize(root / f'{model.project_name}.v', model.project_name, family=family, output_dir=root,
+    files = [root / name for name in project_files(model) if name.endswith('.v')]
+    report = synthesize(files, model.project_name, family=family, output_dir=root,
                         script=script, place_route=place_route, clock_period=model.clock_period, **options)
     report['latency_cycles'] = d.schedule.latency
     report['estimate'] = estimate(model)
@@ -129,6 +145,6 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
 def estimate(model) -> dict:
     """LUT, FF, DSP, latency and Fmax estimates from the netlist (no synthesis tool)."""
     d = design(model)
-    out = estimate_netlist(d.netlist, d.schedule)
+    out = estimate_stream(d) if isinstance(d, StreamDesign) else estimate_netlist(d.netlist, d.schedule)
     out['generation_seconds'] = round(d.seconds, 3)
     return out

@@ -78,3 +78,21 @@ def estimate_netlist(nl: Netlist, sched: Schedule) -> dict:
         'adders': ops.get('add', 0) + ops.get('neg', 0),
         'signals': len(nl.signals),
     }
+
+
+def estimate_stream(d) -> dict:
+    """The cost model of a streaming design: its kernels and head plus line buffers and collector."""
+    from .emit import element_width
+
+    parts = [estimate_netlist(s.netlist, s.schedule) for s in d.stages] + [estimate_netlist(d.head, d.head_schedule)]
+    out = {key: sum(p[key] for p in parts) for key in ('LUT', 'FF', 'DSP', 'adders', 'signals')}
+    for stage in d.stages:
+        (kh, kw), (dh, dw) = stage.kernel, stage.dilation
+        depth = ((kh - 1) * dh) * stage.in_hwc[1] + (kw - 1) * dw + 1
+        out['FF'] += depth * stage.in_hwc[2] * element_width(stage.in_type) + 4 * 16 + 1  # line buffer, counters
+    last = d.stages[-1]
+    out['FF'] += last.out_hwc[0] * last.out_hwc[1] * last.out_hwc[2] * element_width(last.out_type) + 17
+    crit = max(p['critical_stage_ns'] for p in parts)
+    out.update({'latency_cycles': d.latency, 'ii': d.stages[0].in_hwc[0] * d.stages[0].in_hwc[1],
+                'critical_stage_ns': crit, 'fmax_mhz_estimate': round(1000.0 / crit, 1) if crit else None})
+    return out

@@ -12,6 +12,13 @@ The top module has ``clk`` (posedge), ``rst`` (synchronous, active high, clears 
 pipeline), ``ce`` (clock enable), ``valid_in``, ``valid_out`` and one packed bus per tensor:
 element k (C order) of a tensor sits at bits ``[k*width +: width]``.
 
+Vector mode (no ``"stream"`` key): the design takes one whole input vector per clock (ii = 1)
+and shows its outputs `latency` enabled clocks later. Stream mode (``"stream": {"pixels": P}``):
+the single input has ``"shape": [H, W, C]`` with H*W == P and ``"elements": C``: its bus carries
+one pixel, and an image is P consecutive accepted pixels in row-major order; ``ii`` must be P
+(images back to back) and `latency` counts enabled clocks from the edge that accepts the last
+pixel of an image to its (whole-vector) outputs, with the same convention as vector mode.
+
 `parse_manifest` checks a manifest and returns a `Design`; `check_ports` compares it with the
 Verilated top module's ports; `harness_source` writes the C++
 ``main`` that streams int64 mantissas from a binary file through the Verilated model (class
@@ -25,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 #: bump whenever the generated C++ changes: it is part of the simulator cache key
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 #: the C++ class Verilator generates (``--prefix``)
 MODEL_CLASS = 'Vdut'
 #: int64 words at the start of the harness's output file (see `harness_source`)
@@ -66,7 +73,11 @@ class TensorPort:
 
 @dataclass(frozen=True)
 class Design:
-    """A checked manifest: top module, source files, timing and the tensor ports."""
+    """A checked manifest: top module, source files, timing and the tensor ports.
+
+    `stream_pixels` is None for a vector-mode design, else the pixels per image of a stream-mode
+    design (whose single input port then carries one pixel: `elements` = C, `shape` = (H, W, C)).
+    """
 
     top: str
     files: tuple[str, ...]
@@ -74,10 +85,21 @@ class Design:
     ii: int
     inputs: tuple[TensorPort, ...]
     outputs: tuple[TensorPort, ...]
+    stream_pixels: int | None = None
+
+    @property
+    def streaming(self) -> bool:
+        """True for a stream-mode design (one pixel per clock, whole outputs per image)."""
+        return self.stream_pixels is not None
+
+    @property
+    def beats(self) -> int:
+        """Accepted input clocks per output vector: the pixels per image in stream mode, else 1."""
+        return self.stream_pixels if self.stream_pixels is not None else 1
 
     @property
     def in_elements(self) -> int:
-        """int64 values per input vector (all inputs concatenated)."""
+        """int64 values per input clock (all inputs concatenated; one pixel in stream mode)."""
         return sum(p.elements for p in self.inputs)
 
     @property
@@ -98,10 +120,22 @@ def parse_manifest(manifest: dict) -> Design:
     latency = int(manifest['latency'])
     if latency < 0:
         raise ValueError(f'manifest: latency must be >= 0, got {latency}')
-    ii = int(manifest.get('ii', 1))
-    if ii != 1:
-        raise ValueError(f'manifest: only ii = 1 designs can be simulated, got ii = {ii}')
-    inputs = tuple(_tensor(t, 'x_', 'inputs') for t in manifest['inputs'])
+    pixels = _stream_pixels(manifest.get('stream'))
+    if pixels is None:
+        ii = int(manifest.get('ii', 1))
+        if ii != 1:
+            raise ValueError(f'manifest: only ii = 1 designs can be simulated, got ii = {ii} '
+                             '(or add "stream": {"pixels": ...} for a pixel-streaming design)')
+        inputs = tuple(_tensor(t, 'x_', 'inputs') for t in manifest['inputs'])
+    else:
+        if len(manifest['inputs']) != 1:
+            raise ValueError(f'manifest: in stream mode "inputs" must hold exactly one input (the pixel '
+                             f'stream), got {len(manifest["inputs"])}')
+        inputs = (_stream_tensor(manifest['inputs'][0], pixels),)
+        ii = int(manifest.get('ii', pixels))
+        if ii != pixels:
+            raise ValueError(f'manifest: in stream mode ii must equal stream.pixels = {pixels} '
+                             f'(one image every {pixels} pixels), got ii = {ii}')
     outputs = tuple(_tensor(t, 'y_', 'outputs') for t in manifest['outputs'])
     if not inputs or not outputs:
         raise ValueError('manifest: the design needs at least one input and one output')
@@ -109,7 +143,19 @@ def parse_manifest(manifest: dict) -> Design:
     clashes = sorted({p for p in ports if ports.count(p) > 1 or p in CONTROL_PORTS})
     if clashes:
         raise ValueError(f'manifest: port names used twice or clashing with control ports: {clashes}')
-    return Design(top, files, latency, ii, inputs, outputs)
+    return Design(top, files, latency, ii, inputs, outputs, pixels)
+
+
+def _stream_pixels(stream) -> int | None:
+    """stream.pixels of a manifest (None when there is no "stream" key)."""
+    if stream is None:
+        return None
+    if not isinstance(stream, dict) or 'pixels' not in stream:
+        raise ValueError(f'manifest: "stream" must be an object with a "pixels" key, got {stream!r}')
+    pixels = stream['pixels']
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f'manifest: stream.pixels must be an integer >= 1, got {pixels!r}')
+    return pixels
 
 
 def _identifier(value, what: str) -> str:
@@ -126,6 +172,30 @@ def _tensor(entry: dict, prefix: str, where: str) -> TensorPort:
     elements = int(entry.get('elements', math.prod(shape)))
     if elements != math.prod(shape) or elements < 1:
         raise ValueError(f'manifest: {where} {name!r}: elements={elements} does not match shape {list(shape)}')
+    return _port(entry, name, port, shape, elements, where)
+
+
+def _stream_tensor(entry: dict, pixels: int) -> TensorPort:
+    """The input entry of a stream-mode design: shape [H, W, C], H*W == pixels, elements == C."""
+    name = str(entry.get('name', ''))
+    port = _identifier(entry.get('port', 'x_' + name), f'inputs port of {name!r}')
+    if 'shape' not in entry:
+        raise ValueError(f'manifest: inputs {name!r}: in stream mode "shape" must be given as [H, W, C]')
+    shape = tuple(int(s) for s in entry['shape'])
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f'manifest: inputs {name!r}: in stream mode "shape" must be [H, W, C] (the whole '
+                         f'image), got {list(shape)}')
+    if shape[0] * shape[1] != pixels:
+        raise ValueError(f'manifest: stream.pixels = {pixels} does not match the input {name!r} shape '
+                         f'{list(shape)} (H*W = {shape[0] * shape[1]})')
+    elements = int(entry.get('elements', shape[2]))
+    if elements != shape[2]:
+        raise ValueError(f'manifest: inputs {name!r}: in stream mode "elements" must be C = {shape[2]} (the '
+                         f'port carries one pixel of shape {list(shape)}), got elements={elements}')
+    return _port(entry, name, port, shape, elements, 'inputs')
+
+
+def _port(entry: dict, name: str, port: str, shape: tuple[int, ...], elements: int, where: str) -> TensorPort:
     width = int(entry['width'])
     if not 1 <= width <= 64:
         raise ValueError(f'manifest: {where} {name!r}: width must be 1..64 bits, got {width}')
@@ -208,18 +278,23 @@ def _port_blocks(ports, make) -> str:
 def harness_source(design: Design) -> str:
     """C++ main() for `design`: ``sim IN OUT N GAPS SEED``.
 
-    IN holds N rows of `design.in_elements` int64 mantissas (inputs concatenated in manifest
-    order, elements in C order). The program resets the design (rst=1 for 2 clocks), streams
-    the rows one per clock with valid_in=1, ce=1 and keeps clocking until LATENCY+2 enabled
-    clocks after the last input. GAPS=1 adds a random pattern (from SEED) of ce=0 clocks and
-    valid_in=0 bubbles carrying junk data, and junk with valid_in=1 during the reset. OUT gets
-    `STATS_WORDS` int64 words (vectors seen with valid_out=1, clocks, enabled clocks, latency
-    mismatches, first mismatching vector, its delay in enabled clocks, 0, 0) followed by
-    min(vectors, N) output rows (sign-extended when signed).
+    N is the batch: vectors in vector mode, images in stream mode. IN holds N * `design.beats`
+    rows of `design.in_elements` int64 mantissas (inputs concatenated in manifest order,
+    elements in C order; in stream mode one row per pixel, each image's pixels in row-major
+    order). The program resets the design (rst=1 for 2 clocks), streams the rows one per clock
+    with valid_in=1, ce=1 and keeps clocking until LATENCY+2 enabled clocks after the last
+    row. GAPS=1 adds a random pattern (from SEED) of ce=0 clocks and valid_in=0 bubbles
+    carrying junk data (another row), and junk with valid_in=1 during the reset. The latency of
+    a result is counted from the enabled clock that accepted its last row. OUT gets
+    `STATS_WORDS` int64 words (results seen with valid_out=1, clocks, enabled clocks, latency
+    mismatches, first mismatching result, its delay in enabled clocks (-1: it came before its
+    last row was accepted), rows per result, 0) followed by min(results, N) output rows
+    (sign-extended when signed).
     """
     fields = {
         'version': HARNESS_VERSION, 'top': design.top, 'model': MODEL_CLASS,
         'n_in': design.in_elements, 'n_out': design.out_elements, 'latency': design.latency,
+        'beats': design.beats,
         'stats_words': STATS_WORDS,
         'pack': _port_blocks(design.inputs, _pack_code),
         'unpack': _port_blocks(design.outputs, _unpack_code),
@@ -239,6 +314,7 @@ _TEMPLATE = r'''// fpga4ml RTL simulation harness (generator version {version}) 
 static const long N_IN = {n_in};
 static const long N_OUT = {n_out};
 static const long LATENCY = {latency};
+static const long BEATS = {beats};  // input rows (clocks) per result: pixels per image in stream mode
 static const long STATS_WORDS = {stats_words};
 
 // Write the low `width` bits of v at bit `lsb` of a wide bus (words pre-cleared).
@@ -298,10 +374,11 @@ int main(int argc, char** argv) {{
     rng_state ^= seed * 0xD1B54A32D192ED03ULL;
     if (!rng_state) rng_state = 1;
 
-    std::vector<int64_t> in((size_t)(n > 0 ? n : 1) * N_IN, 0);
+    const long n_rows = n * BEATS;
+    std::vector<int64_t> in((size_t)(n_rows > 0 ? n_rows : 1) * N_IN, 0);
     FILE* f = std::fopen(argv[1], "rb");
-    if (!f || std::fread(in.data(), sizeof(int64_t), (size_t)n * N_IN, f) != (size_t)n * N_IN) {{
-        std::fprintf(stderr, "cannot read %ld input vectors from %s\n", n, argv[1]);
+    if (!f || std::fread(in.data(), sizeof(int64_t), (size_t)n_rows * N_IN, f) != (size_t)n_rows * N_IN) {{
+        std::fprintf(stderr, "cannot read %ld input rows (%ld x %ld) from %s\n", n_rows, n, BEATS, argv[1]);
         return 3;
     }}
     std::fclose(f);
@@ -322,18 +399,19 @@ int main(int argc, char** argv) {{
     for (int i = 0; i < 2; ++i) {{  // GAPS: junk with valid_in=1, which the reset must swallow
         if (gaps && n > 0) {{
             top->valid_in = 1;
-            set_inputs(top, &in[(size_t)(rng() % (uint64_t)n) * N_IN]);
+            set_inputs(top, &in[(size_t)(rng() % (uint64_t)n_rows) * N_IN]);
         }}
         tick(top);
     }}
     top->rst = 0;
 
     const long delay = LATENCY > 0 ? LATENCY - 1 : 0;  // enabled clocks from capture to output
-    const long max_cycles = 64 * (n + LATENCY + 16);
-    long sent = 0, got = 0, cycles = 0, enabled = 0, stop_at = n == 0 ? LATENCY + 2 : -1;
+    const long max_cycles = 64 * (n_rows + LATENCY + 16);
+    // sent: rows accepted; done: results whose last row was accepted (at enabled clock sent_at[])
+    long sent = 0, done = 0, got = 0, cycles = 0, enabled = 0, stop_at = n == 0 ? LATENCY + 2 : -1;
     long bad = 0, first_bad = -1, first_bad_latency = 0;
     while (!(stop_at >= 0 && enabled >= stop_at) && cycles < max_cycles && !ctx->gotFinish()) {{
-        const bool more = sent < n;
+        const bool more = sent < n_rows;
         bool ce = true, valid = more;
         if (gaps) {{
             const uint64_t r = rng();
@@ -341,7 +419,7 @@ int main(int argc, char** argv) {{
             valid = more && ((r >> 3) & 3) != 0;
         }}
         if (valid) set_inputs(top, &in[(size_t)sent * N_IN]);
-        else if (gaps && n > 0) set_inputs(top, &in[(size_t)(rng() % (uint64_t)n) * N_IN]);
+        else if (gaps && n > 0) set_inputs(top, &in[(size_t)(rng() % (uint64_t)n_rows) * N_IN]);
         top->ce = ce;
         top->valid_in = valid;
         top->clk = 0;
@@ -353,11 +431,11 @@ int main(int argc, char** argv) {{
         ++cycles;
         if (!ce) continue;
         ++enabled;
-        if (valid) sent_at[sent++] = enabled;
-        if (sent == n && stop_at < 0) stop_at = enabled + LATENCY + 2;
+        if (valid && ++sent % BEATS == 0) sent_at[done++] = enabled;
+        if (sent == n_rows && stop_at < 0) stop_at = enabled + LATENCY + 2;
         if (!(LATENCY == 0 ? early : (bool)top->valid_out)) continue;
         if (LATENCY > 0) get_outputs(top, sample.data());
-        const long lat = got < sent ? enabled - sent_at[got] : -1;
+        const long lat = got < done ? enabled - sent_at[got] : -1;
         if (lat != delay) {{
             if (first_bad < 0) {{ first_bad = got; first_bad_latency = lat; }}
             ++bad;
@@ -369,7 +447,7 @@ int main(int argc, char** argv) {{
     delete top;
     delete ctx;
 
-    int64_t stats[STATS_WORDS] = {{got, cycles, enabled, bad, first_bad, first_bad_latency, 0, 0}};
+    int64_t stats[STATS_WORDS] = {{got, cycles, enabled, bad, first_bad, first_bad_latency, BEATS, 0}};
     FILE* g = std::fopen(argv[2], "wb");
     const size_t rows = (size_t)(got < n ? got : n);
     if (!g || std::fwrite(stats, sizeof(int64_t), STATS_WORDS, g) != (size_t)STATS_WORDS

@@ -28,11 +28,11 @@ def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True) 
         if node.op == 'Input':
             sigs[node.name] = nl.add_input(node.name, node.shape, node.result_type)
             continue
-        lower = _LOWER.get(node.op)
+        lower = LOWERINGS.get(node.op)
         if lower is None:
             raise GraphError(f'layer {node.name!r}: op {node.op!r} has no Verilog lowering; '
-                             f'supported ops: {sorted(_LOWER)}')
-        ctx = _Context(nl, node, [graph[i].result_type for i in node.inputs], [intervals[i] for i in node.inputs],
+                             f'supported ops: {sorted(LOWERINGS)}')
+        ctx = LowerContext(nl, node, [graph[i].result_type for i in node.inputs], [intervals[i] for i in node.inputs],
                        cse)
         out = lower(ctx, [sigs[i] for i in node.inputs])
         if len(out) != node.size:
@@ -44,7 +44,7 @@ def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True) 
     return nl
 
 
-class _Context:
+class LowerContext:
     """What one node's lowering needs: the netlist, the node, its input types and intervals."""
 
     def __init__(self, nl: Netlist, node: Node, in_types: list[FixedType], in_ivs: list[Interval], cse: bool):
@@ -66,7 +66,7 @@ class _Context:
 
 # ---------------------------------------------------------------- Dense and Conv
 
-def _matvec(ctx: _Context, rows: list[list[int]], w: np.ndarray, bias: np.ndarray, bias_frac: int) -> list[int]:
+def matvec_rows(ctx: LowerContext, rows: list[list[int]], w: np.ndarray, bias: np.ndarray, bias_frac: int) -> list[int]:
     """hls4ml's product-accumulate (see emulator matvec) for each row of input signals; flat outputs.
 
     A row is the list of input signals of one matrix-vector product (None for a padding zero).
@@ -94,7 +94,7 @@ def _matvec(ctx: _Context, rows: list[list[int]], w: np.ndarray, bias: np.ndarra
     return out
 
 
-def _products(ctx: _Context, xs: list[int], w: np.ndarray, frac: int, dsp: bool) -> list[list[int | None]]:
+def _products(ctx: LowerContext, xs: list[int], w: np.ndarray, frac: int, dsp: bool) -> list[list[int | None]]:
     """Exact products xs[k] * w[k, j] at LSB `frac`: per-input adder graphs (or multipliers)."""
     nl = ctx.nl
     out = []
@@ -107,7 +107,7 @@ def _products(ctx: _Context, xs: list[int], w: np.ndarray, frac: int, dsp: bool)
     return out
 
 
-def _accumulate(ctx: _Context, plan, products: list[int], column: int) -> int:
+def _accumulate(ctx: LowerContext, plan, products: list[int], column: int) -> int:
     """Cast each product into the accumulator and sum them with the bias (saturating in order if needed)."""
     nl, acc_t = ctx.nl, plan.acc_t
     parts = [nl.cast(p, acc_t) for p in products]
@@ -120,16 +120,16 @@ def _accumulate(ctx: _Context, plan, products: list[int], column: int) -> int:
     return acc
 
 
-def _dense(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _dense(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     node = ctx.node
     kernel = node.qweights['kernel']
     n_in = kernel.shape[0]
     x = ins[0]
     rows = [x[r * n_in:(r + 1) * n_in] for r in range(len(x) // n_in)]
-    return _matvec(ctx, rows, kernel, node.qweights['bias'], node.types['bias'].frac)
+    return matvec_rows(ctx, rows, kernel, node.qweights['bias'], node.types['bias'].frac)
 
 
-def _conv(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _conv(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     node = ctx.node
     in_shape = ctx.in_ivs[0].lo.shape
     win = geometry.check_conv(node, in_shape)
@@ -137,29 +137,29 @@ def _conv(ctx: _Context, ins: list[list[int]]) -> list[int]:
     matrix = geometry.conv_matrix(node.qweights['kernel'], int(node.attrs.get('groups', 1)), node.name)
     x = ins[0]
     rows = [[x[i] if i >= 0 else None for i in window] for window in index]
-    return _matvec(ctx, rows, matrix, node.qweights['bias'], node.types['bias'].frac)
+    return matvec_rows(ctx, rows, matrix, node.qweights['bias'], node.types['bias'].frac)
 
 
 # ---------------------------------------------------------------- pooling and index maps
 
-def _pool(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _pool(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
+    index, _ = geometry.pool_index(ctx.node, ctx.in_ivs[0].lo.shape)
+    x = ins[0]
+    return ctx.finish([pool_window(ctx, [x[i] for i in index[:, o] if i >= 0]) for o in range(index.shape[1])])
+
+
+def pool_window(ctx: LowerContext, cells: list[int]) -> int:
+    """One output of a Pool over the real cells of its window, in the accumulator type (before the result cast)."""
     nl, node = ctx.nl, ctx.node
     x_t, = ctx.in_types
     acc_t = node.types['accum']
-    index, counts = geometry.pool_index(node, ctx.in_ivs[0].lo.shape)
-    x = ins[0]
-    out = []
-    for o in range(index.shape[1]):
-        cells = [x[i] for i in index[:, o] if i >= 0]
-        if node.attrs['mode'] == 'max':
-            out.append(nl.cast(_reduce(nl, cells, nl.maximum), acc_t))
-            continue
-        out.append(nl.divc(_average_sum(ctx, cells, x_t, acc_t), int(counts[o])) if counts[o] > 1
-                   else _average_sum(ctx, cells, x_t, acc_t))
-    return ctx.finish(out)
+    if node.attrs['mode'] == 'max':
+        return nl.cast(_reduce(nl, cells, nl.maximum), acc_t)
+    total = _average_sum(ctx, cells, x_t, acc_t)
+    return nl.divc(total, len(cells)) if len(cells) > 1 else total
 
 
-def _average_sum(ctx: _Context, cells: list[int], x_t: FixedType, acc_t: FixedType) -> int:
+def _average_sum(ctx: LowerContext, cells: list[int], x_t: FixedType, acc_t: FixedType) -> int:
     """The average pool's accumulator after adding the window's cells, as the emulator does."""
     nl = ctx.nl
     shift = acc_t.frac - x_t.frac
@@ -185,13 +185,13 @@ def _reduce(nl: Netlist, sigs: list[int], pick) -> int:
     return sigs[0]
 
 
-def _index_map(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _index_map(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     index = geometry.index_map(ctx.node, ctx.in_ivs[0].lo.shape).ravel()
     zero = ctx.nl.const(0, ctx.in_types[0].frac)
     return [ins[0][i] if i >= 0 else zero for i in index]
 
 
-def _reshape(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _reshape(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     return list(ins[0])
 
 
@@ -201,7 +201,7 @@ def _per_element(values: np.ndarray, shape: tuple[int, ...]) -> list[int]:
     return [int(v) for v in np.broadcast_to(np.asarray(values, dtype=np.int64), shape).ravel()]
 
 
-def _const_product(ctx: _Context, x: int, c: int, add: int, frac: int) -> int:
+def _const_product(ctx: LowerContext, x: int, c: int, add: int, frac: int) -> int:
     """x * c + add for constants c and add (exact, mantissas at LSB `frac`)."""
     if ctx.multiplier_mode() == 'dsp' and c not in (0, 1, -1):
         prod = ctx.nl.mul(x, ctx.nl.const(c, frac - ctx.nl[x].frac))
@@ -209,7 +209,7 @@ def _const_product(ctx: _Context, x: int, c: int, add: int, frac: int) -> int:
     return constant_matvec(ctx.nl, [x], np.array([[c]]), [add], frac, ctx.cse)[0]
 
 
-def _scale(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _scale(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     node = ctx.node
     x_t, = ctx.in_types
     s_frac, b_frac = node.types['scale'].frac, node.types['bias'].frac
@@ -219,7 +219,7 @@ def _scale(ctx: _Context, ins: list[list[int]]) -> list[int]:
     return ctx.finish([_const_product(ctx, x, s, b, frac) for x, s, b in zip(ins[0], scale, bias)])
 
 
-def _activation(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _activation(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     nl, node = ctx.nl, ctx.node
     x_t, = ctx.in_types
     fn = node.attrs['function']
@@ -253,7 +253,7 @@ def _activation(ctx: _Context, ins: list[list[int]]) -> list[int]:
     raise GraphError(f'layer {node.name!r}: activation {fn!r} has no Verilog lowering')
 
 
-def _relu(ctx: _Context, x: list[int], fx: int) -> list[int]:
+def _relu(ctx: LowerContext, x: list[int], fx: int) -> list[int]:
     """min(max(x, 0), cap) rounded to the result LSB, before the result's overflow handling.
 
     Every ap_fixed rounding is monotone and maps 0 to 0, so rounding first and clipping after
@@ -283,7 +283,7 @@ def _lookup(nl: Netlist, table, sig: int) -> int:
     return nl.rom(address, table.values, table.index.min_mantissa, table.type.frac)
 
 
-def _softmax(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _softmax(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     nl, node = ctx.nl, ctx.node
     exp_tab, inv_tab = node.attrs['tables']['exp'], node.attrs['tables']['inv']
     n = node.shape[-1]
@@ -304,7 +304,7 @@ def _softmax(ctx: _Context, ins: list[list[int]]) -> list[int]:
     return ctx.finish(out)
 
 
-def _merge(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _merge(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     nl, node = ctx.nl, ctx.node
     mode = node.attrs['mode']
     fracs = [t.frac for t in ctx.in_types]
@@ -331,7 +331,7 @@ def _merge(ctx: _Context, ins: list[list[int]]) -> list[int]:
     raise GraphError(f'layer {node.name!r}: merge mode {mode!r} has no Verilog lowering')
 
 
-def _quantize(ctx: _Context, ins: list[list[int]]) -> list[int]:
+def _quantize(ctx: LowerContext, ins: list[list[int]]) -> list[int]:
     groups = element_groups(ctx.node)
     if groups is None:
         return ctx.finish(ins[0])
@@ -343,7 +343,7 @@ def _quantize(ctx: _Context, ins: list[list[int]]) -> list[int]:
     return out
 
 
-_LOWER = {
+LOWERINGS = {
     'Dense': _dense,
     'Conv': _conv,
     'Pool': _pool,

