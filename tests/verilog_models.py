@@ -106,6 +106,23 @@ def cnn_graph(seed: int = 3) -> Graph:
     return g
 
 
+def econt_graph(seed: int = 4) -> Graph:
+    """The CMS HGCAL ECON-T encoder (BENCHMARKS.md): 8x8x1 -> Conv2D 8 filters 3x3 stride 2 ('same') -> Dense 16."""
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    g.add(Node('x', 'Input', [], (8, 8, 1)))
+    g.add(Node('conv', 'Conv', ['x'], (4, 4, 8), attrs={'kernel_size': (3, 3), 'strides': (2, 2), 'dilation': (1, 1),
+                                                     'padding': (0, 1, 0, 1), 'groups': 1},
+               weights={'kernel': rng.normal(0, 0.4, (3, 3, 1, 8)).astype(np.float32),
+                        'bias': rng.normal(0, 0.2, 8).astype(np.float32)}))
+    g.add(Node('relu', 'Activation', ['conv'], (4, 4, 8), attrs={'function': 'relu'}))
+    g.add(Node('flat', 'Reshape', ['relu'], (128,), attrs={'shape': (128,)}))
+    _dense(g, rng, 'encoded', 'flat', 128, 16, zero=0.2, scale=0.2)
+    g.add(Node('out', 'Activation', ['encoded'], (16,), attrs={'function': 'relu'}))
+    g.inputs, g.outputs = ['x'], ['out']
+    return g
+
+
 #: precision configurations: (model default, accum/result of the compute layers)
 PRECISIONS = {
     'hls4ml_default': {'Model': {'Precision': 'fixed<16,6>'}},
@@ -115,14 +132,21 @@ PRECISIONS = {
                                               'accum': 'fixed<14,6,RND_INF,WRAP>'}}},
     'unsigned_mixed': {'Model': {'Precision': {'default': 'fixed<9,4,TRN_ZERO,SAT_ZERO>', 'accum': 'auto',
                                                'result': 'ufixed<7,3,RND_MIN_INF,SAT>'}}},
+    # ECON-T: 10-bit inputs (3 integer bits), 6-bit weights, 11-bit accumulators, 9-bit unsigned outputs
+    'econt': {'Model': {'Precision': {'default': 'fixed<6,1,RND,SAT>', 'accum': 'fixed<11,4>',
+                                      'result': 'ufixed<9,4,RND,SAT>'}},
+              'LayerName': {'x': {'Precision': {'result': 'fixed<10,3>'}},
+                            'conv': {'Precision': {'result': 'fixed<11,4>'}},
+                            'encoded': {'Precision': {'result': 'fixed<11,4>'}}}},
 }
 
-GRAPHS = {'mlp': mlp_graph, 'activations': activations_graph, 'merges': merges_graph, 'cnn': cnn_graph}
+GRAPHS = {'mlp': mlp_graph, 'activations': activations_graph, 'merges': merges_graph, 'cnn': cnn_graph,
+          'econt': econt_graph}
 
 
 def convert(graph: Graph, precision: str, **kwargs):
     """Convert a test graph with one of PRECISIONS for the Verilog back end."""
-    cfg = {'Model': dict(PRECISIONS[precision]['Model'])}
+    cfg = {key: dict(value) for key, value in PRECISIONS[precision].items()}
     cfg['Model'].update(kwargs.pop('model_extra', {}))
     return convert_graph(graph, cfg, backend='Verilog', **kwargs)
 

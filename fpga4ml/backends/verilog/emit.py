@@ -318,7 +318,8 @@ class _Writer:
                     parts.append(self.const(sig.lo, tw))
                 else:
                     parts.append(self.ext(s, tw, L))
-            lines.append(f'assign {port_name("y_", port.name)} = {{{", ".join(parts)}}};')
+            lines += [f'assign {port_name("y_", port.name)} = {{'] + _wrapped(parts, ',')[:-1] + \
+                [_wrapped(parts, ',')[-1].rstrip(',') + '};']
         return lines
 
     def _unused(self) -> list[str]:
@@ -336,7 +337,7 @@ class _Writer:
             unused.extend(f'{name}[{b}]' for b in range(width) if b not in used)
         if not unused:
             return []
-        return [f"wire unused_bits = &{{1'b0, {', '.join(unused)}, 1'b0}};"]
+        return ["wire unused_bits = &{1'b0,"] + _wrapped(unused, ',') + ["  1'b0};"]
 
     def _header(self) -> list[str]:
         nl, sched = self.nl, self.sched
@@ -354,6 +355,14 @@ class _Writer:
         for port in nl.inputs + nl.outputs:
             doc.append(f'//   {port.name}: shape {list(port.shape)}, {port.type}')
         return doc + [f'module {self.top} ('] + ports + [');']
+
+
+def _wrapped(items: list[str], sep: str, per_line: int = 16) -> list[str]:
+    """Items joined by `sep` (after each item), a few per line: tools limit line lengths."""
+    lines = []
+    for k in range(0, len(items), per_line):
+        lines.append('  ' + ' '.join(f'{item}{sep}' for item in items[k:k + per_line]))
+    return lines
 
 
 def write_module(nl: Netlist, sched: Schedule, top: str) -> str:
