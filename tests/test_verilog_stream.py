@@ -148,3 +148,11 @@ def test_stream_rtl_negative_control(tmp_path):
     model.compile(sim='rtl', progress=False)
     x = images(model, 200, seed=2)
     assert not np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+
+
+@pytest.mark.skipif(importlib.util.find_spec('pyosys') is None, reason='needs the pyosys wheel')
+def test_stream_design_synthesizes(tmp_path):
+    model = convert('cnn_1d', tmp_path / 'syn')
+    report = model.build(family='ice40', progress=False)
+    assert report['LUT'] > 0 and report['FF'] > 0 and report['latency_cycles'] == design(model).latency
+    assert (tmp_path / 'syn' / 'synth_report.json').is_file()

@@ -136,7 +136,7 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
     files = [root / name for name in project_files(model) if name.endswith('.v')]
     report = synthesize(files, model.project_name, family=family, output_dir=root,
                         script=script, place_route=place_route, clock_period=model.clock_period, **options)
-    report['latency_cycles'] = d.schedule.latency
+    report['latency_cycles'] = d.latency if isinstance(d, StreamDesign) else d.schedule.latency
     report['estimate'] = estimate(model)
     (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
     return report
