@@ -6,6 +6,7 @@ model, a quarter on the input grid and the rest up to twice beyond the input ran
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -96,3 +97,15 @@ def test_rtl_needs_the_verilog_backend():
         model.compile(sim='rtl')
     with pytest.raises(RuntimeError, match="compile\\(sim='rtl'\\) first"):
         convert(GRAPHS['mlp'](), 'auto').predict(np.zeros((1, 16)), sim='rtl')
+
+
+@pytest.mark.skipif(importlib.util.find_spec('pyosys') is None, reason='needs the pyosys wheel')
+def test_dsp_switch_maps_constant_products_to_dsp_blocks(tmp_path):
+    """Multipliers='dsp': Yosys puts the products in DSP blocks; the default adder graphs use none (but the
+    softmax's exp * 1/sum products)."""
+    dsp = convert(GRAPHS['mlp'](), 'auto', model_extra={'Multipliers': 'dsp'}, output_dir=str(tmp_path / 'dsp'),
+                  project_name='dsp')
+    adders = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'add'), project_name='add')
+    r_dsp, r_add = dsp.build(family='xcup', progress=False), adders.build(family='xcup', progress=False)
+    assert r_dsp['DSP'] > 100 and r_add['DSP'] <= 10  # 5 softmax products of 18+ bits: 2 DSPs each
+    assert abs(dsp.estimate()['DSP'] - r_dsp['DSP']) <= 0.2 * r_dsp['DSP']

@@ -3,8 +3,8 @@
 Costs are for 6-input-LUT devices with carry chains (UltraScale+/7-series): an adder of W bits
 costs one LUT per result bit above the bits that pass through unchanged (the shifted-in zeros
 of its other operand); comparisons pack two bits per LUT on the carry chain; a 2:1 multiplexer
-costs half a LUT per bit; a ROM costs one LUT6 per 64 entries per output bit; multipliers with
-both operands of 10 bits or more go to DSP blocks (27x18), smaller ones to LUTs. Registers are
+costs half a LUT per bit; a ROM costs one LUT6 per 64 entries per output bit; multipliers go to
+DSP blocks (27x18 each), as Yosys maps them. Registers are
 counted exactly from the schedule. The counts are then scaled per op class to what Yosys makes
 of them (CALIBRATION); docs/verilog.md compares the result with Yosys.
 """
@@ -18,7 +18,8 @@ import numpy as np
 from .netlist import Netlist, Signal
 from .pipeline import STAGE_OVERHEAD_NS, Schedule
 
-DSP_MIN_BITS = 10
+#: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
+DSP_MIN_BITS = 2
 #: Yosys maps our structures more compactly than the raw counts above suggest (constant operands,
 #: shared sign logic, ROMs of smooth tables); each op class's count is scaled by a factor fitted
 #: (non-negative least squares on relative errors) to Yosys 0.70 'fast' xcup results of seven
@@ -53,6 +54,9 @@ def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
     if op == 'rom':
         return _rom_cost(sig, nl), 0
     if op == 'mul':
+        consts = [abs(nl[a].lo) for a in sig.args if nl[a].is_const]
+        if consts and consts[0] & (consts[0] - 1) == 0:  # times 0 or +-2^k: wiring and a negation
+            return float(W), 0
         wa, wb = sorted(nl[a].width for a in sig.args)
         if wa >= DSP_MIN_BITS:
             return 0.0, math.ceil(wb / 27) * math.ceil(wa / 18)
