@@ -129,6 +129,17 @@ class Model:
 
         return get_backend(self.backend).build(self, **options)
 
+    @property
+    def latency(self) -> int:
+        """Clock cycles from input to output of the Verilog implementation (II = 1 unrolled)."""
+        return self.estimate()['latency_cycles']
+
+    def emulate_cycles(self, x, valid=None):
+        """The Verilog design clock by clock from the emulator: (outputs per cycle, valid_out per cycle)."""
+        from .backends import get_backend
+
+        return get_backend('Verilog').emulate_cycles(self, x, valid)
+
     def estimate(self) -> dict:
         """LUT, FF, DSP, latency and Fmax estimates of the Verilog implementation (no tool, < 1 s)."""
         from .backends import get_backend

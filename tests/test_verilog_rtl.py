@@ -109,3 +109,20 @@ def test_dsp_switch_maps_constant_products_to_dsp_blocks(tmp_path):
     r_dsp, r_add = dsp.build(family='xcup', progress=False), adders.build(family='xcup', progress=False)
     assert r_dsp['DSP'] > 100 and r_add['DSP'] <= 10  # 5 softmax products of 18+ bits: 2 DSPs each
     assert abs(dsp.estimate()['DSP'] - r_dsp['DSP']) <= 0.2 * r_dsp['DSP']
+
+
+def test_emulate_cycles_lines_up_with_the_rtl_latency(tmp_path_factory):
+    """The emulator's clock-by-clock view uses the latency the RTL simulation checks vector by vector."""
+    model = build(tmp_path_factory, 'mlp', 'auto')
+    manifest = json.load(open(f'{model.output_dir}/manifest.json'))
+    assert model.latency == manifest['latency'] >= 1
+    xs = random_inputs(model, 50, seed=6)
+    valid = np.arange(50) % 3 != 1
+    shown, valid_out = model.emulate_cycles(xs[0], valid)
+    L = model.latency
+    assert len(valid_out) == 50 + L and not valid_out[:L].any() and np.array_equal(valid_out[L:], valid)
+    want = model.predict(xs[0])
+    assert np.array_equal(shown[0][L:], want[0]) and np.array_equal(shown[1][L:], want[1])
+    # the RTL run checks every vector's latency against the manifest (RuntimeError otherwise)
+    rtl = model.predict(xs[0], sim='rtl')
+    assert np.array_equal(rtl[0], want[0])

@@ -10,6 +10,6 @@ See docs/verilog.md.
 
 from __future__ import annotations
 
-from .design import build, compile_rtl, design, estimate, write
+from .design import build, compile_rtl, design, emulate_cycles, estimate, write
 
-__all__ = ['build', 'compile_rtl', 'design', 'estimate', 'write']
+__all__ = ['build', 'compile_rtl', 'design', 'emulate_cycles', 'estimate', 'write']

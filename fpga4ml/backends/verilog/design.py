@@ -148,3 +148,32 @@ def estimate(model) -> dict:
     out = estimate_stream(d) if isinstance(d, StreamDesign) else estimate_netlist(d.netlist, d.schedule)
     out['generation_seconds'] = round(d.seconds, 3)
     return out
+
+
+def emulate_cycles(model, x, valid=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """The unrolled design's behaviour clock by clock, from the emulator: what a testbench sees.
+
+    Input vector t of `x` is presented in clock cycle t with valid_in = valid[t] (default all 1;
+    ce = 1). Returns (outputs, valid_out) over `len(x) + latency` cycles: outputs[k][t] is what
+    output port k shows in cycle t, which is the emulator's result for input t - latency (zeros
+    before the pipeline has filled), and valid_out[t] = valid[t - latency].
+    """
+    d = design(model)
+    if isinstance(d, StreamDesign):
+        raise ValueError("emulate_cycles() models the unrolled architecture; a streaming design's timing "
+                         "depends on the image geometry (see its manifest latency and ii)")
+    latency = d.schedule.latency
+    outs = model.predict(x)
+    outs = outs if isinstance(outs, list) else [outs]
+    n = len(outs[0])
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if valid.shape != (n,):
+        raise ValueError(f'valid must have one flag per input vector ({n}), got shape {valid.shape}')
+    shown = []
+    for y in outs:
+        seq = np.zeros((n + latency,) + y.shape[1:], dtype=y.dtype)
+        seq[latency:] = y
+        shown.append(seq)
+    valid_out = np.zeros(n + latency, dtype=bool)
+    valid_out[latency:] = valid
+    return shown, valid_out
