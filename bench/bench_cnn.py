@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """fpga4ml vs hls4ml 1.3.0 on the SVHN CNN, side by side in one process.
 
-    KERAS_BACKEND=torch python bench/bench_cnn.py             # ~3-5 min on 2 cores: two hls4ml compiles
-    KERAS_BACKEND=torch python bench/bench_cnn.py --quick     # ~1.5-2 min: one hls4ml compile, fewer images
+    KERAS_BACKEND=torch python bench/bench_cnn.py             # ~4-6 min on 2 cores: three hls4ml compiles
+    KERAS_BACKEND=torch python bench/bench_cnn.py --quick     # ~2-3 min: two hls4ml compiles, fewer images
     KERAS_BACKEND=torch python bench/bench_cnn.py --no-hls    # fpga4ml only, quotes BENCHMARKS.md for hls4ml
+    KERAS_BACKEND=torch python bench/bench_cnn.py --no-csim   # the emulator side only ([1]-[3])
 
 Model: the SVHN CNN of /work/shared/BENCHMARKS.md (hls4ml "fast CNN" paper and tutorial), input
 32x32x3: 3 x [Conv2D (16, 16, 24 filters, 3x3, valid, no bias) -> BatchNorm -> ReLU -> MaxPool 2x2],
@@ -26,6 +27,12 @@ Measurements (time.perf_counter; nothing is asserted, targets are printed as met
       the outputs of the last Dense layer, from a second hls4ml compile of the model cut before the
       softmax (fpga4ml's softmax has its own, documented table semantics; every layer below it is
       hls4ml's bit for bit). --quick skips that second compile.
+  [4] HLS C simulation, config (a), io_parallel and io_stream: fpga4ml's convert + compile(sim='csim')
+      (write the project, g++; a fresh directory, so a real build; the vendor headers' precompiled
+      header is cached across runs in $FPGA4ML_CACHE) vs hls4ml's convert + compile(); C-sim predict
+      throughput on --n-csim images (fpga4ml: one library call, its threads; hls4ml: its per-image
+      loop); the share of images whose fpga4ml C-sim outputs equal fpga4ml's emulator bit for bit
+      (must be 100 %). fpga4ml's io_stream C++ is line-buffered (docs/hls.md).
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 #: hls4ml 1.3.0 on this model, measured on a machine like ours (/work/shared/BENCHMARKS.md)
-QUOTED = {'compile': 66.5, 'rate': 109.0}
+QUOTED = {'compile': 66.5, 'rate': 109.0, 'stream_compile': 7.1, 'stream_rate': 104.0}
 
 
 class CompileTooSlow(RuntimeError):
@@ -108,12 +115,12 @@ def build_model(keras, np, seed: int):
     return model
 
 
-def hls4ml_side(hls4ml, model, cfg: dict, out_dir: Path, limit: float):
+def hls4ml_side(hls4ml, model, cfg: dict, out_dir: Path, limit: float, io_type: str = 'io_parallel'):
     """hls4ml convert + compile (time-limited): (model or None, convert s, compile s, note)."""
     with quiet():
         t0 = perf()
         hm = hls4ml.converters.convert_from_keras_model(model, hls_config=copy.deepcopy(cfg), backend='Vitis',
-                                                        io_type='io_parallel', output_dir=str(out_dir))
+                                                        io_type=io_type, output_dir=str(out_dir))
         t1 = perf()
     try:
         with quiet(), time_limited_builds(limit):
@@ -158,6 +165,38 @@ def logits_identity(fpga4ml, hls4ml, keras, model, cfg: dict, x, workdir: Path, 
     return float(same.mean())
 
 
+def csim_side(fpga4ml, model, cfg: dict, io_type: str, out_dir: Path, x) -> dict:
+    """fpga4ml's HLS C simulation of `model`: convert + compile(sim='csim') time in a fresh directory,
+    predict(x, sim='csim') throughput (after a warm-up; also one thread on a few images, for
+    information) and the share of images whose C-sim outputs equal the emulator's bit for bit."""
+    import numpy as np
+
+    t0 = perf()
+    fm = fpga4ml.convert_from_keras_model(model, hls_config=copy.deepcopy(cfg), backend='Vitis', io_type=io_type,
+                                          output_dir=str(out_dir))
+    fm.compile(sim='csim')
+    build = perf() - t0
+    fm.predict(x[:8], sim='csim')
+    t0 = perf()
+    y_csim = np.asarray(fm.predict(x, sim='csim')).reshape(len(x), -1)
+    rate = len(x) / (perf() - t0)
+    few = x[:min(len(x), 200)]
+    t0 = perf()
+    fm._csim.predict(few, threads=1)
+    rate1 = len(few) / (perf() - t0)
+    y_emu = np.asarray(fm.predict(x)).reshape(len(x), -1)
+    return {'build': build, 'rate': rate, 'rate1': rate1, 'equal': float(np.mean(np.all(y_csim == y_emu, axis=1)))}
+
+
+def hls4ml_csim_rate(hm, x) -> float:
+    """Images/s of hls4ml's C-sim predict (after a warm-up on a few images)."""
+    with quiet():
+        hm.predict(x[:8])
+        t0 = perf()
+        hm.predict(x)
+    return len(x) / (perf() - t0)
+
+
 def predict_rate(fm, x, repeats: int, threads: int | None = None) -> float:
     """Images/s of fpga4ml's predict (best of `repeats`), optionally with a given emulator thread count."""
     emu = fm.emulator
@@ -186,6 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument('--no-hls', action='store_true', help='skip hls4ml (quote BENCHMARKS.md)')
     ap.add_argument('--no-logits', action='store_true',
                     help='skip the bit-identity check of the logits (a second hls4ml compile; --quick skips it)')
+    ap.add_argument('--no-csim', action='store_true', help="skip [4], the HLS C simulation (compile(sim='csim'))")
+    ap.add_argument('--n-csim', type=int, help='images for the C-sim predict and its comparison (default: --n-hls)')
     ap.add_argument('--seed', type=int, default=0)
     args = ap.parse_args(argv)
     n_pred = args.n_predict or (20_000 if args.quick else 50_000)
@@ -239,6 +280,23 @@ def main(argv=None) -> int:
     if hls4ml is not None and not (args.quick or args.no_logits):
         logits = logits_identity(fpga4ml, hls4ml, keras, model, res['a']['cfg'], x_hls, workdir, args.hls_limit)
 
+    csim: dict = {}
+    n_csim = min(args.n_csim or n_hls, n_pred)
+    if not args.no_csim:
+        ra = res['a']
+        for io in ('io_parallel', 'io_stream'):
+            c = csim_side(fpga4ml, model, ra['cfg'], io, workdir / f'csim_{io}', x[:n_csim])
+            if hls4ml is not None:
+                if io == 'io_parallel':
+                    hm, h_conv, h_comp = ra.get('hm'), ra.get('h_conv'), ra.get('h_comp')
+                else:
+                    hm, h_conv, h_comp, c['h_note'] = hls4ml_side(hls4ml, model, ra['cfg'], workdir / 'hls_stream',
+                                                                  args.hls_limit, 'io_stream')
+                c['h_build'] = None if h_comp is None else h_conv + h_comp
+                if hm is not None and io == 'io_stream':  # io_parallel: measured in [2] (r['h_rate'])
+                    c['h_rate'] = hls4ml_csim_rate(hm, x_hls)
+            csim[io] = c
+
     for key, r in res.items():
         r['f_rate'] = predict_rate(r['fm'], x, args.repeats)
         r['f1_rate'] = predict_rate(r['fm'], x, args.repeats, threads=1)
@@ -286,9 +344,28 @@ def main(argv=None) -> int:
         table.row(f'  {key}: argmax == Keras float', pct(float(np.mean(r['f_y'].argmax(1) == y_keras.argmax(1)))),
                   pct(None if 'h_y' not in r else float(np.mean(r['h_y'].argmax(1) == y_keras.argmax(1)))))
 
+    if csim:
+        table.section(f"[4] HLS C simulation, config (a), fpga4ml on {n_csim:,} images, hls4ml on {n_hls:,}")
+        for io, c in csim.items():  # hls4ml skipped or stopped: BENCHMARKS.md's numbers, marked (quoted)
+            prefix = '' if io == 'io_parallel' else 'stream_'
+            h_build = c.get('h_build')
+            h_rate = c.get('h_rate') or (res['a'].get('h_rate') if io == 'io_parallel' else None)
+            build_note = '' if h_build is not None else ' (quoted)'
+            rate_note = '' if h_rate is not None else ' (quoted)'
+            h_build = QUOTED[prefix + 'compile'] if h_build is None else h_build
+            h_rate = QUOTED[prefix + 'rate'] if h_rate is None else h_rate
+            table.row(f"  {io}: convert + compile(sim='csim') / compile()", fmt_time(c['build']),
+                      fmt_time(h_build) + build_note, fmt_ratio(h_build / c['build']))
+            table.row(f'  {io}: C-sim predict, images/s', fmt_rate(c['rate']), fmt_rate(h_rate) + rate_note,
+                      fmt_ratio(c['rate'] / h_rate))
+            table.row(f'  {io}: C-sim predict, 1 thread (info)', fmt_rate(c['rate1']))
+            table.row(f'  {io}: C-sim == fpga4ml emulator, bit for bit', pct(c['equal']), '', '', '100 %',
+                      c['equal'] == 1.0)
+
     fm = res['a']['fm']
     print(f'fpga4ml {fpga4ml.__version__} (git {git_revision()}) vs hls4ml {getattr(hls4ml, "__version__", "n/a")}: '
-          f'SVHN CNN 32x32x3 ({model.count_params():,} parameters), backend Vitis, io_parallel')
+          f'SVHN CNN 32x32x3 ({model.count_params():,} parameters), backend Vitis, io_parallel '
+          f'([4]: also io_stream)')
     print(f'machine: {cpu_model()}, {os.cpu_count()} cores, load average {load_start} at the start, '
           f'{load_average()} at the end')
     print(f'fpga4ml emulator: {fm.emulator.threads} threads, chunk {fm.emulator.chunk} images; numba: {jit_state}; '
@@ -298,6 +375,9 @@ def main(argv=None) -> int:
     for key, r in res.items():
         if r.get('h_note'):
             print(f'hls4ml ({key}): {r["h_note"]}; quoting BENCHMARKS.md ({QUOTED["compile"]} s)')
+    if csim.get('io_stream', {}).get('h_note'):
+        print(f'hls4ml (io_stream): {csim["io_stream"]["h_note"]}; '
+              f'quoting BENCHMARKS.md ({QUOTED["stream_compile"]} s)')
     print()
     print(table.render())
     print()

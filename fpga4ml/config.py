@@ -24,7 +24,8 @@ from .ir import TABLE_ACTIVATIONS, Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
               'Architecture')
-LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers')
+LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
+              'ParallelizationFactor')
 #: variables with their own defaults: a layer or model 'default' precision does not apply to them,
 #: only an explicit entry for the variable itself
 OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
@@ -120,9 +121,9 @@ def _precision_entries(precision: Any, valid_vars: tuple[str, ...], where: str) 
     return entries
 
 
-def _check_reuse(value: Any, where: str) -> int:
+def _check_reuse(value: Any, where: str, key: str = 'ReuseFactor') -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f'{where}: ReuseFactor must be a positive integer, got {value!r}')
+        raise ConfigError(f'{where}: {key} must be a positive integer, got {value!r}')
     return value
 
 
@@ -246,6 +247,9 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
                 _warn_unknown(key, LAYER_KEYS, where)
         if 'ReuseFactor' in settings:
             resolved['ReuseFactor'] = _check_reuse(settings['ReuseFactor'], where)
+        if 'ParallelizationFactor' in settings:  # io_parallel Conv: output pixels in parallel (HLS back end)
+            resolved['ParallelizationFactor'] = _check_reuse(settings['ParallelizationFactor'], where,
+                                                             'ParallelizationFactor')
         if 'Strategy' in settings:
             resolved['Strategy'] = _check_strategy(settings['Strategy'], where)
         if 'Trace' in settings:

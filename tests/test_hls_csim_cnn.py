@@ -184,7 +184,10 @@ def test_small_cnn_bit_identical(io_type, reuse, root):
     _, traced = model.trace(xs)
     assert traced.stats['conv'].overflow > 0
     cpp = (Path(model.output_dir) / 'firmware' / 'cnn.cpp').read_text()
-    assert 'conv_im2col[p * 18 + k]' in cpp  # geometry comes from the constant index table
+    if io_type == 'io_parallel':
+        assert 'conv_im2col[p * 18 + k]' in cpp  # geometry comes from the constant index table
+    else:
+        assert 'x_t line[2][8][2];' in cpp  # a line buffer of two rows
     assert f'#pragma HLS PIPELINE II={reuse}' in cpp
 
 
@@ -212,9 +215,10 @@ def test_conv_reuse_factor_and_strategy_are_validated(tmp_path):
                                          r'\[1, 2, 3, 4, 6, 8, 9, 12, 18, 24, 36, 72\]'):
         model.write()
     graph, config = small_cnn()
-    config['LayerName']['conv']['Strategy'] = 'Resource'
+    config['LayerName']['conv'].update(Strategy='Resource', ReuseFactor=4)  # must also divide 18 or be a multiple
     model = convert_graph(graph, config, output_dir=str(tmp_path / 'res'))
-    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv\): Strategy 'Resource' is not implemented"):
+    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv, 18 im2col columns -> 4 channels, Strategy Resource\): "
+                                         r'ReuseFactor 4 is not valid; valid values are \[1, 2, 3, 6, 9, 18, 36, 72\]'):
         model.write()
 
 
@@ -226,10 +230,11 @@ def test_index_map_with_another_result_type_is_rejected(tmp_path):
         model.write()
 
 
-def test_keras_cnn_end_to_end_bit_identical(root):
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_keras_cnn_end_to_end_bit_identical(io_type, root):
     """A Keras CNN through the front end (BatchNorm folded into the Conv, SeparableConv2D as depthwise
     + pointwise, ZeroPadding, Cropping, UpSampling, Permute, global average pooling): C simulation
-    == emulator."""
+    == emulator; in io_stream line buffers and whole-array layers alternate."""
     keras = pytest.importorskip('keras')
     import fpga4ml
 
@@ -252,8 +257,8 @@ def test_keras_cnn_end_to_end_bit_identical(root):
         w.assign(np.abs(values) + 0.5 if 'variance' in w.path else values)
     config = fpga4ml.config_from_keras_model(model, granularity='name')
     config['Model'] = {'Precision': 'fixed<12,4,RND,SAT>', 'ReuseFactor': 1, 'Strategy': 'Latency'}
-    hls = fpga4ml.convert_from_keras_model(model, hls_config=config, output_dir=str(root / 'keras_cnn'),
-                                           project_name='keras_cnn')
+    hls = fpga4ml.convert_from_keras_model(model, hls_config=config, output_dir=str(root / f'keras_cnn_{io_type}'),
+                                           project_name='keras_cnn', io_type=io_type)
     assert {'Conv', 'Pool', 'Pad', 'Crop', 'Resize', 'Transpose'} <= {n.op for n in hls.graph}
     hls.compile(sim='csim')
     assert_bit_identical(hls, model_inputs(hls, 2_000))

@@ -13,7 +13,12 @@ in hardware). An array of ap_fixed initialised from decimal literals is equivale
 one constructor call per element: see `WEIGHTS_NOTE`.
 
 The emitted layer functions take arrays: ``static void name(const in_t x[N], out_t y[M])``.
-Tensors of any shape are flattened in C (row-major) order, as numpy stores them.
+Tensors of any shape are flattened in C (row-major) order, as numpy stores them. With io_stream
+(`Context.stream`) every tensor travels as packets of its last axis (a pixel's channels; a flat
+vector is one packet) and each layer is one of three kinds (`stream_kind`): Conv and Pool are
+line-buffered stream processes written by emit_cnn.py; per-position layers (Dense, Scale,
+activations, Softmax, element-wise merges) are emitted for one packet and called once per
+packet; the rest (Reshape, Pad, Crop, Resize, Transpose, concat, ...) take whole arrays.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ not not_eq nullptr operator or or_eq private protected public register reinterpr
 signed sizeof static static_assert static_cast struct switch template this thread_local throw true try
 typedef typeid typename union unsigned using virtual void volatile wchar_t while xor xor_eq
 main std hls ap_int ap_uint ap_fixed ap_ufixed from_bits size_t int8_t int16_t int32_t int64_t uint8_t
-uint16_t uint32_t uint64_t input_t result_t INLINE NDEBUG
+uint16_t uint32_t uint64_t input_t result_t INLINE NDEBUG packet
 '''.split())
 #: identifier prefixes of the vendor headers' macros and types
 VENDOR_PREFIXES = ('ap_', 'AP_', '_AP', 'hls_', 'HLS_', 'ssdm', 'SSDM', '__')
@@ -207,6 +212,15 @@ class Context:
     tensor_types: dict[str, str] = field(default_factory=dict)
     #: node name -> C identifier (layer function name)
     idents: dict[str, str] = field(default_factory=dict)
+    #: io_stream: FIFOs carry packets (one position's values); io_parallel: arrays
+    stream: bool = False
+    #: io_stream: node name -> typedef name of the packet of its output tensor
+    packets: dict[str, str] = field(default_factory=dict)
+    #: io_stream: (typedef name, C++ type, comment) of every packet type
+    packet_typedefs: list[tuple[str, str, str]] = field(default_factory=list)
+    #: layers that are not fully unrolled (Resource, or a Conv computing its pixels in several
+    #: steps): an io_parallel top function is then a DATAFLOW pipeline instead of one PIPELINE
+    folded: set[str] = field(default_factory=set)
 
     def typedef(self, node: Node, var: str, t: FixedType, comment: str = '') -> str:
         """Declare `typedef <t> <node>_<var>_t;` and return its name."""
@@ -304,11 +318,12 @@ def layer_strategy(node: Node) -> str:
     return strategy
 
 
-def checked_reuse_factor(node: Node, what: str, valid: list[int]) -> int:
-    """The node's ReuseFactor if it is one of `valid`; otherwise a ValueError listing them."""
-    rf = node.config.get('ReuseFactor', 1)
+def checked_reuse_factor(node: Node, what: str, valid: list[int], key: str = 'ReuseFactor') -> int:
+    """The node's ReuseFactor (or another factor `key`, default 1) if it is one of `valid`; otherwise a
+    ValueError listing them."""
+    rf = node.config.get(key, 1)
     if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) not in valid:
-        raise ValueError(f'layer {node.name!r} ({what}): ReuseFactor {rf!r} is not valid; valid values are {valid}')
+        raise ValueError(f'layer {node.name!r} ({what}): {key} {rf!r} is not valid; valid values are {valid}')
     return int(rf)
 
 
@@ -324,8 +339,22 @@ def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     x, = ins
     w = np.asarray(node.qweights['kernel'], dtype=np.int64)
     n_in, n_out = w.shape
-    positions = x.size // n_in  # Dense acts on the last axis; leading axes are positions
     strategy, rf = dense_settings(node, n_in, n_out)
+    return dense_function(ctx, node, ctx.idents[node.name], w, x, out, strategy, rf, f'Dense {n_in} -> {n_out}')
+
+
+def dense_function(ctx: Context, node: Node, func: str, w: np.ndarray, x: Port, out: Port, strategy: str, rf: int,
+                   what: str) -> str:
+    """`static void func(x, y)`: y = (result_t)(bias + sum of products cast into accum_t), one matrix w.
+
+    The one product-accumulate of fpga4ml's HLS C++: Dense layers and the per-window kernel of a
+    Conv (w = its im2col matrix) are both this function, Latency (dense_latency) or Resource
+    (dense_resource). x holds one or more positions of w.shape[0] values each.
+    """
+    n_in, n_out = w.shape
+    positions = x.size // n_in  # Dense acts on the last axis; leading axes are positions
+    if strategy == 'Resource':
+        ctx.folded.add(node.name)
     at = ctx.typedef(node, 'accum', node.types['accum'])
     wt = ctx.typedef(node, 'weight', node.types['weight'])
     bt = ctx.typedef(node, 'bias', node.types['bias'])
@@ -337,11 +366,11 @@ def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     shifts = shift_product(ctx, node, x.ftype, w, at, 'x[{xi}]', '{w}', zeros=strategy == 'Resource')
     product = shifts or f'({at})(x[{{xi}}] * {from_bits(wt, "{w}")})'
     if strategy == 'Latency':
-        what = (f'Dense {n_in} -> {n_out}, Latency, ReuseFactor {rf} ({nnz} of {w.size} weights non-zero; '
+        what = (f'{what}, Latency, ReuseFactor {rf} ({nnz} of {w.size} weights non-zero; '
                 'zero weights add 0 exactly and are left out)')
         pragmas, products = dense_latency(ctx, node, w, rf, product, xo, positions)
     else:
-        what = (f'Dense {n_in} -> {n_out}, Resource, ReuseFactor {rf} ({w.size // rf} '
+        what = (f'{what}, Resource, ReuseFactor {rf} ({w.size // rf} '
                 f'{"products" if shifts else "multiplications"} a cycle)')
         pragmas, products = dense_resource(ctx, node, w, rf, product, xo)
     head = header(node, what, [
@@ -358,7 +387,7 @@ def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     if positions > 1:
         body = [f'for (int p = 0; p < {positions}; p++) {{'] + ['    ' + s for s in body] + ['}']
     pragmas.append(f'#pragma HLS ARRAY_PARTITION variable={bias} complete')
-    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {'] + ['    ' + s for s in pragmas + body]
+    lines = [head + signature(func, [x], out) + ' {'] + ['    ' + s for s in pragmas + body]
     return '\n'.join(lines + ['}', ''])
 
 
@@ -642,6 +671,39 @@ def emitter_of(op: str) -> Callable[[Context, Node, list[Port], Port], str] | No
     return EMITTERS.get(op) or CNN_EMITTERS.get(op)
 
 
+#: ops whose packets of output are each computed from the same packets of the inputs (io_stream
+#: calls them once per position); see `stream_kind`
+POSITION_OPS = ('Dense', 'Scale', 'Activation', 'Softmax', 'Merge', 'Quantize')
+
+
+def positions(shape: tuple[int, ...]) -> int:
+    """How many packets carry a tensor in io_stream: its size over its last axis (pixels of a feature map)."""
+    return int(np.prod(shape[:-1], dtype=np.int64))
+
+
+def stream_kind(graph: Graph, node: Node) -> str:
+    """How a layer streams: 'line' (Conv, Pool: a line buffer), 'position' (a packet at a time), 'tensor' (arrays).
+
+    A per-position op streams packet by packet when every input has the output's positions;
+    PReLU (an alpha per element), per-element Quantize and concat need the element's place in the
+    tensor and take whole arrays, as Reshape and the index-map ops do.
+    """
+    if node.op in ('Conv', 'Pool'):
+        return 'line'
+    if node.op not in POSITION_OPS or any(positions(graph[i].shape) != positions(node.shape) for i in node.inputs):
+        return 'tensor'
+    if ((node.op == 'Activation' and node.attrs.get('function') == 'prelu')
+            or (node.op == 'Merge' and node.attrs.get('mode') == 'concat')
+            or (node.op == 'Quantize' and element_groups(node) is not None)):
+        return 'tensor'
+    return 'position'
+
+
+def n_writes(graph: Graph, name: str) -> int:
+    """How many FIFOs or output ports a layer writes in io_stream: one per reading input and graph output."""
+    return sum(c.inputs.count(name) for c in graph) + list(graph.outputs).count(name)
+
+
 def emit_layer(ctx: Context, node: Node) -> str:
     """The C++ function of one typed node (its typedefs and arrays go into `ctx`)."""
     emitter = emitter_of(node.op)
@@ -650,18 +712,23 @@ def emit_layer(ctx: Context, node: Node) -> str:
 
         raise GraphError(f'layer {node.name!r}: op {node.op!r} has no HLS emitter; '
                          f'supported: {sorted(EMITTERS | CNN_EMITTERS)}')
-    ins = [port(ctx, ctx.graph[name]) for name in node.inputs]
-    return emitter(ctx, node, ins, port(ctx, node))
+    if 'ParallelizationFactor' in node.config and node.op != 'Conv':
+        raise ValueError(f'layer {node.name!r} ({node.op}): ParallelizationFactor applies to Conv layers only '
+                         '(the output pixels computed in parallel); remove it from this layer')
+    one = ctx.stream and stream_kind(ctx.graph, node) == 'position'
+    ins = [port(ctx, ctx.graph[name], one) for name in node.inputs]
+    return emitter(ctx, node, ins, port(ctx, node, one))
 
 
-def port(ctx: Context, node: Node) -> Port:
-    """The array argument carrying `node`'s output tensor."""
-    return Port(ctx.tensor_types[node.name], node.size, node.shape, node.result_type)
+def port(ctx: Context, node: Node, one_position: bool = False) -> Port:
+    """The array argument carrying `node`'s output tensor (or one packet of it: its last axis)."""
+    shape = node.shape[-1:] if one_position else node.shape
+    return Port(ctx.tensor_types[node.name], int(np.prod(shape, dtype=np.int64)), shape, node.result_type)
 
 
-def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis') -> Context:
-    """A context with identifiers and result typedefs for every node, in graph order."""
-    ctx = Context(graph, Names(CPP_RESERVED | reserved), backend=backend)
+def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis', stream: bool = False) -> Context:
+    """A context with identifiers and result typedefs for every node (and io_stream packets), in graph order."""
+    ctx = Context(graph, Names(CPP_RESERVED | reserved), backend=backend, stream=stream)
     for node in graph:
         ctx.idents[node.name] = ctx.names.new(node.name)
     for node in graph:
@@ -670,4 +737,10 @@ def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis') -> Con
         shape = 'x'.join(str(d) for d in node.shape)
         ctx.tensor_types[node.name] = ctx.typedef(node, 'result', node.result_type,
                                                   f'{node.name}: {node.op} output ({shape})')
+    if stream:
+        for node in graph:
+            name = ctx.names.new(f'{ctx.idents[node.name]}_packet_t')
+            ctx.packets[node.name] = name
+            ctx.packet_typedefs.append((name, f'packet<{ctx.tensor_types[node.name]}, {node.shape[-1]}>',
+                                        f'{node.name}: {positions(node.shape)} transfer(s) of {node.shape[-1]} values'))
     return ctx

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph, Node
-from .emit import CPP_RESERVED, VENDOR_PREFIXES, WEIGHTS_NOTE, Context, emit_layer, new_context
+from .emit import (CPP_RESERVED, VENDOR_PREFIXES, WEIGHTS_NOTE, Context, emit_layer, n_writes, new_context, positions,
+                   stream_kind)
 
 #: samples written to tb_data/ for the vendor C simulation
 TB_SAMPLES = 300
@@ -67,7 +68,8 @@ def source_files(model) -> dict[str, str]:
     graph.validate()
     project = model.project_name
     stream = model.io_type == 'io_stream'
-    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes', 'run_sample'}, model.backend)
+    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes', 'run_sample'}, model.backend,
+                      stream)
     layers = [emit_layer(ctx, node) for node in graph if node.op != 'Input']
     top = TopFunction(ctx, graph, project, stream)
     if project in CPP_RESERVED or project.startswith(VENDOR_PREFIXES):
@@ -101,11 +103,22 @@ def defines_h(ctx: Context, project: str, stream: bool, top: 'TopFunction') -> s
     guard = f'FPGA4ML_{project.upper()}'
     width = max((len(f'typedef {cpp} {name};') for name, cpp, _ in ctx.typedefs), default=0)
     typedefs = '\n'.join(f'{f"typedef {cpp} {name};":<{width}}  // {comment}' for name, cpp, comment in ctx.typedefs)
+    port_types = ctx.packets if stream else ctx.tensor_types  # io_stream ports carry packets, as hls4ml's
     aliases = ''
     if len(top.inputs) == 1:
-        aliases += f'typedef {ctx.tensor_types[top.inputs[0].name]} input_t;\n'
+        aliases += f'typedef {port_types[top.inputs[0].name]} input_t;\n'
     if len(top.outputs) == 1:
-        aliases += f'typedef {ctx.tensor_types[top.outputs[0][0].name]} result_t;\n'
+        aliases += f'typedef {port_types[top.outputs[0][0].name]} result_t;\n'
+    packets = ''
+    if stream:
+        width = max(len(f'typedef {cpp} {name};') for name, cpp, _ in ctx.packet_typedefs)
+        packets = (
+            '\n// io_stream: one FIFO transfer carries one position of a tensor, the values of its last axis\n'
+            '// (a pixel\'s channels; a flat vector is a single transfer), as hls4ml\'s nnet::array.\n'
+            'template <class T, int N> struct packet {\n    T data[N];\n};\n\n'
+            + '\n'.join(f'{f"typedef {cpp} {name};":<{width}}  // {comment}'
+                        for name, cpp, comment in ctx.packet_typedefs)
+            + '\n')
     return (
         f'// defines.h: the fixed-point types of "{project}" (written by fpga4ml).\n'
         f'#ifndef {guard}_DEFINES_H_\n#define {guard}_DEFINES_H_\n\n'
@@ -117,7 +130,11 @@ def defines_h(ctx: Context, project: str, stream: bool, top: 'TopFunction') -> s
         + ''.join('// ' + line + '\n' for line in WEIGHTS_NOTE.split('\n')) +
         'template <class T> inline T from_bits(long long m) {\n    T v;\n    v.V = m;\n    return v;\n}\n\n'
         '// One type per tensor (<layer>_t), weight and exact intermediate.\n'
-        f'{typedefs}\n\n// hls4ml-style names of the input and output types\n{aliases}\n#endif\n')
+        f'{typedefs}\n{packets}\n// hls4ml-style names of the input and output types\n{aliases}\n#endif\n')
+
+
+#: depth of a FIFO from a layer with one reader to a layer with one input (see TopFunction.plan_streams)
+CHAIN_DEPTH = 2
 
 
 class TopFunction:
@@ -129,17 +146,17 @@ class TopFunction:
         #: (node, port name) per graph output, in graph order
         self.outputs: list[tuple[Node, str]] = [(graph[name], ctx.names.new(f'{ctx.idents[name]}_out'))
                                                 for name in graph.outputs]
-        self.strategies = {n.config.get('Strategy', 'Latency') for n in graph if n.op == 'Dense'}
         self.reuse = max([int(n.config.get('ReuseFactor', 1)) for n in graph if n.op in ('Dense', 'Conv')], default=1)
 
     # ------------------------------------------------------------------ ports
     def ports(self) -> list[tuple[str, str, int]]:
-        """(name, C type, element count) of every port: inputs then outputs."""
-        t = self.ctx.tensor_types
+        """(name, C type, element count) of every port: inputs then outputs (io_stream: the packet type)."""
+        t = self.ctx.packets if self.stream else self.ctx.tensor_types
         return ([(self.ctx.idents[n.name], t[n.name], n.size) for n in self.inputs]
                 + [(name, t[n.name], n.size) for n, name in self.outputs])
 
     def declaration(self) -> str:
+        """The top function's signature."""
         if self.stream:
             args = [f'hls::stream<{ctype}> &{name}' for name, ctype, _ in self.ports()]
         else:
@@ -147,13 +164,18 @@ class TopFunction:
         return f'void {self.project}({", ".join(args)})'
 
     def port_comment(self) -> str:
+        """A comment listing the ports."""
         lines = ['// Ports, in graph order (inputs, then outputs):']
-        for name, ctype, size in self.ports():
-            lines.append(f'//   {name}: {size} values of {ctype}' + (', one value a stream transfer' if self.stream else ''))
+        nodes = self.inputs + [n for n, _ in self.outputs]
+        for (name, ctype, size), node in zip(self.ports(), nodes):
+            lines.append(f'//   {name}: {size} values of {self.ctx.tensor_types[node.name]}' + (
+                f', {positions(node.shape)} transfers of {ctype} ({node.shape[-1]} values each, C order)'
+                if self.stream else ''))
         return '\n'.join(lines) + '\n'
 
     # ------------------------------------------------------------------ definition
     def definition(self) -> str:
+        """The top function's definition (with its io_stream processes before it)."""
         return self.stream_definition() if self.stream else self.parallel_definition()
 
     def parallel_definition(self) -> str:
@@ -162,8 +184,9 @@ class TopFunction:
         lines = ['// ---- top function (io_parallel)', self.declaration() + ' {']
         lines += [f'    #pragma HLS ARRAY_PARTITION variable={name} complete' for name in names]
         lines.append(f'    #pragma HLS INTERFACE ap_vld port={",".join(names)}')
-        if 'Resource' in self.strategies:
-            lines.append('    // a Resource layer is a process of its own: layers run as a dataflow pipeline')
+        if ctx.folded:
+            lines.append(f'    // {", ".join(sorted(ctx.folded))}: not fully unrolled (Resource, or a Conv computing '
+                         'its pixels in several steps): the layers run as a dataflow pipeline')
             lines.append('    #pragma HLS DATAFLOW')
         else:
             lines.append(f'    // one sample every {self.reuse} cycles (the largest ReuseFactor)')
@@ -193,8 +216,16 @@ class TopFunction:
         """FIFOs of io_stream: one per edge (producer -> consumer input), plus the output ports.
 
         Sets `writes` (node -> the FIFOs or output ports it writes), `reads` (node -> the FIFOs it
-        reads) and `fifos` ((name, C type, depth) of every internal FIFO). A graph input read by
+        reads) and `fifos` ((name, packet type, depth) of every internal FIFO). A graph input read by
         exactly one layer (and not itself an output) is read from its port directly.
+
+        Depths, in packets (no co-simulation needed): an edge from a layer with one reader to a
+        layer with one input is a chain link, CHAIN_DEPTH deep: such a link cannot deadlock at any
+        depth (its writer waits only for its reader, which waits for nothing else), and two
+        packets let both run at full rate. Every other edge (out of a fan-out, into a merge) is as
+        deep as the producer's packet count: its writer never waits, so paths that fork and
+        reconverge with different delays (a line buffer delays its outputs by about
+        (EH - 1) rows, a whole-tensor layer by the whole tensor) cannot deadlock either.
         """
         ctx, graph = self.ctx, self.graph
         uses = {n.name: sum(c.inputs.count(n.name) for c in graph) for n in graph}
@@ -209,7 +240,9 @@ class TopFunction:
                     fifo = ctx.idents[src]
                 else:
                     fifo = ctx.names.new(f'{ctx.idents[src]}_to_{ctx.idents[node.name]}')
-                    self.fifos.append((fifo, ctx.tensor_types[src], graph[src].size))
+                    chain = n_writes(graph, src) == 1 and len(node.inputs) == 1
+                    depth = CHAIN_DEPTH if chain else positions(graph[src].shape)
+                    self.fifos.append((fifo, ctx.packets[src], depth))
                 self.writes[src].append(fifo)
                 self.reads[node.name].append(fifo)
         for node, port in self.outputs:
@@ -222,55 +255,83 @@ class TopFunction:
         for node in self.graph:
             if node.name in self.direct_inputs:
                 continue
-            if node.op == 'Input':
-                func = ctx.names.new(f'{idents[node.name]}_fanout')
-                funcs.append(self.stream_wrapper(func, node, None))
-                calls.append(f'    {func}({", ".join([idents[node.name]] + self.writes[node.name])});')
-            else:
-                func = ctx.names.new(f'{idents[node.name]}_stream')
-                funcs.append(self.stream_wrapper(func, node, idents[node.name]))
-                calls.append(f'    {func}({", ".join(self.reads[node.name] + self.writes[node.name])});')
+            kind = 'input' if node.op == 'Input' else stream_kind(self.graph, node)
+            if kind == 'line':  # emit_cnn wrote the whole stream process
+                calls.append(f'    {idents[node.name]}({", ".join(self.reads[node.name] + self.writes[node.name])});')
+                continue
+            func = ctx.names.new(f'{idents[node.name]}_{"fanout" if kind == "input" else "stream"}')
+            funcs.append(self.stream_wrapper(func, node, kind))
+            reads = self.reads[node.name] or [idents[node.name]]  # an input's fan-out reads its port
+            calls.append(f'    {func}({", ".join(reads + self.writes[node.name])});')
         names = [name for name, _, _ in self.ports()]
         lines = ['// ---- top function (io_stream)', self.declaration() + ' {']
         lines += [f'    #pragma HLS INTERFACE axis port={name}' for name in names]
         lines += ['    #pragma HLS DATAFLOW',
-                  '    // FIFO depth = the element count of the producing layer. Every layer reads its whole',
-                  '    // input before it writes its first output (it computes on complete arrays), so with',
-                  '    // FIFOs that hold a whole tensor every producer can finish without waiting for any',
-                  '    // consumer: no deadlock for any graph, also where a fan-out reconverges.']
+                  '    // FIFO depths in packets: 2 on a chain link (one writer, one reader with one input), the',
+                  "    // producer's whole tensor out of a fan-out or into a merge (see plan_streams in writer.py):",
+                  '    // no deadlock for any graph, also where a fan-out reconverges.']
         for fifo, ctype, depth in self.fifos:
-            lines += [f'    hls::stream<{ctype}> {fifo}("{fifo}");', f'    #pragma HLS STREAM variable={fifo} depth={depth}']
+            lines += [f'    hls::stream<{ctype}> {fifo}("{fifo}");',
+                      f'    #pragma HLS STREAM variable={fifo} depth={depth}']
+        if ctx.backend == 'Vivado':  # Vitis packs struct transfers by itself
+            lines += [f'    #pragma HLS DATA_PACK variable={name}' for name in names + [f for f, _, _ in self.fifos]]
         lines += [''] + calls
         return '\n'.join(funcs) + '\n' + '\n'.join(lines + ['}', ''])
 
-    def stream_wrapper(self, func: str, node: Node, layer: str | None) -> str:
-        """A dataflow process: read the input FIFOs into arrays, run the layer, write every output FIFO."""
-        types = self.ctx.tensor_types
-        sources = [self.graph[s] for s in node.inputs] if layer else [node]
+    def stream_wrapper(self, func: str, node: Node, kind: str) -> str:
+        """A dataflow process around a layer function ('position': once per packet; 'tensor': on whole
+        arrays) or an input's fan-out ('input': each packet copied to every reader)."""
+        packets, types = self.ctx.packets, self.ctx.tensor_types
+        sources = [self.graph[s] for s in node.inputs] if kind != 'input' else [node]
         n_out = len(self.writes[node.name])
-        args = [f'hls::stream<{types[s.name]}> &x{k}' for k, s in enumerate(sources)]
-        args += [f'hls::stream<{types[node.name]}> &y{k}' for k in range(n_out)]
-        what = f'layer {node.name}' if layer else f'input {node.name}, copied to {n_out} FIFOs'
-        lines = [f'// {what}: read whole inputs, compute, write the output to every reader',
-                 f'static void {func}({", ".join(args)}) {{']
+        args = [f'hls::stream<{packets[s.name]}> &x{k}' for k, s in enumerate(sources)]
+        args += [f'hls::stream<{packets[node.name]}> &y{k}' for k in range(n_out)]
+        head = {'input': f'// input {node.name}: each packet copied to {n_out} FIFOs',
+                'position': f'// layer {node.name}: one position ({node.shape[-1]} values) at a time',
+                'tensor': f'// layer {node.name}: read whole inputs, compute, write the output to every reader'}[kind]
+        lines = [head, f'static void {func}({", ".join(args)}) {{']
+        writes = [f'y{k}.write(b);' for k in range(n_out)]
+        if kind != 'tensor':
+            ii = self.reuse_of(node)
+            body = ([f'#pragma HLS PIPELINE II={ii}'] if ii else [])
+            body += [f'{packets[s.name]} a{k} = x{k}.read();' for k, s in enumerate(sources)]
+            if kind == 'input':
+                writes = [f'y{k}.write(a0);' for k in range(n_out)]
+            else:
+                data = [f'a{k}.data' for k in range(len(sources))] + ['b.data']
+                body += [f'{packets[node.name]} b;', f'{self.ctx.idents[node.name]}({", ".join(data)});']
+            body += writes
+            lines += [f'    for (int p = 0; p < {positions(node.shape)}; p++) {{']
+            lines += ['        ' + s for s in body] + ['    }']
+            return '\n'.join(lines + ['}', ''])
         for k, s in enumerate(sources):
-            lines += [f'    {types[s.name]} a{k}[{s.size}];', f'    for (int i = 0; i < {s.size}; i++) {{',
-                      '        #pragma HLS PIPELINE II=1', f'        a{k}[i] = x{k}.read();', '    }']
-        result = 'a0'
-        if layer:
-            lines += [f'    {types[node.name]} b[{node.size}];',
-                      f'    {layer}({", ".join([f"a{k}" for k in range(len(sources))] + ["b"])});']
-            result = 'b'
-        if n_out:
-            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', '        #pragma HLS PIPELINE II=1']
-            lines += [f'        y{k}.write({result}[i]);' for k in range(n_out)]
-            lines.append('    }')
+            c = s.shape[-1]
+            lines += [f'    {types[s.name]} a{k}[{s.size}];', f'    for (int p = 0; p < {positions(s.shape)}; p++) {{',
+                      '        #pragma HLS PIPELINE II=1', f'        {packets[s.name]} v = x{k}.read();',
+                      f'        for (int c = 0; c < {c}; c++) a{k}[p * {c} + c] = v.data[c];', '    }']
+        c = node.shape[-1]
+        lines += [f'    {types[node.name]} r[{node.size}];',
+                  f'    {self.ctx.idents[node.name]}({", ".join([f"a{k}" for k in range(len(sources))] + ["r"])});',
+                  f'    for (int p = 0; p < {positions(node.shape)}; p++) {{', '        #pragma HLS PIPELINE II=1',
+                  f'        {packets[node.name]} b;',
+                  f'        for (int c = 0; c < {c}; c++) b.data[c] = r[p * {c} + c];']
+        lines += ['        ' + s for s in writes] + ['    }']
         return '\n'.join(lines + ['}', ''])
+
+    @staticmethod
+    def reuse_of(node: Node) -> int | None:
+        """The initiation interval of a per-position process: the layer's ReuseFactor; None (not
+        pipelined) for a Resource layer, whose own loop is pipelined."""
+        if node.op != 'Dense':
+            return 1
+        if str(node.config.get('Strategy', 'Latency')).lower() == 'resource':
+            return None
+        return int(node.config.get('ReuseFactor', 1))
 
     # ------------------------------------------------------------------ one sample, from doubles
     def sample_function(self) -> str:
         """`static void run_sample(const double *x, double *y)`: the shared core of bridge and testbench."""
-        types = self.ctx.tensor_types
+        types, packets = self.ctx.tensor_types, self.ctx.packets
         lines = ['// One sample: x holds the inputs in graph order (each flattened in C order), y receives',
                  '// the outputs in graph order. Assignment from double is the exact ap_fixed quantization',
                  '// (NaN becomes 0, as in fpga4ml\'s emulator); to_double() is exact up to 53 bits.',
@@ -279,25 +340,35 @@ class TopFunction:
         for k, node in enumerate(self.inputs):
             t = types[node.name]
             if self.stream:
-                lines.append(f'    hls::stream<{t}> in{k}("in{k}");')
-                store = f'in{k}.write(({t})(v == v ? v : 0.0));'
+                c = node.shape[-1]
+                lines += [f'    hls::stream<{packets[node.name]}> in{k}("in{k}");',
+                          f'    for (int p = 0; p < {positions(node.shape)}; p++) {{',
+                          f'        {packets[node.name]} v;', f'        for (int c = 0; c < {c}; c++) {{',
+                          f'            double d = x[{offset} + p * {c} + c];',
+                          f'            v.data[c] = ({t})(d == d ? d : 0.0);', '        }', f'        in{k}.write(v);',
+                          '    }']
             else:
-                lines.append(f'    {t} in{k}[{node.size}];')
-                store = f'in{k}[i] = ({t})(v == v ? v : 0.0);'
-            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', f'        double v = x[{offset} + i];',
-                      f'        {store}', '    }']
+                lines += [f'    {t} in{k}[{node.size}];', f'    for (int i = 0; i < {node.size}; i++) {{',
+                          f'        double v = x[{offset} + i];', f'        in{k}[i] = ({t})(v == v ? v : 0.0);',
+                          '    }']
             args.append(f'in{k}')
             offset += node.size
         for k, (node, _) in enumerate(self.outputs):
-            t = types[node.name]
-            lines.append(f'    hls::stream<{t}> out{k}("out{k}");' if self.stream else f'    {t} out{k}[{node.size}];')
+            lines.append(f'    hls::stream<{packets[node.name]}> out{k}("out{k}");' if self.stream
+                         else f'    {types[node.name]} out{k}[{node.size}];')
             args.append(f'out{k}')
         lines.append(f'    {self.project}({", ".join(args)});')
         offset = 0
         for k, (node, _) in enumerate(self.outputs):
-            value = f'out{k}.read()' if self.stream else f'out{k}[i]'
-            lines += [f'    for (int i = 0; i < {node.size}; i++) {{', f'        y[{offset} + i] = {value}.to_double();',
-                      '    }']
+            if self.stream:
+                c = node.shape[-1]
+                lines += [f'    for (int p = 0; p < {positions(node.shape)}; p++) {{',
+                          f'        {packets[node.name]} v = out{k}.read();',
+                          f'        for (int c = 0; c < {c}; c++) y[{offset} + p * {c} + c] = v.data[c].to_double();',
+                          '    }']
+            else:
+                lines += [f'    for (int i = 0; i < {node.size}; i++) {{',
+                          f'        y[{offset} + i] = out{k}[i].to_double();', '    }']
             offset += node.size
         return '\n'.join(lines + ['}', ''])
 
