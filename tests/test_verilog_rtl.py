@@ -126,3 +126,11 @@ def test_emulate_cycles_lines_up_with_the_rtl_latency(tmp_path_factory):
     # the RTL run checks every vector's latency against the manifest (RuntimeError otherwise)
     rtl = model.predict(xs[0], sim='rtl')
     assert np.array_equal(rtl[0], want[0])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('pyosys') is None, reason='needs the pyosys wheel')
+def test_ecp5_place_and_route_reports_a_real_fmax(tmp_path):
+    model = convert(GRAPHS['mlp'](softmax=False), 'auto', output_dir=str(tmp_path), project_name='pnr')
+    report = model.build(family='ecp5', place_route=True, progress=False)
+    assert report['fmax_mhz'] > 10 and report['latency_cycles'] == model.latency
