@@ -74,23 +74,19 @@ class _Columns:
         m = min(a.shift, b.shift)
         return (a.sig, a.shift - m, b.sig, b.shift - m, a.sign * b.sign), a, b, m
 
-    def _pair_keys(self, col: int, term: Term):
-        """(key, other term id) for every pair of `term` with the column's terms (the hot loop, inlined)."""
-        sig, shift, sign = term.sig, term.shift, term.sign
-        for other_id, other in self.terms[col].items():
-            s2, h2 = other.sig, other.shift
-            m = shift if shift < h2 else h2
-            if sig < s2 or (sig == s2 and shift <= h2):
-                yield (sig, shift - m, s2, h2 - m, sign * other.sign), other_id
-            else:
-                yield (s2, h2 - m, sig, shift - m, sign * other.sign), other_id
-
     def insert(self, col: int, term: Term) -> int:
         """Add a term to a column and index its pairs with the column's other terms."""
         tid = self._next
         self._next += 1
         occurrences, buckets = self.occurrences, self.buckets
-        for key, other_id in self._pair_keys(col, term):
+        sig, shift, sign = term.sig, term.shift, term.sign
+        for other_id, other in self.terms[col].items():  # the hot loop: pattern() inlined
+            s2, h2 = other.sig, other.shift
+            m = shift if shift < h2 else h2
+            if sig < s2 or (sig == s2 and shift <= h2):
+                key = (sig, shift - m, s2, h2 - m, sign * other.sign)
+            else:
+                key = (s2, h2 - m, sig, shift - m, sign * other.sign)
             occ = occurrences.get(key)
             if occ is None:
                 occurrences[key] = {(col, other_id, tid)}
@@ -112,7 +108,14 @@ class _Columns:
         """Take a term out of a column and out of the pair index."""
         term = self.terms[col].pop(tid)
         occurrences, buckets = self.occurrences, self.buckets
-        for key, other_id in self._pair_keys(col, term):
+        sig, shift, sign = term.sig, term.shift, term.sign
+        for other_id, other in self.terms[col].items():
+            s2, h2 = other.sig, other.shift
+            m = shift if shift < h2 else h2
+            if sig < s2 or (sig == s2 and shift <= h2):
+                key = (sig, shift - m, s2, h2 - m, sign * other.sign)
+            else:
+                key = (s2, h2 - m, sig, shift - m, sign * other.sign)
             occ = occurrences[key]
             occ.discard((col, other_id, tid) if other_id < tid else (col, tid, other_id))
             n = len(occ)
