@@ -187,3 +187,12 @@ def test_stream_latency_is_exact_when_every_pixel_is_used(tmp_path):
     t = model.graph['x'].result_type
     assert np.array_equal(model._rtl.predict_mantissas([t.quantize(x)], gaps=True)[0],
                           model.predict_mantissas(x)['fc'])
+
+
+def test_io_stream_selects_the_stream_architecture_and_folding_knobs_warn():
+    g = cnn_1d()
+    cfg = {'Model': {'Precision': {'default': 'fixed<8,3>', 'accum': 'auto', 'result': 'auto'}, 'ReuseFactor': 4}}
+    model = convert_graph(g, cfg, backend='Verilog', io_type='io_stream')
+    with pytest.warns(Warning, match='ReuseFactor=4'):
+        d = design(model)
+    assert d.stages and d.latency > 0

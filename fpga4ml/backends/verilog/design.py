@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...config import model_setting
+from ...config import ConfigWarning, model_setting
 from .emit import port_entry, write_module
 from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
@@ -39,11 +40,14 @@ class Design:
 def design(model):
     """The model's Design (unrolled) or StreamDesign (Architecture 'stream'), computed once per settings."""
     pipeline = model_setting(model.config, 'Pipeline', 'auto')
-    architecture = model_setting(model.config, 'Architecture', 'unrolled')
+    # hls4ml users ask for streaming with io_type='io_stream': the Verilog analogue is the stream architecture
+    architecture = model_setting(model.config, 'Architecture',
+                                 'stream' if model.io_type == 'io_stream' else 'unrolled')
     key = (model.clock_period, str(pipeline), architecture)
     cached = getattr(model, '_verilog_design', None)
     if cached is not None and cached[0] == key:
         return cached[1]
+    _warn_ignored_settings(model)
     start = time.perf_counter()
     if architecture == 'stream':
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
@@ -54,6 +58,18 @@ def design(model):
         result = Design(nl, sched, time.perf_counter() - start)
     model._verilog_design = (key, result)
     return result
+
+
+def _warn_ignored_settings(model) -> None:
+    """HLS folding knobs do not apply to the fully parallel Verilog designs: say so instead of ignoring them."""
+    folded = [f"{n.name} (ReuseFactor={n.config.get('ReuseFactor')})" for n in model.graph
+              if n.config.get('ReuseFactor', 1) != 1]
+    folded += [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
+               if n.config.get('Strategy', 'Latency') != 'Latency']
+    if folded:
+        warnings.warn('the Verilog back end builds fully parallel designs (II = 1 vector, or 1 pixel with '
+                      "Architecture 'stream'); these HLS settings are ignored: " + ', '.join(folded[:8]) +
+                      (' ...' if len(folded) > 8 else ''), ConfigWarning, stacklevel=3)
 
 
 def manifest(model, d: Design) -> dict:
