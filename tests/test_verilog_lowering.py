@@ -122,5 +122,7 @@ def test_schedule_modes_and_latency():
     one = schedule(nl, 5.0, 1)
     three = schedule(nl, 5.0, 3)
     assert one.latency > three.latency
-    for sig in nl.signals:  # every argument is produced at the same or an earlier stage
-        assert all(one.stage[a] <= one.stage[sig.id] for a in sig.args)
+    for sched in (one, three, fast, slow):  # every argument is produced at the same or an earlier stage
+        for sig in nl.signals:
+            assert all(sched.stage[a] <= sched.stage[sig.id] for a in sig.args if not nl[a].is_const)
+        assert max(sched.stage[s] for p in nl.outputs for s in p.signals) <= sched.latency - 1

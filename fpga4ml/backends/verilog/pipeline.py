@@ -123,10 +123,66 @@ def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto') -> 
         stage[sig.id], arrival[sig.id] = st, t_in + d
     outs = [s for port in nl.outputs for s in port.signals if not nl[s].is_const]
     latency = 0 if mode == 'none' else max((stage[s] for s in outs), default=0) + 1
-    crit = max((arrival[s.id] if cost is delay_ns else 0.0) for s in nl.signals) if n else 0.0
-    if cost is not delay_ns:  # report the delay of the levels-based schedule in ns as well
-        crit = _critical_ns(nl, stage)
-    return Schedule(stage, arrival, latency, crit, str(mode))
+    if latency > 1:
+        _sink_registers(nl, stage, latency, budget, cost)
+    return Schedule(stage, arrival, latency, _critical_ns(nl, stage), str(mode))
+
+
+def _sink_registers(nl: Netlist, stage: list[int], latency: int, budget: float, cost) -> None:
+    """Move signals one stage later where that saves register bits and the later stage still fits.
+
+    A signal held in a register across a stage boundary can instead be computed after it, from its
+    (registered) arguments: worth it when its arguments are narrower than it is or are registered
+    anyway (typically a wide partial sum of narrow inputs). Each move is checked against the delay
+    budget of the stage it enters; the latency never changes.
+    """
+    n = len(nl.signals)
+    readers: list[list[int]] = [[] for _ in range(n)]
+    for sig in nl.signals:
+        for a in sig.args:
+            readers[a].append(sig.id)
+    last = [stage[i] for i in range(n)]
+    for sig in nl.signals:
+        for a in sig.args:
+            last[a] = max(last[a], stage[sig.id])
+    for port in nl.outputs:
+        for o in port.signals:
+            last[o] = latency
+    members: dict[int, list[int]] = {}
+    for sig in nl.signals:
+        if not sig.is_const:
+            members.setdefault(stage[sig.id], []).append(sig.id)
+
+    def fits(st: int, extra: int) -> bool:
+        t: dict[int, float] = {}
+        for sid in sorted(members.get(st, []) + [extra]):
+            sig = nl[sid]
+            t_in = max((t[a] for a in sig.args if a in t), default=0.0)
+            t[sid] = t_in + cost(sig, nl)
+            if t[sid] > budget and t_in > 0:
+                return False
+        return True
+
+    for _ in range(latency):  # a signal moves at most one stage per sweep
+        moved = 0
+        for sig in reversed(nl.signals):
+            sid, p = sig.id, stage[sig.id]
+            if sig.is_const or sig.op == 'input' or last[sid] <= p or p + 1 > latency - 1:
+                continue
+            if any(stage[r] <= p for r in readers[sid]):  # a reader in its own stage needs it there
+                continue
+            live = [a for a in sig.args if not nl[a].is_const]
+            added = sum(nl[a].width for a in set(live) if last[a] == p)
+            if sig.width <= added or not fits(p + 1, sid):
+                continue
+            members[p].remove(sid)
+            members.setdefault(p + 1, []).append(sid)
+            stage[sid] = p + 1
+            for a in live:
+                last[a] = max(last[a], p + 1)
+            moved += 1
+        if not moved:
+            break
 
 
 def _critical_ns(nl: Netlist, stage: list[int]) -> float:
