@@ -20,7 +20,8 @@ from verilog_models import GRAPHS, convert, random_inputs  # noqa: E402
 
 #: (graph, precision) pairs simulated in CI: every graph, every rounding and overflow family
 CASES = [('mlp', 'hls4ml_default'), ('mlp', 'auto'), ('activations', 'narrow_sat'),
-         ('merges', 'rounding_wrap'), ('cnn', 'unsigned_mixed'), ('cnn', 'auto'), ('econt', 'econt')]
+         ('merges', 'rounding_wrap'), ('cnn', 'unsigned_mixed'), ('cnn', 'auto'), ('econt', 'econt'),
+         ('jsc', 'auto')]
 
 
 def build(tmp_path_factory, graph: str, precision: str, **extra):

@@ -38,6 +38,11 @@ def mlp_graph(seed: int = 0, sizes=(16, 12, 8, 5), softmax: bool = True) -> Grap
     return g
 
 
+def jsc_graph(seed: int = 5) -> Graph:
+    """The JSC MLP of BENCHMARKS.md (16 -> 64 -> 32 -> 32 -> 5, ReLU, softmax), lecun-uniform-like weights."""
+    return mlp_graph(seed, sizes=(16, 64, 32, 32, 5))
+
+
 def activations_graph(seed: int = 1) -> Graph:
     """Piecewise and table activations, a BatchNorm-like Scale and an explicit Quantize."""
     rng = np.random.default_rng(seed)
@@ -141,7 +146,7 @@ PRECISIONS = {
 }
 
 GRAPHS = {'mlp': mlp_graph, 'activations': activations_graph, 'merges': merges_graph, 'cnn': cnn_graph,
-          'econt': econt_graph}
+          'econt': econt_graph, 'jsc': jsc_graph}
 
 
 def convert(graph: Graph, precision: str, **kwargs):
