@@ -21,7 +21,7 @@ as wide as its values need.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,9 +43,8 @@ def csd(value: int) -> list[tuple[int, int]]:
     return digits
 
 
-@dataclass(frozen=True)
-class Term:
-    """sign * (signal << shift): one summand of a column."""
+class Term(NamedTuple):
+    """sign * (signal << shift): one summand of a column (a tuple: the CSE loops unpack it)."""
 
     sig: int
     shift: int
@@ -79,14 +78,13 @@ class _Columns:
         tid = self._next
         self._next += 1
         occurrences, buckets = self.occurrences, self.buckets
-        sig, shift, sign = term.sig, term.shift, term.sign
-        for other_id, other in self.terms[col].items():  # the hot loop: pattern() inlined
-            s2, h2 = other.sig, other.shift
+        sig, shift, sign = term
+        for other_id, (s2, h2, g2) in self.terms[col].items():  # the hot loop: pattern() inlined
             m = shift if shift < h2 else h2
             if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig, shift - m, s2, h2 - m, sign * other.sign)
+                key = (sig, shift - m, s2, h2 - m, sign * g2)
             else:
-                key = (s2, h2 - m, sig, shift - m, sign * other.sign)
+                key = (s2, h2 - m, sig, shift - m, sign * g2)
             occ = occurrences.get(key)
             if occ is None:
                 occurrences[key] = {(col, other_id, tid)}
@@ -108,14 +106,13 @@ class _Columns:
         """Take a term out of a column and out of the pair index."""
         term = self.terms[col].pop(tid)
         occurrences, buckets = self.occurrences, self.buckets
-        sig, shift, sign = term.sig, term.shift, term.sign
-        for other_id, other in self.terms[col].items():
-            s2, h2 = other.sig, other.shift
+        sig, shift, sign = term
+        for other_id, (s2, h2, g2) in self.terms[col].items():
             m = shift if shift < h2 else h2
             if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig, shift - m, s2, h2 - m, sign * other.sign)
+                key = (sig, shift - m, s2, h2 - m, sign * g2)
             else:
-                key = (s2, h2 - m, sig, shift - m, sign * other.sign)
+                key = (s2, h2 - m, sig, shift - m, sign * g2)
             occ = occurrences[key]
             occ.discard((col, other_id, tid) if other_id < tid else (col, tid, other_id))
             n = len(occ)
