@@ -327,3 +327,12 @@ def test_ecp5_place_route_out_of_context(tmp_path):
     report = synthesize([src], 'dense', family='ecp5', place_route=True, progress=False)
     assert report['pnr_out_of_context'] is True
     assert report['fmax_mhz'] > 0
+
+
+def test_relative_paths_are_resolved(tmp_path, monkeypatch):
+    """Sources and output_dir relative to the caller's working directory (Yosys runs elsewhere)."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, 'mul.v', CONST_MUL)
+    report = synthesize(['mul.v'], 'const_mul', family='ice40', output_dir='out/synth', progress=False)
+    assert report['FF'] == CONST_MUL_FF
+    assert (tmp_path / 'out' / 'synth' / 'synth_report.json').is_file() and (tmp_path / 'out' / 'synth' / 'netlist.json').is_file()

@@ -63,7 +63,8 @@ def synthesize(sources, top: str, family: str = 'xcup', output_dir=None, script:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='fpga4ml_synth_') as tmp:
         workdir = Path(tmp)
-        outdir = Path(output_dir) if output_dir is not None else workdir
+        # absolute: Yosys runs in its own working directory
+        outdir = Path(output_dir).resolve() if output_dir is not None else workdir
         outdir.mkdir(parents=True, exist_ok=True)
         netlist = outdir / 'netlist.json'
         steps = build_script(files, top, family, script, workdir, netlist)
