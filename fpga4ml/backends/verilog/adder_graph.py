@@ -51,6 +51,21 @@ class Term(NamedTuple):
     sign: int
 
 
+# Pair patterns and occurrences are packed into ints (hashing tuples dominated the run time):
+# key = a_sig << 39 | a_shift << 32 | b_sig << 8 | b_shift << 1 | (signs differ),
+# occurrence = column << 48 | term id << 24 | term id.
+_SIG_LIMIT, _SHIFT_LIMIT, _TID_MASK = 1 << 24, 1 << 7, (1 << 24) - 1
+
+
+def _key(sig_a: int, sa: int, sig_b: int, sb: int, negative: bool) -> int:
+    return (sig_a << 39) | (sa << 32) | (sig_b << 8) | (sb << 1) | int(negative)
+
+
+def _unkey(key: int) -> tuple[int, int, int, int, int]:
+    """(sig_a, shift_a, sig_b, shift_b, sign of b) of a packed pattern key."""
+    return key >> 39, (key >> 32) & 127, (key >> 8) & (_SIG_LIMIT - 1), (key >> 1) & 127, -1 if key & 1 else 1
+
+
 class _Columns:
     """The columns' terms plus an index of every pair pattern, where it occurs and how often."""
 
@@ -67,11 +82,11 @@ class _Columns:
                 self.insert(col, term)
 
     @staticmethod
-    def pattern(t1: Term, t2: Term) -> tuple[tuple, Term, Term, int]:
+    def pattern(t1: Term, t2: Term) -> tuple[int, Term, Term, int]:
         """(key, first, second, common shift) of a pair; the key is independent of order and scale."""
         a, b = (t1, t2) if (t1.sig, t1.shift) <= (t2.sig, t2.shift) else (t2, t1)
         m = min(a.shift, b.shift)
-        return (a.sig, a.shift - m, b.sig, b.shift - m, a.sign * b.sign), a, b, m
+        return _key(a.sig, a.shift - m, b.sig, b.shift - m, a.sign != b.sign), a, b, m
 
     def insert(self, col: int, term: Term) -> int:
         """Add a term to a column and index its pairs with the column's other terms."""
@@ -82,14 +97,15 @@ class _Columns:
         for other_id, (s2, h2, g2) in self.terms[col].items():  # the hot loop: pattern() inlined
             m = shift if shift < h2 else h2
             if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig, shift - m, s2, h2 - m, sign * g2)
+                key = (sig << 39) | ((shift - m) << 32) | (s2 << 8) | ((h2 - m) << 1) | (sign != g2)
             else:
-                key = (s2, h2 - m, sig, shift - m, sign * g2)
+                key = (s2 << 39) | ((h2 - m) << 32) | (sig << 8) | ((shift - m) << 1) | (sign != g2)
+            pair = (col << 48) | (other_id << 24) | tid
             occ = occurrences.get(key)
             if occ is None:
-                occurrences[key] = {(col, other_id, tid)}
+                occurrences[key] = {pair}
                 continue
-            occ.add((col, other_id, tid))
+            occ.add(pair)
             n = len(occ)
             if n > 2:
                 buckets[n - 1].discard(key)
@@ -110,11 +126,11 @@ class _Columns:
         for other_id, (s2, h2, g2) in self.terms[col].items():
             m = shift if shift < h2 else h2
             if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig, shift - m, s2, h2 - m, sign * g2)
+                key = (sig << 39) | ((shift - m) << 32) | (s2 << 8) | ((h2 - m) << 1) | (sign != g2)
             else:
-                key = (s2, h2 - m, sig, shift - m, sign * g2)
+                key = (s2 << 39) | ((h2 - m) << 32) | (sig << 8) | ((shift - m) << 1) | (sign != g2)
             occ = occurrences[key]
-            occ.discard((col, other_id, tid) if other_id < tid else (col, tid, other_id))
+            occ.discard((col << 48) | (other_id << 24) | tid if other_id < tid else (col << 48) | (tid << 24) | other_id)
             n = len(occ)
             if n >= 1:
                 buckets[n + 1].discard(key)
@@ -136,9 +152,10 @@ class _Columns:
 
 def _extract(cols: _Columns, nl: Netlist, key: tuple, frac: int, depth: dict[int, int]) -> int:
     """Compute pattern `key` once and substitute it in every column where it still occurs."""
-    sig_a, sa, sig_b, sb, sign = key
+    sig_a, sa, sig_b, sb, sign = _unkey(key)
     new_sig = None
-    for col, t1, t2 in sorted(cols.occurrences.get(key, ())):
+    for pair in sorted(cols.occurrences.get(key, ())):
+        col, t1, t2 = pair >> 48, (pair >> 24) & _TID_MASK, pair & _TID_MASK
         terms = cols.terms[col]
         if t1 not in terms or t2 not in terms:
             continue  # consumed by an overlapping occurrence in this column
@@ -197,6 +214,8 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     for j in range(n_out):
         terms = [Term(xs[i], s, g) for i in range(n_in) if w[i, j] for s, g in csd(int(w[i, j]))]
         columns.append(terms)
+    if len(nl) >= _SIG_LIMIT or any(t.shift >= _SHIFT_LIMIT for terms in columns for t in terms):
+        raise ValueError(f'constant_matvec: more than {_SIG_LIMIT} signals or shifts of {_SHIFT_LIMIT} bits')
     cols = _Columns(columns)
     if cse:
         while (key := cols.best()) is not None:
