@@ -8,7 +8,8 @@ y_j = sum_i x_i * W[i, j] + c_j for an integer matrix W is built from shifts and
 2. common subexpressions are shared across the whole matrix: the most frequent pair pattern
    ``x_a << s_a +/- x_b << s_b`` (up to a common shift and sign) is computed once and replaces
    its occurrences in every column, until no pattern occurs twice (greedy, as Hartley's CSE);
-   extracted terms may themselves take part in later patterns;
+   extracted terms may themselves take part in later patterns; pairs are formed within blocks of
+   BLOCK_ROWS inputs of a column (patterns still shared across all blocks and columns);
 3. what remains of each column is summed by a balanced tree that always adds the two
    shallowest terms first (so the adder depth stays close to log2(terms)), and among equally
    deep terms the two of smallest magnitude (most significant bit), so that large terms meet
@@ -41,6 +42,11 @@ def csd(value: int) -> list[tuple[int, int]]:
         v >>= 1
         shift += 1
     return digits
+
+
+#: inputs per block of a column in the common-subexpression search (see constant_matvec): on the
+#: dense JSC MLP, 32 instead of 64 (no blocks) costs 1.8 % more estimated LUTs and takes 30 % less time
+BLOCK_ROWS = 32
 
 
 class Term(NamedTuple):
@@ -210,10 +216,13 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     w = np.asarray(weights)
     n_in, n_out = w.shape
     depth = {x: 0 for x in xs}
+    # each output column is split into blocks of BLOCK_ROWS inputs: patterns pair terms within a block
+    # (and are shared across all blocks of all columns), which halves the work per term for wide layers
+    blocks = [range(start, min(start + BLOCK_ROWS, n_in)) for start in range(0, n_in, BLOCK_ROWS)]
     columns = []
     for j in range(n_out):
-        terms = [Term(xs[i], s, g) for i in range(n_in) if w[i, j] for s, g in csd(int(w[i, j]))]
-        columns.append(terms)
+        for rows in blocks:
+            columns.append([Term(xs[i], s, g) for i in rows if w[i, j] for s, g in csd(int(w[i, j]))])
     if len(nl) >= _SIG_LIMIT or any(t.shift >= _SHIFT_LIMIT for terms in columns for t in terms):
         raise ValueError(f'constant_matvec: more than {_SIG_LIMIT} signals or shifts of {_SHIFT_LIMIT} bits')
     cols = _Columns(columns)
@@ -222,7 +231,8 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
             _extract(cols, nl, key, frac, depth)
     out = []
     for j in range(n_out):
-        terms = sorted(cols.terms[j].values(), key=lambda t: (depth[t.sig], t.sig, t.shift))
+        parts = cols.terms[j * len(blocks):(j + 1) * len(blocks)]
+        terms = sorted((t for part in parts for t in part.values()), key=lambda t: (depth[t.sig], t.sig, t.shift))
         if consts is not None and consts[j]:
             c = nl.const(int(consts[j]), frac)
             depth[c] = 0
