@@ -1,4 +1,4 @@
-"""The ``fpga4ml`` command: convert, summarize and profile a trained Keras model; synthesize its Verilog.
+"""The ``fpga4ml`` command: convert, summarize and profile a trained Keras or ONNX model; synthesize its Verilog.
 
     fpga4ml convert model.keras -o build/my_model [--config config.yml] [--default-precision 'fixed<16,6>']
                                 [--backend {Vitis,Vivado,Verilog}]
@@ -106,17 +106,24 @@ def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
     return data, {}
 
 
-def _load_keras(path: str):
-    from .frontends.keras import load_keras_model
+#: model file suffixes the command reads, by front end
+ONNX_SUFFIXES = ('.onnx',)
 
+
+def _load_model(path: str) -> tuple[str, Any]:
+    """('keras', model) for .keras/.h5 files (Keras' safe loader), ('onnx', path) for ONNX/QONNX files."""
     if not Path(path).is_file():
         raise FileNotFoundError(f'model file {path!r} does not exist')
-    return load_keras_model(path)
+    if Path(path).suffix.lower() in ONNX_SUFFIXES:
+        return 'onnx', path
+    from .frontends.keras import load_keras_model
+
+    return 'keras', load_keras_model(path)
 
 
-def _build_config(args, keras_model) -> tuple[dict, dict[str, Any]]:
-    """The hls4ml config dict for the model: from --config, or generated like config_from_keras_model."""
-    from . import config_from_keras_model, parse_precision
+def _build_config(args, source: tuple[str, Any]) -> tuple[dict, dict[str, Any]]:
+    """The hls4ml config dict for the model: from --config, or generated like config_from_*_model."""
+    from . import config_from_keras_model, config_from_onnx_model, parse_precision
 
     if args.config is not None:
         if args.granularity is not None:
@@ -133,15 +140,21 @@ def _build_config(args, keras_model) -> tuple[dict, dict[str, Any]]:
             else:
                 model['Precision'] = args.default_precision
         return config, project
-    config = config_from_keras_model(keras_model, granularity=args.granularity or 'model',
-                                     default_precision=args.default_precision or 'fixed<16,6>')
+    kind, model = source
+    options = {'default_precision': args.default_precision or 'fixed<16,6>'}
+    if kind == 'onnx':  # its front end's default granularity is 'name' ('auto' types, as hls4ml's)
+        if args.granularity:
+            options['granularity'] = args.granularity
+        config = config_from_onnx_model(model, **options)
+    else:
+        config = config_from_keras_model(model, granularity=args.granularity or 'model', **options)
     return config, {}
 
 
 def _convert(args, output_dir: str = 'my-fpga4ml-prj', backend: str | None = None, project: dict | None = None,
-             keras_model=None, config: dict | None = None):
-    """Load and convert the model named by args.model with the options in args."""
-    from . import convert_from_keras_model
+             source: tuple[str, Any] | None = None, config: dict | None = None):
+    """Convert the loaded model (`_load_model`) with the options in args."""
+    from . import convert_from_keras_model, convert_from_onnx_model
 
     project = project or {}
 
@@ -157,7 +170,9 @@ def _convert(args, output_dir: str = 'my-fpga4ml-prj', backend: str | None = Non
         'part': option('part', None),
         'clock_period': option('clock_period', 5),
     }
-    return convert_from_keras_model(keras_model, hls_config=config, **settings)
+    kind, model = source
+    convert = convert_from_onnx_model if kind == 'onnx' else convert_from_keras_model
+    return convert(model, hls_config=config, **settings)
 
 
 def _load_data(path: str, n: int | None) -> np.ndarray:
@@ -210,13 +225,13 @@ def cmd_convert(args) -> int:
     from . import BackendUnavailableError
     from .serialize import write_typed_graph
 
-    keras_model = _load_keras(args.model)
-    config, project = _build_config(args, keras_model)
+    source = _load_model(args.model)
+    config, project = _build_config(args, source)
     out = args.output or project.get('output')
     if not out:
         raise CLIError('no output directory: give -o DIR (or OutputDir in an hls4ml project config file)')
     backend = args.backend or project.get('backend')
-    model = _convert(args, output_dir=str(out), backend=backend, project=project, keras_model=keras_model,
+    model = _convert(args, output_dir=str(out), backend=backend, project=project, source=source,
                      config=config)
     written = write_typed_graph(model, out)
     print(f'{PROG}: converted {args.model} ({len(model.graph)} layers) -> '
@@ -257,9 +272,9 @@ def cmd_synth(args) -> int:
 
 def cmd_summary(args) -> int:
     """`fpga4ml summary`: print the per-layer table of the converted model."""
-    keras_model = _load_keras(args.model)
-    config, project = _build_config(args, keras_model)
-    model = _convert(args, project=project, keras_model=keras_model, config=config)
+    source = _load_model(args.model)
+    config, project = _build_config(args, source)
+    model = _convert(args, project=project, source=source, config=config)
     print(model)
     return 0
 
@@ -291,10 +306,10 @@ def cmd_profile(args) -> int:
 
     if args.n is not None and args.n < 1:
         raise CLIError(f'--n must be a positive number of samples, got {args.n}')
-    keras_model = _load_keras(args.model)
+    source = _load_model(args.model)
     x = _load_data(args.data, args.n)
-    config, project = _build_config(args, keras_model)
-    model = _convert(args, project=project, keras_model=keras_model, config=config)
+    config, project = _build_config(args, source)
+    model = _convert(args, project=project, source=source, config=config)
     x = _check_input_shape(model, x, args.data)
     model.compile()
     profile(model, x)
@@ -307,7 +322,7 @@ def cmd_profile(args) -> int:
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument('model', metavar='MODEL.keras', help='trained Keras 3 model file (.keras or .h5)')
+    p.add_argument('model', metavar='MODEL', help='trained model file: Keras 3 (.keras, .h5) or ONNX/QONNX (.onnx)')
     p.add_argument('--config', '-c', metavar='CONFIG', default=None,
                    help='hls4ml-style configuration as .yml/.yaml/.json (a dict with Model/LayerType/'
                         "LayerName, or an hls4ml project file with 'HLSConfig'); by default one is "
@@ -326,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description='Convert trained neural networks into FPGA firmware: Keras 3 models, typed '
+        description='Convert trained neural networks into FPGA firmware: Keras 3 and ONNX/QONNX models, typed '
                     '(fixed-point) graphs, a bit-exact integer emulator, HLS C++ projects and '
                     'pipelined Verilog, synthesized with Yosys.',
         epilog="Run 'fpga4ml COMMAND --help' for the options of a command.")

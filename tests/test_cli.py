@@ -209,3 +209,31 @@ def test_entry_point_in_a_subprocess(tmp_path):
     assert bad.returncode == 1
     assert bad.stdout == ''
     assert_one_line_error(bad.stderr, 'missing.keras', 'does not exist')
+
+
+def test_onnx_model_converts_to_verilog_and_profiles(tmp_path, capsys):
+    """An .onnx file goes through the ONNX front end: convert (Verilog), summary and profile."""
+    onnx = pytest.importorskip('onnx')
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = {'W1': rng.normal(0, 0.5, (6, 8)).astype(np.float32), 'b1': np.zeros(6, np.float32),
+             'W2': rng.normal(0, 0.5, (3, 6)).astype(np.float32)}
+    nodes = [helper.make_node('Gemm', ['x', 'W1', 'b1'], ['h'], name='fc1', transB=1),
+             helper.make_node('Relu', ['h'], ['a'], name='relu1'),
+             helper.make_node('Gemm', ['a', 'W2'], ['y'], name='fc2', transB=1)]
+    graph = helper.make_graph(nodes, 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 8])],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 3])],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / 'm.onnx')
+    code, out, err = run(capsys, 'convert', tmp_path / 'm.onnx', '-o', tmp_path / 'rtl', '--backend', 'verilog',
+                         '--default-precision', 'fixed<10,4>')
+    assert code == 0, err
+    assert (tmp_path / 'rtl' / 'manifest.json').is_file() and (tmp_path / 'rtl' / 'myproject.v').is_file()
+    code, out, err = run(capsys, 'summary', tmp_path / 'm.onnx')
+    assert code == 0 and 'fc1' in out, err
+    np.save(tmp_path / 'x.npy', rng.normal(size=(50, 8)).astype(np.float32))
+    code, out, err = run(capsys, 'profile', tmp_path / 'm.onnx', tmp_path / 'x.npy')
+    assert code == 0 and 'float vs fixed' in out, err
