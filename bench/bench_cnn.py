@@ -90,29 +90,10 @@ def time_limited_builds(limit: float):
 
 def build_model(keras, np, seed: int):
     """The SVHN CNN (BENCHMARKS.md), seeded He-normal weights and random BatchNorm statistics."""
-    L = keras.layers
-    keras.utils.set_random_seed(seed)
-    x = keras.Input((32, 32, 3), name='input_1')
-    h = x
-    for i, filters in enumerate((16, 16, 24)):
-        h = L.Conv2D(filters, 3, use_bias=False, kernel_initializer='he_normal', name=f'conv_{i}')(h)
-        h = L.BatchNormalization(name=f'bn_conv_{i}')(h)
-        h = L.Activation('relu', name=f'conv_act_{i}')(h)
-        h = L.MaxPooling2D(2, name=f'pool_{i}')(h)
-    h = L.Flatten(name='flatten')(h)
-    for i, units in enumerate((42, 64)):
-        h = L.Dense(units, use_bias=False, kernel_initializer='he_normal', name=f'dense_{i}')(h)
-        h = L.BatchNormalization(name=f'bn_dense_{i}')(h)
-        h = L.Activation('relu', name=f'dense_act_{i}')(h)
-    h = L.Dense(10, name='output_dense')(h)
-    model = keras.Model(x, L.Activation('softmax', name='output_softmax')(h), name='svhn_cnn')
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.6, 1.4, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
-                               rng.uniform(0.5, 2.0, n)])
-    return model
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
+    from svhn_model import svhn_keras
+
+    return svhn_keras(seed, input_name='input_1', logits_name='output_dense', softmax=True)
 
 
 def hls4ml_side(hls4ml, model, cfg: dict, out_dir: Path, limit: float, io_type: str = 'io_parallel'):

@@ -1,6 +1,6 @@
 """The SVHN CNN of BENCHMARKS.md as a quantized Keras model and its streaming Verilog configuration.
 
-Shared by tests/test_verilog_svhn.py and bench/bench_svhn_stream.py. Seeded He-normal weights and
+Shared by tests/test_verilog_svhn.py, bench/bench_svhn_stream.py and bench/bench_cnn.py. Seeded He-normal weights and
 random BatchNorm statistics (not trained): the point is the architecture and the bits, not accuracy.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def svhn_keras(seed: int = 0):
+def svhn_keras(seed: int = 0, input_name: str = 'image', logits_name: str = 'logits', softmax: bool = False):
     """32x32x3 -> 3 x [Conv2D 3x3 (16, 16, 24), BN, ReLU, MaxPool 2x2] -> Dense 42, BN, ReLU -> Dense 64, BN, ReLU
-    -> Dense 10 (logits; the softmax is left to the trigger logic)."""
+    -> Dense 10 (logits; with softmax=True a softmax 'output_softmax' follows, as in hls4ml's tutorial)."""
     import keras
 
     L = keras.layers
     keras.utils.set_random_seed(seed)
-    x = keras.Input((32, 32, 3), name='image')
+    x = keras.Input((32, 32, 3), name=input_name)
     h = x
     for i, filters in enumerate((16, 16, 24)):
         h = L.Conv2D(filters, 3, use_bias=False, kernel_initializer='he_normal', name=f'conv_{i}')(h)
@@ -28,7 +28,9 @@ def svhn_keras(seed: int = 0):
         h = L.Dense(units, use_bias=False, kernel_initializer='he_normal', name=f'dense_{i}')(h)
         h = L.BatchNormalization(name=f'bn_dense_{i}')(h)
         h = L.Activation('relu', name=f'dense_act_{i}')(h)
-    h = L.Dense(10, name='logits')(h)
+    h = L.Dense(10, name=logits_name)(h)
+    if softmax:
+        h = L.Activation('softmax', name='output_softmax')(h)
     model = keras.Model(x, h, name='svhn_cnn')
     rng = np.random.default_rng(seed)
     for layer in model.layers:

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..geometry import same_padding
 from ..ir import Graph, GraphError, Node
+from .optional import import_framework
 
 #: Keras activation names -> (IR op, IR function, extra attrs). 'linear' on a Dense adds no node.
 ACTIVATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -642,13 +643,8 @@ class _Converter:
 
 def _import_keras() -> Any:
     """Import Keras, or explain how to install it (it is an optional extra of fpga4ml)."""
-    os.environ.setdefault('KERAS_BACKEND', 'torch')
-    try:
-        import keras
-    except ImportError as err:
-        raise ImportError("the Keras front end needs Keras 3: pip install 'fpga4ml[keras]' "
-                          f'(Keras with the PyTorch backend); import failed: {err}') from err
-    return keras
+    os.environ.setdefault('KERAS_BACKEND', 'torch')  # Keras 3 on the PyTorch CPU backend
+    return import_framework('Keras', 'keras', 'keras')
 
 
 def load_keras_model(model_or_path: Any) -> Any:

@@ -33,6 +33,7 @@ import numpy as np
 from ..config import FIXED_PRECISION_ATTR
 from ..fixed import FixedType
 from ..ir import Graph, GraphError, Node
+from .optional import import_framework
 
 if TYPE_CHECKING:
     from .onnx_quant import QConst
@@ -292,13 +293,7 @@ class Converter:
 
 def _import_onnx() -> Any:
     """Import onnx (and check qonnx), or explain how to install them (an optional extra)."""
-    try:
-        import onnx
-        import qonnx  # noqa: F401
-    except ImportError as err:
-        raise ImportError("the ONNX front end needs onnx and qonnx: pip install 'fpga4ml[onnx]'; "
-                          f'import failed: {err}') from err
-    return onnx
+    return import_framework('ONNX', 'onnx', 'onnx', 'qonnx')
 
 
 def load_onnx_model(model_or_path: Any) -> Any:

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..ir import Graph, GraphError, Node
+from .optional import import_framework
 from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
     function_table, functional_module, handler_for, qualified_name, spatial, supported_functions,
@@ -81,12 +82,7 @@ def normalize_input_shapes(input_shape: Any) -> list[tuple[int, ...]]:
 
 def _import_torch() -> Any:
     """Import torch, or explain how to install it (it is an optional dependency of fpga4ml)."""
-    try:
-        import torch
-        import torch.fx  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f'the PyTorch front end needs torch (pip install torch); import failed: {err}') from err
-    return torch
+    return import_framework('PyTorch', 'torch', 'torch', 'torch.fx')
 
 
 def _tracer() -> Any:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -96,19 +96,18 @@ _XILINX_GROUPS = {
 }
 _XILINX_SEQUENTIAL = ('FD*', 'LD*', 'SRL*', 'RAMB*', 'URAM*', 'FIFO*', 'BUFG*', 'IBUF*', 'OBUF*')
 
+_XCUP = Family(
+    name='xcup', synth='synth_xilinx -family xcup -flatten -noiopad -noclkbuf',
+    labels=_XILINX_LABELS, fast_map_luts=_XILINX_FAST_MAP_LUTS, groups=_XILINX_GROUPS,
+    sequential=_XILINX_SEQUENTIAL,
+    delay=DelayModel(register=0.5, lut=0.45, carry_entry=0.25, carry_hop=0.05, carry_exit=0.15, mux=0.1, dsp=2.0))
+
 FAMILIES: dict[str, Family] = {
-    'xcup': Family(
-        name='xcup', synth='synth_xilinx -family xcup -flatten -noiopad -noclkbuf',
-        labels=_XILINX_LABELS, fast_map_luts=_XILINX_FAST_MAP_LUTS, groups=_XILINX_GROUPS,
-        sequential=_XILINX_SEQUENTIAL,
-        delay=DelayModel(register=0.5, lut=0.45, carry_entry=0.25, carry_hop=0.05,
-                         carry_exit=0.15, mux=0.1, dsp=2.0)),
-    'xc7': Family(
-        name='xc7', synth='synth_xilinx -family xc7 -flatten -noiopad -noclkbuf',
-        labels=_XILINX_LABELS, fast_map_luts=_XILINX_FAST_MAP_LUTS, groups=_XILINX_GROUPS,
-        sequential=_XILINX_SEQUENTIAL,
-        delay=DelayModel(register=0.9, lut=0.7, carry_entry=0.45, carry_hop=0.11,
-                         carry_exit=0.3, mux=0.3, dsp=3.5)),
+    'xcup': _XCUP,
+    # 7-series: the same flow and cells, slower delays
+    'xc7': replace(_XCUP, name='xc7', synth='synth_xilinx -family xc7 -flatten -noiopad -noclkbuf',
+                   delay=DelayModel(register=0.9, lut=0.7, carry_entry=0.45, carry_hop=0.11, carry_exit=0.3,
+                                    mux=0.3, dsp=3.5)),
     'ecp5': Family(
         name='ecp5', synth='synth_ecp5',
         labels=('begin', 'coarse', 'map_ram', 'map_ffram', 'map_gates', 'map_ffs', 'map_luts',

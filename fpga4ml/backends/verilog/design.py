@@ -94,7 +94,7 @@ def project_files(model) -> dict[str, str]:
     top = model.project_name
     if isinstance(d, StreamDesign):
         files = stream_files(d, top, model.graph)
-        info = stream_manifest(d, top, model.graph, model.clock_period)
+        info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
     else:
         files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
     return {**files, MANIFEST: json.dumps(info, indent=2) + '\n'}
@@ -102,9 +102,13 @@ def project_files(model) -> dict[str, str]:
 
 def write(model) -> Path:
     """Write the Verilog design and its manifest into model.output_dir; returns that directory."""
+    return _write_files(model, project_files(model))
+
+
+def _write_files(model, files: dict[str, str]) -> Path:
     root = Path(model.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    for rel, text in project_files(model).items():
+    for rel, text in files.items():
         path = root / rel
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
@@ -147,13 +151,13 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
     """Write the design and synthesize it with Yosys (ECP5: optionally place and route); returns the report."""
     from ...synth import synthesize
 
-    root = write(model)
-    d = design(model)
-    files = [root / name for name in project_files(model) if name.endswith('.v')]
-    report = synthesize(files, model.project_name, family=family, output_dir=root,
-                        script=script, place_route=place_route, clock_period=model.clock_period, **options)
-    report['latency_cycles'] = d.latency if isinstance(d, StreamDesign) else d.schedule.latency
+    files = project_files(model)
+    root = _write_files(model, files)
+    report = synthesize([root / name for name in files if name.endswith('.v')], model.project_name,
+                        family=family, output_dir=root, script=script, place_route=place_route,
+                        clock_period=model.clock_period, **options)
     report['estimate'] = estimate(model)
+    report['latency_cycles'] = report['estimate']['latency_cycles']
     (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
     return report
 

@@ -374,21 +374,16 @@ def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
     return '\n'.join(lines)
 
 
-def stream_manifest(d: StreamDesign, top: str, graph: Graph, clock_period: float) -> dict:
-    """manifest.json of a streaming design (see docs/verilator.md, stream mode)."""
+def stream_manifest(d: StreamDesign, top: str, graph: Graph, clock_period: float, files: list[str]) -> dict:
+    """manifest.json of a streaming design (see docs/verilator.md, stream mode); `files` as written."""
     x = graph[graph.inputs[0]]
     h, w, c = d.stages[0].in_hwc
     entry = {'name': x.name, 'port': port_name('x_', x.name), 'shape': [h, w, c], 'elements': c,
              'width': element_width(x.result_type), 'frac': x.result_type.frac, 'signed': x.result_type.signed,
              'type': str(x.result_type)}
     return {
-        'top': top, 'files': list(stream_files_names(d, top)), 'latency': d.latency, 'ii': h * w, 'clock_period_ns': clock_period,
+        'top': top, 'files': list(files), 'latency': d.latency, 'ii': h * w, 'clock_period_ns': clock_period,
         'architecture': 'stream', 'stream': {'pixels': h * w}, 'latency_from_last_pixel': d.uses_every_pixel,
         'inputs': [entry], 'outputs': [port_entry(p, 'y_') for p in d.head.outputs],
     }
 
-
-def stream_files_names(d: StreamDesign, top: str) -> list[str]:
-    """The file names of a streaming design, in the order `stream_files` writes them."""
-    return [f'{top}_k{k}.v' for k in range(len(d.stages))] + [f'{top}_head.v', 'fpga4ml_window.v',
-                                                              'fpga4ml_collect.v', f'{top}.v']
