@@ -18,15 +18,16 @@ from .convert import config_from_pytorch_model, convert_from_pytorch_model
 from .convert import config_from_onnx_model, convert_from_onnx_model
 from .fixed import FixedType, PrecisionError, parse_precision
 from .ir import Graph, GraphError, Node
-from .model import BackendUnavailableError, Model
+from .model import BackendUnavailableError, InputWarning, Model
+from .passes.validate import WeightOverflowWarning
 from .profiling import profile
 
 __version__ = '0.1.0'
 
 __all__ = [
-    'BackendUnavailableError', 'ConfigError', 'ConfigWarning', 'FixedType', 'Graph', 'GraphError', 'Model',
+    'BackendUnavailableError', 'ConfigError', 'ConfigWarning', 'FixedType', 'Graph', 'GraphError', 'InputWarning', 'Model',
     'Node', 'PrecisionError', 'config_from_keras_model', 'convert_from_keras_model', 'converters',
     'config_from_pytorch_model', 'convert_from_pytorch_model',
     'config_from_onnx_model', 'convert_from_onnx_model',
-    'parse_precision', 'profile', 'utils',
+    'parse_precision', 'profile', 'utils', 'WeightOverflowWarning',
 ]

@@ -283,11 +283,16 @@ def _agreement_lines(model, x: np.ndarray) -> list[str]:
     """Float (the converted graph in float64) against the fixed-point emulator, per output."""
     from .emulator.reference import float_forward
 
+    has_nan = np.isnan(x.reshape(len(x), -1)).any(axis=1) if x.dtype.kind == 'f' else np.zeros(len(x), bool)
+    x = x[~has_nan]
+    lines = [f'float vs fixed on {len(x)} samples (float: the converted graph in float64, '
+             'BatchNorm fused, unquantized weights)' + (f'; {int(has_nan.sum())} samples with NaN inputs '
+                                                        'excluded' if has_nan.any() else '') + ':']
+    if not len(x):
+        return lines
     fixed = model.predict(x)
     fixed = fixed if isinstance(fixed, list) else [fixed]
     floats = float_forward(model.graph, x)
-    lines = [f'float vs fixed on {len(x)} samples (float: the converted graph in float64, '
-             'BatchNorm fused, unquantized weights):']
     for name, f, q in zip(model.get_output_names(), floats, fixed):
         f = np.asarray(f, dtype=np.float64).reshape(len(x), -1)
         q = np.asarray(q, dtype=np.float64).reshape(len(x), -1)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import numbers
 import warnings
 from typing import Any
+
+import numpy as np
 
 from .config import ConfigError, ConfigWarning, config_from_graph, resolve_config
 from .ir import Graph
 from .model import BACKENDS, IO_TYPES, Model
 from .passes.bn_fuse import fuse_batchnorm
 from .passes.precision import assign_types
+from .passes.validate import check_finite_weights, check_weight_ranges
 
 DEFAULT_PART = 'xcvu13p-flga2577-2-e'
 #: keyword arguments hls4ml's converters accept that change nothing in fpga4ml's emulator
@@ -24,6 +29,17 @@ def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
         if str(value).lower() == a.lower():
             return a
     raise ConfigError(f'{what} must be one of {list(allowed)}, got {value!r}')
+
+
+def check_clock_period(value: Any) -> float:
+    """The clock period in ns as a float; anything but a finite positive real number raises."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ConfigError(f'clock_period must be a finite positive number of nanoseconds (int or float), '
+                          f'got {value!r} of type {type(value).__name__}')
+    period = float(value)
+    if not math.isfinite(period) or period <= 0:
+        raise ConfigError(f'clock_period must be a finite positive number of nanoseconds, got {value!r}')
+    return period
 
 
 def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str = 'my-fpga4ml-prj',
@@ -41,17 +57,17 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
         'output_dir': str(output_dir),
         'project_name': str(project_name),
         'part': part or DEFAULT_PART,
-        'clock_period': float(clock_period),
+        'clock_period': check_clock_period(clock_period),
         'clock_uncertainty': kwargs.get('clock_uncertainty'),
     }
-    if settings['clock_period'] <= 0:
-        raise ConfigError(f'clock_period must be a positive number of nanoseconds, got {clock_period!r}')
     if not str(project_name).isidentifier():
         raise ConfigError(f'project_name must be a C identifier, got {project_name!r}')
     config = copy.deepcopy(hls_config) if hls_config is not None else config_from_graph(graph)
     model_cfg = resolve_config(graph, config)
+    check_finite_weights(graph)
     fuse_batchnorm(graph)
     intervals = assign_types(graph, model_cfg)
+    check_weight_ranges(graph)
     return Model(graph, intervals, config, settings)
 
 

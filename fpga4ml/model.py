@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,10 @@ SIMULATORS = ('emulator', 'csim', 'rtl')
 
 BACKENDS = ('Vitis', 'Vivado', 'Verilog')
 IO_TYPES = ('io_parallel', 'io_stream')
+
+
+class InputWarning(UserWarning):
+    """The input batch holds values that the fixed-point design cannot represent (NaN)."""
 
 
 class TraceOutputs(dict):
@@ -81,19 +86,27 @@ class Model:
         (after compile(sim='csim')) and sim='rtl' the Verilator simulation of the Verilog (after
         compile(sim='rtl')); both must give the same bits.
         """
-        if sim == 'emulator':
-            outs = self.emulator.predict(x)
-        elif sim == 'csim':
-            if self._csim is None:
-                raise RuntimeError("predict(sim='csim') needs compile(sim='csim') first")
-            outs = self._csim.predict(x)
-        elif sim == 'rtl':
-            if self._rtl is None:
-                raise RuntimeError("predict(sim='rtl') needs compile(sim='rtl') first")
-            outs = self._rtl.predict(x)
-        else:
+        if sim not in SIMULATORS:
             raise ValueError(f'predict(sim={sim!r}): sim must be one of {list(SIMULATORS)}')
+        simulator = {'emulator': self.emulator, 'csim': self._csim, 'rtl': self._rtl}[sim]
+        if simulator is None:
+            raise RuntimeError(f"predict(sim={sim!r}) needs compile(sim={sim!r}) first")
+        xs = self._checked_inputs(x, 'predict')
+        if xs[0].shape[0] == 0:  # an empty batch: no simulator is run
+            outs = [np.zeros((0,) + self.graph[name].shape) for name in self.graph.outputs]
+        else:
+            outs = simulator.predict(xs)
         return outs[0] if len(outs) == 1 else outs
+
+    def _checked_inputs(self, x, what: str) -> list[np.ndarray]:
+        """The batch as one array per input (shapes, dtypes checked); warns once when it holds NaN."""
+        xs = self.emulator._as_inputs(x)
+        nans = self.emulator.nan_counts(xs)
+        if nans:
+            counts = ', '.join(f'{n} in {name!r}' for name, n in nans.items())
+            warnings.warn(f'{what}: the inputs hold NaN values ({counts}); each is quantized to 0, as ap_fixed '
+                          'converts NaN', InputWarning, stacklevel=3)
+        return xs
 
     def predict_mantissas(self, x) -> dict[str, np.ndarray]:
         """The raw int64 mantissas of every graph output (value = mantissa * 2^-frac)."""
@@ -105,7 +118,7 @@ class Model:
         `stats[layer]` counts the values that wrapped or saturated in that layer and the range
         actually used against the range of its type.
         """
-        outputs, stats = self.emulator.trace(x)
+        outputs, stats = self.emulator.trace(self._checked_inputs(x, 'trace'))
         traced = TraceOutputs(outputs)
         traced.stats = stats
         preds = [outputs[name] for name in self.graph.outputs]
@@ -174,12 +187,13 @@ class Model:
 
 def format_profile(graph: Graph, stats: dict[str, LayerStats]) -> str:
     """Render per-layer numerical statistics as an aligned text table."""
-    header = ('layer', 'type', 'used min', 'used max', 'type min', 'type max', 'overflows', '%')
+    header = ('layer', 'type', 'used min', 'used max', 'type min', 'type max', 'overflows', '%', 'NaN in')
     rows = []
     for node in graph:
         st = stats[node.name]
         rows.append((node.name, st.type, f'{st.min:.6g}', f'{st.max:.6g}', f'{st.type_min:.6g}',
-                     f'{st.type_max:.6g}', str(st.overflow), f'{100 * st.overflow_fraction:.2f}'))
+                     f'{st.type_max:.6g}', str(st.overflow), f'{100 * st.overflow_fraction:.2f}',
+                     str(st.nan) if node.op == 'Input' else ''))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ['  '.join(h.ljust(w) for h, w in zip(header, widths)).rstrip(), '  '.join('-' * w for w in widths)]
     lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -37,6 +37,8 @@ class LayerStats:
     max: float = float('-inf')
     type_min: float = 0.0
     type_max: float = 0.0
+    #: NaN values fed to this layer (inputs only): quantized to 0, as ap_fixed converts NaN
+    nan: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -101,6 +103,9 @@ class Emulator:
                     a = a[None]
                 else:
                     raise GraphError(f'input {name!r}: expected shape (batch,) + {shape}, got {a.shape}')
+            if np.iscomplexobj(a):
+                raise GraphError(f'input {name!r}: complex values (dtype {a.dtype}) are not supported; pass the '
+                                 'real and imaginary parts as separate real inputs or features')
             if not np.issubdtype(a.dtype, np.number):
                 raise GraphError(f'input {name!r}: expected a numeric array, got dtype {a.dtype}')
             arrays.append(a)
@@ -157,15 +162,25 @@ class Emulator:
             parts = [one(b) for b in bounds]
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in keep_set}
 
+    def nan_counts(self, x) -> dict[str, int]:
+        """Input name -> number of NaN values in that input of batch `x` (inputs without NaN omitted)."""
+        counts = {}
+        for name, a in zip(self.graph.inputs, self._as_inputs(x)):
+            n = int(np.isnan(a).sum()) if a.dtype.kind == 'f' else 0
+            if n:
+                counts[name] = n
+        return counts
+
     def predict(self, x) -> list[np.ndarray]:
         """Float outputs (exact values of the output mantissas), one array per graph output."""
         mantissas = self.run(x)
         return [self.graph[name].result_type.to_float(mantissas[name]) for name in self.graph.outputs]
 
     def trace(self, x) -> tuple[dict[str, np.ndarray], dict[str, LayerStats]]:
-        """Every layer's float output and its overflow/range statistics."""
+        """Every layer's float output and its overflow/range statistics (NaN inputs counted per input)."""
         raw: dict = {}
         mantissas = self.run(x, keep=[n.name for n in self.graph], stats=raw)
+        nans = self.nan_counts(x)
         outputs, stats = {}, {}
         for node in self.graph:
             t = node.result_type
@@ -174,5 +189,5 @@ class Emulator:
             stats[node.name] = LayerStats(
                 name=node.name, type=str(t), count=int(values.size), overflow=int(raw[node.name]),
                 min=float(values.min()) if values.size else 0.0, max=float(values.max()) if values.size else 0.0,
-                type_min=t.min_value, type_max=t.max_value)
+                type_min=t.min_value, type_max=t.max_value, nan=nans.get(node.name, 0))
         return outputs, stats
