@@ -56,9 +56,15 @@ _I64_MAX = (1 << 63) - 1
 _ACCEPTED = (
     "accepted forms: 'ap_fixed<W,I>', 'ap_fixed<W,I,Q>', 'ap_fixed<W,I,Q,O>', 'ap_fixed<W,I,Q,O,0>', "
     "'ap_ufixed<...>', 'fixed<W,I[,Q[,O]]>', 'ufixed<...>', 'ap_int<W>', 'ap_uint<W>', 'int<W>', "
-    "'uint<W>', 'auto'; Q in " + ', '.join(ROUNDING_MODES) + '; O in ' + ', '.join(OVERFLOW_MODES)
-    + " (optionally with an 'AP_' prefix)"
+    "'uint<W>', 'ac_fixed<W,I[,S[,Q[,O]]]>', 'ac_int<W[,S]>' (S true/false), 'auto'; Q in "
+    + ', '.join(ROUNDING_MODES) + '; O in ' + ', '.join(OVERFLOW_MODES)
+    + " (optionally with an 'AP_' prefix, or 'AC_' in ac_ types)"
 )
+
+#: Algorithmic C modes with an ap_fixed equivalent (ac_fixed.h quantization_adjust / overflow_adjust
+#: compute the same roundings and saturations); AC_RND_CONV_ODD (ties to odd) has none.
+AC_ROUNDING = {'AC_' + m: m for m in ROUNDING_MODES}
+AC_OVERFLOW = {'AC_' + m: m for m in OVERFLOW_MODES}
 
 
 class PrecisionError(ValueError):
@@ -440,6 +446,42 @@ def _as_int64(m: object) -> np.ndarray:
 
 
 _PREC_RE = re.compile(r'^(ap_)?(u?)(fixed|int)<(.*)>$', re.IGNORECASE)
+_AC_RE = re.compile(r'^ac_(fixed|int)<(.*)>$', re.IGNORECASE)
+_AC_BOOLS = {'true': True, '1': True, 'false': False, '0': False}
+
+
+def _ac_mode(value: str, modes: dict[str, str], what: str) -> str:
+    """An Algorithmic C mode name ('AC_RND', any case, prefix optional) as our mode name."""
+    name = value.upper() if value.upper().startswith('AC_') else 'AC_' + value.upper()
+    if name == 'AC_RND_CONV_ODD':
+        raise PrecisionError(f'{what} mode {value!r} (ties to odd) cannot be represented exactly: it has no '
+                             f'ap_fixed equivalent; supported: {", ".join(modes)}')
+    if name not in modes:
+        raise PrecisionError(f'invalid {what} mode {value!r}: expected one of {", ".join(modes)}')
+    return modes[name]
+
+
+def _parse_ac(kind: str, args: list[str]) -> FixedType:
+    """ac_fixed<W,I,S=true,Q=AC_TRN,O=AC_WRAP> / ac_int<W,S=true> as a FixedType (Algorithmic C meaning).
+
+    ac_int converts from a fixed-point value by flooring (ac_fixed::to_ac_int casts through an
+    AC_TRN ac_fixed) and wrapping, so it is fixed<W,W,TRN,WRAP> (ap_int truncates toward zero).
+    """
+    n_int = 1 if kind == 'int' else 2
+    if not n_int <= len(args) <= n_int + (1 if kind == 'int' else 3):
+        raise PrecisionError('ac_int takes W[,S]' if kind == 'int' else 'ac_fixed takes W,I[,S[,Q[,O]]]')
+    if not all(re.fullmatch(r'[+-]?\d+', a) for a in args[:n_int]):
+        raise PrecisionError(f'the width{"" if kind == "int" else " and integer bits"} must be integers')
+    width = int(args[0])
+    integer = width if kind == 'int' else int(args[1])
+    signed = True
+    if len(args) > n_int:
+        if args[n_int].lower() not in _AC_BOOLS:
+            raise PrecisionError(f'signedness S={args[n_int]!r} must be true or false')
+        signed = _AC_BOOLS[args[n_int].lower()]
+    rounding = _ac_mode(args[3], AC_ROUNDING, 'quantization') if len(args) > 3 else 'TRN'
+    overflow = _ac_mode(args[4], AC_OVERFLOW, 'overflow') if len(args) > 4 else 'WRAP'
+    return FixedType(width, integer, signed, rounding, overflow)
 
 
 def parse_precision(text: str | FixedType) -> FixedType | str:
@@ -451,6 +493,12 @@ def parse_precision(text: str | FixedType) -> FixedType | str:
     compact = re.sub(r'\s+', '', text)
     if compact.lower() == AUTO:
         return AUTO
+    ac_match = _AC_RE.match(compact)
+    if ac_match:
+        try:
+            return _parse_ac(ac_match.group(1).lower(), ac_match.group(2).split(','))
+        except PrecisionError as exc:
+            raise PrecisionError(f'invalid precision {text!r}: {exc}; {_ACCEPTED}') from None
     match = _PREC_RE.match(compact)
     if not match:
         raise PrecisionError(f'invalid precision {text!r}; {_ACCEPTED}')
