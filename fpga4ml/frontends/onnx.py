@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     from .onnx_quant import QConst
 
 PLAIN, LAST = 'plain', 'last'
+#: the domains of the standard ONNX operators ('' is the default domain, 'ai.onnx' its long name)
+ONNX_DOMAINS = ('', 'ai.onnx')
 QONNX_DOMAINS = ('qonnx.custom_op.general', 'finn.custom_op.general', 'onnx.brevitas')
+#: opset_import domains a model may declare: standard ONNX, ONNX-ML (declared by some exporters) and QONNX
+OPSET_DOMAINS = ONNX_DOMAINS + ('ai.onnx.ml',) + QONNX_DOMAINS
+#: qonnx annotation keys whose values qonnx reads with eval() (ModelWrapper.get_tensor_layout/_sparsity)
+_EVALUATED_ANNOTATIONS = ('tensor_layout', 'tensor_sparsity')
 #: QONNX quantizer op types (kept by the clean-up's constant folding)
 QUANT_OPS = ('Quant', 'IntQuant', 'BipolarQuant', 'Trunc')
 _ORIGINAL_NAME = 'fpga4ml.original_name'
@@ -270,7 +276,7 @@ class Converter:
 
     def convert(self, onode: ONode, domain: str) -> None:
         """Lower one ONNX node."""
-        if domain not in ('', 'ai.onnx') and not (domain in QONNX_DOMAINS and onode.op in QUANT_OPS):
+        if domain not in ONNX_DOMAINS and not (domain in QONNX_DOMAINS and onode.op in QUANT_OPS):
             raise GraphError(f'{onode.where()}: op {onode.op!r} of domain {domain!r} is not supported; '
                              f'supported ops: {", ".join(sorted(self.handlers))}')
         handler = self.handlers.get(onode.op)
@@ -296,14 +302,26 @@ def _import_onnx() -> Any:
     return import_framework('ONNX', 'onnx', 'onnx', 'qonnx')
 
 
+def _read_onnx_file(path: Path) -> Any:
+    """Parse an .onnx file; a missing, empty or corrupt file raises one line naming it."""
+    onnx = _import_onnx()
+    if not path.is_file():
+        what = 'is a directory, not a model file' if path.is_dir() else 'does not exist'
+        raise FileNotFoundError(f'ONNX model file {str(path)!r} {what}')
+    if path.stat().st_size == 0:
+        raise GraphError(f'ONNX model file {str(path)!r} is empty')
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # protobuf's DecodeError, onnx's external-data errors: all mean a bad file
+        raise GraphError(f'ONNX model file {str(path)!r} is not a readable ONNX model (corrupt or truncated?): '
+                         f'{type(err).__name__}: {err}') from None
+
+
 def load_onnx_model(model_or_path: Any) -> Any:
     """An onnx.ModelProto from a path (.onnx), a ModelProto or a qonnx ModelWrapper (copied)."""
-    onnx = _import_onnx()
     if isinstance(model_or_path, (str, os.PathLike)):
-        path = Path(model_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f'ONNX model file {str(path)!r} does not exist')
-        return onnx.load(str(path))
+        return _read_onnx_file(Path(model_or_path))
+    onnx = _import_onnx()
     proto = getattr(model_or_path, 'model', model_or_path)  # a qonnx ModelWrapper holds .model
     if not isinstance(proto, onnx.ModelProto):
         raise ValueError(f'expected an onnx.ModelProto, a qonnx ModelWrapper or a path to an .onnx file, '
@@ -313,15 +331,94 @@ def load_onnx_model(model_or_path: Any) -> Any:
     return copy
 
 
+# --------------------------------------------------------------------------- domains (security)
+# qonnx treats a node domain as the name of a Python module and imports it (`is_custom_op`), so a
+# node of domain 'evil_ops' would run evil_ops.py from the working directory or sys.path during the
+# clean-up. Every domain is checked against the ones we convert before qonnx sees the model.
+
+
+def _graph_nodes(graph: Any, where: str = '') -> Any:
+    """(node, label, where) for every node of `graph` and, recursively, of its subgraphs (If/Loop/Scan)."""
+    for k, node in enumerate(graph.node):
+        label = node.name or f'#{k}'
+        yield node, label, where
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField('g') else []) + list(attr.graphs):
+                yield from _graph_nodes(sub, f'{where}subgraph {attr.name!r} of ONNX node {label!r}: ')
+
+
+def _all_nodes(model: Any) -> Any:
+    """(node, label, where) for the nodes of the main graph, its subgraphs and the model-local functions."""
+    yield from _graph_nodes(model.graph)
+    for func in model.functions:
+        yield from _graph_nodes(func, f'model-local function {func.domain}.{func.name}: ')
+
+
+def _accepted_domains() -> str:
+    """The accepted node domains, for error messages."""
+    quoted = ', '.join(repr(d) for d in QONNX_DOMAINS)
+    return (f"standard ONNX ops in domain '' or 'ai.onnx', and the QONNX quantizers ({', '.join(QUANT_OPS)}) "
+            f'in {quoted}')
+
+
+def check_domains(model: Any) -> None:
+    """Raise naming the node, its op type and its domain if any domain is not one fpga4ml converts.
+
+    Called before any qonnx or onnxruntime code sees the model: qonnx imports the module named by
+    a custom domain. Node domains in subgraphs and model-local functions, and the opset_import
+    domains of the model and its functions, are checked too.
+    """
+    for node, label, where in _all_nodes(model):
+        if node.domain in ONNX_DOMAINS or (node.domain in QONNX_DOMAINS and node.op_type in QUANT_OPS):
+            continue
+        raise GraphError(f'{where}ONNX node {label!r} ({node.op_type}) has domain {node.domain!r}, which is refused '
+                         f'(qonnx would import a Python module of that name); accepted: {_accepted_domains()}')
+    for owner, opsets in [('the model', model.opset_import)] + \
+            [(f'model-local function {f.domain}.{f.name}', f.opset_import) for f in model.functions]:
+        for opset in opsets:
+            if opset.domain not in OPSET_DOMAINS:
+                raise GraphError(f'{owner} imports the opset of domain {opset.domain!r} (opset_import), which is '
+                                 f'refused; accepted domains: {", ".join(repr(d) for d in OPSET_DOMAINS)}')
+
+
+def _check_has_graph(model: Any) -> None:
+    """Raise when a parsed model holds no graph (an empty or foreign protobuf file parses as one)."""
+    if not model.graph.node or not model.opset_import:
+        raise GraphError(f'the ONNX model has {len(model.graph.node)} nodes and {len(model.opset_import)} opset '
+                         'imports: it holds no ONNX graph (is the file an ONNX model?)')
+
+
+def _normalize_for_qonnx(model: Any) -> None:
+    """Spell domains the way qonnx handles without importing anything outside qonnx; drop eval'd annotations.
+
+    'ai.onnx' becomes '' (qonnx would import a top-level module 'ai'); the QONNX quantizer domains
+    become 'qonnx.custom_op.general'. qonnx reads the tensor_layout/tensor_sparsity annotations with
+    eval(); fpga4ml does not use them, so they are removed from our copy.
+    """
+    for node, _, _ in _all_nodes(model):
+        if node.domain == 'ai.onnx':
+            node.domain = ''
+        elif node.domain in QONNX_DOMAINS:
+            node.domain = QONNX_DOMAINS[0]
+    for annotation in model.graph.quantization_annotation:
+        kept = [p for p in annotation.quant_parameter_tensor_names if p.key not in _EVALUATED_ANNOTATIONS]
+        del annotation.quant_parameter_tensor_names[:]
+        annotation.quant_parameter_tensor_names.extend(kept)
+
+
 def clean_onnx_model(model: Any) -> Any:
     """qonnx clean-up with batch size 1 (static shapes); returns a ModelWrapper.
 
     The steps of qonnx's cleanup_model (shape inference, constant folding that keeps quantizers,
     transposes folded into quantized weights, unused tensors removed, unique node names), without
     its tensor renaming (which misses a tensor used twice by one node). The model's own node names
-    are kept in each node's metadata: IR names and error messages use them.
+    are kept in each node's metadata: IR names and error messages use them. Domains are checked
+    first (`check_domains`).
     """
     model = load_onnx_model(model)  # a copy (and a clear message when onnx/qonnx are missing)
+    _check_has_graph(model)
+    check_domains(model)
+    _normalize_for_qonnx(model)
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import (GiveUniqueNodeNames, GiveUniqueParameterTensors,
@@ -333,8 +430,6 @@ def clean_onnx_model(model: Any) -> Any:
         if node.name and hasattr(node, 'metadata_props'):
             prop = node.metadata_props.add()
             prop.key, prop.value = _ORIGINAL_NAME, node.name
-        if node.op_type in QUANT_OPS and node.domain in QONNX_DOMAINS:
-            node.domain = QONNX_DOMAINS[0]
     inits = {i.name for i in model.graph.initializer}
     for vi in list(model.graph.input) + list(model.graph.output):
         if vi.name in inits or not vi.type.tensor_type.HasField('shape') or not vi.type.tensor_type.shape.dim:

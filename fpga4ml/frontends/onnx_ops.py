@@ -14,7 +14,7 @@ from ..config import FIXED_PRECISION_ATTR
 from ..fixed import FixedType
 from ..geometry import same_padding
 from ..ir import GraphError, Node
-from .onnx import LAST, PLAIN, Converter, Handler, ONode, Value, keeps_order, perm_last
+from .onnx import LAST, ONNX_DOMAINS, PLAIN, Converter, Handler, ONode, Value, keeps_order, perm_last
 from .onnx_quant import QUANT_HANDLERS, QConst, exact_type, quantized_result, value_of
 
 #: element-wise ONNX ops -> IR Activation function (attrs copied from ONNX attributes with defaults)
@@ -380,7 +380,7 @@ def _softmax(conv: Converter, onode: ONode) -> None:
     x = conv.value(onode.inputs[0], onode)
     rank = len(x.shape) + 1
     opset = conv.model.model.opset_import
-    version = next((o.version for o in opset if o.domain in ('', 'ai.onnx')), 13)
+    version = next((o.version for o in opset if o.domain in ONNX_DOMAINS), 13)
     axis = int(onode.get('axis', -1 if version >= 13 else 1))
     axis = axis + rank if axis < 0 else axis
     if axis == rank - 1:
