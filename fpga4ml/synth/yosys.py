@@ -14,17 +14,14 @@ import fnmatch
 import importlib.util
 import json
 import os
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from fpga4ml import procs
 from fpga4ml.model_errors import BackendUnavailableError
 
 PYOSYS_HINT = "pip install 'fpga4ml[rtl]'"
@@ -219,59 +216,20 @@ def require_pyosys() -> None:
         raise BackendUnavailableError(f'Yosys (pyosys) is not installed: {PYOSYS_HINT}')
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill a child started by run_streaming together with its own children (e.g. yosys-abc)."""
-    if proc.poll() is None:
-        try:
-            if os.name == 'posix':
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-    proc.wait()
-
-
-def _pump(stream, lines: queue.Queue) -> None:
-    """Copy the lines of a child's output into a queue, then None (run in a reader thread)."""
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 def run_streaming(argv: list[str], log_path: Path, on_line: Callable[[str], None],
                   timeout: float | None, tag: str, cwd: Path | None = None) -> int:
-    """Run argv, stream its merged stdout/stderr to log_path and on_line; return the exit code.
+    """Run argv, stream its merged stdout/stderr to log_path (without the worker's marker lines)
+    and to on_line; return the exit code.
 
-    The child runs in its own session, so Ctrl-C reaches only this process, which then kills the
-    child's whole process group and re-raises KeyboardInterrupt. A timeout (seconds) does the same
-    and raises TimeoutError.
+    The child runs in its own process group (fpga4ml.procs.stream): Ctrl-C, SIGTERM or the timeout
+    (TimeoutError naming `tag`) kill the whole group, e.g. yosys-abc too, before propagating.
     """
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors='replace', bufsize=1, cwd=cwd,
-                            start_new_session=(os.name == 'posix'))
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        with open(log_path, 'w', encoding='utf-8') as log:
-            while True:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f'{tag} did not finish within {timeout:.0f} s')
-                try:
-                    line = lines.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if line is None:
-                    break
-                if not line.startswith(MARKER):
-                    log.write(line)
-                on_line(line)
-        proc.stdout.close()
-        return proc.wait()
-    except BaseException:
-        _kill(proc)
-        raise
+    with open(log_path, 'w', encoding='utf-8') as log:
+        def line(text: str) -> None:
+            if not text.startswith(MARKER):
+                log.write(text + '\n')
+            on_line(text)
+        return procs.stream(argv, line, cwd, timeout=timeout, name=tag)
 
 
 @dataclass
@@ -533,14 +491,27 @@ def critical_path(netlist: dict, top: str, fam: Family) -> dict:
             'cells': dict(sorted(path_cells.items())), 'loops': len(comb) - len(order)}
 
 
+def check_has_logic(cells: dict[str, int], netlist: dict, top: str) -> None:
+    """SynthesisError naming the top module and its file when nothing of it is left after synthesis."""
+    if any(cells.values()):
+        return
+    src = netlist.get('modules', {}).get(top, {}).get('attributes', {}).get('src', '')
+    where = src.rsplit(':', 1)[0] if src else 'its source file'
+    raise SynthesisError(f'top module {top!r} ({where}) has no logic after synthesis (0 cells): its outputs are '
+                         f'constant or wired straight to its inputs, or it has no outputs; a resource report of '
+                         f'zeros would be meaningless. Check that the outputs of {top!r} depend on its inputs '
+                         f'through logic or registers.')
+
+
 def parse_report(workdir: Path, netlist_path: Path, top: str, family: str, script: str) -> dict:
     """Build the resource/timing report from stat.json, ltp.txt and the mapped netlist."""
     fam = check_family(family)
     cells = _cells_of(json.loads((workdir / 'stat.json').read_text()), top)
+    netlist = json.loads(netlist_path.read_text())
+    check_has_logic(cells, netlist, top)
     report = {'family': family, 'top': top, 'script': script}
     for key, patterns in fam.groups.items():
         report[key] = count_group(cells, patterns)
-    netlist = json.loads(netlist_path.read_text())
     timing = critical_path(netlist, top, fam)
     report.update(cells=cells, logic_levels=parse_ltp((workdir / 'ltp.txt').read_text()),
                   critical_delay_ns=timing['delay_ns'],

@@ -7,24 +7,20 @@ end) in the project directory with the selected steps in the environment variabl
 (see tcl.py), shows the tool's output line by line with the elapsed time and the current step,
 keeps the whole output in ``build.log``, and returns `reports.parse_report()` of the project plus a
 ``build`` entry (flavor, command, steps, seconds, log). Ctrl-C or `timeout` stops the tool's whole
-process group before the exception propagates.
+process group before the exception propagates (fpga4ml.procs.stream, shared by every tool runner).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
+from ... import procs
 from ...model_errors import BackendUnavailableError
 from .reports import parse_report
 from .tcl import STEP_DONE, STEP_START, STEPS, STEPS_ENV, VITIS_SCRIPT, VIVADO_SCRIPT, build_scripts
@@ -124,8 +120,9 @@ def build(model, csim: bool = True, synth: bool = True, cosim: bool = False, exp
     with open(log_path, 'w', encoding='utf-8', errors='replace') as log:
         progress = Progress(start, verbose)
         try:
-            returncode = run_streaming(command, project_dir, env, timeout, on_line=lambda line: (
-                log.write(line + '\n'), progress.line(line)), on_silence=progress.silence)
+            returncode = procs.stream(command, lambda line: (log.write(line + '\n'), progress.line(line)),
+                                      project_dir, env, timeout, on_silence=progress.silence,
+                                      silence_s=SILENCE_NOTE_S, grace=TERMINATE_GRACE_S)
         except TimeoutError as exc:
             raise TimeoutError(f'{exc} during step {progress.step or "setup"!r}; its output: {log_path}') from None
     elapsed = time.monotonic() - start
@@ -176,102 +173,3 @@ class Progress:
 
     def silence(self, seconds: float) -> None:
         self._print(f'... still running ({format_elapsed(seconds)} without output)')
-
-
-# ---------------------------------------------------------------------------- process control
-def run_streaming(command: list[str], cwd: str | Path, env: dict[str, str], timeout: float | None,
-                  on_line: Callable[[str], object], on_silence: Callable[[float], object] | None = None,
-                  silence_s: float = SILENCE_NOTE_S) -> int:
-    """Run `command`, pass each output line (stdout and stderr) to `on_line` as it comes; its exit status.
-
-    The child runs in its own process group, so that Ctrl-C (KeyboardInterrupt), `timeout` (raises
-    TimeoutError) or any error here ends the tool and everything it started, then propagates.
-    """
-    posix = os.name == 'posix'
-    proc = subprocess.Popen(command, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, encoding='utf-8', errors='replace', bufsize=1,
-                            start_new_session=posix)
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:  # owns proc.stdout: closing it from another thread could block on its lock
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                lines.put(raw.rstrip('\r\n'))
-        finally:
-            lines.put(None)
-            proc.stdout.close()
-
-    reader = threading.Thread(target=pump, name='fpga4ml-build-output', daemon=True)
-    reader.start()
-    start = last_output = time.monotonic()
-    exited_at = None
-    try:
-        while True:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                now = time.monotonic()
-                if timeout is not None and now - start > timeout:
-                    raise TimeoutError(f'{Path(command[0]).name} ran longer than the timeout of {timeout:g} s '
-                                       f'and was stopped') from None
-                if proc.poll() is not None:
-                    # The tool exited; something it started may still hold the pipe open.
-                    exited_at = exited_at or now
-                    if now - exited_at > 2.0:
-                        break
-                if on_silence is not None and now - last_output > silence_s:
-                    on_silence(now - last_output)
-                    last_output = now
-                continue
-            if line is None:
-                break
-            last_output = time.monotonic()
-            on_line(line)
-        return proc.wait()
-    finally:
-        if proc.poll() is None or exited_at is not None:
-            terminate_group(proc)
-        reader.join(timeout=1.0)  # a process that left the group may keep the pipe open: do not wait on it
-
-
-def terminate_group(proc: subprocess.Popen, grace: float = TERMINATE_GRACE_S) -> None:
-    """SIGTERM the process group of `proc` (its own session); SIGKILL what is left after `grace` seconds."""
-    if os.name != 'posix':
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        return
-    _killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
-    # Give the rest of the group a moment to finish exiting, then kill whatever remains.
-    deadline = time.monotonic() + 0.5
-    while _group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    # the group may be gone already (or its last members belong to someone else now)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

