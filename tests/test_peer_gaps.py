@@ -76,3 +76,150 @@ def test_ac_precision_config_round_trip(tmp_path):
     assert {n.name: n.types for n in again.graph} == {n.name: n.types for n in model.graph}
     x = np.random.default_rng(0).uniform(-4, 4, (200, 6))
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+def one_layer(op: str, in_shape, out_shape, attrs, weights=None):
+    """A graph x -> op with an IR node built directly (no framework needed)."""
+    from fpga4ml.ir import Graph, Node
+    g = Graph()
+    g.add(Node('x', 'Input', [], tuple(in_shape)))
+    g.add(Node('op', op, ['x'], tuple(out_shape), attrs=attrs, weights=weights or {}, source=op))
+    g.inputs, g.outputs = ['x'], ['op']
+    return g
+
+
+def two_inputs(op: str, shape, attrs):
+    """A graph (a, b) -> op."""
+    from fpga4ml.ir import Graph, Node
+    g = Graph()
+    g.add(Node('a', 'Input', [], tuple(shape)))
+    g.add(Node('b', 'Input', [], tuple(shape)))
+    g.add(Node('op', op, ['a', 'b'], tuple(shape), attrs=attrs, source=op))
+    g.inputs, g.outputs = ['a', 'b'], ['op']
+    return g
+
+
+def convert(graph, precisions: dict, tmp_path=None):
+    """convert_graph with per-layer Precision dicts ({'x': {'result': ...}, 'op': {...}})."""
+    from fpga4ml.convert import convert_graph
+    cfg = {'Model': {'Precision': 'fixed<16,6>'},
+           'LayerName': {name: {'Precision': p} for name, p in precisions.items()}}
+    return convert_graph(graph, cfg, output_dir=str(tmp_path or 'prj'))
+
+
+def grid_inputs(model, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Every input on its type's grid, spread over the type's whole range."""
+    rng = np.random.default_rng(seed)
+    xs = []
+    for name in model.graph.inputs:
+        t = model.graph[name].result_type
+        m = rng.integers(t.min_mantissa, t.max_mantissa, (n,) + model.graph[name].shape, endpoint=True)
+        xs.append(t.to_float(m))
+    return xs
+
+
+def netlist_mantissas(model, xs) -> list[np.ndarray]:
+    """The Verilog netlist interpreter's output mantissas."""
+    from fpga4ml.backends.verilog.lower import lower_graph
+    graph = model.graph
+    mantissas = [graph[name].result_type.quantize(x) for name, x in zip(graph.inputs, xs)]
+    return lower_graph(graph, model.intervals).evaluate(mantissas)
+
+
+def emulator_mantissas(model, xs) -> list[np.ndarray]:
+    """The emulator's output mantissas."""
+    ref = model.predict_mantissas(xs if len(xs) > 1 else xs[0])
+    return [ref[name] for name in model.graph.outputs]
+
+
+def have_csim() -> bool:
+    """g++ and the ap_types headers (shipped with hls4ml) are available."""
+    import importlib.util
+    import shutil
+    return shutil.which('g++') is not None and importlib.util.find_spec('hls4ml') is not None
+
+
+def csim_outputs(model, xs) -> list[np.ndarray]:
+    """Compile the model's HLS C simulation and run it."""
+    model.compile(sim='csim')
+    return model._csim.predict(xs)
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    """Two lists of outputs are bit-identical."""
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ----------------------------------------------------------------------------- thresholded ReLU
+
+def test_keras_relu_threshold_matches_keras_exactly():
+    """Keras 3's ReLU(threshold=t) (its ThresholdedReLU): x if x > t else 0, also at x == t."""
+    keras = pytest.importorskip('keras')
+    inp = keras.Input((8,), name='x')
+    out = keras.layers.ReLU(threshold=0.75, name='thr')(inp)
+    capped = keras.layers.ReLU(threshold=0.5, max_value=2.0, name='thr_cap')(inp)
+    kmodel = keras.Model(inp, [out, capped])
+    config = fpga4ml.config_from_keras_model(kmodel, granularity='name')
+    model = fpga4ml.convert_from_keras_model(kmodel, hls_config=config)
+    lsb = 2.0 ** -10
+    x = np.random.default_rng(1).integers(-4096, 4096, (500, 8)) * lsb  # on the fixed<16,6> grid
+    x[0] = [0.75, 0.75 + lsb, 0.75 - lsb, 0.5, 0.5 + lsb, 2.0, 2.0 + lsb, -0.75]
+    want = kmodel.predict(x, verbose=0)
+    got = model.predict(x)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, np.asarray(w, dtype=np.float64))
+    assert got[0][0, 0] == 0.0 and got[0][0, 1] == 0.75 + lsb
+    # hls4ml's own test (test_activations.py, threshold_relu, theta=0.75): inputs rand - 0.5, tolerance 2e-2
+    x = np.random.default_rng(2).random((1000, 8)) - 0.5
+    np.testing.assert_allclose(model.predict(x)[0], kmodel.predict(x, verbose=0)[0], rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize('threshold', [0.3, -0.25, 0.0])
+def test_torch_threshold_matches_torch(threshold):
+    """nn.Threshold(t, 0) and F.threshold(x, t, 0): x if x > t else 0, negative thresholds included."""
+    torch = pytest.importorskip('torch')
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.thr = torch.nn.Threshold(threshold, 0.0)
+
+        def forward(self, x):
+            return self.thr(x) + torch.nn.functional.threshold(x, threshold, 0.0)
+
+    net = Net().eval()
+    model = fpga4ml.convert_from_pytorch_model(net, hls_config={'Model': {'Precision': 'fixed<16,6>'}}, input_shape=(None, 6))
+    lsb = 2.0 ** -10
+    x = np.random.default_rng(3).integers(-1024, 1024, (400, 6)) * lsb
+    below = np.floor(threshold / lsb) * lsb  # the grid value at or just below the threshold
+    x[0, :3] = [below, below + lsb, below - lsb]
+    want = net(torch.tensor(x)).detach().numpy()
+    np.testing.assert_array_equal(model.predict(x), want)
+
+
+def test_torch_threshold_with_a_value_raises():
+    torch = pytest.importorskip('torch')
+    net = torch.nn.Sequential(torch.nn.Threshold(0.5, 1.0))
+    with pytest.raises(ValueError, match=r'Threshold\(threshold=0.5, value=1.0\) is not supported'):
+        fpga4ml.convert_from_pytorch_model(net, input_shape=(None, 4))
+
+
+def test_thresholded_relu_backends_bit_exact(tmp_path):
+    """Emulator == Verilog netlist == HLS C simulation; a threshold one LSB higher must differ."""
+    def model_for(threshold, directory):
+        g = one_layer('Activation', (16,), (16,), {'function': 'relu', 'threshold': threshold})
+        return convert(g, {'x': {'result': 'fixed<10,3>'}, 'op': {'result': 'fixed<7,2,RND,SAT>'}}, directory)
+
+    model = model_for(0.3, tmp_path / 'a')  # not on the input grid: x > 0.3 <=> x >= 0.3125
+    xs = grid_inputs(model, 3000)
+    emu = emulator_mantissas(model, xs)
+    assert all(np.array_equal(a, b) for a, b in zip(netlist_mantissas(model, xs), emu))
+    other = model_for(0.3125, tmp_path / 'b')  # negative control: x == 0.3125 now gives 0
+    assert not np.array_equal(netlist_mantissas(other, xs)[0], emu[0])
+    assert not np.array_equal(emulator_mantissas(other, xs)[0], emu[0])
+    if have_csim():
+        want = model.emulator.predict(xs)
+        assert same(csim_outputs(model, xs), want)
+        assert not same(csim_outputs(other, xs), want)

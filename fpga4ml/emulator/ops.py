@@ -21,7 +21,7 @@ from ..fixed import FixedType
 from ..intervals import Interval, round_shift, trunc_div
 from ..ir import TABLE_ACTIVATIONS, GraphError, Node
 from .. import geometry
-from ..passes.precision import element_groups, param_mantissas, relu_max_mantissa
+from ..passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from ..passes.tables import Table
 from . import fast
 
@@ -350,10 +350,12 @@ def build_activation(node: Node, in_types: list[FixedType], in_ivs: list[Interva
         return lambda inputs, stats: final(inputs[0], stats)
     if fn == 'relu':
         cap = relu_max_mantissa(node, fx) if node.attrs.get('max_value') is not None else None
+        theta = relu_threshold_mantissa(node, fx)  # x > threshold <=> mantissa > theta
         final = cast_plan(res_t, fx, bounds)
 
         def relu_kernel(inputs, stats):
-            y = np.maximum(inputs[0], 0)
+            x = inputs[0]
+            y = np.maximum(x, 0) if theta is None else np.where(x > theta, x, 0)
             if cap is not None:
                 np.minimum(y, cap, out=y)
             return final(y, stats)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .torch import Converter
 
 ACTIVATION_MODULES = ('ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'SELU', 'Sigmoid', 'Tanh', 'Softsign', 'Softplus',
-                      'Hardtanh', 'Hardsigmoid')
+                      'Hardtanh', 'Hardsigmoid', 'Threshold')
 SKIPPED_MODULES = ('Dropout', 'Dropout1d', 'Dropout2d', 'AlphaDropout', 'Identity')
 
 
@@ -195,6 +195,11 @@ def _activation_attrs(c: Call) -> dict[str, Any]:
         return {'function': 'leaky_relu', 'alpha': float(m.negative_slope)}
     if cls == 'ELU':
         return {'function': 'elu', 'alpha': float(m.alpha)}
+    if cls == 'Threshold':  # torch: x if x > threshold else value; hls4ml's ThresholdedReLU when value == 0
+        if float(m.value) != 0.0:
+            raise GraphError(f'{c.where}: Threshold(threshold={m.threshold}, value={m.value}) is not supported; '
+                             'only value=0 (a thresholded ReLU: x if x > threshold else 0)')
+        return {'function': 'relu', 'threshold': float(m.threshold)}
     if cls == 'Hardsigmoid':  # torch: clip(x / 6 + 1/2, 0, 1)
         return {'function': 'hard_sigmoid', 'slope': 1.0 / 6.0, 'shift': 0.5}
     if cls == 'Softplus':
@@ -507,6 +512,7 @@ def function_table() -> dict[Any, Fn]:
     add([F.hardtanh], Fn('Hardtanh', ('input', 'min_val', 'max_val', 'inplace')))
     add([F.hardsigmoid], Fn('Hardsigmoid', ('input', 'inplace')))
     add([F.prelu], Fn('PReLU', ('input', 'weight')))
+    add([F.threshold, torch.threshold], Fn('Threshold', ('input', 'threshold', 'value', 'inplace')))
     add([F.softmax], Fn('Softmax', ('input', 'dim', '_stacklevel', 'dtype')))
     add([torch.softmax], Fn('Softmax', ('input', 'dim', 'dtype')))
     add([F.linear], Fn('Linear', ('input', 'weight', 'bias')))

@@ -10,6 +10,7 @@ be 'auto' take the model default precision (as in hls4ml).
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -219,12 +220,12 @@ def param_mantissas(node: Node) -> dict[str, tuple[np.ndarray, int]]:
 def activation_interval(node: Node, x: Interval, in_t: FixedType) -> Interval:
     """Exact bounds of a piecewise activation before the cast to its result type."""
     fn = node.attrs['function']
-    # hls4ml 1.3 computes ReLU(threshold=t) as `x > t ? x : 0` (nnet_activation.h:544-557) and rejects
-    # ReLU(max_value=...) (converters/keras_v3/core.py:112); we support max_value without a slope
-    if fn in ('relu', 'leaky_relu', 'prelu') and (node.attrs.get('threshold') or
-                                                  (fn != 'relu' and node.attrs.get('max_value') is not None)):
-        raise GraphError(f"layer {node.name!r}: ReLU with threshold={node.attrs.get('threshold')} or a "
-                         f"max_value together with a negative slope is not supported; use threshold=0")
+    # hls4ml 1.3 computes ReLU(threshold=t) as `x > t ? x : 0` (nnet_activation.h:544-557), as Keras 3
+    # does; it rejects ReLU(max_value=...) (converters/keras_v3/core.py:112), which we support
+    if fn in ('leaky_relu', 'prelu') and (node.attrs.get('threshold') or node.attrs.get('max_value') is not None):
+        raise GraphError(f"layer {node.name!r}: a negative slope together with threshold="
+                         f"{node.attrs.get('threshold')} or max_value={node.attrs.get('max_value')} is not "
+                         f"supported; use threshold=0 and no max_value, or a ReLU without a slope")
     if fn in ('leaky_relu', 'prelu', 'hard_sigmoid') and 'param' not in node.types:
         req = _requested(node, 'param')
         node.types['param'] = _default_param_type(node, in_t) if req == AUTO else req
@@ -252,6 +253,9 @@ def activation_interval(node: Node, x: Interval, in_t: FixedType) -> Interval:
     pos_lo = np.asarray(np.maximum(x.lo, 0), dtype=object)
     if fn == 'relu':
         lo, hi = pos_lo, pos_hi
+        theta = relu_threshold_mantissa(node, x.frac)
+        if theta is not None:
+            lo, hi = _thresholded_bounds(x, theta)
         if node.attrs.get('max_value') is not None:
             cap = relu_max_mantissa(node, x.frac)
             hi = np.asarray(np.minimum(hi, cap), dtype=object)
@@ -267,6 +271,29 @@ def activation_interval(node: Node, x: Interval, in_t: FixedType) -> Interval:
         hi = np.maximum(pos.hi, negpart.hi)
         return Interval(np.asarray(lo, dtype=object), np.asarray(hi, dtype=object), negpart.frac)
     raise GraphError(f"layer {node.name!r}: activation {fn!r} is not supported")
+
+
+def relu_threshold_mantissa(node: Node, frac: int) -> int | None:
+    """ReLU's threshold t as the mantissa T with `frac` fractional bits for which x > t <=> m > T.
+
+    T = floor(t * 2^frac), computed exactly; None when there is no threshold (plain max(x, 0)).
+    """
+    value = node.attrs.get('threshold')
+    if not value:
+        return None
+    if node.attrs.get('max_value') is not None and float(value) < 0:
+        raise GraphError(f'layer {node.name!r}: a negative threshold={value} together with max_value is not '
+                         'supported')
+    return math.floor(Fraction(float(value)) * Fraction(2) ** frac)
+
+
+def _thresholded_bounds(x: Interval, theta: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact bounds of `m > theta ? m : 0` per element, for input bounds `x`."""
+    passes_lo = np.maximum(x.lo, theta + 1)  # smallest value that passes (when x.hi > theta)
+    some_pass, some_zero = x.hi > theta, x.lo <= theta
+    lo = np.where(some_pass, np.where(some_zero, np.minimum(passes_lo, 0), passes_lo), 0)
+    hi = np.where(some_pass, np.where(some_zero, np.maximum(x.hi, 0), x.hi), 0)
+    return np.asarray(lo, dtype=object), np.asarray(hi, dtype=object)
 
 
 def relu_max_mantissa(node: Node, frac: int) -> int:

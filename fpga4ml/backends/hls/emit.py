@@ -32,7 +32,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
-from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa
+from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from ...passes.tables import Table
 
 STRATEGIES = ('Latency', 'Resource')
@@ -474,15 +474,20 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
     if fn == 'linear':
         return elementwise(header(node, 'linear activation', ['y = (result_t) x']), sig, n, [f'y[i] = ({y}) x[i];'])
     if fn == 'relu':
+        theta_m = relu_threshold_mantissa(node, fx)  # x > threshold <=> x > theta (exact at x's LSB)
+        before, th, what = [], '0', 'max(x, 0)'
+        if theta_m is not None:
+            decl, th = constant(ctx, node, 'theta', theta_m, fx)
+            before, what = [decl], f"(x > {node.attrs['threshold']} ? x : 0)"
         if node.attrs.get('max_value') is None:
-            return elementwise(header(node, 'ReLU', ['y = (result_t) max(x, 0)']), sig, n,
-                               [f'y[i] = x[i] > 0 ? ({y}) x[i] : ({y}) 0;'])
+            return elementwise(header(node, 'ReLU', [f'y = (result_t) {what}']), sig, n,
+                               [f'y[i] = x[i] > {th} ? ({y}) x[i] : ({y}) 0;'], before)
         cap_m = relu_max_mantissa(node, fx)
         decl, cap = constant(ctx, node, 'cap', cap_m, fx)
         vt = ctx.typedef(node, 'clip', union_type([x.ftype, const_type(cap_m, fx)]), f'{node.name}: exact clipped value')
-        head = header(node, f"ReLU with max_value {node.attrs['max_value']}", ['y = (result_t) min(max(x, 0), max_value)'])
-        return elementwise(head, sig, n, [f'{vt} v = x[i] > 0 ? ({vt}) x[i] : ({vt}) 0;',
-                                          f'if (v > {cap}) v = {cap};', f'y[i] = ({y}) v;'], [decl])
+        head = header(node, f"ReLU with max_value {node.attrs['max_value']}", [f'y = (result_t) min({what}, max_value)'])
+        return elementwise(head, sig, n, [f'{vt} v = x[i] > {th} ? ({vt}) x[i] : ({vt}) 0;',
+                                          f'if (v > {cap}) v = {cap};', f'y[i] = ({y}) v;'], before + [decl])
     params = param_mantissas(node)
     if fn in ('leaky_relu', 'prelu'):
         pt = ctx.typedef(node, 'param', node.types['param'])

@@ -15,7 +15,7 @@ from ...emulator.ops import accumulate_plan
 from ...fixed import FixedType
 from ...intervals import Interval, round_shift
 from ...ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
-from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa
+from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from .adder_graph import constant_matvec, sum_terms
 from .netlist import Netlist
 
@@ -264,7 +264,12 @@ def _relu(ctx: LowerContext, x: list[int], fx: int) -> list[int]:
     y = [_round_only(nl, s, t) for s in x]
     frac = t.frac
     zero = nl.const(0, frac)
-    y = [nl.maximum(s, zero) for s in y]
+    theta = relu_threshold_mantissa(node, fx)
+    if theta is None:
+        y = [nl.maximum(s, zero) for s in y]
+    else:  # x > threshold <=> x - theta > 0, decided on the exact input
+        th = nl.const(theta, fx)
+        y = [nl.select(nl.add(s, th, gb=-1), r, zero) for s, r in zip(x, y)]
     if node.attrs.get('max_value') is not None:
         cap = nl.const(round_shift(relu_max_mantissa(node, fx), fx - frac, t.rounding), frac)
         y = [nl.minimum(s, cap) for s in y]
