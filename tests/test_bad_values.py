@@ -66,17 +66,26 @@ def test_non_finite_attribute_raises():
         convert_graph(g, CONFIG)
 
 
-def test_weight_that_wraps_raises_and_one_that_saturates_warns():
+def test_weight_that_wraps_or_saturates_warns_naming_the_index():
     kernel = np.full((4, 3), 0.25)
     kernel[0, 2] = 40.0  # fixed<16,6> holds [-32, 32): WRAP makes it -24
-    with pytest.raises(GraphError, match=r"layer 'fc': 1 value\(s\) of weight 'kernel' .*index \(0, 2\)"):
-        convert_graph(mlp(kernel), CONFIG)
+    with pytest.warns(fpga4ml.WeightOverflowWarning, match=r"layer 'fc': 1 value\(s\) of weight 'kernel' .*index "
+                      r"\(0, 2\).*wrap"):
+        model = convert_graph(mlp(kernel), CONFIG)
+    assert model.graph['fc'].qweights['kernel'][0, 2] * 2.0**-10 == -24.0  # hls4ml's and the hardware's value
     sat = {'Model': {'Precision': 'fixed<16,6,RND,SAT>', 'ReuseFactor': 1, 'Strategy': 'Latency'}}
     with pytest.warns(fpga4ml.WeightOverflowWarning, match="layer 'fc'.*saturate"):
         convert_graph(mlp(kernel), sat)
-    kernel[0, 2] = 31.0  # in range: no warning, no error
+    kernel[0, 2] = 31.0  # in range: no warning (the control)
     with warnings.catch_warnings():
         warnings.simplefilter('error', fpga4ml.WeightOverflowWarning)
+        convert_graph(mlp(kernel), CONFIG)
+
+
+def test_weight_beyond_any_64_bit_type_raises():
+    kernel = np.full((4, 3), 0.25)
+    kernel[1, 1] = -1e30
+    with pytest.raises(GraphError, match=r"layer 'fc': weight 'kernel' .*out-of-range.*index \(1, 1\)"):
         convert_graph(mlp(kernel), CONFIG)
 
 

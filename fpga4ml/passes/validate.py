@@ -3,11 +3,13 @@
 Runs on the front end's float graph (before BatchNorm fusion) and again after quantization:
 
 - every weight must be a real, finite number: NaN or +-Inf (a diverged training, a BatchNorm with a
-  NaN or negative variance) raise, naming the layer, the weight and the first bad index;
+  NaN or negative variance) raise, naming the layer, the weight and the first bad index; so does a
+  weight of magnitude 2^63 or more, which no fixed-point type of at most 64 bits can hold;
 - numeric attributes (alpha, threshold, max_value, epsilon, ...) must be finite as well;
-- a weight that overflows its fixed-point type under WRAP (a weight of 33 in ``fixed<16,6>`` becomes
-  -31) raises: no hardware designer wants that, and it would otherwise go unnoticed; under a saturating
-  overflow mode the clipped weights only warn, since saturation is a documented, deliberate choice.
+- a weight that overflows its fixed-point type warns (`WeightOverflowWarning`), naming the layer, the
+  weight, the count and the first index: under WRAP a weight of 33 in ``fixed<16,6>`` becomes -31.
+  It is a warning, not an error, because the design is still well defined and equals hls4ml's and
+  the hardware's bit for bit (quantization-aware flows and hls4ml's tests use such types on purpose).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import numpy as np
 from ..config import WEIGHT_PRECISION
 from ..ir import Graph, GraphError, Node
 
+#: weights at or above this magnitude fit no fixed-point type of at most 64 bits
+LARGEST_WEIGHT = 2.0**63
 #: attributes that hold front-end scalars/sequences of layer parameters (shapes and names excluded)
 NUMERIC_ATTRS = ('alpha', 'threshold', 'max_value', 'slope', 'shift', 'epsilon', 'negative_slope', 'scale_value')
 
 
 class WeightOverflowWarning(UserWarning):
-    """Weights saturated when quantized to their (saturating) fixed-point type."""
+    """Weights wrapped or saturated when quantized to their fixed-point type."""
 
 
 def _describe_source(node: Node) -> str:
@@ -43,12 +47,13 @@ def check_finite_weights(graph: Graph) -> None:
                                  'weights are supported')
             if arr.dtype.kind not in 'biuf':
                 raise GraphError(f'layer {node.name!r}: weight {wname!r} has dtype {arr.dtype}; expected real numbers')
-            bad = ~np.isfinite(arr)
+            bad = ~np.isfinite(arr) | (np.abs(arr) >= LARGEST_WEIGHT)
             if bad.any():
                 index = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise GraphError(
-                    f'layer {node.name!r}: weight {wname!r} has {int(bad.sum())} non-finite value(s), the first '
-                    f'{arr[index]!r} at index {index}{_describe_source(node)}; weights must be finite real numbers')
+                    f'layer {node.name!r}: weight {wname!r} has {int(bad.sum())} non-finite or out-of-range value(s), '
+                    f'the first {arr[index]!r} at index {index}{_describe_source(node)}; weights must be finite '
+                    f'real numbers of magnitude below 2^63')
         for key in NUMERIC_ATTRS:
             _check_finite_attr(node, key, node.attrs.get(key))
 
@@ -67,7 +72,7 @@ def _check_finite_attr(node: Node, key: str, value) -> None:
 
 
 def check_weight_ranges(graph: Graph) -> None:
-    """Raise for weights that wrap in their fixed-point type; warn once per layer for saturated ones."""
+    """Warn once per weight that overflows its fixed-point type (wraps or saturates), naming the first index."""
     for node in graph:
         for wname, var in WEIGHT_PRECISION.get(node.op, {}).items():
             t = node.types.get(var)
@@ -83,7 +88,7 @@ def check_weight_ranges(graph: Graph) -> None:
             index = tuple(int(i) for i in index)
             what = (f'layer {node.name!r}: {n_over} value(s) of weight {wname!r} are outside the range '
                     f'[{t.min_value}, {t.max_value}] of its type {t} (the first, {w[index]!r}, at index {index})')
-            if t.overflow == 'WRAP':
-                raise GraphError(f'{what}; WRAP would change their sign. Give Precision[{var!r}] more integer bits '
-                                 "or a saturating overflow mode (e.g. 'fixed<16,8,RND,SAT>')")
-            warnings.warn(f'{what}; they saturate ({t.overflow})', WeightOverflowWarning, stacklevel=4)
+            effect = 'they wrap (WRAP: their sign and magnitude change)' if t.overflow == 'WRAP' else \
+                f'they saturate ({t.overflow})'
+            warnings.warn(f'{what}; {effect}. Give Precision[{var!r}] more integer bits if this is not intended',
+                          WeightOverflowWarning, stacklevel=4)
