@@ -14,6 +14,7 @@ import numpy as np
 from .config import ConfigError, ConfigWarning, config_from_graph, resolve_config
 from .ir import Graph
 from .model import BACKENDS, IO_TYPES, Model
+from .naming import check_project_name
 from .passes.bn_fuse import fuse_batchnorm
 from .passes.precision import assign_types
 from .passes.validate import check_finite_weights, check_weight_ranges
@@ -60,8 +61,7 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
         'clock_period': check_clock_period(clock_period),
         'clock_uncertainty': kwargs.get('clock_uncertainty'),
     }
-    if not str(project_name).isidentifier():
-        raise ConfigError(f'project_name must be a C identifier, got {project_name!r}')
+    check_project_name(project_name)  # the HLS top function and Verilog top module (naming.py)
     config = copy.deepcopy(hls_config) if hls_config is not None else config_from_graph(graph)
     model_cfg = resolve_config(graph, config)
     check_finite_weights(graph)

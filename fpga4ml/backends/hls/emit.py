@@ -24,7 +24,6 @@ packet; the rest (Reshape, Pad, Crop, Resize, Transpose, concat, ...) take whole
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
+from ...naming import Names, comment_line, comment_text
 from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from ...passes.tables import Table
 
@@ -43,39 +43,9 @@ WEIGHTS_NOTE = (
     'decimal literals costs one inlined constructor call per element (g++ 12 -O1: 74 s for 10k\n'
     'weights, more than 10 minutes for 100k).')
 
-CPP_RESERVED = frozenset('''
-alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t char32_t class
-compl const constexpr const_cast continue decltype default delete do double dynamic_cast else enum
-explicit export extern false float for friend goto if inline int long mutable namespace new noexcept
-not not_eq nullptr operator or or_eq private protected public register reinterpret_cast return short
-signed sizeof static static_assert static_cast struct switch template this thread_local throw true try
-typedef typeid typename union unsigned using virtual void volatile wchar_t while xor xor_eq
-main std hls ap_int ap_uint ap_fixed ap_ufixed from_bits size_t int8_t int16_t int32_t int64_t uint8_t
-uint16_t uint32_t uint64_t input_t result_t INLINE NDEBUG packet
-'''.split())
-#: identifier prefixes of the vendor headers' macros and types
-VENDOR_PREFIXES = ('ap_', 'AP_', '_AP', 'hls_', 'HLS_', 'ssdm', 'SSDM', '__')
 
 
 # ---------------------------------------------------------------------------- names and literals
-
-class Names:
-    """Allocates unique C identifiers from layer names (invalid characters become '_')."""
-
-    def __init__(self, reserved: set[str] | frozenset[str] = CPP_RESERVED) -> None:
-        self.used: set[str] = set(reserved)
-
-    def new(self, want: str) -> str:
-        base = re.sub(r'\W', '_', want, flags=re.ASCII) or 'v'
-        if base[0].isdigit() or base.startswith('_') or base.startswith(VENDOR_PREFIXES):
-            base = 'l' + base  # '_X' names are reserved in C++; ap_/AP_/hls_ names belong to the headers
-        ident, n = base, 1
-        while ident in self.used:
-            n += 1
-            ident = f'{base}_{n}'
-        self.used.add(ident)
-        return ident
-
 
 def int_type(t: FixedType) -> str:
     """The smallest C integer type that holds every mantissa of `t`."""
@@ -175,7 +145,7 @@ def shift_product(ctx: 'Context', node: Node, x_t: FixedType, w: np.ndarray, at:
                 st = (FixedType(x_t.width + t, x_t.integer + t, x_t.signed) if t > 0 else
                       FixedType(x_t.width - t, x_t.integer, x_t.signed))
                 shift_types[t] = ctx.typedef(node, f'shift{t}' if t > 0 else f'shiftm{-t}', st,
-                                             f'{node.name}: input times 2^{t}, exact (a shift)')
+                                             f'{label(node)}: input times 2^{t}, exact (a shift)')
             shifted = f'(({shift_types[t]}) {x_expr}) {"<<" if t > 0 else ">>"} {abs(t)}'
         terms.append((v, f'({at})({shifted})' if v > 0 else f'({at})(-({shifted}))'))
     expr = f'({at}) 0' if zeros else terms.pop()[1]
@@ -226,14 +196,15 @@ class Context:
         """Declare `typedef <t> <node>_<var>_t;` and return its name."""
         stem = self.idents[node.name] if var == 'result' else f'{self.idents[node.name]}_{var}'
         name = self.names.new(f'{stem}_t')
-        self.typedefs.append((name, t.to_cpp(), comment or f'{node.name}: {var}'))
+        self.typedefs.append((name, t.to_cpp(), comment_line(comment or f'{label(node)}: {var}')))
         return name
 
     def array(self, node: Node, var: str, ctype: str, values, comment: str) -> str:
         """A `static const <ctype> <node>_<var>[N]` in firmware/weights/<node>.h; returns its name."""
         name = self.names.new(f'{self.idents[node.name]}_{var}')
         values = np.asarray(values).ravel()
-        text = f'// {comment}\nstatic const {ctype} {name}[{values.size}] = {{\n{format_ints(values)}\n}};\n'
+        text = (f'// {comment_line(comment)}\n'
+                f'static const {ctype} {name}[{values.size}] = {{\n{format_ints(values)}\n}};\n')
         self.arrays.setdefault(self.idents[node.name], []).append(text)
         return name
 
@@ -246,9 +217,13 @@ class Context:
 
 def header(node: Node, what: str, lines: list[str] = ()) -> str:
     """The comment block above each layer function."""
-    out = [f'// ---- {node.name}: {what}']
-    out += [f'// {line}' for line in lines]
-    return '\n'.join(out) + '\n'
+    out = [f'// ---- {label(node)}: {what}'] + [f'// {line}' for line in lines]
+    return '\n'.join(comment_line(line) for line in out) + '\n'
+
+
+def label(node: Node) -> str:
+    """The node's name as written in comments: an inert escape (naming.comment_text)."""
+    return comment_text(node.name)
 
 
 def arg_names(n: int) -> list[str]:
@@ -287,7 +262,7 @@ def from_bits(ctype: str, expr: str) -> str:
 def constant(ctx: Context, node: Node, var: str, m: int, frac: int, t: FixedType | None = None) -> tuple[str, str]:
     """A typed scalar constant: returns (declaration statement, name)."""
     t = t or const_type(int(m), frac)
-    ctype = ctx.typedef(node, var, t, f'{node.name}: {var} = {real(int(m), frac)}')
+    ctype = ctx.typedef(node, var, t, f'{label(node)}: {var} = {real(int(m), frac)}')
     return f'const {ctype} {var} = {from_bits(ctype, int_literal(m))};  // {real(int(m), frac)}', var
 
 
@@ -358,7 +333,7 @@ def dense_function(ctx: Context, node: Node, func: str, w: np.ndarray, x: Port, 
     at = ctx.typedef(node, 'accum', node.types['accum'])
     wt = ctx.typedef(node, 'weight', node.types['weight'])
     bt = ctx.typedef(node, 'bias', node.types['bias'])
-    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], node.types['bias'], f'{node.name} bias ({n_out})')
+    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], node.types['bias'], f'{label(node)} bias ({n_out})')
     nnz = int(np.count_nonzero(w))
     xo = f'p * {n_in} + ' if positions > 1 else ''
     # acc[j] += (accum_t)(x[i] * w[i][j]), with {xi} and {w} filled in by the strategy
@@ -402,10 +377,11 @@ def dense_latency(ctx: Context, node: Node, w: np.ndarray, rf: int, product: str
         return pragmas, []
     n_in, n_out = w.shape
     rows, cols = np.nonzero(w)  # row-major: input order within every output
-    w_in = ctx.array(node, 'w_in', index_int_type(n_in), rows, f'{node.name}: input index i of each non-zero weight')
-    w_out = ctx.array(node, 'w_out', index_int_type(n_out), cols, f'{node.name}: output index j of each non-zero weight')
+    w_in = ctx.array(node, 'w_in', index_int_type(n_in), rows, f'{label(node)}: input index i of each non-zero weight')
+    w_out = ctx.array(node, 'w_out', index_int_type(n_out), cols,
+                      f'{label(node)}: output index j of each non-zero weight')
     w_val = ctx.mantissa_array(node, 'w', w[rows, cols], node.types['weight'],
-                               f'{node.name} non-zero weights w[i][j], row-major')
+                               f'{label(node)} non-zero weights w[i][j], row-major')
     # every constant in a register of its own, so the unrolled loop folds them into the logic
     pragmas += [f'#pragma HLS ARRAY_PARTITION variable={a} complete' for a in (w_in, w_out, w_val)]
     return pragmas, [f'for (int k = 0; k < {nnz}; k++) {{', '    #pragma HLS UNROLL',
@@ -419,7 +395,7 @@ def dense_resource(ctx: Context, node: Node, w: np.ndarray, rf: int, product: st
     """
     n_in, n_out = w.shape
     kern = ctx.mantissa_array(node, 'kernel', w, node.types['weight'],
-                              f'{node.name} kernel w[i][j] ({n_in} x {n_out}, row-major)')
+                              f'{label(node)} kernel w[i][j] ({n_in} x {n_out}, row-major)')
     # the kernel in block RAM, one block of n_in*n_out/RF weights read a cycle
     storage = (f'#pragma HLS RESOURCE variable={kern} core=ROM_2P_BRAM' if ctx.backend == 'Vivado' else
                f'#pragma HLS BIND_STORAGE variable={kern} type=rom_2p impl=bram')
@@ -451,8 +427,8 @@ def emit_scale(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     channels = node.shape[-1]
     s_t, b_t = node.types['scale'], node.types['bias']
     st, bt = ctx.typedef(node, 'scale', s_t), ctx.typedef(node, 'bias', b_t)
-    scale = ctx.mantissa_array(node, 'scale', node.qweights['scale'], s_t, f'{node.name} scale ({channels})')
-    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], b_t, f'{node.name} bias ({channels})')
+    scale = ctx.mantissa_array(node, 'scale', node.qweights['scale'], s_t, f'{label(node)} scale ({channels})')
+    bias = ctx.mantissa_array(node, 'bias', node.qweights['bias'], b_t, f'{label(node)} bias ({channels})')
     c = 'i' if x.size == channels else f'i % {channels}'
     head = header(node, f'Scale over {channels} channels', ['y = (result_t)(x * scale + bias), exact before the cast'])
     return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, [
@@ -484,7 +460,8 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
                                [f'y[i] = x[i] > {th} ? ({y}) x[i] : ({y}) 0;'], before)
         cap_m = relu_max_mantissa(node, fx)
         decl, cap = constant(ctx, node, 'cap', cap_m, fx)
-        vt = ctx.typedef(node, 'clip', union_type([x.ftype, const_type(cap_m, fx)]), f'{node.name}: exact clipped value')
+        vt = ctx.typedef(node, 'clip', union_type([x.ftype, const_type(cap_m, fx)]),
+                         f'{label(node)}: exact clipped value')
         head = header(node, f"ReLU with max_value {node.attrs['max_value']}", [f'y = (result_t) min({what}, max_value)'])
         return elementwise(head, sig, n, [f'{vt} v = x[i] > {th} ? ({vt}) x[i] : ({vt}) 0;',
                                           f'if (v > {cap}) v = {cap};', f'y[i] = ({y}) v;'], before + [decl])
@@ -498,7 +475,7 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
             what = f'LeakyReLU, alpha = {real(int(alpha_m), fa)}'
         else:
             arr = ctx.mantissa_array(node, 'alpha', np.broadcast_to(alpha_m, node.shape), node.types['param'],
-                                     f'{node.name} alpha per element')
+                                     f'{label(node)} alpha per element')
             before, alpha = [], from_bits(pt, f'{arr}[i]')
             what = 'PReLU'
         head = header(node, what, ['y = x > 0 ? (result_t) x : (result_t)(x * alpha), the product exact'])
@@ -511,7 +488,7 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
         pt = ctx.typedef(node, 'param', p_t)
         slope_m, shift_m = int(params['slope'][0]), int(params['shift'][0])
         vt = ctx.typedef(node, 'exact', sum_type(union_type([product_type(x.ftype, p_t), p_t]), 2),
-                         f'{node.name}: exact x * slope + shift')
+                         f'{label(node)}: exact x * slope + shift')
         before = [f'const {pt} slope = {from_bits(pt, int_literal(slope_m))};  // {real(slope_m, p_t.frac)}',
                   f'const {pt} shift = {from_bits(pt, int_literal(shift_m))};  // {real(shift_m, p_t.frac)}']
         head = header(node, 'hard sigmoid', ['y = (result_t) clip(x * slope + shift, 0, 1), exact before the cast'])
@@ -522,10 +499,10 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
 
 def table_arrays(ctx: Context, node: Node, var: str, table: Table, what: str) -> tuple[str, str, str]:
     """Typedefs and the entry array of a table: (index type, entry type, array name)."""
-    it = ctx.typedef(node, f'{var}_index', table.index, f'{node.name}: {var} table index (TRN, SAT)')
-    tt = ctx.typedef(node, f'{var}_table', table.type, f'{node.name}: {var} table entries')
+    it = ctx.typedef(node, f'{var}_index', table.index, f'{label(node)}: {var} table index (TRN, SAT)')
+    tt = ctx.typedef(node, f'{var}_table', table.type, f'{label(node)}: {var} table entries')
     arr = ctx.mantissa_array(node, f'{var}_table', table.values, table.type,
-                             f'{node.name} {what}: {len(table)} entries addressed by {table.index.to_cpp()}')
+                             f'{label(node)} {what}: {len(table)} entries addressed by {table.index.to_cpp()}')
     return it, tt, arr
 
 
@@ -551,7 +528,7 @@ def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     inv_tab: Table = node.attrs['tables']['inv']
     eit, ett, exp_arr = table_arrays(ctx, node, 'exp', exp_tab, 'exp(-address * 2^-F)')
     iit, itt, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (address * lsb)')
-    st = ctx.typedef(node, 'sum', sum_type(exp_tab.type, n), f'{node.name}: exact sum of {n} exp values')
+    st = ctx.typedef(node, 'sum', sum_type(exp_tab.type, n), f'{label(node)}: exact sum of {n} exp values')
     bits = exp_tab.index.width - 1  # the index is fixed<B+1, R+1>: d in [-2^R, 0], mantissa in [-2^B, 0]
     last = len(exp_tab) - 1
     o = 'r * %d + ' % n if rows > 1 else ''
@@ -598,7 +575,7 @@ def emit_merge(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
             f'y = (result_t)({expr.replace("[i]", "")}), exact before the cast'])
         return elementwise(head, sig, out.size, [f'y[i] = ({y})({expr});'], before)
     if mode in ('max', 'min'):
-        vt = ctx.typedef(node, 'exact', union_type([p.ftype for p in ins]), f'{node.name}: holds every input exactly')
+        vt = ctx.typedef(node, 'exact', union_type([p.ftype for p in ins]), f'{label(node)}: holds every input exactly')
         cmp = '>' if mode == 'max' else '<'
         body = [f'{vt} v = {xs[0]};'] + [f'if ({x} {cmp} v) v = {x};' for x in xs[1:]] + [f'y[i] = ({y}) v;']
         head = header(node, f'Merge {mode} of {len(ins)} inputs', [f'y = (result_t) {mode}(x0, x1, ...), exact comparisons'])
@@ -646,12 +623,12 @@ def emit_quantize(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', '    #pragma HLS PIPELINE']
     for g, (t, idx) in enumerate(groups):
         table = ctx.array(node, f'e{g}_index', index_int_type(out.size), idx,
-                          f'{node.name}: the {len(idx)} elements of type {t.to_cpp() if t else "pruned (always 0)"}')
+                          f'{label(node)}: the {len(idx)} elements of type {t.to_cpp() if t else "pruned (always 0)"}')
         lines.append(f'    #pragma HLS ARRAY_PARTITION variable={table} complete')
         if t is None:
             value = f'({out.ctype}) 0'
         else:
-            et = ctx.typedef(node, f'e{g}', t, f'{node.name}: element type {g}')
+            et = ctx.typedef(node, f'e{g}', t, f'{label(node)}: element type {g}')
             value = f'({out.ctype})({et}) x[{table}[k]]'
         lines += [f'    for (int k = 0; k < {len(idx)}; k++) {{', '        #pragma HLS UNROLL',
                   f'        y[{table}[k]] = {value};', '    }']
@@ -733,7 +710,7 @@ def port(ctx: Context, node: Node, one_position: bool = False) -> Port:
 
 def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis', stream: bool = False) -> Context:
     """A context with identifiers and result typedefs for every node (and io_stream packets), in graph order."""
-    ctx = Context(graph, Names(CPP_RESERVED | reserved), backend=backend, stream=stream)
+    ctx = Context(graph, Names(reserved), backend=backend, stream=stream)
     for node in graph:
         ctx.idents[node.name] = ctx.names.new(node.name)
     for node in graph:
@@ -741,11 +718,11 @@ def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis', stream
             raise GraphError(f'layer {node.name!r} has no result type: convert the graph before writing it')
         shape = 'x'.join(str(d) for d in node.shape)
         ctx.tensor_types[node.name] = ctx.typedef(node, 'result', node.result_type,
-                                                  f'{node.name}: {node.op} output ({shape})')
+                                                  f'{label(node)}: {node.op} output ({shape})')
     if stream:
         for node in graph:
             name = ctx.names.new(f'{ctx.idents[node.name]}_packet_t')
             ctx.packets[node.name] = name
-            ctx.packet_typedefs.append((name, f'packet<{ctx.tensor_types[node.name]}, {node.shape[-1]}>',
-                                        f'{node.name}: {positions(node.shape)} transfer(s) of {node.shape[-1]} values'))
+            ctx.packet_typedefs.append((name, f'packet<{ctx.tensor_types[node.name]}, {node.shape[-1]}>', comment_line(
+                f'{label(node)}: {positions(node.shape)} transfer(s) of {node.shape[-1]} values')))
     return ctx

@@ -31,7 +31,8 @@ import numpy as np
 
 from ... import geometry
 from ...ir import GraphError, Node
-from .emit import (Context, Port, checked_reuse_factor, dense_function, from_bits, header, int_literal, int_type,
+from ...naming import comment_line
+from .emit import (Context, Port, checked_reuse_factor, dense_function, from_bits, header, int_literal, int_type, label,
                    layer_strategy, n_writes, signature, valid_reuse_factors)
 
 
@@ -39,7 +40,7 @@ def index_table(ctx: Context, node: Node, var: str, index: np.ndarray, comment: 
     """A constant table of flat input indices (-1: a padding cell) in the layer's weights header."""
     index = np.asarray(index)
     ctype = 'int16_t' if index.max(initial=0) < 1 << 15 else 'int32_t'
-    return ctx.array(node, var, ctype, index, f'{node.name} {comment}; -1: padding')
+    return ctx.array(node, var, ctype, index, f'{label(node)} {comment}; -1: padding')
 
 
 def loop(var: str, n: int, body: list[str], unroll: bool = True) -> list[str]:
@@ -187,7 +188,7 @@ def emit_conv(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     kernel = ctx.names.new(f'{ctx.idents[node.name]}_window')
     code = dense_function(ctx, node, kernel, w, Port(x.ctype, n_col, (n_col,), x.ftype),
                           Port(out.ctype, n_out, (n_out,), out.ftype), strategy, rf,
-                          f'{node.name} kernel: one window, {n_col} im2col values'
+                          f'{label(node)} kernel: one window, {n_col} im2col values'
                           + (f' (block-diagonal over {groups} groups)' if groups > 1 else '') + f' -> {n_out}')
     what = (f"Conv{len(x.shape) - 1}D {x.shape} -> {node.shape}, {dims(win)}, groups {groups}; "
             f'{strategy}, ReuseFactor {rf}')
@@ -241,13 +242,13 @@ def pool_kernel(ctx: Context, node: Node, x: Port, out: Port, taps: int, padded:
     cell = f'w[t * {channels} + ch]'
     if mode == 'max':
         smallest = int_literal(x.ftype.min_mantissa)
-        lines = [f'// {node.name} kernel: per channel y = ({out.ctype})({at}) max over the real cells of one window']
+        lines = [f'// {label(node)} kernel: per channel y = ({out.ctype})({at}) max over the real cells of one window']
         body = [f'{x.ctype} m = {from_bits(x.ctype, smallest)};  // the smallest {x.ctype}: no cell is below it']
         body += loop('t', taps, [f'if ({real}{cell} > m) m = {cell};'])
         body += [f'y[ch] = ({out.ctype})({at}) m;']
         before = []
     else:
-        lines = [f'// {node.name} kernel: per channel acc = 0; acc = ({at})(acc + x) over the real cells in',
+        lines = [f'// {label(node)} kernel: per channel acc = 0; acc = ({at})(acc + x) over the real cells in',
                  '// window order;',
                  f'// y = ({out.ctype}) from_bits(mantissa(acc) / real cells), the division truncated toward zero']
         if padded:
@@ -259,7 +260,8 @@ def pool_kernel(ctx: Context, node: Node, x: Port, out: Port, taps: int, padded:
                                                      else f'acc = acc + {cell};'])
         body += [f'{int_type(node.types["accum"])} m = acc.V.{to_int}();  // the accumulator mantissa',
                  f'y[ch] = ({out.ctype}) {from_bits(at, "m / n")};']
-    code = lines + [f'static void {name}({", ".join(args)}, {out.ctype} y[{channels}]) {{', '    #pragma HLS INLINE']
+    code = [comment_line(line) for line in lines]
+    code += [f'static void {name}({", ".join(args)}, {out.ctype} y[{channels}]) {{', '    #pragma HLS INLINE']
     code += ['    ' + s for s in before + loop('ch', channels, body)] + ['}', '']
     return name, '\n'.join(code)
 

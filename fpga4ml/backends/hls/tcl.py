@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import re
 
+from ...naming import check_project_name
+
 VITIS_SCRIPT = 'build_prj.tcl'
 VIVADO_SCRIPT = 'build_prj_vivado.tcl'
 VSYNTH_SCRIPT = 'vivado_synth.tcl'
@@ -62,8 +64,9 @@ _FLAVORS = {
     },
 }
 
-_PART_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.\-]*$')
-_UNCERTAINTY_RE = re.compile(r'^(\d+(\.\d*)?|\.\d+)%?$')
+#: whole-string patterns (fullmatch: '$' alone would accept a trailing newline)
+_PART_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.\-]*')
+_UNCERTAINTY_RE = re.compile(r'([0-9]+(\.[0-9]*)?|\.[0-9]+)%?')
 
 
 def build_scripts(project_name: str, part: str, clock_period: float,
@@ -73,9 +76,8 @@ def build_scripts(project_name: str, part: str, clock_period: float,
     `clock_uncertainty` is nanoseconds (a number or '0.5') or a percentage of the period ('12.5%');
     None keeps the tool's default (27% in Vitis HLS, 12.5% in Vivado HLS).
     """
-    if not isinstance(project_name, str) or not project_name.isidentifier():
-        raise ValueError(f'project_name must be a C identifier (the HLS top function), got {project_name!r}')
-    if not isinstance(part, str) or not _PART_RE.match(part):
+    check_project_name(project_name)  # it is written unquoted into the scripts: an ASCII identifier only
+    if not isinstance(part, str) or not _PART_RE.fullmatch(part):
         raise ValueError(f'part must be an FPGA part name such as "xcvu13p-flga2577-2-e", got {part!r}')
     period = format_number(clock_period, 'clock_period')
     if float(period) <= 0:
@@ -106,7 +108,7 @@ def format_uncertainty(value: str | float | None) -> str:
         text = value.strip().replace(' ', '')
         if text == '':
             return ''
-        if _UNCERTAINTY_RE.match(text):
+        if _UNCERTAINTY_RE.fullmatch(text):
             return text
         raise ValueError(f'clock_uncertainty must be nanoseconds (0.5, "0.5") or a percentage of the '
                          f'clock period ("12.5%"), got {value!r}')

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph, Node
-from .emit import (CPP_RESERVED, VENDOR_PREFIXES, WEIGHTS_NOTE, Context, emit_layer, n_writes, new_context, positions,
-                   stream_kind)
+from ...naming import check_project_name, comment_line
+from .emit import WEIGHTS_NOTE, Context, emit_layer, label, n_writes, new_context, positions, stream_kind
 
 #: samples written to tb_data/ for the vendor C simulation
 TB_SAMPLES = 300
@@ -66,14 +66,11 @@ def source_files(model) -> dict[str, str]:
     """The C++ sources: firmware, weights, testbench and bridge."""
     graph: Graph = model.graph
     graph.validate()
-    project = model.project_name
+    project = check_project_name(model.project_name)
     stream = model.io_type == 'io_stream'
-    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes', 'run_sample'}, model.backend,
-                      stream)
+    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes'}, model.backend, stream)
     layers = [emit_layer(ctx, node) for node in graph if node.op != 'Input']
     top = TopFunction(ctx, graph, project, stream)
-    if project in CPP_RESERVED or project.startswith(VENDOR_PREFIXES):
-        raise ValueError(f'project_name {project!r} is a C++ keyword or a name of the vendor headers; choose another')
     guard = f'FPGA4ML_{project.upper()}'
     files = {
         'firmware/defines.h': defines_h(ctx, project, stream, top),
@@ -185,8 +182,9 @@ class TopFunction:
         lines += [f'    #pragma HLS ARRAY_PARTITION variable={name} complete' for name in names]
         lines.append(f'    #pragma HLS INTERFACE ap_vld port={",".join(names)}')
         if ctx.folded:
-            lines.append(f'    // {", ".join(sorted(ctx.folded))}: not fully unrolled (Resource, or a Conv computing '
-                         'its pixels in several steps): the layers run as a dataflow pipeline')
+            folded = ', '.join(label(self.graph[name]) for name in sorted(ctx.folded))
+            lines.append(comment_line(f'    // {folded}: not fully unrolled (Resource, or a Conv computing '
+                                      'its pixels in several steps): the layers run as a dataflow pipeline'))
             lines.append('    #pragma HLS DATAFLOW')
         else:
             lines.append(f'    // one sample every {self.reuse} cycles (the largest ReuseFactor)')
@@ -286,10 +284,10 @@ class TopFunction:
         n_out = len(self.writes[node.name])
         args = [f'hls::stream<{packets[s.name]}> &x{k}' for k, s in enumerate(sources)]
         args += [f'hls::stream<{packets[node.name]}> &y{k}' for k in range(n_out)]
-        head = {'input': f'// input {node.name}: each packet copied to {n_out} FIFOs',
-                'position': f'// layer {node.name}: one position ({node.shape[-1]} values) at a time',
-                'tensor': f'// layer {node.name}: read whole inputs, compute, write the output to every reader'}[kind]
-        lines = [head, f'static void {func}({", ".join(args)}) {{']
+        head = {'input': f'// input {label(node)}: each packet copied to {n_out} FIFOs',
+                'position': f'// layer {label(node)}: one position ({node.shape[-1]} values) at a time',
+                'tensor': f'// layer {label(node)}: read whole inputs, compute, write the output to every reader'}[kind]
+        lines = [comment_line(head), f'static void {func}({", ".join(args)}) {{']
         writes = [f'y{k}.write(b);' for k in range(n_out)]
         if kind != 'tensor':
             ii = self.reuse_of(node)

@@ -9,7 +9,6 @@ returns the cost model's numbers without any tool.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ...config import ConfigWarning, model_setting
-from .emit import port_entry, write_module
+from ...naming import check_project_name, json_text
+from .emit import port_entry, port_names, write_module
 from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
 from .netlist import Netlist
@@ -75,6 +75,7 @@ def _warn_ignored_settings(model) -> None:
 def manifest(model, d: Design) -> dict:
     """Ports, element types, latency and II of the design (written as manifest.json)."""
     nl = d.netlist
+    in_ports, out_ports = port_names(nl)
     return {
         'top': model.project_name,
         'files': [f'{model.project_name}.v'],
@@ -83,21 +84,21 @@ def manifest(model, d: Design) -> dict:
         'clock_period_ns': model.clock_period,
         'pipeline': d.schedule.mode,
         'architecture': 'unrolled',
-        'inputs': [port_entry(p, 'x_') for p in nl.inputs],
-        'outputs': [port_entry(p, 'y_') for p in nl.outputs],
+        'inputs': [port_entry(p, bus) for p, bus in zip(nl.inputs, in_ports)],
+        'outputs': [port_entry(p, bus) for p, bus in zip(nl.outputs, out_ports)],
     }
 
 
 def project_files(model) -> dict[str, str]:
     """{relative path: text} of the Verilog project."""
     d = design(model)
-    top = model.project_name
+    top = check_project_name(model.project_name)
     if isinstance(d, StreamDesign):
         files = stream_files(d, top, model.graph)
         info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
     else:
         files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
-    return {**files, MANIFEST: json.dumps(info, indent=2) + '\n'}
+    return {**files, MANIFEST: json_text(info)}
 
 
 def write(model) -> Path:
@@ -158,7 +159,7 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
                         clock_period=model.clock_period, **options)
     report['estimate'] = estimate(model)
     report['latency_cycles'] = report['estimate']['latency_cycles']
-    (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+    (root / 'synth_report.json').write_text(json_text(report, default=str))
     return report
 
 
