@@ -5,8 +5,8 @@ overflow); the address is the index mantissa minus the index type's smallest man
 input type has at most ``TableSize`` entries (default 2^12) the index type *is* the input type
 and the table is exact: output = quantize(f(x)) for every representable x. Wider inputs keep
 their top bits: the index type has log2(TableSize) bits, its integer bits clamped to the range
-where f still changes at the output precision (f is monotonic), and the LSBs below are truncated.
-See docs/semantics.md.
+where f still changes at the output precision (f is monotonic), and the LSBs below are truncated;
+each entry then samples f at the centre of the input values that share it. See docs/semantics.md.
 """
 
 from __future__ import annotations
@@ -53,15 +53,22 @@ def _index_type(in_t: FixedType, bits: int, fq, monotonic: bool) -> FixedType:
         want_lo, want_hi = fq(in_t.min_value), fq(in_t.max_value)
         for integer in range(lowest, in_t.integer):
             idx = FixedType(bits, integer, in_t.signed, 'TRN', 'SAT')
-            if fq(idx.min_value) == want_lo and fq(idx.max_value) == want_hi:
+            ends = _index_values(idx, in_t)[[0, -1]]  # what the first and the last entry sample
+            if fq(idx.min_value) == fq(ends[0]) == want_lo and fq(idx.max_value) == fq(ends[1]) == want_hi:
                 return idx
     return FixedType(bits, in_t.integer, in_t.signed, 'TRN', 'SAT')
 
 
-def _index_values(idx: FixedType) -> np.ndarray:
-    """Every representable value of an index type, in address order."""
+def _index_values(idx: FixedType, in_t: FixedType) -> np.ndarray:
+    """The input value each table entry stands for, in address order.
+
+    An entry addresses the input values floored onto one index value v: v, v + in_lsb, ...,
+    v + idx_lsb - in_lsb. The entry samples their centre, v + (idx_lsb - in_lsb) / 2, so the
+    truncation error is at most half a cell either way; when the index is the input type itself
+    the centre is v and the table is exact.
+    """
     m = np.arange(idx.min_mantissa, idx.max_mantissa + 1, dtype=np.int64)
-    return idx.to_float(m)
+    return idx.to_float(m) + (idx.lsb - in_t.lsb) / 2 if idx.frac < in_t.frac else idx.to_float(m)
 
 
 def build_activation_table(node: Node, in_t: FixedType) -> None:
@@ -74,7 +81,7 @@ def build_activation_table(node: Node, in_t: FixedType) -> None:
         return int(table_t.quantize(f(np.asarray([x])))[0])
 
     idx = _index_type(in_t, table_bits(node), fq, is_monotonic(fn_name, node.attrs))
-    values = table_t.quantize(f(_index_values(idx)))
+    values = table_t.quantize(f(_index_values(idx, in_t)))
     node.attrs['tables'] = {'f': Table(idx, values, table_t)}
 
 
