@@ -19,7 +19,9 @@ os.environ.setdefault('KERAS_BACKEND', 'torch')
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
+import zipfile  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
@@ -54,6 +56,12 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _foreign(err: BaseException, limit: int = 300) -> str:
+    """A framework's exception as 'Type: message' on one line, cut to `limit` characters (Keras dumps configs)."""
+    text = f'{type(err).__name__}: {_one_line(err)}'
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def _choice(allowed: tuple[str, ...]):
     """An argparse `type` that accepts any capitalization of `allowed` and returns its spelling."""
     def parse(value: str) -> str:
@@ -67,29 +75,53 @@ def _choice(allowed: tuple[str, ...]):
 # --------------------------------------------------------------------------- loading inputs
 
 
+def _input_file(path: str, what: str, allow_empty: bool = False) -> Path:
+    """`path` as a readable input file; one-line errors for a missing path, a directory, a device or an empty file."""
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f'{what} {path!r} is a directory, not a file')
+    if not p.exists():
+        raise FileNotFoundError(f'{what} {path!r} does not exist')
+    if not p.is_file():
+        raise CLIError(f'{what} {path!r} is not a regular file')
+    if not allow_empty and p.stat().st_size == 0:
+        raise CLIError(f'{what} {path!r} is empty')
+    return p
+
+
+def _read_text(p: Path, what: str) -> str:
+    """The UTF-8 text of an input file (a one-line error for binary files)."""
+    try:
+        return p.read_text(encoding='utf-8')
+    except UnicodeDecodeError as err:
+        raise CLIError(f'{what} {str(p)!r} is not UTF-8 text (byte {err.start}): is it the right file?') from None
+
+
+def _parse_json(p: Path, what: str) -> Any:
+    """The JSON data of an input file, with a one-line error naming the file and the position."""
+    try:
+        return json.loads(_read_text(p, what))
+    except json.JSONDecodeError as err:
+        raise CLIError(f'{what} {str(p)!r} is not valid JSON: {err}') from None
+    except RecursionError:
+        raise CLIError(f'{what} {str(p)!r} is nested too deeply to read') from None
+
+
 def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
     """(hls_config, project settings) from a .yml/.yaml/.json file.
 
     The file is either an hls4ml config dict ({'Model': ..., 'LayerName': ...}) or an hls4ml
     project file with the config under 'HLSConfig' and OutputDir/ProjectName/Backend/IOType/Part/
     ClockPeriod beside it (these become defaults for the matching command-line options).
+    YAML aliases are refused (see fpga4ml.yaml_io).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f'configuration file {path!r} does not exist')
-    text = p.read_text(encoding='utf-8')
-    if p.suffix.lower() == '.json':
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CLIError(f'configuration file {path!r} is not valid JSON: {err}') from None
-    elif p.suffix.lower() in ('.yml', '.yaml'):
-        import yaml
+    from .yaml_io import load_yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise CLIError(f'configuration file {path!r} is not valid YAML: {_one_line(err)}') from None
+    p = _input_file(path, 'configuration file', allow_empty=True)
+    if p.suffix.lower() == '.json':
+        data = _parse_json(p, 'configuration file') if p.stat().st_size else None
+    elif p.suffix.lower() in ('.yml', '.yaml'):
+        data = load_yaml(_read_text(p, 'configuration file'), f'configuration file {path!r}')
     else:
         raise CLIError(f'configuration file {path!r}: expected a .yml, .yaml or .json file')
     if data is None:
@@ -108,17 +140,29 @@ def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
 
 #: model file suffixes the command reads, by front end
 ONNX_SUFFIXES = ('.onnx',)
+KERAS_SUFFIXES = ('.keras', '.h5', '.hdf5')
 
 
 def _load_model(path: str) -> tuple[str, Any]:
     """('keras', model) for .keras/.h5 files (Keras' safe loader), ('onnx', path) for ONNX/QONNX files."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'model file {path!r} does not exist')
-    if Path(path).suffix.lower() in ONNX_SUFFIXES:
-        return 'onnx', path
+    p = _input_file(path, 'model file')
+    suffix = p.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return 'onnx', path  # the ONNX front end parses it, with its own one-line errors
+    if suffix not in KERAS_SUFFIXES:
+        raise CLIError(f'model file {path!r} has the extension {suffix or "(none)"!r}: expected a .keras or .h5 file '
+                       '(Keras 3) or an .onnx file (ONNX/QONNX)')
+    if suffix == '.keras' and not zipfile.is_zipfile(p):
+        raise CLIError(f'model file {path!r} is not a .keras archive (a zip file): it is corrupt, truncated or '
+                       'another format')
     from .frontends.keras import load_keras_model
 
-    return 'keras', load_keras_model(path)
+    try:
+        return 'keras', load_keras_model(path)
+    except ImportError:
+        raise
+    except Exception as err:  # Keras' loader reading a bad file: KeyError, ValueError, OSError (h5py), ...
+        raise CLIError(f'cannot load Keras model file {path!r}: {_foreign(err)}') from None
 
 
 def _build_config(args, source: tuple[str, Any]) -> tuple[dict, dict[str, Any]]:
@@ -175,28 +219,95 @@ def _convert(args, output_dir: str = 'my-fpga4ml-prj', backend: str | None = Non
     return convert(model, hls_config=config, **settings)
 
 
+def _size(n_bytes: int) -> str:
+    """A byte count for messages: '7.3 TiB'."""
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB', 'TiB'):
+        if n_bytes < 1024 or unit == 'TiB':
+            return f'{n_bytes} bytes' if unit == 'bytes' else f'{n_bytes:.1f} {unit}'
+        n_bytes /= 1024
+    return ''
+
+
+def _check_header(f, available: int, where: str) -> None:
+    """Read an .npy header from `f` and check it before any data is read or allocated.
+
+    Refused: object arrays (reading them would unpickle), non-real dtypes, and a shape whose data
+    needs more bytes than the `available` bytes of the file: a header that claims terabytes is
+    never allocated.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f'unsupported .npy format version {version}')
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except ValueError as err:
+        raise CLIError(f'{where} is not a readable .npy array: its header is corrupt ({_one_line(err)})') from None
+    if dtype.hasobject:
+        raise CLIError(f'{where} holds Python objects (dtype {dtype}); object arrays are refused: reading them '
+                       'would unpickle the file (numpy.load(allow_pickle=False)); save a numeric array')
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
+        raise CLIError(f'{where} holds {dtype} values; expected real numbers')
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > available - f.tell():
+        raise CLIError(f'{where}: its header claims shape {tuple(shape)} of {dtype} ({_size(needed)}) but the file '
+                       f'holds {_size(max(available - f.tell(), 0))} of data: it is truncated or corrupt')
+
+
+def _read_array(f, available: int, where: str) -> np.ndarray:
+    """One checked .npy array from the open, seekable file `f` holding `available` bytes; never unpickles."""
+    _check_header(f, available, where)
+    f.seek(0)
+    try:
+        return np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise CLIError(f'{where} is not a readable .npy array: {_one_line(err)}') from None
+    except MemoryError:
+        raise CLIError(f'{where}: not enough memory to load it') from None
+
+
+#: deflate expands at most about 1032:1; a zip member declaring more is corrupt (or a zip bomb)
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _read_npz(p: Path, where: str) -> np.ndarray:
+    """The one array of a .npz file (numpy.savez/savez_compressed), checked like a .npy file."""
+    try:
+        with zipfile.ZipFile(p) as archive:
+            members = archive.infolist()
+            if len(members) != 1 or not members[0].filename.endswith('.npy'):
+                names = [m.filename for m in members]
+                raise CLIError(f'{where} holds {len(names)} members {names[:10]}; give a .npy file or a .npz with '
+                               'one array')
+            info = members[0]
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise CLIError(f'{where}: member {info.filename!r} uses zip compression method {info.compress_type}; '
+                               'numpy.savez files are stored or deflated')
+            if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+                raise CLIError(f'{where}: member {info.filename!r} claims {_size(info.file_size)} from '
+                               f'{_size(info.compress_size)} compressed, more than deflate produces: it is corrupt')
+            with archive.open(info) as f:
+                return _read_array(f, info.file_size, f'{where} (member {info.filename!r})')
+    except zipfile.BadZipFile as err:
+        raise CLIError(f'{where} is not a readable .npz archive: {_one_line(err)}') from None
+
+
 def _load_data(path: str, n: int | None) -> np.ndarray:
-    """A numeric array from a .npy file (or a .npz holding one array), never unpickling."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f'data file {path!r} does not exist')
+    """A numeric array from a .npy file (or a .npz holding one array), never unpickling.
+
+    The header is checked against the file size before anything is allocated.
+    """
+    p = _input_file(path, 'data file')
     with open(p, 'rb') as f:
         magic = f.read(6)
-    if magic != b'\x93NUMPY' and not magic.startswith(b'PK\x03\x04'):
-        raise CLIError(f'{path!r} is not a .npy file (save the samples with numpy.save)')
-    try:
-        data = np.load(p, allow_pickle=False)
-    except ValueError as err:
-        raise CLIError(f'cannot read {path!r} as a numeric .npy array ({_one_line(err).split(".")[0]}); '
-                       'pickled and object arrays are refused') from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            keys = list(data.keys())
-            if len(keys) != 1:
-                raise CLIError(f'{path!r} holds {len(keys)} arrays {keys}; give a .npy file or a .npz with one array')
-            data = data[keys[0]]
-    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.issubdtype(data.dtype, np.complexfloating):
-        raise CLIError(f'{path!r} holds {data.dtype} values; expected real numbers')
+    where = f'data file {path!r}'
+    if magic == b'\x93NUMPY':
+        with open(p, 'rb') as f:
+            data = _read_array(f, p.stat().st_size, where)
+    elif magic.startswith(b'PK\x03\x04'):
+        data = _read_npz(p, where)
+    else:
+        raise CLIError(f'{where} is not a .npy file (save the samples with numpy.save)')
     if n is not None:
         data = data[:n]
     return np.asarray(data, dtype=np.float64)
@@ -246,16 +357,53 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _manifest_files(files: Any, root: Path, where: str) -> None:
+    """Check manifest 'files': a non-empty list of relative paths to files inside the project directory."""
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+        raise CLIError(f"{where}: 'files' must be a non-empty list of file names, got {files!r:.100}")
+    inside = root.resolve()
+    for name in files:
+        path = (root / name).resolve()
+        if Path(name).is_absolute() or inside not in path.parents:
+            raise CLIError(f"{where}: file {name!r} is outside the project directory {str(root)!r}")
+        if not path.is_file():
+            raise CLIError(f"{where}: file {name!r} does not exist in {str(root)!r}")
+
+
+def _load_manifest(root: Path) -> dict:
+    """The checked manifest.json of a Verilog project: top (an identifier), files, latency, clock_period_ns."""
+    if not root.is_dir():
+        raise CLIError(f'{str(root)!r} is not a directory: give the directory written by `fpga4ml convert MODEL '
+                       '-o DIR --backend Verilog`')
+    path = root / 'manifest.json'
+    if not path.is_file():
+        raise CLIError(f'{root} has no manifest.json: write the design with `fpga4ml convert MODEL -o {root} '
+                       '--backend Verilog` first')
+    where = f'manifest {str(path)!r}'
+    manifest = _parse_json(path, 'manifest')
+    if not isinstance(manifest, dict):
+        raise CLIError(f'{where} must hold a JSON object with top, files and latency; got a {type(manifest).__name__}')
+    missing = [k for k in ('top', 'files', 'latency') if k not in manifest]
+    if missing:
+        raise CLIError(f'{where} lacks the keys {missing}; rewrite it with `fpga4ml convert MODEL -o {root} '
+                       '--backend Verilog`')
+    top, latency, period = manifest['top'], manifest['latency'], manifest.get('clock_period_ns', 5.0)
+    if not isinstance(top, str) or not top.isidentifier() or not top.isascii():
+        raise CLIError(f"{where}: 'top' must be a module name (an ASCII identifier), got {top!r:.100}")
+    _manifest_files(manifest['files'], root, where)
+    if isinstance(latency, bool) or not isinstance(latency, int) or latency < 0:
+        raise CLIError(f"{where}: 'latency' must be a whole number of cycles >= 0, got {latency!r:.100}")
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or not math.isfinite(period) or period <= 0:
+        raise CLIError(f"{where}: 'clock_period_ns' must be a finite positive number, got {period!r:.100}")
+    return manifest
+
+
 def cmd_synth(args) -> int:
     """`fpga4ml synth`: synthesize a written Verilog project with Yosys and print its resources."""
     from .synth import synthesize
 
     root = Path(args.directory)
-    manifest_path = root / 'manifest.json'
-    if not manifest_path.is_file():
-        raise CLIError(f'{root} has no manifest.json: write the design with `fpga4ml convert MODEL -o {root} '
-                       '--backend Verilog` first')
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _load_manifest(root)
     files = [str(root / f) for f in manifest['files']]
     report = synthesize(files, manifest['top'], family=args.family, output_dir=str(root), script=args.script,
                         place_route=args.place_route, clock_period=float(manifest.get('clock_period_ns', 5.0)),

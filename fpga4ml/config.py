@@ -33,6 +33,9 @@ STRATEGIES = ('Latency', 'Resource')
 #: Verilog back end: constant products as adder graphs (default) or DSP multipliers
 MULTIPLIERS = ('adders', 'dsp')
 MODEL_PRECISION_KEYS = ('default', 'maximum')
+#: bounds on a configuration's shape: hls4ml configurations are a few levels deep with thousands of entries
+MAX_CONFIG_DEPTH = 32
+MAX_CONFIG_ENTRIES = 1_000_000
 #: node attribute where a front end records types fixed by the model itself (quantization-aware
 #: training: QKeras/HGQ2 quantizers, QONNX Quant nodes): {variable: FixedType}. They are honoured
 #: exactly unless the user's config names the layer and the variable explicitly (config['LayerName']).
@@ -171,12 +174,41 @@ def model_setting(config: dict | None, key: str, default: Any) -> Any:
     raise KeyError(key)
 
 
+def check_config_shape(config: Any, where: str = 'config') -> int:
+    """Raise unless `config` is at most MAX_CONFIG_DEPTH levels deep and MAX_CONFIG_ENTRIES entries written out.
+
+    A dict or list used in several places (YAML aliases loaded with yaml.safe_load make them) counts
+    once per use, as it would be written to config.yml: a "billion laughs" configuration is refused
+    here instead of expanding when it is copied or written. A configuration that contains itself is
+    refused as too deep. Returns the number of entries written out.
+    """
+    sizes: dict[int, int] = {}  # id of a dict/list -> its entries written out (each shared one walked once)
+
+    def size(value: Any, path: str, depth: int) -> int:
+        if not isinstance(value, (dict, list, tuple)):
+            return 1
+        if depth >= MAX_CONFIG_DEPTH:
+            raise ConfigError(f'{path}: nested more than {MAX_CONFIG_DEPTH} levels deep (or contains itself); '
+                              'an hls4ml configuration is a few levels of dicts')
+        if id(value) not in sizes:
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            total = 1 + sum(size(v, f'{path}[{k!r}]', depth + 1) for k, v in items)
+            if total > MAX_CONFIG_ENTRIES:
+                raise ConfigError(f'{path} expands to {total} entries (more than {MAX_CONFIG_ENTRIES}) when written '
+                                  'out: sub-dicts used in several places (YAML aliases) count once per use')
+            sizes[id(value)] = total
+        return sizes[id(value)]
+
+    return size(config, where, 0)
+
+
 def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
     """Validate an hls4ml-style config and store each node's resolved settings in `node.config`.
 
     Returns the model-level settings: {'default': FixedType, 'maximum': FixedType | None,
     'ReuseFactor', 'Strategy', 'TraceOutput'}.
     """
+    check_config_shape(config)
     config = dict(config or {})
     for key in config:
         if key not in ('Model', 'LayerType', 'LayerName'):
