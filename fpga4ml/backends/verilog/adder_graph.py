@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cse import SIG_LIMIT, SHIFT_LIMIT, _greedy_run
 from .netlist import Netlist
 
 
@@ -47,6 +48,10 @@ def csd(value: int) -> list[tuple[int, int]]:
 #: inputs per block of a column in the common-subexpression search (see constant_matvec): on the
 #: dense JSC MLP, 32 instead of 64 (no blocks) costs 1.8 % more estimated LUTs and takes 30 % less time
 BLOCK_ROWS = 32
+#: the most term pairs one search indexes (memory: about 40 bytes each); a wider matrix is searched in
+#: groups of whole columns, each reusing the patterns the earlier groups built (deterministic: a size,
+#: not a time); the 256 x 256 layer of a dense 8-bit MLP holds about 7 million pairs
+PAIR_BUDGET = 16_000_000
 
 
 class Term(NamedTuple):
@@ -57,124 +62,9 @@ class Term(NamedTuple):
     sign: int
 
 
-# Pair patterns and occurrences are packed into ints (hashing tuples dominated the run time):
-# key = a_sig << 39 | a_shift << 32 | b_sig << 8 | b_shift << 1 | (signs differ),
-# occurrence = column << 48 | term id << 24 | term id.
-_SIG_LIMIT, _SHIFT_LIMIT, _TID_MASK = 1 << 24, 1 << 7, (1 << 24) - 1
-
-
-def _key(sig_a: int, sa: int, sig_b: int, sb: int, negative: bool) -> int:
-    return (sig_a << 39) | (sa << 32) | (sig_b << 8) | (sb << 1) | int(negative)
-
-
 def _unkey(key: int) -> tuple[int, int, int, int, int]:
-    """(sig_a, shift_a, sig_b, shift_b, sign of b) of a packed pattern key."""
-    return key >> 39, (key >> 32) & 127, (key >> 8) & (_SIG_LIMIT - 1), (key >> 1) & 127, -1 if key & 1 else 1
-
-
-class _Columns:
-    """The columns' terms plus an index of every pair pattern, where it occurs and how often."""
-
-    def __init__(self, columns: list[list[Term]]) -> None:
-        self.terms: list[dict[int, Term]] = []
-        self.occurrences: dict[tuple, set[tuple[int, int, int]]] = {}
-        #: patterns by occurrence count (only counts >= 2), and the highest non-empty count
-        self.buckets: dict[int, set[tuple]] = {}
-        self.top = 0
-        self._next = 0
-        for col, terms in enumerate(columns):
-            self.terms.append({})
-            for term in terms:
-                self.insert(col, term)
-
-    @staticmethod
-    def pattern(t1: Term, t2: Term) -> tuple[int, Term, Term, int]:
-        """(key, first, second, common shift) of a pair; the key is independent of order and scale."""
-        a, b = (t1, t2) if (t1.sig, t1.shift) <= (t2.sig, t2.shift) else (t2, t1)
-        m = min(a.shift, b.shift)
-        return _key(a.sig, a.shift - m, b.sig, b.shift - m, a.sign != b.sign), a, b, m
-
-    def insert(self, col: int, term: Term) -> int:
-        """Add a term to a column and index its pairs with the column's other terms."""
-        tid = self._next
-        self._next += 1
-        occurrences, buckets = self.occurrences, self.buckets
-        sig, shift, sign = term
-        for other_id, (s2, h2, g2) in self.terms[col].items():  # the hot loop: pattern() inlined
-            m = shift if shift < h2 else h2
-            if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig << 39) | ((shift - m) << 32) | (s2 << 8) | ((h2 - m) << 1) | (sign != g2)
-            else:
-                key = (s2 << 39) | ((h2 - m) << 32) | (sig << 8) | ((shift - m) << 1) | (sign != g2)
-            pair = (col << 48) | (other_id << 24) | tid
-            occ = occurrences.get(key)
-            if occ is None:
-                occurrences[key] = {pair}
-                continue
-            occ.add(pair)
-            n = len(occ)
-            if n > 2:
-                buckets[n - 1].discard(key)
-            bucket = buckets.get(n)
-            if bucket is None:
-                buckets[n] = bucket = set()
-            bucket.add(key)
-            if n > self.top:
-                self.top = n
-        self.terms[col][tid] = term
-        return tid
-
-    def remove(self, col: int, tid: int) -> Term:
-        """Take a term out of a column and out of the pair index."""
-        term = self.terms[col].pop(tid)
-        occurrences, buckets = self.occurrences, self.buckets
-        sig, shift, sign = term
-        for other_id, (s2, h2, g2) in self.terms[col].items():
-            m = shift if shift < h2 else h2
-            if sig < s2 or (sig == s2 and shift <= h2):
-                key = (sig << 39) | ((shift - m) << 32) | (s2 << 8) | ((h2 - m) << 1) | (sign != g2)
-            else:
-                key = (s2 << 39) | ((h2 - m) << 32) | (sig << 8) | ((shift - m) << 1) | (sign != g2)
-            occ = occurrences[key]
-            occ.discard((col << 48) | (other_id << 24) | tid if other_id < tid else (col << 48) | (tid << 24) | other_id)
-            n = len(occ)
-            if n >= 1:
-                buckets[n + 1].discard(key)
-                if n >= 2:
-                    buckets[n].add(key)
-            else:
-                del occurrences[key]
-        return term
-
-    def best(self) -> tuple | None:
-        """The pattern with the most occurrences (at least two; ties: the smallest key), or None."""
-        while self.top >= 2:
-            bucket = self.buckets.get(self.top)
-            if bucket:
-                return min(bucket)
-            self.top -= 1
-        return None
-
-
-def _extract(cols: _Columns, nl: Netlist, key: tuple, frac: int, depth: dict[int, int]) -> int:
-    """Compute pattern `key` once and substitute it in every column where it still occurs."""
-    sig_a, sa, sig_b, sb, sign = _unkey(key)
-    new_sig = None
-    for pair in sorted(cols.occurrences.get(key, ())):
-        col, t1, t2 = pair >> 48, (pair >> 24) & _TID_MASK, pair & _TID_MASK
-        terms = cols.terms[col]
-        if t1 not in terms or t2 not in terms:
-            continue  # consumed by an overlapping occurrence in this column
-        k, a, _, m = cols.pattern(terms[t1], terms[t2])
-        if k != key:
-            continue
-        if new_sig is None:
-            new_sig = nl.add(sig_a, sig_b, sa, sb, 1, sign, frac=frac)
-            depth[new_sig] = max(depth[sig_a], depth[sig_b]) + 1
-        cols.remove(col, t1)
-        cols.remove(col, t2)
-        cols.insert(col, Term(new_sig, m, a.sign))
-    return 0 if new_sig is None else 1
+    """(sig_a, shift_a, sig_b, shift_b, sign of b) of a packed pattern key (cse.py packs them)."""
+    return key >> 39, (key >> 32) & 127, (key >> 8) & (SIG_LIMIT - 1), (key >> 1) & 127, -1 if key & 1 else 1
 
 
 def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) -> int:
@@ -216,29 +106,92 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     w = np.asarray(weights)
     n_in, n_out = w.shape
     depth = {x: 0 for x in xs}
-    # each output column is split into blocks of BLOCK_ROWS inputs: patterns pair terms within a block
-    # (and are shared across all blocks of all columns), which halves the work per term for wide layers
-    blocks = [range(start, min(start + BLOCK_ROWS, n_in)) for start in range(0, n_in, BLOCK_ROWS)]
-    columns = []
-    for j in range(n_out):
-        for rows in blocks:
-            columns.append([Term(xs[i], s, g) for i in rows if w[i, j] for s, g in csd(int(w[i, j]))])
-    if len(nl) >= _SIG_LIMIT or any(t.shift >= _SHIFT_LIMIT for terms in columns for t in terms):
-        raise ValueError(f'constant_matvec: more than {_SIG_LIMIT} signals or shifts of {_SHIFT_LIMIT} bits')
-    cols = _Columns(columns)
-    if cse:
-        while (key := cols.best()) is not None:
-            _extract(cols, nl, key, frac, depth)
+    per_col = max(1, -(-n_in // BLOCK_ROWS))
+    sig, shift, sign, block = _csd_terms(np.asarray(xs, dtype=np.int64), w)
+    if len(nl) + 2 * len(sig) >= SIG_LIMIT or (len(shift) and shift.max() >= SHIFT_LIMIT):
+        raise ValueError(f'constant_matvec: more than {SIG_LIMIT} signals or shifts of {SHIFT_LIMIT} bits')
+    starts = np.searchsorted(block, np.arange(n_out * per_col + 1))
+    columns: list[list[Term]] = [[] for _ in range(n_out)]
+    known = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for c0, c1 in _column_groups(np.diff(starts), per_col, PAIR_BUDGET):
+        lo, hi = starts[c0 * per_col], starts[c1 * per_col]
+        local = starts[c0 * per_col:c1 * per_col + 1] - lo
+        result = _greedy_run(sig[lo:hi], shift[lo:hi], sign[lo:hi], block[lo:hi] - c0 * per_col, local, len(nl),
+                             known[0], known[1], -1 if cse else 0)
+        known = _replay(nl, result[:3], frac, depth, known)
+        _collect(columns, result[4:], c0, per_col)
     out = []
-    for j in range(n_out):
-        parts = cols.terms[j * len(blocks):(j + 1) * len(blocks)]
-        terms = sorted((t for part in parts for t in part.values()), key=lambda t: (depth[t.sig], t.sig, t.shift))
+    for j, terms in enumerate(columns):
+        terms.sort(key=lambda t: (depth[t.sig], t.sig, t.shift))
         if consts is not None and consts[j]:
             c = nl.const(int(consts[j]), frac)
             depth[c] = 0
             terms.append(Term(c, 0, 1))
         out.append(_sum_tree(nl, terms, frac, depth))
     return out
+
+
+def _csd_terms(xs: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(signal, shift, sign, block) arrays of every CSD digit, by column, block, input and digit.
+
+    Blocks are numbered column * blocks per column + input // BLOCK_ROWS; each distinct weight
+    value is recoded once.
+    """
+    cols, rows = np.nonzero(w.T)
+    values = w.T[cols, rows]
+    uniq, inv = np.unique(values, return_inverse=True)
+    digits = [csd(int(v)) for v in uniq]
+    width = max((len(d) for d in digits), default=0)
+    d_shift, d_sign = np.zeros((len(uniq), width), np.int64), np.zeros((len(uniq), width), np.int64)
+    for u, d in enumerate(digits):
+        d_shift[u, :len(d)] = [s for s, _ in d]
+        d_sign[u, :len(d)] = [g for _, g in d]
+    n_digits = np.array([len(d) for d in digits], dtype=np.int64)[inv]
+    entry = np.repeat(np.arange(len(values)), n_digits)
+    k = np.arange(len(entry)) - np.repeat(np.cumsum(n_digits) - n_digits, n_digits)
+    per_col = max(1, -(-w.shape[0] // BLOCK_ROWS))
+    u = inv.reshape(-1)[entry]
+    return xs[rows[entry]], d_shift[u, k], d_sign[u, k], cols[entry] * per_col + rows[entry] // BLOCK_ROWS
+
+
+def _column_groups(block_terms: np.ndarray, per_col: int, budget: int) -> list[tuple[int, int]]:
+    """Consecutive column ranges [c0, c1) whose blocks hold at most `budget` term pairs (at least one column each)."""
+    pairs = (block_terms * (block_terms - 1) // 2).reshape(-1, per_col).sum(axis=1)
+    groups, c0, total = [], 0, 0
+    for c, p in enumerate(pairs.tolist()):
+        if c > c0 and total + p > budget:
+            groups.append((c0, c))
+            c0, total = c, 0
+        total += p
+    groups.append((c0, len(pairs)))
+    return groups
+
+
+def _replay(nl: Netlist, extracted, frac: int, depth: dict[int, int], known):
+    """Add the adders of the extracted patterns to the netlist, in the search's order and ids."""
+    keys, sigs, reused = extracted
+    for key, sig, again in zip(keys.tolist(), sigs.tolist(), reused.tolist()):
+        if again:
+            continue
+        sig_a, sa, sig_b, sb, sign = _unkey(key)
+        new = nl.add(sig_a, sig_b, sa, sb, 1, sign, frac=frac)
+        if new != sig:
+            raise RuntimeError(f'constant_matvec: pattern signal {new} was expected as {sig}')
+        depth[new] = max(depth[sig_a], depth[sig_b]) + 1
+    fresh = ~reused
+    all_keys = np.concatenate([known[0], keys[fresh]])
+    order = np.argsort(all_keys, kind='stable')
+    return all_keys[order], np.concatenate([known[1], sigs[fresh]])[order]
+
+
+def _collect(columns: list[list[Term]], terms, c0: int, per_col: int) -> None:
+    """Append the live terms of a group's columns, block by block, each block in term order."""
+    sig, shift, sign, block, alive = terms
+    live = np.flatnonzero(alive)
+    live = live[np.argsort(block[live], kind='stable')]
+    for t_sig, t_shift, t_sign, b in zip(sig[live].tolist(), shift[live].tolist(), sign[live].tolist(),
+                                         block[live].tolist()):
+        columns[c0 + b // per_col].append(Term(t_sig, t_shift, t_sign))
 
 
 def sum_terms(nl: Netlist, sigs: list[int], frac: int) -> int:

@@ -18,6 +18,7 @@ logic levels to check it.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from ...config import check_pipeline
@@ -134,55 +135,79 @@ def _sink_registers(nl: Netlist, stage: list[int], latency: int, budget: float, 
     A signal held in a register across a stage boundary can instead be computed after it, from its
     (registered) arguments: worth it when its arguments are narrower than it is or are registered
     anyway (typically a wide partial sum of narrow inputs). Each move is checked against the delay
-    budget of the stage it enters; the latency never changes.
+    budget of the stage it enters (only the in-stage readers whose arrival it delays are
+    re-timed); the latency never changes.
     """
     n = len(nl.signals)
+    const = [sig.is_const for sig in nl.signals]
+    delay = [cost(sig, nl) for sig in nl.signals]
+    widths = [sig.width for sig in nl.signals]
     readers: list[list[int]] = [[] for _ in range(n)]
+    last = list(stage)
     for sig in nl.signals:
         for a in sig.args:
             readers[a].append(sig.id)
-    last = [stage[i] for i in range(n)]
-    for sig in nl.signals:
-        for a in sig.args:
             last[a] = max(last[a], stage[sig.id])
     for port in nl.outputs:
         for o in port.signals:
             last[o] = latency
-    members: dict[int, list[int]] = {}
-    for sig in nl.signals:
-        if not sig.is_const:
-            members.setdefault(stage[sig.id], []).append(sig.id)
-
-    def fits(st: int, extra: int) -> bool:
-        t: dict[int, float] = {}
-        for sid in sorted(members.get(st, []) + [extra]):
-            sig = nl[sid]
-            t_in = max((t[a] for a in sig.args if a in t), default=0.0)
-            t[sid] = t_in + cost(sig, nl)
-            if t[sid] > budget and t_in > 0:
-                return False
-        return True
-
+    arrival = _in_stage_arrival(nl, stage, const, delay)
     for _ in range(latency):  # a signal moves at most one stage per sweep
         moved = 0
         for sig in reversed(nl.signals):
             sid, p = sig.id, stage[sig.id]
-            if sig.is_const or sig.op == 'input' or last[sid] <= p or p + 1 > latency - 1:
+            if const[sid] or sig.op == 'input' or last[sid] <= p or p + 1 > latency - 1:
                 continue
             if any(stage[r] <= p for r in readers[sid]):  # a reader in its own stage needs it there
                 continue
-            live = [a for a in sig.args if not nl[a].is_const]
-            added = sum(nl[a].width for a in set(live) if last[a] == p)
-            if sig.width <= added or not fits(p + 1, sid):
+            live = [a for a in sig.args if not const[a]]
+            added = sum(widths[a] for a in set(live) if last[a] == p)
+            if widths[sid] <= added:
                 continue
-            members[p].remove(sid)
-            members.setdefault(p + 1, []).append(sid)
+            later = _retime(nl, sid, p + 1, stage, arrival, readers, const, delay, budget)
+            if later is None:
+                continue
             stage[sid] = p + 1
+            arrival.update(later)
             for a in live:
                 last[a] = max(last[a], p + 1)
             moved += 1
         if not moved:
             break
+
+
+def _in_stage_arrival(nl: Netlist, stage: list[int], const: list[bool], delay: list[float]) -> dict[int, float]:
+    """Arrival time of every signal within its stage (its in-stage, non-constant arguments first)."""
+    t: dict[int, float] = {}
+    for sig in nl.signals:
+        st = stage[sig.id]
+        t[sig.id] = max((t[a] for a in sig.args if not const[a] and stage[a] == st), default=0.0) + delay[sig.id]
+    return t
+
+
+def _retime(nl: Netlist, sid: int, st: int, stage: list[int], arrival: dict[int, float], readers: list[list[int]],
+            const: list[bool], delay: list[float], budget: float) -> dict[int, float] | None:
+    """New arrival times in stage `st` if signal sid moves there (its arguments are all registered),
+    or None when a delayed reader would exceed the budget (as the as-soon-as-possible rule cuts)."""
+    new = {sid: delay[sid]}
+    todo = [r for r in readers[sid] if stage[r] == st]
+    heapq.heapify(todo)
+    seen = set(todo)
+    while todo:
+        r = heapq.heappop(todo)  # in id order: a topological order
+        args = nl[r].args
+        t_in = max((new.get(a, arrival[a]) if a != sid else new[sid] for a in args
+                    if not const[a] and (stage[a] == st or a == sid)), default=0.0)
+        t = t_in + delay[r]
+        if t > budget and t_in > 0:
+            return None
+        if t != arrival[r]:
+            new[r] = t
+            for q in readers[r]:
+                if stage[q] == st and q not in seen:
+                    seen.add(q)
+                    heapq.heappush(todo, q)
+    return new
 
 
 def _critical_ns(nl: Netlist, stage: list[int]) -> float:
