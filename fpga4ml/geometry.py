@@ -175,16 +175,29 @@ def _crop_index(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _resize_index(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest resize: output row r, column c reads input (rows[r], cols[c]).
+
+    attrs['scale'] (integer factors) repeats every element; attrs['index'] gives the source index
+    of every output position per spatial axis ((rows, cols), or (cols,) in 1D) for any output size.
+    """
     rank = spatial_rank(in_shape)
     method = node.attrs.get('method', 'nearest')
     if method != 'nearest':
         raise GraphError(f"node {node.name!r}: Resize method {method!r} is not supported; only 'nearest' is")
-    sh, sw = _pairs_2d(node.attrs['scale'], rank, 'scale', node)
-    if sh < 1 or sw < 1:
-        raise GraphError(f"node {node.name!r}: scale={node.attrs['scale']} must be positive integers")
     h, w, c = as_hwc(in_shape)
+    if node.attrs.get('index') is not None:
+        maps = [np.asarray(m, dtype=np.int64).reshape(-1) for m in node.attrs['index']]
+        if len(maps) != rank or any(m.size == 0 or m.min() < 0 or m.max() >= n for m, n in zip(maps, (h, w)[2 - rank:])):
+            raise GraphError(f"node {node.name!r}: index must give {rank} non-empty lists of source indices within "
+                             f'the input extent {in_shape[:-1]}')
+        rows, cols = ([np.zeros(1, np.int64)] + maps) if rank == 1 else maps
+    else:
+        sh, sw = _pairs_2d(node.attrs['scale'], rank, 'scale', node)
+        if sh < 1 or sw < 1:
+            raise GraphError(f"node {node.name!r}: scale={node.attrs['scale']} must be positive integers")
+        rows, cols = np.arange(h * sh) // sh, np.arange(w * sw) // sw
     src = np.arange(h * w * c).reshape(h, w, c)
-    return np.repeat(np.repeat(src, sh, axis=0), sw, axis=1)
+    return src[rows[:, None], cols[None, :]]
 
 
 def _transpose_index(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:

@@ -278,3 +278,76 @@ def test_wide_input_table_entries_sample_cell_centres():
     err = np.abs(model.predict(x) - f(x))
     near = np.abs(x) < 1
     assert err[near].max() < 1.7581 * idx.lsb / 2 + table.type.lsb
+
+
+# ----------------------------------------------------------------------------- nearest resize to any size
+
+def _torch_resize_case(kind: str):
+    torch = pytest.importorskip('torch')
+    F = torch.nn.functional
+
+    class Interp(torch.nn.Module):
+        def __init__(self, **kw):
+            super().__init__()
+            self.kw = kw
+
+        def forward(self, x):
+            return F.interpolate(x, **self.kw)
+    cases = {
+        '1d_size19': ((3, 8), torch.nn.Upsample(size=19)),
+        '1d_exact19': ((3, 8), torch.nn.Upsample(size=19, mode='nearest-exact')),
+        '2d_size': ((2, 8, 5), Interp(size=(19, 13))),
+        '2d_factor2.5': ((2, 6, 4), torch.nn.Upsample(scale_factor=2.5)),
+        '2d_factor3.2': ((2, 3, 5), Interp(scale_factor=(3.2, 1.7))),  # 3 -> 9 rows, yet not a plain repeat
+        '2d_recompute': ((2, 3, 5), Interp(scale_factor=3.2, recompute_scale_factor=True)),
+        '2d_exact': ((2, 7, 4), torch.nn.Upsample(size=(10, 11), mode='nearest-exact')),
+        '2d_int': ((2, 4, 3), torch.nn.Upsample(scale_factor=2)),
+    }
+    shape, module = cases[kind]
+    return torch, shape, torch.nn.Sequential(module).eval()
+
+
+@pytest.mark.parametrize('kind', ['1d_size19', '1d_exact19', '2d_size', '2d_factor2.5', '2d_factor3.2',
+                                  '2d_recompute', '2d_exact', '2d_int'])
+def test_torch_nearest_resize_any_size_matches_torch(kind):
+    torch, shape, net = _torch_resize_case(kind)
+    model = fpga4ml.convert_from_pytorch_model(net, hls_config={'Model': {'Precision': 'fixed<16,6>'}},
+                                               input_shape=(None,) + shape)
+    x = np.random.default_rng(5).integers(-2 ** 15, 2 ** 15, (64,) + shape) * 2.0 ** -10  # on the grid
+    want = np.moveaxis(net(torch.tensor(x)).numpy(), 1, -1)  # fpga4ml's outputs are channels-last
+    got = model.predict(x)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    node = next(n for n in model.graph if n.op == 'Resize')
+    assert ('scale' in node.attrs) == (kind == '2d_int')  # integer factors stay the common case
+
+
+def test_resize_index_backends_bit_exact(tmp_path):
+    """A Resize with a source index per axis: emulator == Verilog netlist == HLS C simulation; a changed
+    index entry must differ (negative control)."""
+    rows = (0, 0, 1, 1, 2, 3, 3)  # 4 -> 7
+    cols = (0, 0, 0, 1, 1, 1, 2, 2)  # 3 -> 8
+
+    def model_for(r, directory):
+        g = one_layer('Resize', (4, 3, 2), (7, 8, 2), {'index': (r, cols), 'method': 'nearest'})
+        return convert(g, {'x': {'result': 'fixed<9,3>'}}, directory)
+
+    model = model_for(rows, tmp_path / 'a')
+    xs = grid_inputs(model, 500)
+    emu = emulator_mantissas(model, xs)
+    m = model.graph['x'].result_type.quantize(xs[0])
+    np.testing.assert_array_equal(emu[0], m[:, list(rows)][:, :, list(cols)])
+    assert same(netlist_mantissas(model, xs), emu)
+    other = model_for((0, 0, 1, 2, 2, 3, 3), tmp_path / 'b')
+    assert not same(netlist_mantissas(other, xs), emu)
+    assert not same(emulator_mantissas(other, xs), emu)
+    if have_csim():
+        want = model.emulator.predict(xs)
+        assert same(csim_outputs(model, xs), want)
+        assert not same(csim_outputs(other, xs), want)
+
+
+def test_resize_index_out_of_range_raises():
+    g = one_layer('Resize', (4, 2), (5, 2), {'index': ((0, 1, 2, 3, 4),), 'method': 'nearest'})
+    with pytest.raises(ValueError, match="node 'op': index must give 1 non-empty lists of source indices"):
+        convert(g, {'x': {'result': 'fixed<8,3>'}})

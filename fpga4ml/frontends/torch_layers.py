@@ -358,20 +358,51 @@ def _pad(cv: Converter, c: Call) -> Value:
     return cv.values[c.name]
 
 
+def _nearest_maps(c: Call, extent: tuple[int, ...]) -> list[np.ndarray]:
+    """Per spatial axis, the input index torch's nearest resize reads for every output position.
+
+    Computed by torch itself on a tensor of flat element indices (float64 holds them exactly), with
+    the call's own size / scale_factor / mode / recompute_scale_factor, so every rule of torch's
+    kernel (floor(dst * scale) in float32, the scale_factor given vs the size, 'nearest-exact')
+    is reproduced; the map must be separable (it is for nearest), which is checked.
+    """
+    import torch
+    probe = torch.arange(int(np.prod(extent)), dtype=torch.float64).reshape((1, 1) + tuple(extent))
+    args = {k: getattr(c.spec, k, None) for k in ('size', 'scale_factor', 'recompute_scale_factor')}
+    flat = torch.nn.functional.interpolate(probe, mode=getattr(c.spec, 'mode', 'nearest'), **args)[0, 0]
+    flat = flat.numpy().astype(np.int64)
+    if len(extent) == 1:
+        return [flat]
+    rows, cols = flat[:, 0] // extent[1], flat[0, :] % extent[1]
+    if not np.array_equal(flat, rows[:, None] * extent[1] + cols[None, :]):
+        raise GraphError(f'{c.where}: the resize of {c.x.shape} to {c.out} does not read rows and columns '
+                         'independently; not supported')
+    return [rows, cols]
+
+
 def _upsample(cv: Converter, c: Call) -> Value:
-    """Upsample/UpsamplingNearest2d/F.interpolate, nearest with integer factors -> Resize."""
+    """Upsample/UpsamplingNearest2d/F.interpolate, 'nearest' or 'nearest-exact' to any size -> Resize.
+
+    Integer factors that repeat every element become attrs scale (as Keras UpSampling); any other
+    output size keeps torch's source index per axis in attrs index.
+    """
     if getattr(c.spec, 'antialias', False):
         raise GraphError(f'{c.where}: antialias=True is not supported')
     mode = getattr(c.spec, 'mode', 'nearest')
     if mode not in ('nearest', 'nearest-exact'):
-        raise GraphError(f"{c.where}: mode={mode!r} is not supported; only 'nearest' (integer factors)")
-    extent, out = c.x.shape[1:], c.out[1:]
-    if len(extent) not in (1, 2) or any(o % e for e, o in zip(extent, out)):
-        raise GraphError(f'{c.where}: resizing {c.x.shape} to {c.out} is not supported; only integer factors '
-                         'of (C, W) or (C, H, W) inputs')
+        raise GraphError(f"{c.where}: mode={mode!r} is not supported; only 'nearest' and 'nearest-exact'")
+    extent, out = tuple(c.x.shape[1:]), tuple(c.out[1:])
+    if len(extent) not in (1, 2):
+        raise GraphError(f'{c.where}: resizing {c.x.shape} to {c.out} is not supported; only (C, W) or '
+                         '(C, H, W) inputs')
+    maps = _nearest_maps(c, extent)
+    if tuple(m.size for m in maps) != out:
+        raise GraphError(f'{c.where}: torch resizes {c.x.shape} to {tuple(m.size for m in maps)}, not {c.out}')
+    repeat = all(o % e == 0 and np.array_equal(m, np.arange(o) // (o // e)) for m, e, o in zip(maps, extent, out))
+    attrs = {'scale': tuple(o // e for e, o in zip(extent, out))} if repeat else \
+        {'index': tuple(tuple(int(v) for v in m) for m in maps)}
     x = cv.layout(c.x, True, c.name)
-    cv.add(c, 'Resize', [x], True, {'scale': tuple(o // e for e, o in zip(extent, out)), 'method': 'nearest'},
-           alias=f'UpSampling{len(extent)}D')
+    cv.add(c, 'Resize', [x], True, {**attrs, 'method': 'nearest'}, alias=f'UpSampling{len(extent)}D')
     return cv.values[c.name]
 
 
