@@ -38,8 +38,9 @@ OPS: dict[str, str] = {
     'the number of real cells), global (a whole-extent pool lowered from Global*Pooling); types: accum, result',
     'Pad': 'zero padding of a (W, C) or (H, W, C) input; attrs: padding (as Conv); values and type unchanged',
     'Crop': 'cropping of a (W, C) or (H, W, C) input; attrs: cropping (amounts as padding); values unchanged',
-    'Resize': 'nearest-neighbour upsampling of a (W, C) or (H, W, C) input; attrs: scale (sw,) or (sh, sw) '
-    'integer factors, method (nearest); values unchanged',
+    'Resize': 'nearest-neighbour resize of a (W, C) or (H, W, C) input; attrs: scale (sw,) or (sh, sw) '
+    'integer factors (every element repeated), or index ((cols,) or (rows, cols): the source index of every '
+    'output position per spatial axis, any output size), method (nearest); values unchanged',
     'Transpose': 'permutation of the per-sample axes (Keras Permute); attrs: perm (0-based, batch excluded); '
     'values unchanged',
     'Reshape': 'reshape (also Flatten); attrs: shape; values are unchanged',
