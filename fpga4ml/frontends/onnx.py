@@ -311,10 +311,12 @@ def _read_onnx_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise GraphError(f'ONNX model file {str(path)!r} is empty')
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except Exception as err:  # protobuf's DecodeError, onnx's external-data errors: all mean a bad file
         raise GraphError(f'ONNX model file {str(path)!r} is not a readable ONNX model (corrupt or truncated?): '
                          f'{type(err).__name__}: {err}') from None
+    _check_has_graph(model, f'ONNX model file {str(path)!r}')
+    return model
 
 
 def load_onnx_model(model_or_path: Any) -> Any:
@@ -328,7 +330,15 @@ def load_onnx_model(model_or_path: Any) -> Any:
                          f'got {type(model_or_path).__name__}')
     copy = onnx.ModelProto()
     copy.CopyFrom(proto)
+    _check_has_graph(copy, 'the ONNX model')
     return copy
+
+
+def _check_has_graph(model: Any, source: str) -> None:
+    """Raise when a parsed model holds no graph (an empty or foreign protobuf file parses as one)."""
+    if not model.graph.node or not model.opset_import:
+        raise GraphError(f'{source} has {len(model.graph.node)} nodes and {len(model.opset_import)} opset imports: '
+                         'it holds no ONNX graph (is it an ONNX model?)')
 
 
 # --------------------------------------------------------------------------- domains (security)
@@ -381,13 +391,6 @@ def check_domains(model: Any) -> None:
                                  f'refused; accepted domains: {", ".join(repr(d) for d in OPSET_DOMAINS)}')
 
 
-def _check_has_graph(model: Any) -> None:
-    """Raise when a parsed model holds no graph (an empty or foreign protobuf file parses as one)."""
-    if not model.graph.node or not model.opset_import:
-        raise GraphError(f'the ONNX model has {len(model.graph.node)} nodes and {len(model.opset_import)} opset '
-                         'imports: it holds no ONNX graph (is the file an ONNX model?)')
-
-
 def _normalize_for_qonnx(model: Any) -> None:
     """Spell domains the way qonnx handles without importing anything outside qonnx; drop eval'd annotations.
 
@@ -416,7 +419,6 @@ def clean_onnx_model(model: Any) -> Any:
     first (`check_domains`).
     """
     model = load_onnx_model(model)  # a copy (and a clear message when onnx/qonnx are missing)
-    _check_has_graph(model)
     check_domains(model)
     _normalize_for_qonnx(model)
     from qonnx.core.modelwrapper import ModelWrapper
