@@ -94,6 +94,35 @@ def assert_inert(files: dict[str, str], names: list[str]) -> None:
             assert name not in text, f'{rel} holds the raw name {name!r}'
 
 
+def renamed(graph: Graph, marker: Path) -> tuple[Graph, list[str]]:
+    """A copy of `graph` with every node renamed to a hostile name (the payloads in turn, numbered)."""
+    hostile = list(payloads(marker).values())
+    names = {node.name: f'{hostile[k % len(hostile)]} {k}' for k, node in enumerate(graph)}
+    g = Graph()
+    for node in graph:
+        g.add(Node(names[node.name], node.op, [names[i] for i in node.inputs], node.shape, attrs=dict(node.attrs),
+                   weights=dict(node.weights), source=node.source))
+    g.inputs, g.outputs = [names[i] for i in graph.inputs], [names[o] for o in graph.outputs]
+    return g, list(names.values())
+
+
+def stream_cnn(marker: Path) -> tuple[Graph, list[str]]:
+    """Input -> Conv 3x3 -> ReLU -> Flatten -> Dense: the chain the Verilog stream architecture accepts."""
+    rng = np.random.default_rng(3)
+    g = Graph()
+    g.add(Node('x', 'Input', [], (5, 5, 2)))
+    g.add(Node('c', 'Conv', ['x'], (3, 3, 3), attrs={'kernel_size': (3, 3), 'strides': (1, 1), 'dilation': (1, 1),
+                                                     'padding': (0, 0, 0, 0), 'groups': 1},
+               weights={'kernel': rng.normal(0, 0.5, (3, 3, 2, 3)).astype(np.float32),
+                        'bias': rng.normal(0, 0.3, 3).astype(np.float32)}))
+    g.add(Node('r', 'Activation', ['c'], (3, 3, 3), attrs={'function': 'relu'}))
+    g.add(Node('f', 'Reshape', ['r'], (27,), attrs={'shape': (27,)}))
+    g.add(Node('d', 'Dense', ['f'], (2,), weights={'kernel': rng.normal(0, 0.3, (27, 2)).astype(np.float32),
+                                                   'bias': np.zeros(2, np.float32)}))
+    g.inputs, g.outputs = ['x'], ['d']
+    return renamed(g, marker)
+
+
 def random_pair(model, n: int = 2000, seed: int = 1) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.uniform(-20, 20, (n, 4)), rng.uniform(-20, 20, (n, 4))]
@@ -185,6 +214,35 @@ def test_hls_project_text_is_inert(tmp_path, io_type):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_hls_cnn_project_text_is_inert(tmp_path, io_type):
+    """Conv, Pool, Pad, Crop, Resize, Transpose (emit_cnn.py) with hostile names, both io types."""
+    from verilog_models import cnn_graph
+
+    graph, names = renamed(cnn_graph(), tmp_path / 'marker')
+    model = convert_graph(graph, CONFIG, output_dir=str(tmp_path / 'prj'), io_type=io_type)
+    assert_inert(project_files(model), names)
+
+
+def test_verilog_cnn_and_stream_text_is_inert(tmp_path):
+    """The unrolled CNN and the stream architecture (streaming.py: several modules and a top) with hostile names."""
+    from fpga4ml.backends.verilog.design import project_files as verilog_files
+    from verilog_models import cnn_graph
+
+    graph, names = renamed(cnn_graph(), tmp_path / 'marker')
+    model = convert_graph(graph, CONFIG, output_dir=str(tmp_path / 'cnn'), backend='Verilog')
+    assert_inert(verilog_files(model), names)
+    graph, names = stream_cnn(tmp_path / 'marker')
+    config = {'Model': {**CONFIG['Model'], 'Architecture': 'stream'}}
+    model = convert_graph(graph, config, output_dir=str(tmp_path / 'stream'), backend='Verilog')
+    files = verilog_files(model)
+    assert_inert(files, names)
+    manifest = json.loads(files['manifest.json'])
+    assert manifest['architecture'] == 'stream' and manifest['inputs'][0]['name'] == names[0]
+    for entry in manifest['inputs'] + manifest['outputs']:
+        assert entry['port'].isascii() and entry['port'].isidentifier() and len(entry['port']) <= 90
+
+
 def test_typed_graph_json_keeps_names_escaped_and_strict(tmp_path):
     model = convert_graph(hostile_graph(tmp_path / 'm'), CONFIG, output_dir=str(tmp_path / 'prj'))
     text = typed_graph_json(model)
@@ -228,3 +286,60 @@ def test_verilog_of_hostile_names_lints_clean_and_is_bit_exact(tmp_path):
     assert verilator.lint(model.output_dir) == []
     assert_bit_exact_and_swap_differs(model, 'rtl')
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- through the front ends
+
+#: Keras refuses '/' in layer names; this payload needs none (the marker is created in the working directory)
+KERAS_PAYLOAD = ('x\n#ifndef PWN_\n#define PWN_\n#include <cstdlib>\n'
+                 'static int p_ = std::system("touch keras_marker");\n#endif\n#define Q_')
+
+
+@pytest.mark.skipif(not HAS_CSIM or importlib.util.find_spec('keras') is None,
+                    reason='needs keras, g++ and the ap_types headers shipped with hls4ml')
+def test_keras_file_with_injected_layer_name_runs_nothing(tmp_path, monkeypatch):
+    """The .keras file of the issue: its layer name would run `touch` when the C simulation is built and loaded."""
+    keras = pytest.importorskip('keras')
+    import fpga4ml
+
+    monkeypatch.chdir(tmp_path)
+    inp = keras.Input((4,), name='in-1')
+    out = keras.layers.Dense(3, activation='relu', name=KERAS_PAYLOAD)(keras.layers.Dense(5, name='class')(inp))
+    keras.Model(inp, out).save(tmp_path / 'evil.keras')
+    config = fpga4ml.config_from_keras_model(str(tmp_path / 'evil.keras'), granularity='name')
+    assert KERAS_PAYLOAD in config['LayerName']  # the user's config keys stay the original names
+    model = fpga4ml.convert_from_keras_model(str(tmp_path / 'evil.keras'), hls_config=config,
+                                             output_dir=str(tmp_path / 'prj'))
+    assert_inert(project_files(model), [KERAS_PAYLOAD])
+    model.compile(sim='csim')
+    x = np.random.default_rng(0).uniform(-4, 4, (500, 4))
+    assert np.array_equal(model.predict(x, sim='csim'), model.predict(x))
+    assert not (tmp_path / 'keras_marker').exists(), 'a Keras layer name ran a shell command'
+
+
+@pytest.mark.skipif(importlib.util.find_spec('onnx') is None or importlib.util.find_spec('qonnx') is None,
+                    reason='needs onnx and qonnx')
+def test_onnx_node_and_tensor_names_are_inert(tmp_path):
+    """ONNX node and tensor names are free text: through the ONNX front end into both back ends."""
+    import fpga4ml
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fpga4ml.backends.verilog.design import project_files as verilog_files
+
+    names = payloads(tmp_path / 'marker')
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node('MatMul', ['in-1', 'w'], ['h'], name=names['newline']),
+             helper.make_node('Add', ['h', 'b'], ['z'], name=names['verilog']),
+             helper.make_node('Relu', ['z'], [names['backslash']], name=names['tcl_command'])]
+    graph = helper.make_graph(
+        nodes, names['block_end'], [helper.make_tensor_value_info('in-1', TensorProto.FLOAT, ['N', 4])],
+        [helper.make_tensor_value_info(names['backslash'], TensorProto.FLOAT, ['N', 3])],
+        initializer=[numpy_helper.from_array(rng.normal(0, 0.5, (4, 3)).astype(np.float32), 'w'),
+                     numpy_helper.from_array(rng.normal(0, 0.2, 3).astype(np.float32), 'b')])
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    onnx_model.ir_version = 9
+    config = fpga4ml.config_from_onnx_model(onnx_model, granularity='model', default_precision='fixed<12,5>')
+    for backend, writer in (('Vitis', project_files), ('Verilog', verilog_files)):
+        model = fpga4ml.convert_from_onnx_model(onnx_model, hls_config=config, backend=backend,
+                                                output_dir=str(tmp_path / backend))
+        assert_inert(writer(model), list(names.values()))
