@@ -351,3 +351,64 @@ def test_resize_index_out_of_range_raises():
     g = one_layer('Resize', (4, 2), (5, 2), {'index': ((0, 1, 2, 3, 4),), 'method': 'nearest'})
     with pytest.raises(ValueError, match="node 'op': index must give 1 non-empty lists of source indices"):
         convert(g, {'x': {'result': 'fixed<8,3>'}})
+
+
+# ----------------------------------------------------------------------------- products wider than int64
+
+def _exact_product_reference(a_t, b_t, res_t, ma, mb) -> np.ndarray:
+    """cast(a * b) computed with Python Fractions (independent of the emulator's helpers)."""
+    import math
+    from fractions import Fraction
+    out = np.empty(ma.shape, dtype=np.int64)
+    for i, (x, y) in enumerate(zip(ma.ravel().tolist(), mb.ravel().tolist())):
+        v = Fraction(x * y, 2 ** (a_t.frac + b_t.frac)) * 2 ** res_t.frac  # the product in result LSBs
+        q = math.floor(v) if res_t.rounding == 'TRN' else round(v)  # round(): ties to even (RND_CONV)
+        if res_t.overflow == 'WRAP':
+            q = (q - res_t.min_mantissa) % (1 << res_t.width) + res_t.min_mantissa
+        else:
+            q = min(max(q, res_t.min_mantissa), res_t.max_mantissa)
+        out.flat[i] = q
+    return out
+
+
+@pytest.mark.parametrize('in_prec, res_prec', [
+    ('fixed<40,20>', 'fixed<32,12>'),                   # 80-bit exact product, TRN + WRAP
+    ('fixed<34,10>', 'fixed<24,16,RND_CONV,SAT>'),      # 68 bits, ties to even, saturating
+    ('fixed<32,31>', 'fixed<64,62,RND_CONV,SAT>'),      # 64-bit products into a 64-bit result
+])
+def test_merge_mul_wider_than_int64_is_exact(in_prec, res_prec, tmp_path):
+    g = two_inputs('Merge', (6,), {'mode': 'mul'})
+    model = convert(g, {'a': {'result': in_prec}, 'b': {'result': in_prec}, 'op': {'result': res_prec}}, tmp_path)
+    xs = grid_inputs(model, 400)
+    a_t, b_t, res_t = (model.graph[n].types['result'] for n in ('a', 'b', 'op'))
+    ma, mb = a_t.quantize(xs[0]), b_t.quantize(xs[1])
+    got = emulator_mantissas(model, xs)[0]
+    np.testing.assert_array_equal(got, _exact_product_reference(a_t, b_t, res_t, ma, mb))
+    mb_changed = mb.copy()
+    mb_changed[:, 0] ^= 1 << 16  # negative control: one input bit of one element
+    assert not np.array_equal(got, _exact_product_reference(a_t, b_t, res_t, ma, mb_changed))
+    if have_csim():
+        assert same(csim_outputs(model, xs), model.emulator.predict(xs))
+
+
+def test_keras_multiply_wide_product():
+    """Keras Multiply of two 40-bit inputs (an 80-bit exact product) converts and predicts."""
+    keras = pytest.importorskip('keras')
+    a, b = keras.Input((4,), name='a'), keras.Input((4,), name='b')
+    kmodel = keras.Model([a, b], keras.layers.Multiply(name='mul')([a, b]))
+    config = fpga4ml.config_from_keras_model(kmodel, granularity='name', default_precision='fixed<40,20>')
+    config['LayerName']['mul']['Precision']['result'] = 'fixed<24,8,TRN,SAT>'
+    model = fpga4ml.convert_from_keras_model(kmodel, hls_config=config)
+    rng = np.random.default_rng(7)
+    xa, xb = rng.uniform(-1000, 1000, (300, 4)), rng.uniform(-1000, 1000, (300, 4))
+    want = np.clip(np.floor(xa * xb * 2 ** 16) / 2 ** 16, -128, 128 - 2 ** -16)  # float64 close enough here
+    got = model.predict([xa, xb])
+    np.testing.assert_allclose(got, want, atol=2 ** -15)
+    assert (np.abs(xa * xb) >= 128).any()
+
+
+def test_wide_product_auto_result_raises_naming_the_layer():
+    g = two_inputs('Merge', (6,), {'mode': 'mul'})
+    with pytest.raises(ValueError, match=r"layer 'op': the exact result type cannot be inferred .*width 80.*"
+                                         r"set Precision\['result'\] explicitly"):
+        convert(g, {'a': {'result': 'fixed<40,20>'}, 'b': {'result': 'fixed<40,20>'}, 'op': {'result': 'auto'}})

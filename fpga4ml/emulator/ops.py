@@ -42,6 +42,27 @@ def cast(t: FixedType, m: np.ndarray, frac_in: int, stats: dict | None) -> np.nd
     return out
 
 
+def cast_wide(t: FixedType, m: np.ndarray, frac_in: int, stats: dict | None) -> np.ndarray:
+    """Cast exact mantissas of any width (a numpy object array of Python ints) into `t`.
+
+    The same rounding (intervals.round_shift) and overflow as FixedType.cast, for intermediate
+    values that do not fit int64 (products of wide operands); the result is an int64 array.
+    """
+    s = frac_in - t.frac
+    q = m * (1 << -s) if s <= 0 else np.frompyfunc(lambda v: round_shift(v, s, t.rounding), 1, 1)(m)
+    lo, hi = t._sat_min, t.max_mantissa
+    over = (q < lo) | (q > hi)
+    if stats is not None:
+        stats['overflow'] = stats.get('overflow', 0) + int(np.count_nonzero(over))
+    if t.overflow == 'WRAP':
+        q = (q - t.min_mantissa) % (1 << t.width) + t.min_mantissa
+    elif t.overflow == 'SAT_ZERO':
+        q = np.where(over, 0, q)
+    else:
+        q = np.minimum(np.maximum(q, lo), hi)
+    return np.asarray(q, dtype=object).astype(np.int64)
+
+
 def cast_plan(t: FixedType, frac_in: int, bounds: tuple[int, int, int] | None):
     """A cast into `t` specialised by known input bounds: steps that cannot change a value are skipped.
 
@@ -434,8 +455,14 @@ def build_merge(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -
     fracs = [t.frac for t in in_types]
     if mode == 'mul':
         frac = sum(fracs)
-        _check_int_bits(node, Interval.of_values(np.asarray([np.prod([iv.abs_max for iv in in_ivs], dtype=object)]), 0),
-                        'product')
+        bound = int(np.prod([iv.abs_max for iv in in_ivs], dtype=object))
+        if bound.bit_length() > INT_EXACT_BITS:  # wider than int64: exact Python integers, this op only
+            def wide_mul_kernel(inputs, stats):
+                y = inputs[0].astype(object)
+                for x in inputs[1:]:
+                    y = y * x.astype(object)
+                return cast_wide(res_t, y, frac, stats)
+            return wide_mul_kernel
 
         final = cast_plan(res_t, frac, node.attrs.get('exact_bounds'))
 

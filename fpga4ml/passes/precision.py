@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..config import WEIGHT_PRECISION
-from ..fixed import AUTO, FixedType
+from ..fixed import AUTO, FixedType, PrecisionError
 from .. import geometry
 from ..geometry import take
 from ..intervals import Interval, dense_interval, product_interval, sum_interval, trunc_div, type_for
@@ -44,7 +44,11 @@ def _explicit_or(node: Node, var: str, inferred, maximum: FixedType | None) -> F
     req = _requested(node, var)
     if req != AUTO:
         return req
-    t = inferred() if callable(inferred) else inferred
+    try:
+        t = inferred() if callable(inferred) else inferred
+    except PrecisionError as err:  # the exact type needs more than 64 bits
+        raise GraphError(f'layer {node.name!r}: the exact {var} type cannot be inferred ({err}); set '
+                         f"Precision[{var!r}] explicitly, e.g. 'fixed<32,16>'") from None
     return _cap(t, maximum)
 
 
