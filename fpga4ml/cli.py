@@ -115,6 +115,7 @@ def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
     ClockPeriod beside it (these become defaults for the matching command-line options).
     YAML aliases are refused (see fpga4ml.yaml_io).
     """
+    from .config import check_config_shape
     from .yaml_io import load_yaml
 
     p = _input_file(path, 'configuration file', allow_empty=True)
@@ -126,6 +127,7 @@ def _load_config_file(path: str) -> tuple[dict, dict[str, Any]]:
         raise CLIError(f'configuration file {path!r}: expected a .yml, .yaml or .json file')
     if data is None:
         data = {}
+    check_config_shape(data, f'configuration file {path!r}')  # before anything copies or walks it
     if not isinstance(data, dict):
         raise CLIError(f'configuration file {path!r} must hold a mapping (hls4ml config dict), '
                        f'got {type(data).__name__}')

@@ -193,6 +193,7 @@ def test_synth_of_a_file_instead_of_a_directory(tmp_path, capsys):
 
 @pytest.mark.parametrize('name, content, fragment', [
     ('deep.json', '[' * 100000 + ']' * 100000, 'nested too deeply'),
+    ('deep500.json', '{"a": ' * 500 + '1' + '}' * 500, "['a']['a']: nested more than 32 levels deep"),
     ('bad.json', '{"Model": ', 'is not valid JSON'),
     ('binary.yml', b'\x00\xff\xfe', 'is not UTF-8 text'),
     ('cfg.yml', None, 'is a directory, not a file'),
