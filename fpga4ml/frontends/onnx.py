@@ -381,8 +381,10 @@ def check_domains(model: Any) -> None:
     for node, label, where in _all_nodes(model):
         if node.domain in ONNX_DOMAINS or (node.domain in QONNX_DOMAINS and node.op_type in QUANT_OPS):
             continue
-        raise GraphError(f'{where}ONNX node {label!r} ({node.op_type}) has domain {node.domain!r}, which is refused '
-                         f'(qonnx would import a Python module of that name); accepted: {_accepted_domains()}')
+        why = ('only its quantizers are converted' if node.domain in QONNX_DOMAINS else
+               'which is refused (qonnx would import a Python module of that name)')
+        raise GraphError(f'{where}ONNX node {label!r} ({node.op_type}) has domain {node.domain!r}, {why}; '
+                         f'accepted: {_accepted_domains()}')
     for owner, opsets in [('the model', model.opset_import)] + \
             [(f'model-local function {f.domain}.{f.name}', f.opset_import) for f in model.functions]:
         for opset in opsets:
