@@ -7,12 +7,13 @@ common shift and sign) with the most occurrences (ties: the smallest packed key)
 once and replaces its occurrences, block by block and pair by pair in term order, until no
 pattern occurs twice; the new terms take part in later patterns.
 
-Data layout (all int64 arrays, so numba compiles the loop; without numba it runs as Python):
+Data layout (integer arrays, so numba compiles the loop; without numba it runs as Python):
 terms by id (signal, shift, sign, block, alive); per block a slice of `slots` holding its live
-term ids; per pattern (ids from a dict of packed keys) a live-pair count and a linked list of
-the pairs ever recorded for it (a pair whose two terms are still alive is a live occurrence);
-a binary max-heap of (count, key) entries, refreshed lazily: an entry is used only when its
-count is still the pattern's count, else it is pushed again with the current count.
+term ids; per pattern (ids from an open-addressing table of packed keys) its key, live-pair
+count and a linked list of the pairs ever recorded for it (a pair whose two terms are still
+alive is a live occurrence); an indexed binary heap of the patterns that occur at least twice,
+ordered by (count descending, key), updated on every count change. Every pair update costs
+O(1) plus a short heap move, so the search is linear in the pairs the blocks hold.
 """
 
 from __future__ import annotations
@@ -55,67 +56,97 @@ def _grow_rows(a, n):
     return b
 
 
-# rows of the pattern table `pat` and of the pair table `occ`
-COUNT, HEAD, PUSHED = 0, 1, 2
+# rows of the pattern table `pat` (POS: place in the heap, -1 outside) and of the pair table `occ`
+COUNT, HEAD, KEY, POS = 0, 1, 2, 3
 FIRST, SECOND, NEXT = 0, 1, 2
 
 
-def _record(index, key, u, t, pat, occ, n_pat, n_occ):
+def _slot(table, key):
+    """The slot of `key` in the open-addressing table (row 0 keys, -1 empty; row 1 values), or its empty slot."""
+    mask = table.shape[1] - 1
+    a, b, c = key & 0xFFFFF, (key >> 20) & 0xFFFFF, key >> 40  # products below 2^56: no overflow
+    i = (((a * 0x9E3779B1) ^ (b * 0x85EBCA77) ^ (c * 0xC2B2AE3D)) >> 20) & mask
+    while table[0, i] != key and table[0, i] != -1:
+        i = (i + 1) & mask
+    return i
+
+
+def _rehash(table):
+    """The table with twice the slots (kept at most half full)."""
+    new = np.full((2, 2 * table.shape[1]), -1, np.int64)
+    for i in range(table.shape[1]):
+        if table[0, i] != -1:
+            k = _slot(new, table[0, i])
+            new[0, k], new[1, k] = table[0, i], table[1, i]
+    return new
+
+
+def _record(table, key, u, t, pat, occ, n_pat, n_occ):
     """Count the pair of terms u < t under pattern `key` and add it to the pattern's list.
 
-    Returns (pat, occ, pattern id, n_pat, n_occ) (the tables grow as needed).
+    Returns (table, pat, occ, pattern id, n_pat, n_occ) (the tables grow as needed).
     """
-    if key in index:
-        pid = index[key]
+    k = _slot(table, key)
+    if table[0, k] == key:
+        pid = table[1, k]
     else:
         pid = n_pat
-        index[key] = pid
         n_pat += 1
+        if 2 * n_pat > table.shape[1]:
+            table = _rehash(table)
+            k = _slot(table, key)
+        table[0, k], table[1, k] = key, pid
         pat = _grow_rows(pat, pid)
-        pat[COUNT, pid], pat[HEAD, pid], pat[PUSHED, pid] = 0, -1, 0
+        pat[COUNT, pid], pat[HEAD, pid], pat[KEY, pid], pat[POS, pid] = 0, -1, key, -1
     pat[COUNT, pid] += 1
     occ = _grow_rows(occ, n_occ)
     occ[FIRST, n_occ], occ[SECOND, n_occ], occ[NEXT, n_occ] = u, t, pat[HEAD, pid]
     pat[HEAD, pid] = n_occ
-    return pat, occ, pid, n_pat, n_occ + 1
+    return table, pat, occ, pid, n_pat, n_occ + 1
 
 
-def _before(c1, k1, c2, k2):
-    """Heap order: more occurrences first, then the smaller key."""
-    return c1 > c2 or (c1 == c2 and k1 < k2)
+def _before(pat, p, q):
+    """Heap order of patterns p and q: more occurrences first, then the smaller key."""
+    return pat[COUNT, p] > pat[COUNT, q] or (pat[COUNT, p] == pat[COUNT, q] and pat[KEY, p] < pat[KEY, q])
 
 
-def _heap_push(hc, hk, size, count, key):
-    """Push (count, key); returns the (possibly grown) arrays."""
-    hc, hk = _grow(hc, size), _grow(hk, size)
-    i = size
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _before(count, key, hc[parent], hk[parent]):
-            break
-        hc[i], hk[i] = hc[parent], hk[parent]
-        i = parent
-    hc[i], hk[i] = count, key
-    return hc, hk
-
-
-def _heap_pop(hc, hk, size):
-    """Remove the top entry (the caller has read it); `size` is the size before the pop."""
-    size -= 1
-    count, key = hc[size], hk[size]
-    i = 0
+def _sift(heap, pat, i, size):
+    """Move heap entry i up or down to its place."""
+    pid = heap[i]
+    while i > 0 and _before(pat, pid, heap[(i - 1) // 2]):
+        parent = heap[(i - 1) // 2]
+        heap[i], pat[POS, parent] = parent, i
+        i = (i - 1) // 2
     while True:
         child = 2 * i + 1
         if child >= size:
             break
-        if child + 1 < size and _before(hc[child + 1], hk[child + 1], hc[child], hk[child]):
+        if child + 1 < size and _before(pat, heap[child + 1], heap[child]):
             child += 1
-        if not _before(hc[child], hk[child], count, key):
+        if not _before(pat, heap[child], pid):
             break
-        hc[i], hk[i] = hc[child], hk[child]
+        heap[i], pat[POS, heap[child]] = heap[child], i
         i = child
-    if size > 0:
-        hc[i], hk[i] = count, key
+    heap[i], pat[POS, pid] = pid, i
+
+
+def _update(heap, pat, pid, size):
+    """Keep pattern pid in the heap exactly while it occurs at least twice; returns (heap, size)."""
+    i = pat[POS, pid]
+    if pat[COUNT, pid] >= 2:
+        if i < 0:
+            heap = _grow(heap, size)
+            heap[size] = pid
+            i, size = size, size + 1
+        _sift(heap, pat, i, size)
+    elif i >= 0:
+        size -= 1
+        last = heap[size]
+        pat[POS, pid] = -1
+        if last != pid:
+            heap[i], pat[POS, last] = last, i
+            _sift(heap, pat, i, size)
+    return heap, size
 
 
 def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, known_sigs, max_patterns):
@@ -142,8 +173,9 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
         blen[b] = block_start[b + 1] - block_start[b]
         for k in range(blen[b]):
             pos[block_start[b] + k] = k
-    index = {np.int64(-1): np.int64(-1)}  # key -> pattern id (the -1 entry types the dict for numba)
-    pat, occ = np.zeros((3, 1024), np.int64), np.zeros((3, 1024), np.int64)
+    table = np.full((2, 1024), -1, np.int64)  # pattern key -> pattern id
+    pairs = np.sum(blen * (blen - 1) // 2) if max_patterns != 0 else 0
+    pat, occ = np.zeros((4, 1024), np.int64), np.zeros((3, pairs + n0 + 1), np.int32)
     n_pat, n_occ = 0, 0
     # every pair of every block, in term order (counts only: the heap is built once afterwards)
     for b in range(n_blocks if max_patterns != 0 else 0):
@@ -153,29 +185,17 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
             for j in range(i):
                 u = start + j
                 key = _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])
-                pat, occ, pid, n_pat, n_occ = _record(index, key, u, t, pat, occ, n_pat, n_occ)
-    hc, hk = np.zeros(1024, np.int64), np.zeros(1024, np.int64)
+                table, pat, occ, pid, n_pat, n_occ = _record(table, key, u, t, pat, occ, n_pat, n_occ)
+    heap = np.zeros(1024, np.int64)
     size = 0
-    for key, pid in index.items():
-        if pid >= 0 and pat[COUNT, pid] >= 2:
-            hc, hk = _heap_push(hc, hk, size, pat[COUNT, pid], key)
-            size += 1
-            pat[PUSHED, pid] = pat[COUNT, pid]
+    for pid in range(n_pat):
+        heap, size = _update(heap, pat, pid, size)
     ext_keys, ext_sigs = np.zeros(64, np.int64), np.zeros(64, np.int64)
     ext_reused = np.zeros(64, np.bool_)
     n_ext, n_terms = 0, n0
     while size > 0 and n_ext != max_patterns:
-        count, key = hc[0], hk[0]
-        _heap_pop(hc, hk, size)
-        size -= 1
-        pid = index[key]
-        actual = pat[COUNT, pid]
-        if actual != count:  # a stale entry: requeue with the current count
-            if actual >= 2:
-                hc, hk = _heap_push(hc, hk, size, actual, key)
-                size += 1
-            pat[PUSHED, pid] = actual if actual >= 2 else 0
-            continue
+        pid = heap[0]
+        key = pat[KEY, pid]
         first, second = _live_pairs(pat, occ, pid, alive, block, cap)
         k = np.searchsorted(known_keys, key)
         reused = k < len(known_keys) and known_keys[k] == key
@@ -200,7 +220,9 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
                 blen[b] -= 1
                 for q in range(start, start + blen[b]):
                     u = slots[q]
-                    pat[COUNT, index[_pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])]] -= 1
+                    pid2 = table[1, _slot(table, _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t]))]
+                    pat[COUNT, pid2] -= 1
+                    heap, size = _update(heap, pat, pid2, size)
             t = n_terms
             n_terms += 1
             sig[t], shift[t], sign[t], block[t], alive[t] = new_sig, m, sign[a], b, True
@@ -208,12 +230,8 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
             for q in range(start, start + blen[b]):  # pairs of the new term with the block's others
                 u = slots[q]
                 key2 = _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])
-                pat, occ, pid2, n_pat, n_occ = _record(index, key2, u, t, pat, occ, n_pat, n_occ)
-                c2 = pat[COUNT, pid2]
-                if c2 >= 2 and c2 > pat[PUSHED, pid2]:
-                    hc, hk = _heap_push(hc, hk, size, c2, key2)
-                    size += 1
-                    pat[PUSHED, pid2] = c2
+                table, pat, occ, pid2, n_pat, n_occ = _record(table, key2, u, t, pat, occ, n_pat, n_occ)
+                heap, size = _update(heap, pat, pid2, size)
             slots[start + blen[b]] = t
             pos[t] = blen[b]
             blen[b] += 1
@@ -235,7 +253,7 @@ def _live_pairs(pat, occ, pid, alive, block, cap):
             first[n], second[n], blocks[n] = occ[FIRST, o], occ[SECOND, o], block[occ[FIRST, o]]
             n += 1
         o = occ[NEXT, o]
-    pat[HEAD, pid], pat[PUSHED, pid] = -1, 0
+    pat[HEAD, pid] = -1
     order = np.argsort(first * cap + second)
     order = order[np.argsort(blocks[order], kind='mergesort')]
     return first[order], second[order]
@@ -245,11 +263,13 @@ if njit is not None:
     _pair_key = njit(cache=True, inline='always')(_pair_key)
     _grow = njit(cache=True)(_grow)
     _grow_rows = njit(cache=True)(_grow_rows)
+    _slot = njit(cache=True, inline='always')(_slot)
+    _rehash = njit(cache=True)(_rehash)
     _record = njit(cache=True)(_record)
     _live_pairs = njit(cache=True)(_live_pairs)
     _before = njit(cache=True, inline='always')(_before)
-    _heap_push = njit(cache=True)(_heap_push)
-    _heap_pop = njit(cache=True)(_heap_pop)
+    _sift = njit(cache=True)(_sift)
+    _update = njit(cache=True)(_update)
     _greedy_run = njit(cache=True)(_greedy)
 else:  # pragma: no cover
     _greedy_run = _greedy
