@@ -22,6 +22,7 @@ as wide as its values need.
 from __future__ import annotations
 
 import heapq
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -98,10 +99,12 @@ def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) 
 
 
 def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: list[int] | None, frac: int,
-                    cse: bool = True) -> list[int]:
+                    cse: bool = True, report=None) -> list[int]:
     """Signals for y_j = sum_i xs[i] * weights[i, j] + consts[j] (exact mantissas at LSB `frac`).
 
     `xs` share one LSB; `frac` labels the results (input frac + weight frac, normally).
+    `report(text, seconds)`, if given, is told how long each column group's search took (when
+    the matrix is searched in several groups, see PAIR_BUDGET).
     """
     w = np.asarray(weights)
     n_in, n_out = w.shape
@@ -113,13 +116,18 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     starts = np.searchsorted(block, np.arange(n_out * per_col + 1))
     columns: list[list[Term]] = [[] for _ in range(n_out)]
     known = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    for c0, c1 in _column_groups(np.diff(starts), per_col, PAIR_BUDGET):
+    groups = _column_groups(np.diff(starts), per_col, PAIR_BUDGET)
+    for g, (c0, c1) in enumerate(groups):
+        t0 = time.monotonic()
         lo, hi = starts[c0 * per_col], starts[c1 * per_col]
         local = starts[c0 * per_col:c1 * per_col + 1] - lo
         result = _greedy_run(sig[lo:hi], shift[lo:hi], sign[lo:hi], block[lo:hi] - c0 * per_col, local, len(nl),
                              known[0], known[1], -1 if cse else 0)
         known = _replay(nl, result[:3], frac, depth, known)
         _collect(columns, result[4:], c0, per_col)
+        if report is not None and len(groups) > 1:
+            report(f'common subexpressions of columns {c0}..{c1 - 1} (group {g + 1} of {len(groups)})',
+                   time.monotonic() - t0)
     out = []
     for j, terms in enumerate(columns):
         terms.sort(key=lambda t: (depth[t.sig], t.sig, t.shift))

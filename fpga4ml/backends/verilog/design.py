@@ -23,6 +23,7 @@ from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
+from .progress import StepClock
 from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
 
 MANIFEST = 'manifest.json'
@@ -37,8 +38,16 @@ class Design:
     seconds: float
 
 
-def design(model):
-    """The model's Design (unrolled) or StreamDesign (Architecture 'stream'), computed once per settings."""
+def design(model, progress: bool | None = None):
+    """The model's Design (unrolled) or StreamDesign (Architecture 'stream'), computed once per settings.
+
+    Steps that take long (a big layer's lowering, scheduling) print one line to stderr;
+    progress=True prints every step, progress=False none (see progress.py).
+    """
+    return _design(model, StepClock(progress))
+
+
+def _design(model, clock: StepClock):
     pipeline = model_setting(model.config, 'Pipeline', 'auto')
     # hls4ml users ask for streaming with io_type='io_stream': the Verilog analogue is the stream architecture
     architecture = model_setting(model.config, 'Architecture',
@@ -53,8 +62,9 @@ def design(model):
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     else:
-        nl = lower_graph(model.graph, model.intervals)
-        sched = schedule(nl, model.clock_period, pipeline)
+        nl = lower_graph(model.graph, model.intervals, clock=clock)
+        with clock.step(f'pipeline schedule of {len(nl)} signals'):
+            sched = schedule(nl, model.clock_period, pipeline)
         result = Design(nl, sched, time.perf_counter() - start)
     model._verilog_design = (key, result)
     return result
@@ -89,21 +99,26 @@ def manifest(model, d: Design) -> dict:
     }
 
 
-def project_files(model) -> dict[str, str]:
-    """{relative path: text} of the Verilog project."""
-    d = design(model)
+def project_files(model, progress: bool | None = None) -> dict[str, str]:
+    """{relative path: text} of the Verilog project (progress: see design())."""
+    clock = StepClock(progress)
+    d = _design(model, clock)
     top = check_project_name(model.project_name)
     if isinstance(d, StreamDesign):
         files = stream_files(d, top, model.graph)
         info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
     else:
-        files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
+        with clock.step(f'{top}.v text'):
+            files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
     return {**files, MANIFEST: json_text(info)}
 
 
-def write(model) -> Path:
-    """Write the Verilog design and its manifest into model.output_dir; returns that directory."""
-    return _write_files(model, project_files(model))
+def write(model, progress: bool | None = None) -> Path:
+    """Write the Verilog design and its manifest into model.output_dir; returns that directory.
+
+    progress: None (default) reports only long steps on stderr, True every step, False none.
+    """
+    return _write_files(model, project_files(model, progress))
 
 
 def _write_files(model, files: dict[str, str]) -> Path:

@@ -18,11 +18,17 @@ from ...ir import TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from .adder_graph import constant_matvec, sum_terms
 from .netlist import Netlist
+from .progress import StepClock
 
 
-def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True) -> Netlist:
-    """The netlist of a typed graph: input ports, one signal list per node, output ports."""
+def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True,
+                clock: StepClock | None = None) -> Netlist:
+    """The netlist of a typed graph: input ports, one signal list per node, output ports.
+
+    `clock` reports each layer's lowering time (by default only layers that take long).
+    """
     nl = Netlist()
+    clock = clock or StepClock(None)
     sigs: dict[str, list[int]] = {}
     for node in graph:
         if node.op == 'Input':
@@ -33,8 +39,9 @@ def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True) 
             raise GraphError(f'layer {node.name!r}: op {node.op!r} has no Verilog lowering; '
                              f'supported ops: {sorted(LOWERINGS)}')
         ctx = LowerContext(nl, node, [graph[i].result_type for i in node.inputs], [intervals[i] for i in node.inputs],
-                       cse)
-        out = lower(ctx, [sigs[i] for i in node.inputs])
+                           cse, clock)
+        with clock.step(f'{node.name} ({node.op}) lowered'):
+            out = lower(ctx, [sigs[i] for i in node.inputs])
         if len(out) != node.size:
             raise GraphError(f'layer {node.name!r}: lowering produced {len(out)} values for shape {node.shape}')
         sigs[node.name] = out
@@ -47,8 +54,10 @@ def lower_graph(graph: Graph, intervals: dict[str, Interval], cse: bool = True) 
 class LowerContext:
     """What one node's lowering needs: the netlist, the node, its input types and intervals."""
 
-    def __init__(self, nl: Netlist, node: Node, in_types: list[FixedType], in_ivs: list[Interval], cse: bool):
+    def __init__(self, nl: Netlist, node: Node, in_types: list[FixedType], in_ivs: list[Interval], cse: bool,
+                 clock: StepClock | None = None):
         self.nl, self.node, self.in_types, self.in_ivs, self.cse = nl, node, in_types, in_ivs, cse
+        self.clock = clock or StepClock(None)
 
     @property
     def result(self) -> FixedType:
@@ -83,7 +92,8 @@ def matvec_rows(ctx: LowerContext, rows: list[list[int]], w: np.ndarray, bias: n
         w_live = plan.w[live]
         if exact_products and not dsp:
             # every product lands exactly in the accumulator: one adder graph for the whole matrix
-            sums = constant_matvec(nl, xs, w_live << -shift, plan.bias_acc, acc_t.frac, ctx.cse)
+            sums = constant_matvec(nl, xs, w_live << -shift, plan.bias_acc, acc_t.frac, ctx.cse,
+                                   lambda text, s: ctx.clock.report(f'{node.name}: {text}', s))
         else:
             products = _products(ctx, xs, w_live, plan.prod_frac, dsp)
             sums = [_accumulate(ctx, plan, [products[k][j] for k in range(len(xs)) if w_live[k, j]], j)
