@@ -48,14 +48,14 @@ def weights(seed: int, sparsity: float) -> list[tuple[np.ndarray, np.ndarray]]:
     return layers
 
 
-def build_fpga4ml(layers, out: Path, clock_period: float):
-    """The network as a typed graph through the Verilog back end; returns (model, seconds)."""
+def convert_fpga4ml(layers, out: Path, clock_period: float, weight_type: str = WEIGHT_TYPE, input_type=INPUT_TYPE,
+                    relu_type=RELU_TYPE, backend: str = 'Verilog', project_name: str = 'jsc_fpga4ml'):
+    """The network (Dense + ReLU layers, sizes from the weights) as a converted fpga4ml model."""
     from fpga4ml.convert import convert_graph
     from fpga4ml.ir import Graph, Node
 
-    start = time.perf_counter()
     g = Graph()
-    g.add(Node('x', 'Input', [], (SIZES[0],)))
+    g.add(Node('x', 'Input', [], (layers[0][0].shape[0],)))
     prev, names = 'x', {}
     for n, (w, b) in enumerate(layers):
         g.add(Node(f'fc{n}', 'Dense', [prev], (w.shape[1],), weights={'kernel': w, 'bias': b}))
@@ -64,28 +64,34 @@ def build_fpga4ml(layers, out: Path, clock_period: float):
             g.add(Node(f'relu{n}', 'Activation', [prev], (w.shape[1],), attrs={'function': 'relu'}))
             prev = names[f'relu{n}'] = f'relu{n}'
     g.inputs, g.outputs = ['x'], [prev]
-    cfg = {'Model': {'Precision': {'default': WEIGHT_TYPE, 'accum': 'auto', 'result': 'auto'}},
-           'LayerName': {'x': {'Precision': {'result': INPUT_TYPE[0]}},
-                         **{n: {'Precision': {'result': RELU_TYPE[0]}} for n in names}}}
-    model = convert_graph(g, cfg, backend='Verilog', output_dir=str(out), project_name='jsc_fpga4ml',
-                          clock_period=clock_period)
+    cfg = {'Model': {'Precision': {'default': weight_type, 'accum': 'auto', 'result': 'auto'}},
+           'LayerName': {'x': {'Precision': {'result': input_type[0]}},
+                         **{n: {'Precision': {'result': relu_type[0]}} for n in names}}}
+    return convert_graph(g, cfg, backend=backend, output_dir=str(out), project_name=project_name,
+                         clock_period=clock_period)
+
+
+def build_fpga4ml(layers, out: Path, clock_period: float):
+    """The network as a typed graph through the Verilog back end; returns (model, seconds)."""
+    start = time.perf_counter()
+    model = convert_fpga4ml(layers, out, clock_period)
     model.write()
     return model, time.perf_counter() - start
 
 
-def build_da4ml(layers, out: Path, clock_period: float):
+def build_da4ml(layers, out: Path, clock_period: float, input_type=INPUT_TYPE, relu_type=RELU_TYPE):
     """The same network traced and optimized by da4ml; returns (comb logic, latency in clocks, seconds)."""
     from da4ml.codegen import RTLModel
     from da4ml.trace import FixedVariableArrayInput, comb_trace
     from da4ml.trace.ops import quantize, relu
 
     start = time.perf_counter()
-    inp = FixedVariableArrayInput((SIZES[0],))
-    x = inp.quantize(*INPUT_TYPE[1])
+    inp = FixedVariableArrayInput((layers[0][0].shape[0],))
+    x = inp.quantize(*input_type[1])
     for n, (w, b) in enumerate(layers):
         x = x @ w.astype(np.float64) + b.astype(np.float64)
         if n < len(layers) - 1:
-            x = quantize(relu(x), *RELU_TYPE[1], overflow_mode='SAT')
+            x = quantize(relu(x), *relu_type[1], overflow_mode='SAT')
     comb = comb_trace(inp, x)
     rtl = RTLModel(comb, 'jsc_da4ml', str(out), latency_cutoff=clock_period, clock_period=clock_period,
                    print_latency=False)
