@@ -412,3 +412,4 @@ def test_wide_product_auto_result_raises_naming_the_layer():
     with pytest.raises(ValueError, match=r"layer 'op': the exact result type cannot be inferred .*width 80.*"
                                          r"set Precision\['result'\] explicitly"):
         convert(g, {'a': {'result': 'fixed<40,20>'}, 'b': {'result': 'fixed<40,20>'}, 'op': {'result': 'auto'}})
+
