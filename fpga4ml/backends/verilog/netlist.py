@@ -50,9 +50,14 @@ def bits_for(lo: int, hi: int) -> int:
     return max(hi.bit_length() if hi > 0 else 0, (-lo - 1).bit_length() if lo < 0 else 0) + 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Signal:
-    """One wire: op, argument signal ids, parameters, exact mantissa bounds and LSB position."""
+    """One wire: op, argument signal ids, parameters, exact mantissa bounds and LSB position.
+
+    `width` (bits of the signed wire holding it) follows from the bounds; it is kept as a field
+    (the scheduler and the writer read it millions of times on big designs), so bounds change
+    only through Netlist.narrow, which updates it.
+    """
 
     id: int
     op: str
@@ -61,11 +66,10 @@ class Signal:
     hi: int
     frac: int
     p: dict[str, Any] = field(default_factory=dict)
+    width: int = field(init=False, default=0)
 
-    @property
-    def width(self) -> int:
-        """Bits of the signed wire holding this signal."""
-        return bits_for(self.lo, self.hi)
+    def __post_init__(self) -> None:
+        self.width = bits_for(self.lo, self.hi)
 
     @property
     def is_const(self) -> bool:
@@ -155,6 +159,7 @@ class Netlist:
         sig = self.signals[a]
         sig.lo = sig.lo if lo is None else max(sig.lo, lo)
         sig.hi = sig.hi if hi is None else min(sig.hi, hi)
+        sig.width = bits_for(sig.lo, sig.hi)
         return a
 
     def neg(self, a: int) -> int:
