@@ -139,6 +139,13 @@ def discard(artifact: Path) -> None:
         artifact.unlink()
 
 
+def _discard_or_fail(artifact: Path, what: str) -> None:
+    try:
+        discard(artifact)
+    except OSError as exc:
+        raise CacheError(f'cannot remove the damaged cache entry {artifact} of {what}: {exc}') from None
+
+
 def publish(staged: Path, artifact: Path) -> None:
     """Move `staged` (in a private folder on the same file system) to `artifact` with an atomic
     rename, then write its record, last."""
@@ -215,6 +222,7 @@ def ensured(artifact: Path, build: Callable[[Path], None], what: str,
             if record_path(artifact).exists() or artifact.exists():
                 warnings.warn(f'{what} in the cache is damaged or incomplete ({problem}); rebuilding {artifact}',
                               RuntimeWarning, stacklevel=3)
+                _discard_or_fail(artifact, what)
             with private_dir(artifact.parent) as tmp:
                 staged = tmp / artifact.name
                 build(staged)

@@ -60,6 +60,8 @@ def spawn(cmd: Sequence[str | os.PathLike], cwd: str | os.PathLike | None = None
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    if not POSIX:
+        return
     # the group may be gone already (or its last members may belong to someone else now)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -129,6 +131,8 @@ def run_all(cmds: Sequence[Sequence[str | os.PathLike]], cwd: str | os.PathLike 
             for proc, _, _ in procs:
                 stop(proc)
             raise
+        for proc, _, _ in procs:  # what a finished tool left running in its group (none, normally)
+            _killpg(proc.pid, signal.SIGKILL)
         return [subprocess.CompletedProcess(proc.args, proc.returncode, _text(out), _text(err))
                 for proc, out, err in procs]
 
