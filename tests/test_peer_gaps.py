@@ -413,3 +413,26 @@ def test_wide_product_auto_result_raises_naming_the_layer():
                                          r"set Precision\['result'\] explicitly"):
         convert(g, {'a': {'result': 'fixed<40,20>'}, 'b': {'result': 'fixed<40,20>'}, 'op': {'result': 'auto'}})
 
+
+
+def test_thresholded_relu_bounds_are_exact():
+    """The typing pass's bounds of `m > theta ? m : 0` equal brute force over every interval."""
+    from fpga4ml.intervals import Interval
+    from fpga4ml.passes.precision import _thresholded_bounds
+    cases = [(lo, hi, th) for lo in range(-6, 7) for hi in range(lo, 7) for th in range(-7, 8)]
+    lo = np.array([c[0] for c in cases], dtype=object)
+    hi = np.array([c[1] for c in cases], dtype=object)
+    for theta in range(-7, 8):
+        sel = [i for i, c in enumerate(cases) if c[2] == theta]
+        got_lo, got_hi = _thresholded_bounds(Interval(lo[sel], hi[sel], 0), theta)
+        for k, i in enumerate(sel):
+            values = [m if m > theta else 0 for m in range(cases[i][0], cases[i][1] + 1)]
+            assert (got_lo[k], got_hi[k]) == (min(values), max(values)), cases[i]
+
+
+def test_relu_threshold_with_negative_slope_raises():
+    keras = pytest.importorskip('keras')
+    inp = keras.Input((4,))
+    kmodel = keras.Model(inp, keras.layers.ReLU(negative_slope=0.1, threshold=0.5, name='r')(inp))
+    with pytest.raises(ValueError, match=r"layer 'r': a negative slope together with threshold=0.5"):
+        fpga4ml.convert_from_keras_model(kmodel, hls_config=fpga4ml.config_from_keras_model(kmodel))
