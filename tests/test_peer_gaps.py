@@ -436,3 +436,18 @@ def test_relu_threshold_with_negative_slope_raises():
     kmodel = keras.Model(inp, keras.layers.ReLU(negative_slope=0.1, threshold=0.5, name='r')(inp))
     with pytest.raises(ValueError, match=r"layer 'r': a negative slope together with threshold=0.5"):
         fpga4ml.convert_from_keras_model(kmodel, hls_config=fpga4ml.config_from_keras_model(kmodel))
+
+
+def test_wide_product_trace_counts_saturations():
+    """trace() counts the saturated elements of a wide product exactly."""
+    g = two_inputs('Merge', (6,), {'mode': 'mul'})
+    model = convert(g, {'a': {'result': 'fixed<40,20>'}, 'b': {'result': 'fixed<40,20>'},
+                        'op': {'result': 'fixed<24,8,TRN,SAT>'}})
+    xs = grid_inputs(model, 200)
+    _, traced = model.trace(xs)
+    a_t, b_t = model.graph['a'].result_type, model.graph['b'].result_type
+    exact = a_t.quantize(xs[0]).astype(object) * b_t.quantize(xs[1]).astype(object)  # LSB 2^-40
+    res_t = model.graph['op'].result_type
+    floor = exact // (1 << (a_t.frac + b_t.frac - res_t.frac))
+    expected = int(np.count_nonzero((floor > res_t.max_mantissa) | (floor < res_t.min_mantissa)))
+    assert expected > 0 and traced.stats['op'].overflow == expected
