@@ -352,13 +352,17 @@ def test_compiles_the_sources_it_hashes(tmp_path, cache_env, monkeypatch):
 
 
 def race_worker(seed: int, output_dir: str, cache_dir: str, rounds: int, barrier, results) -> None:
-    """One side of the race: compile and compare with the emulator each round, in step with the other side."""
+    """One side of the race: compile and compare with the emulator each round, in step with the other side.
+
+    Each round uses a new folder (the same for both sides): dlopen returns the library a process
+    loaded before under the same path, so only a first load in a folder shows what was built there.
+    """
     os.environ['FPGA4ML_CACHE'] = cache_dir
     x = tiny_inputs()
     wrong = 0
     try:
-        for _ in range(rounds):
-            model = tiny_model(seed, output_dir)
+        for k in range(rounds):
+            model = tiny_model(seed, Path(output_dir) / f'round{k}')
             barrier.wait(120)
             model.compile(sim='csim')
             got = model.predict(x, sim='csim')
@@ -390,7 +394,7 @@ def test_two_processes_racing_on_one_folder_get_their_own_model(tmp_path, shared
     assert {seed: error for seed, (_, _, error) in outcome.items()} == {11: None, 12: None}
     assert {seed: wrong for seed, (wrong, _, _) in outcome.items()} == {11: 0, 12: 0}
     assert outcome[11][1] != outcome[12][1]  # the control: a swapped library would be seen
-    assert not list((tmp_path / 'p' / 'csim').glob(cache.PRIVATE_PREFIX + '*'))
+    assert not list((tmp_path / 'p').rglob(cache.PRIVATE_PREFIX + '*'))
 
 
 
