@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, ConfigWarning, config_from_graph, resolve_config
+from .config import ConfigError, ConfigWarning, check_config_shape, config_from_graph, resolve_config
 from .ir import Graph
 from .model import BACKENDS, IO_TYPES, Model
 from .naming import check_project_name
@@ -62,6 +62,8 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
         'clock_uncertainty': kwargs.get('clock_uncertainty'),
     }
     check_project_name(project_name)  # the HLS top function and Verilog top module (naming.py)
+    if hls_config is not None:
+        check_config_shape(hls_config)  # before deepcopy: a self-referencing or 10^9-entry config
     config = copy.deepcopy(hls_config) if hls_config is not None else config_from_graph(graph)
     model_cfg = resolve_config(graph, config)
     check_finite_weights(graph)

@@ -217,3 +217,15 @@ def test_empty_batch_rtl(tmp_path):
     _assert_empty(model, 'rtl')
     x = np.random.default_rng(1).normal(size=(20, 4))
     assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+
+
+def test_deep_python_config_is_a_config_error_not_a_recursion_error():
+    deep: dict = {}
+    for _ in range(600):
+        deep = {'a': deep}
+    with pytest.raises(ConfigError, match='nested more than'):
+        convert_graph(mlp(), {**CONFIG, 'LayerName': {'fc': deep}})
+    looped: dict = {'Model': {'Precision': 'fixed<16,6>'}}
+    looped['LayerName'] = {'fc': looped}
+    with pytest.raises(ConfigError):
+        convert_graph(mlp(), looped)
