@@ -286,6 +286,23 @@ def test_syntax_error_surfaces_yosys_error(tmp_path):
         synthesize([src], 'bad', family='ice40', progress=False)
 
 
+EMPTY_TOP = """
+module no_logic (input wire clk, input wire [7:0] a, output wire [7:0] y, output wire z);
+    assign y = 8'd5;   // constant outputs: nothing is left after synthesis
+    assign z = 1'b0;
+endmodule
+"""
+
+
+def test_top_without_logic_is_refused(tmp_path):
+    """A top with no cells after synthesis raises naming the module and its file, instead of a
+    report of zeros; the control (a real design) is the adder tree of the other tests."""
+    src = write(tmp_path, 'no_logic.v', EMPTY_TOP)
+    with pytest.raises(SynthesisError, match=rf"top module 'no_logic' \({re.escape(str(src.resolve()))}\) has no "
+                                             r'logic after synthesis \(0 cells\)'):
+        synthesize([src], 'no_logic', family='ice40', progress=False)
+
+
 def test_timeout_kills_yosys(tmp_path):
     src = write(tmp_path, 'a.v', ADDER_TREE)
     start = time.monotonic()

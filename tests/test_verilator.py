@@ -228,7 +228,36 @@ def test_second_compile_reuses_the_cache(addsub, addsub_dir, cache, capfd):
     assert again.build_info == addsub.build_info  # the marker was not rewritten
     assert elapsed < 1.0
     assert 'verilating' not in capfd.readouterr().err
-    assert not list(Path(cache).glob('.build-*'))  # temporary build folders are gone
+    assert not list(Path(cache).glob('.tmp-*'))  # temporary build folders are gone
+
+
+@pytest.mark.parametrize('how', ['truncated', 'empty', 'bitflip'])
+def test_damaged_simulator_is_rebuilt(tmp_path, cache, how):
+    """A damaged cached executable is found by its recorded size/sha256, reported and rebuilt."""
+    from test_caches import damage
+    folder = addsub_design(tmp_path)
+    sim = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    damage(sim.executable, how)
+    with pytest.warns(RuntimeWarning, match=rf"RTL simulator of 'addsub' in the cache is damaged.*{sim.path.name}"):
+        again = V.compile_rtl(folder, cache_dir=cache, progress=False)
+    assert again.path == sim.path and again.build_info['built_at'] > sim.build_info['built_at']
+    x = random_ints(np.random.default_rng(7), (1000, 2), 8)
+    np.testing.assert_array_equal(again.run([x])[0], addsub_reference(x))
+
+
+def test_damaged_runtime_objects_are_not_used(tmp_path, cache):
+    """A damaged cached Verilator runtime object is not linked in: the build compiles the runtime
+    again and replaces the cached objects."""
+    from fpga4ml import cache as C
+    from test_caches import damage
+    V.compile_rtl(addsub_design(tmp_path / 'a'), cache_dir=cache, progress=False)  # the runtime is cached
+    (runtime,) = [p for p in (Path(cache) / 'runtime').iterdir() if p.is_dir()]
+    damage(sorted(runtime.glob('verilated*.o'))[0], 'truncated')
+    with pytest.warns(RuntimeWarning, match='compiled Verilator runtime in the cache is damaged'):
+        sim = V.compile_rtl(addsub_design(tmp_path / 'b', extra=' + 0'), cache_dir=cache, progress=False)
+    assert sim.build_info['runtime_reused'] is False and C.check(runtime) is None
+    x = random_ints(np.random.default_rng(8), (1000, 2), 8)
+    np.testing.assert_array_equal(sim.run([x])[0], addsub_reference(x))
 
 
 def test_throughput_100k_vectors(addsub):
@@ -343,7 +372,7 @@ def test_verilog_error_is_a_runtime_error_with_the_log(tmp_path, cache):
     (folder / 'addsub.v').write_text(ADDSUB.replace(' EXTRA', '').replace('{d_r, s_r}', '{d_r, s_rr}'))
     with pytest.raises(RuntimeError, match=r'(?s)Verilator failed.*s_rr'):
         V.compile_rtl(folder, cache_dir=cache, progress=False)
-    assert not list(Path(cache).glob('.build-*'))
+    assert not list(Path(cache).glob('.tmp-*'))
     with pytest.raises(RuntimeError, match='s_rr'):
         V.lint(folder)
 
