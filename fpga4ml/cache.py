@@ -86,13 +86,15 @@ def _files(root: Path) -> list[Path]:
     return [root]
 
 
+def _published(root: Path, name: str) -> dict[str, Path]:
+    """{path as published (under `name`, relative to the cache folder): file} of the files of `root`."""
+    return {(Path(name) / path.relative_to(root) if path != root else Path(name)).as_posix(): path
+            for path in _files(root)}
+
+
 def describe(root: Path, name: str) -> dict[str, list]:
     """{path as published (under `name`): [size, sha256]} of the files of `root`."""
-    out = {}
-    for path in _files(root):
-        rel = Path(name) / path.relative_to(root) if path != root else Path(name)
-        out[rel.as_posix()] = [path.stat().st_size, sha256_file(path)]
-    return out
+    return {rel: [path.stat().st_size, sha256_file(path)] for rel, path in _published(root, name).items()}
 
 
 def check(artifact: Path) -> str | None:
@@ -119,7 +121,7 @@ def check(artifact: Path) -> str | None:
                 return f'the content of {path} differs from the build (sha256 mismatch)'
         except (TypeError, ValueError, OSError) as exc:
             return f'{path} cannot be checked ({exc})'
-    if set(describe(artifact, artifact.name)) != set(wanted):
+    if set(_published(artifact, artifact.name)) != set(wanted):
         return f'{artifact} holds other files than when it was built'
     return None
 
