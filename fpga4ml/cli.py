@@ -44,8 +44,12 @@ class CLIError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception classes that mean 'bad input', reported in one line instead of a traceback."""
     from . import BackendUnavailableError, ConfigError, GraphError, PrecisionError
+    from .backends.hls.csim import CSimError
+    from .cache import CacheError
+    from .synth.yosys import SynthesisError
 
-    return (CLIError, ConfigError, PrecisionError, GraphError, BackendUnavailableError, OSError, ValueError)
+    return (CLIError, ConfigError, PrecisionError, GraphError, BackendUnavailableError, OSError, ValueError,
+            SynthesisError, CacheError, CSimError)
 
 
 def _one_line(err: BaseException) -> str:

@@ -214,3 +214,17 @@ def test_empty_config_file_means_defaults(onnx_file, tmp_path, capsys):
     (tmp_path / 'empty.yml').write_text('')
     assert main(['summary', str(onnx_file), '--config', str(tmp_path / 'empty.yml')]) == 0
     assert 'fc' in capsys.readouterr().out
+
+
+def test_synth_of_a_top_without_logic_is_one_line(tmp_path, capsys):
+    pytest.importorskip('pyosys')
+    project = tmp_path / 'prj'
+    project.mkdir()
+    (project / 'no_logic.v').write_text('module no_logic(input wire [7:0] a, output wire [7:0] y);\n'
+                                        "  assign y = 8'd5;\nendmodule\n")
+    (project / 'manifest.json').write_text(json.dumps({'top': 'no_logic', 'files': ['no_logic.v'], 'latency': 0}))
+    code = main(['synth', str(project)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith('fpga4ml: error: ')]
+    assert code == 1 and 'Traceback' not in err and len(errors) == 1, err  # above it: Yosys' progress lines
+    assert "top module 'no_logic'" in errors[0] and 'has no logic' in errors[0]
