@@ -69,10 +69,9 @@ clk rst ce valid_in valid_out valid_sr unused_bits unused_ctrl fpga4ml_window fp
 Vdut EData CData SData IData QData WData
 '''.split())
 
-#: local variables of the generated C++ functions: a function of the same name could not be called there
-LOCAL_NAMES = frozenset('''
-a b c d e i j k m n o p q r s t u v w x y acc alpha cap ch col idx inv line px shift si slope win
-'''.split())
+#: locals in scope where the generated C++ calls a layer function (the io_stream wrappers: packets a0, a1,
+#: ..., b, the position p, the result r, the streams x0, ..., y0, ...): a layer of that name could not be called
+LOCAL_NAMES = frozenset({'b', 'p', 'r'})
 _LOCAL_NUMBERED = re.compile(r'(a|x|y|in|out)[0-9]+')
 
 KEYWORDS = CPP_KEYWORDS | VERILOG_KEYWORDS | GENERATED_NAMES

@@ -66,7 +66,8 @@ def hostile_graph(marker: Path) -> Graph:
         g.add(Node(name, 'Dense', ['module'], (3,), weights={'kernel': w, 'bias': rng.normal(0, 0.2, 3)},
                    source='Dense'))
         outputs.append(name)
-    for keyword, src in (('wire', outputs[0]), ('class', outputs[1]), ('input', outputs[2])):
+    # keywords, and 'b': a local of the io_stream wrappers where layer functions are called
+    for keyword, src in (('wire', outputs[0]), ('class', outputs[1]), ('input', outputs[2]), ('b', outputs[3])):
         g.add(Node(keyword, 'Activation', [src], (3,), attrs={'function': 'relu'}, source='Activation'))
         outputs.append(keyword)
     g.inputs, g.outputs = ['in-1', 'in_1'], outputs
@@ -161,13 +162,13 @@ def test_comment_line_guard_leaves_escaped_names_and_breaks_the_rest():
 
 def test_names_are_unique_legal_and_avoid_keywords():
     names = Names({'myproject'})
-    got = [names.new(w) for w in ('in-1', 'in_1', 'IN_1', 'module', 'class', 'wire', 'input', 'myproject', 'x',
+    got = [names.new(w) for w in ('in-1', 'in_1', 'IN_1', 'module', 'class', 'wire', 'input', 'myproject', 'b',
                                   'ñ', 'é', '', '__', 'a__b', '1st', '_hidden', 'ap_int', 'z' * 300)]
     assert len({g.lower() for g in got}) == len(got)
     assert got[:3] == ['in_1', 'in_1_2', 'IN_1_3']
     for ident in got:
         assert ident.isascii() and ident.isidentifier() and '__' not in ident and not ident.startswith('_')
-        assert ident not in ('module', 'class', 'wire', 'input', 'myproject', 'x', 'ap_int')
+        assert ident not in ('module', 'class', 'wire', 'input', 'myproject', 'b', 'ap_int')
         assert len(ident) <= 90
 
 
@@ -256,9 +257,10 @@ def test_typed_graph_json_keeps_names_escaped_and_strict(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
-def test_hls_csim_of_hostile_names_runs_nothing_and_is_bit_exact(tmp_path):
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_hls_csim_of_hostile_names_runs_nothing_and_is_bit_exact(tmp_path, io_type):
     marker = tmp_path / 'marker'
-    model = convert_graph(hostile_graph(marker), CONFIG, output_dir=str(tmp_path / 'prj'))
+    model = convert_graph(hostile_graph(marker), CONFIG, output_dir=str(tmp_path / 'prj'), io_type=io_type)
     model.compile(sim='csim')
     assert_bit_exact_and_swap_differs(model, 'csim')
     assert not marker.exists(), 'a layer name ran a shell command through the C simulation'
