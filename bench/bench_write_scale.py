@@ -117,8 +117,8 @@ def measure(tool: str, name: str, root: Path, progress: bool, timeout: float) ->
 
 
 def fmt(value, spec: str) -> str:
-    """A number formatted, or '-' when missing."""
-    return '-' if value is None else format(value, spec)
+    """A number formatted, or '-' (as wide) when missing."""
+    return format(value, spec) if value is not None else '-'.rjust(int(spec.split('.')[0]))
 
 
 def report(name: str, results: dict) -> list[str]:
@@ -134,7 +134,9 @@ def report(name: str, results: dict) -> list[str]:
             continue
         sec = r['seconds'] if r else None
         per_k = sec / (nnz / 1000) if sec is not None else None
-        note = ''
+        note = '' if r else 'no result (timed out or failed: see stderr)'
+        if not r and tool == 'verilog' and name == TARGET[0]:
+            note += f', target < {TARGET[1]:.0f} s MISSED'
         if r and tool == 'verilog':
             note = f"LUT est {r['lut']}, latency {r['latency']}"
             if name == TARGET[0]:

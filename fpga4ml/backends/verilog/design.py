@@ -18,6 +18,7 @@ import numpy as np
 
 from ...config import ConfigWarning, model_setting
 from ...naming import check_project_name, json_text
+from .adder_graph import BLOCK_ROWS, PAIR_BUDGET
 from .emit import port_entry, port_names, write_module
 from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
@@ -94,6 +95,7 @@ def manifest(model, d: Design) -> dict:
         'clock_period_ns': model.clock_period,
         'pipeline': d.schedule.mode,
         'architecture': 'unrolled',
+        'cse': {'block_rows': BLOCK_ROWS, 'pair_budget': PAIR_BUDGET},  # the search's size limits (adder_graph.py)
         'inputs': [port_entry(p, bus) for p, bus in zip(nl.inputs, in_ports)],
         'outputs': [port_entry(p, bus) for p, bus in zip(nl.outputs, out_ports)],
     }
