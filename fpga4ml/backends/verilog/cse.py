@@ -260,14 +260,14 @@ def _live_pairs(pat, occ, pid, alive, block, cap):
 
 
 if njit is not None:
-    _pair_key = njit(cache=True, inline='always')(_pair_key)
+    _pair_key = njit(cache=True)(_pair_key)
     _grow = njit(cache=True)(_grow)
     _grow_rows = njit(cache=True)(_grow_rows)
-    _slot = njit(cache=True, inline='always')(_slot)
+    _slot = njit(cache=True)(_slot)
     _rehash = njit(cache=True)(_rehash)
     _record = njit(cache=True)(_record)
     _live_pairs = njit(cache=True)(_live_pairs)
-    _before = njit(cache=True, inline='always')(_before)
+    _before = njit(cache=True)(_before)
     _sift = njit(cache=True)(_sift)
     _update = njit(cache=True)(_update)
     _greedy_run = njit(cache=True)(_greedy)
