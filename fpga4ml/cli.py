@@ -28,6 +28,8 @@ from typing import Any, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from .naming import check_file_name, json_text  # noqa: E402
+
 PROG = 'fpga4ml'
 BACKENDS = ('Vitis', 'Vivado', 'Verilog')
 IO_TYPES = ('io_parallel', 'io_stream')
@@ -374,6 +376,10 @@ def _manifest_files(files: Any, root: Path, where: str) -> None:
             raise CLIError(f"{where}: file {name!r} is outside the project directory {str(root)!r}")
         if not path.is_file():
             raise CLIError(f"{where}: file {name!r} does not exist in {str(root)!r}")
+        try:  # the names go into a Yosys script: plain characters only
+            check_file_name(name, f'{where}: file')
+        except ValueError as err:
+            raise CLIError(str(err)) from None
 
 
 def _load_manifest(root: Path) -> dict:
@@ -415,7 +421,7 @@ def cmd_synth(args) -> int:
                         place_route=args.place_route, clock_period=float(manifest.get('clock_period_ns', 5.0)),
                         timeout=args.timeout)
     report['latency_cycles'] = manifest['latency']
-    (root / 'synth_report.json').write_text(json.dumps(report, indent=2, default=str) + '\n')
+    (root / 'synth_report.json').write_text(json_text(report, default=str))
     keys = ('LUT', 'FF', 'CARRY', 'DSP', 'BRAM', 'SRL', 'logic_levels', 'critical_delay_ns', 'fmax_mhz_estimate',
             'fmax_mhz', 'latency_cycles', 'seconds')
     print(f"{PROG}: {manifest['top']} on {args.family}: " +

@@ -170,11 +170,13 @@ GOOD_MANIFEST = {'top': 'myproject', 'files': ['myproject.v'], 'latency': 3, 'cl
      "'clock_period_ns' must be a finite positive number, got nan"),
     (dict(GOOD_MANIFEST, clock_period_ns=0), "'clock_period_ns' must be a finite positive number, got 0"),
     (b'\xff\xfe binary', 'is not UTF-8 text'),
+    (dict(GOOD_MANIFEST, files=['my;project.v']), "file must be a relative path inside the design directory"),
 ])
 def test_bad_synth_manifests(text, fragment, tmp_path, capsys):
     project = tmp_path / 'prj'
     project.mkdir()
     (project / 'myproject.v').write_text('module myproject(); endmodule\n')
+    (project / 'my;project.v').write_text('module myproject(); endmodule\n')
     (tmp_path / 'outside.v').write_text('module outside(); endmodule\n')
     manifest = project / 'manifest.json'
     if isinstance(text, bytes):

@@ -13,12 +13,12 @@ the real post-route `fmax_mhz`; every other timing number is an estimate. See do
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
 from fpga4ml import procs
+from fpga4ml.naming import json_text
 from fpga4ml.synth.nextpnr import ECP5_DEVICES, place_route_ecp5, require_nextpnr
 from fpga4ml.synth.yosys import (FAMILIES, SCRIPTS, SynthesisError, build_script, check_family,
                                  parse_report, require_pyosys, resolve_sources, run_yosys)
@@ -84,5 +84,5 @@ def synthesize(sources, top: str, family: str = 'xcup', output_dir=None, script:
                                            timeout=_remaining(deadline), keep_log=keep))
         report['seconds'] = round(time.monotonic() - start, 2)
         if output_dir is not None:
-            (outdir / 'synth_report.json').write_text(json.dumps(report, indent=2) + '\n')
+            (outdir / 'synth_report.json').write_text(json_text(report))
     return report
