@@ -18,6 +18,7 @@ import fpga4ml
 from fpga4ml.config import ConfigError
 from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, GraphError, Node
+from onnx_models import gemm_model
 
 
 def mlp(kernel=None, bias=None, n_in: int = 4, n_out: int = 3) -> Graph:
@@ -113,16 +114,9 @@ def test_torch_inf_weight_raises_naming_the_layer():
 
 def test_onnx_nan_initializer_raises_naming_the_node():
     onnx = pytest.importorskip('onnx')
-    from onnx import TensorProto, helper, numpy_helper
-
-    w = np.full((4, 3), 0.5, dtype=np.float32)
-    w[3, 0] = np.nan
-    graph = helper.make_graph(
-        [helper.make_node('Gemm', ['x', 'w', 'b'], ['y'], name='gemm0')], 'g',
-        [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, 3])],
-        [numpy_helper.from_array(w, 'w'), numpy_helper.from_array(np.zeros(3, np.float32), 'b')])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    w = np.full((3, 4), 0.5, dtype=np.float32)
+    w[0, 3] = np.nan  # (out, in) with transB=1: kernel index (3, 0)
+    model = gemm_model(4, 3, w)
     with pytest.raises(GraphError, match=r"non-finite.*index \(3, 0\)"):
         fpga4ml.convert_from_onnx_model(onnx.load_from_string(model.SerializeToString()), hls_config=CONFIG)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fpga4ml.cli import main
+from onnx_models import save_gemm_model
 
 NPY_DENSE = {'descr': '<f8', 'fortran_order': False, 'shape': (10**6, 10**6)}  # 7.3 TiB of float64
 
@@ -30,19 +31,7 @@ def write_zip(path, members: dict[str, bytes]) -> None:
 @pytest.fixture(scope='module')
 def onnx_file(tmp_path_factory):
     """A valid 8 -> 3 Dense ONNX model (the model for the data-file cases)."""
-    onnx = pytest.importorskip('onnx')
-    pytest.importorskip('qonnx')
-    from onnx import TensorProto, helper, numpy_helper
-
-    node = helper.make_node('Gemm', ['x', 'W'], ['y'], name='fc', transB=1)
-    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 8])],
-                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 3])],
-                              initializer=[numpy_helper.from_array(np.eye(3, 8, dtype=np.float32), 'W')])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 9
-    path = tmp_path_factory.mktemp('cli_errors') / 'model.onnx'
-    onnx.save(model, path)
-    return path
+    return save_gemm_model(tmp_path_factory.mktemp('cli_errors') / 'model.onnx', 8, 3)
 
 
 def run_error(capsys, *argv) -> str:

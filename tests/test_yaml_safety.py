@@ -10,6 +10,7 @@ import fpga4ml
 from fpga4ml.cli import main
 from fpga4ml.config import MAX_CONFIG_ENTRIES, ConfigError, check_config_shape
 from fpga4ml.yaml_io import MAX_DEPTH, load_yaml
+from onnx_models import save_gemm_model
 
 
 def laughs(levels: int, fanout: int = 10) -> str:
@@ -23,19 +24,7 @@ def laughs(levels: int, fanout: int = 10) -> str:
 @pytest.fixture(scope='module')
 def onnx_model(tmp_path_factory):
     """A small Dense model as an .onnx file (fast to convert; no Keras import)."""
-    onnx = pytest.importorskip('onnx')
-    pytest.importorskip('qonnx')
-    from onnx import TensorProto, helper, numpy_helper
-
-    node = helper.make_node('Gemm', ['x', 'W'], ['y'], name='fc', transB=1)
-    graph = helper.make_graph([node], 'g', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 4])],
-                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 2])],
-                              initializer=[numpy_helper.from_array(np.eye(2, 4, dtype=np.float32), 'W')])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 9
-    path = tmp_path_factory.mktemp('yaml') / 'm.onnx'
-    onnx.save(model, path)
-    return path
+    return save_gemm_model(tmp_path_factory.mktemp('yaml') / 'm.onnx', 4, 2)
 
 
 def one_line_error(capsys) -> str:
