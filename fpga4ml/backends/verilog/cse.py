@@ -160,34 +160,24 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
     """
     n0 = len(t_sig)
     cap = 2 * n0 + 1  # each extraction replaces two terms by one: at most n0 new terms
-    sig, shift, sign, block = np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64), \
-        np.zeros(cap, np.int64)
-    sig[:n0], shift[:n0], sign[:n0], block[:n0] = t_sig, t_shift, t_sign, t_block
-    alive = np.zeros(cap, np.bool_)
-    alive[:n0] = True
+    sig, shift, sign, block, alive = _term_arrays(t_sig, t_shift, t_sign, t_block, cap)
     n_blocks = len(block_start) - 1
-    blen = np.zeros(n_blocks, np.int64)
+    blen = block_start[1:] - block_start[:-1]  # live terms per block, held in slots[block_start[b]:][:blen[b]]
     slots = np.arange(n0, dtype=np.int64)
-    pos = np.zeros(cap, np.int64)
-    for b in range(n_blocks):
-        blen[b] = block_start[b + 1] - block_start[b]
-        for k in range(blen[b]):
-            pos[block_start[b] + k] = k
+    pos = np.zeros(cap, np.int64)  # a live term's place in its block's slots
+    pos[:n0] = slots - block_start[t_block]
     table = np.full((2, 1024), -1, np.int64)  # pattern key -> pattern id
     pairs = np.sum(blen * (blen - 1) // 2) if max_patterns != 0 else 0
     pat, occ = np.zeros((4, 1024), np.int64), np.zeros((3, pairs + n0 + 1), np.int32)
     n_pat, n_occ = 0, 0
+    heap = np.zeros(1024, np.int64)
+    size = 0
     # every pair of every block, in term order (counts only: the heap is built once afterwards)
     for b in range(n_blocks if max_patterns != 0 else 0):
         start = block_start[b]
         for i in range(1, blen[b]):
-            t = start + i
-            for j in range(i):
-                u = start + j
-                key = _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])
-                table, pat, occ, pid, n_pat, n_occ = _record(table, key, u, t, pat, occ, n_pat, n_occ)
-    heap = np.zeros(1024, np.int64)
-    size = 0
+            table, pat, occ, n_pat, n_occ, heap, size = _record_pairs(
+                start + i, slots[start:start + i], sig, shift, sign, table, pat, occ, n_pat, n_occ, heap, size, False)
     for pid in range(n_pat):
         heap, size = _update(heap, pat, pid, size)
     ext_keys, ext_sigs = np.zeros(64, np.int64), np.zeros(64, np.int64)
@@ -212,31 +202,56 @@ def _greedy(t_sig, t_shift, t_sign, t_block, block_start, next_sig, known_keys, 
             b = block[t1]
             a = t1 if sig[t1] < sig[t2] or (sig[t1] == sig[t2] and shift[t1] <= shift[t2]) else t2
             m = shift[t1] if shift[t1] < shift[t2] else shift[t2]
+            start = block_start[b]
             for t in (t1, t2):  # take both terms out of the block and their pairs out of the counts
                 alive[t] = False
-                start, last = block_start[b], block_start[b] + blen[b] - 1
-                slots[start + pos[t]] = slots[last]
-                pos[slots[last]] = pos[t]
+                slots[start + pos[t]] = slots[start + blen[b] - 1]
+                pos[slots[start + pos[t]]] = pos[t]
                 blen[b] -= 1
-                for q in range(start, start + blen[b]):
-                    u = slots[q]
-                    pid2 = table[1, _slot(table, _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t]))]
-                    pat[COUNT, pid2] -= 1
-                    heap, size = _update(heap, pat, pid2, size)
+                heap, size = _forget_pairs(t, slots[start:start + blen[b]], sig, shift, sign, table, pat, heap, size)
             t = n_terms
             n_terms += 1
             sig[t], shift[t], sign[t], block[t], alive[t] = new_sig, m, sign[a], b, True
-            start = block_start[b]
-            for q in range(start, start + blen[b]):  # pairs of the new term with the block's others
-                u = slots[q]
-                key2 = _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])
-                table, pat, occ, pid2, n_pat, n_occ = _record(table, key2, u, t, pat, occ, n_pat, n_occ)
-                heap, size = _update(heap, pat, pid2, size)
+            table, pat, occ, n_pat, n_occ, heap, size = _record_pairs(
+                t, slots[start:start + blen[b]], sig, shift, sign, table, pat, occ, n_pat, n_occ, heap, size, True)
             slots[start + blen[b]] = t
             pos[t] = blen[b]
             blen[b] += 1
     return (ext_keys[:n_ext], ext_sigs[:n_ext], ext_reused[:n_ext], n_terms,
             sig[:n_terms], shift[:n_terms], sign[:n_terms], block[:n_terms], alive[:n_terms])
+
+
+def _term_arrays(t_sig, t_shift, t_sign, t_block, cap):
+    """(signal, shift, sign, block, alive) arrays with room for `cap` terms, the given ones alive."""
+    n0 = len(t_sig)
+    sig, shift, sign, block = np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64), \
+        np.zeros(cap, np.int64)
+    sig[:n0], shift[:n0], sign[:n0], block[:n0] = t_sig, t_shift, t_sign, t_block
+    alive = np.zeros(cap, np.bool_)
+    alive[:n0] = True
+    return sig, shift, sign, block, alive
+
+
+def _record_pairs(t, others, sig, shift, sign, table, pat, occ, n_pat, n_occ, heap, size, live):
+    """Record the pairs of term t with each of `others` (lower ids); with `live`, keep the heap up to date.
+
+    Returns the (possibly grown) tables and the counts.
+    """
+    for u in others:
+        key = _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t])
+        table, pat, occ, pid, n_pat, n_occ = _record(table, key, u, t, pat, occ, n_pat, n_occ)
+        if live:
+            heap, size = _update(heap, pat, pid, size)
+    return table, pat, occ, n_pat, n_occ, heap, size
+
+
+def _forget_pairs(t, others, sig, shift, sign, table, pat, heap, size):
+    """Uncount the pairs of the removed term t with each of `others`; returns the heap and its size."""
+    for u in others:
+        pid = table[1, _slot(table, _pair_key(sig[u], shift[u], sign[u], sig[t], shift[t], sign[t]))]
+        pat[COUNT, pid] -= 1
+        heap, size = _update(heap, pat, pid, size)
+    return heap, size
 
 
 def _live_pairs(pat, occ, pid, alive, block, cap):
@@ -267,6 +282,9 @@ if njit is not None:
     _rehash = njit(cache=True)(_rehash)
     _record = njit(cache=True)(_record)
     _live_pairs = njit(cache=True)(_live_pairs)
+    _record_pairs = njit(cache=True)(_record_pairs)
+    _term_arrays = njit(cache=True)(_term_arrays)
+    _forget_pairs = njit(cache=True)(_forget_pairs)
     _before = njit(cache=True)(_before)
     _sift = njit(cache=True)(_sift)
     _update = njit(cache=True)(_update)
