@@ -41,6 +41,15 @@ MAX_CONFIG_ENTRIES = 1_000_000
 #: exactly unless the user's config names the layer and the variable explicitly (config['LayerName']).
 FIXED_PRECISION_ATTR = 'fixed_precision'
 
+#: node attribute of a node that implements a framework layer by a composition of IR ops and fixes
+#: some of its own types ({variable: FixedType}, e.g. the exact all-ones kernel that sums a Keras Dot's
+#: products): those variables are not configurable and not listed in generated configs
+INTERNAL_PRECISION_ATTR = 'internal_precision'
+#: node attribute of a helper node inside such a composition: ``(layer_node, {variable: layer_variable})``.
+#: The node takes all its settings from the layer's node, each precision variable from the mapped
+#: variable of that layer (a Dot's product node: {'result': 'accum'}); it has no config entry of its own
+PART_OF_ATTR = 'part_of'
+
 #: which weight array of an op is quantized with which precision variable
 WEIGHT_PRECISION = {
     'Dense': {'kernel': 'weight', 'bias': 'bias'},
@@ -58,7 +67,13 @@ class ConfigWarning(UserWarning):
 
 
 def precision_variables(node: Node) -> tuple[str, ...]:
-    """The precision variables (hls4ml's '<var>_t' types) that a node of this op has."""
+    """The configurable precision variables (hls4ml's '<var>_t' types) of a node."""
+    fixed = set(node.attrs.get(INTERNAL_PRECISION_ATTR, {})) | set(node.attrs.get(PART_OF_ATTR, ('', {}))[1])
+    return tuple(v for v in _op_precision_variables(node) if v not in fixed)
+
+
+def _op_precision_variables(node: Node) -> tuple[str, ...]:
+    """The precision variables that a node of this op has."""
     if node.op in ('Dense', 'Conv'):
         return ('weight', 'bias', 'accum', 'result')
     if node.op == 'Pool':
@@ -87,6 +102,8 @@ def _warn_unknown(key: str, valid: list[str] | tuple[str, ...], where: str) -> N
 
 def _layer_types(node: Node) -> tuple[str, ...]:
     """The LayerType names a node answers to: its framework class, its IR op, hls4ml's class name."""
+    if INTERNAL_PRECISION_ATTR in node.attrs or PART_OF_ATTR in node.attrs:
+        return (node.source,) if node.source else ()  # a composed layer answers to its own class only
     names = [node.source, node.op]
     if node.op == 'Activation':
         names.append(str(node.attrs.get('function')))
@@ -247,14 +264,26 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
     for key in type_cfg:
         if key not in known_types:
             _warn_unknown(key, known_types, "config['LayerType']")
-    names = [node.name for node in graph]
+    names = [node.name for node in graph if PART_OF_ATTR not in node.attrs]  # parts follow their layer
     for key in name_cfg:
         if key not in names:
             _warn_unknown(key, names, "config['LayerName']")
 
     for node in graph:
         node.config = _resolve_node(node, model, model_entries, type_cfg, name_cfg)
+    for node in graph:
+        if PART_OF_ATTR in node.attrs:
+            node.config = _part_config(graph, node)
     return model
+
+
+def _part_config(graph: Graph, node: Node) -> dict:
+    """The settings of a helper node of a composed layer: the layer node's, with mapped precisions."""
+    layer, mapping = node.attrs[PART_OF_ATTR]
+    owner = graph[layer].config
+    config = {key: value for key, value in owner.items() if key != 'Precision'}
+    config['Precision'] = {var: owner['Precision'][src] for var, src in mapping.items()}
+    return config
 
 
 def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, name_cfg: dict) -> dict:
@@ -310,6 +339,7 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
     for var, t in node.attrs.get(FIXED_PRECISION_ATTR, {}).items():
         if var in valid_vars and var not in name_entries:
             precision[var] = t
+    precision.update(node.attrs.get(INTERNAL_PRECISION_ATTR, {}))
     resolved['Precision'] = precision
     return resolved
 
@@ -354,7 +384,8 @@ def config_from_graph(graph: Graph, granularity: str = 'model', default_precisio
     if granularity == 'type':
         config['LayerType'] = {}
         for node in graph:
-            config['LayerType'].setdefault(node.source or node.op, layer_entry(node))
+            if PART_OF_ATTR not in node.attrs:
+                config['LayerType'].setdefault(node.source or node.op, layer_entry(node))
     elif granularity == 'name':
-        config['LayerName'] = {node.name: layer_entry(node) for node in graph}
+        config['LayerName'] = {node.name: layer_entry(node) for node in graph if PART_OF_ATTR not in node.attrs}
     return config

@@ -12,6 +12,9 @@ Conventions (one IR node per tensor a layer produces; names are Keras layer name
   with ``axis=-1``. ``PReLU`` stores weights ``alpha`` broadcast to the full per-sample shape.
 * ``BatchNormalization`` -> ``Scale`` (weights ``scale``, ``bias``; raw statistics in ``attrs['bn']``).
 * Merge layers -> ``Merge`` (attrs ``mode``; ``axis`` as a negative per-sample axis for concat).
+* ``Dot`` of two vectors (as hls4ml's dot1d) -> ``Merge`` mode 'mul' ``'<name>_mul'`` whose result type
+  is the Dot's accum type + ``Dense`` ``'<name>'`` with an all-ones kernel of the exact type
+  ``ufixed<1,1>`` (accum and result are the Dot's); only these two variables are configurable.
 * ``Flatten``/``Reshape`` -> ``Reshape`` (attrs ``shape``, the resolved per-sample output shape).
 * ``Conv1D``/``Conv2D`` -> ``Conv`` (channels-last; Keras kernel layout; 'valid'/'same' resolved to
   explicit ``padding`` amounts; ``groups=1``), plus an activation node like Dense.
@@ -36,6 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config import INTERNAL_PRECISION_ATTR, PART_OF_ATTR
+from ..fixed import FixedType
 from ..geometry import same_padding
 from ..ir import Graph, GraphError, Node
 from .optional import import_framework
@@ -451,6 +456,44 @@ def _concatenate(call: _Call, graph: Graph) -> str:
     return call.name
 
 
+#: the exact type of the all-ones kernel (and zero bias) that sums a Dot's products
+_DOT_ONES_TYPE = FixedType(1, 1, False)
+
+
+def _check_dot(call: _Call) -> int:
+    """The vector length of a Dot that hls4ml's dot1d computes; GraphError naming what is not supported."""
+    layer = call.layer
+    if getattr(layer, 'normalize', False):
+        raise GraphError(f'{call.where()}: normalize=True (a cosine similarity) is not supported; '
+                         'only normalize=False (as hls4ml)')
+    if len(call.in_shapes) != 2 or any(len(s) != 1 for s in call.in_shapes) or len(set(call.in_shapes)) != 1:
+        raise GraphError(f'{call.where()}: inputs of shapes {call.in_shapes} are not supported; Dot takes '
+                         'two vectors of the same length (shape (n,), as hls4ml)')
+    axes = layer.axes if isinstance(layer.axes, (list, tuple)) else (layer.axes, layer.axes)
+    if any(int(a) not in (1, -1) for a in axes):
+        raise GraphError(f'{call.where()}: axes={layer.axes!r} is not supported; only the last axis '
+                         '(axes=1 or -1) of the two vectors')
+    return call.in_shapes[0][0]
+
+
+def _dot(call: _Call, graph: Graph) -> str:
+    """Dot of two vectors -> Merge 'mul' '<name>_mul' + an all-ones Dense '<name>' (hls4ml's dot1d).
+
+    dot1d casts each product into accum_t, adds them in order in accum_t and casts the sum into
+    result_t; the Dense's per-product accumulation (ops.matvec) does the same, step by step for SAT
+    accumulators, because every product x*1 with a weight of 0 fractional bits is exact.
+    """
+    n = _check_dot(call)
+    mul = call.fresh(f'{call.layer.name}_mul')
+    source = type(call.layer).__name__
+    graph.add(Node(mul, 'Merge', list(call.inputs), (n,), source=source,
+                   attrs={'mode': 'mul', PART_OF_ATTR: (call.name, {'result': 'accum'})}))
+    weights = {'kernel': np.ones((n, 1), np.float32), 'bias': np.zeros(1, np.float32)}
+    attrs = {'use_bias': False, INTERNAL_PRECISION_ATTR: {'weight': _DOT_ONES_TYPE, 'bias': _DOT_ONES_TYPE}}
+    graph.add(Node(call.name, 'Dense', [mul], call.out_shape, weights=weights, attrs=attrs, source=source))
+    return call.name
+
+
 def _reshape(call: _Call, graph: Graph) -> str:
     """Flatten/Reshape -> Reshape with attrs shape (the resolved per-sample output shape)."""
     size_in = int(np.prod(call.in_shapes[0], dtype=np.int64))
@@ -487,6 +530,7 @@ _HANDLERS: dict[str, Callable[[_Call, Graph], str]] = {
     'Cropping1D': _cropping, 'Cropping2D': _cropping,
     'UpSampling1D': _upsampling, 'UpSampling2D': _upsampling,
     'Permute': _permute,
+    'Dot': _dot,
     **{cls: _merge for cls in MERGE_MODES if cls != 'Concatenate'},
     **{cls: _skip for cls in SKIPPED_LAYERS},
 }

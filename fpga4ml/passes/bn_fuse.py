@@ -11,6 +11,7 @@ layer takes it as its result type.
 
 from __future__ import annotations
 
+from ..config import INTERNAL_PRECISION_ATTR
 from ..fixed import AUTO
 from ..ir import Graph
 
@@ -26,6 +27,8 @@ def fuse_batchnorm(graph: Graph) -> Graph:
         parent = graph[node.inputs[0]]
         if parent.op not in FOLDABLE or len(graph.consumers(parent.name)) != 1 or parent.name in graph.outputs:
             continue
+        if INTERNAL_PRECISION_ATTR in parent.attrs:
+            continue  # a composed layer's exact internal weights (the all-ones kernel of a Keras Dot)
         if parent.config.get('Precision', {}).get('result', AUTO) != AUTO:
             continue
         scale, bn_bias = node.weights['scale'], node.weights['bias']
