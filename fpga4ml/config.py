@@ -270,7 +270,8 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
             _warn_unknown(key, names, "config['LayerName']")
 
     for node in graph:
-        node.config = _resolve_node(node, model, model_entries, type_cfg, name_cfg)
+        if PART_OF_ATTR not in node.attrs:
+            node.config = _resolve_node(node, model, model_entries, type_cfg, name_cfg)
     for node in graph:
         if PART_OF_ATTR in node.attrs:
             node.config = _part_config(graph, node)

@@ -451,3 +451,131 @@ def test_wide_product_trace_counts_saturations():
     floor = exact // (1 << (a_t.frac + b_t.frac - res_t.frac))
     expected = int(np.count_nonzero((floor > res_t.max_mantissa) | (floor < res_t.min_mantissa)))
     assert expected > 0 and traced.stats['op'].overflow == expected
+
+
+# ----------------------------------------------------------------------------- Keras Dot (hls4ml's dot1d)
+
+def _cast_fraction(v, t: FixedType) -> int:
+    """The mantissa of the exact value `v` (a Fraction) cast into `t` (ap_fixed rounding and overflow)."""
+    import math
+    from fractions import Fraction
+    x, half = v * 2 ** t.frac, Fraction(1, 2)
+    q = {'TRN': lambda: math.floor(x), 'TRN_ZERO': lambda: math.trunc(x), 'RND': lambda: math.floor(x + half),
+         'RND_MIN_INF': lambda: math.ceil(x - half), 'RND_CONV': lambda: round(x),
+         'RND_ZERO': lambda: math.floor(x + half) if x < 0 else math.ceil(x - half),
+         'RND_INF': lambda: math.floor(x + half) if x >= 0 else math.ceil(x - half)}[t.rounding]()
+    lo, hi = t.min_mantissa, t.max_mantissa
+    if t.overflow == 'WRAP':
+        return (q - lo) % (1 << t.width) + lo
+    if t.overflow == 'SAT_ZERO':
+        return q if lo <= q <= hi else 0
+    lo = -hi if t.overflow == 'SAT_SYM' and t.signed else lo
+    return min(max(q, lo), hi)
+
+
+def _dot1d_reference(ma, mb, frac_in: int, acc_t, res_t, stepwise: bool = True) -> np.ndarray:
+    """hls4ml's dot1d with Python Fractions: each product cast into accum, `acc = cast(acc + p)` in order
+    (or, with stepwise=False, the sum cast once: what a Dot must NOT do with a SAT accumulator)."""
+    from fractions import Fraction
+    out = np.empty(len(ma), dtype=np.int64)
+    for r, (xa, xb) in enumerate(zip(ma.tolist(), mb.tolist())):
+        acc = 0
+        for x, y in zip(xa, xb):
+            p = _cast_fraction(Fraction(x * y, 2 ** frac_in), acc_t)
+            acc = _cast_fraction(Fraction(acc + p, 2 ** acc_t.frac), acc_t) if stepwise else acc + p
+        acc = acc if stepwise else _cast_fraction(Fraction(acc, 2 ** acc_t.frac), acc_t)
+        out[r] = _cast_fraction(Fraction(acc, 2 ** acc_t.frac), res_t)
+    return out[:, None]
+
+
+def _keras_dot_model(n: int = 8, axes=1):
+    keras = pytest.importorskip('keras')
+    a, b = keras.Input((n,), name='a'), keras.Input((n,), name='b')
+    return keras.Model([a, b], keras.layers.Dot(axes, name='dot')([a, b]))
+
+
+def _dot_model(kmodel, in_prec: str, accum: str, result: str, directory):
+    config = fpga4ml.config_from_keras_model(kmodel, granularity='name')
+    for name in ('a', 'b'):
+        config['LayerName'][name]['Precision']['result'] = in_prec
+    config['LayerName']['dot']['Precision'] = {'accum': accum, 'result': result}
+    return fpga4ml.convert_from_keras_model(kmodel, hls_config=config, output_dir=str(directory))
+
+
+@pytest.mark.parametrize('in_prec, accum, result', [
+    ('fixed<10,4>', 'fixed<10,4,RND,SAT>', 'fixed<8,3>'),                       # SAT step by step
+    ('fixed<9,3>', 'fixed<12,5,TRN,WRAP>', 'fixed<8,4,RND_CONV,SAT_SYM>'),
+    ('fixed<8,2>', 'fixed<9,3,RND_ZERO,SAT_ZERO>', 'fixed<7,3,RND_INF,SAT>'),
+    ('fixed<9,4>', 'fixed<11,5,RND_MIN_INF,SAT_SYM>', 'fixed<9,5,TRN_ZERO,WRAP>'),
+    ('fixed<34,12>', 'fixed<16,8,RND_CONV,SAT>', 'fixed<12,6,TRN,SAT>'),        # 68-bit exact products
+])
+def test_keras_dot_is_hls4ml_dot1d(in_prec, accum, result, tmp_path):
+    """Emulator == a Fraction reference of dot1d (== Verilog netlist == HLS C simulation); one flipped
+    input bit must differ, and a SAT accumulator saturates at each step, not once at the end."""
+    kmodel = _keras_dot_model()
+    model = _dot_model(kmodel, in_prec, accum, result, tmp_path)
+    assert [n.name for n in model.graph] == ['a', 'b', 'dot_mul', 'dot']
+    xs = grid_inputs(model, 600)
+    scale = 2 / abs(model.graph['a'].result_type.min_value)  # the whole range, and values in [-2, 2]
+    xs = [np.concatenate([x[:300], x[300:] * scale]) for x in xs]
+    in_t, acc_t, res_t = (model.graph[n].types[v] for n, v in (('a', 'result'), ('dot', 'accum'), ('dot', 'result')))
+    ma, mb = in_t.quantize(xs[0]), in_t.quantize(xs[1])
+    emu = emulator_mantissas(model, xs)
+    np.testing.assert_array_equal(emu[0], _dot1d_reference(ma, mb, 2 * in_t.frac, acc_t, res_t))
+    if accum == 'fixed<10,4,RND,SAT>':  # the order of saturation is observable and followed
+        assert not np.array_equal(emu[0], _dot1d_reference(ma, mb, 2 * in_t.frac, acc_t, res_t, stepwise=False))
+    changed = [xs[0], xs[1].copy()]
+    changed[1][:, 0] = in_t.to_float(mb[:, 0] ^ (1 << (in_t.width - 3)))  # negative control
+    assert not same(emulator_mantissas(model, changed), emu)
+    if 2 * in_t.width <= 62:  # the Verilog back end multiplies signals of up to 62 bits
+        assert same(netlist_mantissas(model, xs), emu)
+        assert not same(netlist_mantissas(model, changed), emu)
+    if have_csim():
+        want = model.emulator.predict(xs)
+        assert same(csim_outputs(model, xs), want)
+        assert not same(model._csim.predict(changed), want)
+
+
+def test_keras_dot_config_is_hls4ml_s():
+    """A Dot has accum and result like hls4ml's; its product node has no entry of its own; a Dense
+    LayerType entry does not reach it; BatchNormalization after a Dot is not folded into it."""
+    keras = pytest.importorskip('keras')
+    kmodel = _keras_dot_model(4, axes=-1)
+    config = fpga4ml.config_from_keras_model(kmodel, granularity='name')
+    assert set(config['LayerName']) == {'a', 'b', 'dot'}
+    assert config['LayerName']['dot']['Precision'] == {'accum': 'auto', 'result': 'auto'}
+    by_type = fpga4ml.config_from_keras_model(kmodel, granularity='type')
+    assert by_type['LayerType']['Dot']['Precision'] == {'accum': 'auto', 'result': 'auto'}
+    config['LayerType'] = {'Dense': {'Precision': {'accum': 'fixed<4,2>'}}}
+    config['LayerName']['dot']['Precision'] = {'accum': 'fixed<12,5,RND,SAT>', 'result': 'fixed<9,4>'}
+    config['LayerName']['dot_mul'] = {'Precision': {'result': 'fixed<4,2>'}}
+    with pytest.warns(UserWarning, match="unknown configuration key 'dot_mul' is ignored"):
+        model = fpga4ml.convert_from_keras_model(kmodel, hls_config=config)
+    assert model.graph['dot_mul'].types['result'] == parse_precision('fixed<12,5,RND,SAT>')
+    assert model.graph['dot'].types['accum'] == parse_precision('fixed<12,5,RND,SAT>')
+    assert model.graph['dot'].types['weight'] == FixedType(1, 1, False)
+    # auto: exact products and an exact sum
+    model = fpga4ml.convert_from_keras_model(kmodel, hls_config=fpga4ml.config_from_keras_model(
+        kmodel, granularity='name', default_precision='fixed<8,3>'))
+    xa, xb = (np.random.default_rng(s).uniform(-16, 16, (200, 4)) for s in (1, 2))
+    in_t = model.graph['a'].result_type
+    qa, qb = (in_t.to_float(in_t.quantize(x)) for x in (xa, xb))
+    np.testing.assert_array_equal(model.predict([xa, xb]).ravel(), (qa * qb).sum(axis=1))
+    a, b = kmodel.inputs
+    bn = keras.Model([a, b], keras.layers.BatchNormalization(name='bn')(kmodel.outputs[0]))
+    bn.get_layer('bn').set_weights([np.array([2.0]), np.array([0.5]), np.array([0.0]), np.array([1.0])])
+    model = fpga4ml.convert_from_keras_model(bn, hls_config=fpga4ml.config_from_keras_model(bn, granularity='name'))
+    assert 'bn' in {n.name for n in model.graph} and np.all(model.graph['dot'].qweights['kernel'] == 1)
+
+
+@pytest.mark.parametrize('kwargs, shapes, match', [
+    ({'axes': 1, 'normalize': True}, ((4,), (4,)), r"layer 'dot' \(Dot\): normalize=True .* not supported"),
+    ({'axes': 2}, ((3, 4), (3, 4)), r"layer 'dot' \(Dot\): inputs of shapes \[\(3, 4\), \(3, 4\)\] are not supported"),
+    ({'axes': (1, 1)}, ((3, 4), (3, 5)), r"layer 'dot' \(Dot\): inputs of shapes .* two vectors of the same length"),
+])
+def test_keras_dot_unsupported_raises_naming_layer_and_attribute(kwargs, shapes, match):
+    keras = pytest.importorskip('keras')
+    a, b = keras.Input(shapes[0], name='a'), keras.Input(shapes[1], name='b')
+    kmodel = keras.Model([a, b], keras.layers.Dot(name='dot', **kwargs)([a, b]))
+    with pytest.raises(ValueError, match=match):
+        fpga4ml.convert_from_keras_model(kmodel)
