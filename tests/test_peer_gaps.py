@@ -579,3 +579,38 @@ def test_keras_dot_unsupported_raises_naming_layer_and_attribute(kwargs, shapes,
     kmodel = keras.Model([a, b], keras.layers.Dot(name='dot', **kwargs)([a, b]))
     with pytest.raises(ValueError, match=match):
         fpga4ml.convert_from_keras_model(kmodel)
+
+
+def test_keras_dot_equals_hls4ml_csim(tmp_path_factory):
+    """hls4ml's test_merge Dot (two 10-vectors, axes=1, ap_fixed<32,16>: 64-bit products) and Dots with
+    narrow SAT/WRAP accumulators: bit-identical to hls4ml 1.3.0's C simulation, types included."""
+    keras = pytest.importorskip('keras')
+    from test_hls4ml_bitexact import assert_bit_exact, assert_negative_control, assert_same_types, compiled_cases
+    a, b = keras.Input((10,), name='a'), keras.Input((10,), name='b')
+    c, d = keras.Input((10,), name='c'), keras.Input((10,), name='d')
+    dot = keras.layers.Dot
+    kmodel = keras.Model([a, b, c, d], [dot(1, name='dot')([a, b]), dot(1, name='dot_sat')([a, b]),
+                                        dot(-1, name='dot_wrap')([c, d]), dot(1, name='dot_rnd')([c, d])])
+    cfg = {'Model': {'Precision': 'fixed<32,16>', 'ReuseFactor': 1, 'Strategy': 'Latency'},
+           'LayerName': {'c': {'Precision': {'result': 'fixed<9,4,RND,SAT>'}},
+                         'd': {'Precision': {'result': 'fixed<8,3>'}},
+                         'dot_sat': {'Precision': {'accum': 'fixed<12,5,RND,SAT>', 'result': 'fixed<10,4>'}},
+                         'dot_wrap': {'Precision': {'accum': 'fixed<11,5>', 'result': 'fixed<8,3,RND,SAT>'}},
+                         'dot_rnd': {'Precision': {'accum': 'fixed<10,4,RND_CONV,SAT_SYM>',
+                                                   'result': 'fixed<8,4,RND_INF,SAT_ZERO>'}}}}
+    ours = fpga4ml.convert_from_keras_model(kmodel, hls_config=cfg, output_dir=str(tmp_path_factory.mktemp('ours')))
+    with compiled_cases({'dot': (kmodel, cfg, ours)}, {'dot': 2000}, np.random.default_rng(18),
+                        tmp_path_factory) as cases:
+        case = cases['dot']
+        small = [np.random.default_rng(5).uniform(-2, 2, x.shape) for x in case.inputs]
+        case.inputs[:] = [np.concatenate([x[:1000], s[1000:]]) for x, s in zip(case.inputs, small)]
+        assert_same_types(case)
+        assert_bit_exact(case)
+        _, traced = ours.trace(case.inputs)
+        assert all(traced.stats[n].overflow > 0 for n in ('dot_sat', 'dot_wrap', 'dot_rnd'))
+        changed = [x.copy() for x in case.inputs]
+        changed[3][:, 0] += 1.0  # negative control: one input of one Dot
+        assert_negative_control(case, inputs=changed)
+    rng = np.random.default_rng(0)  # hls4ml's own test: inputs in [0, 1), atol 1e-3 against Keras
+    xs = [rng.random((100, 10)) for _ in range(4)]
+    np.testing.assert_allclose(ours.predict(xs)[0], kmodel.predict(xs, verbose=0)[0], rtol=0, atol=1e-3)
