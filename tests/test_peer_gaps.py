@@ -614,3 +614,12 @@ def test_keras_dot_equals_hls4ml_csim(tmp_path_factory):
     rng = np.random.default_rng(0)  # hls4ml's own test: inputs in [0, 1), atol 1e-3 against Keras
     xs = [rng.random((100, 10)) for _ in range(4)]
     np.testing.assert_allclose(ours.predict(xs)[0], kmodel.predict(xs, verbose=0)[0], rtol=0, atol=1e-3)
+
+
+def test_keras_dot_auto_accum_too_wide_names_the_dot():
+    """An 'auto' accum whose exact products need 80 bits: the error names the Dot and its accum variable."""
+    kmodel = _keras_dot_model(4)
+    config = fpga4ml.config_from_keras_model(kmodel, granularity='name', default_precision='fixed<40,20>')
+    with pytest.raises(ValueError, match=r"layer 'dot': the exact accum type cannot be inferred .*width 80.*"
+                                         r"set Precision\['accum'\] explicitly"):
+        fpga4ml.convert_from_keras_model(kmodel, hls_config=config)

@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..config import WEIGHT_PRECISION
+from ..config import PART_OF_ATTR, WEIGHT_PRECISION
 from ..fixed import AUTO, FixedType, PrecisionError
 from .. import geometry
 from ..geometry import take
@@ -47,9 +47,16 @@ def _explicit_or(node: Node, var: str, inferred, maximum: FixedType | None) -> F
     try:
         t = inferred() if callable(inferred) else inferred
     except PrecisionError as err:  # the exact type needs more than 64 bits
-        raise GraphError(f'layer {node.name!r}: the exact {var} type cannot be inferred ({err}); set '
-                         f"Precision[{var!r}] explicitly, e.g. 'fixed<32,16>'") from None
+        layer, layer_var = _configured_as(node, var)
+        raise GraphError(f'layer {layer!r}: the exact {layer_var} type cannot be inferred ({err}); set '
+                         f"Precision[{layer_var!r}] explicitly, e.g. 'fixed<32,16>'") from None
     return _cap(t, maximum)
+
+
+def _configured_as(node: Node, var: str) -> tuple[str, str]:
+    """The layer and variable a user configures for `var` of `node` (a composed layer's part: its layer's)."""
+    layer, mapping = node.attrs.get(PART_OF_ATTR, (node.name, {}))
+    return layer, mapping.get(var, var)
 
 
 def _check_width(node: Node, var: str, t: FixedType) -> None:
