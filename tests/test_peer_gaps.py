@@ -549,8 +549,11 @@ def test_keras_dot_config_is_hls4ml_s():
     config['LayerType'] = {'Dense': {'Precision': {'accum': 'fixed<4,2>'}}}
     config['LayerName']['dot']['Precision'] = {'accum': 'fixed<12,5,RND,SAT>', 'result': 'fixed<9,4>'}
     config['LayerName']['dot_mul'] = {'Precision': {'result': 'fixed<4,2>'}}
-    with pytest.warns(UserWarning, match="unknown configuration key 'dot_mul' is ignored"):
+    with pytest.warns(UserWarning) as caught:
         model = fpga4ml.convert_from_keras_model(kmodel, hls_config=config)
+    messages = ' | '.join(str(w.message) for w in caught)
+    assert "LayerType']: unknown configuration key 'Dense' is ignored" in messages
+    assert "LayerName']: unknown configuration key 'dot_mul' is ignored" in messages
     assert model.graph['dot_mul'].types['result'] == parse_precision('fixed<12,5,RND,SAT>')
     assert model.graph['dot'].types['accum'] == parse_precision('fixed<12,5,RND,SAT>')
     assert model.graph['dot'].types['weight'] == FixedType(1, 1, False)
