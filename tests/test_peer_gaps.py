@@ -573,6 +573,7 @@ def test_keras_dot_config_is_hls4ml_s():
 
 @pytest.mark.parametrize('kwargs, shapes, match', [
     ({'axes': 1, 'normalize': True}, ((4,), (4,)), r"layer 'dot' \(Dot\): normalize=True .* not supported"),
+    ({'axes': 0}, ((4,), (4,)), r"layer 'dot' \(Dot\): axes=0 is not supported; only the last axis"),
     ({'axes': 2}, ((3, 4), (3, 4)), r"layer 'dot' \(Dot\): inputs of shapes \[\(3, 4\), \(3, 4\)\] are not supported"),
     ({'axes': (1, 1)}, ((3, 4), (3, 5)), r"layer 'dot' \(Dot\): inputs of shapes .* two vectors of the same length"),
 ])
