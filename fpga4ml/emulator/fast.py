@@ -1,15 +1,21 @@
 """Optional numba kernels for the emulator's hot loop (pure-numpy fallbacks live in ops.py).
 
-Only one kernel is accelerated: the Dense (and Conv, on im2col rows) product-and-accumulate with
-products floored by a right shift (``TRN`` into the accumulator; a shift of 0 is the exact case),
-optionally wrapping the sums into a WRAP accumulator. It computes exactly what ops.py's numpy
-path computes; tests/test_emulator.py checks both on random layers. Rows are processed in blocks
-of BLOCK, transposed so the innermost loop runs over rows (long, contiguous, vectorizable), four
-input rows per pass over an accumulator row; the kernel releases the GIL so chunks run on two
-threads.
+One kernel is accelerated: the Dense/Conv product-and-accumulate with products floored by a right
+shift (``TRN`` into the accumulator; a shift of 0 is the exact case), optionally wrapping the sums
+into a WRAP accumulator. It computes exactly what ops.py's numpy path computes;
+tests/test_emulator.py and tests/test_fast_conv.py check it on random layers.
+
+Its rows are gathered through an index from flat per-sample inputs: a Conv reads its im2col
+windows straight from the (batch, H*W*C) feature map (`conv_floor_shift`, no im2col array is
+materialised), a Dense reads its input row (`dense_floor_shift`, the identity index). Rows are
+processed in blocks of BLOCK, gathered transposed (only the inputs with a non-zero weight) into a
+cache-resident buffer so the innermost loop runs over rows (contiguous, vectorizable), GROUP input
+rows per pass over an accumulator row. The kernels release the GIL so chunks run on two threads.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,61 +29,113 @@ def available() -> bool:
     return njit is not None
 
 
-#: samples per block: a block's transposed inputs and accumulators stay in the L1/L2 caches
+#: rows (samples x windows) per block: a block's gathered inputs and accumulators stay in L1/L2
 BLOCK = 256
 
+#: extra elements per row of the gathered block: its rows are not 1 KiB apart (L1 set conflicts)
+ROW_PAD = 16
 
 #: input rows accumulated per pass over an accumulator row (fewer loads and stores of it)
 GROUP = 4
 
 
-def _dense_floor_shift(x, w, groups, bias, shift, wrap_width, wrap_signed, out):
-    """out[b, j] = wrap(bias[j] + sum_i floor(x[b, i] * w[i, j] / 2^shift)), accumulated in x's dtype.
+def _gather_block(fr, gidx, n_flat, n_win, first, size, xt):
+    """xt[k, r] = input k (-1: a padding zero) of row first + r, rows running over (sample, window)."""
+    n_nz = gidx.shape[1]
+    b, wi = divmod(first, n_win)
+    for r in range(size):
+        base = b * n_flat
+        g = gidx[wi]
+        for k in range(n_nz):
+            p = g[k]
+            xt[k, r] = fr[base + p] if p >= 0 else 0
+        wi += 1
+        if wi == n_win:
+            wi = 0
+            b += 1
 
-    `groups` (G, GROUP) lists the input rows to visit, GROUP at a time (-1 pads the last group).
-    Products are cast to x's dtype before the shift (the caller proves they fit), which lets LLVM
-    vectorize the multiply in 32 bits. wrap_width > 0 keeps the low wrap_width bits of each sum
-    (two's complement if wrap_signed, else unsigned) while writing the int64 output.
-    """
-    n_batch, n_in = x.shape
-    n_out = w.shape[1]
-    t = x.dtype.type
-    xt = np.zeros((n_in + 1, BLOCK), x.dtype)  # row n_in stays zero: the padding row of groups
-    acc = np.empty((n_out, BLOCK), x.dtype)
-    wz = np.zeros((n_in + 1, n_out), w.dtype)
-    wz[:n_in] = w
+
+def _accumulate_block(xt, groups, wz, bias, s, size, acc):
+    """acc[j, r] = bias[j] + sum_k (xt[k, r] * wz[k, j]) >> s, in xt's dtype (GROUP inputs per pass)."""
+    t = xt.dtype.type
+    n_out = wz.shape[1]
+    for j in range(n_out):
+        acc[j, :size] = bias[j]
+    for g in range(groups.shape[0]):
+        i0, i1, i2, i3 = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
+        x0, x1, x2, x3 = xt[i0], xt[i1], xt[i2], xt[i3]
+        for j in range(n_out):
+            w0, w1, w2, w3 = wz[i0, j], wz[i1, j], wz[i2, j], wz[i3, j]
+            if w0 == 0 and w1 == 0 and w2 == 0 and w3 == 0:
+                continue
+            acc_row = acc[j]
+            for r in range(size):
+                acc_row[r] += ((t(x0[r] * w0) >> s) + (t(x1[r] * w1) >> s)
+                               + (t(x2[r] * w2) >> s) + (t(x3[r] * w3) >> s))
+
+
+def _store_block(acc, n_win, first, size, wrap_width, wrap_signed, out):
+    """out[b, w, :] = acc[:, r] as int64, wrapped to wrap_width bits when wrap_width > 0."""
+    n_out = acc.shape[0]
     keep = 64 - wrap_width
     mask = (np.int64(1) << wrap_width) - 1 if 0 < wrap_width < 64 else np.int64(-1)
-    for start in range(0, n_batch, BLOCK):
-        stop = min(start + BLOCK, n_batch)
-        size = stop - start
-        xt[:n_in, :size] = x[start:stop].T
+    b, wi = divmod(first, n_win)
+    for r in range(size):
+        o = out[b, wi]
         for j in range(n_out):
-            acc[j, :size] = bias[j]
-        for g in range(groups.shape[0]):
-            i0, i1, i2, i3 = groups[g, 0], groups[g, 1], groups[g, 2], groups[g, 3]
-            x0, x1, x2, x3 = xt[i0], xt[i1], xt[i2], xt[i3]
-            for j in range(n_out):
-                w0, w1, w2, w3 = wz[i0, j], wz[i1, j], wz[i2, j], wz[i3, j]
-                if w0 == 0 and w1 == 0 and w2 == 0 and w3 == 0:
-                    continue
-                acc_row = acc[j]
-                if shift == 0:  # exact products: two instructions fewer per product
-                    for b in range(size):
-                        acc_row[b] += t(x0[b] * w0) + t(x1[b] * w1) + t(x2[b] * w2) + t(x3[b] * w3)
-                    continue
-                for b in range(size):
-                    acc_row[b] += ((t(x0[b] * w0) >> shift) + (t(x1[b] * w1) >> shift)
-                                   + (t(x2[b] * w2) >> shift) + (t(x3[b] * w3) >> shift))
-        for b in range(size):
-            for j in range(n_out):
-                v = np.int64(acc[j, b])
-                if wrap_width > 0 and wrap_signed:
-                    v = (v << keep) >> keep
-                elif wrap_width > 0:
-                    v = v & mask
-                out[start + b, j] = v
+            v = np.int64(acc[j, r])
+            if wrap_width > 0 and wrap_signed:
+                v = (v << keep) >> keep
+            elif wrap_width > 0:
+                v = v & mask
+            o[j] = v
+        wi += 1
+        if wi == n_win:
+            wi = 0
+            b += 1
+
+
+def _gather_floor_shift(flat, gidx, groups, wz, bias, shift, wrap_width, wrap_signed, out, shift_mask):
+    """out[b, w, j] = wrap(bias[j] + sum_k floor(flat[b, gidx[w, k]] * wz[k, j] / 2^shift)).
+
+    gidx (windows, K) holds flat positions (-1: a padding zero) of the K inputs with a non-zero
+    weight; wz (K + 1, n_out) their weights and a zero row K, the padding of `groups` (G, GROUP).
+    Products are cast to flat's dtype before the shift (the caller proves they fit). The shift is
+    masked with the constant `shift_mask` (31 or 63; the caller clamps it below the width), which
+    tells LLVM that a 32-bit shift suffices: the multiply, shift and add vectorize in 32 bits.
+    """
+    n_batch, n_flat = flat.shape
+    n_win, n_nz = gidx.shape
+    s = shift & shift_mask
+    fr = flat.ravel()
+    xt = np.zeros((n_nz + 1, BLOCK + ROW_PAD), flat.dtype)  # row n_nz stays zero (group padding)
+    acc = np.empty((wz.shape[1], BLOCK), flat.dtype)
+    n_rows = n_batch * n_win
+    for first in range(0, n_rows, BLOCK):
+        size = min(BLOCK, n_rows - first)
+        _gather_block(fr, gidx, n_flat, n_win, first, size, xt)
+        _accumulate_block(xt, groups, wz, bias, s, size, acc)
+        _store_block(acc, n_win, first, size, wrap_width, wrap_signed, out)
     return out
+
+
+if njit is not None:
+    _gather_block = njit(inline='always')(_gather_block)
+    _accumulate_block = njit(inline='always')(_accumulate_block)
+    _store_block = njit(inline='always')(_store_block)
+    _gather_floor_shift_inline = njit(inline='always')(_gather_floor_shift)
+
+    @njit(nogil=True, cache=True)
+    def _dense_floor_shift_gather32(flat, gidx, groups, wz, bias, shift, wrap_width, wrap_signed, out):
+        """The int32 instance of `_gather_floor_shift` (a constant 31-bit shift mask)."""
+        return _gather_floor_shift_inline(flat, gidx, groups, wz, bias, shift, wrap_width, wrap_signed, out, 31)
+
+    @njit(nogil=True, cache=True)
+    def _dense_floor_shift_gather64(flat, gidx, groups, wz, bias, shift, wrap_width, wrap_signed, out):
+        """The int64 instance of `_gather_floor_shift` (a constant 63-bit shift mask)."""
+        return _gather_floor_shift_inline(flat, gidx, groups, wz, bias, shift, wrap_width, wrap_signed, out, 63)
+else:  # pragma: no cover
+    _dense_floor_shift_gather32 = _dense_floor_shift_gather64 = None
 
 
 def row_groups(nz_rows: np.ndarray, n_in: int) -> np.ndarray:
@@ -86,10 +144,77 @@ def row_groups(nz_rows: np.ndarray, n_in: int) -> np.ndarray:
     return np.concatenate([np.asarray(nz_rows, np.int64), np.full(pad, n_in, np.int64)]).reshape(-1, GROUP)
 
 
-if njit is not None:
-    _dense_floor_shift_jit = njit(nogil=True, cache=True)(_dense_floor_shift)
-else:  # pragma: no cover
-    _dense_floor_shift_jit = None
+def _kernel_dtype(w: np.ndarray, what: str) -> np.dtype:
+    """int32 or int64, the dtype the kernel computes in (w's)."""
+    if w.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError(f'{what}: weights must be int32 or int64 mantissas, got {w.dtype}')
+    return w.dtype
+
+
+@dataclass(frozen=True)
+class GatherPlan:
+    """A prepared `conv_floor_shift`: validated index and weights, reusable on many batches."""
+
+    n_flat: int          # per-sample input length the index reads from
+    gidx: np.ndarray     # (windows, K) flat positions of the K inputs with a non-zero weight, -1: zero
+    groups: np.ndarray   # (G, GROUP) rows of wz, padded with K (a zero row)
+    wz: np.ndarray       # (K + 1, n_out) weights in the kernel dtype
+    bias: np.ndarray     # (n_out,) in the kernel dtype
+    shift: int           # clamped below the kernel width
+    wrap_width: int
+    wrap_signed: bool
+
+    def __call__(self, flat: np.ndarray) -> np.ndarray:
+        """Run on a (batch, n_flat) input of mantissas (converted to the kernel dtype); (batch, windows, n_out) int64."""
+        flat = np.ascontiguousarray(flat, dtype=self.wz.dtype)
+        if flat.ndim != 2 or flat.shape[1] != self.n_flat:
+            raise ValueError(f'conv_floor_shift: expected a (batch, {self.n_flat}) input, got {flat.shape}')
+        out = np.empty((flat.shape[0], self.gidx.shape[0], self.wz.shape[1]), np.int64)
+        kernel = _dense_floor_shift_gather32 if self.wz.dtype == np.int32 else _dense_floor_shift_gather64
+        t = self.wz.dtype.type
+        return kernel(flat, self.gidx, self.groups, self.wz, self.bias, t(self.shift), np.int64(self.wrap_width),
+                      bool(self.wrap_signed), out)
+
+
+def conv_plan(index: np.ndarray, n_flat: int, w: np.ndarray, nz_rows: np.ndarray, bias: np.ndarray,
+              shift: int, wrap_width: int = 0, wrap_signed: bool = True) -> GatherPlan:
+    """Validate and prepare `conv_floor_shift` for one layer (hoist it out of the per-chunk loop)."""
+    if not available():
+        raise RuntimeError('conv_floor_shift needs numba (the fast extra)')
+    dtype = _kernel_dtype(w, 'conv_floor_shift')
+    index = np.asarray(index)
+    n_in, n_out = w.shape
+    if index.ndim != 2 or index.shape[1] != n_in:
+        raise ValueError(f'conv_floor_shift: index {index.shape} must be (windows, {n_in}) for weights {w.shape}')
+    if index.size and (index.min() < -1 or index.max() >= n_flat):
+        raise ValueError(f'conv_floor_shift: index values must lie in [-1, {n_flat}), got '
+                         f'[{index.min()}, {index.max()}]')
+    if np.shape(bias) != (n_out,):
+        raise ValueError(f'conv_floor_shift: bias shape {np.shape(bias)} must be ({n_out},)')
+    if shift < 0 or not 0 <= wrap_width <= 64:
+        raise ValueError(f'conv_floor_shift: shift {shift} must be >= 0 and wrap_width {wrap_width} in [0, 64]')
+    nz_rows = np.asarray(nz_rows, np.int64)
+    wz = np.zeros((len(nz_rows) + 1, n_out), dtype)
+    wz[:len(nz_rows)] = w[nz_rows]
+    return GatherPlan(n_flat, np.ascontiguousarray(index[:, nz_rows], dtype=np.int64),
+                      row_groups(np.arange(len(nz_rows)), len(nz_rows)), wz, np.asarray(bias).astype(dtype),
+                      min(int(shift), 8 * dtype.itemsize - 1), int(wrap_width), bool(wrap_signed))
+
+
+def conv_floor_shift(flat: np.ndarray, index: np.ndarray, w: np.ndarray, nz_rows: np.ndarray, bias: np.ndarray,
+                     shift: int, wrap_width: int = 0, wrap_signed: bool = True) -> np.ndarray:
+    """A Conv's product-accumulate read straight from its input: (batch, windows, n_out) int64.
+
+    flat (batch, n_flat) holds each sample's input mantissas (H*W*C, channels last); index
+    (windows, n_in) the flat position of each window's inputs in im2col order, -1 for a padding
+    zero (geometry.im2col_index); w (n_in, n_out) int32 or int64 weights; nz_rows the rows of w
+    with a non-zero weight. Bit for bit equal to
+    ``dense_floor_shift(geometry.take(flat, index).reshape(-1, n_in), w, nz_rows, bias, shift,
+    wrap_width, wrap_signed).reshape(batch, windows, n_out)``, with the same contract: int32 w
+    only when every product and partial sum is proven to fit 31 bits, shift >= 0. Call
+    `conv_plan` once per layer and the plan per batch to skip the per-call validation.
+    """
+    return conv_plan(index, flat.shape[1], w, nz_rows, bias, shift, wrap_width, wrap_signed)(flat)
 
 
 def dense_floor_shift(x: np.ndarray, w: np.ndarray, nz_rows: np.ndarray, bias: np.ndarray,
@@ -101,7 +226,6 @@ def dense_floor_shift(x: np.ndarray, w: np.ndarray, nz_rows: np.ndarray, bias: n
     proven that every product and partial sum fits in 31 bits. With wrap_width > 0 each sum
     wraps to that many bits (a WRAP accumulator), signed or not. Returns int64.
     """
-    x = np.ascontiguousarray(x, dtype=w.dtype)
-    out = np.empty((x.shape[0], w.shape[1]), np.int64)
-    return _dense_floor_shift_jit(x, w, row_groups(nz_rows, w.shape[0]), bias.astype(w.dtype),
-                                  w.dtype.type(shift), np.int64(wrap_width), bool(wrap_signed), out)
+    n_in = w.shape[0]
+    plan = conv_plan(np.arange(n_in)[None, :], n_in, w, nz_rows, bias, shift, wrap_width, wrap_signed)
+    return plan(np.asarray(x).reshape(-1, n_in)).reshape(-1, w.shape[1])
