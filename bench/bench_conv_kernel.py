@@ -48,6 +48,7 @@ def old_fast(rev: str):
     except (OSError, subprocess.CalledProcessError):
         return None
     mod = types.ModuleType(f'fast_{rev}')
+    src = src.replace('cache=True', 'cache=False')  # an exec'd source has no file for numba's cache
     exec(compile(src, f'fast.py@{rev}', 'exec'), mod.__dict__)
     return mod
 
