@@ -60,6 +60,19 @@ class GraphError(ValueError):
     """A graph is malformed or uses an op/attribute that is not supported."""
 
 
+class _Wiring:
+    """A process-wide count of changes to graph wiring: node lists mutated, node names or inputs reassigned.
+
+    A graph's name index and use map are valid while this count is the one they were built at.
+    """
+
+    changes = 0
+
+
+#: Node attributes whose reassignment changes the wiring of the graphs holding the node.
+_WIRING_ATTRS = ('name', 'inputs')
+
+
 @dataclass
 class Node:
     """One operation: `op` applied to the outputs of `inputs`, producing a tensor of `shape`."""
@@ -78,6 +91,11 @@ class Node:
     source: str = ''
     #: resolved per-layer configuration (ReuseFactor, Strategy, Trace, precision requests)
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in _WIRING_ATTRS and key in self.__dict__:
+            _Wiring.changes += 1  # a rename or rewiring: every graph's index and use map must be rebuilt
+        object.__setattr__(self, key, value)
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -104,13 +122,94 @@ class Node:
         return int(sum(np.count_nonzero(w) for w in source.values()))
 
 
+class _NodeList(list):
+    """The list behind `Graph.nodes`: a plain list that counts its mutations in `_Wiring.changes`."""
+
+    def _changed(self) -> None:
+        _Wiring.changes += 1
+
+
+def _counting(name: str) -> Any:
+    method = getattr(list, name)
+
+    def mutate(self: _NodeList, *args: Any, **kwargs: Any) -> Any:
+        self._changed()
+        return method(self, *args, **kwargs)
+
+    mutate.__name__ = name
+    mutate.__doc__ = method.__doc__
+    return mutate
+
+
+for _name in ('__setitem__', '__delitem__', '__iadd__', '__imul__', 'append', 'extend', 'insert', 'pop',
+              'remove', 'clear', 'sort', 'reverse'):
+    setattr(_NodeList, _name, _counting(_name))
+del _name
+
+
 @dataclass
 class Graph:
-    """A typed dataflow graph: nodes in topological order plus the named inputs and outputs."""
+    """A typed dataflow graph: nodes in topological order plus the named inputs and outputs.
+
+    `graph[name]`, `name in graph` and `graph.users(name)` are O(1) lookups in a name index and a use map
+    built in one O(n) pass. Both are rebuilt lazily whenever the wiring may have changed: `nodes` mutated or
+    replaced, or a node's `name` or `inputs` reassigned (anywhere). Of in-place edits of a node's `inputs`
+    list (`node.inputs[0] = ...`) only dropped readers are noticed: reassign the list (`node.inputs = [...]`).
+    """
 
     nodes: list[Node] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == 'nodes' and not isinstance(value, _NodeList):
+            value = _NodeList(value)  # a copy that counts its mutations
+        object.__setattr__(self, key, value)
+
+    def __post_init__(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the name index and use map (they are rebuilt on the next lookup)."""
+        self._index: dict[str, int] = {}
+        self._users: dict[str, list[Node]] = {}
+        self._indexed: list[Node] | None = None  # the list object the caches describe
+        self._at = -1  # the _Wiring.changes count they were built at
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {'nodes': list(self.nodes), 'inputs': self.inputs, 'outputs': self.outputs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+        self._forget()
+
+    def _rebuild(self) -> None:
+        """Index every node name (the first node wins a duplicated name) and list the users of every name."""
+        index: dict[str, int] = {}
+        users: dict[str, list[Node]] = {}
+        for position, node in enumerate(self.nodes):
+            index.setdefault(node.name, position)
+            for src in dict.fromkeys(node.inputs):
+                users.setdefault(src, []).append(node)
+        self._index, self._users = index, users
+        self._indexed, self._at = self.nodes, _Wiring.changes
+
+    def _fresh(self) -> bool:
+        """Whether the index and use map describe the current wiring."""
+        return self._indexed is self.nodes and self._at == _Wiring.changes
+
+    def _position(self, name: object) -> int | None:
+        """The position of the first node called `name` in `nodes`, or None."""
+        if not isinstance(name, str):
+            return None
+        if not self._fresh():
+            self._rebuild()
+        position = self._index.get(name)
+        if position is not None and (position >= len(self.nodes) or self.nodes[position].name != name):
+            self._rebuild()  # changed behind the counts' back (never expected): trust only a fresh index
+            position = self._index.get(name)
+        return position
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -119,13 +218,15 @@ class Graph:
         return len(self.nodes)
 
     def __getitem__(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(f'no node named {name!r}; nodes are {[n.name for n in self.nodes]}')
+        position = self._position(name)
+        if position is None:
+            names = [n.name for n in self.nodes]
+            shown = names if len(names) <= 20 else names[:20] + [f'... {len(names) - 20} more']
+            raise KeyError(f'no node named {name!r}; nodes are {shown}')
+        return self.nodes[position]
 
     def __contains__(self, name: object) -> bool:
-        return any(node.name == name for node in self.nodes)
+        return self._position(name) is not None
 
     def add(self, node: Node) -> Node:
         """Append a node; its inputs must already be in the graph."""
@@ -134,12 +235,30 @@ class Graph:
         for src in node.inputs:
             if src not in self:
                 raise GraphError(f'node {node.name!r}: input {src!r} is not defined before it')
+        fresh = self._fresh()
         self.nodes.append(node)
+        if fresh:  # keep the caches in step instead of rebuilding them
+            self._index[node.name] = len(self.nodes) - 1
+            for src in dict.fromkeys(node.inputs):
+                self._users.setdefault(src, []).append(node)
+            self._at = _Wiring.changes
         return node
 
+    def users(self, name: str) -> list[Node]:
+        """The nodes that read the output of node `name`, in graph order (each once)."""
+        if not isinstance(name, str):
+            return []
+        if not self._fresh():
+            self._rebuild()
+        found = self._users.get(name, [])
+        if not all(name in user.inputs for user in found):  # an inputs list edited in place
+            self._rebuild()
+            found = self._users.get(name, [])
+        return list(found)
+
     def consumers(self, name: str) -> list[Node]:
-        """Nodes that read the output of node `name`."""
-        return [n for n in self.nodes if name in n.inputs]
+        """The nodes that read the output of node `name` (the same as `users`)."""
+        return self.users(name)
 
     def remove(self, name: str) -> None:
         """Remove a single-input node, rewiring its consumers (and outputs) to its input."""
@@ -147,10 +266,20 @@ class Graph:
         if len(node.inputs) != 1:
             raise GraphError(f'cannot bypass node {name!r} with {len(node.inputs)} inputs')
         source = node.inputs[0]
-        for consumer in self.consumers(name):
+        for consumer in self.users(name):
             consumer.inputs = [source if i == name else i for i in consumer.inputs]
         self.outputs = [source if o == name else o for o in self.outputs]
-        self.nodes.remove(node)
+        del self.nodes[self._position(name)]
+
+    def discard(self, name: str) -> None:
+        """Remove node `name`, which no node reads and which is no graph output."""
+        readers = [n.name for n in self.users(name)]
+        if readers:
+            raise GraphError(f'cannot discard node {name!r}: nodes {readers} read it')
+        if name in self.outputs or name in self.inputs:
+            raise GraphError(f'cannot discard node {name!r}: it is a graph input or output')
+        self[name]  # a KeyError naming the nodes when there is none
+        del self.nodes[self._position(name)]
 
     def validate(self) -> None:
         """Check names, topological order and that inputs/outputs exist."""
@@ -169,12 +298,40 @@ class Graph:
             if name not in seen:
                 raise GraphError(f'graph output {name!r} is not a node')
 
+    def lint(self) -> None:
+        """Check everything `validate` checks, plus ops, shapes, Input nodes and reachability from the inputs."""
+        self.validate()
+        if len(set(self.inputs)) != len(self.inputs):
+            raise GraphError(f'graph inputs {self.inputs} name a node more than once')
+        reached = set(self.inputs)
+        for node in self.nodes:
+            _lint_node(node, node.name in self.inputs)
+            if node.op != 'Input' and any(src in reached for src in node.inputs):
+                reached.add(node.name)
+            if node.name not in reached:
+                raise GraphError(f'node {node.name!r}: a {node.op} node reading {node.inputs} is not reachable '
+                                 f'from the graph inputs {self.inputs}')
+
     def table(self) -> str:
-        """A per-layer table: name, op, shapes, types, parameters and non-zero weights."""
+        """A per-layer table: name, op, inputs and their shapes, types, parameters and non-zero weights."""
         return format_table(self)
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _lint_node(node: Node, listed_input: bool) -> None:
+    """Check one node's op, shape and Input role (GraphError naming the node)."""
+    if node.op not in OPS:
+        raise GraphError(f'node {node.name!r}: unknown op {node.op!r}; the IR has {sorted(OPS)}')
+    shape = node.shape
+    if not isinstance(shape, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                               for d in shape):
+        raise GraphError(f'node {node.name!r}: shape {shape!r} is not a tuple of positive ints')
+    if node.op == 'Input' and node.inputs:
+        raise GraphError(f'node {node.name!r}: an Input node reads {node.inputs}')
+    if node.op == 'Input' and not listed_input:
+        raise GraphError(f'node {node.name!r}: an Input node that is not listed in the graph inputs')
 
 
 def _type_str(node: Node, key: str) -> str:
@@ -182,9 +339,14 @@ def _type_str(node: Node, key: str) -> str:
     return '' if t is None else str(t)
 
 
+def _shape_str(graph: Graph, name: str) -> str:
+    """The shape of node `name`, or '?' when the graph has no such node (a malformed graph still prints)."""
+    return str(graph[name].shape) if name in graph else '?'
+
+
 def format_table(graph: Graph) -> str:
     """Render the graph as an aligned text table (what `print(model)` shows)."""
-    header = ('layer', 'op', 'input shapes', 'output', 'result type', 'weight type', 'accum type', 'params', 'nonzero')
+    header = ('layer', 'op', 'inputs', 'input shapes', 'output', 'result type', 'weight type', 'accum type', 'params', 'nonzero')
     rows = []
     for node in graph.nodes:
         op = node.op
@@ -194,13 +356,15 @@ def format_table(graph: Graph) -> str:
             op = f"{node.op}({node.attrs.get('mode')})"
         elif node.op == 'Conv' and node.attrs.get('groups', 1) != 1:
             op = f"Conv(groups={node.attrs['groups']})"
-        in_shapes = ', '.join(str(graph[i].shape) for i in node.inputs) if node.inputs else '-'
+        in_names = ', '.join(node.inputs) if node.inputs else '-'
+        in_shapes = ', '.join(_shape_str(graph, i) for i in node.inputs) if node.inputs else '-'
         weight_type = _type_str(node, 'weight')
         if node.op in ('Dense', 'Conv') and 'bias' in node.types and str(node.types['bias']) != weight_type:
             weight_type += f" / b {node.types['bias']}"
         rows.append((
             node.name,
             op,
+            in_names,
             in_shapes,
             str(node.shape),
             _type_str(node, 'result'),

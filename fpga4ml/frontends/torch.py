@@ -412,7 +412,7 @@ def fold_flatten_transposes(graph: Graph) -> Graph:
         dense[0].weights['kernel'] = permuted
         reshape.inputs = [t.inputs[0]]
         if not graph.consumers(t.name) and t.name not in graph.outputs:
-            graph.nodes.remove(t)
+            graph.discard(t.name)
     return graph
 
 
