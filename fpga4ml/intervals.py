@@ -36,6 +36,13 @@ class Interval:
     hi: np.ndarray
     frac: int
 
+    def __post_init__(self) -> None:
+        # arithmetic on 0-d object arrays gives Python scalars: keep every bound an array
+        if not isinstance(self.lo, np.ndarray):
+            self.lo = np.asarray(self.lo, dtype=object)
+        if not isinstance(self.hi, np.ndarray):
+            self.hi = np.asarray(self.hi, dtype=object)
+
     @classmethod
     def of_type(cls, t: FixedType, shape: tuple[int, ...]) -> 'Interval':
         """The full range of type `t` for every element of `shape`."""

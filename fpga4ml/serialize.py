@@ -27,7 +27,7 @@ import yaml
 
 from .fixed import FixedType
 from .ir import Graph, Node
-from .passes.tables import Table
+from .semantics.tables import Table
 
 #: identifies the layout of graph.json; bump FORMAT_VERSION when it changes incompatibly
 FORMAT = 'fpga4ml-typed-graph'

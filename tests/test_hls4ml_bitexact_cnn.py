@@ -12,13 +12,15 @@ at a time in the background while the other cases are prepared.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 keras = pytest.importorskip('keras')
 
 import fpga4ml  # noqa: E402
-import fpga4ml.emulator.ops  # noqa: E402
+from fpga4ml.semantics import numpy_interp  # noqa: E402
 from test_hls4ml_bitexact import (  # noqa: E402
     _make_text_safe, _set_weights, assert_bit_exact, assert_negative_control, assert_same_types, bump_weight,
     compiled_cases, explicit_config, import_hls4ml, name_config, overflows,
@@ -118,9 +120,9 @@ def fused_config(kmodel) -> dict:
 
 
 def reversed_taps(matvec):
-    """A matvec (fpga4ml.emulator.ops) that accumulates the input rows in reverse order (negative control)."""
-    def reversed_matvec(node, x_t, x_abs_max, w, bias, bias_frac):
-        rows, dtype = matvec(node, x_t, x_abs_max, w[::-1].copy(), bias, bias_frac)
+    """A matvec (fpga4ml.semantics.numpy_interp) that accumulates the input rows in reverse order (negative control)."""
+    def reversed_matvec(plan):
+        rows, dtype = matvec(dataclasses.replace(plan, w=plan.w[::-1].copy()))
         return (lambda x2, stats: rows(np.ascontiguousarray(x2[:, ::-1]), stats)), dtype
     return reversed_matvec
 
@@ -151,11 +153,11 @@ def test_conv2d_bn_avgpool_relu_maxpool_dense(cases, monkeypatch):
         assert ovf[layer] > 0, (layer, ovf)
     assert_negative_control(case, bump_weight('conv', index=(1, 1, 0, 2)))
     # the SAT accumulator makes hls4ml's tap order observable: summing the taps in reverse disagrees
-    monkeypatch.setattr(fpga4ml.emulator.ops, 'matvec', reversed_taps(fpga4ml.emulator.ops.matvec))
+    monkeypatch.setattr(numpy_interp, 'matvec', reversed_taps(numpy_interp.matvec))
     assert_negative_control(case, lambda model: None)
     monkeypatch.undo()
     # hls4ml divides by truncating toward zero: a floor division must disagree
-    monkeypatch.setattr(fpga4ml.emulator.ops, 'trunc_div', lambda m, n: m // n)
+    monkeypatch.setattr(numpy_interp, 'trunc_div', lambda m, n: m // n)
     assert_negative_control(case)
 
 

@@ -418,7 +418,13 @@ def test_wide_product_auto_result_raises_naming_the_layer():
 def test_thresholded_relu_bounds_are_exact():
     """The typing pass's bounds of `m > theta ? m : 0` equal brute force over every interval."""
     from fpga4ml.intervals import Interval
-    from fpga4ml.passes.precision import _thresholded_bounds
+    from fpga4ml.semantics.bounds import Bounds
+    from fpga4ml.semantics.primitives import Const
+
+    def _thresholded_bounds(x, theta):  # the interval interpreter's bounds of piecewise(x, theta, x, 0)
+        zero = Interval(np.zeros_like(x.lo), np.zeros_like(x.lo), 0)
+        iv = Bounds(None, []).piecewise(x, Const(np.asarray(theta), 0), lambda v: v, lambda v: zero)
+        return iv.lo, iv.hi
     cases = [(lo, hi, th) for lo in range(-6, 7) for hi in range(lo, 7) for th in range(-7, 8)]
     lo = np.array([c[0] for c in cases], dtype=object)
     hi = np.array([c[1] for c in cases], dtype=object)

@@ -1,6 +1,6 @@
 """Run a typed graph over a batch: chunked, vectorized, no C++ build.
 
-`Emulator(graph, intervals)` builds one kernel per node (see ops.py). `run()` quantizes the
+`Emulator(graph, intervals)` compiles one kernel per node from its recipe (fpga4ml/semantics). `run()` quantizes the
 float inputs into the input types, evaluates the nodes in order on cache-sized chunks of the
 batch (two chunks in flight on two threads; numpy and BLAS release the GIL), and returns
 int64 mantissas; `predict()` returns floats.
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..intervals import Interval
 from ..ir import Graph, GraphError
-from .ops import BUILDERS
+from ..semantics import compile_node
 
 #: most samples per chunk: intermediate arrays of a chunk stay in the L2 cache
 DEFAULT_CHUNK = 2048
@@ -76,7 +76,7 @@ class Emulator:
                 continue
             in_types = [graph[i].result_type for i in node.inputs]
             in_ivs = [intervals[i] for i in node.inputs]
-            self.kernels[node.name] = BUILDERS[node.op](node, in_types, in_ivs)
+            self.kernels[node.name] = compile_node(node, in_types, in_ivs)
         # how many consumers read each node: lets a chunk free intermediates early
         self._uses = {node.name: 0 for node in graph}
         for node in graph:

@@ -45,7 +45,7 @@ from ..config import FIXED_PRECISION_ATTR
 from ..fixed import AUTO, FixedType, PrecisionError
 from ..intervals import Interval, type_for
 from ..ir import Graph, GraphError, Node
-from ..passes.precision import enclosing_type
+from ..semantics.params import enclosing_type
 from . import keras as K
 
 #: HGQ2 rounding modes (after dropping the stochastic 'S_' prefix) with the same ap_fixed meaning

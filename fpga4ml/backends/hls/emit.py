@@ -32,8 +32,8 @@ import numpy as np
 from ...fixed import FixedType
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...naming import Names, comment_line, comment_text
-from ...passes.precision import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
-from ...passes.tables import Table
+from ...semantics.params import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
+from ...semantics.tables import Table
 
 STRATEGIES = ('Latency', 'Resource')
 

@@ -20,6 +20,7 @@ results; the tests compare the Verilator simulation with it image by image.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,8 @@ from ...fixed import FixedType
 from ...intervals import Interval
 from ...ir import Graph, GraphError, Node
 from .emit import bus_names, element_width, port_entry, port_names, write_module
-from .lower import LOWERINGS, LowerContext, lower_graph, matvec_rows, pool_window
+from ...semantics import lower_node
+from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 
@@ -146,32 +148,37 @@ def plan(graph: Graph) -> tuple[list[Stage], Node, list[Node]]:
     return stages, chain[k], chain[k + 1:]
 
 
-def _flat_interval(iv: Interval, n: int) -> Interval:
-    """An interval of n elements that spans every element of iv (the same abs_max)."""
-    return Interval(np.full(n, iv.min, dtype=object), np.full(n, iv.max, dtype=object), iv.frac)
+def _window_node(node: Node, in_shape: tuple[int, ...]) -> Node:
+    """The node computing one output pixel from one window: the same layer with stride 1 and no padding."""
+    rank = len(in_shape) - 1
+    one = (1,) * rank
+    attrs = {**node.attrs, 'strides': one, 'padding': (0,) * 2 * rank}
+    if node.op == 'Conv':
+        attrs['dilation'] = one
+    else:
+        attrs['global'] = False
+    return dataclasses.replace(node, attrs=attrs, shape=one + node.shape[-1:])
 
 
-def _kernel_netlist(stage: Stage, graph: Graph, intervals: dict[str, Interval], cse: bool) -> Netlist:
+def _kernel_netlist(stage: Stage, graph: Graph, cse: bool) -> Netlist:
     """The netlist computing one output pixel of a stage from its window (im2col order)."""
     nl = Netlist()
     kh, kw = stage.kernel
     c_in = stage.in_hwc[2]
-    cells = nl.add_input('window', (kh, kw, c_in), stage.in_type)
-    sigs = cells
+    sigs = nl.add_input('window', (kh, kw, c_in), stage.in_type)
     for node in stage.nodes:
-        src = node.inputs[0]
-        in_t = graph[src].result_type
+        src = graph[node.inputs[0]]
         if node.op in WINDOW_OPS:
-            iv = _flat_interval(intervals[src], len(sigs))
-            ctx = LowerContext(nl, node, [in_t], [iv], cse)
-            if node.op == 'Conv':
-                matrix = geometry.conv_matrix(node.qweights['kernel'], int(node.attrs.get('groups', 1)), node.name)
-                sigs = matvec_rows(ctx, [sigs], matrix, node.qweights['bias'], node.types['bias'].frac)
-            else:
-                sigs = ctx.finish([pool_window(ctx, sigs[c::c_in]) for c in range(c_in)])
+            in_shape = (kh, kw, c_in) if len(src.shape) == 3 else (kw, c_in)
+            pixel = _window_node(node, in_shape)
         else:
-            ctx = LowerContext(nl, node, [in_t], [_flat_interval(intervals[src], len(sigs))], cse)
-            sigs = LOWERINGS[node.op](ctx, [sigs])
+            in_shape = (len(sigs),)
+            channels = node.shape[-1]  # per-channel constants (_per_pixel checked they are the same everywhere)
+            def per_channel(arrays):
+                return {k: np.broadcast_to(np.asarray(v), node.shape).reshape(-1, channels)[0] for k, v in arrays.items()}
+            pixel = dataclasses.replace(node, shape=(channels,), qweights=per_channel(node.qweights),
+                                        weights=per_channel(node.weights))
+        sigs = lower_node(nl, pixel, [src.result_type], [sigs], [in_shape], cse)
     nl.add_output('pixel', (stage.out_hwc[2],), stage.out_type, sigs)
     return nl
 
@@ -193,7 +200,7 @@ def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: fl
     """Plan, lower and schedule the streaming architecture of a CNN."""
     stages, flatten, head = plan(graph)
     for stage in stages:
-        stage.netlist = _kernel_netlist(stage, graph, intervals, cse)
+        stage.netlist = _kernel_netlist(stage, graph, cse)
         stage.schedule = schedule(stage.netlist, clock_period, pipeline)
     head_nl = lower_graph(_head_graph(flatten, head), intervals, cse)
     head_sched = schedule(head_nl, clock_period, pipeline)

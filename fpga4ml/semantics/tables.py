@@ -31,6 +31,8 @@ class Table:
     index: FixedType
     values: np.ndarray
     type: FixedType
+    #: a table of a non-positive input (softmax's exp): address = min(-index mantissa, last entry)
+    negated: bool = False
 
     def __len__(self) -> int:
         return int(self.values.size)
@@ -113,6 +115,6 @@ def build_softmax_tables(node: Node) -> None:
     with np.errstate(divide='ignore'):
         inv_values = inv_t.quantize(np.where(k > 0, 1.0 / (k * inv_index.lsb), inv_t.max_value))
     node.attrs['tables'] = {
-        'exp': Table(exp_index, exp_values, exp_t),
+        'exp': Table(exp_index, exp_values, exp_t, negated=True),
         'inv': Table(inv_index, inv_values, inv_t),
     }

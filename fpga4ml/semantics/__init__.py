@@ -1,0 +1,60 @@
+"""The semantics layer: one recipe per op over a small primitive set, read by four interpreters.
+
+`type_node` (intervals: typing and exact bounds), `compile_node` (numpy: the emulator),
+`lower_node` (netlist: the Verilog lowering) and `float_node` (the float reference) each run the
+op's recipe (recipes.py) with their own interpreter. docs/architecture.md lists the primitives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..fixed import FixedType
+from ..intervals import Interval
+from ..ir import GraphError, Node
+from .bounds import Bounds
+from .float_interp import FloatRun
+from .numpy_interp import NumpyProgram
+from .spec import spec_of
+
+
+def _checked(node: Node, shape: tuple[int, ...], what: str) -> None:
+    if tuple(shape) != node.shape:
+        raise GraphError(f'layer {node.name!r}: the {what} has per-sample shape {tuple(shape)}, the node {node.shape}')
+
+
+def type_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval], typing: dict) -> Interval:
+    """Type a node's 'auto' variables (and build its tables); returns the bounds of its output."""
+    spec = spec_of(node)
+    bounds = Bounds(node, in_types, typing)
+    out = spec.recipe(node, bounds, *in_ivs)
+    if bounds.exact is not None:  # (lo, hi, frac) of the exact value before the result cast, for users and tests
+        node.attrs['exact_bounds'] = (bounds.exact.min, bounds.exact.max, bounds.exact.frac)
+    if spec.keeps_type:
+        node.types['result'] = in_types[0]
+    _checked(node, out.lo.shape, 'recipe output')
+    return out
+
+
+def compile_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval]):
+    """The emulator kernel ``kernel(inputs, stats) -> mantissas`` of a typed node."""
+    program = NumpyProgram(node, in_types, in_ivs)
+    out = spec_of(node).recipe(node, program, *program.inputs)
+    _checked(node, out.iv.lo.shape, 'emulator kernel')
+    return program.kernel(out)
+
+
+def lower_node(nl, node: Node, in_types: list[FixedType], in_sigs: list[list[int]], in_shapes: list[tuple],
+               cse: bool = True, clock=None) -> list[int]:
+    """Netlist signals (C order) of a typed node's output, from its inputs' signals (C order) and shapes."""
+    from .netlist_interp import NetlistLowering
+    run = NetlistLowering(nl, node, in_types, cse, clock)
+    xs = [np.asarray(list(s) + [None], dtype=object)[:-1].reshape(shape) for s, shape in zip(in_sigs, in_shapes)]
+    out = spec_of(node).recipe(node, run, *xs)
+    _checked(node, out.shape, 'netlist')
+    return list(out.ravel())
+
+
+def float_node(node: Node, xs: list[np.ndarray], dtype=np.float64) -> np.ndarray:
+    """The real-valued output of a node on batched float inputs."""
+    return spec_of(node).recipe(node, FloatRun(node, dtype), *xs)

@@ -1,0 +1,278 @@
+"""The numpy interpreter: a recipe compiled once per node into a short program over the batch.
+
+Running the recipe on `Sym`s (a register slot plus the exact bounds of its values) records one
+step per primitive; the bounds choose each step's fast path at build time (a cast that cannot
+overflow is a shift, a matrix product whose sums fit runs in the numba kernel). The kernel then
+runs the steps on int64 mantissa arrays with a leading batch axis. Steps whose inputs are all
+constants run once at build time. Values that need more than 62 bits are exact Python integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import geometry
+from ..fixed import FixedType
+from ..intervals import Interval, trunc_div
+from ..ir import GraphError, Node
+from ..emulator import fast
+from .accumulate import accumulate_plan, cast, cast_plan, cast_wide, matvec, numba_args
+from .bounds import Bounds
+from .primitives import INT_EXACT_BITS, LOWEST, Const, batch_axis
+
+
+@dataclass
+class Sym:
+    """A value of the program: its register slot and exact bounds; `lazy` is a gather not yet run."""
+
+    slot: int
+    iv: Interval
+    lazy: tuple | None = None
+
+
+def _wide(iv: Interval) -> bool:
+    return iv.max_bits() > INT_EXACT_BITS
+
+
+class NumpyProgram:
+    """Records a recipe as steps ``regs[out] = fn(*regs[args], stats)`` and builds the node's kernel."""
+
+    #: casts round and saturate (the float interpreter's are the identity)
+    quantized = True
+
+    def __init__(self, node: Node, in_types: list[FixedType], in_ivs: list[Interval]):
+        self.b = Bounds(node, in_types)
+        self.node, self.in_types = node, in_types
+        self.regs: list = [None] * len(in_ivs)
+        self.is_const: list[bool] = [False] * len(in_ivs)
+        self.steps: list[tuple[int, Callable, tuple[int, ...]]] = []
+        self.inputs = [Sym(k, iv) for k, iv in enumerate(in_ivs)]
+        self.type, self.weight, self.tables = self.b.type, self.b.weight, self.b.tables
+
+    # ------------------------------------------------------------------ program building
+    def _slot(self, value=None, const: bool = False) -> int:
+        self.regs.append(value)
+        self.is_const.append(const)
+        return len(self.regs) - 1
+
+    def _arg(self, x: Sym, dtype=None) -> int:
+        """The slot holding x's values (runs a pending gather, converting its source to `dtype` first)."""
+        if x.lazy is None:
+            return x.slot
+        src, index, fill, _ = x.lazy
+
+        def gather(flat, stats):
+            flat = flat.reshape(len(flat), -1)
+            if dtype is not None:
+                flat = flat.astype(dtype, copy=False)
+            return geometry.take(flat, index, np.iinfo(np.int64).min if fill is LOWEST else fill)
+        return self._emit(gather, [src]).slot
+
+    def _emit(self, fn: Callable, args: list, iv: Interval | None = None) -> Sym:
+        slots = [a if isinstance(a, int) else self._arg(a) for a in args]
+        if all(self.is_const[s] for s in slots):  # constant folding
+            return Sym(self._slot(fn(*[self.regs[s] for s in slots], None), True), iv)
+        out = self._slot()
+        self.steps.append((out, fn, tuple(slots)))
+        return Sym(out, iv)
+
+    def kernel(self, result: Sym):
+        """The node's kernel ``kernel(inputs, stats) -> int64 mantissas`` running the recorded steps."""
+        out = self._arg(result)
+        template, steps, n_in = list(self.regs), list(self.steps), len(self.inputs)
+
+        def run(inputs, stats):
+            regs = list(template)
+            regs[:n_in] = inputs
+            for slot, fn, args in steps:
+                regs[slot] = fn(*[regs[a] for a in args], stats)
+            return regs[out]
+        return run
+
+    # ------------------------------------------------------------------ constants and resolution
+    def param(self, values, auto, store: str | None = None) -> Const:
+        return self.b.param(values, auto, store)
+
+    def at_lsb(self, value: float, like: Sym, exact: bool = False) -> Const:
+        return self.b.at_lsb(value, like.iv, exact)
+
+    def shape(self, x: Sym) -> tuple[int, ...]:
+        return x.iv.lo.shape
+
+    def _t(self, t) -> FixedType:
+        return t if isinstance(t, FixedType) else self.b.type(t)
+
+    # ------------------------------------------------------------------ primitives
+    def const(self, c: Const) -> Sym:
+        values = np.asarray(c.values)
+        iv = self.b.const(c)
+        m = values.astype(object) if _wide(iv) else values.astype(np.int64)
+        return Sym(self._slot(m[None], True), iv)
+
+    def cast(self, x: Sym, t, auto=None, opaque: bool = False) -> Sym:
+        t = self._t(t)
+        iv, frac = self.b.cast(x.iv, t), x.iv.frac
+        if _wide(x.iv):
+            return self._emit(lambda m, st: cast_wide(t, m, frac, st), [x], iv)
+        plan = cast_plan(t, frac, (x.iv.min, x.iv.max))
+        return self._emit(plan, [x], iv)
+
+    def round(self, x: Sym, t) -> Sym:
+        t = self._t(t)
+        iv, s = self.b.round(x.iv, t), x.iv.frac - t.frac
+        if s <= 0:
+            return self._emit(lambda m, st: m << -s if s else m, [x], iv)
+        rounder = FixedType(64, 64 - t.frac, True, t.rounding, 'WRAP')
+        return self._emit(lambda m, st: rounder.cast(m, x.iv.frac), [x], iv)
+
+    def _binary(self, op: Callable, a: Sym, b: Sym, iv: Interval, align: bool = True) -> Sym:
+        sa, sb = (iv.frac - a.iv.frac, iv.frac - b.iv.frac) if align else (0, 0)
+        wide = _wide(iv) or _wide(a.iv) or _wide(b.iv)
+
+        def fn(x, y, st):
+            if wide:
+                x, y = x.astype(object), y.astype(object)
+            return op(x << sa if sa else x, y << sb if sb else y)
+        return self._emit(fn, [a, b], iv)
+
+    def add(self, a: Sym, b: Sym) -> Sym:
+        return self._binary(np.add, a, b, self.b.add(a.iv, b.iv))
+
+    def sub(self, a: Sym, b: Sym) -> Sym:
+        return self._binary(np.subtract, a, b, self.b.sub(a.iv, b.iv))
+
+    def neg(self, a: Sym) -> Sym:
+        return self._emit(lambda x, st: -x, [a], self.b.neg(a.iv))
+
+    def shift(self, x: Sym, k: int) -> Sym:
+        return Sym(self._arg(x), self.b.shift(x.iv, k))
+
+    def mul(self, a: Sym, b: Sym) -> Sym:
+        return self._binary(np.multiply, a, b, self.b.mul(a.iv, b.iv), align=False)
+
+    def maximum(self, a: Sym, b: Sym) -> Sym:
+        return self._binary(np.maximum, a, b, self.b.maximum(a.iv, b.iv))
+
+    def minimum(self, a: Sym, b: Sym) -> Sym:
+        return self._binary(np.minimum, a, b, self.b.minimum(a.iv, b.iv))
+
+    def const_matmul(self, x: Sym, w: Const, bias: Const, acc: str) -> Sym:
+        iv = self.b.const_matmul(x.iv, w, bias, acc)
+        plan = accumulate_plan(self.node, self.b.type(acc), x.iv.frac, x.iv.abs_max, w.values, w.frac,
+                               bias.values, bias.frac)
+        n_in, n_out = w.values.shape
+        kernel_args = numba_args(plan)
+        if x.lazy is not None and x.lazy[2] == 0 and kernel_args is not None:
+            return self._emit(self._window_product(plan, x, kernel_args), [x.lazy[0]], iv)
+        rows, dtype = matvec(plan)
+        src = self._arg(x, dtype)
+
+        def product(m, st):
+            return rows(m.reshape(-1, n_in).astype(dtype, copy=False), st).reshape(m.shape[:-1] + (n_out,))
+        return self._emit(product, [src], iv)
+
+    def _window_product(self, plan, x: Sym, kernel_args):
+        """The numba kernel reading each window of a gathered input straight from the flat input (Conv)."""
+        w_k, nz_rows, k_shift, wrap = kernel_args
+        index, n_flat = x.lazy[1], int(np.prod(x.lazy[3], dtype=np.int64))
+        args = (index, n_flat, w_k, nz_rows, plan.bias_acc, k_shift)
+        wrapped, counted = fast.conv_plan(*args, wrap, plan.acc_t.signed), fast.conv_plan(*args)
+        acc_t, shape = plan.acc_t, index.shape[:-1] + (w_k.shape[1],)
+
+        def product(m, st):
+            flat = m.reshape(len(m), -1)
+            if st is None:
+                return wrapped(flat).reshape((len(m),) + shape)
+            acc = counted(flat)
+            return (acc if plan.sum_fits else cast(acc_t, acc, acc_t.frac, st)).reshape((len(m),) + shape)
+        return product
+
+    def piecewise(self, x: Sym, t: Const, above, below) -> Sym:
+        slot, theta = self._arg(x), np.asarray(t.values)
+        x_above, x_below = self.b.split(x.iv, t)
+        a, b = above(Sym(slot, x_above)), below(Sym(slot, x_below))
+        iv = self.b.join(x.iv, t, a.iv, b.iv)
+        sa, sb = iv.frac - a.iv.frac, iv.frac - b.iv.frac
+
+        def pick(m, y, z, st):
+            return np.where(m > theta, y << sa if sa else y, z << sb if sb else z)
+        return self._emit(pick, [slot, a, b], iv)
+
+    def lookup(self, x: Sym, key: str, real=None) -> Sym:
+        table = self.node.attrs['tables'][key]
+        frac, base, last = x.iv.frac, table.index.min_mantissa, len(table) - 1
+        values = np.asarray(table.values, dtype=np.int64)
+        if getattr(table, 'negated', False):
+            return self._emit(lambda m, st: values[np.minimum(-table.index.cast(m, frac), last)], [x],
+                              self.b.lookup(x.iv, key))
+        return self._emit(lambda m, st: values[table.index.cast(m, frac) - base], [x], self.b.lookup(x.iv, key))
+
+    def reduce(self, x: Sym, op: str, axis: int, keepdims: bool = False, acc: str | None = None, auto=None) -> Sym:
+        iv = self.b.reduce(x.iv, op, axis, keepdims, acc, auto)
+        ax = batch_axis(axis)
+        if op in ('max', 'min'):
+            pick = np.max if op == 'max' else np.min
+            return self._emit(lambda m, st: pick(m, axis=ax, keepdims=keepdims), [x], iv)
+        if acc is None:
+            return self._emit(lambda m, st: np.sum(m, axis=ax, keepdims=keepdims), [x], iv)
+        return self._emit(self._accumulate(x, axis, keepdims, self.b.type(acc)), [x], iv)
+
+    def _accumulate(self, x: Sym, axis: int, keepdims: bool, acc_t: FixedType):
+        """acc = cast(acc + x_k) for k along the axis, from 0; one wrap at the end where that is equal."""
+        n = x.iv.lo.shape[axis]
+        shift = acc_t.frac - x.iv.frac
+        bound = n * x.iv.abs_max
+        need = max((bound << max(shift, 0)).bit_length(), acc_t.width - min(shift, 0))
+        if need > INT_EXACT_BITS:
+            raise GraphError(f'layer {self.node.name!r}: the sum needs {need} bits, more than the emulator '
+                             f'evaluates exactly ({INT_EXACT_BITS}); use a narrower accum type')
+        acc_limit = min(acc_t.max_mantissa, -acc_t._sat_min)
+        sum_fits = shift >= 0 and bound << shift <= acc_limit
+        modular = shift >= 0 and acc_t.overflow == 'WRAP'  # one cast at the end equals a cast per step
+        step = None if sum_fits or modular else acc_t
+        end = acc_t if modular and not sum_fits else None
+        ax, frac = batch_axis(axis), x.iv.frac
+
+        def run(m, st):
+            acc = None
+            for k in range(n):
+                v = np.take(m, k, axis=ax)
+                if shift >= 0:
+                    v = v << shift if shift else v
+                    acc = v.copy() if acc is None else acc + v
+                    acc = acc if step is None else cast(step, acc, acc_t.frac, st)
+                else:
+                    acc = cast(acc_t, v if acc is None else (acc << -shift) + v, frac, st)
+            if end is not None:
+                acc = cast(end, acc, acc_t.frac, st)
+            return np.expand_dims(acc, ax) if keepdims else acc
+        return run
+
+    def div_trunc(self, x: Sym, n) -> Sym:
+        n = np.asarray(n)
+        if n.size and np.all(n == n.flat[0]):
+            n = int(n.flat[0])
+        return self._emit(lambda m, st: trunc_div(m, n), [x], self.b.div_trunc(x.iv, n))
+
+    def gather(self, x: Sym, index: np.ndarray, fill=0) -> Sym:
+        return Sym(-1, self.b.gather(x.iv, index, fill), (self._arg(x), index, fill, x.iv.lo.shape))
+
+    def concat(self, xs: list[Sym], axis: int) -> Sym:
+        iv = self.b.concat([x.iv for x in xs], axis)
+        shifts = [iv.frac - x.iv.frac for x in xs]
+        ax = batch_axis(axis)
+
+        def join(*ms):
+            n = max(len(m) for m in ms[:-1])
+            parts = [np.broadcast_to(m, (n,) + m.shape[1:]) if len(m) != n else m for m in ms[:-1]]
+            return np.concatenate([m << s if s else m for m, s in zip(parts, shifts)], axis=ax)
+        return self._emit(join, list(xs), iv)
+
+    def reshape(self, x: Sym, shape: tuple[int, ...]) -> Sym:
+        return self._emit(lambda m, st: m.reshape((len(m),) + tuple(shape)), [x], self.b.reshape(x.iv, shape))
+
+    def assume(self, x: Sym, lo: int | None = None, hi: int | None = None) -> Sym:
+        return Sym(self._arg(x), self.b.assume(x.iv, lo, hi))

@@ -1,0 +1,226 @@
+"""Every IR op as one recipe over the primitives (primitives.py), with its one declaration (spec.py).
+
+A recipe reads the node's attributes through `attr` (one default each), names type variables
+instead of reading types, and ends with the cast into 'result' (or keeps its input's type). The
+'auto' rule of each variable is named where the variable is first cast into: 'exact' (the
+narrowest type holding the value), 'default' (the model default, as hls4ml), 'input', or another
+variable. See docs/semantics.md for the hls4ml C++ each recipe reproduces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import geometry
+from ..functions import table_function
+from ..intervals import type_for
+from ..ir import TABLE_ACTIVATIONS, GraphError
+from .params import default_param_type, element_groups, enclosing_type
+from .primitives import LOWEST, Const
+from .spec import REQUIRED, attr, recipe
+from .tables import build_activation_table, build_softmax_tables
+
+ZERO, ONE = Const(np.asarray(0), 0), Const(np.asarray(1), 0)
+WINDOW_ATTRS = {'kernel_size': REQUIRED, 'strides': None, 'dilation': None, 'padding': None}
+
+
+@recipe('Dense')
+def dense(node, p, x):
+    """x @ kernel + bias over the last axis, hls4ml's dense_latency accumulate."""
+    acc = p.const_matmul(x, p.weight('kernel'), p.weight('bias'), 'accum')
+    return p.cast(acc, 'result', 'accum')
+
+
+@recipe('Conv', attrs={**WINDOW_ATTRS, 'groups': 1, 'use_bias': True})
+def conv(node, p, x):
+    """Each output pixel is a Dense over its receptive field in im2col order (padding cells are zeros)."""
+    in_shape = p.shape(x)
+    cols = p.gather(x, geometry.im2col_index(geometry.check_conv(node, in_shape), in_shape[-1]))
+    kernel = p.weight('kernel').map(lambda k: geometry.conv_matrix(k, int(attr(node, 'groups')), node.name))
+    acc = p.const_matmul(cols, kernel, p.weight('bias'), 'accum')
+    return p.cast(p.reshape(acc, node.shape), 'result', 'accum')
+
+
+@recipe('Pool', attrs={'mode': REQUIRED, 'pool_size': None, 'strides': None, 'padding': None, 'global': False})
+def pool(node, p, x):
+    """Max or average over the real cells of each window (hls4ml pooling, count_pad=False).
+
+    max: the largest real cell, cast into the accumulator. avg: the cells summed in window order,
+    each partial sum cast into the accumulator, then divided by the number of real cells
+    (truncated toward zero at the accumulator's LSB).
+    """
+    index, counts = geometry.pool_index(node, p.shape(x))  # (taps, outputs)
+    if attr(node, 'mode') == 'max':
+        y = p.cast(p.reduce(p.gather(x, index, LOWEST), 'max', axis=0), 'accum', 'input')
+    else:
+        extra = (len(index) - 1).bit_length()  # ceil(log2(taps)): a power-of-two division is exact
+        total = p.reduce(p.gather(x, index), 'sum', axis=0, acc='accum',
+                         auto=lambda exact: type_for(exact.align(exact.frac + extra)))
+        y = p.div_trunc(total, counts)
+    return p.cast(p.reshape(y, node.shape), 'result', 'input')
+
+
+def index_map(node, p, x):
+    """Pad, Crop, Resize, Transpose: a gather of the input (Pad reads zeros); the type is the input's."""
+    return p.reshape(p.gather(x, geometry.index_map(node, p.shape(x)).ravel()), node.shape)
+
+
+for _op in geometry.INDEX_MAP_OPS:
+    recipe(_op, attrs={'padding': None, 'cropping': None, 'scale': None, 'index': None, 'method': 'nearest',
+                       'perm': None}, keeps_type=True)(index_map)
+
+
+@recipe('Reshape', attrs={'shape': None}, keeps_type=True)
+def reshape(node, p, x):
+    """The same values in the node's shape."""
+    return p.reshape(x, node.shape)
+
+
+@recipe('Scale')
+def scale(node, p, x):
+    """x * scale + bias per channel, exact, then cast (hls4ml normalize)."""
+    y = p.add(p.mul(x, p.const(p.weight('scale'))), p.const(p.weight('bias')))
+    return p.cast(y, 'result', 'exact')
+
+
+ACTIVATION_ATTRS = {'function': REQUIRED, 'alpha': 0.3, 'slope': 0.2, 'shift': 0.5, 'max_value': None,
+                    'threshold': 0.0, 'exact_result': False}
+
+
+@recipe('Activation', attrs=ACTIVATION_ATTRS)
+def activation(node, p, x):
+    """Table functions by lookup; piecewise ones exactly, then one cast into the result type.
+
+    An 'auto' result is the model default (as hls4ml), or the exact type when `exact_result` is set
+    (quantization-aware models compute piecewise activations exactly).
+    """
+    fn = attr(node, 'function')
+    if fn in TABLE_ACTIVATIONS:
+        p.type('result', 'default')
+        p.type('table', 'result')
+        p.tables(lambda n, in_types: build_activation_table(n, in_types[0]))
+        return p.cast(p.lookup(x, 'f', table_function(fn, node.attrs)), 'result', opaque=True)
+    exact = bool(attr(node, 'exact_result'))
+    auto = 'exact' if exact else 'default'
+    if fn == 'linear':
+        return p.cast(x, 'result', auto)
+    if fn == 'relu':
+        return p.cast(_relu(node, p, x, exact), 'result', auto)
+    if fn in ('leaky_relu', 'prelu'):
+        values = node.weights.get('alpha') if fn == 'prelu' else attr(node, 'alpha')
+        if values is None:
+            raise GraphError(f"layer {node.name!r}: prelu needs weights['alpha']")
+        alpha = p.const(_param(node, p, values, 'alpha' if fn == 'prelu' else None))
+        if attr(node, 'threshold') or attr(node, 'max_value') is not None:
+            return _shifted_leaky(node, p, x, alpha)
+        return p.cast(p.piecewise(x, ZERO, lambda v: v, lambda v: p.mul(v, alpha)), 'result', auto)
+    if fn == 'hard_sigmoid':
+        slope, shift = (p.const(_param(node, p, attr(node, k))) for k in ('slope', 'shift'))
+        y = p.add(p.mul(x, slope), shift)
+        return p.cast(p.minimum(p.maximum(y, p.const(ZERO)), p.const(ONE)), 'result', auto)
+    if fn == 'hard_tanh':
+        return p.cast(p.minimum(p.maximum(x, p.const(Const(np.asarray(-1), 0))), p.const(ONE)), 'result', auto)
+    raise GraphError(f'layer {node.name!r}: activation {fn!r} is not supported; supported: '
+                     f"{sorted(TABLE_ACTIVATIONS) + ['hard_sigmoid', 'hard_tanh', 'leaky_relu', 'linear', 'prelu', 'relu']}")
+
+
+def _shifted_leaky(node, p, x, alpha):
+    """Keras' ReLU(negative_slope, threshold, max_value): relu part - alpha * max(threshold - x, 0).
+
+    Only its real meaning exists: a threshold is not on the fixed-point grid in general, so the
+    fixed-point interpreters refuse it (as hls4ml does).
+    """
+    if p.quantized:
+        raise GraphError(f"layer {node.name!r}: a negative slope together with threshold="
+                         f"{attr(node, 'threshold')} or max_value={attr(node, 'max_value')} is not supported; "
+                         'use threshold=0 and no max_value, or a ReLU without a slope')
+    below = p.maximum(p.sub(p.const(p.at_lsb(attr(node, 'threshold'), x)), x), p.const(ZERO))
+    return p.sub(_relu(node, p, x, True), p.mul(below, alpha))
+
+
+def _param(node, p, values, store=None) -> Const:
+    return p.param(values, lambda _: default_param_type(node, p.in_types[0]), store)
+
+
+def _relu(node, p, x, exact: bool):
+    """max(x, 0) or (x > threshold ? x : 0), capped at max_value, rounded to the result LSB first.
+
+    Every ap_fixed rounding is monotone and maps 0 to 0, so rounding first and clipping after is
+    the cast of the clipped value, with the comparisons on the (narrower) rounded value; the
+    threshold is compared on the exact input.
+    """
+    if not exact:
+        p.type('result', 'default')
+    rounded = (lambda v: v) if exact else (lambda v: p.round(v, 'result'))
+    threshold = attr(node, 'threshold')
+    if threshold:
+        if attr(node, 'max_value') is not None and float(threshold) < 0:
+            raise GraphError(f'layer {node.name!r}: a negative threshold={threshold} together with max_value is '
+                             'not supported')
+        y = p.piecewise(x, p.at_lsb(threshold, x), rounded, lambda v: p.const(ZERO))
+    else:
+        y = p.maximum(rounded(x), p.const(ZERO))
+    if attr(node, 'max_value') is not None:
+        y = p.minimum(y, rounded(p.const(p.at_lsb(attr(node, 'max_value'), x, exact=True))))
+    return y
+
+
+@recipe('Softmax', attrs={'axis': -1})
+def softmax(node, p, x):
+    """exp(x - max(x)) from a table, times 1/sum from a table, cast into the result (docs/semantics.md)."""
+    if attr(node, 'axis') not in (-1, len(node.shape) - 1):
+        raise GraphError(f"layer {node.name!r}: softmax axis {attr(node, 'axis')} is not supported; only the last")
+    p.tables(lambda n, in_types: build_softmax_tables(n))
+    top = p.reduce(x, 'max', axis=-1, keepdims=True)
+    e = p.lookup(p.assume(p.sub(x, top), hi=0), 'exp', np.exp)
+    inv = p.lookup(p.reduce(e, 'sum', axis=-1, keepdims=True), 'inv', np.reciprocal)
+    return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)
+
+
+MERGE_MODES = ('add', 'sub', 'mul', 'avg', 'max', 'min', 'concat')
+
+
+@recipe('Merge', attrs={'mode': REQUIRED, 'axis': -1})
+def merge(node, p, *xs):
+    """Element-wise merges computed exactly at the finest input LSB, then cast (hls4ml nnet_merge)."""
+    mode = attr(node, 'mode')
+    if mode == 'concat':
+        rank, axis = len(node.shape), int(attr(node, 'axis'))
+        if not -rank <= axis < rank:
+            raise GraphError(f'layer {node.name!r}: concat axis {axis} is out of range for per-sample rank {rank}')
+        node.attrs['axis'] = axis = axis - rank if axis >= 0 else axis  # the same on batched arrays
+        return p.cast(p.concat(list(xs), axis), 'result', 'exact')
+    if mode == 'sub' and len(xs) != 2:
+        raise GraphError(f'layer {node.name!r}: subtract needs exactly 2 inputs, got {len(xs)}')
+    if mode == 'avg' and len(xs) & (len(xs) - 1) and p.quantized:
+        raise GraphError(f'layer {node.name!r}: Average of {len(xs)} inputs is not supported '
+                         f'(only powers of two are exact); use Add and a Dense/Scale instead')
+    ops = {'add': p.add, 'avg': p.add, 'sub': p.sub, 'mul': p.mul, 'max': p.maximum, 'min': p.minimum}
+    if mode not in ops:
+        raise GraphError(f'layer {node.name!r}: merge mode {mode!r} is not supported; supported: {list(MERGE_MODES)}')
+    y = xs[0]
+    for other in xs[1:]:
+        y = ops[mode](y, other)
+    if mode == 'avg' and len(xs) & (len(xs) - 1):  # the real meaning only (refused above in fixed point)
+        y = p.mul(y, p.const(Const(np.asarray(1.0 / len(xs)), None)))
+    elif mode == 'avg':
+        y = p.shift(y, 1 - len(xs).bit_length())
+    return p.cast(y, 'result', 'exact')
+
+
+@recipe('Quantize', attrs={'element_types': None})
+def quantize(node, p, x):
+    """An explicit cast; per element (attrs['element_types']) each element is first cast into its own
+    type (a pruned, 0-bit element is 0), then into the result type (by default the enclosing type)."""
+    groups = element_groups(node)
+    if groups is None:
+        return p.cast(x, 'result', 'exact')
+    types = [t for t, _ in groups if t is not None]
+    flat = p.reshape(x, (node.size,))
+    frac = max((t.frac for t in types), default=0)
+    parts = [p.const(Const(np.zeros(len(idx), dtype=np.int64), frac)) if t is None else p.cast(p.gather(flat, idx), t)
+             for t, idx in groups]
+    order = np.argsort(np.concatenate([idx for _, idx in groups]), kind='stable')
+    y = p.reshape(p.gather(p.concat(parts, 0), order), node.shape)
+    spec = node.attrs['element_types']
+    return p.cast(y, 'result', enclosing_type(types, spec.get('rounding', 'TRN'), spec.get('overflow', 'WRAP')))
