@@ -20,7 +20,7 @@ import warnings
 from typing import Any
 
 from .fixed import AUTO, FixedType, parse_precision
-from .ir import TABLE_ACTIVATIONS, Graph, Node
+from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
               'Architecture')
@@ -50,14 +50,6 @@ INTERNAL_PRECISION_ATTR = 'internal_precision'
 #: variable of that layer (a Dot's product node: {'result': 'accum'}); it has no config entry of its own
 PART_OF_ATTR = 'part_of'
 
-#: which weight array of an op is quantized with which precision variable
-WEIGHT_PRECISION = {
-    'Dense': {'kernel': 'weight', 'bias': 'bias'},
-    'Conv': {'kernel': 'weight', 'bias': 'bias'},
-    'Scale': {'scale': 'scale', 'bias': 'bias'},
-}
-
-
 class ConfigError(ValueError):
     """A configuration value is invalid (the message names the layer, key and value)."""
 
@@ -69,29 +61,8 @@ class ConfigWarning(UserWarning):
 def precision_variables(node: Node) -> tuple[str, ...]:
     """The configurable precision variables (hls4ml's '<var>_t' types) of a node."""
     fixed = set(node.attrs.get(INTERNAL_PRECISION_ATTR, {})) | set(node.attrs.get(PART_OF_ATTR, ('', {}))[1])
-    return tuple(v for v in _op_precision_variables(node) if v not in fixed)
-
-
-def _op_precision_variables(node: Node) -> tuple[str, ...]:
-    """The precision variables that a node of this op has."""
-    if node.op in ('Dense', 'Conv'):
-        return ('weight', 'bias', 'accum', 'result')
-    if node.op == 'Pool':
-        return ('accum', 'result')
-    if node.op == 'Scale':
-        return ('scale', 'bias', 'result')
-    if node.op == 'Softmax':
-        return ('result', 'exp_table', 'inv_table')
-    if node.op == 'Activation':
-        extra: tuple[str, ...] = ()
-        if node.attrs.get('function') in ('leaky_relu', 'prelu', 'hard_sigmoid'):
-            extra = ('param',)
-        if node.attrs.get('function') in TABLE_ACTIVATIONS:
-            extra = ('table',)
-        return ('result',) + extra
-    if node.op in ('Reshape', 'Pad', 'Crop', 'Resize', 'Transpose'):
-        return ()  # values are moved, never changed: the result keeps the input type
-    return ('result',)
+    from .semantics.spec import spec_of
+    return tuple(v for v in spec_of(node).precision_variables(node) if v not in fixed)
 
 
 def _warn_unknown(key: str, valid: list[str] | tuple[str, ...], where: str) -> None:

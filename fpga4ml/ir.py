@@ -321,7 +321,7 @@ class Graph:
 
 
 def _lint_node(node: Node, listed_input: bool) -> None:
-    """Check one node's op, shape and Input role (GraphError naming the node)."""
+    """Check one node's op, shape, Input role and attributes (GraphError naming the node)."""
     if node.op not in OPS:
         raise GraphError(f'node {node.name!r}: unknown op {node.op!r}; the IR has {sorted(OPS)}')
     shape = node.shape
@@ -332,6 +332,8 @@ def _lint_node(node: Node, listed_input: bool) -> None:
         raise GraphError(f'node {node.name!r}: an Input node reads {node.inputs}')
     if node.op == 'Input' and not listed_input:
         raise GraphError(f'node {node.name!r}: an Input node that is not listed in the graph inputs')
+    from .semantics.spec import check_node  # the op declarations live above the IR
+    check_node(node)
 
 
 def _type_str(node: Node, key: str) -> str:

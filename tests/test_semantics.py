@@ -214,3 +214,27 @@ def test_float_and_fixed_meanings_agree_with_default_attributes(fn, tmp_path):
         if fn != 'prelu':
             return
     assert np.max(np.abs(fixed - float_forward(model.graph, x)[0])) > lsb
+
+
+def test_op_declarations_refuse_unknown_and_missing_attributes(tmp_path):
+    """Front-end nodes are checked against their op's declaration; convert and lint check every node."""
+    from fpga4ml.ir import GraphError
+    from fpga4ml.semantics.spec import check_node, make_node, spec_of
+    with pytest.raises(GraphError, match=r"layer 'd': op 'Dense' has no attribute 'use_bais'.*'use_bias'"):
+        make_node('d', 'Dense', ['x'], (3,), attrs={'use_bais': False})
+    with pytest.raises(GraphError, match=r"layer 'f': op 'Activation' needs the attribute\(s\) \['function'\]"):
+        make_node('f', 'Activation', ['x'], (3,))
+    with pytest.raises(GraphError, match=r"layer 'd': op 'Dense' has no weight\(s\) \['kernal'\]"):
+        make_node('d', 'Dense', ['x'], (3,), weights={'kernal': np.ones((3, 3))})
+    assert check_node(make_node('d', 'Dense', ['x'], (3,), attrs={'use_bias': False}, weights={'kernel': np.ones((3, 3))}))
+    # a hand-built graph: the same checks at convert time and in lint (positive control first)
+    g = _activation_graph('relu')
+    g.lint()
+    g['f'].attrs['treshold'] = 0.5
+    with pytest.raises(GraphError, match=r"layer 'f'.*no attribute 'treshold'"):
+        g.lint()
+    with pytest.raises(GraphError, match=r"layer 'f'.*no attribute 'treshold'"):
+        convert_graph(g, None, backend='Vitis', output_dir=str(tmp_path))
+    # precision variables and weight precisions are declared once, in the op's spec
+    assert spec_of(g['f']).precision_variables(g['f']) == ('result',)
+    assert spec_of(Node('p', 'Activation', ['x'], (3,), attrs={'function': 'prelu'})).weights == {'alpha': None}

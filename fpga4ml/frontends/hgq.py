@@ -45,6 +45,7 @@ from ..config import FIXED_PRECISION_ATTR
 from ..fixed import AUTO, FixedType, PrecisionError
 from ..intervals import Interval, type_for
 from ..ir import Graph, GraphError, Node
+from ..semantics.spec import make_node
 from ..semantics.params import enclosing_type
 from . import keras as K
 
@@ -300,7 +301,7 @@ def _quantize(call: K._Call, graph: Graph, q: Any, src: str, shape: tuple[int, .
     if spec is None:
         return src
     name = call.fresh(f'{call.layer.name}_{suffix}')
-    graph.add(Node(name, 'Quantize', [src], shape, attrs=spec.quantize_attrs(), source='Quantizer'))
+    graph.add(make_node(name, 'Quantize', [src], shape, attrs=spec.quantize_attrs(), source='Quantizer'))
     _require_input(graph, src, spec, call.where())
     return name
 
@@ -355,7 +356,7 @@ def _qdense(call: K._Call, graph: Graph) -> str:
     K._check_float_layer(call)
     src = _input_quantizer(call, graph)
     weights, types, use_bias = _weights(call, layer.kq, layer.qkernel, layer.bq, layer.qbias, call.out_shape[-1])
-    node = Node(call.name, 'Dense', [src], call.out_shape, weights=weights, attrs={'use_bias': use_bias},
+    node = make_node(call.name, 'Dense', [src], call.out_shape, weights=weights, attrs={'use_bias': use_bias},
                 source=type(layer).__name__)
     graph.add(_fixed(node, **types, accum=AUTO, result=AUTO))
     return _finish(call, graph, call.name)
@@ -392,7 +393,7 @@ def _qconv(call: K._Call, graph: Graph) -> str:
     weights, types, use_bias = _weights(call, layer.kq, layer.qkernel, layer.bq, layer.qbias, call.out_shape[-1])
     attrs = {**K._window_attrs(call, layer.kernel_size, layer.strides, layer.dilation_rate), 'groups': 1,
              'use_bias': use_bias}
-    node = Node(call.name, 'Conv', [src], call.out_shape, weights=weights, attrs=attrs, source=type(layer).__name__)
+    node = make_node(call.name, 'Conv', [src], call.out_shape, weights=weights, attrs=attrs, source=type(layer).__name__)
     graph.add(_fixed(node, **types, accum=AUTO, result=AUTO))
     return _finish(call, graph, call.name)
 
@@ -408,7 +409,7 @@ def _qbatchnorm(call: K._Call, graph: Graph) -> str:
     qscale, qoffset = layer.qscaler_and_qoffset
     scale, st = quantized_weights(layer.kq, qscale, call.where(), 'scale')
     offset, bt = quantized_weights(layer.bq, qoffset, call.where(), 'offset')
-    node = Node(call.name, 'Scale', [src], call.out_shape, weights={'scale': scale, 'bias': offset},
+    node = make_node(call.name, 'Scale', [src], call.out_shape, weights={'scale': scale, 'bias': offset},
                 attrs={'axis': -1, 'epsilon': float(layer.epsilon), 'fold': False},  # exact: never refolded
                 source=type(layer).__name__)
     graph.add(_fixed(node, scale=st, bias=bt, result=AUTO))
@@ -433,7 +434,7 @@ def _qmerge(call: K._Call, graph: Graph) -> str:
     if getattr(layer, 'enable_iq', False):
         srcs = [_quantize(call, graph, layer.iq[k], s, call.in_shapes[k], f'iq{k}', f'input quantizer {k} (iq)')
                 for k, s in enumerate(srcs)]
-    node = Node(call.name, 'Merge', srcs, call.out_shape, attrs={'mode': mode}, source=cls)
+    node = make_node(call.name, 'Merge', srcs, call.out_shape, attrs={'mode': mode}, source=cls)
     graph.add(_fixed(node, result=AUTO))
     return _finish(call, graph, call.name)
 

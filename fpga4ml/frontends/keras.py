@@ -43,6 +43,7 @@ from ..config import INTERNAL_PRECISION_ATTR, PART_OF_ATTR
 from ..fixed import FixedType
 from ..geometry import same_padding
 from ..ir import Graph, GraphError, Node
+from ..semantics.spec import make_node
 from .optional import import_framework
 
 #: Keras activation names -> (IR op, IR function, extra attrs). 'linear' on a Dense adds no node.
@@ -91,7 +92,7 @@ class _Call:
         """A node for this call with the call's name, inputs, output shape and source class."""
         kwargs.setdefault('shape', self.out_shape)
         kwargs.setdefault('source', type(self.layer).__name__)
-        return Node(self.name, op, list(self.inputs), **kwargs)
+        return make_node(self.name, op, list(self.inputs), **kwargs)
 
     def where(self) -> str:
         """'layer NAME (CLASS)' for error messages."""
@@ -137,8 +138,8 @@ def _activation_node(name: str, inputs: list[str], shape: tuple[int, ...], fn: A
                          f'supported activations are {sorted(ACTIVATIONS)}')
     op, function, attrs = ACTIVATIONS[key]
     if op == 'Softmax':
-        return Node(name, 'Softmax', inputs, shape, attrs=dict(attrs), source=source)
-    return Node(name, 'Activation', inputs, shape, attrs={'function': function, **attrs}, source=source)
+        return make_node(name, 'Softmax', inputs, shape, attrs=dict(attrs), source=source)
+    return make_node(name, 'Activation', inputs, shape, attrs={'function': function, **attrs}, source=source)
 
 
 def _check_same_shapes(call: _Call) -> None:
@@ -258,7 +259,7 @@ def _depthwise_node(call: _Call, name: str, kernel: np.ndarray, bias: np.ndarray
     attrs = {**_window_attrs(call, layer.kernel_size, layer.strides, layer.dilation_rate),
              'groups': int(channels), 'use_bias': use_bias}
     weights = {'kernel': kernel.reshape(*taps, 1, channels * multiplier), 'bias': bias}
-    return Node(name, 'Conv', list(call.inputs), shape, attrs=attrs, weights=weights,
+    return make_node(name, 'Conv', list(call.inputs), shape, attrs=attrs, weights=weights,
                 source=type(layer).__name__)
 
 
@@ -287,7 +288,7 @@ def _separable_conv(call: _Call, graph: Graph) -> str:
     ones = (1,) * rank
     attrs = {'kernel_size': ones, 'strides': ones, 'dilation': ones, 'padding': (0,) * (2 * rank),
              'groups': 1, 'use_bias': use_bias}
-    graph.add(Node(call.name, 'Conv', [dw_name], call.out_shape, attrs=attrs,
+    graph.add(make_node(call.name, 'Conv', [dw_name], call.out_shape, attrs=attrs,
                    weights={'kernel': pointwise, 'bias': bias}, source=type(layer).__name__))
     return _with_activation(call, graph, call.name)
 
@@ -317,7 +318,7 @@ def _global_pool(call: _Call, graph: Graph) -> str:
     if call.out_shape == pooled:
         return call.name
     name = call.fresh(f'{layer.name}_flatten')
-    graph.add(Node(name, 'Reshape', [call.name], call.out_shape, attrs={'shape': call.out_shape}, source='Reshape'))
+    graph.add(make_node(name, 'Reshape', [call.name], call.out_shape, attrs={'shape': call.out_shape}, source='Reshape'))
     return name
 
 
@@ -486,11 +487,11 @@ def _dot(call: _Call, graph: Graph) -> str:
     n = _check_dot(call)
     mul = call.fresh(f'{call.layer.name}_mul')
     source = type(call.layer).__name__
-    graph.add(Node(mul, 'Merge', list(call.inputs), (n,), source=source,
+    graph.add(make_node(mul, 'Merge', list(call.inputs), (n,), source=source,
                    attrs={'mode': 'mul', PART_OF_ATTR: (call.name, {'result': 'accum'})}))
     weights = {'kernel': np.ones((n, 1), np.float32), 'bias': np.zeros(1, np.float32)}
     attrs = {'use_bias': False, INTERNAL_PRECISION_ATTR: {'weight': _DOT_ONES_TYPE, 'bias': _DOT_ONES_TYPE}}
-    graph.add(Node(call.name, 'Dense', [mul], call.out_shape, weights=weights, attrs=attrs, source=source))
+    graph.add(make_node(call.name, 'Dense', [mul], call.out_shape, weights=weights, attrs=attrs, source=source))
     return call.name
 
 
@@ -648,7 +649,7 @@ class _Converter:
         layer = tensor._keras_history[0]
         name = self.fresh(layer.name, own=True)
         shape = _per_sample_shape(tensor, f'input {layer.name!r}')
-        self.graph.add(Node(name, 'Input', [], shape, source=type(layer).__name__))
+        self.graph.add(make_node(name, 'Input', [], shape, source=type(layer).__name__))
         return name
 
     def convert_call(self, knode: Any, in_names: list[str]) -> list[str]:

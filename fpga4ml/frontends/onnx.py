@@ -32,7 +32,8 @@ import numpy as np
 
 from ..config import FIXED_PRECISION_ATTR
 from ..fixed import FixedType
-from ..ir import Graph, GraphError, Node
+from ..ir import Graph, GraphError
+from ..semantics.spec import make_node
 from .optional import import_framework
 
 if TYPE_CHECKING:
@@ -206,9 +207,9 @@ class Converter:
         out_shape = tuple(in_shape[a] for a in perm)
         name = self.fresh(f'{src}_to_{"channels_last" if layout == LAST else "channels_first"}')
         if keeps_order(in_shape, perm):
-            node = Node(name, 'Reshape', [src], out_shape, attrs={'shape': out_shape}, source='Transpose')
+            node = make_node(name, 'Reshape', [src], out_shape, attrs={'shape': out_shape}, source='Transpose')
         else:
-            node = Node(name, 'Transpose', [src], out_shape, attrs={'perm': perm}, source='Transpose')
+            node = make_node(name, 'Transpose', [src], out_shape, attrs={'perm': perm}, source='Transpose')
         self.graph.add(node)
         value.nodes[layout] = name
         return name
@@ -235,7 +236,7 @@ class Converter:
             fixed: dict[str, FixedType] | None = None, **kwargs: Any) -> str:
         """Add an IR node for an ONNX node (named after it unless `name` is given); returns its name."""
         name = name or self.fresh(self.base(onode), own=True)
-        node = Node(name, op, inputs, shape, source=onode.op, **kwargs)
+        node = make_node(name, op, inputs, shape, source=onode.op, **kwargs)
         if fixed:
             node.attrs[FIXED_PRECISION_ATTR] = dict(fixed)
         self.graph.add(node)
@@ -259,7 +260,7 @@ class Converter:
                 continue
             shape = self.shape_of(inp.name, f'graph input {inp.name!r}')
             name = self.input_names[inp.name]
-            self.graph.add(Node(name, 'Input', [], shape, source='Input'))
+            self.graph.add(make_node(name, 'Input', [], shape, source='Input'))
             self.graph.inputs.append(name)
             self.values[inp.name] = Value(shape, {PLAIN: name})
         for node in self.model.graph.node:

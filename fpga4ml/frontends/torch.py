@@ -41,6 +41,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..ir import Graph, GraphError, Node
+from ..semantics.spec import make_node
 from .optional import import_framework
 from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
@@ -196,7 +197,7 @@ class Converter:
         attrs = dict(attrs or {})
         if alias:
             attrs['type_aliases'] = (alias,)
-        node = Node(c.name, op, inputs, value.ir_shape, attrs=attrs, weights=dict(weights or {}),
+        node = make_node(c.name, op, inputs, value.ir_shape, attrs=attrs, weights=dict(weights or {}),
                     source=source or c.cls)
         self.graph.add(node)
         self.values[c.name] = value
@@ -228,9 +229,9 @@ class Converter:
             name = f'transpose_input_for_{v.name if is_input else consumer}'
         name = self.fresh(name)
         if keeps_order:  # only axes of size 1 move: a Reshape, no data movement
-            node = Node(name, 'Reshape', [v.name], out_shape, attrs={'shape': out_shape}, source='Transpose')
+            node = make_node(name, 'Reshape', [v.name], out_shape, attrs={'shape': out_shape}, source='Transpose')
         else:
-            node = Node(name, 'Transpose', [v.name], out_shape, attrs={'perm': perm}, source='Transpose')
+            node = make_node(name, 'Transpose', [v.name], out_shape, attrs={'perm': perm}, source='Transpose')
         self.graph.add(node)
         self.relayouts[key] = name
         return name
@@ -284,7 +285,7 @@ class Converter:
         """An Input node; channels-last for 'internal'/'off' (the user transposes the data)."""
         cl = self.mode != 'full' and spatial(shape)
         value = Value(n.name, shape, cl)
-        self.graph.add(Node(n.name, 'Input', [], value.ir_shape, source='InputLayer'))
+        self.graph.add(make_node(n.name, 'Input', [], value.ir_shape, source='InputLayer'))
         self.values[n.name] = value
         self.tainted.add(n.name)
 

@@ -10,17 +10,17 @@ hls4ml).
 
 from __future__ import annotations
 
-from ..config import WEIGHT_PRECISION
 from ..fixed import AUTO, FixedType
 from ..intervals import Interval
 from ..ir import Graph, GraphError, Node
 from ..semantics import type_node
 from ..semantics.bounds import MAX_EMULATED_WIDTH
+from ..semantics.spec import spec_of
 
 
 def _quantize_weights(node: Node, default: FixedType) -> None:
-    for wname, var in WEIGHT_PRECISION.get(node.op, {}).items():
-        if wname not in node.weights:
+    for wname, var in spec_of(node).weights.items():
+        if wname not in node.weights or var is None:
             continue
         t = node.config.get('Precision', {}).get(var, AUTO)
         t = default if t == AUTO else t

@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from ..config import WEIGHT_PRECISION
 from ..ir import Graph, GraphError, Node
+from ..semantics.spec import check_node, spec_of
 
 #: weights at or above this magnitude fit no fixed-point type of at most 64 bits
 LARGEST_WEIGHT = 2.0**63
@@ -38,8 +38,12 @@ def _describe_source(node: Node) -> str:
 
 
 def check_finite_weights(graph: Graph) -> None:
-    """Raise a GraphError naming the layer, weight and index of the first NaN, Inf or complex weight."""
+    """Raise a GraphError naming the layer, weight and index of the first NaN, Inf or complex weight.
+
+    Each node is first checked against its op's declaration (unknown or missing attributes, unknown weights).
+    """
     for node in graph:
+        check_node(node)
         for wname, w in node.weights.items():
             arr = np.asarray(w)
             if np.iscomplexobj(arr):
@@ -74,8 +78,8 @@ def _check_finite_attr(node: Node, key: str, value) -> None:
 def check_weight_ranges(graph: Graph) -> None:
     """Warn once per weight that overflows its fixed-point type (wraps or saturates), naming the first index."""
     for node in graph:
-        for wname, var in WEIGHT_PRECISION.get(node.op, {}).items():
-            t = node.types.get(var)
+        for wname, var in spec_of(node).weights.items():
+            t = node.types.get(var) if var else None
             if wname not in node.weights or t is None:
                 continue
             w = np.asarray(node.weights[wname], dtype=np.float64)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import PART_OF_ATTR, WEIGHT_PRECISION
+from ..config import PART_OF_ATTR
 from ..fixed import AUTO, FixedType, PrecisionError
 from ..intervals import Interval, _cast_bounds, dense_interval, product_interval, sum_interval, trunc_div, type_for
 from ..ir import GraphError, Node
 from .primitives import LOWEST, Const
+from .spec import spec_of
 
 #: Widest type the emulator evaluates (int64 mantissas)
 MAX_EMULATED_WIDTH = 64
@@ -79,7 +80,10 @@ class Bounds:
 
         auto: a FixedType, another variable's name, 'default' (the model default), 'input' (the first
         input's type), 'exact' (the narrowest type holding `value`), or a function of `value`.
+        A FixedType given as `var` is returned as it is.
         """
+        if isinstance(var, FixedType):
+            return var
         node = self.node
         t = node.types.get(var)
         if t is not None:
@@ -116,7 +120,7 @@ class Bounds:
 
     def weight(self, name: str) -> Const:
         """A quantized weight of the node (typed by the op's weight variable)."""
-        var = WEIGHT_PRECISION[self.node.op][name]
+        var = spec_of(self.node).weights[name]
         return Const(self.node.qweights[name], self.node.types[var].frac)
 
     def param(self, values, auto, store: str | None = None) -> Const:

@@ -22,16 +22,21 @@ from .tables import build_activation_table, build_softmax_tables
 
 ZERO, ONE = Const(np.asarray(0), 0), Const(np.asarray(1), 0)
 WINDOW_ATTRS = {'kernel_size': REQUIRED, 'strides': None, 'dilation': None, 'padding': None}
+LINEAR_WEIGHTS = {'kernel': 'weight', 'bias': 'bias'}
+LINEAR_PRECISION = ('weight', 'bias', 'accum', 'result')
+
+recipe('Input', attrs={'input_quantizers': None})(None)  # a graph input: typed by the config, computes nothing
 
 
-@recipe('Dense')
+@recipe('Dense', attrs={'use_bias': True}, weights=LINEAR_WEIGHTS, precision=LINEAR_PRECISION)
 def dense(node, p, x):
     """x @ kernel + bias over the last axis, hls4ml's dense_latency accumulate."""
     acc = p.const_matmul(x, p.weight('kernel'), p.weight('bias'), 'accum')
     return p.cast(acc, 'result', 'accum')
 
 
-@recipe('Conv', attrs={**WINDOW_ATTRS, 'groups': 1, 'use_bias': True})
+@recipe('Conv', attrs={**WINDOW_ATTRS, 'groups': 1, 'use_bias': True}, weights=LINEAR_WEIGHTS,
+        precision=LINEAR_PRECISION)
 def conv(node, p, x):
     """Each output pixel is a Dense over its receptive field in im2col order (padding cells are zeros)."""
     in_shape = p.shape(x)
@@ -41,7 +46,8 @@ def conv(node, p, x):
     return p.cast(p.reshape(acc, node.shape), 'result', 'accum')
 
 
-@recipe('Pool', attrs={'mode': REQUIRED, 'pool_size': None, 'strides': None, 'padding': None, 'global': False})
+@recipe('Pool', attrs={'mode': REQUIRED, 'pool_size': None, 'strides': None, 'padding': None, 'global': False},
+        precision=('accum', 'result'))
 def pool(node, p, x):
     """Max or average over the real cells of each window (hls4ml pooling, count_pad=False).
 
@@ -76,7 +82,8 @@ def reshape(node, p, x):
     return p.reshape(x, node.shape)
 
 
-@recipe('Scale')
+@recipe('Scale', attrs={'axis': -1, 'epsilon': None, 'bn': None, 'fold': True, 'quantizer_scale': False},
+        weights={'scale': 'scale', 'bias': 'bias'}, precision=('scale', 'bias', 'result'))
 def scale(node, p, x):
     """x * scale + bias per channel, exact, then cast (hls4ml normalize)."""
     y = p.add(p.mul(x, p.const(p.weight('scale'))), p.const(p.weight('bias')))
@@ -87,7 +94,14 @@ ACTIVATION_ATTRS = {'function': REQUIRED, 'alpha': 0.3, 'slope': 0.2, 'shift': 0
                     'threshold': 0.0, 'exact_result': False}
 
 
-@recipe('Activation', attrs=ACTIVATION_ATTRS)
+def activation_precision(node) -> tuple[str, ...]:
+    """'result', plus 'param' (leaky_relu, prelu, hard_sigmoid) or 'table' (table functions)."""
+    fn = node.attrs.get('function')
+    extra = ('param',) if fn in ('leaky_relu', 'prelu', 'hard_sigmoid') else ('table',) if fn in TABLE_ACTIVATIONS else ()
+    return ('result',) + extra
+
+
+@recipe('Activation', attrs=ACTIVATION_ATTRS, weights={'alpha': None}, precision=activation_precision)
 def activation(node, p, x):
     """Table functions by lookup; piecewise ones exactly, then one cast into the result type.
 
@@ -165,7 +179,7 @@ def _relu(node, p, x, exact: bool):
     return y
 
 
-@recipe('Softmax', attrs={'axis': -1})
+@recipe('Softmax', attrs={'axis': -1}, precision=('result', 'exp_table', 'inv_table'))
 def softmax(node, p, x):
     """exp(x - max(x)) from a table, times 1/sum from a table, cast into the result (docs/semantics.md)."""
     if attr(node, 'axis') not in (-1, len(node.shape) - 1):

@@ -12,31 +12,53 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..config import FIXED_PRECISION_ATTR, INTERNAL_PRECISION_ATTR, PART_OF_ATTR
 from ..ir import GraphError, Node
 
 #: marks an attribute without a default: a node must set it
 REQUIRED = object()
 
+#: attributes any node may carry besides its op's parameters: set by the front ends and passes
+ANNOTATIONS = {
+    'exact_bounds': 'the exact (lo, hi, frac) before the result cast (set by the typing)',
+    'tables': 'the lookup tables of a table activation or softmax (built by the typing)',
+    FIXED_PRECISION_ATTR: 'types fixed by quantization-aware training ({variable: FixedType})',
+    INTERNAL_PRECISION_ATTR: "types a front end's composition fixes ({variable: FixedType})",
+    PART_OF_ATTR: "a helper node's (layer, {variable: layer variable}) inside a composed layer",
+    'type_aliases': "the framework layer types a 'LayerType' config may name for this node",
+}
+
 
 @dataclass(frozen=True)
 class OpSpec:
-    """An IR op: its recipe, typed attributes with their one default each, and its traits."""
+    """An IR op: its recipe, typed attributes with their one default each, weights, precision and traits."""
 
     op: str
-    recipe: Callable
+    #: recipe(node, p, *inputs) -> output (None for Input: a graph input computes nothing)
+    recipe: Callable | None
     #: attribute name -> default value (REQUIRED: the front end must set it)
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: weight name -> the precision variable that quantizes it (None: the recipe quantizes it itself)
+    weights: dict[str, str | None] = field(default_factory=dict)
+    #: the configurable precision variables (hls4ml's '<var>_t'): a tuple, or a function of the node
+    precision: tuple[str, ...] | Callable[[Node], tuple[str, ...]] = ('result',)
     #: the result keeps the type of the first input (index maps, reshape): no cast, no 'result' config
     keeps_type: bool = False
+
+    def precision_variables(self, node: Node) -> tuple[str, ...]:
+        """The precision variables a node of this op owns."""
+        return self.precision(node) if callable(self.precision) else self.precision
 
 
 SPECS: dict[str, OpSpec] = {}
 
 
-def recipe(op: str, attrs: dict[str, Any] | None = None, keeps_type: bool = False):
-    """Register `fn` as the recipe of IR op `op` with its attribute defaults and traits."""
-    def register(fn: Callable) -> Callable:
-        SPECS[op] = OpSpec(op, fn, dict(attrs or {}), keeps_type)
+def recipe(op: str, attrs: dict[str, Any] | None = None, keeps_type: bool = False,
+           weights: dict[str, str | None] | None = None, precision=('result',)):
+    """Register `fn` as the recipe of IR op `op` with its attribute defaults, weights and traits."""
+    def register(fn: Callable | None) -> Callable | None:
+        SPECS[op] = OpSpec(op, fn, dict(attrs or {}), dict(weights or {}), () if keeps_type else precision,
+                           keeps_type)
         return fn
     return register
 
@@ -48,6 +70,28 @@ def spec_of(node: Node) -> OpSpec:
     if spec is None:
         raise GraphError(f'layer {node.name!r}: op {node.op!r} has no recipe; ops with one: {sorted(SPECS)}')
     return spec
+
+
+def check_node(node: Node) -> Node:
+    """Check a node against its op's declaration: unknown attributes or weights, missing required ones."""
+    spec = spec_of(node)
+    for key in node.attrs:
+        if key not in spec.attrs and key not in ANNOTATIONS:
+            raise GraphError(f'layer {node.name!r}: op {node.op!r} has no attribute {key!r}; it accepts '
+                             f'{sorted(spec.attrs)} (and the annotations {sorted(ANNOTATIONS)})')
+    missing = [k for k, v in spec.attrs.items() if v is REQUIRED and k not in node.attrs]
+    if missing:
+        raise GraphError(f'layer {node.name!r}: op {node.op!r} needs the attribute(s) {missing}')
+    unknown = sorted(set(node.weights) - set(spec.weights))
+    if unknown:
+        raise GraphError(f'layer {node.name!r}: op {node.op!r} has no weight(s) {unknown}; it accepts '
+                         f'{sorted(spec.weights)}')
+    return node
+
+
+def make_node(name: str, op: str, inputs: list[str], shape: tuple[int, ...], **fields: Any) -> Node:
+    """A front end's node: built and checked against its op's declaration (`check_node`)."""
+    return check_node(Node(name, op, list(inputs), shape, **fields))
 
 
 def attr(node: Node, name: str) -> Any:
