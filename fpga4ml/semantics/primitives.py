@@ -33,6 +33,19 @@ per-sample axes). Every primitive is exact unless it says it rounds. The four in
 ``reshape(x, shape)``  the same values in a new per-sample shape
 ``assume(x, lo, hi)``  a fact interval arithmetic cannot see (x - max(x) <= 0); computes nothing
 =====================  ===============================================================================
+
+Composed constructs (compose.py) are functions of an interpreter built from these primitives
+only, so every interpreter runs them with no code of its own:
+
+=====================  ===============================================================================
+``einsum(p, spec, a, b, acc)``  the contraction of two variable tensors ('ij,jk->ik', 'hqd,hkd->hqk'):
+                       gathers of both operands into the joint index space, exact ``mul``, then a
+                       ``reduce`` sum over the merged contracted letters (C order of those letters);
+                       with ``acc`` every product is first cast into it and every partial sum too
+``scan(p, step, xs, init, state_types)``  an unrolled loop over axis 0: slices are gathers, the
+                       step's outputs are stacked by reshape + concat; the step casts the state into
+                       its state types, which the first step types and every later step reuses
+=====================  ===============================================================================
 """
 
 from __future__ import annotations
