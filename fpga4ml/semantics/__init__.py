@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fixed import FixedType
-from ..intervals import Interval
+from ..intervals import Interval, type_for
 from ..ir import GraphError, Node
 from .bounds import Bounds
 from .float_interp import FloatRun
@@ -34,6 +34,17 @@ def type_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval], typ
         node.types['result'] = in_types[0]
     _checked(node, out.lo.shape, 'recipe output')
     return out
+
+
+def intermediate_types(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> dict[str, FixedType]:
+    """The narrowest type holding each value a typed node's recipe labels (`label`), from its inputs' bounds.
+
+    The HLS emitter declares its exact intermediates (a sum, a value before a clip) in these types:
+    every value of the node on inputs within `in_ivs` fits its type exactly.
+    """
+    bounds = Bounds(node, in_types)
+    spec_of(node).recipe(node, bounds, *in_ivs)
+    return {name: type_for(iv) for name, iv in bounds.labels.items()}
 
 
 def compile_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval]):

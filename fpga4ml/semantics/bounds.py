@@ -73,6 +73,8 @@ class Bounds:
     def __init__(self, node: Node, in_types: list[FixedType], typing: dict | None = None):
         self.node, self.in_types, self.typing = node, in_types, typing
         self.exact: Interval | None = None
+        #: name -> exact bounds of the values the recipe labels (`label`), for the back ends' intermediate types
+        self.labels: dict[str, Interval] = {}
 
     # ------------------------------------------------------------------ types and constants
     def type(self, var: str, auto=None, value: Interval | None = None) -> FixedType:
@@ -243,3 +245,13 @@ class Bounds:
     def assume(self, x: Interval, lo: int | None = None, hi: int | None = None) -> Interval:
         return Interval(x.lo if lo is None else _obj(np.maximum(x.lo, lo)),
                         x.hi if hi is None else _obj(np.minimum(x.hi, hi)), x.frac)
+
+    def label(self, x: Interval, name: str) -> Interval:
+        """x unchanged; records its bounds as labels[name] (a name labelled again holds the hull of both)."""
+        seen = self.labels.get(name)
+        if seen is None:
+            self.labels[name] = x
+        else:
+            a, b = _aligned([seen, x])
+            self.labels[name] = Interval(_obj(np.minimum(a.lo, b.lo)), _obj(np.maximum(a.hi, b.hi)), a.frac)
+        return x

@@ -253,3 +253,6 @@ class NetlistLowering:
 
     def assume(self, x: np.ndarray, lo: int | None = None, hi: int | None = None) -> np.ndarray:
         return _map(lambda s: self.nl.narrow(s, lo, hi), x)
+
+    def label(self, x: np.ndarray, name: str) -> np.ndarray:
+        return x

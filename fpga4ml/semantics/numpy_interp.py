@@ -276,3 +276,6 @@ class NumpyProgram:
 
     def assume(self, x: Sym, lo: int | None = None, hi: int | None = None) -> Sym:
         return Sym(self._arg(x), self.b.assume(x.iv, lo, hi))
+
+    def label(self, x: Sym, name: str) -> Sym:
+        return x

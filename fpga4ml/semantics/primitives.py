@@ -32,6 +32,9 @@ per-sample axes). Every primitive is exact unless it says it rounds. The four in
 ``concat(xs, axis)``   concatenation at the finest LSB
 ``reshape(x, shape)``  the same values in a new per-sample shape
 ``assume(x, lo, hi)``  a fact interval arithmetic cannot see (x - max(x) <= 0); computes nothing
+``label(x, name)``     x unchanged; the interval interpreter records x's exact bounds as labels[name] (the
+                       hull when a name is labelled again): the HLS back end declares its exact
+                       intermediates in the narrowest types holding them (semantics.intermediate_types)
 =====================  ===============================================================================
 
 Composed constructs (compose.py) are functions of an interpreter built from these primitives

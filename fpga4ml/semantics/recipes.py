@@ -130,7 +130,7 @@ def activation(node, p, x):
         return p.cast(p.piecewise(x, ZERO, lambda v: v, lambda v: p.mul(v, alpha)), 'result', auto)
     if fn == 'hard_sigmoid':
         slope, shift = (p.const(_param(node, p, attr(node, k))) for k in ('slope', 'shift'))
-        y = p.add(p.mul(x, slope), shift)
+        y = p.label(p.add(p.mul(x, slope), shift), 'exact')  # the HLS emitter declares it
         return p.cast(p.minimum(p.maximum(y, p.const(ZERO)), p.const(ONE)), 'result', auto)
     if fn == 'hard_tanh':
         return p.cast(p.minimum(p.maximum(x, p.const(Const(np.asarray(-1), 0))), p.const(ONE)), 'result', auto)
@@ -187,7 +187,7 @@ def softmax(node, p, x):
     p.tables(lambda n, in_types: build_softmax_tables(n))
     top = p.reduce(x, 'max', axis=-1, keepdims=True)
     e = p.lookup(p.assume(p.sub(x, top), hi=0), 'exp', np.exp)
-    inv = p.lookup(p.reduce(e, 'sum', axis=-1, keepdims=True), 'inv', np.reciprocal)
+    inv = p.lookup(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), 'inv', np.reciprocal)
     return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)
 
 
@@ -212,9 +212,9 @@ def merge(node, p, *xs):
     ops = {'add': p.add, 'avg': p.add, 'sub': p.sub, 'mul': p.mul, 'max': p.maximum, 'min': p.minimum}
     if mode not in ops:
         raise GraphError(f'layer {node.name!r}: merge mode {mode!r} is not supported; supported: {list(MERGE_MODES)}')
-    y = xs[0]
+    y = p.label(xs[0], 'operands')  # the HLS max/min holds every operand in one variable
     for other in xs[1:]:
-        y = ops[mode](y, other)
+        y = ops[mode](y, p.label(other, 'operands'))
     if mode == 'avg' and len(xs) & (len(xs) - 1):  # the real meaning only (refused above in fixed point)
         y = p.mul(y, p.const(Const(np.asarray(1.0 / len(xs)), None)))
     elif mode == 'avg':

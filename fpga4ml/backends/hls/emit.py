@@ -1,11 +1,17 @@
 """HLS C++ emitter: one function per IR op, each returning readable ap_fixed C++ for one layer.
 
-Every emitted layer computes exactly what `fpga4ml/emulator/ops.py` computes (docs/semantics.md).
-The C++ relies on three facts about Xilinx ap_fixed, all checked against the real headers:
-`a * b`, `a + b` and `a - b` of two ap_fixed values are exact (the result type grows), comparisons
-are exact, and assigning a value to an ap_fixed variable (or a C-style cast) applies that type's
-rounding and then its overflow mode, which is fpga4ml's cast. Assigning a double is the same cast
-of the double's exact value (the emulator's Input quantization).
+Every emitted layer computes exactly what the op's recipe (fpga4ml/semantics/recipes.py) computes
+(docs/semantics.md). The C++ relies on three facts about Xilinx ap_fixed, all checked against the
+real headers: `a * b`, `a + b` and `a - b` of two ap_fixed values are exact (the result type grows),
+comparisons are exact, and assigning a value to an ap_fixed variable (or a C-style cast) applies
+that type's rounding and then its overflow mode, which is fpga4ml's cast. Assigning a double is the
+same cast of the double's exact value (the emulator's Input quantization).
+
+An exact expression cast at once (`(result_t)(x * scale + bias)`) keeps the type ap_fixed gives it.
+An exact intermediate the C++ stores in a variable of its own (hard_sigmoid's `x * slope + shift`,
+Softmax's sum, the running max of a Merge) is declared in the narrowest type holding every value
+the recipe's interval interpretation bounds it by: the recipe labels that value (`p.label`) and
+`Context.intermediate` reads its type from `semantics.intermediate_types`.
 
 Weights, biases and table entries are written as plain C integer arrays of mantissas (value =
 mantissa * 2^-F) and turned into fixed-point values by `from_bits<T>(m)` (a bit assignment: wiring
@@ -30,8 +36,10 @@ from typing import Callable
 import numpy as np
 
 from ...fixed import FixedType
+from ...intervals import Interval, type_for
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...naming import Names, comment_line, comment_text
+from ...semantics import intermediate_types
 from ...semantics.params import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from ...semantics.tables import Table
 
@@ -83,33 +91,7 @@ def real(m: int, frac: int) -> str:
     return repr(float(value))
 
 
-# ---------------------------------------------------------------------------- exact C++ types
-
-def product_type(a: FixedType, b: FixedType) -> FixedType:
-    """The type of ap_fixed's exact product a * b."""
-    return FixedType(a.width + b.width, a.integer + b.integer, a.signed or b.signed)
-
-
-def union_type(types: list[FixedType]) -> FixedType:
-    """A type holding every value of every type in `types` exactly."""
-    signed = any(t.signed for t in types)
-    frac = max(t.frac for t in types)
-    integer = max(t.integer + (1 if signed and not t.signed else 0) for t in types)
-    return FixedType(integer + frac, integer, signed)
-
-
-def sum_type(t: FixedType, n: int) -> FixedType:
-    """A type holding the exact sum of n values of type t."""
-    k = max(n - 1, 0).bit_length()
-    return FixedType(t.width + k, t.integer + k, t.signed)
-
-
-def const_type(m: int, frac: int) -> FixedType:
-    """The narrowest type with `frac` fractional bits holding the constant mantissa m."""
-    signed = m < 0
-    width = ((-m - 1).bit_length() + 1) if signed else max(m.bit_length(), 1)
-    return FixedType(width, width - frac, signed)
-
+# ---------------------------------------------------------------------------- multiplier-free products
 
 #: at most this many distinct non-zero weight values are selected among in a multiplier-free product
 MAX_SHIFT_TERMS = 4
@@ -123,7 +105,10 @@ def shift_product(ctx: 'Context', node: Node, x_t: FixedType, w: np.ndarray, at:
     signed type {-2, -1, 0, 1}, each times a power of two) and there are at most MAX_SHIFT_TERMS
     distinct values, the product x * w = +-(x * 2^t) is an exact shift (wiring) and an optional
     negation: `(accum_t)(((shift_t) x) << t)` or `(accum_t)(-(...))`, with shift_t giving the
-    shift its headroom (or its extra fractional bits for t < 0). `w_expr` (the weight mantissa)
+    shift its headroom (or its extra fractional bits for t < 0). shift_t is a fact of the C++, not an
+    intermediate of the recipe (const_matmul casts every product straight into the accumulator):
+    ap_fixed's << and >> keep their operand's type, so x is first converted into its own type with
+    the binary point moved t places, which holds x * 2^t exactly for every x. `w_expr` (the weight mantissa)
     selects the term; with constant weights (Latency) the select folds away. `zeros`: zero weights
     can occur (Resource, Conv) and add `(accum_t) 0`. The exact value before the cast is the same as
     the product's, so the cast and the result are bit-identical to the emulator's.
@@ -191,6 +176,23 @@ class Context:
     #: layers that are not fully unrolled (Resource, or a Conv computing its pixels in several
     #: steps): an io_parallel top function is then a DATAFLOW pipeline instead of one PIPELINE
     folded: set[str] = field(default_factory=set)
+    #: node name -> bounds of its output (the model's intervals); None: every input spans its whole type
+    intervals: dict[str, Interval] | None = None
+
+    def intermediate(self, node: Node, name: str) -> FixedType:
+        """The narrowest type holding the exact intermediate `name` that node's recipe labels.
+
+        The recipe runs in the interval interpreter (semantics.intermediate_types) on the bounds of
+        the node's inputs: `intervals` when given, else the full range of each input's type.
+        """
+        ins = [self.graph[i] for i in node.inputs]
+        ivs = [self.intervals[n.name] if self.intervals is not None else Interval.of_type(n.result_type, n.shape)
+               for n in ins]
+        types = intermediate_types(node, [n.result_type for n in ins], ivs)
+        if name not in types:
+            raise GraphError(f'layer {node.name!r}: the {node.op} recipe labels no intermediate {name!r} '
+                             f'(it labels {sorted(types)})')
+        return types[name]
 
     def typedef(self, node: Node, var: str, t: FixedType, comment: str = '') -> str:
         """Declare `typedef <t> <node>_<var>_t;` and return its name."""
@@ -259,9 +261,9 @@ def from_bits(ctype: str, expr: str) -> str:
     return f'from_bits<{ctype}>({expr})'
 
 
-def constant(ctx: Context, node: Node, var: str, m: int, frac: int, t: FixedType | None = None) -> tuple[str, str]:
-    """A typed scalar constant: returns (declaration statement, name)."""
-    t = t or const_type(int(m), frac)
+def constant(ctx: Context, node: Node, var: str, m: int, frac: int) -> tuple[str, str]:
+    """A scalar constant in the narrowest type with `frac` fractional bits holding it: (declaration, name)."""
+    t = type_for(Interval.of_values(np.asarray(int(m)), frac))
     ctype = ctx.typedef(node, var, t, f'{label(node)}: {var} = {real(int(m), frac)}')
     return f'const {ctype} {var} = {from_bits(ctype, int_literal(m))};  // {real(int(m), frac)}', var
 
@@ -460,11 +462,13 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
                                [f'y[i] = x[i] > {th} ? ({y}) x[i] : ({y}) 0;'], before)
         cap_m = relu_max_mantissa(node, fx)
         decl, cap = constant(ctx, node, 'cap', cap_m, fx)
-        vt = ctx.typedef(node, 'clip', union_type([x.ftype, const_type(cap_m, fx)]),
-                         f'{label(node)}: exact clipped value')
-        head = header(node, f"ReLU with max_value {node.attrs['max_value']}", [f'y = (result_t) min({what}, max_value)'])
-        return elementwise(head, sig, n, [f'{vt} v = x[i] > {th} ? ({vt}) x[i] : ({vt}) 0;',
-                                          f'if (v > {cap}) v = {cap};', f'y[i] = ({y}) v;'], before + [decl])
+        low = cap if cap_m < 0 else '0'  # min(0, max_value), where x is not above the threshold
+        # the cast is monotone: casting the smaller of x and max_value (chosen by an exact comparison)
+        # is the cast of the clipped value, with no variable to hold it
+        head = header(node, f"ReLU with max_value {node.attrs['max_value']}", [
+            f'y = (result_t) min({what}, max_value): the cast of x or of max_value, compared exactly'])
+        clipped = f'x[i] > {cap} ? ({y}) {cap} : ({y}) x[i]'
+        return elementwise(head, sig, n, [f'y[i] = x[i] > {th} ? ({clipped}) : ({y}) {low};'], before + [decl])
     params = param_mantissas(node)
     if fn in ('leaky_relu', 'prelu'):
         pt = ctx.typedef(node, 'param', node.types['param'])
@@ -487,8 +491,8 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
         p_t = node.types['param']
         pt = ctx.typedef(node, 'param', p_t)
         slope_m, shift_m = int(params['slope'][0]), int(params['shift'][0])
-        vt = ctx.typedef(node, 'exact', sum_type(union_type([product_type(x.ftype, p_t), p_t]), 2),
-                         f'{label(node)}: exact x * slope + shift')
+        vt = ctx.typedef(node, 'exact', ctx.intermediate(node, 'exact'),
+                         f'{label(node)}: x * slope + shift, exact (the narrowest type of its bounds)')
         before = [f'const {pt} slope = {from_bits(pt, int_literal(slope_m))};  // {real(slope_m, p_t.frac)}',
                   f'const {pt} shift = {from_bits(pt, int_literal(shift_m))};  // {real(shift_m, p_t.frac)}']
         head = header(node, 'hard sigmoid', ['y = (result_t) clip(x * slope + shift, 0, 1), exact before the cast'])
@@ -528,7 +532,10 @@ def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     inv_tab: Table = node.attrs['tables']['inv']
     eit, ett, exp_arr = table_arrays(ctx, node, 'exp', exp_tab, 'exp(-address * 2^-F)')
     iit, itt, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (address * lsb)')
-    st = ctx.typedef(node, 'sum', sum_type(exp_tab.type, n), f'{label(node)}: exact sum of {n} exp values')
+    # s starts at 0 and adds the e values one at a time: every partial sum lies between 0 and a bound
+    # of the total, so the narrowest type of the total's bounds holds each of them exactly
+    st = ctx.typedef(node, 'sum', ctx.intermediate(node, 'sum'),
+                     f'{label(node)}: exact sum of {n} exp values (the narrowest type of its bounds)')
     bits = exp_tab.index.width - 1  # the index is fixed<B+1, R+1>: d in [-2^R, 0], mantissa in [-2^B, 0]
     last = len(exp_tab) - 1
     o = 'r * %d + ' % n if rows > 1 else ''
@@ -575,7 +582,8 @@ def emit_merge(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
             f'y = (result_t)({expr.replace("[i]", "")}), exact before the cast'])
         return elementwise(head, sig, out.size, [f'y[i] = ({y})({expr});'], before)
     if mode in ('max', 'min'):
-        vt = ctx.typedef(node, 'exact', union_type([p.ftype for p in ins]), f'{label(node)}: holds every input exactly')
+        vt = ctx.typedef(node, 'operands', ctx.intermediate(node, 'operands'),
+                         f'{label(node)}: holds every input value exactly (the hull of their bounds)')
         cmp = '>' if mode == 'max' else '<'
         body = [f'{vt} v = {xs[0]};'] + [f'if ({x} {cmp} v) v = {x};' for x in xs[1:]] + [f'y[i] = ({y}) v;']
         head = header(node, f'Merge {mode} of {len(ins)} inputs', [f'y = (result_t) {mode}(x0, x1, ...), exact comparisons'])
@@ -708,9 +716,14 @@ def port(ctx: Context, node: Node, one_position: bool = False) -> Port:
     return Port(ctx.tensor_types[node.name], int(np.prod(shape, dtype=np.int64)), shape, node.result_type)
 
 
-def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis', stream: bool = False) -> Context:
-    """A context with identifiers and result typedefs for every node (and io_stream packets), in graph order."""
-    ctx = Context(graph, Names(reserved), backend=backend, stream=stream)
+def new_context(graph: Graph, reserved: set[str], backend: str = 'Vitis', stream: bool = False,
+                intervals: dict[str, Interval] | None = None) -> Context:
+    """A context with identifiers and result typedefs for every node (and io_stream packets), in graph order.
+
+    intervals: the bounds of every node's output (Model.intervals), which narrow the exact
+    intermediate types; without them each input is bounded by its type.
+    """
+    ctx = Context(graph, Names(reserved), backend=backend, stream=stream, intervals=intervals)
     for node in graph:
         ctx.idents[node.name] = ctx.names.new(node.name)
     for node in graph:

@@ -7,9 +7,11 @@ Conv and Pool compute every output pixel in two steps, whatever the io type:
 2. a per-window kernel: Conv is a Dense over the window's im2col row (`emit.dense_function`:
    the same C++ as a Dense layer, Latency or Resource), Pool is `pool_kernel`.
 
-The arithmetic is the emulator's (`build_conv`, `build_pool` in fpga4ml/emulator/ops.py), written
-with the ap_fixed facts listed in emit.py: exact + - * and comparisons, a cast on every
-assignment. Only the gather differs:
+The arithmetic is the recipes' (`conv`, `pool` in fpga4ml/semantics/recipes.py), written with the
+ap_fixed facts listed in emit.py: exact + - * and comparisons, a cast on every assignment. Every
+variable has the input's type or a type of the node (accum_t, result_t): the window kernels hold
+no exact intermediate of their own (Conv's products are those of emit.dense_function). Only the
+gather differs:
 
 - io_parallel: the layer function reads its input array through constant index tables written
   from fpga4ml/geometry.py (the arrays the emulator gathers through; -1 is a padding cell) and
@@ -223,7 +225,7 @@ def emit_conv(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
 # ---------------------------------------------------------------------------- Pool
 
 def pool_kernel(ctx: Context, node: Node, x: Port, out: Port, taps: int, padded: bool) -> tuple[str, str]:
-    """The per-window Pool kernel (hls4ml's pooling2d_cl, count_pad=False, as build_pool computes it): (name, code).
+    """The per-window Pool kernel (hls4ml's pooling2d_cl, count_pad=False, as the pool recipe): (name, code).
 
     `static void <layer>_window(const x_t w[taps * C], const bool v[taps], y_t y[C])`: the window's
     cells w[t * C + ch] in window order (row, then column), v[t] whether cell t is real (the
