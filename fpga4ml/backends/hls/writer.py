@@ -68,7 +68,8 @@ def source_files(model) -> dict[str, str]:
     graph.validate()
     project = check_project_name(model.project_name)
     stream = model.io_type == 'io_stream'
-    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes'}, model.backend, stream)
+    ctx = new_context(graph, {project, f'{project}_predict', f'{project}_io_sizes'}, model.backend, stream,
+                      intervals=getattr(model, 'intervals', None))  # exact bounds: narrower intermediate types
     layers = [emit_layer(ctx, node) for node in graph if node.op != 'Input']
     top = TopFunction(ctx, graph, project, stream)
     guard = f'FPGA4ML_{project.upper()}'
