@@ -299,7 +299,7 @@ class Graph:
                 raise GraphError(f'graph output {name!r} is not a node')
 
     def lint(self) -> None:
-        """Check everything `validate` checks, plus ops, shapes, Input nodes and reachability from the inputs."""
+        """Check everything `validate` checks, plus ops, attributes, inferred shapes, Input nodes and reachability."""
         self.validate()
         if len(set(self.inputs)) != len(self.inputs):
             raise GraphError(f'graph inputs {self.inputs} name a node more than once')
@@ -311,6 +311,13 @@ class Graph:
             if node.name not in reached:
                 raise GraphError(f'node {node.name!r}: a {node.op} node reading {node.inputs} is not reachable '
                                  f'from the graph inputs {self.inputs}')
+        from .semantics import output_shape  # the op declarations and recipes live above the IR
+        for node in self.nodes:
+            in_shapes = [self[i].shape for i in node.inputs]
+            inferred = node.shape if node.op == 'Input' else output_shape(node, in_shapes)
+            if inferred != node.shape:
+                raise GraphError(f'node {node.name!r}: a {node.op} of inputs {in_shapes} gives shape {inferred}, '
+                                 f'the node says {node.shape}')
 
     def table(self) -> str:
         """A per-layer table: name, op, inputs and their shapes, types, parameters and non-zero weights."""

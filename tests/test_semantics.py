@@ -240,3 +240,24 @@ def test_op_declarations_refuse_unknown_and_missing_attributes(tmp_path):
     # precision variables and weight precisions are declared once, in the op's spec
     assert spec_of(g['f']).precision_variables(g['f']) == ('result',)
     assert spec_of(Node('p', 'Activation', ['x'], (3,), attrs={'function': 'prelu'})).weights == {'alpha': None}
+
+
+def test_shape_inference_from_the_recipe():
+    """Graph.lint infers every node's shape by running its recipe and refuses a node that says otherwise."""
+    from fpga4ml.ir import GraphError
+    from fpga4ml.semantics import output_shape
+    g = Graph()
+    g.add(Node('x', 'Input', [], (4, 6)))
+    g.add(Node('d', 'Dense', ['x'], (4, 3), weights={'kernel': np.ones((6, 3)), 'bias': np.zeros(3)}))
+    g.add(Node('t', 'Transpose', ['d'], (3, 4), attrs={'perm': (1, 0)}))
+    g.inputs, g.outputs = ['x'], ['t']
+    g.lint()
+    assert output_shape(g['d'], [(4, 6)]) == (4, 3) and output_shape(g['t'], [(4, 3)]) == (3, 4)
+    g['d'].shape = (4, 2)  # negative control: a wrong declared shape
+    with pytest.raises(GraphError, match=r"node 'd': a Dense of inputs \[\(4, 6\)\] gives shape \(4, 3\), the node "
+                                         r"says \(4, 2\)"):
+        g.lint()
+    g['d'].shape = (4, 3)
+    g['t'].shape = (4, 3)  # an index map's geometry checks its own shape
+    with pytest.raises(GraphError, match=r"'t'"):
+        g.lint()

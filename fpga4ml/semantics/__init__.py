@@ -69,3 +69,8 @@ def lower_node(nl, node: Node, in_types: list[FixedType], in_sigs: list[list[int
 def float_node(node: Node, xs: list[np.ndarray], dtype=np.float64) -> np.ndarray:
     """The real-valued output of a node on batched float inputs."""
     return spec_of(node).recipe(node, FloatRun(node, dtype), *xs)
+
+
+def output_shape(node: Node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Shape inference: the per-sample shape the node's recipe computes from its inputs' shapes."""
+    return tuple(float_node(node, [np.zeros((1,) + tuple(s)) for s in in_shapes]).shape[1:])
