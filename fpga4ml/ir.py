@@ -44,6 +44,8 @@ OPS: dict[str, str] = {
     'Transpose': 'permutation of the per-sample axes (Keras Permute); attrs: perm (0-based, batch excluded); '
     'values unchanged',
     'Reshape': 'reshape (also Flatten); attrs: shape; values are unchanged',
+    'Select': 'output `index` of a node with several outputs (the only way to read such a node); attrs: '
+    'index; values and type are that output\'s',
     'Quantize': 'explicit cast to the result type; attrs: element_types (optional, per-element casts of '
     'quantization-aware models: {k, i, f} int arrays broadcast to the shape, rounding, overflow; element e '
     'is cast into fixed<k+i+f, k+i> (ufixed if k == 0), 0 when k+i+f == 0, then into the result type, by '
@@ -54,6 +56,18 @@ OPS: dict[str, str] = {
 PIECEWISE_ACTIVATIONS = ('linear', 'relu', 'leaky_relu', 'prelu', 'hard_sigmoid', 'hard_tanh')
 #: Activation functions computed through a lookup table built at conversion time.
 TABLE_ACTIVATIONS = ('sigmoid', 'tanh', 'softplus', 'softsign', 'elu', 'selu', 'exp')
+
+
+
+def operands(node: Node, table: dict) -> list:
+    """The entries of `table` (per node name) that `node` reads; a Select reads one output of its producer.
+
+    A node with several outputs has a tuple entry (one item per output) in every table the drivers
+    keep (values, intervals, signals, types); only Select nodes read it.
+    """
+    if node.op == 'Select':
+        return [table[node.inputs[0]][int(node.attrs['index'])]]
+    return [table[src] for src in node.inputs]
 
 
 class GraphError(ValueError):
@@ -311,13 +325,35 @@ class Graph:
             if node.name not in reached:
                 raise GraphError(f'node {node.name!r}: a {node.op} node reading {node.inputs} is not reachable '
                                  f'from the graph inputs {self.inputs}')
-        from .semantics import output_shape  # the op declarations and recipes live above the IR
+        self._lint_outputs()
+        from .semantics import output_shapes  # the op declarations and recipes live above the IR
+        shapes: dict = {}
         for node in self.nodes:
-            in_shapes = [self[i].shape for i in node.inputs]
-            inferred = node.shape if node.op == 'Input' else output_shape(node, in_shapes)
-            if inferred != node.shape:
-                raise GraphError(f'node {node.name!r}: a {node.op} of inputs {in_shapes} gives shape {inferred}, '
+            in_shapes = operands(node, shapes)
+            inferred = (node.shape,) if node.op == 'Input' else output_shapes(node, in_shapes)
+            shapes[node.name] = inferred if len(inferred) > 1 else inferred[0]
+            if inferred[0] != node.shape:
+                raise GraphError(f'node {node.name!r}: a {node.op} of inputs {in_shapes} gives shape {inferred[0]}, '
                                  f'the node says {node.shape}')
+
+    def _lint_outputs(self) -> None:
+        """Nodes with several outputs are read only through Select nodes whose index is in range."""
+        from .semantics.spec import n_outputs
+        for node in self.nodes:
+            several = node.op != 'Input' and n_outputs(node) > 1
+            if several and node.name in self.outputs:
+                raise GraphError(f'node {node.name!r}: a {node.op} has {n_outputs(node)} outputs; list its Select '
+                                 'nodes as graph outputs, not the node itself')
+            for user in self.users(node.name) if several else ():
+                if user.op != 'Select':
+                    raise GraphError(f'node {user.name!r}: reads {node.name!r}, a {node.op} with several outputs, '
+                                     'directly; read one output through a Select node')
+            if node.op == 'Select':
+                src = self[node.inputs[0]] if len(node.inputs) == 1 else None
+                count = n_outputs(src) if src is not None and src.op != 'Input' else 1
+                if count < 2 or not 0 <= int(node.attrs['index']) < count:
+                    raise GraphError(f"node {node.name!r}: Select index {node.attrs['index']} of {node.inputs}; "
+                                     'a Select reads one output (0 .. n-1) of one node with several outputs')
 
     def table(self) -> str:
         """A per-layer table: name, op, inputs and their shapes, types, parameters and non-zero weights."""

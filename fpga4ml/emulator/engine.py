@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..intervals import Interval
-from ..ir import Graph, GraphError
+from ..ir import Graph, GraphError, operands
 from ..semantics import compile_node
+from ..semantics.spec import n_outputs, output_types
 
 #: most samples per chunk: intermediate arrays of a chunk stay in the L2 cache
 DEFAULT_CHUNK = 2048
@@ -74,8 +75,8 @@ class Emulator:
         for node in graph:
             if node.op == 'Input':
                 continue
-            in_types = [graph[i].result_type for i in node.inputs]
-            in_ivs = [intervals[i] for i in node.inputs]
+            in_types = operands(node, {i: output_types(graph[i]) for i in node.inputs})
+            in_ivs = operands(node, intervals)
             self.kernels[node.name] = compile_node(node, in_types, in_ivs)
         # how many consumers read each node: lets a chunk free intermediates early
         self._uses = {node.name: 0 for node in graph}
@@ -129,7 +130,7 @@ class Emulator:
                     out, n = t.quantize_count(xs[self.graph.inputs.index(node.name)])
                     st['overflow'] = n
             else:
-                out = self.kernels[node.name]([values[i] for i in node.inputs], st)
+                out = self.kernels[node.name](operands(node, values), st)
                 for src in node.inputs:
                     uses[src] -= 1
                     if uses[src] == 0 and src not in keep:
@@ -144,7 +145,8 @@ class Emulator:
     def run(self, x, keep: list[str] | None = None, stats: dict | None = None) -> dict[str, np.ndarray]:
         """Evaluate the graph; returns int64 mantissas of the outputs (or of the `keep` nodes)."""
         xs = self._as_inputs(x)
-        keep_set = set(keep if keep is not None else self.graph.outputs)
+        keep_set = {name for name in (keep if keep is not None else self.graph.outputs)
+                    if n_outputs(self.graph[name]) == 1}  # a tuple of outputs is kept by its Select nodes
         n = xs[0].shape[0]
         bounds = [(i, min(i + self.chunk, n)) for i in range(0, n, self.chunk)] or [(0, 0)]
 
@@ -183,6 +185,8 @@ class Emulator:
         nans = self.nan_counts(x)
         outputs, stats = {}, {}
         for node in self.graph:
+            if node.name not in mantissas:
+                continue  # a node with several outputs: its Select nodes carry them
             t = node.result_type
             values = t.to_float(mantissas[node.name])
             outputs[node.name] = values

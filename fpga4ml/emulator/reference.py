@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..ir import Graph, GraphError
+from ..ir import Graph, GraphError, operands
 from ..semantics import float_node
 
 
@@ -50,7 +50,8 @@ def float_forward(graph: Graph, x: np.ndarray | Sequence[np.ndarray],
             if node.name not in values:
                 raise GraphError(f'Input node {node.name!r} is not listed in graph.inputs')
             continue
-        values[node.name] = np.asarray(float_node(node, [values[s] for s in node.inputs], dtype), dtype=dtype)
+        out = float_node(node, operands(node, values), dtype)
+        values[node.name] = tuple(out) if isinstance(out, tuple) else np.asarray(out, dtype=dtype)
         for src in set(node.inputs):
             if last[src] == i and src not in keep:
                 del values[src]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from ..fixed import AUTO, FixedType
 from ..intervals import Interval
-from ..ir import Graph, GraphError, Node
+from ..ir import Graph, GraphError, Node, operands
 from ..semantics import type_node
 from ..semantics.bounds import MAX_EMULATED_WIDTH
-from ..semantics.spec import spec_of
+from ..semantics.spec import output_types, spec_of
 
 
 def _quantize_weights(node: Node, default: FixedType) -> None:
@@ -45,6 +45,6 @@ def assign_types(graph: Graph, model_cfg: dict) -> dict[str, Interval]:
             intervals[node.name] = Interval.of_type(node.result_type, node.shape)
             continue
         _quantize_weights(node, default)
-        in_types = [graph[name].result_type for name in node.inputs]
-        intervals[node.name] = type_node(node, in_types, [intervals[name] for name in node.inputs], model_cfg)
+        in_types = operands(node, {name: output_types(graph[name]) for name in node.inputs})
+        intervals[node.name] = type_node(node, in_types, operands(node, intervals), model_cfg)
     return intervals

@@ -76,6 +76,12 @@ for _op in geometry.INDEX_MAP_OPS:
                        'perm': None}, keeps_type=True)(index_map)
 
 
+@recipe('Select', attrs={'index': REQUIRED}, keeps_type=True)
+def select(node, p, x):
+    """One output of a node with several outputs (the drivers hand it that output: `ir.operands`)."""
+    return x
+
+
 @recipe('Reshape', attrs={'shape': None}, keeps_type=True)
 def reshape(node, p, x):
     """The same values in the node's shape."""

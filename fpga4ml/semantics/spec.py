@@ -44,6 +44,8 @@ class OpSpec:
     precision: tuple[str, ...] | Callable[[Node], tuple[str, ...]] = ('result',)
     #: the result keeps the type of the first input (index maps, reshape): no cast, no 'result' config
     keeps_type: bool = False
+    #: the type variable of each output: a recipe of an op with several returns a tuple, read by Select nodes
+    outputs: tuple[str, ...] = ('result',)
 
     def precision_variables(self, node: Node) -> tuple[str, ...]:
         """The precision variables a node of this op owns."""
@@ -54,13 +56,24 @@ SPECS: dict[str, OpSpec] = {}
 
 
 def recipe(op: str, attrs: dict[str, Any] | None = None, keeps_type: bool = False,
-           weights: dict[str, str | None] | None = None, precision=('result',)):
+           weights: dict[str, str | None] | None = None, precision=('result',), outputs=('result',)):
     """Register `fn` as the recipe of IR op `op` with its attribute defaults, weights and traits."""
     def register(fn: Callable | None) -> Callable | None:
         SPECS[op] = OpSpec(op, fn, dict(attrs or {}), dict(weights or {}), () if keeps_type else precision,
-                           keeps_type)
+                           keeps_type, tuple(outputs))
         return fn
     return register
+
+
+def n_outputs(node: Node) -> int:
+    """How many outputs a node has (more than one: its value is a tuple, read through Select nodes)."""
+    return len(spec_of(node).outputs)
+
+
+def output_types(node: Node) -> tuple:
+    """The result type of a node, or the tuple of its outputs' types for a node with several outputs."""
+    outputs = spec_of(node).outputs
+    return node.result_type if len(outputs) == 1 else tuple(node.types.get(var) for var in outputs)
 
 
 def spec_of(node: Node) -> OpSpec:

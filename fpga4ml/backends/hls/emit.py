@@ -696,6 +696,10 @@ def n_writes(graph: Graph, name: str) -> int:
 
 def emit_layer(ctx: Context, node: Node) -> str:
     """The C++ function of one typed node (its typedefs and arrays go into `ctx`)."""
+    from ...semantics.spec import n_outputs
+    if node.op == 'Select' or n_outputs(node) > 1:
+        raise GraphError(f'layer {node.name!r}: the HLS back end does not support nodes with several outputs yet '
+                         f'({node.op}); the emulator and the Verilog back end do')
     emitter = emitter_of(node.op)
     if emitter is None:
         from .emit_cnn import CNN_EMITTERS

@@ -9,8 +9,9 @@ weights become adder graphs (adder_graph.py) unless a layer asks for DSP multipl
 from __future__ import annotations
 
 from ...intervals import Interval
-from ...ir import Graph, GraphError
+from ...ir import Graph, GraphError, operands
 from ...semantics import lower_node
+from ...semantics.spec import output_types
 from .netlist import Netlist
 from .progress import StepClock
 
@@ -29,9 +30,10 @@ def lower_graph(graph: Graph, intervals: dict[str, Interval] | None = None, cse:
             sigs[node.name] = nl.add_input(node.name, node.shape, node.result_type)
             continue
         with clock.step(f'{node.name} ({node.op}) lowered'):
-            out = lower_node(nl, node, [graph[i].result_type for i in node.inputs], [sigs[i] for i in node.inputs],
-                             [graph[i].shape for i in node.inputs], cse, clock)
-        if len(out) != node.size:
+            in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
+            out = lower_node(nl, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
+                             operands(node, sigs), in_shapes, cse, clock)
+        if not isinstance(out, tuple) and len(out) != node.size:
             raise GraphError(f'layer {node.name!r}: lowering produced {len(out)} values for shape {node.shape}')
         sigs[node.name] = out
     for name in graph.outputs:
