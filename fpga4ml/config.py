@@ -75,7 +75,7 @@ def _layer_types(node: Node) -> tuple[str, ...]:
     """The LayerType names a node answers to: its framework class, its IR op, hls4ml's class name."""
     if INTERNAL_PRECISION_ATTR in node.attrs or PART_OF_ATTR in node.attrs:
         return (node.source,) if node.source else ()  # a composed layer answers to its own class only
-    names = [node.source, node.op]
+    names = [node.op, node.source] if node.op == 'Softmax' else [node.source, node.op]  # hls4ml's Softmax first
     if node.op == 'Activation':
         names.append(str(node.attrs.get('function')))
         if node.attrs.get('function') in ('leaky_relu', 'elu'):
@@ -356,8 +356,9 @@ def config_from_graph(graph: Graph, granularity: str = 'model', default_precisio
     if granularity == 'type':
         config['LayerType'] = {}
         for node in graph:
-            if PART_OF_ATTR not in node.attrs:
-                config['LayerType'].setdefault(node.source or node.op, layer_entry(node))
+            if PART_OF_ATTR not in node.attrs:  # a softmax is hls4ml's class Softmax whatever layer made it
+                key = 'Softmax' if node.op == 'Softmax' else node.source or node.op
+                config['LayerType'].setdefault(key, layer_entry(node))
     elif granularity == 'name':
         config['LayerName'] = {node.name: layer_entry(node) for node in graph if PART_OF_ATTR not in node.attrs}
     return config

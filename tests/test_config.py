@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import fpga4ml
 
 from fpga4ml.config import ConfigError, ConfigWarning, config_from_graph
 from fpga4ml.convert import convert_graph
@@ -141,3 +142,19 @@ def test_model_fixed_precisions_win_unless_named_explicitly():
     assert named['LayerName']['fc0']['Precision']['weight'] == str(q6)
     named['LayerName']['fc0']['Precision']['weight'] = 'fixed<4,1>'  # the user's explicit name entry wins
     assert convert_graph(g, named).graph['fc0'].types['weight'] == parse_precision('fixed<4,1>')
+
+
+def test_type_granularity_has_hls4ml_softmax_entry():
+    """granularity='type' keys a softmax as hls4ml's class Softmax (a Keras Activation('softmax') too)."""
+    keras = pytest.importorskip('keras')
+    km = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation='relu', name='fc1'),
+                           keras.layers.Dense(3, name='fc2'), keras.layers.Activation('softmax', name='softmax')])
+    by_type = fpga4ml.utils.config_from_keras_model(km, granularity='type')['LayerType']
+    assert set(by_type) == {'InputLayer', 'Dense', 'Activation', 'Softmax'}
+    assert by_type['Activation']['Precision'] == {'result': 'auto'}
+    assert by_type['Softmax']['Precision'] == {'result': 'auto', 'exp_table': 'auto', 'inv_table': 'auto'}
+    by_type['Softmax']['Precision']['result'] = 'fixed<10,1,RND,SAT>'  # the entry reaches the softmax node only
+    model = fpga4ml.converters.convert_from_keras_model(km, hls_config={'Model': {'Precision': 'fixed<16,6>'},
+                                                                        'LayerType': by_type})
+    assert str(model.graph['softmax'].result_type) == 'fixed<10,1,RND,SAT>'
+    assert model.graph['fc1_relu'].result_type != model.graph['softmax'].result_type
