@@ -23,9 +23,11 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture')
+              'Architecture', 'TableSemantics')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
-              'ParallelizationFactor')
+              'ParallelizationFactor', 'TableSemantics')
+#: lookup tables: fpga4ml's exact tables (default) or hls4ml 1.3.0's (its index arithmetic and entries)
+TABLE_SEMANTICS = ('exact', 'hls4ml')
 #: variables with their own defaults: a layer or model 'default' precision does not apply to them,
 #: only an explicit entry for the variable itself
 OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
@@ -123,6 +125,12 @@ def _check_strategy(value: Any, where: str) -> str:
         if isinstance(value, str) and value.lower() == s.lower():
             return s
     raise ConfigError(f'{where}: Strategy must be one of {list(STRATEGIES)}, got {value!r}')
+
+
+def _check_table_semantics(value: Any, where: str) -> str:
+    if value not in TABLE_SEMANTICS:
+        raise ConfigError(f'{where}: TableSemantics={value!r}; use one of {list(TABLE_SEMANTICS)}')
+    return value
 
 
 def _check_multipliers(value: Any, where: str) -> str:
@@ -227,6 +235,7 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'Multipliers': _check_multipliers(model_cfg.get('Multipliers', 'adders'), "config['Model']"),
         'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
         'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
+        'TableSemantics': _check_table_semantics(model_cfg.get('TableSemantics', 'exact'), "config['Model']"),
     }
 
     type_cfg = dict(config.get('LayerType') or {})
@@ -272,6 +281,7 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'Strategy': model['Strategy'],
         'Trace': model['TraceOutput'],
         'Multipliers': model['Multipliers'],
+        'TableSemantics': model['TableSemantics'],
     }
     precision_levels = []
     for where, settings in reversed(layers):  # least specific first, so specific ones overwrite
@@ -291,6 +301,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
             resolved['Multipliers'] = _check_multipliers(settings['Multipliers'], where)
         if 'TableSize' in settings:
             resolved['TableSize'] = settings['TableSize']
+        if 'TableSemantics' in settings:
+            resolved['TableSemantics'] = _check_table_semantics(settings['TableSemantics'], where)
         precision_levels.insert(0, _precision_entries(settings.get('Precision'), valid_vars, where))
     precision_levels.append(model_entries)
 

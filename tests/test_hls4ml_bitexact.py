@@ -342,6 +342,34 @@ ACTIVATIONS = {
 }
 
 
+def table_model(rng: np.random.Generator):
+    """Dense into sigmoid and tanh Activations and a Dense(activation='sigmoid'): hls4ml's table activations."""
+    x = keras.Input((10,), name='x')
+    h = L.Dense(10, name='d0')(x)
+    outs = [L.Activation('sigmoid', name='sig')(h), L.Activation('tanh', name='th')(h),
+            L.Dense(4, activation='sigmoid', name='d1')(h)]
+    m = keras.Model(x, outs)
+    _set_weights(m.get_layer('d0'), rng, 1.5, 0.5)
+    _set_weights(m.get_layer('d1'), rng, 0.6, 0.3)
+    return m
+
+
+#: TableSemantics 'hls4ml': hls4ml's own tables, with its default and with configured sizes
+TABLES = {
+    'Model': {**MODEL_16_6, 'TableSemantics': 'hls4ml'},
+    'LayerName': {
+        'x': {'Precision': {'result': 'fixed<12,4,RND,SAT>'}},
+        'd0': {'Precision': {'weight': 'fixed<10,2,RND>', 'accum': 'fixed<18,7>', 'result': 'fixed<14,6>'}},
+        'sig': {'Precision': {'result': 'ufixed<10,0,RND,SAT>'}},
+        # hls4ml 1.3.0 ignores a configured 'table' precision of a Keras activation (keeps ap_fixed<18,8>)
+        'th': {'Precision': {'result': 'fixed<9,1,RND_CONV,SAT>'}, 'TableSize': 2048},
+        'd1': {'Precision': {'weight': 'fixed<8,1>', 'bias': 'fixed<8,2>', 'accum': 'fixed<16,6>',
+                             'result': 'fixed<12,5>'}},
+        'd1_sigmoid': {'Precision': {'result': 'fixed<8,1>'}, 'TableSize': 256},
+    },
+}
+
+
 def merge_model():
     """Two inputs into Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, plus one chained Add."""
     a, b = keras.Input((8,), name='a'), keras.Input((8,), name='b')
@@ -437,19 +465,21 @@ def cases(tmp_path_factory):
     import_hls4ml()
     rng = np.random.default_rng(2024)
     jsc, bn, act, merge, ints = jsc_mlp(rng), bn_model(rng), activation_model(rng), merge_model(), int_model(rng)
+    tables = table_model(rng)
     fused_cfg = bn_fused_config(bn)
     specs = {}  # name -> (keras model, config, our model)
     for name, km, cfgs, seed in (('jsc', jsc, {'jsc_16_6': {'Model': MODEL_16_6}, 'jsc_narrow': JSC_NARROW}, 1),
                                  ('bn', bn, {'bn_unfused': BN_UNFUSED, 'bn_fused': fused_cfg}, 2),
                                  ('act', act, {'activations': ACTIVATIONS}, 3),
                                  ('merge', merge, {'merges': MERGES}, 4),
-                                 ('ints', ints, {'int_types': INT_TYPES}, 5)):
+                                 ('ints', ints, {'int_types': INT_TYPES}, 5),
+                                 ('tables', tables, {'tables_hls4ml': TABLES}, 6)):
         ours = _make_text_safe(km, list(cfgs.values()), seed)
         for (case_name, cfg), model in zip(cfgs.items(), ours):
             specs[case_name] = (km, cfg, model)
 
     n_vectors = {'jsc_16_6': 10000, 'jsc_narrow': 10000, 'bn_unfused': 6000, 'bn_fused': 6000,
-                 'activations': 6000, 'merges': 6000, 'int_types': 4000}
+                 'activations': 6000, 'merges': 6000, 'int_types': 4000, 'tables_hls4ml': 10000}
     with compiled_cases(specs, n_vectors, rng, tmp_path_factory) as out:
         yield out
 
@@ -555,3 +585,28 @@ def test_integer_types_truncate_toward_zero(cases):
     assert parse_precision('int<5>').rounding == 'TRN_ZERO'
     assert_bit_exact(case)
     assert_negative_control(case, bump_weight('d', index=(1, 2)))
+
+
+def test_hls4ml_table_semantics_sigmoid_tanh(cases):
+    """TableSemantics 'hls4ml': sigmoid and tanh tables (entries, index x*N/R truncated toward zero,
+    clamped) equal hls4ml's C simulation, with its defaults (1024 entries, ap_fixed<18,8>) and with
+    configured TableSizes."""
+    case = cases['tables_hls4ml']
+    assert_same_types(case)
+    assert_bit_exact(case)
+    assert len(case.ours.graph['sig'].attrs['tables']['f']) == 1024
+    assert len(case.ours.graph['th'].attrs['tables']['f']) == 2048
+    assert str(case.ours.graph['sig'].types['table']) == 'fixed<18,8>'
+    theirs = {layer.name: layer for layer in case.theirs.get_layers()}
+    for layer in ('sig', 'th', 'd1_sigmoid'):  # hls4ml resolved the same table types and sizes
+        assert parse_precision(str(theirs[layer].types['table_t'].precision)) == case.ours.graph[layer].types['table']
+        assert theirs[layer].get_attr('table_size') == len(case.ours.graph[layer].attrs['tables']['f'])
+    ovf = overflows(case)
+    assert ovf['x'] > 0, ovf
+
+    def bump_entry(layer: str, address: int, delta: int = 1):
+        def perturb(model):
+            model.graph[layer].attrs['tables']['f'].values[address] += delta
+        return perturb
+    assert_negative_control(case, bump_entry('sig', 512))  # the entry of inputs in (-1/64, 1/64)
+    assert_negative_control(case, bump_entry('th', 1024, 4))  # one result LSB (the table has 2 bits more)

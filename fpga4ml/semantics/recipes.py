@@ -18,7 +18,7 @@ from ..ir import TABLE_ACTIVATIONS, GraphError
 from .params import default_param_type, element_groups, enclosing_type
 from .primitives import LOWEST, Const
 from .spec import REQUIRED, attr, recipe
-from .tables import build_activation_table, build_softmax_tables
+from .tables import HLS4ML_TABLE_TYPE, build_activation_table, build_softmax_tables, hls4ml_tables
 
 ZERO, ONE = Const(np.asarray(0), 0), Const(np.asarray(1), 0)
 WINDOW_ATTRS = {'kernel_size': REQUIRED, 'strides': None, 'dilation': None, 'padding': None}
@@ -117,9 +117,10 @@ def activation(node, p, x):
     fn = attr(node, 'function')
     if fn in TABLE_ACTIVATIONS:
         p.type('result', 'default')
-        p.type('table', 'result')
-        p.tables(lambda n, in_types: build_activation_table(n, in_types[0]))
-        return p.cast(p.lookup(x, 'f', table_function(fn, node.attrs)), 'result', opaque=True)
+        p.type('table', HLS4ML_TABLE_TYPE if hls4ml_tables(node) else 'result')
+        tables = p.tables(lambda n, in_types: build_activation_table(n, in_types[0]))
+        f, k = table_function(fn, node.attrs), tables['f'].shift if tables else 0  # hls4ml's: x * N / R
+        return p.cast(p.lookup(p.shift(x, k), 'f', lambda v: f(v * 2.0 ** -k)), 'result', opaque=True)
     exact = bool(attr(node, 'exact_result'))
     auto = 'exact' if exact else 'default'
     if fn == 'linear':

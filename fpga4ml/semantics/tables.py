@@ -7,10 +7,16 @@ and the table is exact: output = quantize(f(x)) for every representable x. Wider
 their top bits: the index type has log2(TableSize) bits, its integer bits clamped to the range
 where f still changes at the output precision (f is monotonic), and the LSBs below are truncated;
 each entry then samples f at the centre of the input values that share it. See docs/semantics.md.
+
+With ``TableSemantics: 'hls4ml'`` (sigmoid, tanh) a table is hls4ml 1.3.0's instead: its entries
+and its index arithmetic (`build_hls4ml_table`), so a design validated with hls4ml gives its bits.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +27,11 @@ from ..ir import GraphError, Node
 
 DEFAULT_TABLE_BITS = 12
 EXP_TABLE_DEFAULT = FixedType(18, 1, False, 'RND', 'SAT')
+#: hls4ml's generic tables (nnet_activation.h): input range [-R/2, R/2) of each function
+HLS4ML_TABLE_RANGE = {'sigmoid': 16, 'tanh': 8}
+#: hls4ml's default table_t (ap_fixed<18,8>: TRN, WRAP) and table_size of activations
+HLS4ML_TABLE_TYPE = FixedType(18, 8)
+HLS4ML_TABLE_BITS = 10
 INV_TABLE_DEFAULT = FixedType(18, 1, False, 'RND', 'SAT')
 
 
@@ -33,14 +44,16 @@ class Table:
     type: FixedType
     #: a table of a non-positive input (softmax's exp): address = min(-index mantissa, last entry)
     negated: bool = False
+    #: the input is scaled by 2^shift before the cast into the index type (hls4ml's x * N / R)
+    shift: int = 0
 
     def __len__(self) -> int:
         return int(self.values.size)
 
 
-def table_bits(node: Node) -> int:
-    """log2 of the configured TableSize (default 4096 entries)."""
-    size = node.config.get('TableSize', 1 << DEFAULT_TABLE_BITS)
+def table_bits(node: Node, default_bits: int = DEFAULT_TABLE_BITS) -> int:
+    """log2 of the configured TableSize (default 2^default_bits entries)."""
+    size = node.config.get('TableSize', 1 << default_bits)
     if isinstance(size, bool) or not isinstance(size, int) or size < 2 or size & (size - 1):
         raise GraphError(f'layer {node.name!r}: TableSize must be a power of two >= 2, got {size!r}')
     return size.bit_length() - 1
@@ -73,8 +86,60 @@ def _index_values(idx: FixedType, in_t: FixedType) -> np.ndarray:
     return idx.to_float(m) + (idx.lsb - in_t.lsb) / 2 if idx.frac < in_t.frac else idx.to_float(m)
 
 
+def hls4ml_tables(node: Node) -> bool:
+    """The node asks for hls4ml's tables (config TableSemantics: 'hls4ml')."""
+    return node.config.get('TableSemantics', 'exact') == 'hls4ml'
+
+
+@functools.lru_cache(maxsize=None)
+def _libm_float(name: str):
+    """The C library's float function `name` (expf, tanhf): the one hls4ml's C simulation calls here."""
+    path = ctypes.util.find_library('m') or ctypes.util.find_library('c')
+    fn = getattr(ctypes.CDLL(path), name)
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return np.frompyfunc(lambda v: fn(float(v)), 1, 1)
+
+
+def hls4ml_entries(fn: str, size: int) -> np.ndarray:
+    """hls4ml's float32 table entries: entry i is f((i - N/2) * R / N), computed as its C++ computes it.
+
+    The argument is computed in double and rounded to float; sigmoid is float(1.0 / (double)(1.0f +
+    expf(-x))), tanh is tanhf(x). expf and tanhf are the C library's own (through ctypes): numpy's
+    float32 functions differ from glibc's in the last bit for about a third of the entries, which
+    moves table values. A test compares every entry with hls4ml's header compiled by g++.
+    """
+    i = np.arange(size, dtype=np.float64)
+    x = (float(HLS4ML_TABLE_RANGE[fn]) * (i - size / 2.0) / size).astype(np.float32)
+    if fn == 'sigmoid':
+        e = _libm_float('expf')(-x).astype(np.float32)
+        return (1.0 / (np.float32(1) + e).astype(np.float64)).astype(np.float32)
+    return _libm_float('tanhf')(x).astype(np.float32)
+
+
+def build_hls4ml_table(node: Node, in_t: FixedType) -> None:
+    """hls4ml's sigmoid/tanh table: address = clamp(trunc0(x * N / R) + N/2, 0, N - 1).
+
+    x * N / R is a shift of x (N and R are powers of two); trunc0 and the clamp are a cast into
+    fixed<B, B, TRN_ZERO, SAT> (B = log2 N, range [-N/2, N/2 - 1]); the address is that mantissa + N/2.
+    """
+    fn = node.attrs['function']
+    if fn not in HLS4ML_TABLE_RANGE:
+        raise GraphError(f"layer {node.name!r}: TableSemantics 'hls4ml' covers {sorted(HLS4ML_TABLE_RANGE)} so "
+                         f"far, not {fn!r}; set TableSemantics: 'exact' for this layer")
+    bits = table_bits(node, HLS4ML_TABLE_BITS)
+    shift = bits - (HLS4ML_TABLE_RANGE[fn].bit_length() - 1)
+    if max(abs(in_t.min_value), in_t.max_value) * 2.0 ** shift >= 2.0 ** 31:
+        raise GraphError(f"layer {node.name!r}: hls4ml's table index (x * N / R in a C int) overflows for "
+                         f'inputs of type {in_t}; use fewer integer bits or TableSemantics: \'exact\'')
+    table_t: FixedType = node.types['table']
+    values = table_t.quantize(hls4ml_entries(fn, 1 << bits).astype(np.float64))
+    node.attrs['tables'] = {'f': Table(FixedType(bits, bits, True, 'TRN_ZERO', 'SAT'), values, table_t, shift=shift)}
+
+
 def build_activation_table(node: Node, in_t: FixedType) -> None:
     """Build the lookup table of a table activation into node.attrs['tables']['f']."""
+    if hls4ml_tables(node):
+        return build_hls4ml_table(node, in_t)
     fn_name = node.attrs['function']
     f = table_function(fn_name, node.attrs)
     table_t: FixedType = node.types['table']
@@ -89,6 +154,9 @@ def build_activation_table(node: Node, in_t: FixedType) -> None:
 
 def build_softmax_tables(node: Node) -> None:
     """Build the exp and reciprocal tables of a softmax (see docs/semantics.md)."""
+    if hls4ml_tables(node):
+        raise GraphError(f"layer {node.name!r}: TableSemantics 'hls4ml' does not cover Softmax yet (hls4ml's "
+                         "latency/stable/legacy/argmax implementations); set TableSemantics: 'exact' for this layer")
     bits = table_bits(node)
     exp_t = node.config.get('Precision', {}).get('exp_table', 'auto')
     inv_t = node.config.get('Precision', {}).get('inv_table', 'auto')

@@ -503,7 +503,8 @@ def emit_activation(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
 
 def table_arrays(ctx: Context, node: Node, var: str, table: Table, what: str) -> tuple[str, str, str]:
     """Typedefs and the entry array of a table: (index type, entry type, array name)."""
-    it = ctx.typedef(node, f'{var}_index', table.index, f'{label(node)}: {var} table index (TRN, SAT)')
+    modes = f'{table.index.rounding}, {table.index.overflow}'
+    it = ctx.typedef(node, f'{var}_index', table.index, f'{label(node)}: {var} table index ({modes})')
     tt = ctx.typedef(node, f'{var}_table', table.type, f'{label(node)}: {var} table entries')
     arr = ctx.mantissa_array(node, f'{var}_table', table.values, table.type,
                              f'{label(node)} {what}: {len(table)} entries addressed by {table.index.to_cpp()}')
@@ -516,11 +517,16 @@ def emit_table_activation(ctx: Context, node: Node, ins: list[Port], out: Port) 
     table: Table = node.attrs['tables']['f']
     fn = node.attrs['function']
     it, tt, arr = table_arrays(ctx, node, 'f', table, f'{fn}(index value)')
+    scaled = 'x[i]'
+    if table.shift:  # hls4ml's tables: the index is x * N / R, a power of two: an exact product
+        st = ctx.typedef(node, 'scale', FixedType(1, table.shift + 1, False), f'{label(node)}: 2^{table.shift}')
+        scaled = f'(x[i] * {from_bits(st, "1")})'
     head = header(node, f'{fn} through a {len(table)}-entry table', [
-        'idx = (index_t) x (floor, saturate); address = mantissa(idx) - min mantissa; y = (result_t) table[address]'])
+        f'idx = (index_t) {scaled.replace("[i]", "")} ({table.index.rounding}, {table.index.overflow}); '
+        'address = mantissa(idx) - min mantissa; y = (result_t) table[address]'])
     entry = from_bits(tt, f"{arr}[{address('idx', table.index)}]")
     return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, [
-        f'{it} idx = ({it}) x[i];', f'y[i] = ({out.ctype}) {entry};'])
+        f'{it} idx = ({it}) {scaled};', f'y[i] = ({out.ctype}) {entry};'])
 
 
 def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:

@@ -1,0 +1,135 @@
+"""TableSemantics 'hls4ml': the table entries against hls4ml's own C++, and the errors around the mode.
+
+The bit-exactness of whole models against hls4ml's C simulation is in test_hls4ml_bitexact.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpga4ml.config import ConfigError
+from fpga4ml.convert import convert_graph
+from fpga4ml.ir import Graph, GraphError, Node
+from fpga4ml.semantics.tables import hls4ml_entries
+
+SIZES = (256, 1024, 2048, 4096)
+
+
+def _hls4ml_templates() -> Path | None:
+    spec = importlib.util.find_spec('hls4ml')
+    if spec is None or shutil.which('g++') is None:
+        return None
+    return Path(spec.origin).parent / 'templates' / 'vivado'
+
+
+def _hls4ml_entries_gpp(tmp_path: Path, templates: Path) -> dict[tuple[str, int], np.ndarray]:
+    """hls4ml's init_sigmoid_table / init_tanh_table with a float table_t: the float32 entries themselves."""
+    calls = []
+    for n in SIZES:
+        calls.append(f'struct c{n} {{ typedef float table_t; }};')
+    body = ''.join(
+        f'{{ static float t[{n}]; nnet::init_{fn}_table<c{n}, {n}>(t); '
+        f'for (int i = 0; i < {n}; i++) std::printf("{fn} {n} %a\\n", t[i]); }}\n'
+        for n in SIZES for fn in ('sigmoid', 'tanh'))
+    source = tmp_path / 'tables.cpp'
+    source.write_text('#include <cstdio>\n#include "nnet_utils/nnet_activation.h"\n' + '\n'.join(calls)
+                      + f'\nint main() {{\n{body}return 0;\n}}\n')
+    exe = tmp_path / 'tables'
+    subprocess.run(['g++', '-O1', '-std=c++14', f'-I{templates}', f'-I{templates / "ap_types"}', str(source),
+                    '-o', str(exe)], check=True, capture_output=True, timeout=300)
+    out: dict[tuple[str, int], list[float]] = {}
+    for line in subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines():
+        fn, n, value = line.split()
+        out.setdefault((fn, int(n)), []).append(float.fromhex(value))
+    return {key: np.asarray(v, dtype=np.float32) for key, v in out.items()}
+
+
+def test_entries_equal_hls4ml_cpp(tmp_path):
+    """Every float32 entry equals what hls4ml's own header computes with g++ (libm expf/tanh included)."""
+    templates = _hls4ml_templates()
+    if templates is None or not (templates / 'nnet_utils' / 'nnet_activation.h').exists():
+        pytest.skip('needs g++ and hls4ml (its nnet_utils headers and ap_types)')
+    theirs = _hls4ml_entries_gpp(tmp_path, templates)
+    for (fn, n), values in theirs.items():
+        ours = hls4ml_entries(fn, n)
+        assert ours.dtype == np.float32 and ours.shape == values.shape
+        np.testing.assert_array_equal(ours, values, err_msg=f'{fn} {n}')
+    # negative control: the entries in double precision are not hls4ml's
+    assert not np.array_equal(1.0 / (1.0 + np.exp(-(np.arange(1024) - 512) / 64.0)), theirs[('sigmoid', 1024)])
+
+
+def _graph(fn: str) -> Graph:
+    g = Graph()
+    g.add(Node('x', 'Input', [], (4,)))
+    g.add(Node('f', fn if fn == 'Softmax' else 'Activation', ['x'], (4,),
+               attrs={} if fn == 'Softmax' else {'function': fn}))
+    g.inputs, g.outputs = ['x'], ['f']
+    return g
+
+
+def test_mode_errors_name_the_layer(tmp_path):
+    with pytest.raises(ConfigError, match=r"TableSemantics='HLS4ML'; use one of \['exact', 'hls4ml'\]"):
+        convert_graph(_graph('sigmoid'), {'Model': {'TableSemantics': 'HLS4ML'}}, output_dir=str(tmp_path))
+    hls4ml = {'Model': {'Precision': 'fixed<16,6>', 'TableSemantics': 'hls4ml'}}
+    with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' covers \['sigmoid', 'tanh'\] so far"):
+        convert_graph(_graph('softplus'), hls4ml, output_dir=str(tmp_path))
+    with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' does not cover Softmax yet"):
+        convert_graph(_graph('Softmax'), hls4ml, output_dir=str(tmp_path))
+    wide = {**hls4ml, 'LayerName': {'x': {'Precision': {'result': 'fixed<40,30>'}}}}
+    with pytest.raises(GraphError, match=r"layer 'f': hls4ml's table index .* overflows"):
+        convert_graph(_graph('sigmoid'), wide, output_dir=str(tmp_path))
+    # per layer: the softmax keeps the exact tables while the model asks for hls4ml's
+    model = convert_graph(_graph('Softmax'), {**hls4ml, 'LayerName': {'f': {'TableSemantics': 'exact'}}},
+                          output_dir=str(tmp_path))
+    assert model.graph['f'].config['TableSemantics'] == 'exact'
+
+
+def test_index_is_hls4ml_c_arithmetic(tmp_path):
+    """address = clamp(int(x * N / R) + N/2, 0, N - 1), C int conversion toward zero, on every input value."""
+    model = convert_graph(_graph('tanh'), {'Model': {'Precision': 'fixed<12,4,RND,SAT>', 'TableSemantics': 'hls4ml'},
+                                           'LayerName': {'f': {'TableSize': 512}}}, output_dir=str(tmp_path))
+    t_in, node = model.graph['x'].result_type, model.graph['f']
+    x = t_in.to_float(np.arange(t_in.min_mantissa, t_in.max_mantissa + 1))
+    address = np.clip(np.trunc(x * 512 / 8).astype(np.int64) + 256, 0, 511)
+    table = node.attrs['tables']['f']
+    want = node.result_type.cast(table.values[address], table.type.frac)
+    got = model.predict_mantissas(np.repeat(x[:, None], 4, axis=1))['f'][:, 0]
+    np.testing.assert_array_equal(got, want)
+    floor = np.clip(np.floor(x * 512 / 8).astype(np.int64) + 256, 0, 511)  # negative control: floor, not trunc
+    assert not np.array_equal(got, node.result_type.cast(table.values[floor], table.type.frac))
+
+
+def _two_tables(tmp_path, mode: str = 'hls4ml'):
+    g = Graph()
+    g.add(Node('x', 'Input', [], (6,)))
+    g.add(Node('s', 'Activation', ['x'], (6,), attrs={'function': 'sigmoid'}))
+    g.add(Node('t', 'Activation', ['x'], (6,), attrs={'function': 'tanh'}))
+    g.inputs, g.outputs = ['x'], ['s', 't']
+    cfg = {'Model': {'Precision': 'fixed<14,5,RND,SAT>', 'TableSemantics': mode},
+           'LayerName': {'t': {'TableSize': 256, 'Precision': {'result': 'fixed<10,1,RND_CONV,SAT>'}}}}
+    return convert_graph(g, cfg, output_dir=str(tmp_path / mode))
+
+
+def test_netlist_and_csim_equal_the_emulator(tmp_path):
+    """The Verilog netlist and the HLS C simulation compute the hls4ml tables' bits too."""
+    from fpga4ml.backends.verilog.lower import lower_graph
+    model = _two_tables(tmp_path)
+    x = np.random.default_rng(3).uniform(-12, 12, (3000, 6))
+    want = model.predict_mantissas(x)
+    t_in = model.graph['x'].result_type
+    got = lower_graph(model.graph, model.intervals).evaluate([t_in.quantize(x)])
+    np.testing.assert_array_equal(got[0], want['s'])
+    np.testing.assert_array_equal(got[1], want['t'])
+    exact = _two_tables(tmp_path, 'exact').predict_mantissas(x)  # negative control: the default tables differ
+    assert not np.array_equal(exact['s'], want['s']) and not np.array_equal(exact['t'], want['t'])
+    if _hls4ml_templates() is None:
+        pytest.skip('the C simulation needs g++ and the ap_types headers shipped with hls4ml')
+    model.compile(sim='csim')
+    for name, a, b in zip(('s', 't'), model.predict(x), model.predict(x, sim='csim')):
+        np.testing.assert_array_equal(b, a, err_msg=name)
