@@ -100,18 +100,19 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, (dict, list))
 
 
-def _dumps(value: Any, indent: int = 0) -> str:
-    """Sorted-key JSON, indented, but with lists of numbers kept on one line (weights, tables)."""
+def _dumps(value: Any, indent: int = 0, sort_keys: bool = True) -> str:
+    """Indented JSON (keys sorted unless sort_keys=False), with lists of numbers kept on one line (weights, tables)."""
     pad, inner = ' ' * indent, ' ' * (indent + 2)
     if isinstance(value, dict):
         if not value:
             return '{}'
-        items = [f'{inner}{json.dumps(k)}: {_dumps(value[k], indent + 2)}' for k in sorted(value)]
+        keys = sorted(value) if sort_keys else list(value)
+        items = [f'{inner}{json.dumps(k)}: {_dumps(value[k], indent + 2, sort_keys)}' for k in keys]
         return '{\n' + ',\n'.join(items) + '\n' + pad + '}'
     if isinstance(value, list):
         if all(_is_scalar(v) for v in value):
             return '[' + ', '.join(json.dumps(v, allow_nan=False) for v in value) + ']'
-        return '[\n' + ',\n'.join(inner + _dumps(v, indent + 2) for v in value) + '\n' + pad + ']'
+        return '[\n' + ',\n'.join(inner + _dumps(v, indent + 2, sort_keys) for v in value) + '\n' + pad + ']'
     return json.dumps(value, allow_nan=False)
 
 

@@ -47,11 +47,19 @@ class _StrictLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _keras_model_path(loader: _StrictLoader, node: yaml.Node) -> str:
+    """hls4ml's ``!keras_model path`` tag: the path as a plain string (nothing is loaded here)."""
+    return loader.construct_scalar(node)
+
+
+_StrictLoader.add_constructor('!keras_model', _keras_model_path)
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Plain data (dicts, lists, strings, numbers) from YAML `text`; ConfigError naming `source` otherwise.
 
     `source` names the text in messages (the file path). Aliases, Python tags and nesting deeper
-    than MAX_DEPTH are refused.
+    than MAX_DEPTH are refused; hls4ml's ``!keras_model path`` tag reads as the path string.
     """
     loader = _StrictLoader(text)
     try:
