@@ -261,3 +261,16 @@ def test_shape_inference_from_the_recipe():
     g['t'].shape = (4, 3)  # an index map's geometry checks its own shape
     with pytest.raises(GraphError, match=r"'t'"):
         g.lint()
+
+
+def test_converted_graph_with_fused_batchnorm_lints(tmp_path):
+    """The fusion pass's annotation is declared: a converted graph passes lint (the saved-model loader relies on it)."""
+    g = Graph()
+    g.add(Node('x', 'Input', [], (4,)))
+    g.add(Node('d', 'Dense', ['x'], (3,), weights={'kernel': np.ones((4, 3)), 'bias': np.zeros(3)}))
+    g.add(Node('bn', 'Scale', ['d'], (3,), weights={'scale': np.full(3, 0.5), 'bias': np.full(3, 0.25)}))
+    g.inputs, g.outputs = ['x'], ['bn']
+    cfg = {'Model': {'Precision': 'fixed<16,6>'}, 'LayerName': {'d': {'Precision': {'result': 'auto'}}}}
+    model = convert_graph(g, cfg, backend='Vitis', output_dir=str(tmp_path))
+    assert model.graph['d'].attrs['fused'] == ['bn'] and 'bn' not in model.graph
+    model.graph.lint()

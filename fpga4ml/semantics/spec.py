@@ -26,6 +26,7 @@ ANNOTATIONS = {
     INTERNAL_PRECISION_ATTR: "types a front end's composition fixes ({variable: FixedType})",
     PART_OF_ATTR: "a helper node's (layer, {variable: layer variable}) inside a composed layer",
     'type_aliases': "the framework layer types a 'LayerType' config may name for this node",
+    'fused': 'the BatchNormalization layers folded into this node (set by the fusion pass)',
 }
 
 
