@@ -11,7 +11,7 @@ The API mirrors hls4ml's, so scripts port by changing the import::
 Only numpy is imported here; Keras and other frameworks are imported when first used.
 """
 
-from . import converters, utils
+from . import converters, report, utils
 from .config import ConfigError, ConfigWarning
 from .convert import config_from_keras_model, convert_from_keras_model
 from .convert import config_from_pytorch_model, convert_from_pytorch_model
@@ -29,5 +29,5 @@ __all__ = [
     'Node', 'PrecisionError', 'config_from_keras_model', 'convert_from_keras_model', 'converters',
     'config_from_pytorch_model', 'convert_from_pytorch_model',
     'config_from_onnx_model', 'convert_from_onnx_model',
-    'parse_precision', 'profile', 'utils', 'WeightOverflowWarning',
+    'parse_precision', 'profile', 'report', 'utils', 'WeightOverflowWarning',
 ]

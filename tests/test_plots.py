@@ -36,7 +36,7 @@ def texts(fig) -> list[str]:
 
 def test_plot_model_draws_every_layer_with_shapes_and_precisions(mlp, tmp_path):
     _, model, _ = mlp
-    fig = plot_model(model, show_shapes=True, show_precision=True, to_file=None)
+    fig = fpga4ml.utils.plot_model(model, show_shapes=True, show_precision=True, to_file=None)  # hls4ml's path
     labels = texts(fig)
     for node in model.graph:
         label = next(t for t in labels if t.startswith(f'{node.name}:'))
