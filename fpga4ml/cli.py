@@ -476,7 +476,7 @@ def cmd_profile(args) -> int:
     config, project = _build_config(args, source)
     model = _convert(args, project=project, source=source, config=config)
     x = _check_input_shape(model, x, args.data)
-    model.compile()
+    model.compile(write=False)  # profiling writes no project
     profile(model, x)
     print()
     print('\n'.join(_agreement_lines(model, x)))

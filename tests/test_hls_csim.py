@@ -436,7 +436,12 @@ def test_missing_headers_error_names_the_three_places(tmp_path, monkeypatch):
         compile_csim(model)
 
 
-def test_predict_csim_requires_compile(tmp_path):
+def test_predict_csim_compiles_on_demand(tmp_path):
+    """predict(sim='csim') without compile(sim='csim') builds the C simulation first (issue 16), then reuses it."""
     model = convert_graph(jsc_graph(), jsc_config(), output_dir=str(tmp_path / 'p'))
-    with pytest.raises(RuntimeError, match="compile\\(sim='csim'\\)"):
-        model.predict(np.zeros((1, 16)), sim='csim')
+    x = np.random.default_rng(0).uniform(-2, 2, (50, 16))
+    np.testing.assert_array_equal(model.predict(x, sim='csim'), model.predict(x))
+    built = model._csim
+    assert built is not None
+    model.predict(x, sim='csim')
+    assert model._csim is built

@@ -91,13 +91,15 @@ def test_written_files_are_deterministic(tmp_path):
     assert texts[0] == texts[1] and set(texts[0]) == {'cnn.v', 'manifest.json'}
 
 
-def test_rtl_needs_the_verilog_backend():
+def test_rtl_needs_the_verilog_backend(tmp_path):
     model = convert(GRAPHS['mlp'](), 'auto')
     model.backend = 'Vitis'
     with pytest.raises(ValueError, match="backend='Verilog'"):
         model.compile(sim='rtl')
-    with pytest.raises(RuntimeError, match="compile\\(sim='rtl'\\) first"):
-        convert(GRAPHS['mlp'](), 'auto').predict(np.zeros((1, 16)), sim='rtl')
+    # predict(sim='rtl') without compile(sim='rtl') builds the simulator on demand (issue 16), as hls4ml users expect
+    model = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'p'))
+    x = np.random.default_rng(0).uniform(-2, 2, (50, 16))
+    np.testing.assert_array_equal(model.predict(x, sim='rtl'), model.predict(x))
 
 
 @pytest.mark.skipif(importlib.util.find_spec('pyosys') is None, reason='needs the pyosys wheel')
