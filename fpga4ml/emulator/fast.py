@@ -229,3 +229,179 @@ def dense_floor_shift(x: np.ndarray, w: np.ndarray, nz_rows: np.ndarray, bias: n
     n_in = w.shape[0]
     plan = conv_plan(np.arange(n_in)[None, :], n_in, w, nz_rows, bias, shift, wrap_width, wrap_signed)
     return plan(np.asarray(x).reshape(-1, n_in)).reshape(-1, w.shape[1])
+
+
+# ---------------------------------------------------------------------------- element-wise kernels
+# Casts (FixedType.cast for right shifts), a per-channel multiply-add fused with its cast (a Scale
+# node, BatchNorm), a lower clip (ReLU) and a gathered max (MaxPool). Each computes exactly what
+# the numpy steps of semantics/numpy_interp.py compute, under preconditions its planner checks.
+
+#: the casts the kernels specialise, by mode code: (rounding, overflow) with the signedness of WRAP
+CAST_MODES = {('TRN', 'WRAP', True): 0, ('TRN', 'WRAP', False): 1, ('TRN', 'SAT'): 2, ('TRN', 'SAT_SYM'): 2,
+              ('RND', 'WRAP', True): 3, ('RND', 'WRAP', False): 4, ('RND', 'SAT'): 5, ('RND', 'SAT_SYM'): 5}
+
+#: largest right shift and width the cast kernels accept (inputs must lie strictly inside +-2^62)
+MAX_CAST_SHIFT = 62
+MAX_CAST_WIDTH = 63
+
+
+def _cast_value(v, s, lo, hi, k, mask, mode):
+    """cast(v) for |v| < 2^62: round away s bits (TRN: floor; RND: half up, s >= 1), then the overflow.
+
+    mode (a literal at every call site, so each loop is compiled for one mode): 0/3 wrap signed to
+    64 - k bits, 1/4 wrap unsigned (& mask), 2/5 saturate to [lo, hi]; 0-2 TRN, 3-5 RND.
+    """
+    q = v >> s if mode < 3 else ((v >> (s - 1)) + 1) >> 1
+    if mode == 0 or mode == 3:
+        return (q << k) >> k
+    if mode == 1 or mode == 4:
+        return q & mask
+    return min(max(q, lo), hi)
+
+
+def _cast_loop(m, s, lo, hi, k, mask, out, mode):
+    for i in range(m.shape[0]):
+        out[i] = _cast_value(m[i], s, lo, hi, k, mask, mode)
+
+
+def _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, mode):
+    n_rows, n_ch = x.shape
+    for r in range(n_rows):
+        for c in range(n_ch):
+            out[r, c] = _cast_value(np.int64(x[r, c]) * scale[c] + bias[c], s, lo, hi, k, mask, mode)
+
+
+def _cast_flat(m, s, lo, hi, k, mask, mode, out):
+    """out[i] = cast(m[i]) in cast mode `mode` (one specialised loop per mode)."""
+    if mode == 0:
+        _cast_loop(m, s, lo, hi, k, mask, out, 0)
+    elif mode == 1:
+        _cast_loop(m, s, lo, hi, k, mask, out, 1)
+    elif mode == 2:
+        _cast_loop(m, s, lo, hi, k, mask, out, 2)
+    elif mode == 3:
+        _cast_loop(m, s, lo, hi, k, mask, out, 3)
+    elif mode == 4:
+        _cast_loop(m, s, lo, hi, k, mask, out, 4)
+    else:
+        _cast_loop(m, s, lo, hi, k, mask, out, 5)
+    return out
+
+
+def _affine_cast(x, scale, bias, s, lo, hi, k, mask, mode, out):
+    """out[r, c] = cast(x[r, c] * scale[c] + bias[c]) over rows r and channels c (a Scale node)."""
+    if mode == 0:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 0)
+    elif mode == 1:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 1)
+    elif mode == 2:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 2)
+    elif mode == 3:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 3)
+    elif mode == 4:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 4)
+    else:
+        _affine_loop(x, scale, bias, s, lo, hi, k, mask, out, 5)
+    return out
+
+
+def _clip_below(m, floor, out):
+    """out[i] = max(m[i], floor) (a ReLU)."""
+    for i in range(m.shape[0]):
+        v = m[i]
+        out[i] = v if v > floor else floor
+    return out
+
+
+def _gather_max(flat, index_t, fill, out):
+    """out[b, o] = max over taps t of flat[b, index_t[o, t]] (-1 reads `fill`): a max pool's windows."""
+    n_batch = flat.shape[0]
+    n_out, n_taps = index_t.shape
+    for b in range(n_batch):
+        row = flat[b]
+        for o in range(n_out):
+            best = np.int64(-9223372036854775807 - 1)
+            for t in range(n_taps):
+                p = index_t[o, t]
+                best = max(best, row[max(p, 0)] if p >= 0 else fill)
+            out[b, o] = best
+    return out
+
+
+if njit is not None:
+    _cast_value = njit(inline='always')(_cast_value)
+    _cast_loop = njit(inline='always')(_cast_loop)
+    _affine_loop = njit(inline='always')(_affine_loop)
+    _cast_flat_nb = njit(nogil=True, cache=True)(_cast_flat)
+    _affine_cast_nb = njit(nogil=True, cache=True)(_affine_cast)
+    _clip_below_nb = njit(nogil=True, cache=True)(_clip_below)
+    _gather_max_nb = njit(nogil=True, cache=True)(_gather_max)
+else:  # pragma: no cover
+    _cast_flat_nb = _affine_cast_nb = _clip_below_nb = _gather_max_nb = None
+
+
+@dataclass(frozen=True)
+class CastPlan:
+    """A prepared numba cast into one fixed-point type from `shift` more fractional bits."""
+
+    shift: int
+    lo: int
+    hi: int
+    keep: int   # 64 - width: a signed wrap shifts left and back by it
+    mask: int   # 2^width - 1: an unsigned wrap keeps these bits
+    mode: int   # CAST_MODES
+
+    def args(self) -> tuple:
+        """The kernels' trailing cast arguments."""
+        return tuple(np.int64(v) for v in (self.shift, self.lo, self.hi, self.keep, self.mask, self.mode))
+
+    def __call__(self, m: np.ndarray) -> np.ndarray:
+        """Cast int64 mantissas (the caller proves |m| < 2^62) of any shape; a new int64 array."""
+        m = np.ascontiguousarray(m, dtype=np.int64)
+        out = np.empty_like(m)
+        _cast_flat_nb(m.reshape(-1), *self.args(), out.reshape(-1))
+        return out
+
+
+def cast_plan(t, frac_in: int) -> CastPlan | None:
+    """The numba cast of int64 mantissas at `frac_in` into FixedType `t`, or None where it does not apply.
+
+    It applies to TRN and RND rounding with WRAP, SAT or SAT_SYM overflow, right shifts of
+    0..MAX_CAST_SHIFT bits and types of at most MAX_CAST_WIDTH bits; on inputs the caller proves
+    lie inside +-2^62 it equals t.cast bit for bit.
+    """
+    s = frac_in - t.frac
+    if not available() or not 0 <= s <= MAX_CAST_SHIFT or not 1 <= t.width <= MAX_CAST_WIDTH:
+        return None
+    rounding = 'TRN' if s == 0 else t.rounding  # nothing to round
+    key = (rounding, t.overflow, t.signed) if t.overflow == 'WRAP' else (rounding, t.overflow)
+    if key not in CAST_MODES:
+        return None
+    return CastPlan(s, t._sat_min, t.max_mantissa, 64 - t.width, (1 << t.width) - 1, CAST_MODES[key])
+
+
+def affine_cast(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, plan: CastPlan) -> np.ndarray:
+    """cast(x * scale + bias) per channel (the last axis of x); the caller proves |x * scale + bias| < 2^62."""
+    n_ch = scale.shape[0]
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.dtype(np.int32), np.dtype(np.int64)) or x.shape[-1] != n_ch:
+        raise ValueError(f'affine_cast: expected int32/int64 values with {n_ch} channels last, got '
+                         f'{x.dtype} {x.shape}')
+    out = np.empty(x.shape, np.int64)
+    _affine_cast_nb(x.reshape(-1, n_ch), scale, bias, *plan.args(), out.reshape(-1, n_ch))
+    return out
+
+
+def clip_below(m: np.ndarray, floor: int) -> np.ndarray:
+    """max(m, floor) of int64 mantissas; a new int64 array."""
+    m = np.ascontiguousarray(m, dtype=np.int64)
+    out = np.empty_like(m)
+    _clip_below_nb(m.reshape(-1), np.int64(floor), out.reshape(-1))
+    return out
+
+
+def gather_max(flat: np.ndarray, index_t: np.ndarray, fill: int) -> np.ndarray:
+    """(batch, outputs) max of each output's gathered taps: index_t (outputs, taps) int64, -1 reads `fill`."""
+    flat = np.ascontiguousarray(flat, dtype=np.int64)
+    out = np.empty((flat.shape[0], index_t.shape[0]), np.int64)
+    return _gather_max_nb(flat, index_t, np.int64(fill), out)

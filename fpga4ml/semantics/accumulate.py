@@ -54,23 +54,28 @@ def cast_wide(t: FixedType, m: np.ndarray, frac_in: int, stats: dict | None) -> 
 def cast_plan(t: FixedType, frac_in: int, bounds: tuple[int, int] | None):
     """A cast into `t` specialised by the exact mantissa bounds (lo, hi) at `frac_in` of its input.
 
-    Steps that cannot change a value are skipped; tracing (stats given) always runs the full cast,
+    Steps that cannot change a value are skipped; a cast that rounds or can overflow runs the numba
+    kernel where fast.cast_plan covers its modes; tracing (stats given) always runs the full cast,
     so overflow counts stay exact.
     """
     s = frac_in - t.frac
-    no_overflow = False
+    no_overflow, kernel = False, None
     if bounds is not None:
         lo, hi = (round_shift(int(b), s, t.rounding) for b in bounds)
         no_overflow = t._sat_min <= lo and hi <= t.max_mantissa
+        if max(abs(int(b)) for b in bounds).bit_length() <= INT_EXACT_BITS:
+            kernel = fast.cast_plan(t, frac_in)  # the numba cast, exact for inputs inside +-2^62
 
     def full(m, stats):
         return cast(t, m, frac_in, stats)
+    if no_overflow and s == 0:
+        return lambda m, stats: m if stats is None else full(m, stats)
+    if no_overflow and s < 0:
+        return lambda m, stats: m << -s if stats is None else full(m, stats)
+    if kernel is not None:
+        return lambda m, stats: kernel(m) if stats is None else full(m, stats)
     if not no_overflow:
         return full
-    if s == 0:
-        return lambda m, stats: m if stats is None else full(m, stats)
-    if s < 0:
-        return lambda m, stats: m << -s if stats is None else full(m, stats)
     # rounding only: the same LSB and rounding mode in a 64-bit type, where no value can overflow
     rounder = FixedType(64, 64 - t.frac, True, t.rounding, 'WRAP')
     return lambda m, stats: rounder.cast(m, frac_in) if stats is None else full(m, stats)

@@ -26,15 +26,42 @@ from .primitives import INT_EXACT_BITS, LOWEST, Const, batch_axis
 
 @dataclass
 class Sym:
-    """A value of the program: its register slot and exact bounds; `lazy` is a gather not yet run."""
+    """A value of the program: its register slot and exact bounds; `lazy` is a gather not yet run,
+    `affine` a per-channel multiply-add not yet run (an `Affine`, fused into the cast that reads it)."""
 
     slot: int
     iv: Interval
     lazy: tuple | None = None
+    affine: 'Affine | None' = None
+
+
+@dataclass(frozen=True)
+class Affine:
+    """The exact int64 values ``src * scale + bias`` per channel (the last axis), |each term| < 2^62."""
+
+    src: int              # slot of the int64 input values
+    scale: np.ndarray     # (C,) int64
+    bias: np.ndarray      # (C,) int64
+
+    def numpy(self, m: np.ndarray, stats) -> np.ndarray:
+        """The values with numpy (no cast)."""
+        return m.astype(np.int64, copy=False) * self.scale + self.bias
 
 
 def _wide(iv: Interval) -> bool:
     return iv.max_bits() > INT_EXACT_BITS
+
+
+def _gather_fn(index: np.ndarray, fill, dtype=None) -> Callable:
+    """The step gathering flat[:, index] from a batch (converted to `dtype` first); -1 reads `fill`."""
+    fill = np.iinfo(np.int64).min if fill is LOWEST else fill
+
+    def gather(flat, stats):
+        flat = flat.reshape(len(flat), -1)
+        if dtype is not None:
+            flat = flat.astype(dtype, copy=False)
+        return geometry.take(flat, index, fill)
+    return gather
 
 
 class NumpyProgram:
@@ -59,17 +86,14 @@ class NumpyProgram:
         return len(self.regs) - 1
 
     def _arg(self, x: Sym, dtype=None) -> int:
-        """The slot holding x's values (runs a pending gather, converting its source to `dtype` first)."""
+        """The slot holding x's values (runs a pending gather or multiply-add, a gather converting its
+        source to `dtype` first)."""
+        if x.affine is not None:
+            return self._emit(x.affine.numpy, [x.affine.src]).slot
         if x.lazy is None:
             return x.slot
         src, index, fill, _ = x.lazy
-
-        def gather(flat, stats):
-            flat = flat.reshape(len(flat), -1)
-            if dtype is not None:
-                flat = flat.astype(dtype, copy=False)
-            return geometry.take(flat, index, np.iinfo(np.int64).min if fill is LOWEST else fill)
-        return self._emit(gather, [src]).slot
+        return self._emit(_gather_fn(index, fill, dtype), [src]).slot
 
     def _emit(self, fn: Callable, args: list, iv: Interval | None = None) -> Sym:
         slots = [a if isinstance(a, int) else self._arg(a) for a in args]
@@ -117,8 +141,31 @@ class NumpyProgram:
         iv, frac = self.b.cast(x.iv, t), x.iv.frac
         if _wide(x.iv):
             return self._emit(lambda m, st: cast_wide(t, m, frac, st), [x], iv)
+        kernel = fast.cast_plan(t, frac) if x.affine is not None else None
+        if kernel is not None:
+            return self._emit(self._affine_cast(x.affine, kernel, t, frac), [x.affine.src], iv)
         plan = cast_plan(t, frac, (x.iv.min, x.iv.max))
         return self._emit(plan, [x], iv)
+
+    @staticmethod
+    def _affine_cast(affine: Affine, kernel, t: FixedType, frac: int):
+        """cast(src * scale + bias) in one numba pass (tracing runs the numpy steps, counting overflows)."""
+        def fused(m, st):
+            if st is None and m.dtype == np.int64:
+                return fast.affine_cast(m, affine.scale, affine.bias, kernel)
+            return cast(t, affine.numpy(m, st), frac, st)
+        return fused
+
+    def _channel_const(self, c: Sym, x: Sym) -> np.ndarray | None:
+        """A constant Sym's int64 values as one per channel of x (its last axis), or None if it is not one."""
+        if c.lazy is not None or c.affine is not None or not self.is_const[c.slot] or not x.iv.lo.shape:
+            return None
+        v, n_ch = self.regs[c.slot], x.iv.lo.shape[-1]
+        if not isinstance(v, np.ndarray) or v.dtype != np.int64:
+            return None
+        if v.size == 1:
+            return np.full(n_ch, v.reshape(-1)[0], np.int64)
+        return v.reshape(-1) if v.shape == (1, n_ch) else None
 
     def round(self, x: Sym, t) -> Sym:
         t = self._t(t)
@@ -139,7 +186,16 @@ class NumpyProgram:
         return self._emit(fn, [a, b], iv)
 
     def add(self, a: Sym, b: Sym) -> Sym:
-        return self._binary(np.add, a, b, self.b.add(a.iv, b.iv))
+        iv = self.b.add(a.iv, b.iv)
+        if b.affine is not None:
+            a, b = b, a
+        bias = self._channel_const(b, a) if a.affine is not None and not a.affine.bias.any() else None
+        if bias is not None and not _wide(iv):
+            sa, sb = iv.frac - a.iv.frac, iv.frac - b.iv.frac
+            fits = (a.iv.abs_max << sa).bit_length() <= INT_EXACT_BITS and (b.iv.abs_max << sb).bit_length() <= INT_EXACT_BITS
+            if fits:  # (src * scale) << sa + bias << sb == src * (scale << sa) + (bias << sb), exactly
+                return Sym(-1, iv, affine=Affine(a.affine.src, a.affine.scale << sa, bias << sb))
+        return self._binary(np.add, a, b, iv)
 
     def sub(self, a: Sym, b: Sym) -> Sym:
         return self._binary(np.subtract, a, b, self.b.sub(a.iv, b.iv))
@@ -151,10 +207,24 @@ class NumpyProgram:
         return Sym(self._arg(x), self.b.shift(x.iv, k))
 
     def mul(self, a: Sym, b: Sym) -> Sym:
-        return self._binary(np.multiply, a, b, self.b.mul(a.iv, b.iv), align=False)
+        iv = self.b.mul(a.iv, b.iv)
+        if self._channel_const(a, b) is not None:
+            a, b = b, a
+        scale = self._channel_const(b, a)
+        if scale is not None and fast.available() and not (_wide(iv) or _wide(a.iv)):
+            return Sym(-1, iv, affine=Affine(self._arg(a), scale, np.zeros_like(scale)))
+        return self._binary(np.multiply, a, b, iv, align=False)
 
     def maximum(self, a: Sym, b: Sym) -> Sym:
-        return self._binary(np.maximum, a, b, self.b.maximum(a.iv, b.iv))
+        iv = self.b.maximum(a.iv, b.iv)
+        if self._channel_const(a, b) is not None:
+            a, b = b, a
+        floor = self._channel_const(b, a)
+        if (floor is not None and fast.available() and iv.frac == a.iv.frac and not _wide(iv) and not _wide(a.iv)
+                and np.all(floor == floor[0])):
+            lowest = int(floor[0]) << (iv.frac - b.iv.frac)  # ReLU: max(x, 0), one numba pass
+            return self._emit(lambda m, st: fast.clip_below(m, lowest), [a], iv)
+        return self._binary(np.maximum, a, b, iv)
 
     def minimum(self, a: Sym, b: Sym) -> Sym:
         return self._binary(np.minimum, a, b, self.b.minimum(a.iv, b.iv))
@@ -205,20 +275,38 @@ class NumpyProgram:
         table = self.node.attrs['tables'][key]
         frac, base, last = x.iv.frac, table.index.min_mantissa, len(table) - 1
         values = np.asarray(table.values, dtype=np.int64)
+        kernel = None if _wide(x.iv) else fast.cast_plan(table.index, frac)
+        address = kernel if kernel is not None else (lambda m: table.index.cast(m, frac))
         if getattr(table, 'negated', False):
-            return self._emit(lambda m, st: values[np.minimum(-table.index.cast(m, frac), last)], [x],
-                              self.b.lookup(x.iv, key))
-        return self._emit(lambda m, st: values[table.index.cast(m, frac) - base], [x], self.b.lookup(x.iv, key))
+            return self._emit(lambda m, st: values[np.minimum(-address(m), last)], [x], self.b.lookup(x.iv, key))
+        return self._emit(lambda m, st: values[address(m) - base], [x], self.b.lookup(x.iv, key))
 
     def reduce(self, x: Sym, op: str, axis: int, keepdims: bool = False, acc: str | None = None, auto=None) -> Sym:
         iv = self.b.reduce(x.iv, op, axis, keepdims, acc, auto)
         ax = batch_axis(axis)
+        if (op == 'max' and x.lazy is not None and axis == 0 and not keepdims and fast.available()
+                and np.ndim(x.lazy[1]) == 2 and (x.lazy[2] is LOWEST or np.ndim(x.lazy[2]) == 0)):
+            return self._emit(self._gather_max(x), [x.lazy[0]], iv)
         if op in ('max', 'min'):
             pick = np.max if op == 'max' else np.min
             return self._emit(lambda m, st: pick(m, axis=ax, keepdims=keepdims), [x], iv)
         if acc is None:
             return self._emit(lambda m, st: np.sum(m, axis=ax, keepdims=keepdims), [x], iv)
         return self._emit(self._accumulate(x, axis, keepdims, self.b.type(acc)), [x], iv)
+
+    def _gather_max(self, x: Sym):
+        """max over axis 0 of a pending gather (a max pool's taps) in one numba pass over its source."""
+        _, index, fill, _ = x.lazy
+        index_t = np.ascontiguousarray(np.asarray(index, np.int64).T)  # (outputs, taps)
+        lowest = np.iinfo(np.int64).min if fill is LOWEST else int(fill)
+        gather = _gather_fn(index, fill)
+
+        def pool(m, st):
+            flat = m.reshape(len(m), -1)
+            if flat.dtype != np.int64:  # exact Python integers
+                return np.max(gather(m, st), axis=1)
+            return fast.gather_max(flat, index_t, lowest)
+        return pool
 
     def _accumulate(self, x: Sym, axis: int, keepdims: bool, acc_t: FixedType):
         """acc = cast(acc + x_k) for k along the axis, from 0; one wrap at the end where that is equal."""
