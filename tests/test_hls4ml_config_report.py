@@ -166,7 +166,7 @@ def _convert(kmodel, tmp_path, backend='Vitis', io_type='io_parallel', name='ori
 @pytest.mark.parametrize('backend', ['Vitis', 'Verilog'])
 def test_saved_model_predicts_and_writes_the_same_bits(kmodel, x, tmp_path, backend):
     model = _convert(kmodel, tmp_path, backend)
-    path = save_model(model, str(tmp_path / 'tagger'))
+    path = model.save(str(tmp_path / 'tagger'))  # hls4ml's hls_model.save(path)
     assert path == tmp_path / 'tagger.fml' and json.loads(path.read_text())['format_version'] == FORMAT_VERSION
     loaded = load_saved_model(path, output_dir=str(tmp_path / 'loaded'))
     assert loaded.output_dir == str(tmp_path / 'loaded')

@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import fpga4ml  # noqa: E402
-from fpga4ml.plots import compare, get_ymodel_keras, numerical, plot_model  # noqa: E402
+from fpga4ml.model.profiling import compare, get_ymodel_keras, numerical  # noqa: E402  (hls4ml's module path)
+from fpga4ml.plots import plot_model  # noqa: E402
 
 keras = pytest.importorskip('keras')
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .emulator.engine import Emulator, LayerStats
-from .intervals import Interval
-from .ir import Graph
-from .layers import Layer, ModelConfig, TensorVariable
-from .model_errors import BackendUnavailableError
+from ..emulator.engine import Emulator, LayerStats
+from ..intervals import Interval
+from ..ir import Graph
+from ..layers import Layer, ModelConfig, TensorVariable
+from ..model_errors import BackendUnavailableError
 
 SIMULATORS = ('emulator', 'csim', 'rtl')
 
@@ -76,11 +76,11 @@ class Model:
         if sim == 'emulator' and (write if write is not None else self.backend != 'Verilog'):
             self.write()
         if sim == 'csim':
-            from .backends import get_backend
+            from ..backends import get_backend
 
             self._csim = get_backend(self.backend).compile_csim(self, **options)
         if sim == 'rtl':
-            from .backends import get_backend
+            from ..backends import get_backend
 
             if self.backend != 'Verilog':
                 raise ValueError(f"compile(sim='rtl') needs backend='Verilog' (this model's backend is "
@@ -171,9 +171,15 @@ class Model:
         return format_profile(self.graph, traced.stats)
 
     # ------------------------------------------------------------------ firmware
+    def save(self, path):
+        """Save the converted model as one versioned JSON file (`.fml`); load it with converters.load_saved_model."""
+        from ..saved import save_model
+
+        return save_model(self, path)
+
     def write(self):
         """Write the firmware project for the selected back end into output_dir; returns its path."""
-        from .backends import get_backend
+        from ..backends import get_backend
 
         return get_backend(self.backend).write(self)
 
@@ -184,7 +190,7 @@ class Model:
         vsynth, fifo_opt, bitfile, ...): those that apply are passed on, the others are named in one
         warning; a keyword neither has raises TypeError.
         """
-        from .backends import build_options, get_backend
+        from ..backends import build_options, get_backend
 
         return get_backend(self.backend).build(self, **build_options(self.backend, options))
 
@@ -195,13 +201,13 @@ class Model:
 
     def emulate_cycles(self, x, valid=None):
         """The Verilog design clock by clock from the emulator: (outputs per cycle, valid_out per cycle)."""
-        from .backends import get_backend
+        from ..backends import get_backend
 
         return get_backend('Verilog').emulate_cycles(self, x, valid)
 
     def estimate(self) -> dict:
         """LUT, FF, DSP, latency and Fmax estimates of the Verilog implementation (no tool, < 1 s)."""
-        from .backends import get_backend
+        from ..backends import get_backend
 
         return get_backend('Verilog').estimate(self)
 
