@@ -18,12 +18,15 @@ from ..intervals import Interval
 from ..ir import Graph, GraphError, operands
 from ..semantics import compile_node
 from ..semantics.spec import n_outputs, output_types
+from . import fast
 
 #: most samples per chunk: intermediate arrays of a chunk stay in the L2 cache
 DEFAULT_CHUNK = 2048
-#: int64 elements the largest intermediate array of a chunk may hold (2 MB): convolutional
-#: networks get chunks of fewer samples, so their feature maps and im2col windows stay in cache
-CHUNK_ELEMENTS = 1 << 18
+#: int64 elements the largest intermediate array of a chunk may hold (1.8 MB): convolutional
+#: networks get chunks of fewer samples, so their feature maps (and im2col windows, without numba)
+#: stay near the cache. Arrays of 2 MB and more ran twice as slow per image on the SVHN CNN
+#: (bench/bench_emulator_speed.py: 16 images of 30x30x16 per chunk 147 us/image, 17 images 311).
+CHUNK_ELEMENTS = 230_400
 
 
 @dataclass
@@ -49,8 +52,9 @@ class LayerStats:
 
 
 def _elements_per_sample(graph: Graph, node) -> int:
-    """Largest per-sample array a node's kernel holds: its output, or its im2col windows (Conv)."""
-    if node.op != 'Conv':
+    """Largest per-sample array a node's kernel holds: its output, or its im2col windows (a Conv
+    without numba; the numba kernel reads its windows from the input)."""
+    if node.op != 'Conv' or fast.available():
         return node.size
     taps = int(np.prod(node.weights['kernel'].shape[:-2]))
     return max(node.size, node.size // node.shape[-1] * taps * graph[node.inputs[0]].shape[-1])

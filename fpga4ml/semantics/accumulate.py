@@ -166,11 +166,14 @@ def matvec(plan: AccumulatePlan) -> tuple[RowKernel, np.dtype]:
     kernel_args = numba_args(plan)
     if kernel_args is not None:
         w_k, nz_rows, k_shift, wrap = kernel_args
+        identity = np.arange(w_k.shape[0])[None, :]  # each row reads its own inputs: plans made once
+        counted = fast.conv_plan(identity, w_k.shape[0], w_k, nz_rows, bias_acc, k_shift)
+        wrapped = fast.conv_plan(identity, w_k.shape[0], w_k, nz_rows, bias_acc, k_shift, wrap, acc_t.signed)
 
         def rows_numba(x2, stats):
             if stats is not None:
-                return finish(fast.dense_floor_shift(x2, w_k, nz_rows, bias_acc, k_shift), stats)
-            return fast.dense_floor_shift(x2, w_k, nz_rows, bias_acc, k_shift, wrap, acc_t.signed)
+                return finish(counted(x2).reshape(-1, n_out), stats)
+            return wrapped(x2).reshape(-1, n_out)
         return rows_numba, w_k.dtype
 
     if simple and shift <= 0 and plan.abs_bound.bit_length() <= FLOAT_EXACT_BITS:
