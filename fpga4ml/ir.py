@@ -50,6 +50,13 @@ OPS: dict[str, str] = {
     'quantization-aware models: {k, i, f} int arrays broadcast to the shape, rounding, overflow; element e '
     'is cast into fixed<k+i+f, k+i> (ufixed if k == 0), 0 when k+i+f == 0, then into the result type, by '
     'default the enclosing type); types: result',
+    'LayerNorm': '(x - mean) / sqrt(var + epsilon) * gamma + beta over trailing axes (recipes_attention.py); attrs: '
+    'axes, epsilon, center, scale; weights: gamma, beta (the normalised shape); types: scale, bias, accum (the '
+    'normalised value), table (1/sqrt), result',
+    'EinsumDense': 'a Dense per output position, Keras EinsumDense (recipes_attention.py); attrs: equation (per '
+    'sample, e.g. tf,fhd->thd), use_bias; weights: kernel, bias (the output shape); types: weight, bias, accum, result',
+    'Einsum': 'contraction of two variable tensors (recipes_attention.py); attrs: equation (per sample, e.g. '
+    'hqd,hkd->hqk); types: accum, result',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

@@ -245,3 +245,4 @@ def quantize(node, p, x):
     y = p.reshape(p.gather(p.concat(parts, 0), order), node.shape)
     spec = node.attrs['element_types']
     return p.cast(y, 'result', enclosing_type(types, spec.get('rounding', 'TRN'), spec.get('overflow', 'WRAP')))
+from . import recipes_attention  # noqa: E402,F401  (LayerNorm, EinsumDense, Einsum: transformers)

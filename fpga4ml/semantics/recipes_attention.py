@@ -1,0 +1,169 @@
+"""Recipes of the transformer ops: LayerNorm, EinsumDense and Einsum (registered by recipes.py).
+
+A multi-head attention is not one op: the front ends lower it into EinsumDense (query, key, value
+projections, the 1/sqrt(key_dim) scale folded into the query kernel and bias), Einsum (scores),
+Softmax (over the key axis, the last), Einsum (weighted values) and EinsumDense (output projection),
+each a node with its own types, as hls4ml does for HGQ2's attention. docs/transformers.md.
+
+Equations are per sample: letters only, no batch letter, no ellipsis ('tf,fhd->thd').
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..ir import GraphError
+from .compose import einsum, einsum_index, parse_einsum
+from .primitives import Const
+from .spec import REQUIRED, attr, recipe
+from .tables_attention import build_rsqrt_table, rsqrt_table_type
+
+LINEAR_WEIGHTS = {'kernel': 'weight', 'bias': 'bias'}
+LINEAR_PRECISION = ('weight', 'bias', 'accum', 'result')
+
+
+# ---------------------------------------------------------------------------------------- LayerNorm
+def norm_axes(node) -> tuple[tuple[int, ...], int]:
+    """The normalised per-sample axes (negative, trailing) and how many values each row has."""
+    axes = attr(node, 'axes')
+    rank = len(node.shape)
+    try:
+        axes = tuple(sorted({int(a) - rank if int(a) >= 0 else int(a) for a in axes}))
+    except (TypeError, ValueError):
+        raise GraphError(f'layer {node.name!r}: LayerNorm axes must be a list of per-sample axes, got {axes!r}') from None
+    if not axes or axes != tuple(range(-len(axes), 0)) or len(axes) > rank:
+        raise GraphError(f'layer {node.name!r}: LayerNorm axes {attr(node, "axes")!r} are not supported on a per-sample '
+                         f'shape {node.shape}; only trailing axes (e.g. [-1] or [-2, -1], the batch axis excluded)')
+    return axes, int(np.prod(node.shape[len(node.shape) - len(axes):], dtype=np.int64))
+
+
+def _row_broadcast(node, lead: tuple[int, ...], n: int) -> np.ndarray:
+    """The gather index repeating each row's single value n times: (lead..., 1) -> (lead..., n)."""
+    rows = int(np.prod(lead, dtype=np.int64))
+    return np.repeat(np.arange(rows, dtype=np.int64), n).reshape(lead + (n,))
+
+
+def _normalized(node, p, d, q, n: int, lead: tuple[int, ...]):
+    """d_i * sqrt(n) / sqrt(q + E) in fixed point: V normalised by conditional shifts, then the table."""
+    eps = float(attr(node, 'epsilon'))
+    p.type('table', rsqrt_table_type(n))
+    table = p.tables(lambda nd, in_types: build_rsqrt_table(nd, q, n, eps))['rsqrt']
+    v_frac = table.u_frac - table.window
+    v = p.label(p.add(q, p.const(Const(np.asarray(table.eps_mantissa), v_frac))), 'variance')
+    u = p.shift(v, -table.window)  # [0, 1): the mantissas stay
+    index = _row_broadcast(node, lead, n)
+    frac = node_frac(p, d)
+    for k in table.stages:
+        top = (1 << (table.u_frac - 2 * k)) - 1  # u > top <=> u >= 4^-k
+        t = Const(np.asarray(top), table.u_frac)
+        d = p.piecewise(p.gather(u, index), t, lambda _: d, lambda _, k=k: p.shift(_bounded(p, d, table, k, frac), k))
+        u = p.piecewise(u, t, lambda w: w, lambda w, k=k, top=top: p.shift(p.assume(w, 0, top), 2 * k))
+    r = p.lookup(p.label(u, 'normalized_variance'), 'rsqrt', lambda w: math.sqrt(n) / np.sqrt(w))
+    return p.shift(p.mul(d, r), -(table.window // 2))
+
+
+def _bounded(p, d, table, k: int, frac: int):
+    """d where u < 4^-k: |d_i| <= sqrt(sum d^2) <= sqrt(u 2^H) < 2^(H/2 - k) (a fact the bounds cannot see)."""
+    bound = 1 << max(table.window // 2 - k + frac, 0)
+    return p.assume(d, -bound, bound)
+
+
+def node_frac(p, d) -> int:
+    """The LSB of d (n*x - sum x): the input's, in every fixed-point interpreter."""
+    return getattr(p, 'b', p).in_types[0].frac
+
+
+@recipe('LayerNorm', attrs={'axes': (-1,), 'epsilon': 1e-3, 'center': True, 'scale': True},
+        weights={'gamma': 'scale', 'beta': 'bias'}, precision=('scale', 'bias', 'accum', 'table', 'result'))
+def layer_norm(node, p, x):
+    """(x - mean) / sqrt(var + epsilon) * gamma + beta over the trailing `axes`, exact but for one table.
+
+    d_i = n*x_i - sum(x) and sum(d_i^2) are exact integers; 1/sqrt comes from a table over the
+    normalised variance (tables_attention.py), so every variance its type holds is resolved alike.
+    The normalised value is cast into 'accum' (auto: exact), then gamma and beta are applied exactly
+    and the sum is cast into 'result' (auto: the model default).
+    """
+    axes, n = norm_axes(node)
+    lead = tuple(node.shape[:len(node.shape) - len(axes)])
+    rows = p.reshape(x, lead + (n,))
+    total = p.reduce(rows, 'sum', axis=-1, keepdims=True)
+    d = p.label(p.sub(p.mul(rows, p.const(Const(np.asarray(n), 0))), total), 'centered')
+    q = p.label(p.reduce(p.mul(d, d), 'sum', axis=-1, keepdims=True), 'square_sum')
+    if p.quantized:
+        z = _normalized(node, p, d, q, n, lead)
+    else:  # the real meaning: n^3 * epsilon exactly
+        v = p.add(q, p.const(Const(np.asarray(float(n) ** 3 * float(attr(node, 'epsilon'))), None)))
+        z = p.mul(d, p.lookup(v, 'rsqrt', lambda w: math.sqrt(n) / np.sqrt(w)))
+    y = p.cast(z, 'accum', 'exact')
+    if attr(node, 'scale'):
+        y = p.mul(y, p.const(p.weight('gamma').map(lambda g: np.reshape(g, (n,)))))
+    if attr(node, 'center'):
+        y = p.add(y, p.const(p.weight('beta').map(lambda b: np.reshape(b, (n,)))))
+    return p.cast(p.reshape(y, node.shape), 'result', 'default')
+
+
+# ---------------------------------------------------------------------------------------- EinsumDense
+def einsum_dense_letters(node, x_shape: tuple[int, ...], k_shape: tuple[int, ...]):
+    """The letter groups of an EinsumDense: shared (I), input-only (L0), kernel-only (L1), contracted (C)."""
+    spec = attr(node, 'equation')
+    (li, lk), out, contracted, sizes = parse_einsum(node, spec, [x_shape, k_shape])
+    shared = ''.join(c for c in out if c in li and c in lk)
+    free_x = ''.join(c for c in li if c in out and c not in lk)
+    free_k = ''.join(c for c in lk if c in out and c not in li)
+    lonely = sorted((set(li) | set(lk)) - set(out) - (set(li) & set(lk)))
+    if lonely:
+        raise GraphError(f'layer {node.name!r}: EinsumDense {spec!r}: the letters {lonely} appear in one operand '
+                         'and not in the output (a sum over one operand alone) is not supported')
+    return li, lk, out, shared, free_x, free_k, ''.join(c for c in li if c in contracted), sizes
+
+
+def _size(letters: str, sizes: dict[str, int]) -> int:
+    return int(np.prod([sizes[c] for c in letters], dtype=np.int64))
+
+
+@recipe('EinsumDense', attrs={'equation': REQUIRED, 'use_bias': True}, weights=LINEAR_WEIGHTS,
+        precision=LINEAR_PRECISION)
+def einsum_dense(node, p, x):
+    """A Dense per output position: out[i, l0, :] = x[i, l0, :] @ kernel[i] + bias[i, l0, :] (hls4ml).
+
+    The input is regrouped as (shared I, input-only L0, contracted C) and the kernel as (I, C,
+    kernel-only L1), each group in C order of its letters as they appear in the input/kernel. Every
+    product and the bias are cast into 'accum' and summed in C order (hls4ml's dense_latency),
+    then cast into 'result' and put in the output's letter order. The bias has the output shape.
+    """
+    k_shape = tuple(node.weights['kernel'].shape)
+    li, lk, out, shared, free_x, free_k, contracted, sizes = einsum_dense_letters(node, p.shape(x), k_shape)
+    n_i, n_0, n_c, n_1 = (_size(g, sizes) for g in (shared, free_x, contracted, free_k))
+    x_index = einsum_index(li, p.shape(x), shared + free_x + contracted, sizes).reshape(n_i, n_0, n_c)
+    k_index = einsum_index(lk, k_shape, shared + contracted + free_k, sizes).reshape(n_i, n_c, n_1)
+    out_shape = tuple(sizes[c] for c in out)
+    b_index = einsum_index(out, out_shape, shared + free_x + free_k, sizes).reshape(n_i, n_0, n_1)
+    kernel, bias = p.weight('kernel'), p.weight('bias')
+    blocks = []
+    for i in range(n_i):
+        k_i = kernel.map(lambda k, i=i: np.asarray(k).ravel()[k_index[i]])
+        b_rows = np.asarray(bias.values).ravel()[b_index[i]] if np.ndim(bias.values) else None
+        rows = range(n_0)
+        if b_rows is None or all(np.array_equal(b_rows[0], b_rows[r]) for r in rows):
+            groups = [(np.arange(n_0), 0)]  # one bias row serves every position
+        else:
+            groups = [(np.asarray([r]), r) for r in rows]
+        for pos, r in groups:
+            b = bias.map(lambda v, r=r, i=i: np.asarray(v).ravel()[b_index[i][r]])
+            xs = p.gather(x, x_index[i][pos])
+            blocks.append(p.const_matmul(xs, k_i, b, 'accum'))
+    stacked = p.concat(blocks, 0) if len(blocks) > 1 else blocks[0]
+    y = p.reshape(stacked, (n_i * n_0 * n_1,))
+    y = p.gather(y, einsum_index(shared + free_x + free_k, tuple(sizes[c] for c in shared + free_x + free_k),
+                                 out, sizes))
+    return p.cast(y, 'result', 'accum')
+
+
+# ---------------------------------------------------------------------------------------- Einsum
+@recipe('Einsum', attrs={'equation': REQUIRED}, precision=('accum', 'result'))
+def einsum_op(node, p, a, b):
+    """The contraction of two variable tensors: exact products cast into 'accum', summed there in C order
+    of the contracted letters (compose.einsum), then cast into 'result' (auto: the accumulator)."""
+    return p.cast(einsum(p, attr(node, 'equation'), a, b, acc='accum'), 'result', 'accum')
