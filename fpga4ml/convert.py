@@ -23,6 +23,9 @@ DEFAULT_PART = 'xcvu13p-flga2577-2-e'
 #: keyword arguments hls4ml's converters accept that change nothing in fpga4ml's emulator
 _ACCEPTED_KWARGS = ('input_data_tb', 'output_data_tb', 'board', 'clock_uncertainty', 'namespace',
                     'write_weights_txt', 'write_tar', 'hls_config')
+#: hls4ml's VivadoAccelerator keywords (backend='VivadoAccelerator'; other back ends ignore them, as hls4ml)
+_ACCELERATOR_KWARGS = ('board', 'interface', 'driver', 'input_type', 'output_type', 'platform')
+ACCELERATOR = 'VivadoAccelerator'
 
 
 def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -48,12 +51,19 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
                   clock_period: float = 5, io_type: str = 'io_parallel', **kwargs: Any) -> Model:
     """Configure, fuse, type and quantize a front-end graph into a Model."""
     for key in kwargs:
-        if key not in _ACCEPTED_KWARGS:
-            close = difflib.get_close_matches(key, list(_ACCEPTED_KWARGS), n=1)
+        if key not in _ACCEPTED_KWARGS + _ACCELERATOR_KWARGS:
+            close = difflib.get_close_matches(key, list(_ACCEPTED_KWARGS + _ACCELERATOR_KWARGS), n=1)
             hint = f'; did you mean {close[0]!r}?' if close else ''
             warnings.warn(f'convert: unknown keyword argument {key!r} is ignored{hint}', ConfigWarning, stacklevel=3)
+    chosen = _choose(backend, BACKENDS + (ACCELERATOR,), 'backend')
+    accelerator = None
+    if chosen == ACCELERATOR:
+        from .backends.accelerator import accelerator_settings
+
+        accelerator = accelerator_settings(part=part, **{k: v for k, v in kwargs.items() if k in _ACCELERATOR_KWARGS})
+        part = accelerator.part
     settings = {
-        'backend': _choose(backend, BACKENDS, 'backend'),
+        'backend': chosen,
         'io_type': _choose(io_type, IO_TYPES, 'io_type'),
         'output_dir': str(output_dir),
         'project_name': str(project_name),
@@ -61,6 +71,8 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
         'clock_period': check_clock_period(clock_period),
         'clock_uncertainty': kwargs.get('clock_uncertainty'),
     }
+    if accelerator is not None:
+        settings['accelerator'] = accelerator
     check_project_name(project_name)  # the HLS top function and Verilog top module (naming.py)
     if hls_config is not None:
         check_config_shape(hls_config)  # before deepcopy: a self-referencing or 10^9-entry config
@@ -80,7 +92,7 @@ def config_from_keras_model(model, granularity: str = 'model', backend: str | No
     from .frontends.keras import keras_to_graph, load_keras_model
 
     if backend is not None:
-        _choose(backend, BACKENDS, 'backend')
+        _choose(backend, BACKENDS + (ACCELERATOR,), 'backend')
     graph = keras_to_graph(load_keras_model(model))
     return config_from_graph(graph, granularity, default_precision, default_reuse_factor, max_precision)
 
@@ -114,7 +126,7 @@ def config_from_pytorch_model(model, input_shape, granularity: str = 'model', ba
     from .frontends.torch import torch_to_graph
 
     if backend is not None:
-        _choose(backend, BACKENDS, 'backend')
+        _choose(backend, BACKENDS + (ACCELERATOR,), 'backend')
     graph = torch_to_graph(model, input_shape, channels_last_conversion, transpose_outputs)
     config = config_from_graph(graph, granularity, default_precision, default_reuse_factor, max_precision)
     config['Model']['ChannelsLastConversion'] = channels_last_conversion
@@ -164,7 +176,7 @@ def config_from_onnx_model(model, granularity: str = 'name', backend: str | None
     from .frontends.onnx import onnx_to_graph
 
     if backend is not None:
-        _choose(backend, BACKENDS, 'backend')
+        _choose(backend, BACKENDS + (ACCELERATOR,), 'backend')
     graph = onnx_to_graph(model)
     return config_from_graph(graph, granularity, default_precision, default_reuse_factor, max_precision)
 

@@ -3,30 +3,67 @@
 Each back end is a module with ``write(model)`` and ``build(model, **options)``; the HLS back ends
 add ``compile_csim(model, **options)`` and the Verilog back end ``compile_rtl(model, **options)``
 and ``estimate(model)`` (simulators are objects with ``predict(x)``). `get_backend` maps the user's backend name
-to it, or raises BackendUnavailableError for back ends this version does not have.
+to it (wrapped in a `Backend`, which also offers hls4ml's `create_initial_config`), or raises
+BackendUnavailableError for back ends this version does not have. 'VivadoAccelerator' is the Vivado
+HLS project with hls4ml's accelerator wrapper, board design and driver (accelerator/).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from ..model_errors import BackendUnavailableError
 
 HLS_BACKENDS = ('Vitis', 'Vivado')
+ALL_BACKENDS = HLS_BACKENDS + ('VivadoAccelerator', 'Verilog')
 
 
-def get_backend(name: str) -> ModuleType:
-    """The module implementing back end `name`: 'Vitis', 'Vivado' (HLS C++) or 'Verilog' (RTL)."""
-    if name in HLS_BACKENDS:
-        from . import hls
+class Backend:
+    """Back end `name`: its module's functions (write, build, compile_csim, ...) as attributes, plus
+    hls4ml's `create_initial_config(...)`."""
 
-        return hls
-    if name == 'Verilog':
-        from . import verilog
+    def __init__(self, name: str, module: ModuleType) -> None:
+        self.name, self.module = name, module
 
-        return verilog
-    raise BackendUnavailableError(
-        f'unknown back end {name!r}; available: {list(HLS_BACKENDS) + ["Verilog"]}')
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.module, attr)
+
+    def __repr__(self) -> str:
+        return f'<fpga4ml back end {self.name!r}>'
+
+    def create_initial_config(self, part: str | None = None, clock_period: float = 5,
+                              clock_uncertainty: str | None = None, io_type: str = 'io_parallel', **kwargs: Any) -> dict:
+        """hls4ml's initial configuration of this back end (Part, ClockPeriod, ClockUncertainty, IOType,
+        HLSConfig, WriterConfig; VivadoAccelerator adds AcceleratorConfig from board=, interface=, ...)."""
+        if self.name == 'VivadoAccelerator':
+            return self.module.create_initial_config(part=part, clock_period=clock_period, io_type=io_type,
+                                                     clock_uncertainty=clock_uncertainty or '12.5%', **kwargs)
+        from ..converters import create_config
+
+        config = create_config(backend=self.name, part=part, clock_period=clock_period,
+                               clock_uncertainty=clock_uncertainty, io_type=io_type, **kwargs)
+        for key in ('OutputDir', 'ProjectName', 'Backend', 'Version'):
+            del config[key]
+        return config
+
+
+def get_backend(name: str) -> Backend:
+    """Back end `name`: 'Vitis', 'Vivado' (HLS C++), 'VivadoAccelerator' (HLS + board wrapper) or 'Verilog' (RTL).
+
+    The result offers the module's functions (write, build, ...) and create_initial_config; case as hls4ml's
+    ('vivadoaccelerator' is accepted).
+    """
+    chosen = next((b for b in ALL_BACKENDS if isinstance(name, str) and name.lower() == b.lower()), None)
+    if chosen in HLS_BACKENDS:
+        from . import hls as module
+    elif chosen == 'VivadoAccelerator':
+        from . import accelerator as module
+    elif chosen == 'Verilog':
+        from . import verilog as module
+    else:
+        raise BackendUnavailableError(f'unknown back end {name!r}; available: {list(ALL_BACKENDS)}')
+    return Backend(chosen, module)
 
 
 #: every keyword an hls4ml 1.3.0 back end's build() takes, with its default there
