@@ -536,6 +536,10 @@ _HANDLERS: dict[str, Callable[[_Call, Graph], str]] = {
     **{cls: _skip for cls in SKIPPED_LAYERS},
 }
 
+from .keras_attention import HANDLERS as _ATTENTION_HANDLERS  # noqa: E402  (transformer layers)
+
+_HANDLERS.update(_ATTENTION_HANDLERS)
+
 #: Keras class names this front end accepts (nested Sequential/Functional models are inlined).
 SUPPORTED_LAYERS: tuple[str, ...] = ('InputLayer', *sorted(_HANDLERS), 'Sequential', 'Functional')
 
