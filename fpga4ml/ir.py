@@ -46,6 +46,14 @@ OPS: dict[str, str] = {
     'Reshape': 'reshape (also Flatten); attrs: shape; values are unchanged',
     'Select': 'output `index` of a node with several outputs (the only way to read such a node); attrs: '
     'index; values and type are that output\'s',
+    'SimpleRNN': 'recurrent layer h\' = act(W x + b + U h + br) over a (time, features) input (recipes_rnn.py); '
+    'attrs: units, activation, return_sequences, go_backwards, output_order; weights: kernel, recurrent_kernel, '
+    'bias, recurrent_bias; inputs: x[, h0]; outputs: (sequence or last h, final h); types: weight, '
+    'recurrent_weight, bias, recurrent_bias, accum, result, table',
+    'LSTM': 'LSTM layer, gates [i, f, g, o] (recipes_rnn.py); attrs: as SimpleRNN plus recurrent_activation; '
+    'inputs: x[, h0, c0]; outputs: (sequence or last h, final h, final c); types: as SimpleRNN plus state',
+    'GRU': 'GRU layer, gates [z, r, h] or torch\'s [r, z, n] (attrs gate_order zrh/rzh, reset_after) '
+    '(recipes_rnn.py); attrs: as LSTM; inputs: x[, h0]; outputs: (sequence or last h, final h); types: as SimpleRNN',
     'Quantize': 'explicit cast to the result type; attrs: element_types (optional, per-element casts of '
     'quantization-aware models: {k, i, f} int arrays broadcast to the shape, rounding, overflow; element e '
     'is cast into fixed<k+i+f, k+i> (ufixed if k == 0), 0 when k+i+f == 0, then into the result type, by '

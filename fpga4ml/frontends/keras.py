@@ -540,6 +540,10 @@ from .keras_attention import HANDLERS as _ATTENTION_HANDLERS  # noqa: E402  (tra
 
 _HANDLERS.update(_ATTENTION_HANDLERS)
 
+from .keras_rnn import HANDLERS as _RNN_HANDLERS, MULTI_OUTPUT_LAYERS  # noqa: E402  (recurrent layers)
+
+_HANDLERS.update(_RNN_HANDLERS)
+
 #: Keras class names this front end accepts (nested Sequential/Functional models are inlined).
 SUPPORTED_LAYERS: tuple[str, ...] = ('InputLayer', *sorted(_HANDLERS), 'Sequential', 'Functional')
 
@@ -675,7 +679,7 @@ class _Converter:
         elif handler is None or type(layer) is not getattr(keras.layers, cls, None):
             raise GraphError(f'layer {layer.name!r} of class {cls} is not supported. '
                              f'Supported layers: {", ".join(SUPPORTED_LAYERS)}')
-        if len(knode.output_tensors) != 1:
+        if len(knode.output_tensors) != 1 and cls not in MULTI_OUTPUT_LAYERS:
             raise GraphError(f'layer {layer.name!r} ({cls}) has {len(knode.output_tensors)} outputs; '
                              'expected 1')
         where = f'layer {layer.name!r} ({cls})'
@@ -684,7 +688,8 @@ class _Converter:
         call = _Call(layer=layer, name=self.fresh(layer.name, own=True), inputs=in_names,
                      in_shapes=[_per_sample_shape(t, where) for t in knode.input_tensors],
                      out_shape=_per_sample_shape(knode.output_tensors[0], where), fresh=self.fresh)
-        return [handler(call, self.graph)]
+        out = handler(call, self.graph)
+        return out if isinstance(out, list) else [out]
 
 
 # --------------------------------------------------------------------------- public API
