@@ -157,3 +157,11 @@ def _convert_pytorch(config: dict, hls: dict | None, args: dict):
     if config.get('InputShape') is None:
         raise ConfigError('convert_from_config: PytorchModel needs InputShape (the input shape without the batch)')
     return convert_from_pytorch_model(model, hls_config=hls, input_shape=config['InputShape'], **args)
+
+
+def convert_from_symbolic_expression(expr, n_symbols=None, lut_functions=None, use_built_in_lut_functions=False,
+                                     output_dir='my-hls-test', project_name='myproject', **kwargs: Any):
+    """Convert sympy/string expressions (or a PySR hall-of-fame CSV) into a Model (fpga4ml/symbolic, docs/symbolic.md)."""
+    from .symbolic import convert_from_symbolic_expression as convert
+
+    return convert(expr, n_symbols, lut_functions, use_built_in_lut_functions, output_dir, project_name, **kwargs)

@@ -54,6 +54,7 @@ OPS: dict[str, str] = {
     'inputs: x[, h0, c0]; outputs: (sequence or last h, final h, final c); types: as SimpleRNN plus state',
     'GRU': 'GRU layer, gates [z, r, h] or torch\'s [r, z, n] (attrs gate_order zrh/rzh, reset_after) '
     '(recipes_rnn.py); attrs: as LSTM; inputs: x[, h0]; outputs: (sequence or last h, final h); types: as SimpleRNN',
+    'Expression': 'a symbolic expression of the inputs x0..x{n-1} of a flat input (fpga4ml/symbolic); attrs: program (validated instructions), outputs, n_inputs, functions (tables), expressions; types: result',
     'Quantize': 'explicit cast to the result type; attrs: element_types (optional, per-element casts of '
     'quantization-aware models: {k, i, f} int arrays broadcast to the shape, rounding, overflow; element e '
     'is cast into fixed<k+i+f, k+i> (ufixed if k == 0), 0 when k+i+f == 0, then into the result type, by '

@@ -247,3 +247,4 @@ def quantize(node, p, x):
     return p.cast(y, 'result', enclosing_type(types, spec.get('rounding', 'TRN'), spec.get('overflow', 'WRAP')))
 from . import recipes_attention  # noqa: E402,F401  (LayerNorm, EinsumDense, Einsum: transformers)
 from . import recipes_rnn  # noqa: E402,F401  (SimpleRNN, LSTM, GRU: recipes over scan)
+from . import recipes_symbolic  # noqa: E402,F401  (Expression: symbolic expressions, fpga4ml/symbolic)

@@ -649,6 +649,13 @@ def emit_quantize(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     return '\n'.join(lines + ['}', ''])
 
 
+def emit_expression(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """A symbolic expression layer (emit_symbolic.py builds on the helpers of this module)."""
+    from .emit_symbolic import emit_expression as emit
+
+    return emit(ctx, node, ins, out)
+
+
 EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'Dense': emit_dense,
     'Scale': emit_scale,
@@ -657,6 +664,7 @@ EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'Merge': emit_merge,
     'Reshape': emit_reshape,
     'Quantize': emit_quantize,
+    'Expression': emit_expression,
 }
 
 
