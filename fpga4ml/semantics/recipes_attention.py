@@ -60,6 +60,7 @@ def _normalized(node, p, d, q, n: int, lead: tuple[int, ...]):
         t = Const(np.asarray(top), table.u_frac)
         d = p.piecewise(p.gather(u, index), t, lambda _: d, lambda _, k=k: p.shift(_bounded(p, d, table, k, frac), k))
         u = p.piecewise(u, t, lambda w: w, lambda w, k=k, top=top: p.shift(p.assume(w, 0, top), 2 * k))
+    d = p.label(d, 'scaled')
     r = p.lookup(p.label(u, 'normalized_variance'), 'rsqrt', lambda w: math.sqrt(n) / np.sqrt(w))
     return p.shift(p.mul(d, r), -(table.window // 2))
 
@@ -88,7 +89,7 @@ def layer_norm(node, p, x):
     axes, n = norm_axes(node)
     lead = tuple(node.shape[:len(node.shape) - len(axes)])
     rows = p.reshape(x, lead + (n,))
-    total = p.reduce(rows, 'sum', axis=-1, keepdims=True)
+    total = p.label(p.reduce(rows, 'sum', axis=-1, keepdims=True), 'row_sum')
     d = p.label(p.sub(p.mul(rows, p.const(Const(np.asarray(n), 0))), total), 'centered')
     q = p.label(p.reduce(p.mul(d, d), 'sum', axis=-1, keepdims=True), 'square_sum')
     if p.quantized:
@@ -121,6 +122,18 @@ def einsum_dense_letters(node, x_shape: tuple[int, ...], k_shape: tuple[int, ...
 
 def _size(letters: str, sizes: dict[str, int]) -> int:
     return int(np.prod([sizes[c] for c in letters], dtype=np.int64))
+
+
+def einsum_terms(node, spec: str, shapes: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per output element (C order), the flat indices into both operands of its terms, in summation order.
+
+    Two (outputs, terms) arrays; the terms come in C order of the contracted letters as they first
+    appear in the spec, the order of compose.einsum and of EinsumDense (the HLS emitters read them).
+    """
+    (la, lb), out, contracted, sizes = parse_einsum(node, spec, shapes)
+    joint, shape = out + contracted, (_size(out, sizes), _size(contracted, sizes))
+    return (einsum_index(la, shapes[0], joint, sizes).reshape(shape),
+            einsum_index(lb, shapes[1], joint, sizes).reshape(shape))
 
 
 @recipe('EinsumDense', attrs={'equation': REQUIRED, 'use_bias': True}, weights=LINEAR_WEIGHTS,

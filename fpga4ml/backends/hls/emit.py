@@ -668,6 +668,11 @@ EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
 }
 
 
+from .emit_attention import ATTENTION_EMITTERS  # noqa: E402  (LayerNorm, EinsumDense, Einsum)
+
+EMITTERS.update(ATTENTION_EMITTERS)
+
+
 def emitter_of(op: str) -> Callable[[Context, Node, list[Port], Port], str] | None:
     """The emitter of an IR op: those above, or the window and index-map ops of emit_cnn.py."""
     from .emit_cnn import CNN_EMITTERS  # emit_cnn builds on the helpers of this module

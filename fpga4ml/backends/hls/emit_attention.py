@@ -1,0 +1,143 @@
+"""HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm (io_parallel).
+
+Each function computes its recipe's steps in the same order with the same casts, so the C
+simulation is bit-identical to the emulator. Index plans (which input element meets which weight)
+come from recipes_attention.einsum_terms, the order the recipes sum in; the LayerNorm table and its
+normalisation layout come from the typed node; the exact intermediates are declared in the
+narrowest types of their bounds (Context.intermediate, from the recipe's labels).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ...fixed import FixedType
+from ...ir import Node
+from ...semantics.recipes_attention import einsum_terms, norm_axes
+from .emit import (Context, Port, address, constant, from_bits, header, index_int_type, int_literal, label, signature,
+                   table_arrays)
+
+
+def _index_array(ctx: Context, node: Node, var: str, index: np.ndarray, what: str) -> str:
+    """A constant integer array of flat indices (C order of `index`)."""
+    return ctx.array(node, var, index_int_type(int(index.max(initial=0)) + 1), index, what)
+
+
+def _pow2(ctx: Context, node: Node, var: str, k: int) -> str:
+    """A constant 2^k in the one-bit type holding it exactly: (C expression)."""
+    t = ctx.typedef(node, var, FixedType(1, k + 1, False), f'{label(node)}: 2^{k}, exact')
+    return from_bits(t, '1')
+
+
+def _function(ctx: Context, node: Node, ins: list[Port], out: Port, head: str, body: list[str]) -> str:
+    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', '    #pragma HLS PIPELINE']
+    return '\n'.join(lines + ['    ' + s for s in body] + ['}', ''])
+
+
+def _terms_loop(n_out: int, n_terms: int, init: str, term: str, at: str, out: Port) -> list[str]:
+    """for every output o: acc = init; acc += (accum_t)(term) over its terms c; y[o] = (result_t) acc."""
+    return [f'for (int o = 0; o < {n_out}; o++) {{', '    #pragma HLS UNROLL', f'    {at} acc = {init};',
+            f'    for (int c = 0; c < {n_terms}; c++) {{', '        #pragma HLS UNROLL',
+            f'        acc += ({at})({term});', '    }', f'    y[o] = ({out.ctype}) acc;', '}']
+
+
+def emit_einsum_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """y[o] = (result_t)((accum_t) bias[o] + sum over c of (accum_t)(x[xi[o][c]] * w[o][c])), hls4ml's Dense per position."""
+    x, = ins
+    eq = node.attrs['equation']
+    kernel = np.asarray(node.qweights['kernel'], dtype=np.int64)
+    xi, ki = einsum_terms(node, eq, [x.shape, kernel.shape])
+    n_out, n_terms = xi.shape
+    at = ctx.typedef(node, 'accum', node.types['accum'])
+    wt = ctx.typedef(node, 'weight', node.types['weight'])
+    bt = ctx.typedef(node, 'bias', node.types['bias'])
+    w = ctx.mantissa_array(node, 'weight', kernel.ravel()[ki], node.types['weight'],
+                           f'{label(node)} kernel per output and term ({n_out} x {n_terms})')
+    b = ctx.mantissa_array(node, 'bias', node.qweights['bias'], node.types['bias'], f'{label(node)} bias ({n_out})')
+    xs = _index_array(ctx, node, 'x_index', xi, f'{label(node)}: input element of each output and term')
+    head = header(node, f'EinsumDense {eq}: {n_out} outputs of {n_terms} terms', [
+        f'acc = ({at}) bias[o]; acc += ({at})(x[x_index[o][c]] * w[o][c]) in term order; y[o] = (result_t) acc'])
+    body = [f'#pragma HLS ARRAY_PARTITION variable={arr} complete' for arr in (w, b, xs)]
+    body += _terms_loop(n_out, n_terms, f'({at}) {from_bits(bt, f"{b}[o]")}',
+                        f'x[{xs}[o * {n_terms} + c]] * {from_bits(wt, f"{w}[o * {n_terms} + c]")}', at, out)
+    return _function(ctx, node, ins, out, head, body)
+
+
+def emit_einsum(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """y[o] = (result_t)(acc), acc = 0; acc += (accum_t)(a * b) over the terms (compose.einsum's order)."""
+    a, b = ins
+    eq = node.attrs['equation']
+    ai, bi = einsum_terms(node, eq, [a.shape, b.shape])
+    n_out, n_terms = ai.shape
+    at = ctx.typedef(node, 'accum', node.types['accum'])
+    ax = _index_array(ctx, node, 'a_index', ai, f'{label(node)}: first operand element of each output and term')
+    bx = _index_array(ctx, node, 'b_index', bi, f'{label(node)}: second operand element of each output and term')
+    head = header(node, f'Einsum {eq}: {n_out} outputs of {n_terms} terms', [
+        f'acc = 0; acc += ({at})(x0[a] * x1[b]) in term order (every product and partial sum cast); '
+        'y[o] = (result_t) acc'])
+    body = [f'#pragma HLS ARRAY_PARTITION variable={arr} complete' for arr in (ax, bx)]
+    body += _terms_loop(n_out, n_terms, f'({at}) 0',
+                        f'x0[{ax}[o * {n_terms} + c]] * x1[{bx}[o * {n_terms} + c]]', at, out)
+    return _function(ctx, node, ins, out, head, body)
+
+
+def emit_layer_norm(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """LayerNorm per row, the steps of tables_attention.py (exact integers, normalised variance, one table)."""
+    x, = ins
+    _, n = norm_axes(node)
+    rows = x.size // n
+    table = node.attrs['tables']['rsqrt']
+    kinds = {name: ctx.typedef(node, name, ctx.intermediate(node, name), f'{label(node)}: {name}, exact')
+             for name in ('row_sum', 'centered', 'square_sum', 'variance', 'scaled')}
+    ut = ctx.typedef(node, 'u', FixedType(table.u_frac, 0, False), f'{label(node)}: variance * 2^-{table.window}')
+    it, tt, arr = table_arrays(ctx, node, 'rsqrt', table, 'sqrt(n) / sqrt(normalised variance)')
+    at = ctx.typedef(node, 'accum', node.types['accum'])
+    o = f'r * {n} + ' if rows > 1 else ''
+    eps, eps_name = constant(ctx, node, 'eps', table.eps_mantissa, table.u_frac - table.window)
+    body = [eps, f'{kinds["row_sum"]} s = 0;', f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+            f'    s += x[{o}i];', '}',
+            f'{kinds["scaled"]} d[{n}];', '#pragma HLS ARRAY_PARTITION variable=d complete',
+            f'{kinds["square_sum"]} q = 0;', f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+            f'    {kinds["centered"]} c = {n} * x[{o}i] - s;', '    d[i] = c;', '    q += c * c;', '}',
+            f'{kinds["variance"]} v = q + {eps_name};',
+            f'{ut} u = ({ut})(v * {_pow2(ctx, node, "window", -table.window)});']
+    for k in table.stages:
+        threshold = from_bits(ut, int_literal(1 << (table.u_frac - 2 * k)))
+        body += [f'if (u < {threshold}) {{  // below 4^-{k}: scale u by 4^{k}, d by 2^{k}',
+                 f'    u = u << {2 * k};', f'    for (int i = 0; i < {n}; i++) {{', '        #pragma HLS UNROLL',
+                 f'        d[i] = d[i] << {k};', '    }', '}']
+    entry = from_bits(tt, arr + '[' + address('idx', table.index) + ']')
+    body += [f'{it} idx = ({it}) u;', f'{tt} t = {entry};',
+             f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+             f'    {at} z = ({at})(d[i] * t * {_pow2(ctx, node, "half_window", -(table.window // 2))});',
+             f'    y[{o}i] = ({out.ctype})({_affine(ctx, node, n)});', '}']
+    if rows > 1:
+        body = [f'for (int r = 0; r < {rows}; r++) {{'] + ['    ' + s for s in body] + ['}']
+    head = header(node, f'LayerNorm over {n} values per row, {rows} rows', [
+        'd = n x - sum(x), q = sum(d^2), v = q + round(n^3 eps): exact; u = v 2^-H in [0, 1)',
+        'while u < 4^-k (k = stages): u <<= 2k, d <<= k; t = table[(index_t) u] = sqrt(n)/sqrt(u)',
+        'z = (accum_t)(d t 2^-H/2); y = (result_t)(z gamma + beta), exact'])
+    return _function(ctx, node, ins, out, head, body)
+
+
+def _affine(ctx: Context, node: Node, n: int) -> str:
+    """z * gamma[i] + beta[i] (each only when the layer has it), exact."""
+    expr = 'z'
+    if node.attrs.get('scale', True):
+        st = ctx.typedef(node, 'scale', node.types['scale'])
+        g = ctx.mantissa_array(node, 'gamma', node.qweights['gamma'], node.types['scale'], f'{label(node)} gamma ({n})')
+        expr = f'z * {from_bits(st, f"{g}[i]")}'
+    if node.attrs.get('center', True):
+        bt = ctx.typedef(node, 'bias', node.types['bias'])
+        b = ctx.mantissa_array(node, 'beta', node.qweights['beta'], node.types['bias'], f'{label(node)} beta ({n})')
+        expr = f'{expr} + {from_bits(bt, f"{b}[i]")}'
+    return expr
+
+
+ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
+    'EinsumDense': emit_einsum_dense,
+    'Einsum': emit_einsum,
+    'LayerNorm': emit_layer_norm,
+}
