@@ -23,7 +23,7 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture', 'TableSemantics')
+              'Architecture', 'TableSemantics', 'Interface')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
               'ParallelizationFactor', 'TableSemantics')
 #: lookup tables: fpga4ml's exact tables (default) or hls4ml 1.3.0's (its index arithmetic and entries)

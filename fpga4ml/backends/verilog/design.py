@@ -19,6 +19,7 @@ import numpy as np
 from ...config import ConfigWarning, model_setting
 from ...naming import check_project_name, json_text
 from .adder_graph import BLOCK_ROWS, PAIR_BUDGET
+from .axi import add_axi_stream, model_interface
 from .emit import port_entry, port_names, write_module
 from .estimate import estimate_netlist, estimate_stream
 from .lower import lower_graph
@@ -112,6 +113,8 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
     else:
         with clock.step(f'{top}.v text'):
             files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
+    if model_interface(model.config) == 'axi_stream':  # the AXI4-Stream wrapper besides the design (axi.py)
+        add_axi_stream(files, info, top)
     return {**files, MANIFEST: json_text(info)}
 
 
