@@ -365,7 +365,8 @@ def test_init_pysr_lut_functions_without_julia():
         'my_sin(x) = math_lut(sin, x, N=256, range_start=-2, range_end=2)'])
     assert 'function math_lut' in luts['julia'][0] and 'my_sin' in luts['extra_sympy_mappings']
     mine = luts['lut_functions'][-1]
-    assert (mine.name, mine.math_func, mine.range_start, mine.range_end, mine.table_size) == ('my_sin', 'sin', -2, 2, 256)
+    assert (mine.name, mine.math_func, mine.range_start, mine.range_end, mine.table_size) == \
+        ('my_sin', 'sin', -2, 2, 256)
     model = convert('my_sin(x0) + cos_lut(x1)', n_symbols=2, lut_functions=luts['lut_functions'])
     assert len(model.graph['expr1'].attrs['tables']) == 2
     with pytest.raises(ValueError, match='not a LUT function definition'):
@@ -393,3 +394,59 @@ def test_hls4ml_tutorial_calls(tmp_path):
                                                                output_dir=str(tmp_path / 'b'),
                                                                precision='ap_fixed<18,6>')
     np.testing.assert_array_equal(again.predict(x), y)
+
+
+# --------------------------------------------------------------------------- Verilog RTL, io_stream, example
+
+@pytest.mark.slow
+def test_verilator_rtl_equals_emulator_with_negative_control(tmp_path):
+    exprs = ['x0**2 + 2.5382*cos_lut(x1) - 0.5', 'x0/3 - Abs(x1)*x2 + sign(x0)', 'Min(x0, x1) / (x2 + 0.5)',
+             'Piecewise((x0, x0 > x1), (x1**3, x1 >= 0.5), (-x2, True))', 'sqrt(x0) + exp(x1) + sigmoid(x2)']
+    model = convert(exprs, 'ap_fixed<12,5>', tmp_path / 'v', backend='Verilog')
+    x = inputs(model, 10_000, seed=7)
+    rtl = model.predict(x, sim='rtl')
+    np.testing.assert_array_equal(rtl, model.predict(x))
+    changed = [exprs[0].replace('2.5382', repr(2.5382 + 2 ** -7))] + exprs[1:]  # one LSB of ap_fixed<12,5>
+    assert not np.array_equal(rtl, convert(changed, 'ap_fixed<12,5>', tmp_path / 'w').predict(x))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
+def test_io_stream_csim_equals_emulator(tmp_path):
+    model = convert(EXPRESSIONS[:12], PRECISIONS[1], tmp_path / 's', io_type='io_stream')
+    x = inputs(model, 3000, seed=8)
+    np.testing.assert_array_equal(model.predict(x, sim='csim'), model.predict(x))
+
+
+@pytest.mark.slow
+def test_example_runs(tmp_path, capsys):
+    import importlib
+
+    spec = importlib.util.spec_from_file_location(
+        'symbolic_expression', os.path.join(os.path.dirname(__file__), '..', 'examples', 'symbolic_expression.py'))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(['--out', str(tmp_path / 'ex')]) == 0
+    out = capsys.readouterr().out
+    assert 'PySR would pick: (((x0 * x0) + (cos_lut(x1) * 2.5382)) - 0.5)' in out
+    error = float(out.split('max |error| ')[1].split(',')[0])
+    assert error < 0.02  # half a table step (8/1024) times 2.5382, plus the LSBs
+
+
+def test_hls_code_declares_exact_types_and_no_math_header(tmp_path):
+    model = convert(['x0**2 + 2.5382*cos_lut(x1) - 0.5', 'exp(x0) / x1'], 'ap_fixed<16,6>', tmp_path / 'h')
+    model.write()
+    code = (tmp_path / 'h' / 'firmware' / 'myproject.cpp').read_text()
+    assert 'hls_math' not in code and 'hls::' not in code and 'std::' not in code
+    assert 'y[0] = pow(x0, 2) + 2.5382 cos_lut(x1) - 0.5' in code
+    assert code.count('_table[') >= 3  # cos_lut, exp, 1/x1
+
+
+def test_constant_subexpressions_fold_into_one_constant():
+    graph, _ = build_graph('x0/pi + 2**x1 + log(x0, 2) + sqrt(2)', 2)
+    ops = [ins[0] for ins in graph['expr1'].attrs['program']]
+    assert ops.count('func') == 2  # exp(x1 * log 2) and log(x0): no table of a constant
+    model = convert('x0/pi + 2**x1 + log(x0, 2) + sqrt(2)', 'ap_fixed<24,8>', n_symbols=2)
+    x = np.array([[1.5, 0.25], [3.0, -1.0]])
+    want = x[:, 0] / np.pi + 2 ** x[:, 1] + np.log2(x[:, 0]) + np.sqrt(2)
+    np.testing.assert_allclose(np.ravel(model.predict(x)), want, atol=0.02)

@@ -124,7 +124,7 @@ class Builder:
             if idx >= self.n_inputs:
                 raise ValueError(f'the expression uses {e.name} but n_symbols is {self.n_inputs}')
             return self.emit('x', [], idx)
-        if e.is_Number or isinstance(e, sympy.NumberSymbol):
+        if not e.free_symbols:  # a number, pi, log(2), sqrt(2): one constant
             if not e.is_finite or not e.is_real:
                 raise ValueError(f'the expression holds the non-finite or complex number {e}')
             if override is not None:
@@ -151,7 +151,8 @@ class Builder:
         if isinstance(e, sympy.Function):
             return self._function(e, override)
         raise ValueError(f'{type(e).__name__} ({e}) is not supported in expressions; supported: + - * /, integer '
-                         f'and real powers, {sorted(TABLE_FUNCTIONS)}, Abs, sign, Min, Max, Piecewise and LUT functions')
+                         f'and real powers, {sorted(TABLE_FUNCTIONS)}, Abs, sign, Min, Max, Piecewise and LUT '
+                         'functions')
 
     def _add(self, e) -> int:
         k = None
@@ -165,8 +166,12 @@ class Builder:
 
     def _mul(self, e) -> int:
         coeff, rest = e.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        numeric = [f for f in factors if not f.free_symbols]  # log(2), pi: part of the coefficient
+        if numeric:
+            coeff = sympy.Float(float(coeff * sympy.Mul(*numeric)))
         num, den = [], []
-        for f in sympy.Mul.make_args(rest):
+        for f in (f for f in factors if f.free_symbols):
             if isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0:
                 den.append(f.base ** (-f.exp))
             else:

@@ -83,7 +83,8 @@ def check_text(text: str, lut_names=()) -> None:
             raise ValueError(f'expression {text[:80]!r}: number {s!r} is not accepted (decimal numbers only)')
         if kind == tokenize.OP and s in OPERATORS:
             continue
-        if kind == tokenize.NAME and (s == 'True' or not keyword.iskeyword(s) and (SYMBOL.fullmatch(s) or s in allowed)):
+        name_ok = s == 'True' or not keyword.iskeyword(s) and (SYMBOL.fullmatch(s) or s in allowed)
+        if kind == tokenize.NAME and name_ok:
             continue
         if kind == tokenize.NAME and NAME.fullmatch(s) and not keyword.iskeyword(s):
             raise ValueError(f'expression {text[:80]!r}: unknown name {s!r}; accepted: the inputs x0, x1, ..., '
@@ -100,7 +101,8 @@ def parse(text: str, lut_names=()) -> sympy.Expr:
     ns = _namespace(lut_names)
     ns.update({m: sympy.Symbol(m) for m in set(re.findall(r'\bx(?:0|[1-9][0-9]*)\b', text))})
     try:
-        expr = parse_expr(text, local_dict=ns, global_dict={'__builtins__': {}}, transformations=(auto_number, convert_xor))
+        expr = parse_expr(text, local_dict=ns, global_dict={'__builtins__': {}},
+                          transformations=(auto_number, convert_xor))
     except (SyntaxError, TypeError, ValueError, sympy.SympifyError) as err:
         raise ValueError(f'expression {text[:80]!r} cannot be parsed: {err}') from None
     if not isinstance(expr, sympy.Expr):

@@ -36,7 +36,8 @@ DEFAULT_DEFINITIONS = (
 _NUMBER = r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?'
 _DEFINITION = re.compile(
     rf'^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\(x\)\s*=\s*math_lut\(\s*(?P<func>[a-z]+)\s*,\s*x\s*'
-    rf'(?:,\s*N\s*=\s*(?P<n>\d+)\s*)?,\s*range_start\s*=\s*(?P<a>{_NUMBER})\s*,\s*range_end\s*=\s*(?P<b>{_NUMBER})\s*\)\s*$')
+    rf'(?:,\s*N\s*=\s*(?P<n>\d+)\s*)?,\s*range_start\s*=\s*(?P<a>{_NUMBER})\s*,'
+    rf'\s*range_end\s*=\s*(?P<b>{_NUMBER})\s*\)\s*$')
 
 
 class LUTFunction:

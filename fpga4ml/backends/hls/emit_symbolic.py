@@ -13,7 +13,10 @@ no vendor math header is used.
 
 from __future__ import annotations
 
-import numpy as np
+import re
+
+import sympy
+from sympy.printing.str import StrPrinter
 
 from ...fixed import FixedType
 from ...intervals import Interval
@@ -129,13 +132,32 @@ class _Writer:
                      f'{comment_text(value[0])}({a}) from table t{k}')
 
 
+class _CommentPrinter(StrPrinter):
+    """sympy's text with pow(a, n) for powers: comment_text escapes '*' and '^'."""
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == sympy.Rational(1, 2):
+            return f'sqrt({self._print(expr.base)})'
+        return f'pow({self._print(expr.base)}, {self._print(expr.exp)})'
+
+
+def readable(expr: str) -> str:
+    """An expression for a comment: pow(a, n) for powers, a space for products, escaped (comment_text)."""
+    from ...symbolic.parse import parse
+    try:
+        text = _CommentPrinter().doprint(parse(expr, re.findall(r'([A-Za-z_][A-Za-z0-9_]*)\(', expr)))
+    except ValueError:  # not in the expression language (a hand-made node): shown escaped as it is
+        text = expr
+    return comment_text(text.replace('*', ' '))
+
+
 def emit_expression(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     """An Expression layer: the program's statements, then y[j] = (result_t) v<output j>."""
     w = _Writer(ctx, node)
     for k in range(len(w.program)):
         w.instruction(k)
     outs = [f'y[{j}] = ({out.ctype}) v{o};' for j, o in enumerate(w.outputs)]
-    exprs = [f'y[{j}] = {comment_text(e)}' for j, e in enumerate(node.attrs.get('expressions') or [])]
+    exprs = [f'y[{j}] = {readable(e)}' for j, e in enumerate(node.attrs.get('expressions') or [])]
     head = header(node, f'symbolic expression, {len(w.program)} instructions, {len(w.outputs)} output(s)', exprs + [
         'every + - * is exact (each value is declared in the narrowest type holding it); functions are tables'])
     body = ['    #pragma HLS PIPELINE'] + [f'    {s}' for s in w.lines + outs]
