@@ -26,7 +26,7 @@ from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, Node
 from fpga4ml.model_errors import BackendUnavailableError
 
-pytestmark = pytest.mark.filterwarnings('ignore:predict. the inputs hold NaN', 'ignore:build\\(\\): the tool succeeded')
+pytestmark = pytest.mark.filterwarnings('ignore:predict. the inputs hold NaN', 'ignore:build... the tool succeeded')
 
 HAVE_CSIM = shutil.which('g++') is not None and importlib.util.find_spec('hls4ml') is not None
 needs_csim = pytest.mark.skipif(not HAVE_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
@@ -147,9 +147,26 @@ def test_project_files(tmp_path):
         (files / 'firmware/zcu_axi.cpp').read_text()
 
 
-def test_alveo_and_several_outputs_raise(tmp_path):
-    with pytest.raises(ConfigError, match="board 'alveo-u250': the Alveo kernel flow .* is not implemented yet"):
-        dense_model(tmp_path, board='alveo-u250').write()
+def test_alveo_project_files(tmp_path):
+    model = dense_model(tmp_path, board='alveo-u250', platform='xilinx_u250_gen3x16_xdma_4_1_202210_1')
+    root = model.write()
+    assert model.part == 'xcu250-figd2104-2L-e' and not (root / 'design.tcl').exists()
+    script = (root / 'build_xclbin.sh').read_text()
+    assert 'PLATFORM="${PLATFORM:-xilinx_u250_gen3x16_xdma_4_1_202210_1}"' in script
+    assert 'v++ -c -t hw --platform "$PLATFORM" -k "$KERNEL" --hls.clock 200000000:"$KERNEL"' in script
+    assert 'firmware/acc.cpp firmware/acc_axi.cpp firmware/acc_kernel.cpp -o xo_files/"$KERNEL".xo' in script
+    kernel = (root / 'firmware/acc_kernel.cpp').read_text()
+    assert 'extern "C" void acc_kernel(const T_in *fifo_in, T_out *fifo_out, unsigned length_r_in, ' \
+        'unsigned length_r_out)' in kernel and '#pragma HLS INTERFACE m_axi port=fifo_in' in kernel
+    hls = (root / 'build_prj.tcl').read_text()
+    assert 'set_top ${project_name}_kernel\n' in hls and 'add_files firmware/${project_name}_kernel.cpp' in hls
+    assert 'DATA_PACK' not in (root / 'firmware/acc.cpp').read_text()  # written for Vitis HLS (v++)
+    assert 'self.acc_kernel_1.call(' in (root / 'axi_stream_driver.py').read_text()
+    with pytest.raises(ConfigError, match="platform='u250; rm -rf /': an Alveo platform name"):
+        dense_model(tmp_path, board='alveo-u250', platform='u250; rm -rf /')
+
+
+def test_several_outputs_raise(tmp_path):
     model = dense_model(tmp_path)
     model.graph.outputs = ['fc2', 'relu']
     with pytest.raises(ConfigError, match="one input and one output .* outputs \\['fc2', 'relu'\\]"):
@@ -157,17 +174,19 @@ def test_alveo_and_several_outputs_raise(tmp_path):
 
 
 # ------------------------------------------------------------------ C simulation through the wrapper
-CSIM_CASES = [  # io_type, interface, input_type, output_type
-    ('io_parallel', 'axi_stream', 'float', 'float'),
-    ('io_stream', 'axi_stream', 'ap_fixed<12,4>', 'ap_fixed<10,3,RND,SAT>'),
-    ('io_parallel', 'axi_master', 'double', 'ap_fixed<8,2>'),
+CSIM_CASES = [  # io_type, interface, input_type, output_type, board
+    ('io_parallel', 'axi_stream', 'float', 'float', 'pynq-z2'),
+    ('io_stream', 'axi_stream', 'ap_fixed<12,4>', 'ap_fixed<10,3,RND,SAT>', 'zcu102'),
+    ('io_parallel', 'axi_master', 'double', 'ap_fixed<8,2>', 'pynq-z2'),
+    ('io_parallel', 'axi_stream', 'float', 'ap_fixed<16,6>', 'alveo-u50'),  # the kernel on the whole batch
 ]
 
 
 @needs_csim
-@pytest.mark.parametrize('io_type, interface, input_type, output_type', CSIM_CASES)
-def test_wrapper_csim_is_bit_identical(tmp_path, io_type, interface, input_type, output_type):
-    model = dense_model(tmp_path, io_type, interface=interface, input_type=input_type, output_type=output_type)
+@pytest.mark.parametrize('io_type, interface, input_type, output_type, board', CSIM_CASES)
+def test_wrapper_csim_is_bit_identical(tmp_path, io_type, interface, input_type, output_type, board):
+    model = dense_model(tmp_path, io_type, interface=interface, input_type=input_type, output_type=output_type,
+                        board=board)
     x = inputs()
     got = model.predict(x, sim='csim')  # compiled on demand through the wrapper (TLAST checked per sample)
     want = wrapper.reference(model, settings_of(model), x)
@@ -270,6 +289,46 @@ def test_pynq_driver_round_trip(tmp_path, monkeypatch, capsys):
     assert not np.array_equal(nn.predict(x + t_in.lsb), y)  # negative control: the inputs one LSB up
 
 
+class _DeviceBuffer(np.ndarray):
+    """pynq's buffer on an Alveo card: an array with sync and flush calls (recorded)."""
+
+    def sync_to_device(self):
+        self.synced = 'to'
+
+    def sync_from_device(self):
+        self.synced = 'from'
+
+
+@needs_csim
+def test_alveo_driver_calls_the_kernel(tmp_path, monkeypatch):
+    model = dense_model(tmp_path, board='alveo-u50', output_type='ap_fixed<16,6>')
+    sim = get_backend('VivadoAccelerator').compile_csim(model)
+    calls = []
+
+    def kernel_call(fifo_in, fifo_out, length_in, length_out):  # the card: float words in, int16 words out
+        assert fifo_in.synced == 'to' and fifo_in.dtype == np.float32 and fifo_out.dtype == np.int16
+        calls.append((length_in, length_out))
+        fifo_out[:] = np.round(sim.predict(np.asarray(fifo_in, np.float64))[0] * 2 ** 10)
+
+    pynq = types.ModuleType('pynq')
+
+    class Overlay:
+        def __init__(self, xclbin_name, **kwargs):
+            self.acc_kernel_1 = types.SimpleNamespace(call=kernel_call)
+
+    pynq.Overlay = Overlay
+    pynq.allocate = lambda shape, dtype, target=None: np.zeros(shape, dtype).view(_DeviceBuffer)
+    monkeypatch.setitem(sys.modules, 'pynq', pynq)
+    spec = importlib.util.spec_from_file_location('alveo_driver', Path(model.write()) / driver.DRIVER_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = inputs(100)
+    x[0, 0] = 0.0
+    y = module.NeuralNetworkOverlay('acc.xclbin').predict(x, (len(x), 3))
+    assert calls == [(400, 300)]  # hls4ml's kernel arguments: total input and output words
+    np.testing.assert_array_equal(y, wrapper.reference(model, settings_of(model), x))
+
+
 # ------------------------------------------------------------------ build with fake tools
 FAKE_HLS = '''#!{python}
 import json, os, sys
@@ -288,10 +347,20 @@ print('fake vivado done', flush=True)
 '''
 
 
+FAKE_VPP = '''#!{python}
+import json, sys
+with open('fake_vpp.json', 'a') as f:
+    f.write(json.dumps(sys.argv[1:]) + '\\n')
+open(sys.argv[sys.argv.index('-o') + 1], 'w').write('kernel')
+'''
+
+
 @pytest.fixture
 def fake_bin(tmp_path, monkeypatch):
     bindir = tmp_path / 'bin'
     bindir.mkdir()
+    for tool in ('cp', 'mkdir', 'dirname'):  # what build_xclbin.sh runs besides v++
+        (bindir / tool).symlink_to(shutil.which(tool))
     monkeypatch.setenv('PATH', str(bindir))
 
     def install(name, text):
@@ -329,6 +398,22 @@ def test_build_without_tools_says_which(tmp_path, fake_bin):
     assert not (Path(model.output_dir) / 'fake_hls.json').exists()  # nothing ran
     model.build(csim=False)  # without a bitstream vivado is not needed
     assert json.loads((Path(model.output_dir) / 'fake_hls.json').read_text())['steps'] == ['synth']
+
+
+def test_build_alveo_xclbin(tmp_path, fake_bin):
+    model = dense_model(tmp_path, board='alveo-u280')
+    with pytest.raises(BackendUnavailableError, match=r'^v\+\+ \(AMD Vitis, with the Alveo platform installed\) '
+                                                      r'was not found on PATH'):
+        model.build(csim=False, synth=False, bitfile=True)
+    fake_bin('v++', FAKE_VPP)
+    report = model.build(csim=False, synth=False, bitfile=True)  # v++ runs HLS itself: no HLS step needed
+    root = Path(model.output_dir)
+    compile_args, link_args = [json.loads(line) for line in (root / 'fake_vpp.json').read_text().splitlines()]
+    assert compile_args[:7] == ['-c', '-t', 'hw', '--platform', 'xilinx_u250_xdma_201830_2', '-k', 'acc_kernel']
+    assert link_args[:2] == ['-l', '-t'] and link_args[-1] == 'xclbin_files/acc_kernel.xclbin'
+    assert (root / 'acc.xclbin').read_text() == 'kernel' and report['bitfile']['file'] == str(root / 'acc.xclbin')
+    with pytest.raises(BackendUnavailableError, match=r'^vitis-run \(AMD Vitis 2023.1 or newer\)'):
+        model.build(csim=True, bitfile=True)  # HLS steps on an Alveo project: Vitis HLS
 
 
 def test_tutorial_part_7a_spelling(tmp_path):

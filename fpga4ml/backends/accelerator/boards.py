@@ -9,6 +9,7 @@ writer, the C simulation and the build read from ``model.settings['accelerator']
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -125,9 +126,13 @@ def accelerator_settings(board: str | None = 'pynq-z2', interface: str = 'axi_st
     if chosen not in BOARDS[name].interfaces:
         raise ConfigError(f"interface={interface!r} has no block design for board {name!r}; that board "
                           f'accepts {list(BOARDS[name].interfaces)}')
+    platform = DEFAULT_PLATFORM if platform is None else platform
+    if not isinstance(platform, str) or not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.\-]*', platform):
+        raise ConfigError(f"platform={platform!r}: an Alveo platform name such as {DEFAULT_PLATFORM!r} "
+                          '(letters, digits, _ . -)')
     settings = AcceleratorSettings(name, chosen, _choice(driver, DRIVERS, 'driver'),
                                    io_type(input_type, 'input_type'), io_type(output_type, 'output_type'),
-                                   platform or DEFAULT_PLATFORM)
+                                   platform)
     if part is not None and part != settings.part:
         warnings.warn(f'part={part!r} does not belong to board {name!r}; the board\'s part {settings.part!r} is '
                       'used (as hls4ml does)', ConfigWarning, stacklevel=3)

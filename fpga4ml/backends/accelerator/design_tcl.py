@@ -1,4 +1,4 @@
-"""The board's Vivado block design: project.tcl (settings) and design.tcl (block design to bitstream).
+"""The board's design: project.tcl + design.tcl (Zynq block design to bitstream), build_xclbin.sh (Alveo).
 
 ``vivado -mode batch -source design.tcl`` in the project folder (after the HLS ``export`` step has
 packaged ``<project>_axi`` as IP under ``<project>_prj/``) creates the Vivado project
@@ -19,6 +19,7 @@ from .boards import BOARDS, AcceleratorSettings
 
 DESIGN_SCRIPT = 'design.tcl'
 SETTINGS_SCRIPT = 'project.tcl'
+XCLBIN_SCRIPT = 'build_xclbin.sh'
 
 #: per family: the processing system IP and its automation, its ports and clock
 _PS = {
@@ -89,9 +90,8 @@ def design_script(project: str, acc: AcceleratorSettings) -> str:
     """design.tcl for the board and interface of `acc` (Zynq-7000 and Zynq UltraScale+ boards)."""
     board = BOARDS[acc.board]
     if board.family not in _PS:
-        raise ConfigError(f'board {acc.board!r}: the Alveo kernel flow (an RTL kernel linked into an xclbin with '
-                          f'v++) is not implemented yet; boards with a block design: '
-                          f'{[b for b, info in BOARDS.items() if info.family in _PS]}')
+        raise ConfigError(f'board {acc.board!r} has no block design (an Alveo card: see xclbin_script); '
+                          f'boards with one: {[b for b, info in BOARDS.items() if info.family in _PS]}')
     ps = _PS[board.family]
     nn = '${project_name}_axi_0'
     lines = [
@@ -126,3 +126,29 @@ def design_script(project: str, acc: AcceleratorSettings) -> str:
         'file copy -force [lindex $hwhs 0] ${project_name}.hwh',
         'puts "fpga4ml: wrote ${project_name}.bit and ${project_name}.hwh"', 'exit 0', '']
     return '\n'.join(lines)
+
+
+def xclbin_script(project: str, acc: AcceleratorSettings, clock_period: float) -> str:
+    """build_xclbin.sh: v++ compile of the kernel and link for the Alveo platform (PLATFORM overrides it)."""
+    if acc.family != 'alveo':
+        raise ConfigError(f'board {acc.board!r} is not an Alveo card; its design is {DESIGN_SCRIPT}')
+    hertz = int(round(1e9 / float(format_number(clock_period, 'clock_period'))))
+    kernel = f'{project}_kernel'
+    sources = ' '.join(f'firmware/{name}.cpp' for name in (project, f'{project}_axi', kernel))
+    return f'''#!/bin/bash
+# {XCLBIN_SCRIPT}: the Alveo kernel of "{project}" for {acc.board} (written by fpga4ml).
+# Needs Vitis (v++) and the platform installed; PLATFORM=... overrides the platform.
+# Writes xo_files/{kernel}.xo, xclbin_files/{kernel}.xclbin and a copy {project}.xclbin.
+set -euo pipefail
+cd "$(dirname "$0")"
+PLATFORM="${{PLATFORM:-{acc.platform}}}"
+KERNEL={kernel}
+mkdir -p xo_files xclbin_files
+echo "==> fpga4ml: v++ compile of $KERNEL for $PLATFORM"
+v++ -c -t hw --platform "$PLATFORM" -k "$KERNEL" --hls.clock {hertz}:"$KERNEL" -I firmware \\
+    --advanced.prop kernel."$KERNEL".kernel_flags="-std=c++14" {sources} -o xo_files/"$KERNEL".xo
+echo "==> fpga4ml: v++ link"
+v++ -l -t hw --platform "$PLATFORM" xo_files/"$KERNEL".xo -o xclbin_files/"$KERNEL".xclbin
+cp xclbin_files/"$KERNEL".xclbin {project}.xclbin
+echo "fpga4ml: wrote {project}.xclbin"
+'''

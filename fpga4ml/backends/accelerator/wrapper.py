@@ -9,7 +9,9 @@ has it set when any input word of the sample had it. axi_lite puts both arrays i
 registers, axi_master reads and writes them through AXI masters started over AXI-Lite.
 
 `wrapper_files` returns the wrapper's header and source, the C simulation bridge and the vendor
-testbench, which both run one sample through `<project>_axi` (`<project>_axi_sample.h`).
+testbench, which both run one sample through `<project>_axi` (`<project>_axi_sample.h`). For an
+Alveo board it adds the kernel `<project>_kernel` (`kernel_source`: batches from device memory
+through the wrapper), and the C simulation bridge runs that kernel on the whole batch.
 `reference` computes in Python what the wrapper computes, from the emulator.
 """
 
@@ -146,6 +148,59 @@ def bridge(model) -> str:
             '    return bad;\n}\n')
 
 
+def kernel_name(model) -> str:
+    """The Alveo kernel's name: <project>_kernel (hls4ml names its .xo and .xclbin so)."""
+    return f'{model.project_name}_kernel'
+
+
+def kernel_source(model) -> str:
+    """firmware/<project>_kernel.cpp: the Alveo kernel, batches from device memory through <project>_axi.
+
+    Its arguments are those of hls4ml's Alveo kernel (fifo_in, fifo_out, length_r_in, length_r_out:
+    word counts), so its driver calls it the same way. Each sample's N_IN words go through the
+    axi_stream wrapper, TLAST on the batch's last word; the outputs are written up to length_r_out.
+    """
+    project, kernel = model.project_name, kernel_name(model)
+    ports = ('fifo_in', 'fifo_out', 'length_r_in', 'length_r_out')
+    lines = [f'// {kernel}.cpp: the Alveo kernel of "{project}" (written by fpga4ml): batches in device memory',
+             f'// through the axi_stream wrapper {project}_axi.', f'#include "{project}_axi.h"', '',
+             f'extern "C" void {kernel}(const T_in *fifo_in, T_out *fifo_out, unsigned length_r_in, '
+             'unsigned length_r_out) {',
+             '    #pragma HLS INTERFACE m_axi port=fifo_in offset=slave bundle=gmem',
+             '    #pragma HLS INTERFACE m_axi port=fifo_out offset=slave bundle=gmem']
+    lines += [f'    #pragma HLS INTERFACE s_axilite port={p}' for p in ports + ('return',)]
+    lines += ['    for (unsigned s = 0; s < length_r_in / N_IN; s++) {',
+              '        input_axi_t in[N_IN];', '        output_axi_t out[N_OUT];',
+              '        for (unsigned i = 0; i < N_IN; i++) {', '            #pragma HLS PIPELINE',
+              '            in[i].data = fifo_in[s * N_IN + i];',
+              '            in[i].last = s * N_IN + i == length_r_in - 1;', '        }',
+              f'        {project}_axi(in, out);', '        for (unsigned i = 0; i < N_OUT; i++) {',
+              '            #pragma HLS PIPELINE',
+              '            if (s * N_OUT + i < length_r_out) fifo_out[s * N_OUT + i] = out[i].data;', '        }',
+              '    }', '}', '']
+    return '\n'.join(lines)
+
+
+def kernel_bridge(model) -> str:
+    """<project>_axi_bridge.cpp for an Alveo board: the C simulation calls the kernel on the whole batch."""
+    project, kernel = model.project_name, kernel_name(model)
+    return (f'// {project}_axi_bridge.cpp: fpga4ml\'s C simulation through the Alveo kernel {kernel} (written by fpga4ml).\n'
+            f'// {project}_predict(x, y, n, threads) converts the batch to words as the host does (NaN -> 0),\n'
+            '// runs the kernel once on it and converts the output words back.\n'
+            f'#include <vector>\n\n#include "firmware/{project}_axi.h"\n\n'
+            f'extern "C" void {kernel}(const T_in *fifo_in, T_out *fifo_out, unsigned length_r_in, '
+            'unsigned length_r_out);\n\n'
+            f'extern "C" int {project}_io_sizes(long *n_in, long *n_out) {{\n'
+            '    *n_in = N_IN;\n    *n_out = N_OUT;\n    return 0;\n}\n\n'
+            f'extern "C" int {project}_predict(const double *x, double *y, long n, int threads) {{\n'
+            '    (void) threads;\n'
+            '    std::vector<T_in> in(n * N_IN);\n    std::vector<T_out> out(n * N_OUT);\n'
+            '    for (long i = 0; i < n * (long) N_IN; i++) in[i] = (T_in) (x[i] == x[i] ? x[i] : 0.0);\n'
+            f'    {kernel}(in.data(), out.data(), n * N_IN, n * N_OUT);\n'
+            '    for (long i = 0; i < n * (long) N_OUT; i++) y[i] = static_cast<double>(out[i]);\n'
+            '    return 0;\n}\n')
+
+
 def testbench(model) -> str:
     """tb/<project>_test.cpp: the vendor C simulation / co-simulation testbench through the wrapper."""
     project = model.project_name
@@ -230,6 +285,10 @@ def wrapper_files(model, acc: AcceleratorSettings, tb_inputs: np.ndarray) -> dic
     project = model.project_name
     expected = reference(model, acc, tb_inputs)
     rows = ''.join(' '.join(repr(v) for v in row) + '\n' for row in expected.reshape(len(expected), -1).tolist())
-    return {f'firmware/{project}_axi.h': header(model, acc), f'firmware/{project}_axi.cpp': source(model, acc),
-            f'{project}_axi_sample.h': sample_header(model, acc), f'{project}_axi_bridge.cpp': bridge(model),
-            f'tb/{project}_test.cpp': testbench(model), 'tb_data/tb_axi_predictions.dat': rows}
+    files = {f'firmware/{project}_axi.h': header(model, acc), f'firmware/{project}_axi.cpp': source(model, acc),
+             f'{project}_axi_sample.h': sample_header(model, acc), f'{project}_axi_bridge.cpp': bridge(model),
+             f'tb/{project}_test.cpp': testbench(model), 'tb_data/tb_axi_predictions.dat': rows}
+    if acc.family == 'alveo':
+        files[f'firmware/{kernel_name(model)}.cpp'] = kernel_source(model)
+        files[f'{project}_axi_bridge.cpp'] = kernel_bridge(model)
+    return files
