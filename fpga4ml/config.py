@@ -255,7 +255,22 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
     for node in graph:
         if PART_OF_ATTR in node.attrs:
             node.config = _part_config(graph, node)
+    _check_layer_reuse_factors(graph, type_cfg, name_cfg)
     return model
+
+
+def _check_layer_reuse_factors(graph: Graph, type_cfg: dict, name_cfg: dict) -> None:
+    """Validate at convert time the ReuseFactor a LayerName or LayerType entry sets (folding.py's rules).
+
+    A Model-level ReuseFactor is a default that the back ends check per layer when they write it
+    (an hls4ml config may set one that only some layers can use).
+    """
+    from .folding import check_reuse_factors  # folding reads ConfigError from this module
+
+    def explicit(node: Node) -> bool:
+        entries = [name_cfg.get(node.name)] + [type_cfg.get(t) for t in _layer_types(node)]
+        return any(isinstance(e, dict) and 'ReuseFactor' in e for e in entries)
+    check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs and explicit(node))
 
 
 def _part_config(graph: Graph, node: Node) -> dict:

@@ -36,14 +36,15 @@ from typing import Callable
 import numpy as np
 
 from ...fixed import FixedType
+# the ReuseFactor rules live in folding.py (shared with the Verilog back end); emit_cnn imports them from here
+from ...folding import (STRATEGIES, checked_reuse_factor, dense_settings, layer_strategy,  # noqa: F401
+                        valid_reuse_factors)
 from ...intervals import Interval, type_for
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...naming import Names, comment_line, comment_text
 from ...semantics import intermediate_types
 from ...semantics.params import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
 from ...semantics.tables import Table
-
-STRATEGIES = ('Latency', 'Resource')
 
 WEIGHTS_NOTE = (
     'Weights are stored as integer mantissas (value = mantissa * 2^-F) and converted by from_bits<T>():\n'
@@ -269,47 +270,6 @@ def constant(ctx: Context, node: Node, var: str, m: int, frac: int) -> tuple[str
 
 
 # ---------------------------------------------------------------------------- Dense
-
-def valid_reuse_factors(n_in: int, n_out: int, strategy: str) -> list[int]:
-    """ReuseFactors a Dense n_in x n_out accepts.
-
-    Latency: any divisor of n_in * n_out (the fully unrolled layer is time-multiplexed over RF
-    cycles, n_in*n_out/RF multipliers). Resource: a divisor of n_in * n_out that also divides n_in
-    (each cycle multiplies n_in/RF whole input rows with all outputs) or is a multiple of n_in
-    (each cycle multiplies one slice of n_out*n_in/RF outputs of one row), so every cycle touches
-    a fixed set of accumulators; this is hls4ml's rule for its Resource strategy.
-    """
-    total = n_in * n_out
-    divisors = [d for d in range(1, total + 1) if total % d == 0]
-    if strategy == 'Resource':
-        divisors = [d for d in divisors if n_in % d == 0 or d % n_in == 0]
-    return divisors
-
-
-def layer_strategy(node: Node) -> str:
-    """The node's Strategy ('Latency' or 'Resource', any case), validated."""
-    strategy = node.config.get('Strategy', 'Latency')
-    strategy = {'latency': 'Latency', 'resource': 'Resource'}.get(str(strategy).lower(), strategy)
-    if strategy not in STRATEGIES:
-        raise ValueError(f'layer {node.name!r}: Strategy must be one of {list(STRATEGIES)}, got {strategy!r}')
-    return strategy
-
-
-def checked_reuse_factor(node: Node, what: str, valid: list[int], key: str = 'ReuseFactor') -> int:
-    """The node's ReuseFactor (or another factor `key`, default 1) if it is one of `valid`; otherwise a
-    ValueError listing them."""
-    rf = node.config.get(key, 1)
-    if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) not in valid:
-        raise ValueError(f'layer {node.name!r} ({what}): {key} {rf!r} is not valid; valid values are {valid}')
-    return int(rf)
-
-
-def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
-    """(Strategy, ReuseFactor) of a Dense layer, validated (ValueError lists the valid values)."""
-    strategy = layer_strategy(node)
-    valid = valid_reuse_factors(n_in, n_out, strategy)
-    return strategy, checked_reuse_factor(node, f'Dense {n_in} -> {n_out}, Strategy {strategy}', valid)
-
 
 def emit_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     """hls4ml's dense_latency: acc = (accum_t) bias; acc += (accum_t)(x[i] * w[i][j]) in input order."""

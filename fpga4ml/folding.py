@@ -1,0 +1,108 @@
+"""Folding (ReuseFactor) rules shared by the HLS and Verilog back ends.
+
+A layer with ReuseFactor R computes its products over R clock cycles with about 1/R of the
+multipliers (initiation interval II = R). Which R a layer accepts is hls4ml's rule, stated once
+here for a constant-matrix product of n_in inputs and n_out outputs (a Dense, or a Conv's
+per-window kernel over its im2col matrix):
+
+- Strategy 'Latency': any divisor of n_in * n_out (n_in*n_out/R multipliers, each used R times);
+- Strategy 'Resource': a divisor of n_in * n_out that also divides n_in or is a multiple of n_in,
+  so every cycle touches a fixed set of accumulators.
+
+`check_reuse_factors(nodes)` validates foldable layers: `config.resolve_config` calls it at convert
+time for every layer whose LayerName or LayerType entry sets a ReuseFactor (a Model-level value is
+a default, checked per layer when a back end writes the layer, as hls4ml configs may set one that
+only some layers can use); the HLS emitter reads the same functions when it writes a layer, and the
+Verilog back end folds Dense layers with them (backends/verilog/fold.py). Other layers ignore their
+ReuseFactor in both back ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import STRATEGIES, ConfigError
+from .ir import Node
+
+#: ops whose products are folded by ReuseFactor (a constant-matrix product: `fold_shape`)
+FOLDABLE_OPS = ('Dense', 'Conv')
+
+
+class ReuseFactorError(ConfigError):
+    """A ReuseFactor a layer cannot use (the message names the layer, the value and the valid values)."""
+
+
+def valid_reuse_factors(n_in: int, n_out: int, strategy: str) -> list[int]:
+    """ReuseFactors a constant-matrix product n_in x n_out accepts under `strategy` (see the module doc)."""
+    total = n_in * n_out
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    if strategy == 'Resource':
+        divisors = [d for d in divisors if n_in % d == 0 or d % n_in == 0]
+    return divisors
+
+
+def layer_strategy(node: Node) -> str:
+    """The node's Strategy ('Latency' or 'Resource', any case), validated."""
+    strategy = node.config.get('Strategy', 'Latency')
+    strategy = {'latency': 'Latency', 'resource': 'Resource'}.get(str(strategy).lower(), strategy)
+    if strategy not in STRATEGIES:
+        raise ValueError(f'layer {node.name!r}: Strategy must be one of {list(STRATEGIES)}, got {strategy!r}')
+    return strategy
+
+
+def checked_reuse_factor(node: Node, what: str, valid: list[int], key: str = 'ReuseFactor') -> int:
+    """The node's ReuseFactor (or another factor `key`, default 1) if it is one of `valid`; otherwise a
+    ReuseFactorError (a ConfigError, a ValueError) listing them."""
+    rf = node.config.get(key, 1)
+    if isinstance(rf, bool) or not isinstance(rf, (int, np.integer)) or int(rf) not in valid:
+        raise ReuseFactorError(f'layer {node.name!r} ({what}): {key} {rf!r} is not valid; valid values are {valid}')
+    return int(rf)
+
+
+def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
+    """(Strategy, ReuseFactor) of a Dense n_in -> n_out, validated (ReuseFactorError lists the valid values)."""
+    strategy = layer_strategy(node)
+    valid = valid_reuse_factors(n_in, n_out, strategy)
+    return strategy, checked_reuse_factor(node, f'Dense {n_in} -> {n_out}, Strategy {strategy}', valid)
+
+
+def fold_shape(node: Node) -> tuple[int, int] | None:
+    """(n_in, n_out) of the constant matrix a foldable node multiplies by (a Conv: its im2col matrix), else None."""
+    if node.op not in FOLDABLE_OPS:
+        return None
+    kernel = (node.qweights or node.weights).get('kernel')
+    if kernel is None:
+        return None
+    shape = np.shape(kernel)
+    if node.op == 'Dense':
+        return int(shape[0]), int(shape[-1])
+    *taps, cin_per_group, cout = shape
+    groups = int(node.attrs.get('groups', 1))
+    return int(np.prod(taps, dtype=np.int64)) * int(cin_per_group) * groups, int(cout)
+
+
+def reuse_factor(node: Node) -> int:
+    """The validated ReuseFactor of a node: its configured value for a foldable node, 1 for any other."""
+    shape = fold_shape(node)
+    if shape is None:
+        return 1
+    n_in, n_out = shape
+    strategy = layer_strategy(node)
+    kind = 'Conv, im2col' if node.op == 'Conv' else 'Dense'
+    return checked_reuse_factor(node, f'{kind} {n_in} -> {n_out}, Strategy {strategy}',
+                                valid_reuse_factors(n_in, n_out, strategy))
+
+
+def check_reuse_factors(nodes) -> dict[str, int]:
+    """Validate the ReuseFactor of every foldable node among `nodes` (a Graph or any iterable of nodes);
+    returns {name: R} of those with R > 1."""
+    folded = {}
+    for node in nodes:
+        rf = reuse_factor(node)
+        if rf > 1:
+            folded[node.name] = rf
+    return folded
+
+
+__all__ = ['FOLDABLE_OPS', 'STRATEGIES', 'ReuseFactorError', 'check_reuse_factors', 'checked_reuse_factor',
+           'dense_settings', 'fold_shape', 'layer_strategy', 'reuse_factor', 'valid_reuse_factors']
