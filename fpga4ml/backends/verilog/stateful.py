@@ -1,0 +1,350 @@
+"""State over the netlist: registers, counters, ROMs and multiplexers indexed by a counter, run clock by clock.
+
+A `Machine` is a `Netlist` with three more ops (args are signal ids):
+
+=========  ========================================================================
+reg        a register: its value in a cycle is what it stored at the last enabled clock edge.
+           args (d,) or (d, en) are connected after creation (`connect`), so a register may be
+           fed from logic that reads it (an accumulator, a counter). p.reset: the value a
+           synchronous reset stores (None: a data register that no reset touches)
+mux        options[sel - p.offset]: args (sel, *options), the options at one LSB
+valid_in   the design's valid_in control input (0 or 1)
+=========  ========================================================================
+
+Every other op is combinational, exactly as in netlist.py; the ROM op addressed by a counter is the
+weight memory of folded layers. The clock convention is the unrolled designs': on a rising edge
+with rst = 1 every register with a reset value takes it; otherwise, with ce = 1 and its enable
+(default 1) set, a register takes its d input; ce = 0 freezes every register.
+
+The machine's own cycle-level interpreter (`Simulator`) runs it clock by clock, vectorized over
+independent instances (a batch axis), and is what `emulate_cycles` and the tests compare with the
+emulator and with Verilator. `write_machine` emits it as one Verilog-2001 module through emit.py's
+signal printer (combinational logic as wires, each register in its own always block).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...naming import comment_line, comment_text
+from .emit import _Writer, element_width
+from .netlist import _EVAL, Netlist, NetlistError, Signal, bits_for
+from .pipeline import LUT_NS, STAGE_OVERHEAD_NS, Schedule, delay_ns
+
+STATE_OPS = ('reg', 'mux', 'valid_in')
+
+
+class Machine(Netlist):
+    """A netlist with registers (enable, reset, feedback), counter-indexed multiplexers and valid_in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registers: list[int] = []
+        self.valid_out: int | None = None
+        self._valid_in: int | None = None
+
+    # ------------------------------------------------------------------ construction
+    def valid_in(self) -> int:
+        """The valid_in control input as a 0/1 signal (one per machine)."""
+        if self._valid_in is None:
+            self._valid_in = self._new('valid_in', (), 0, 1, 0)
+        return self._valid_in
+
+    def register(self, lo: int, hi: int, frac: int, reset: int | None = None, name: str = '') -> int:
+        """A register holding mantissas in [lo, hi] at LSB 2^-frac; connect its input with `connect`."""
+        if reset is not None and not lo <= reset <= hi:
+            raise NetlistError(f'register {name!r}: reset value {reset} outside [{lo}, {hi}]')
+        sid = self._new('reg', (), lo, hi, frac, reset=reset, name=name)
+        self.registers.append(sid)
+        return sid
+
+    def connect(self, reg: int, d: int, en: int | None = None) -> None:
+        """Feed register `reg` from signal d (stored when en is 1; en None: every enabled clock)."""
+        R, D = self[reg], self[d]
+        if R.op != 'reg' or R.args:
+            raise NetlistError(f'signal {reg} is not an unconnected register')
+        if D.frac != R.frac or D.lo < R.lo or D.hi > R.hi:
+            raise NetlistError(f'register {R.p["name"]!r} [{R.lo}, {R.hi}] / 2^{R.frac} cannot hold signal {d} '
+                               f'[{D.lo}, {D.hi}] / 2^{D.frac}')
+        if en is not None and (self[en].lo < 0 or self[en].hi > 1 or self[en].frac != 0):
+            raise NetlistError(f'register {R.p["name"]!r}: its enable must be a 0/1 signal')
+        R.args = (d,) if en is None else (d, en)
+
+    def latch(self, d: int, en: int | None, name: str = '') -> int:
+        """A data register (no reset) with d's bounds, storing d when en is 1; constants stay constants."""
+        D = self[d]
+        if D.is_const:
+            return d
+        reg = self.register(D.lo, D.hi, D.frac, None, name)
+        self.connect(reg, d, en)
+        return reg
+
+    def mux(self, sel: int, options: list[int]) -> int:
+        """options[sel]: a multiplexer indexed by a counter (or any signal whose bounds lie in range)."""
+        S = self[sel]
+        if S.lo < 0 or S.hi >= len(options):
+            raise NetlistError(f'mux: selector bounds [{S.lo}, {S.hi}] outside {len(options)} options')
+        used = options[S.lo:S.hi + 1]
+        if len(set(used)) == 1:
+            return used[0]
+        fracs = {self[o].frac for o in used}
+        if len(fracs) != 1:
+            raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
+        lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
+        return self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0)
+
+    def flag(self, sel: int, bits: list[int]) -> int:
+        """A 0/1 signal bits[sel] (a ROM addressed by a counter)."""
+        return self.rom(sel, np.asarray(bits, dtype=np.int64), 0, 0)
+
+    def both(self, a: int, b: int) -> int:
+        """a AND b of two 0/1 signals."""
+        return self.select(a, b, self.const(0, 0))
+
+    def counter(self, n: int, start: int, name: str) -> tuple[int, int, int]:
+        """A counter that runs 0 .. n-1 once after each `start` pulse: (count, busy, last).
+
+        `start` (a 0/1 signal) clears the count and sets busy at the next edge; the count then
+        advances every enabled clock while busy, and `last` (combinational) is 1 in the busy cycle
+        whose count is n - 1, after which busy clears (unless start comes again in that cycle).
+        """
+        zero, one = self.const(0, 0), self.const(1, 0)
+        count = self.register(0, n - 1, 0, reset=0, name=f'{name}_count')
+        busy = self.register(0, 1, 0, reset=0, name=f'{name}_busy')
+        nxt = self.rom(count, np.array([(k + 1) % n for k in range(n)], dtype=np.int64), 0, 0)
+        last = self.both(busy, self.flag(count, [int(k == n - 1) for k in range(n)]))
+        self.connect(count, self.select(start, zero, self.select(busy, nxt, count)))
+        self.connect(busy, self.select(start, one, self.select(last, zero, busy)))
+        return count, busy, last
+
+    def check(self) -> None:
+        """Every register connected and valid_out set."""
+        loose = [self[r].p['name'] or r for r in self.registers if not self[r].args]
+        if loose:
+            raise NetlistError(f'registers without an input: {loose}')
+        if self.valid_out is None:
+            raise NetlistError('the machine has no valid_out')
+
+    def evaluate(self, inputs):
+        """Machines have state: run them with `Simulator` (clock by clock), not as one combinational pass."""
+        raise NetlistError('a Machine has registers: use stateful.Simulator to run it clock by clock')
+
+
+def _eval_mux(sig: Signal, a: list, flat, batch) -> np.ndarray:
+    options = np.stack(a[1:], axis=0)
+    return np.take_along_axis(options, (a[0] - sig.p['offset'])[None, :], axis=0)[0]
+
+
+class Simulator:
+    """Runs a Machine clock by clock on `batch` independent instances (registers start at 0)."""
+
+    def __init__(self, m: Machine, batch: int = 1) -> None:
+        m.check()
+        self.m, self.batch = m, batch
+        self.state = {r: np.zeros(batch, dtype=np.int64) for r in m.registers}
+        self.values: list[np.ndarray | None] = []
+
+    def settle(self, inputs: list[np.ndarray], valid) -> list[np.ndarray]:
+        """All signal values in this cycle (before the edge), for input mantissas (batch, elements) per port."""
+        m, batch = self.m, self.batch
+        flat = [np.asarray(x, dtype=np.int64).reshape(batch, -1) for x in inputs]
+        valid = np.broadcast_to(np.asarray(valid, dtype=np.int64), (batch,))
+        values: list = [None] * len(m.signals)
+        for sig in m.signals:
+            if sig.op == 'reg':
+                values[sig.id] = self.state[sig.id]
+            elif sig.op == 'valid_in':
+                values[sig.id] = valid
+            elif sig.op == 'mux':
+                values[sig.id] = _eval_mux(sig, [values[a] for a in sig.args], flat, batch)
+            else:
+                values[sig.id] = _EVAL[sig.op](sig, [values[a] for a in sig.args], flat, batch)
+        self.values = values
+        return values
+
+    def edge(self, rst: bool = False, ce=True) -> None:
+        """The rising clock edge after `settle`: registers take their reset, their input or keep their value."""
+        values, ce = self.values, np.broadcast_to(np.asarray(ce, dtype=bool), (self.batch,))
+        new = {}
+        for r in self.m.registers:
+            sig = self.m[r]
+            if rst and sig.p['reset'] is not None:
+                new[r] = np.full(self.batch, sig.p['reset'], dtype=np.int64)
+                continue
+            take = ce if len(sig.args) == 1 else ce & (values[sig.args[1]] != 0)
+            new[r] = np.where(take, values[sig.args[0]], self.state[r])
+        self.state = new
+
+    def outputs(self) -> list[np.ndarray]:
+        """The output ports' values in the settled cycle, one (batch, *shape) array per port."""
+        return [np.stack([self.values[s] for s in port.signals], axis=1).reshape((self.batch,) + port.shape)
+                for port in self.m.outputs]
+
+    def valid_out(self) -> np.ndarray:
+        """valid_out in the settled cycle (batch,)."""
+        return self.values[self.m.valid_out].astype(bool)
+
+    def reset(self, cycles: int = 2) -> None:
+        """Hold rst for `cycles` clocks with valid_in = 0 and zero inputs."""
+        zeros = [np.zeros((self.batch, len(p.signals)), dtype=np.int64) for p in self.m.inputs]
+        for _ in range(cycles):
+            self.settle(zeros, 0)
+            self.edge(rst=True)
+
+
+@dataclass
+class Timing:
+    """Latency (enabled clocks from the edge accepting an input to the one showing its outputs, plus
+    one, as the unrolled designs count it) and initiation interval of a machine."""
+
+    latency: int
+    ii: int
+    stages: dict[str, int] = field(default_factory=dict)
+
+
+def run_vectors(m: Machine, timing: Timing, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Each input vector through its own instance (vectorized): present it once, clock until valid_out.
+
+    Checks that valid_out rises exactly in cycle `timing.latency` (cycle 0 presents the input; cycle k
+    is the one after the k-th clock edge), the convention of the unrolled designs and of `run_stream`.
+    """
+    batch = len(inputs[0])
+    sim = Simulator(m, batch)
+    sim.reset()
+    zeros = [np.zeros_like(np.asarray(x, dtype=np.int64).reshape(batch, -1)) for x in inputs]
+    for cycle in range(timing.latency + 2):
+        sim.settle(inputs if cycle == 0 else zeros, 1 if cycle == 0 else 0)
+        if cycle > 0 and sim.valid_out().any():
+            if cycle != timing.latency or not sim.valid_out().all():
+                raise NetlistError(f'valid_out came {cycle} clocks after the input; the timing says '
+                                   f'{timing.latency}')
+            return sim.outputs()
+        sim.edge()
+    raise NetlistError(f'no valid_out within {timing.latency} clocks')
+
+
+def run_stream(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.ndarray | None = None
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """One instance clock by clock: inputs[k][t] and valid[t] in cycle t (after a 2-clock reset).
+
+    Returns (outputs[k][t] as shown in cycle t, valid_out[t]).
+    """
+    cycles = len(valid)
+    ce = np.ones(cycles, dtype=bool) if ce is None else np.asarray(ce, dtype=bool)
+    sim = Simulator(m, 1)
+    sim.reset()
+    shown = [np.zeros((cycles,) + port.shape, dtype=np.int64) for port in m.outputs]
+    vout = np.zeros(cycles, dtype=bool)
+    for t in range(cycles):
+        sim.settle([np.asarray(x[t:t + 1], dtype=np.int64) for x in inputs], int(valid[t]))
+        for k, y in enumerate(sim.outputs()):
+            shown[k][t] = y[0]
+        vout[t] = bool(sim.valid_out()[0]) and bool(ce[t])
+        sim.edge(ce=bool(ce[t]))
+    return shown, vout
+
+
+# ---------------------------------------------------------------------------- timing estimate
+
+def critical_ns(m: Machine) -> float:
+    """The longest register-to-register (or port-to-register) path in ns by pipeline.py's delay model."""
+    t = [0.0] * len(m.signals)
+    for sig in m.signals:
+        if sig.op in ('reg', 'valid_in', 'input', 'const'):
+            continue
+        d = LUT_NS * max(1, math.ceil(math.log(max(2, len(sig.args) - 1), 4))) if sig.op == 'mux' else delay_ns(sig, m)
+        t[sig.id] = max((t[a] for a in sig.args), default=0.0) + d
+    return max(t, default=0.0)
+
+
+# ---------------------------------------------------------------------------- Verilog
+
+def flat_schedule(m: Machine) -> Schedule:
+    """The writer's view of a machine: every signal in stage 0, no pipeline registers (the state is explicit)."""
+    n = len(m.signals)
+    return Schedule([0] * n, [0.0] * n, 0, critical_ns(m), 'none')
+
+
+class _MachineWriter(_Writer):
+    """emit.py's writer with the state ops: registers in always blocks, counter-indexed case multiplexers."""
+
+    def __init__(self, m: Machine, timing: Timing, top: str) -> None:
+        super().__init__(m, flat_schedule(m), top)
+        self.timing = timing
+
+    def expr(self, sig: Signal) -> list[str]:
+        """Declarations and assignments computing one signal (state ops here, the rest in emit.py)."""
+        name, W = f's{sig.id}', sig.width
+        if sig.op == 'reg':
+            return [f'reg [{W - 1}:0] {name};']
+        if sig.op == 'valid_in':
+            return [f'wire [{W - 1}:0] {name};', f"assign {name} = {{1'b0, valid_in}};"]
+        if sig.op == 'mux':
+            sel = self.nl[sig.args[0]]
+            addr = self.ext(sel.id, sel.width, 0)
+            lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({addr})']
+            for k in range(sel.lo, sel.hi + 1):
+                lines.append(f'    {self.const(k, sel.width)}: {name} = {self.ext(sig.args[1 + k], W, 0)};')
+            lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
+            return lines
+        return super().expr(sig)
+
+    def _registers(self) -> tuple[list[str], list[str]]:
+        lines = []
+        for r in self.nl.registers:
+            sig = self.nl[r]
+            d = self.ext(sig.args[0], sig.width, 0)
+            cond = 'ce' if len(sig.args) == 1 else f'ce & {self.bits(sig.args[1], 0, 0, 0)}'
+            label = f'  // {comment_text(sig.p["name"])}' if sig.p['name'] else ''
+            lines.append('always @(posedge clk) begin' + label)
+            if sig.p['reset'] is not None:
+                lines += [f'  if (rst) s{r} <= {self.const(sig.p["reset"], sig.width)};',
+                          f'  else if ({cond}) s{r} <= {d};']
+            else:
+                lines.append(f'  if ({cond}) s{r} <= {d};')
+            lines.append('end')
+        return lines, [f'assign valid_out = {self.bits(self.nl.valid_out, 0, 0, 0)};']
+
+    def _header(self) -> list[str]:
+        lines = super()._header()
+        t = self.timing
+        lines[0] = (f'// {self.top}: generated by fpga4ml. Latency {t.latency} clocks, II {t.ii} (folded: '
+                    + ', '.join(f'{k} R={v}' for k, v in t.stages.items()) + ').')
+        contract = ('// II > 1: assert valid_in at most once every II enabled clocks (the design latches the input\n'
+                    '// vector at that edge); outputs are valid in the cycle valid_out is high.')
+        return lines[:1] + [comment_line(line) for line in contract.splitlines()] + lines[1:]
+
+
+def write_machine(m: Machine, timing: Timing, top: str) -> str:
+    """The Verilog text of a machine as one module named `top` (ports as the unrolled designs')."""
+    m.check()
+    return _MachineWriter(m, timing, top).write()
+
+
+def estimate_machine(m: Machine, timing: Timing) -> dict:
+    """The cost model's numbers for a machine: LUTs of its logic and multiplexers, register bits, DSPs."""
+    from .estimate import CALIBRATION, _lut_cost
+
+    lut, dsp, ff, muls = 0.0, 0, 0, 0
+    for sig in m.signals:
+        if sig.op == 'reg':
+            ff += sig.width
+        elif sig.op == 'mux':
+            lut += sig.width * math.ceil((len(sig.args) - 1) / 4)  # a LUT6 is a 4:1 multiplexer
+        elif sig.op != 'valid_in':
+            lut_s, dsp_s = _lut_cost(sig, m)
+            lut += lut_s * CALIBRATION.get(sig.op, 1.0)
+            dsp += dsp_s
+            muls += sig.op == 'mul'
+    stage_ns = critical_ns(m) + STAGE_OVERHEAD_NS
+    return {'LUT': int(round(lut)), 'FF': ff, 'DSP': dsp, 'multipliers': muls,
+            'latency_cycles': timing.latency, 'ii': timing.ii,
+            'critical_stage_ns': round(stage_ns, 3), 'fmax_mhz_estimate': round(1000.0 / stage_ns, 1),
+            'adders': sum(s.op in ('add', 'neg') for s in m.signals), 'signals': len(m.signals)}
+
+
+__all__ = ['Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
+           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'write_machine']
