@@ -138,10 +138,11 @@ def test_project_files(tmp_path):
     design = (root / 'design.tcl').read_text()
     assert 'processing_system7:5.5' in design and 'tul.com.tw:pynq-z2:part0:1.0' in design
     assert 'group_bd_cells hier_0 [get_bd_cells axi_dma_0]' in design and '${project_name}_axi_0/in_r' in design
+    assert 'bd_rule:clkrst' in design  # the streams do not clock the IP; the AXI-Lite automation does
     zcu = dense_model(tmp_path, board='zcu102', interface='axi_master', name='zcu')
     files = zcu.write()
     design = (files / 'design.tcl').read_text()
-    assert 'zynq_ultra_ps_e:3.3' in design and 'm_axi_IN_BUS' in design and 'axi_dma' not in design
+    assert 'zynq_ultra_ps_e:3.3' in design and 'm_axi_IN_BUS' in design and 'axi_dma' not in design and 'bd_rule:clkrst' not in design
     assert not (files / 'axi_stream_driver.py').exists()  # the PYNQ driver is for the DMA (axi_stream) design
     assert '#pragma HLS INTERFACE m_axi depth=4 port=in offset=slave bundle=IN_BUS' in \
         (files / 'firmware/zcu_axi.cpp').read_text()

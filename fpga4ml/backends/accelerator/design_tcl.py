@@ -106,9 +106,9 @@ def design_script(project: str, acc: AcceleratorSettings) -> str:
         f'create_bd_cell -type ip -vlnv {ps["vlnv"]} {ps["cell"]}',
         f'apply_bd_automation -rule {ps["rule"]} -config {ps["rule_config"]} [get_bd_cells {ps["cell"]}]',
         f'create_bd_cell -type ip -vlnv xilinx.com:hls:${{project_name}}_axi:1.0 {nn}',
-    ] + _network(acc, ps) + [
+    ] + _network(acc, ps) + ([  # the AXI automation above clocks an IP with AXI-Lite; the streams do not
         f'apply_bd_automation -rule xilinx.com:bd_rule:clkrst -config {{ Clk {{/{ps["cell"]}/{ps["clock"]}}} }} '
-        f'[get_bd_pins {nn}/ap_clk]',
+        f'[get_bd_pins {nn}/ap_clk]'] if acc.interface == 'axi_stream' else []) + [
         'validate_bd_design', 'save_bd_design',
         'set bd [get_files design_1.bd]',
         'make_wrapper -files $bd -top',
