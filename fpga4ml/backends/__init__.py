@@ -85,7 +85,7 @@ _MAPPED = {
 _WHY_NOT = {
     'validation': 'no separate validation run: compare predict(sim=...) with the emulator',
     'fifo_opt': 'FIFO depth optimization is not implemented',
-    'bitfile': "a bitstream needs hls4ml's VivadoAccelerator flow",
+    'bitfile': "a bitstream needs backend='VivadoAccelerator' (board=...)",
     'csim': 'no C simulation in the Verilog flow: use compile(sim="rtl")',
     'synth': 'Yosys synthesis always runs',
     'cosim': 'no co-simulation in the Verilog flow: predict(sim="rtl") is the RTL simulation',
