@@ -233,6 +233,41 @@ def test_vendor_testbench_through_the_wrapper(tmp_path):
     assert run.returncode == 1 and 'outputs DIFFER' in run.stdout
 
 
+@needs_csim
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore::UserWarning')
+def test_same_as_hls4ml_vivado_accelerator(tmp_path, capsys):
+    """hls4ml 1.3.0's own VivadoAccelerator C simulation (through its wrapper, float words) gives the same bits.
+
+    (hls4ml 1.3.0 cannot compile fixed-point AXI words: it writes `typedef fixed<16,4> T_in;`.)
+    """
+    keras = pytest.importorskip('keras')
+    import hls4ml
+
+    import fpga4ml
+
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name='fc1'),
+                              keras.layers.Activation('relu', name='relu'), keras.layers.Dense(3, name='fc2')])
+    for layer in model.layers:  # weights on the fixed<16,6> grid: hls4ml's decimal weight text is exact
+        if layer.get_weights():
+            layer.set_weights([np.round(rng.normal(0, 0.5, w.shape) * 64) / 64 for w in layer.get_weights()])
+    x = rng.uniform(-40, 40, (1000, 6)).astype(np.float32)
+    theirs = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=hls4ml.utils.config_from_keras_model(model, default_precision='fixed<16,6>'),
+        output_dir=str(tmp_path / 'hls4ml'), backend='VivadoAccelerator', board='pynq-z2')
+    theirs.compile()
+    want = np.asarray(theirs.predict(x), dtype=np.float64)
+    config = fpga4ml.utils.config_from_keras_model(model, default_precision='fixed<16,6>')
+    ours = fpga4ml.converters.convert_from_keras_model(model, hls_config=config, output_dir=str(tmp_path / 'ours'),
+                                                       backend='VivadoAccelerator', board='pynq-z2')
+    np.testing.assert_array_equal(ours.predict(x, sim='csim'), want)
+    changed = fpga4ml.converters.convert_from_keras_model(model, hls_config=config, output_dir=str(tmp_path / 'bad'),
+                                                          backend='VivadoAccelerator', board='pynq-z2')
+    changed.graph['fc2'].qweights['kernel'][0, 0] += 1  # negative control: one quantized weight, one LSB
+    assert not np.array_equal(changed.predict(x), want)
+
+
 # ------------------------------------------------------------------ the PYNQ driver
 class _FakeChannel:
     def __init__(self, dma, send: bool):
