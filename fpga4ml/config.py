@@ -26,11 +26,22 @@ MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput
               'Architecture', 'TableSemantics', 'Interface')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
               'ParallelizationFactor', 'TableSemantics')
+#: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
+#: = 'ap_fixed<18,8>'`): each sets the precision variable it names, over a Precision entry of the same level
+SOFTMAX_TYPE_KEYS = {'exp_table_t': 'exp_table', 'inv_table_t': 'inv_table', 'inv_inp_t': 'inv_inp',
+                     'accum_t': 'accum', 'table_t': 'table'}
+#: keys only a softmax reads (hls4ml's ConfigurableAttributes of its class Softmax, and its types)
+SOFTMAX_KEYS = ('Implementation', 'Skip') + tuple(SOFTMAX_TYPE_KEYS)
+#: hls4ml 1.3.0's softmax implementations ('stable' is its default): semantics/tables.softmax_implementation
+SOFTMAX_IMPLEMENTATIONS = ('latency', 'stable', 'argmax', 'legacy')
+#: precision variables hls4ml's configs name for an op that only its table semantics use: accepted in
+#: Precision entries and resolved like the op's own, but not listed in generated configs
+HLS4ML_PRECISION_VARIABLES = {'Softmax': ('inv_inp', 'accum', 'table')}
 #: lookup tables: fpga4ml's exact tables (default) or hls4ml 1.3.0's (its index arithmetic and entries)
 TABLE_SEMANTICS = ('exact', 'hls4ml')
 #: variables with their own defaults: a layer or model 'default' precision does not apply to them,
 #: only an explicit entry for the variable itself
-OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table')
+OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table', 'inv_inp')
 STRATEGIES = ('Latency', 'Resource')
 #: Verilog back end: constant products as adder graphs (default) or DSP multipliers
 MULTIPLIERS = ('adders', 'dsp')
@@ -125,6 +136,38 @@ def _check_strategy(value: Any, where: str) -> str:
         if isinstance(value, str) and value.lower() == s.lower():
             return s
     raise ConfigError(f'{where}: Strategy must be one of {list(STRATEGIES)}, got {value!r}')
+
+
+def _check_implementation(value: Any, where: str) -> str:
+    """A softmax Implementation (any case) as hls4ml's lower-case name."""
+    if isinstance(value, str) and value.lower() in SOFTMAX_IMPLEMENTATIONS:
+        return value.lower()
+    raise ConfigError(f'{where}: softmax Implementation must be one of {list(SOFTMAX_IMPLEMENTATIONS)}, got {value!r}')
+
+
+def _softmax_settings(node: Node, settings: dict, where: str, resolved: dict) -> None:
+    """Implementation and Skip of a softmax into `resolved`; Strategy 'Stable' asks for Implementation 'stable'.
+
+    hls4ml 1.3.0 reads Implementation (default 'stable') and ignores a Strategy of 'Stable' (a key of
+    older hls4ml versions); an Implementation given at any level wins over it. Other layers warn.
+    """
+    if node.op != 'Softmax':
+        for key in SOFTMAX_KEYS:
+            if key in settings:
+                warnings.warn(f'{where}: {key!r} applies to Softmax layers only; it is ignored for layer '
+                              f'{node.name!r} ({node.op})', ConfigWarning, stacklevel=4)
+        return
+    if 'Implementation' in settings:
+        resolved['Implementation'] = _check_implementation(settings['Implementation'], where)
+    if 'Skip' in settings:
+        if not isinstance(settings['Skip'], bool):
+            raise ConfigError(f'{where}: Skip must be True or False, got {settings["Skip"]!r}')
+        resolved['Skip'] = settings['Skip']
+
+
+def _is_stable_strategy(node: Node, value: Any) -> bool:
+    """A softmax's Strategy 'Stable' (older hls4ml's way to choose the stable implementation)."""
+    return node.op == 'Softmax' and isinstance(value, str) and value.lower() == 'stable'
 
 
 def _check_table_semantics(value: Any, where: str) -> str:
@@ -283,7 +326,7 @@ def _part_config(graph: Graph, node: Node) -> dict:
 
 
 def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, name_cfg: dict) -> dict:
-    valid_vars = precision_variables(node)
+    valid_vars = precision_variables(node) + HLS4ML_PRECISION_VARIABLES.get(node.op, ())
     layers: list[tuple[str, dict]] = []  # (where, settings), most specific first
     if node.name in name_cfg:
         layers.append((f"config['LayerName'][{node.name!r}]", dict(name_cfg[node.name] or {})))
@@ -299,17 +342,21 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'TableSemantics': model['TableSemantics'],
     }
     precision_levels = []
+    stable = False  # a softmax's Strategy 'Stable'
     for where, settings in reversed(layers):  # least specific first, so specific ones overwrite
         for key in settings:
-            if key not in LAYER_KEYS:
-                _warn_unknown(key, LAYER_KEYS, where)
+            if key not in LAYER_KEYS + SOFTMAX_KEYS:
+                _warn_unknown(key, LAYER_KEYS + SOFTMAX_KEYS, where)
         if 'ReuseFactor' in settings:
             resolved['ReuseFactor'] = _check_reuse(settings['ReuseFactor'], where)
         if 'ParallelizationFactor' in settings:  # io_parallel Conv: output pixels in parallel (HLS back end)
             resolved['ParallelizationFactor'] = _check_reuse(settings['ParallelizationFactor'], where,
                                                              'ParallelizationFactor')
-        if 'Strategy' in settings:
+        if 'Strategy' in settings and _is_stable_strategy(node, settings['Strategy']):
+            stable = True
+        elif 'Strategy' in settings:
             resolved['Strategy'] = _check_strategy(settings['Strategy'], where)
+        _softmax_settings(node, settings, where, resolved)
         if 'Trace' in settings:
             resolved['Trace'] = bool(settings['Trace'])
         if 'Multipliers' in settings:
@@ -318,8 +365,14 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
             resolved['TableSize'] = settings['TableSize']
         if 'TableSemantics' in settings:
             resolved['TableSemantics'] = _check_table_semantics(settings['TableSemantics'], where)
-        precision_levels.insert(0, _precision_entries(settings.get('Precision'), valid_vars, where))
+        entries = _precision_entries(settings.get('Precision'), valid_vars, where)
+        if node.op == 'Softmax':
+            entries.update({var: _check_precision_value(settings[key], f'{where}[{key!r}]')
+                            for key, var in SOFTMAX_TYPE_KEYS.items() if key in settings})
+        precision_levels.insert(0, entries)
     precision_levels.append(model_entries)
+    if stable:
+        resolved.setdefault('Implementation', 'stable')
 
     precision: dict[str, Any] = {}
     for var in valid_vars:

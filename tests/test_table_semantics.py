@@ -79,8 +79,8 @@ def test_mode_errors_name_the_layer(tmp_path):
     hls4ml = {'Model': {'Precision': 'fixed<16,6>', 'TableSemantics': 'hls4ml'}}
     with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' covers \['sigmoid', 'tanh'\] so far"):
         convert_graph(_graph('softplus'), hls4ml, output_dir=str(tmp_path))
-    with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' does not cover Softmax yet"):
-        convert_graph(_graph('Softmax'), hls4ml, output_dir=str(tmp_path))
+    # a softmax follows the model's mode (its implementations: test_softmax_hls4ml.py)
+    assert convert_graph(_graph('Softmax'), hls4ml, output_dir=str(tmp_path)).graph['f'].types['inv_inp']
     wide = {**hls4ml, 'LayerName': {'x': {'Precision': {'result': 'fixed<40,30>'}}}}
     with pytest.raises(GraphError, match=r"layer 'f': hls4ml's table index .* overflows"):
         convert_graph(_graph('sigmoid'), wide, output_dir=str(tmp_path))
@@ -88,6 +88,7 @@ def test_mode_errors_name_the_layer(tmp_path):
     model = convert_graph(_graph('Softmax'), {**hls4ml, 'LayerName': {'f': {'TableSemantics': 'exact'}}},
                           output_dir=str(tmp_path))
     assert model.graph['f'].config['TableSemantics'] == 'exact'
+    assert 'inv_inp' not in model.graph['f'].types  # fpga4ml's exact softmax has no inv_inp_t
 
 
 def test_index_is_hls4ml_c_arithmetic(tmp_path):

@@ -403,7 +403,7 @@ def test_manifest_checks():
             'inputs': [tensor('a', [4], 8)], 'outputs': [tensor('b', [4], 8, prefix='y_')]}
     design = parse_manifest(good)
     assert design.in_elements == 4 and design.inputs[0].port == 'x_a' and design.inputs[0].high == 127
-    for key, value, message in [('ii', 2, 'ii'), ('latency', -1, 'latency'), ('top', 'a-b', 'identifier')]:
+    for key, value, message in [('ii', 0, 'ii'), ('latency', -1, 'latency'), ('top', 'a-b', 'identifier')]:
         with pytest.raises(ValueError, match=message):
             parse_manifest(dict(good, **{key: value}))
     with pytest.raises(ValueError, match='width'):
@@ -633,5 +633,6 @@ def test_stream_manifest_checks():
     for changes, message in cases:
         with pytest.raises(ValueError, match=message):
             parse_manifest(stream_manifest(1, **changes))
-    with pytest.raises(ValueError, match=r'only ii = 1 .*"stream"'):  # vector mode keeps ii == 1
-        parse_manifest(dict(stream_manifest(1), stream=None, inputs=[tensor('x', [2], 8)]))
+    # vector mode with ii > 1 is a folded design: one vector every ii clocks (the harness spaces them)
+    folded = parse_manifest(dict(stream_manifest(1), stream=None, inputs=[tensor('x', [2], 8)]))
+    assert (folded.ii, folded.spacing, folded.beats) == (PIXELS, PIXELS, 1)

@@ -187,3 +187,23 @@ def scan(p, step: Callable, xs, init, state_types, reverse: bool = False, ys_ord
     if any(y is None for y in picked):
         return None, state
     return stack(p, picked), state
+
+
+# ---------------------------------------------------------------------------------- balanced sum
+def balanced_sum(p, x, acc):
+    """hls4ml's reduce<T, N, Op_add<T>> over the last axis of x (nnet_common.h): a balanced adder tree.
+
+    N values split into the first 2^floor(log2(N - 1)) and the rest, each half reduced the same way,
+    and every addition `a + b` is exact and then cast into `acc` (a type variable or a FixedType);
+    a single value is returned as it is. The result keeps a last axis of length 1.
+    """
+    shape = tuple(p.shape(x))
+    flat = np.arange(int(np.prod(shape))).reshape(shape)
+
+    def tree(index: np.ndarray):
+        k = index.shape[-1]
+        if k == 1:
+            return p.gather(x, np.ascontiguousarray(index))
+        left = 1 << ((k - 1).bit_length() - 1)
+        return p.cast(p.add(tree(index[..., :left]), tree(index[..., left:])), acc)
+    return tree(flat)

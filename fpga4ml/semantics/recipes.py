@@ -18,7 +18,9 @@ from ..ir import TABLE_ACTIVATIONS, GraphError
 from .params import default_param_type, element_groups, enclosing_type
 from .primitives import LOWEST, Const
 from .spec import REQUIRED, attr, recipe
-from .tables import HLS4ML_TABLE_TYPE, build_activation_table, build_softmax_tables, hls4ml_tables
+from .compose import balanced_sum
+from .tables import (HLS4ML_TABLE_TYPE, build_activation_table, build_hls4ml_softmax_tables,
+                     build_legacy_softmax_tables, build_softmax_tables, hls4ml_tables, softmax_implementation)
 
 ZERO, ONE = Const(np.asarray(0), 0), Const(np.asarray(1), 0)
 WINDOW_ATTRS = {'kernel_size': REQUIRED, 'strides': None, 'dilation': None, 'padding': None}
@@ -188,14 +190,81 @@ def _relu(node, p, x, exact: bool):
 
 @recipe('Softmax', attrs={'axis': -1}, precision=('result', 'exp_table', 'inv_table'))
 def softmax(node, p, x):
-    """exp(x - max(x)) from a table, times 1/sum from a table, cast into the result (docs/semantics.md)."""
+    """Softmax over the last axis: fpga4ml's exact tables, or one of hls4ml's implementations.
+
+    Which one: `tables.softmax_implementation` (config Implementation and TableSemantics). With
+    Skip (hls4ml removes the layer) the input passes unchanged into the result type (default: its own).
+    """
     if attr(node, 'axis') not in (-1, len(node.shape) - 1):
         raise GraphError(f"layer {node.name!r}: softmax axis {attr(node, 'axis')} is not supported; only the last")
+    if node.config.get('Skip', False):
+        return p.cast(x, 'result', 'input')
+    return SOFTMAX_RECIPES[softmax_implementation(node)](node, p, x)
+
+
+def _softmax_exact(node, p, x):
+    """exp(x - max(x)) from a table, times 1/sum from a table, cast into the result (docs/semantics.md)."""
     p.tables(lambda n, in_types: build_softmax_tables(n))
     top = p.reduce(x, 'max', axis=-1, keepdims=True)
     e = p.lookup(p.assume(p.sub(x, top), hi=0), 'exp', np.exp)
     inv = p.lookup(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), 'inv', np.reciprocal)
     return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)
+
+
+def _softmax_hls4ml(node, p, x):
+    """hls4ml's softmax_latency / softmax_stable (nnet_activation.h), step by step.
+
+    latency: e_i = (accum_t) exp_table[top bits of x_i]. stable: d_i = (inp_norm_t)(max(x) - x_i),
+    e_i = (accum_t) exp_table[top bits of d_i]. Both: s = (inv_inp_t) of the balanced Op_add tree of the
+    e_i in accum_t; y_i = (result_t)(e_i * inv_table[top bits of s]), an exact product.
+    """
+    p.type('accum', 'default')  # hls4ml: the model default when not configured
+    p.tables(lambda n, in_types: build_hls4ml_softmax_tables(n, in_types[0]))  # types the tables and inp_norm
+    if softmax_implementation(node) == 'stable':
+        top = p.reduce(x, 'max', axis=-1, keepdims=True)
+        x = p.cast(p.sub(top, x), 'inp_norm')
+        e = p.cast(p.lookup(x, 'exp', lambda d: np.exp(-d)), 'accum')
+    else:
+        e = p.cast(p.lookup(x, 'exp', np.exp), 'accum')
+    s = p.cast(balanced_sum(p, e, 'accum'), 'inv_inp')
+    return p.cast(p.mul(e, p.lookup(s, 'inv', np.reciprocal)), 'result', 'default', opaque=True)
+
+
+def _softmax_legacy(node, p, x):
+    """hls4ml's softmax_legacy: y_i = (result_t) inv_table[s_i], s_i = sum over j (in table_t, in order)
+    of exp_table[x_j - x_i] (tables and index arithmetic: tables.build_legacy_softmax_tables)."""
+    p.type('accum', 'default')
+    tables = p.tables(lambda n, in_types: build_legacy_softmax_tables(n, in_types[0]))  # types table_t
+    k_exp, k_inv = (tables['exp'].shift, tables['inv'].shift) if tables else (0, 0)
+    shape = tuple(p.shape(x))
+    flat = np.arange(int(np.prod(shape))).reshape(shape)
+    pairs = shape + (shape[-1],)  # [..., i, j]
+    xj = p.gather(x, np.ascontiguousarray(np.broadcast_to(flat[..., None, :], pairs)))
+    xi = p.gather(x, np.ascontiguousarray(np.broadcast_to(flat[..., :, None], pairs)))
+    e = p.lookup(p.shift(p.sub(xj, xi), k_exp), 'exp', lambda v: np.exp(v * 2.0 ** -k_exp))
+    s = p.reduce(e, 'sum', axis=-1, acc='table')
+    return p.cast(p.lookup(p.shift(s, k_inv), 'inv', lambda v: 2.0 ** k_inv / v), 'result', 'default', opaque=True)
+
+
+def _softmax_argmax(node, p, x):
+    """hls4ml's softmax_argmax: 1 at the first maximum of each row, 0 elsewhere, cast into the result type.
+
+    is_max_i = (max(x) - x_i == 0); the first maximum is the one with no maximum before it
+    (is_max_i - sum_{j<i} is_max_j > 0).
+    """
+    shape = tuple(p.shape(x))
+    n = shape[-1]
+    top = p.reduce(x, 'max', axis=-1, keepdims=True)
+    is_max = p.piecewise(p.sub(top, x), ZERO, lambda v: p.const(ZERO), lambda v: p.const(ONE))
+    flat = np.arange(int(np.prod(shape))).reshape(shape)
+    earlier = np.where(np.arange(n)[None, :] < np.arange(n)[:, None], flat[..., None, :], -1)  # [..., i, j<i]
+    before = p.reduce(p.gather(is_max, np.ascontiguousarray(earlier)), 'sum', axis=-1)
+    first = p.piecewise(p.sub(is_max, before), ZERO, lambda v: p.const(ONE), lambda v: p.const(ZERO))
+    return p.cast(first, 'result', 'default')
+
+
+SOFTMAX_RECIPES = {'exact': _softmax_exact, 'stable': _softmax_hls4ml, 'latency': _softmax_hls4ml,
+                   'legacy': _softmax_legacy, 'argmax': _softmax_argmax}
 
 
 MERGE_MODES = ('add', 'sub', 'mul', 'avg', 'max', 'min', 'concat')

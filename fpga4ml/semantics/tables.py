@@ -8,8 +8,9 @@ their top bits: the index type has log2(TableSize) bits, its integer bits clampe
 where f still changes at the output precision (f is monotonic), and the LSBs below are truncated;
 each entry then samples f at the centre of the input values that share it. See docs/semantics.md.
 
-With ``TableSemantics: 'hls4ml'`` (sigmoid, tanh) a table is hls4ml 1.3.0's instead: its entries
-and its index arithmetic (`build_hls4ml_table`), so a design validated with hls4ml gives its bits.
+With ``TableSemantics: 'hls4ml'`` (sigmoid, tanh, softmax) a table is hls4ml 1.3.0's instead: its
+entries and its index arithmetic (`build_hls4ml_table`, `build_hls4ml_softmax_tables`,
+`build_legacy_softmax_tables`), so a design validated with hls4ml gives its bits.
 """
 
 from __future__ import annotations
@@ -153,10 +154,7 @@ def build_activation_table(node: Node, in_t: FixedType) -> None:
 
 
 def build_softmax_tables(node: Node) -> None:
-    """Build the exp and reciprocal tables of a softmax (see docs/semantics.md)."""
-    if hls4ml_tables(node):
-        raise GraphError(f"layer {node.name!r}: TableSemantics 'hls4ml' does not cover Softmax yet (hls4ml's "
-                         "latency/stable/legacy/argmax implementations); set TableSemantics: 'exact' for this layer")
+    """Build fpga4ml's exact exp and reciprocal tables of a softmax (see docs/semantics.md)."""
     bits = table_bits(node)
     exp_t = node.config.get('Precision', {}).get('exp_table', 'auto')
     inv_t = node.config.get('Precision', {}).get('inv_table', 'auto')
@@ -185,4 +183,129 @@ def build_softmax_tables(node: Node) -> None:
     node.attrs['tables'] = {
         'exp': Table(exp_index, exp_values, exp_t, negated=True),
         'inv': Table(inv_index, inv_values, inv_t),
+    }
+
+
+# ---------------------------------------------------------------------------- hls4ml's softmax
+
+#: hls4ml 1.3.0's softmax implementations (nnet_activation.h); 'stable' is its default
+SOFTMAX_IMPLEMENTATIONS = ('latency', 'stable', 'argmax', 'legacy')
+#: hls4ml's default exp_table_t, inv_table_t and inv_inp_t of a softmax: ap_fixed<18,8,AP_RND,AP_SAT>
+HLS4ML_SOFTMAX_TYPE = FixedType(18, 8, True, 'RND', 'SAT')
+#: log2 of the largest table the legacy softmax addresses correctly (its index arithmetic divides by 64)
+LEGACY_MIN_BITS = 6
+
+
+def softmax_implementation(node: Node) -> str:
+    """What a softmax node computes: 'exact' (fpga4ml's tables) or hls4ml's 'latency', 'stable', 'legacy', 'argmax'.
+
+    'argmax' is exact in both table modes; 'latency' and 'legacy' exist only as hls4ml's arithmetic;
+    'stable' (the default) is hls4ml's under TableSemantics 'hls4ml' and fpga4ml's exact softmax otherwise.
+    """
+    impl = node.config.get('Implementation', 'stable')
+    if impl not in SOFTMAX_IMPLEMENTATIONS:
+        raise GraphError(f'layer {node.name!r}: softmax Implementation {impl!r} is not one of '
+                         f'{list(SOFTMAX_IMPLEMENTATIONS)}')
+    if impl == 'stable' and not hls4ml_tables(node):
+        return 'exact'
+    return impl
+
+
+def hls4ml_softmax_bits(node: Node, in_t: FixedType) -> int:
+    """log2 of hls4ml's softmax table_size: TableSize (default 1024) after its FixSoftmaxTableSize pass,
+    which caps it at 2^min(input width, inv_table width)."""
+    return min(table_bits(node, HLS4ML_TABLE_BITS), in_t.width, node.types['inv_table'].width)
+
+
+def inp_norm_type(in_t: FixedType) -> FixedType:
+    """hls4ml's inp_norm_t of the stable softmax (x_max - x): ap_ufixed<W - S, I - S> of the input (S: signed)."""
+    s = int(in_t.signed)
+    return FixedType(in_t.width - s, in_t.integer - s, False)
+
+
+def top_bits_index(node: Node, t: FixedType, bits: int, what: str) -> FixedType:
+    """hls4ml's softmax_idx_from_real_val: the address is the top `bits` bits of a value of type t, i.e.
+    the mantissa of its cast into ufixed<bits, I, TRN, WRAP> (I: t's integer bits)."""
+    if bits > t.width:
+        raise GraphError(f"layer {node.name!r}: hls4ml's softmax addresses its {what} table ({1 << bits} entries) "
+                         f'with the top {bits} bits of {t}, which has only {t.width}: use a TableSize of at most '
+                         f'{1 << t.width} or a wider type')
+    return FixedType(bits, t.integer, False, 'TRN', 'WRAP')
+
+
+def top_bits_values(t: FixedType, bits: int) -> np.ndarray:
+    """hls4ml's softmax_real_val_from_idx: the float value of t whose top `bits` bits are i (the rest 0), every i."""
+    i = np.arange(1 << bits, dtype=np.int64)
+    m = np.where(i >= 1 << (bits - 1), i - (1 << bits), i) if t.signed else i
+    return (m.astype(np.float64) * 2.0 ** (t.integer - bits)).astype(np.float32)
+
+
+def hls4ml_exp_entries(x: np.ndarray) -> np.ndarray:
+    """std::exp of float32 arguments as hls4ml's C simulation computes it (the C library's expf)."""
+    return _libm_float('expf')(np.asarray(x, dtype=np.float32)).astype(np.float32)
+
+
+def type_hls4ml_softmax(node: Node) -> None:
+    """The table types of an hls4ml softmax: configured, else hls4ml's defaults (exp_table_t, inv_table_t,
+    inv_inp_t: ap_fixed<18,8,RND,SAT>; table_t: ap_fixed<18,8>), never capped by max_precision."""
+    precision = node.config.get('Precision', {})
+    for var, default in (('exp_table', HLS4ML_SOFTMAX_TYPE), ('inv_table', HLS4ML_SOFTMAX_TYPE),
+                         ('inv_inp', HLS4ML_SOFTMAX_TYPE), ('table', HLS4ML_TABLE_TYPE)):
+        t = precision.get(var, 'auto')
+        node.types[var] = default if t == 'auto' else t
+
+
+def build_hls4ml_softmax_tables(node: Node, in_t: FixedType) -> None:
+    """hls4ml's exp and inverse tables of the 'latency' and 'stable' softmax (init_exp_table, init_invert_table).
+
+    exp: entry i is exp_table_t(expf(v_i)) (latency: v_i is the input value with top bits i) or
+    exp_table_t(expf(-v_i)) (stable: v_i is the inp_norm_t value x_max - x with top bits i). inv: entry i is
+    inv_table_t(1.0f / v_i), v_i the inv_inp_t value with top bits i (1/0 = inf saturates or wraps to 0).
+    """
+    impl = node.config.get('Implementation', 'stable')
+    type_hls4ml_softmax(node)
+    bits = hls4ml_softmax_bits(node, in_t)
+    exp_t, inv_t, inv_inp = node.types['exp_table'], node.types['inv_table'], node.types['inv_inp']
+    exp_in = in_t if impl == 'latency' else inp_norm_type(in_t)
+    if impl == 'stable':
+        node.types['inp_norm'] = exp_in  # the type of max(x) - x (not configurable in hls4ml either)
+    exp_bits = bits if impl == 'latency' or not in_t.signed else min(bits, in_t.width - 1)
+    v = top_bits_values(exp_in, exp_bits)
+    exp_values = exp_t.quantize(hls4ml_exp_entries(v if impl == 'latency' else -v).astype(np.float64))
+    w = top_bits_values(inv_inp, bits)
+    with np.errstate(divide='ignore'):
+        inv_values = inv_t.quantize((np.float32(1) / w).astype(np.float64))
+    node.attrs['tables'] = {
+        'exp': Table(top_bits_index(node, exp_in, exp_bits, 'exp'), exp_values, exp_t),
+        'inv': Table(top_bits_index(node, inv_inp, bits, 'inverse'), inv_values, inv_t),
+    }
+
+
+def build_legacy_softmax_tables(node: Node, in_t: FixedType) -> None:
+    """hls4ml's legacy softmax tables (init_exp_table_legacy, init_invert_table_legacy), both of table_t.
+
+    exp: entry i is table_t(expf(16 (i - N/2) / N)), addressed by clamp(int((x_j - x_i) N / 16) + N/2, 0, N-1);
+    inv: entry i is table_t(1.0 / (64 i / N)) (entry 0 is 0), addressed by clamp(int(s N / 64), 0, N-1).
+    The C int conversions truncate toward zero; the clamps are the SAT of the index types.
+    """
+    type_hls4ml_softmax(node)
+    bits = hls4ml_softmax_bits(node, in_t)
+    if bits < LEGACY_MIN_BITS:
+        raise GraphError(f"layer {node.name!r}: hls4ml's legacy softmax needs a table of at least "
+                         f'{1 << LEGACY_MIN_BITS} entries (its inverse index is s * N / 64); this one has '
+                         f'{1 << bits} (TableSize, capped at 2^min(input width, inv_table width))')
+    table_t: FixedType = node.types['table']
+    n = 1 << bits
+    diff = 2.0 * max(abs(in_t.min_value), abs(in_t.max_value))  # |x_j - x_i|
+    if diff * n / 16 >= 2.0 ** 31 or max(abs(table_t.min_value), table_t.max_value) * n / 64 >= 2.0 ** 31:
+        raise GraphError(f"layer {node.name!r}: hls4ml's legacy softmax index (a C int) overflows for inputs of "
+                         f'type {in_t} or table type {table_t}; use fewer integer bits')
+    i = np.arange(n, dtype=np.float64)
+    exp_values = table_t.quantize(hls4ml_exp_entries((16.0 * (i - n / 2.0) / n).astype(np.float32)).astype(np.float64))
+    in_val = (64.0 * i / n).astype(np.float32).astype(np.float64)
+    with np.errstate(divide='ignore'):
+        inv_values = table_t.quantize(np.where(in_val > 0, 1.0 / in_val, 0.0))
+    node.attrs['tables'] = {
+        'exp': Table(FixedType(bits, bits, True, 'TRN_ZERO', 'SAT'), exp_values, table_t, shift=bits - 4),
+        'inv': Table(FixedType(bits, bits, False, 'TRN_ZERO', 'SAT'), inv_values, table_t, shift=bits - 6),
     }

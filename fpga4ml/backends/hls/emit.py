@@ -490,7 +490,12 @@ def emit_table_activation(ctx: Context, node: Node, ins: list[Port], out: Port) 
 
 
 def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """Softmax over the last axis, the steps of docs/semantics.md."""
+    """Softmax over the last axis, the steps of docs/semantics.md (hls4ml's implementations and Skip:
+    emit_softmax.py)."""
+    from .emit_softmax import emit_softmax_variant  # it builds on the helpers of this module
+    variant = emit_softmax_variant(ctx, node, ins, out)
+    if variant is not None:
+        return variant
     x, = ins
     n = node.shape[-1]
     rows = x.size // n

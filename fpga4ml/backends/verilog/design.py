@@ -22,10 +22,12 @@ from .adder_graph import BLOCK_ROWS, PAIR_BUDGET
 from .axi import add_axi_stream, model_interface
 from .emit import port_entry, port_names, write_module
 from .estimate import estimate_netlist, estimate_stream
+from .fold import FoldedDesign, fold_graph, folded_cycles, folded_layers, folded_manifest
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 from .progress import StepClock
+from .stateful import estimate_machine, write_machine
 from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
 
 MANIFEST = 'manifest.json'
@@ -58,10 +60,13 @@ def _design(model, clock: StepClock):
     cached = getattr(model, '_verilog_design', None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _warn_ignored_settings(model)
+    _warn_ignored_settings(model, architecture)
     start = time.perf_counter()
     if architecture == 'stream':
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
+        result.seconds = time.perf_counter() - start
+    elif folded_layers(model.graph):  # ReuseFactor > 1 (validated): multiply-accumulate folding (fold.py)
+        result = fold_graph(model.graph, clock)
         result.seconds = time.perf_counter() - start
     else:
         nl = lower_graph(model.graph, model.intervals, clock=clock)
@@ -72,15 +77,16 @@ def _design(model, clock: StepClock):
     return result
 
 
-def _warn_ignored_settings(model) -> None:
-    """HLS folding knobs do not apply to the fully parallel Verilog designs: say so instead of ignoring them."""
+def _warn_ignored_settings(model, architecture: str) -> None:
+    """HLS knobs the Verilog design does not use (Strategy; ReuseFactor of a streaming design): say so."""
     folded = [f"{n.name} (ReuseFactor={n.config.get('ReuseFactor')})" for n in model.graph
-              if n.config.get('ReuseFactor', 1) != 1]
+              if n.config.get('ReuseFactor', 1) != 1] if architecture == 'stream' else []
     folded += [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
                if n.config.get('Strategy', 'Latency') != 'Latency']
     if folded:
-        warnings.warn('the Verilog back end builds fully parallel designs (II = 1 vector, or 1 pixel with '
-                      "Architecture 'stream'); these HLS settings are ignored: " + ', '.join(folded[:8]) +
+        warnings.warn('the Verilog back end folds Dense layers by ReuseFactor only in the unrolled architecture '
+                      "(a streaming design takes 1 pixel a clock); these HLS settings are ignored: " +
+                      ', '.join(folded[:8]) +
                       (' ...' if len(folded) > 8 else ''), ConfigWarning, stacklevel=3)
 
 
@@ -110,6 +116,9 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
     if isinstance(d, StreamDesign):
         files = stream_files(d, top, model.graph)
         info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
+    elif isinstance(d, FoldedDesign):
+        with clock.step(f'{top}.v text (folded)'):
+            files, info = {f'{top}.v': write_machine(d.machine, d.timing, top)}, folded_manifest(model, d, top)
     else:
         with clock.step(f'{top}.v text'):
             files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
@@ -186,7 +195,10 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
 def estimate(model) -> dict:
     """LUT, FF, DSP, latency and Fmax estimates from the netlist (no synthesis tool)."""
     d = design(model)
-    out = estimate_stream(d) if isinstance(d, StreamDesign) else estimate_netlist(d.netlist, d.schedule)
+    if isinstance(d, FoldedDesign):
+        out = estimate_machine(d.machine, d.timing)
+    else:
+        out = estimate_stream(d) if isinstance(d, StreamDesign) else estimate_netlist(d.netlist, d.schedule)
     out['generation_seconds'] = round(d.seconds, 3)
     return out
 
@@ -197,12 +209,16 @@ def emulate_cycles(model, x, valid=None) -> tuple[list[np.ndarray], np.ndarray]:
     Input vector t of `x` is presented in clock cycle t with valid_in = valid[t] (default all 1;
     ce = 1). Returns (outputs, valid_out) over `len(x) + latency` cycles: outputs[k][t] is what
     output port k shows in cycle t, which is the emulator's result for input t - latency (zeros
-    before the pipeline has filled), and valid_out[t] = valid[t - latency].
+    before the pipeline has filled), and valid_out[t] = valid[t - latency]. A folded design (ReuseFactor
+    > 1, II > 1) runs in its cycle-level interpreter instead, one input vector every II clocks
+    (fold.folded_cycles).
     """
     d = design(model)
     if isinstance(d, StreamDesign):
         raise ValueError("emulate_cycles() models the unrolled architecture; a streaming design's timing "
                          "depends on the image geometry (see its manifest latency and ii)")
+    if isinstance(d, FoldedDesign):  # II > 1: the stateful interpreter, one vector every II clocks
+        return folded_cycles(model, d, x, valid)
     latency = d.schedule.latency
     outs = model.predict(x)
     outs = outs if isinstance(outs, list) else [outs]

@@ -13,7 +13,10 @@ pipeline), ``ce`` (clock enable), ``valid_in``, ``valid_out`` and one packed bus
 element k (C order) of a tensor sits at bits ``[k*width +: width]``.
 
 Vector mode (no ``"stream"`` key): the design takes one whole input vector per clock (ii = 1)
-and shows its outputs `latency` enabled clocks later. Stream mode (``"stream": {"pixels": P}``):
+and shows its outputs `latency` enabled clocks later. A folded design (ii > 1, ReuseFactor) has
+a valid-every-II contract: valid_in may be high in at most one of any ii consecutive enabled
+clocks (the design latches the vector at that edge); the harness holds valid_in low for the
+ii - 1 enabled clocks after each vector it sends. Stream mode (``"stream": {"pixels": P}``):
 the single input has ``"shape": [H, W, C]`` with H*W == P and ``"elements": C``: its bus carries
 one pixel, and an image is P consecutive accepted pixels in row-major order; ``ii`` must be P
 (images back to back) and `latency` counts enabled clocks from the edge that accepts the last
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 from ...naming import check_file_name, is_keyword
 
 #: bump whenever the generated C++ changes: it is part of the simulator cache key
-HARNESS_VERSION = 2
+HARNESS_VERSION = 3
 #: the C++ class Verilator generates (``--prefix``)
 MODEL_CLASS = 'Vdut'
 #: int64 words at the start of the harness's output file (see `harness_source`)
@@ -100,6 +103,11 @@ class Design:
         return self.stream_pixels if self.stream_pixels is not None else 1
 
     @property
+    def spacing(self) -> int:
+        """Enabled clocks from one accepted input row to the next that may be sent: ii in vector mode, else 1."""
+        return 1 if self.streaming else self.ii
+
+    @property
     def in_elements(self) -> int:
         """int64 values per input clock (all inputs concatenated; one pixel in stream mode)."""
         return sum(p.elements for p in self.inputs)
@@ -125,9 +133,8 @@ def parse_manifest(manifest: dict) -> Design:
     pixels = _stream_pixels(manifest.get('stream'))
     if pixels is None:
         ii = int(manifest.get('ii', 1))
-        if ii != 1:
-            raise ValueError(f'manifest: only ii = 1 designs can be simulated, got ii = {ii} '
-                             '(or add "stream": {"pixels": ...} for a pixel-streaming design)')
+        if ii < 1:
+            raise ValueError(f'manifest: ii must be >= 1 (a new input vector every ii clocks), got ii = {ii}')
         inputs = tuple(_tensor(t, 'x_', 'inputs') for t in manifest['inputs'])
     else:
         if len(manifest['inputs']) != 1:
@@ -290,7 +297,8 @@ def harness_source(design: Design) -> str:
     elements in C order; in stream mode one row per pixel, each image's pixels in row-major
     order). The program resets the design (rst=1 for 2 clocks), streams the rows one per clock
     with valid_in=1, ce=1 and keeps clocking until LATENCY+2 enabled clocks after the last
-    row. GAPS=1 adds a random pattern (from SEED) of ce=0 clocks and valid_in=0 bubbles
+    row, holding valid_in low for `design.spacing` - 1 enabled clocks after each row (a folded
+    design's ii). GAPS=1 adds a random pattern (from SEED) of ce=0 clocks and valid_in=0 bubbles
     carrying junk data (another row), and junk with valid_in=1 during the reset. The latency of
     a result is counted from the enabled clock that accepted its last row. OUT gets
     `STATS_WORDS` int64 words (results seen with valid_out=1, clocks, enabled clocks, latency
@@ -302,6 +310,7 @@ def harness_source(design: Design) -> str:
         'version': HARNESS_VERSION, 'top': design.top, 'model': MODEL_CLASS,
         'n_in': design.in_elements, 'n_out': design.out_elements, 'latency': design.latency,
         'beats': design.beats,
+        'spacing': design.spacing,
         'stats_words': STATS_WORDS,
         'pack': _port_blocks(design.inputs, _pack_code),
         'unpack': _port_blocks(design.outputs, _unpack_code),
@@ -322,6 +331,7 @@ static const long N_IN = {n_in};
 static const long N_OUT = {n_out};
 static const long LATENCY = {latency};
 static const long BEATS = {beats};  // input rows (clocks) per result: pixels per image in stream mode
+static const long SPACING = {spacing};  // enabled clocks per accepted row: ii of a folded (ii > 1) design
 static const long STATS_WORDS = {stats_words};
 
 // Write the low `width` bits of v at bit `lsb` of a wide bus (words pre-cleared).
@@ -413,12 +423,12 @@ int main(int argc, char** argv) {{
     top->rst = 0;
 
     const long delay = LATENCY > 0 ? LATENCY - 1 : 0;  // enabled clocks from capture to output
-    const long max_cycles = 64 * (n_rows + LATENCY + 16);
+    const long max_cycles = 64 * (n_rows * SPACING + LATENCY + 16);
     // sent: rows accepted; done: results whose last row was accepted (at enabled clock sent_at[])
     long sent = 0, done = 0, got = 0, cycles = 0, enabled = 0, stop_at = n == 0 ? LATENCY + 2 : -1;
-    long bad = 0, first_bad = -1, first_bad_latency = 0;
+    long bad = 0, first_bad = -1, first_bad_latency = 0, hold = 0;  // hold: enabled clocks before the next row
     while (!(stop_at >= 0 && enabled >= stop_at) && cycles < max_cycles && !ctx->gotFinish()) {{
-        const bool more = sent < n_rows;
+        const bool more = sent < n_rows && hold == 0;
         bool ce = true, valid = more;
         if (gaps) {{
             const uint64_t r = rng();
@@ -438,6 +448,8 @@ int main(int argc, char** argv) {{
         ++cycles;
         if (!ce) continue;
         ++enabled;
+        if (hold > 0) --hold;
+        if (valid) hold = SPACING - 1;
         if (valid && ++sent % BEATS == 0) sent_at[done++] = enabled;
         if (sent == n_rows && stop_at < 0) stop_at = enabled + LATENCY + 2;
         if (!(LATENCY == 0 ? early : (bool)top->valid_out)) continue;

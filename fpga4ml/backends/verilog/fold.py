@@ -1,0 +1,206 @@
+"""ReuseFactor R > 1 on the Verilog back end: multiply-accumulate folding of Dense layers over a Machine.
+
+A Dense n_in -> n_out with ReuseFactor R (folding.py validates it: any divisor of n_in * n_out)
+runs its n_in * n_out products in R clock cycles on M = n_in * n_out / R multipliers. With
+g = gcd(R, n_in), the inputs split into g blocks of a = n_in / g and the outputs into r = R / g
+groups of L = n_out / r (r divides n_out because R divides n_in * n_out). Cycle c handles input
+block c // r for output group c % r: lane l (one per output of a group) multiplies the a inputs
+of the block by their weights (a multiplexer picks the input, a ROM addressed by the layer's
+counter the weight) and adds the products to its accumulator in input order, each product cast
+into the accumulator type and each partial sum cast into it, as the emulator's const_matmul
+(hls4ml's `acc += (accum_t)(x * w)`, saturating step by step; a WRAP accumulator wraps each
+step, which equals wrapping the sum once). An output's blocks come in increasing cycles, so its
+sum runs in input order for any accumulator type, hls4ml's fixed<16,6> included. The first block
+starts from the bias cast into the accumulator.
+
+Timing (the valid-every-II contract): a folded layer latches its input vector at the edge where its
+`go` pulse (valid_in for the first layer, the previous folded layer's `done` after it) is high,
+runs R cycles, and raises `done` for one cycle, in which its accumulators hold the result; the
+layers between folded ones are combinational (the unrolled lowering, adder graphs). A layer accepts
+a new input every R clocks, the design every II = max(R) clocks; the latency is the sum of
+(R + 1) over the folded layers. Layers with R = 1 stay fully parallel. Dense layers on 1-D inputs
+fold; a graph whose branches meet after different folded layers is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...folding import reuse_factor
+from ...ir import Graph, GraphError, Node, operands
+from ...semantics import lower_node
+from ...semantics.accumulate import accumulate_plan
+from ...semantics.bounds import Bounds
+from ...semantics.spec import output_types
+from .progress import StepClock
+from .stateful import Machine, Timing
+
+
+@dataclass
+class FoldedDesign:
+    """A folded model: the machine, its latency and II, and generation time."""
+
+    machine: Machine
+    timing: Timing
+    seconds: float = 0.0
+
+    @property
+    def latency(self) -> int:
+        """Latency in clocks (as the manifest counts it)."""
+        return self.timing.latency
+
+
+def folded_layers(graph: Graph) -> dict[str, int]:
+    """{name: R} of the layers the Verilog back end folds (validated ReuseFactors > 1)."""
+    out = {}
+    for node in graph:
+        rf = reuse_factor(node)
+        if rf > 1:
+            if node.op != 'Dense':
+                raise GraphError(f'layer {node.name!r} ({node.op}): the Verilog back end folds only Dense layers so '
+                                 f'far; set its ReuseFactor to 1 (it has {rf})')
+            out[node.name] = rf
+    return out
+
+
+def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
+    """The Machine of a typed graph with folded Dense layers (see the module docstring)."""
+    clock = clock or StepClock(None)
+    rfs = folded_layers(graph)
+    m = Machine()
+    sigs: dict[str, list[int]] = {}
+    phase: dict[str, int] = {}  # the valid pulse (signal id) a tensor's values belong to
+    latency = 0
+    for node in graph:
+        if node.op == 'Input':
+            sigs[node.name], phase[node.name] = m.add_input(node.name, node.shape, node.result_type), m.valid_in()
+            continue
+        phases = {phase[i] for i in node.inputs}
+        if len(phases) != 1:
+            raise GraphError(f'layer {node.name!r}: its inputs come out of different folded layers (at different '
+                             'clocks); the folded Verilog design supports chains of folded layers only')
+        go = phases.pop()
+        with clock.step(f'{node.name} ({node.op}) lowered'):
+            if node.name in rfs:
+                sigs[node.name], phase[node.name] = fold_dense(m, node, graph, operands(node, sigs)[0], go,
+                                                               rfs[node.name])
+                latency += rfs[node.name] + 1
+            else:
+                in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
+                sigs[node.name] = lower_node(m, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
+                                             operands(node, sigs), in_shapes, True, clock)
+                phase[node.name] = go
+    ends = {phase[name] for name in graph.outputs}
+    if len(ends) != 1:
+        raise GraphError(f'outputs {graph.outputs} come out of different folded layers; the folded design needs '
+                         'them at one clock')
+    for name in graph.outputs:
+        node = graph[name]
+        m.add_output(name, node.shape, node.result_type, sigs[name])
+    m.valid_out = ends.pop()
+    m.check()
+    return FoldedDesign(m, Timing(latency, max(rfs.values(), default=1), rfs))
+
+
+def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
+    """One folded Dense: (its output signals, its done pulse)."""
+    w_const, b_const = _weights(node, graph)
+    w = np.asarray(w_const.values, dtype=np.int64)
+    n_in, n_out = w.shape
+    if len(x) != n_in or graph[node.inputs[0]].shape != (n_in,):
+        raise GraphError(f'layer {node.name!r}: the Verilog back end folds Dense layers on 1-D inputs only, '
+                         f'got input shape {graph[node.inputs[0]].shape}')
+    frac = max(m[s].frac for s in x)
+    xr = [m.latch(m.align(s, frac) if not m[s].is_const else m.const(m[s].lo << (frac - m[s].frac), frac), go,
+                  f'{node.name}_x{i}') for i, s in enumerate(x)]
+    acc_t = node.types['accum']
+    x_abs = max(max(-m[s].lo, m[s].hi) for s in xr)
+    plan = accumulate_plan(node, acc_t, frac, x_abs, w, w_const.frac, np.asarray(b_const.values), b_const.frac)
+    g = math.gcd(rf, n_in)
+    a, r = n_in // g, rf // g
+    lanes = n_out // r
+    count, busy, last = m.counter(rf, go, node.name)
+    done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
+    m.connect(done, last)
+    cycles = range(rf)
+    acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{node.name}_acc{j}')
+           for j in range(n_out)]
+    first = m.flag(count, [int(c // r == 0) for c in cycles])
+    for lane in range(lanes):
+        outs = [(c % r) * lanes + lane for c in cycles]  # the output this lane serves in cycle c
+        bias = m.rom(count, plan.bias_acc[outs], 0, acc_t.frac)
+        s = m.select(first, bias, m.mux(count, [acc[j] for j in outs]))
+        for t in range(a):
+            ins = [(c // r) * a + t for c in cycles]
+            weights = plan.w[ins, outs]
+            if not weights.any():
+                continue
+            product = m.mul(m.mux(count, [xr[i] for i in ins]), m.rom(count, weights, 0, w_const.frac))
+            s = m.cast(m.add(s, m.cast(product, acc_t)), acc_t)
+        for group in range(r):
+            j = group * lanes + lane
+            en = m.both(busy, m.flag(count, [int(c % r == group) for c in cycles]))
+            m.connect(acc[j], m.cast(s, acc_t), en)
+    return [m.cast(reg, node.result_type) for reg in acc], done
+
+
+def _weights(node: Node, graph: Graph):
+    """The kernel and bias of a typed Dense as Consts (mantissas and LSB), as its recipe reads them."""
+    b = Bounds(node, [graph[i].result_type for i in node.inputs])
+    return b.weight('kernel'), b.weight('bias')
+
+
+
+
+def folded_manifest(model, d: FoldedDesign, top: str) -> dict:
+    """manifest.json of a folded design: the unrolled designs' keys, ii = max R, and the folded layers."""
+    from .emit import port_entry, port_names
+
+    m = d.machine
+    in_ports, out_ports = port_names(m)
+    return {
+        'top': top,
+        'files': [f'{top}.v'],
+        'latency': d.timing.latency,
+        'ii': d.timing.ii,
+        'clock_period_ns': model.clock_period,
+        'pipeline': 'none',
+        'architecture': 'folded',
+        'folding': {'architecture': 'mac', 'reuse_factors': dict(d.timing.stages)},
+        'inputs': [port_entry(p, bus) for p, bus in zip(m.inputs, in_ports)],
+        'outputs': [port_entry(p, bus) for p, bus in zip(m.outputs, out_ports)],
+    }
+
+
+def folded_cycles(model, d: FoldedDesign, x, valid=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """The folded design clock by clock from its cycle-level interpreter (the valid-every-II contract).
+
+    Input vector t is presented in cycle t * II with valid_in = valid[t] (default 1), and valid_in = 0
+    in the cycles between; returns (outputs, valid_out) over len(x) * II + latency cycles: outputs[k][t]
+    is what output port k shows in cycle t (as real values), meaningful where valid_out[t] is set.
+    """
+    from .stateful import run_stream
+
+    graph = model.graph
+    xs = model.emulator._as_inputs(x)
+    mantissas = [graph[name].result_type.quantize(a) for name, a in zip(graph.inputs, xs)]
+    n, ii = len(mantissas[0]), d.timing.ii
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if valid.shape != (n,):
+        raise ValueError(f'valid must have one flag per input vector ({n}), got shape {valid.shape}')
+    cycles = n * ii + d.timing.latency
+    stream = []
+    for mant in mantissas:
+        seq = np.zeros((cycles,) + mant.shape[1:], dtype=np.int64)
+        seq[:n * ii:ii] = mant
+        stream.append(seq)
+    flags = np.zeros(cycles, dtype=bool)
+    flags[:n * ii:ii] = valid
+    shown, valid_out = run_stream(d.machine, stream, flags)
+    return [graph[name].result_type.to_float(y) for name, y in zip(graph.outputs, shown)], valid_out
+
+
+__all__ = ['FoldedDesign', 'fold_dense', 'fold_graph', 'folded_cycles', 'folded_layers', 'folded_manifest']
