@@ -77,14 +77,14 @@ def test_wrapper_text_and_manifest(tmp_path):
                  'output wire [39:0] m_axis_tdata', 'output wire m_axis_tvalid', 'input  wire m_axis_tready',
                  'output wire m_axis_tlast', 'input  wire aresetn'):
         assert port in text
-    assert 'wire advance = m_axis_tready | ~valid_out;' in text and '.ce(advance)' in text
-    assert "assign m_axis_tdata = {4'b0, y_fc2};" in text  # 3 x 12 bits padded to 40
-    assert f'reg [{latency - 1}:0] last_sr;' in text and f'assign m_axis_tlast = last_sr[{latency - 1}];' in text
+    assert 'wire advance = ~skid_valid;' in text and '.ce(advance)' in text
+    assert "wire [39:0] core_data = {4'b0, y_fc2};" in text  # 3 x 12 bits padded to 40
+    assert f'reg [{latency - 1}:0] last_sr;' in text and f'assign core_last = last_sr[{latency - 1}];' in text
     plain = mlp(tmp_path, name='plain', Interface='none', Pipeline='none')
     assert not (plain.write() / 'plain_axis.v').exists()
     assert 'axi_stream' not in json.loads((tmp_path / 'plain' / 'manifest.json').read_text())
     comb = mlp(tmp_path, name='comb', Pipeline='none')
-    assert 'assign m_axis_tlast = s_axis_tlast;' in (comb.write() / 'comb_axis.v').read_text()
+    assert 'assign core_last = s_axis_tlast;' in (comb.write() / 'comb_axis.v').read_text()
 
 
 def test_stream_architecture_wrapper_text(tmp_path):
@@ -92,7 +92,7 @@ def test_stream_architecture_wrapper_text(tmp_path):
     text = (root / 'cs_axis.v').read_text()
     entry = json.loads((root / 'manifest.json').read_text())['axi_stream']
     assert entry['input_beats_per_output'] == 8 and entry['tlast'] == 'every output beat'
-    assert "assign m_axis_tlast = 1'b1;" in text and 's_axis_tlast' in text.split('wire unused_axis')[1]
+    assert "assign core_last = 1'b1;" in text and 's_axis_tlast' in text.split('wire unused_axis')[1]
 
 
 def test_unknown_interface_raises(tmp_path):
@@ -160,8 +160,7 @@ def test_axi_stream_negative_controls_and_other_architectures(tmp_path):
     assert last.all() and stats['violations'] == 0
     # a wrapper that ignores backpressure loses results and changes stalled outputs: the harness sees it
     text = (root / 'vax_axis.v').read_text()
-    (root / 'vax_axis.v').write_text(text.replace('wire advance = m_axis_tready | ~valid_out;',
-                                                  "wire advance = 1'b1;"))
+    (root / 'vax_axis.v').write_text(text.replace('wire advance = ~skid_valid;', "wire advance = 1'b1;"))
     sim = axi.compile_axis(root)
     mantissas = [base.graph['x'].result_type.quantize(x)]
     with pytest.raises(RuntimeError, match='output beats came out'):

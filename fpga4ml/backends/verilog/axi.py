@@ -10,11 +10,11 @@
 TDATA packs the design's buses as its ports do: the inputs (outputs) in manifest order from bit 0,
 each element of W bits at [k*W +: W] (two's complement), zero-padded to a multiple of 8 bits.
 
-Flow control: the design's clock enable is ``advance = m_axis_tready | ~m_axis_tvalid``: the whole
-pipeline holds while a result waits for the consumer (backpressure), and s_axis_tready = advance
-(ready depends combinationally on m_axis_tready, which AXI4-Stream allows). A missing input beat
-(tvalid low) is a bubble in the pipeline. Throughput is one beat per clock while the consumer is
-ready. TLAST of an output is the TLAST of the input beat that produced it (unrolled); in the
+Flow control: a result the consumer does not take at once goes into a one-entry skid register,
+and the design's clock enable (and s_axis_tready) is ``~skid_valid``: the whole pipeline holds
+while a result waits (backpressure), and neither depends on m_axis_tready combinationally (the
+enable of a large pipeline stays a registered signal). A missing input beat (tvalid low) is a
+bubble in the pipeline. Throughput is one beat per clock while the consumer is ready. TLAST of an output is the TLAST of the input beat that produced it (unrolled); in the
 stream architecture every output beat (one image) has TLAST set and the input TLAST is not used.
 manifest.json gets an ``axi_stream`` entry (top, file, TDATA widths, beats per output).
 
@@ -68,7 +68,9 @@ def axis_module(top: str, info: dict) -> str:
     lines = [f'// {top}_axis: AXI4-Stream wrapper of {top} (written by fpga4ml; see fpga4ml/backends/verilog/axi.py).',
              f'// s_axis: {"one pixel" if stream else "one input vector"} per beat, {in_bits} of {s_bits} TDATA bits; '
              f'm_axis: one output vector per beat, {out_bits} of {m_bits} bits.',
-             '// The design advances unless a result waits for the consumer; TLAST ' +
+             '// The design advances while the output skid register is empty; a result the consumer does not',
+             '// take goes into it and holds the design until taken (no path from m_axis_tready to the clock',
+             '// enable or s_axis_tready). TLAST ' +
              ('is set on every output beat (one image).' if stream else 'follows its input beat.'),
              f'module {top}_axis (', '  input  wire aclk,', '  input  wire aresetn,',
              f'  input  wire [{s_bits - 1}:0] s_axis_tdata,', '  input  wire s_axis_tvalid,',
@@ -77,8 +79,9 @@ def axis_module(top: str, info: dict) -> str:
              '  input  wire m_axis_tready,', '  output wire m_axis_tlast', ');',
              '  reg running;  // low in reset and the clock after it: no beat is accepted',
              '  always @(posedge aclk) running <= aresetn;',
-             '  wire valid_out;', '  wire advance = m_axis_tready | ~valid_out;',
-             '  assign s_axis_tready = advance & running;', '  assign m_axis_tvalid = valid_out;']
+             '  reg skid_valid;', f'  reg [{m_bits - 1}:0] skid_data;', '  reg skid_last;',
+             '  wire valid_out;', '  wire advance = ~skid_valid;',
+             '  assign s_axis_tready = advance & running;']
     ports, offset = [], 0
     for e in info['inputs']:
         n = e['elements'] * e['width']
@@ -94,17 +97,26 @@ def axis_module(top: str, info: dict) -> str:
     pad = [f"{m_bits - out_bits}'b0"] if m_bits > out_bits else []
     lines += [f'  {top} core (.clk(aclk), .rst(~aresetn), .ce(advance), .valid_in(s_axis_tvalid & running),',
               '    .valid_out(valid_out), ' + ', '.join(ports) + ');',
-              f'  assign m_axis_tdata = {{{", ".join(pad + outs)}}};']
+              f'  wire [{m_bits - 1}:0] core_data = {{{", ".join(pad + outs)}}};', '  wire core_last;']
     if stream:
-        lines.append("  assign m_axis_tlast = 1'b1;")
+        lines.append("  assign core_last = 1'b1;")
         unused.append('s_axis_tlast')
     elif latency == 0:
-        lines.append('  assign m_axis_tlast = s_axis_tlast;')
+        lines.append('  assign core_last = s_axis_tlast;')
     else:
         shift = f'{{last_sr[{latency - 2}:0], s_axis_tlast}}' if latency > 1 else 's_axis_tlast'
         lines += [f'  reg [{latency - 1}:0] last_sr;  // TLAST travels with its vector',
                   f'  always @(posedge aclk) if (advance) last_sr <= {shift};',
-                  f'  assign m_axis_tlast = last_sr[{latency - 1}];']
+                  f'  assign core_last = last_sr[{latency - 1}];']
+    lines += ['  always @(posedge aclk) begin',
+              "    if (!aresetn) skid_valid <= 1'b0;",
+              "    else if (skid_valid) begin if (m_axis_tready) skid_valid <= 1'b0; end",
+              '    else if (valid_out && !m_axis_tready) begin',
+              "      skid_valid <= 1'b1;", '      skid_data <= core_data;', '      skid_last <= core_last;', '    end',
+              '  end',
+              '  assign m_axis_tvalid = skid_valid | valid_out;',
+              '  assign m_axis_tdata = skid_valid ? skid_data : core_data;',
+              '  assign m_axis_tlast = skid_valid ? skid_last : core_last;']
     if unused:
         lines.append(f"  wire unused_axis = &{{1'b0, {', '.join(unused)}, 1'b0}};")
     return '\n'.join(lines + ['endmodule', ''])
@@ -295,7 +307,8 @@ def unpack(words: np.ndarray, entries: list[dict]) -> list[np.ndarray]:
 
 def compile_axis(directory: str | os.PathLike, progress: bool = False) -> AxisSimulator:
     """Build (or reuse from the RTL cache) the Verilator simulation of the written `<top>_axis` wrapper."""
-    from .verilator import MAKE_VARS, VERILATE_FLAGS, _run, _tail, find_verilator, rtl_cache_dir
+    from .verilator import (_build_options, _restore_runtime, _run, _runtime_cache, _save_runtime, _tail,
+                            find_verilator, rtl_cache_dir)
 
     directory = Path(directory)
     info = json.loads((directory / 'manifest.json').read_text())
@@ -307,7 +320,8 @@ def compile_axis(directory: str | os.PathLike, progress: bool = False) -> AxisSi
     sources = {name: (directory / name).read_bytes() for name in names}
     harness = harness_source(info['top'], entry['s_tdata_bits'], entry['m_tdata_bits'])
     tool = find_verilator()
-    digest = hashlib.sha256(('\0'.join([tool.version, harness, *VERILATE_FLAGS, *MAKE_VARS])).encode())
+    flags, make_vars = _build_options(None)  # as the other RTL simulations: their compiled runtime is reused
+    digest = hashlib.sha256(('\0'.join([tool.version, harness, *flags, *make_vars])).encode())
     for name in sorted(sources):
         digest.update(name.encode() + b'\0' + sources[name] + b'\0')
 
@@ -317,19 +331,26 @@ def compile_axis(directory: str | os.PathLike, progress: bool = False) -> AxisSi
             (work / 'src' / name).parent.mkdir(parents=True, exist_ok=True)
             (work / 'src' / name).write_bytes(data)
         (work / 'harness.cpp').write_text(harness)
-        steps = [[str(tool.executable), *VERILATE_FLAGS, '--top-module', entry['top'], '--prefix', 'Vaxis',
-                  '--Mdir', str(work / 'obj'), *[str(work / 'src' / n) for n in names if n.endswith('.v')],
-                  str(work / 'harness.cpp')],
-                 ['make', '-C', str(work / 'obj'), '-f', 'Vaxis.mk', '-j2', *MAKE_VARS]]
-        for cmd in steps:
+        verilate = [str(tool.executable), *flags, '--top-module', entry['top'], '--prefix', 'Vaxis',
+                    '--Mdir', str(work / 'obj'), *[str(work / 'src' / n) for n in names if n.endswith('.v')],
+                    str(work / 'harness.cpp')]
+        make = ['make', '-C', str(work / 'obj'), '-f', 'Vaxis.mk', '-j2', *make_vars]
+        runtime = _runtime_cache(root, tool, flags, make_vars)
+        reused = False
+        for cmd in (verilate, make):
+            if cmd is make:  # the compiled Verilator runtime, shared with the other RTL simulations
+                reused = _restore_runtime(runtime, work / 'obj')
             proc = _run(cmd, work, tool.env())
             if proc.returncode != 0:
                 raise RuntimeError(f'building the AXI4-Stream simulation of {entry["top"]!r} failed:\n'
                                    f'{_tail(proc.stdout + proc.stderr)}')
+        if not reused:
+            _save_runtime(runtime, work / 'obj')
         staged.mkdir()
         os.replace(work / 'obj' / 'Vaxis', staged / 'sim')
 
-    folder = cache.ensure(rtl_cache_dir() / f'axis-{digest.hexdigest()[:20]}', build,
+    root = rtl_cache_dir()
+    folder = cache.ensure(root / f'axis-{digest.hexdigest()[:20]}', build,
                           f'the AXI4-Stream simulation of {entry["top"]!r}')
     return AxisSimulator(folder / 'sim', entry, info)
 
