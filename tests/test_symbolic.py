@@ -24,7 +24,9 @@ from fpga4ml.emulator.reference import float_forward
 from fpga4ml.fixed import parse_precision
 from fpga4ml.ir import GraphError
 from fpga4ml.semantics.accumulate import cast_wide
-from fpga4ml.symbolic import build_graph, choose_equation, parse, read_hall_of_fame
+from fpga4ml.symbolic import build_graph, choose_equation, read_hall_of_fame
+from fpga4ml.symbolic.error import error_bounds
+from fpga4ml.symbolic.parse import parse
 from fpga4ml.symbolic.functions import address_constants, build_table, FunctionSpec, real_function
 from fpga4ml.symbolic.program import type_of
 from fpga4ml.utils.symbolic_utils import LUTFunction, init_pysr_lut_functions
@@ -210,6 +212,24 @@ def test_emulator_within_the_documented_error_bound():
     bound = table.index.lsb / 2 + table.type.lsb + r.lsb / 2  # |tanh'| <= 1: half an index step, entry, result
     assert np.max(np.abs(got[:, 2] - want[:, 2])) <= bound
     assert np.max(np.abs(got[:, 2] - want[:, 2])) > r.lsb  # the table's sampling is visible at this precision
+
+
+def test_emulator_within_the_computed_error_bound_of_every_expression():
+    """error_bounds follows the program (fpga4ml/symbolic/error.py); finite where no overflow, pole or
+    discontinuity can make the error unbounded on inputs in [-3, 3]."""
+    precision = {'default': 'ap_fixed<24,8,AP_RND,AP_SAT>', 'expressions': NARROW}
+    model = convert(EXPRESSIONS, precision)
+    t = model.graph['x'].result_type
+    x = t.to_float(t.quantize(np.random.default_rng(9).uniform(-3, 3, (10_000, 3))))
+    bounds = error_bounds(model, -3, 3)
+    assert np.isfinite(bounds).sum() >= 20
+    with np.errstate(invalid='ignore'):
+        error = np.nanmax(np.abs(model.predict(x) - float_forward(model.graph, x)[0]), axis=0)
+    bad = [(e, b, o) for e, b, o in zip(EXPRESSIONS, bounds, error) if not o <= b]
+    assert not bad, bad
+    k = EXPRESSIONS.index('2.5382*x0 - 0.5')  # negative control: the constant one LSB off breaks its bound
+    changed = convert([e.replace('2.5382', repr(2.5382 + 2 ** -16)) for e in EXPRESSIONS], precision)
+    assert np.max(np.abs(changed.predict(x)[:, k] - float_forward(model.graph, x)[0][:, k])) > bounds[k]
 
 
 @pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')

@@ -88,21 +88,26 @@ def _sign(p, v):
                        lambda u: p.piecewise(p.neg(u), ZERO, lambda _: p.const(minus), lambda _: p.const(ZERO)))
 
 
-def _func(node, p, k: int, v, value, precision, specs):
+def _func(node, p, k: int, v, value, specs, tables):
     """A table read: the argument cast into its type, then addressed by type or by range (functions.py)."""
     where = f'{_where(node)}: instruction {k}'
     fs, arg_t = specs[value[0]], type_of(value[1], where)
     f = real_function(fs.math_func)
     arg = p.cast(v, arg_t)
     if not fs.ranged:
-        return p.lookup(arg, f't{k}', f)
-    start, scale = address_constants(fs)
-    a_real, s_real = start.values[0] * 2.0 ** -start.frac, scale.values[0] * 2.0 ** -scale.frac
-    u = p.mul(p.sub(arg, p.const(start)), p.const(scale))
-    return p.lookup(u, f't{k}', lambda w: f(w / s_real + a_real))
+        y = p.lookup(arg, f't{k}', f)
+    else:
+        start, scale = address_constants(fs)
+        a_real, s_real = start.values[0] * 2.0 ** -start.frac, scale.values[0] * 2.0 ** -scale.frac
+        u = p.mul(p.sub(arg, p.const(start)), p.const(scale))
+        y = p.lookup(u, f't{k}', lambda w: f(w / s_real + a_real))
+    if tables is None:  # the float meaning has no tables
+        return y
+    values = tables[f't{k}'].values  # a read lies between the smallest and the largest entry
+    return p.assume(y, int(np.min(values)), int(np.max(values)))
 
 
-def step(node, p, x, k: int, ins, vals: list, specs):
+def step(node, p, x, k: int, ins, vals: list, specs, tables):
     """The value of instruction k (program.py lists the ops)."""
     op, args, value, precision = ins
     a = [vals[i] for i in args]
@@ -126,7 +131,7 @@ def step(node, p, x, k: int, ins, vals: list, specs):
     if op == 'pow':
         return _power(p, a[0], value)
     if op == 'func':
-        return _func(node, p, k, a[0], value, precision, specs)
+        return _func(node, p, k, a[0], value, specs, tables)
     return p.piecewise(a[0], ZERO, lambda _: a[1], lambda _: a[2])  # select
 
 
@@ -135,11 +140,10 @@ def step(node, p, x, k: int, ins, vals: list, specs):
 def expression(node, p, x):
     """Interpret the node's program (docs/symbolic.md): exact arithmetic, casts where the program says, tables."""
     program, outputs, specs = checked_program(node)
-    if any(ins[0] == 'func' for ins in program):
-        p.tables(build_tables)
+    tables = p.tables(build_tables) if any(ins[0] == 'func' for ins in program) else None
     vals = []
     for k, ins in enumerate(program):
-        v = step(node, p, x, k, ins, vals, specs)
+        v = step(node, p, x, k, ins, vals, specs, tables)
         t = type_of(ins[3], _where(node)) if ins[0] not in ('const', 'func') else None
         if t is not None:  # the exact value before the cast: the HLS emitter declares it too
             v = p.cast(p.label(v, f'e{k}'), t)

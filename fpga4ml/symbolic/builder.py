@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import sympy
-
-from .parse import TABLE_FUNCTIONS, parse, sigmoid
+from .parse import TABLE_FUNCTIONS, parse, sigmoid, sympy
 
 #: the precision keys a user may set besides 'expressions'
 PRECISION_KEYS = ('default', 'input', 'result', 'constant', 'table', 'argument')

@@ -22,7 +22,10 @@ import re
 import tokenize
 from pathlib import Path
 
-import sympy
+try:
+    import sympy
+except ImportError as err:  # not a core dependency of fpga4ml
+    raise ImportError("symbolic expressions need sympy: pip install 'sympy>=1.12'") from err
 
 #: one-argument functions of expressions (the math functions become tables)
 TABLE_FUNCTIONS = ('sin', 'cos', 'tan', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'sinh', 'cosh', 'asin', 'acos',
