@@ -66,6 +66,9 @@ OPS: dict[str, str] = {
     'sample, e.g. tf,fhd->thd), use_bias; weights: kernel, bias (the output shape); types: weight, bias, accum, result',
     'Einsum': 'contraction of two variable tensors (recipes_attention.py); attrs: equation (per sample, e.g. '
     'hqd,hkd->hqk); types: accum, result',
+    'TableSoftmax': 'softmax over the last axis through given tables, HGQ2\'s QSoftmax (recipes_attention.py); attrs: '
+    'exp_index, exp_entries, inv_index, inv_entries (the index types and table mantissas), scale, epsilon; '
+    'types: exp_table, inv_table, result',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

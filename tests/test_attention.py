@@ -165,7 +165,8 @@ ED_CASES = [('tf,fhd->thd', (5, 4), (4, 2, 3), (5, 2, 3), (5, 2, 3)),   # bias v
             ('tf,fhd->thd', (5, 4), (4, 2, 3), (5, 2, 3), (2, 3)),      # one bias for every t
             ('abc,bcd->ad', (3, 2, 4), (2, 4, 5), (3, 5), (5,)),
             ('hd,hde->he', (2, 3), (2, 3, 4), (2, 4), (2, 4)),          # a shared letter h
-            ('ti,io->ot', (3, 4), (4, 2), (2, 3), (2, 1))]               # a transposed output
+            ('ti,io->ot', (3, 4), (4, 2), (2, 3), (2, 1)),               # a transposed output
+            ('ti,io->o', (3, 4), (4, 2), (2,), (2,))]                    # t summed with the kernel repeated
 
 
 def ed_graph(eq, x_shape, k_shape, out_shape, bias_shape) -> Graph:
@@ -211,13 +212,13 @@ def test_einsum_dense_exact_with_a_wide_accumulator(tmp_path, eq, x_shape, k_sha
     np.testing.assert_allclose(float_forward(model.graph, x)[0], real, rtol=1e-12, atol=1e-12)
 
 
-def test_einsum_dense_refuses_a_sum_over_one_operand(tmp_path):
+def test_einsum_dense_refuses_a_sum_over_kernel_axes_alone(tmp_path):
     g = Graph()
     g.add(Node('x', 'Input', [], (3, 4)))
-    g.add(make_node('ed', 'EinsumDense', ['x'], (2,), attrs={'equation': 'ti,io->o'},
-                    weights={'kernel': np.ones((4, 2)), 'bias': np.zeros(2)}))
+    g.add(make_node('ed', 'EinsumDense', ['x'], (3,), attrs={'equation': 'ti,ik->t'},
+                    weights={'kernel': np.ones((4, 2)), 'bias': np.zeros(3)}))
     g.inputs, g.outputs = ['x'], ['ed']
-    with pytest.raises(GraphError, match=r"layer 'ed': EinsumDense 'ti,io->o': the letters \['t'\]"):
+    with pytest.raises(GraphError, match=r"layer 'ed': EinsumDense 'ti,ik->t': the kernel letters \['k'\]"):
         converted(g, WIDE, tmp_path)
 
 
@@ -236,7 +237,7 @@ def test_einsum_of_two_inputs_equals_integer_reference(tmp_path):
     got = model.predict_mantissas([a, b])['s']
     want = node.result_type.cast(np.einsum('zhqd,zhkd->zhqk', am, bm).astype(np.int64), 2 * t.frac)
     np.testing.assert_array_equal(got, want)
-    bm[0, 0, 0, 0] += 1
+    bm[:, 0, 0, 0] += 1 << t.frac  # one element of b moves by 1.0 in every sample
     assert not np.array_equal(got, node.result_type.cast(np.einsum('zhqd,zhkd->zhqk', am, bm).astype(np.int64),
                                                          2 * t.frac))  # negative control
     assert node.types['accum'].width <= 2 * t.width + 2  # exact: the narrowest type of 4-term sums

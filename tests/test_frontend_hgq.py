@@ -439,8 +439,6 @@ def _single(layer, shape=(8,)):
 
 @pytest.mark.parametrize('make,match', [
     (lambda: _single(QSoftmax(name='sm')), r"layer 'sm' of HGQ2 class QSoftmax is not supported.*QDense"),
-    (lambda: _single(QEinsumDense('ab,bcd->acd', (4, 2), name='ein')),
-     r"layer 'ein' \(QEinsumDense\): equation 'ab,bcd->acd' .* is not supported; only a Dense over the last axis"),
     (lambda: _single(QDense(4, activation='tanh', name='dt')), r"layer 'dt' \(QDense\): activation 'tanh' .*relu"),
     (lambda: _single(Quantizer(_float_config(), name='fq')),
      r"layer 'fq' \(Quantizer\): quantizer is a FloatPointQuantizer \(q_type 'float'\); only .*'kif' or 'kbi'"),

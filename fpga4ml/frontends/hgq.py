@@ -488,6 +488,10 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'Quantizer': _quantizer_layer,
 }
 
+from .hgq_attention import HANDLERS as _ATTENTION_HANDLERS  # noqa: E402  (QEinsumDense, QMultiHeadAttention)
+
+HANDLERS.update(_ATTENTION_HANDLERS)
+
 #: HGQ2 class names this front end accepts
 SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted(HANDLERS))
 

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ..fixed import FixedType
 from ..ir import GraphError
 from .compose import einsum, einsum_index, parse_einsum
 from .primitives import Const
@@ -107,16 +108,20 @@ def layer_norm(node, p, x):
 
 # ---------------------------------------------------------------------------------------- EinsumDense
 def einsum_dense_letters(node, x_shape: tuple[int, ...], k_shape: tuple[int, ...]):
-    """The letter groups of an EinsumDense: shared (I), input-only (L0), kernel-only (L1), contracted (C)."""
+    """The letter groups of an EinsumDense: shared (I), input-only (L0), kernel-only (L1), contracted (C).
+
+    Input letters in neither the kernel nor the output are contracted too (summed, the kernel
+    repeated along them), as einsum and Keras define it.
+    """
     spec = attr(node, 'equation')
     (li, lk), out, contracted, sizes = parse_einsum(node, spec, [x_shape, k_shape])
     shared = ''.join(c for c in out if c in li and c in lk)
     free_x = ''.join(c for c in li if c in out and c not in lk)
     free_k = ''.join(c for c in lk if c in out and c not in li)
-    lonely = sorted((set(li) | set(lk)) - set(out) - (set(li) & set(lk)))
+    lonely = sorted(set(lk) - set(out) - set(li))
     if lonely:
-        raise GraphError(f'layer {node.name!r}: EinsumDense {spec!r}: the letters {lonely} appear in one operand '
-                         'and not in the output (a sum over one operand alone) is not supported')
+        raise GraphError(f'layer {node.name!r}: EinsumDense {spec!r}: the kernel letters {lonely} appear in neither '
+                         'the input nor the output (a sum over kernel axes alone) is not supported')
     return li, lk, out, shared, free_x, free_k, ''.join(c for c in li if c in contracted), sizes
 
 
@@ -180,3 +185,42 @@ def einsum_op(node, p, a, b):
     """The contraction of two variable tensors: exact products cast into 'accum', summed there in C order
     of the contracted letters (compose.einsum), then cast into 'result' (auto: the accumulator)."""
     return p.cast(einsum(p, attr(node, 'equation'), a, b, acc='accum'), 'result', 'accum')
+
+
+# ---------------------------------------------------------------------------------------- TableSoftmax
+def _given_table(node, key: str, index, entries_attr: str) -> None:
+    """Table `key` of the node from the entries a front end gives (mantissas of its table type, one per
+    value of the `index` type in mantissa order)."""
+    from .tables import Table
+    entries = np.asarray(attr(node, entries_attr), dtype=np.int64)
+    if entries.shape != (1 << index.width,):
+        raise GraphError(f"layer {node.name!r}: attrs[{entries_attr!r}] has {entries.size} entries; the index type "
+                         f'{index} has {1 << index.width} values')
+    tables = dict(node.attrs.get('tables') or {})
+    tables[key] = Table(FixedType(index.width, index.integer, index.signed, 'TRN', 'SAT'), entries,
+                        node.types[f'{key}_table'])
+    node.attrs['tables'] = tables
+
+
+@recipe('TableSoftmax', attrs={'exp_index': REQUIRED, 'exp_entries': REQUIRED, 'inv_index': REQUIRED,
+                               'inv_entries': REQUIRED, 'scale': 1.0, 'epsilon': 0.0},
+        precision=('exp_table', 'inv_table', 'result'))
+def table_softmax(node, p, x):
+    """Softmax over the last axis with given tables (HGQ2's QSoftmax, stable):
+
+    d = max(x) - x cast into `exp_index` (its rounding and overflow); e = exp table[d] (entries: the
+    front end's, real meaning exp(-d * scale)); s = sum(e), exact, cast into `inv_index`;
+    r = inv table[s] (real meaning 1 / (s + epsilon)); y = e * r, exact, cast into 'result' (auto: exact).
+    """
+    exp_index, inv_index = attr(node, 'exp_index'), attr(node, 'inv_index')
+    scale, eps = float(attr(node, 'scale')), float(attr(node, 'epsilon'))
+    p.type('exp_table', 'default')
+    p.type('inv_table', 'default')
+    p.tables(lambda nd, in_types: (_given_table(nd, 'exp', exp_index, 'exp_entries'),
+                                   _given_table(nd, 'inv', inv_index, 'inv_entries')))
+    top = p.reduce(x, 'max', axis=-1, keepdims=True)
+    d = p.cast(p.assume(p.sub(top, x), lo=0), exp_index)
+    e = p.lookup(d, 'exp', lambda v: np.exp(-v * scale))
+    s = p.cast(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), inv_index)
+    r = p.lookup(s, 'inv', lambda v: 1.0 / (v + eps))
+    return p.cast(p.mul(e, r), 'result', 'exact')

@@ -136,8 +136,40 @@ def _affine(ctx: Context, node: Node, n: int) -> str:
     return expr
 
 
+def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """TableSoftmax per row: d = (exp_index_t)(max - x); e = exp_table[d]; s = sum(e), exact;
+    r = inv_table[(inv_index_t) s]; y = (result_t)(e * r)."""
+    x, = ins
+    n = node.shape[-1]
+    rows = x.size // n
+    tabs = node.attrs['tables']
+    eit, ett, exp_arr = table_arrays(ctx, node, 'exp', tabs['exp'], 'exp(-d * scale)')
+    iit, itt, inv_arr = table_arrays(ctx, node, 'inv', tabs['inv'], '1 / (s + epsilon)')
+    dt = ctx.typedef(node, 'd_in', node.attrs['exp_index'], f'{label(node)}: the exp input quantizer')
+    st = ctx.typedef(node, 'si', node.attrs['inv_index'], f'{label(node)}: the 1/x input quantizer')
+    sum_t = ctx.typedef(node, 'sum', ctx.intermediate(node, 'sum'), f'{label(node)}: exact sum of the exp values')
+    o = f'r * {n} + ' if rows > 1 else ''
+    exp_entry = from_bits(ett, exp_arr + '[' + address('a', tabs['exp'].index) + ']')
+    inv_entry = from_bits(itt, inv_arr + '[' + address('b', tabs['inv'].index) + ']')
+    body = [f'{x.ctype} m = x[{o}0];', f'for (int i = 1; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+            f'    if (x[{o}i] > m) m = x[{o}i];', '}',
+            f'{ett} e[{n}];', '#pragma HLS ARRAY_PARTITION variable=e complete', f'{sum_t} s = 0;',
+            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+            f'    {dt} d = ({dt})(m - x[{o}i]);', f'    {eit} a = ({eit}) d;', f'    e[i] = {exp_entry};',
+            '    s += e[i];', '}',
+            f'{st} si = ({st}) s;', f'{iit} b = ({iit}) si;', f'{itt} inv = {inv_entry};',
+            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[{o}i] = ({out.ctype})(e[i] * inv);', '}']
+    if rows > 1:
+        body = [f'for (int r = 0; r < {rows}; r++) {{'] + ['    ' + s for s in body] + ['}']
+    head = header(node, f'softmax over {n} values through given tables, {rows} rows', [
+        'd = (exp_index_t)(max(x) - x); e = exp_table[d]; s = sum(e) exact; r = inv_table[(inv_index_t) s]; '
+        'y = (result_t)(e * r)'])
+    return _function(ctx, node, ins, out, head, body)
+
+
 ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'EinsumDense': emit_einsum_dense,
     'Einsum': emit_einsum,
     'LayerNorm': emit_layer_norm,
+    'TableSoftmax': emit_table_softmax,
 }

@@ -1,0 +1,157 @@
+"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QMultiHeadAttention.
+
+* ``QEinsumDense`` whose equation is a Dense over the last axis stays hgq.py's Dense; any other
+  equation -> [iq] Quantize, ``EinsumDense`` (HGQ2's quantized kernel and bias, the bias broadcast to
+  the output shape; exact 'auto' accumulator and result), activation, [oq].
+* ``QMultiHeadAttention(query, value[, key])`` (old and new module path; fuse='none') -> its own
+  sublayers, in HGQ2's order: ``<mha>_query``/``_key``/``_value`` (QEinsumDense each: iq, EinsumDense,
+  oq), ``<mha>_scores`` (exact Einsum of key and query), ``<mha>_softmax`` (TableSoftmax: the exp and
+  1/x tables are HGQ2's own layers evaluated on every value of their input quantizer's type, the
+  1/sqrt(key_dim) sits in the exp table as HGQ2's input_scaler) and its output quantizer
+  ``<mha>_softmax_oq``, ``<mha>_combine`` (exact Einsum), ``<mha>`` (the output QEinsumDense) and the
+  layer's own oq. HGQ2 computes the two einsums, the sum of exps and the product e * 1/s in float32,
+  exactly for the widths its quantizers give (at most 24 significant bits); fpga4ml computes them
+  exactly in integers.
+
+Masks, return_attention_scores, attention_axes other than the default, fused projections and
+heterogeneous softmax tables are refused with a GraphError naming the layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from ..fixed import AUTO, FixedType
+from ..ir import Graph, GraphError
+from ..semantics.spec import make_node
+from . import hgq as H
+from . import keras as K
+from .keras_attention import _check_attention_call, per_sample_equation
+
+
+def _sub_call(call: K._Call, layer: Any, name: str, inputs: list[str], in_shapes: list[tuple[int, ...]],
+              out_shape: tuple[int, ...], prefix: str) -> K._Call:
+    """A _Call for a sublayer of a composed layer: node names prefixed with the owner's name."""
+    return dataclasses.replace(call, layer=layer, name=name, inputs=list(inputs), in_shapes=list(in_shapes),
+                               out_shape=tuple(out_shape), fresh=lambda base: call.fresh(f'{prefix}_{base}'))
+
+
+def _qeinsum_dense(call: K._Call, graph: Graph) -> str:
+    """QEinsumDense -> hgq.py's Dense for Dense-like equations, else [iq] Quantize, EinsumDense, activation, [oq]."""
+    layer = call.layer
+    try:
+        return H._qeinsum_dense(call, graph)
+    except GraphError as err:  # not a Dense over the last axis: an EinsumDense
+        if not str(err).startswith(f'{call.where()}: equation '):
+            raise
+    K._check_float_layer(call)
+    src = H._input_quantizer(call, graph)
+    equation = per_sample_equation(layer.equation, [len(call.in_shapes[0])], call.where())
+    kernel, kt = H.quantized_weights(layer.kq, layer.qkernel, call.where(), 'kernel')
+    if layer.bias is None:
+        bias, bt, use_bias = np.zeros(call.out_shape), FixedType(1, 1, False), False
+    else:
+        bias, bt = H.quantized_weights(layer.bq, layer.bq(layer.bias), call.where(), 'bias')
+        use_bias = True
+    try:
+        bias = np.ascontiguousarray(np.broadcast_to(bias, call.out_shape))
+    except ValueError:
+        raise GraphError(f'{call.where()}: bias of shape {bias.shape} does not broadcast to the output shape '
+                         f'{call.out_shape}') from None
+    node = make_node(call.name, 'EinsumDense', [src], call.out_shape, weights={'kernel': kernel, 'bias': bias},
+                     attrs={'equation': equation, 'use_bias': use_bias}, source=type(layer).__name__)
+    graph.add(H._fixed(node, weight=kt, bias=bt, accum=AUTO, result=AUTO))
+    return H._finish(call, graph, call.name)
+
+
+def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[FixedType, FixedType, list[int]]:
+    """(index type, entry type, entries) of an HGQ2 QUnaryFunctionLUT: the layer itself on every index value."""
+    import keras
+
+    iq = H.quantizer_spec(lut.iq, in_shape, where, f'{what} input quantizer')
+    oq = H.quantizer_spec(lut.oq, in_shape, where, f'{what} output quantizer')
+    index, entry = (iq.uniform if iq else None), (oq.uniform if oq else None)
+    if index is None or entry is None:
+        raise GraphError(f'{where}: the {what} table needs one input and one output type for every element '
+                         '(softmax_allow_heterogeneous_table=False, nothing pruned)')
+    if index.width > 16:
+        raise GraphError(f'{where}: the {what} table input type {index} has more than 2^16 values')
+    grid = index.to_float(np.arange(index.min_mantissa, index.max_mantissa + 1, dtype=np.int64))
+    per = int(np.prod(in_shape, dtype=np.int64))
+    batch = -(-grid.size // per)
+    padded = np.zeros(batch * per, dtype=np.float32)
+    padded[:grid.size] = grid
+    out = keras.ops.convert_to_numpy(lut(padded.reshape((batch,) + tuple(in_shape)), training=False))
+    values = np.asarray(out, dtype=np.float64).ravel()[:grid.size]
+    mantissas = np.ldexp(values, entry.frac)
+    if np.any(mantissas != np.round(mantissas)):
+        raise GraphError(f'{where}: the {what} table gives values off the grid of its output type {entry}')
+    return index, entry, entry.quantize(values).tolist()
+
+
+def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, ...], name: str,
+             prefix: str) -> str:
+    """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product) and its output quantizer."""
+    if not sm.stable or sm.enable_iq or tuple(sm.axes) != (len(shape),):
+        raise GraphError(f'{call.where()}: the softmax must be stable, without input quantizer, over the key axis '
+                         f'(stable={sm.stable}, enable_iq={sm.enable_iq}, axes={sm.axes})')
+    exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, call.where(), 'softmax exp')
+    inv_index, inv_t, inv_entries = _table(sm.inv_table, shape[:-1] + (1,), call.where(), 'softmax 1/x')
+    attrs = {'exp_index': exp_index, 'exp_entries': exp_entries, 'inv_index': inv_index, 'inv_entries': inv_entries,
+             'scale': float(sm.input_scaler), 'epsilon': float(K._import_keras().backend.epsilon())}
+    node = make_node(name, 'TableSoftmax', [src], shape, attrs=attrs, source=type(sm).__name__)
+    graph.add(H._fixed(node, exp_table=exp_t, inv_table=inv_t, result=AUTO))
+    if getattr(sm, 'enable_oq', False):
+        sub = _sub_call(call, sm, name, [src], [shape], shape, prefix)
+        return H._quantize(sub, graph, sm.oq, name, shape, 'oq', 'softmax output quantizer (oq)')
+    return name
+
+
+def _multi_head_attention(call: K._Call, graph: Graph) -> str:
+    """QMultiHeadAttention -> the sublayers of the module doc, bit-exact with HGQ2's inference."""
+    layer = call.layer
+    _check_attention_call(call)
+    if getattr(layer, '_fuse', 'none') != 'none':
+        raise GraphError(f"{call.where()}: fuse={layer._fuse!r} is not supported; only fuse='none'")
+    if float(layer._inverse_sqrt_key_dim) != 1.0:
+        raise GraphError(f'{call.where()}: the query scale {layer._inverse_sqrt_key_dim} is not in the softmax table')
+    name = layer.name
+    query, value = call.inputs[:2]
+    key = call.inputs[2] if len(call.inputs) == 3 else value
+    q_shape, v_shape = call.in_shapes[0], call.in_shapes[1]
+    k_shape = call.in_shapes[2] if len(call.inputs) == 3 else v_shape
+    heads = int(layer._num_heads)
+    outs = {}
+    for part, sub, src, shape, width in (('query', layer._query_dense, query, q_shape, layer._key_dim),
+                                          ('key', layer._key_dense, key, k_shape, layer._key_dim),
+                                          ('value', layer._value_dense, value, v_shape, layer._value_dim)):
+        out_shape = shape[:-1] + (heads, int(width))
+        sub_call = _sub_call(call, sub, call.fresh(f'{name}_{part}'), [src], [shape], out_shape, name)
+        outs[part] = (_qeinsum_dense(sub_call, graph), out_shape)
+    scores_shape = (heads,) + q_shape[:-1] + k_shape[:-1]
+    (k_name, k_out), (q_name, q_out) = outs['key'], outs['query']
+    scores = call.fresh(f'{name}_scores')
+    dot = per_sample_equation(layer._dot_product_equation, [len(k_out), len(q_out)], call.where())
+    graph.add(H._fixed(make_node(scores, 'Einsum', [k_name, q_name], scores_shape, attrs={'equation': dot},
+                                 source=type(layer).__name__), accum=AUTO, result=AUTO))
+    weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name)
+    v_name, v_out = outs['value']
+    combined_shape = q_shape[:-1] + v_out[-2:]
+    combine = call.fresh(f'{name}_combine')
+    eq = per_sample_equation(layer._combine_equation, [len(scores_shape), len(v_out)], call.where())
+    graph.add(H._fixed(make_node(combine, 'Einsum', [weights, v_name], combined_shape, attrs={'equation': eq},
+                                 source=type(layer).__name__), accum=AUTO, result=AUTO))
+    out_call = _sub_call(call, layer._output_dense, call.name, [combine], [combined_shape], call.out_shape, name)
+    out = _qeinsum_dense(out_call, graph)
+    if getattr(layer, 'enable_oq', False):
+        out = H._quantize(call, graph, layer.oq, out, call.out_shape, 'oq', 'output quantizer (oq)')
+    return out
+
+
+HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
+    'QEinsumDense': _qeinsum_dense,
+    'QMultiHeadAttention': _multi_head_attention,
+}

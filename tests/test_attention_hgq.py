@@ -1,0 +1,105 @@
+"""HGQ2 0.2 transformer layers (frontends/hgq_attention.py) bit-identical with HGQ2's own inference.
+
+Inputs are scaled x4 so that quantizers saturate and wrap. Each comparison has a negative control:
+HGQ2's output after one weight moves must differ from fpga4ml's. The C simulation and the Verilog
+netlist must compute the emulator's bits.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip('keras')
+hgq = pytest.importorskip('hgq')
+
+from hgq.config import QuantizerConfigScope  # noqa: E402
+from hgq.layers import QEinsumDense, QMultiHeadAttention  # noqa: E402
+
+from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
+from fpga4ml.convert import convert_from_keras_model  # noqa: E402
+from fpga4ml.ir import GraphError  # noqa: E402
+from test_hls_csim import assert_bit_identical  # noqa: E402
+
+
+def hgq_output(model, xs) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(model(xs if len(xs) > 1 else xs[0])), dtype=np.float64)
+
+
+def inputs(model, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(0, 1, (n,) + tuple(i.shape[1:])) * 4).astype(np.float32) for i in model.inputs]
+
+
+def moved(layer, attr: str = 'kernel') -> None:
+    """Move the largest weight of `layer` by one unit (a negative control)."""
+    w = getattr(layer, attr)
+    values = keras.ops.convert_to_numpy(w).copy()
+    values.flat[np.argmax(np.abs(values))] += 1.0
+    w.assign(values)
+
+
+def mha_model(cross: bool):
+    keras.utils.set_random_seed(2)
+    with QuantizerConfigScope(f0=3, i0=2):
+        q = keras.Input((5, 6), name='q')
+        if cross:  # hls4ml's test_hgq2_mha shape pattern: query and key/value of other lengths and widths
+            v = keras.Input((7, 4), name='v')
+            out = QMultiHeadAttention(2, 3, fuse='none', name='mha')(q, v)
+            return keras.Model([q, v], out)
+        out = QMultiHeadAttention(2, 4, value_dim=2, fuse='none', name='mha')(q, q)
+        return keras.Model(q, out)
+
+
+@pytest.mark.parametrize('cross', [True, False])
+def test_qmultiheadattention_is_bit_identical_to_hgq2(tmp_path, cross):
+    model = mha_model(cross)
+    xs = inputs(model, 2000)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
+    got = hls.predict(xs if cross else xs[0])
+    assert want.std() > 0.5
+    np.testing.assert_array_equal(got, want)
+    moved(model.get_layer('mha')._value_dense)
+    assert not np.array_equal(got, hgq_output(model, xs))  # negative control
+
+
+def test_qeinsumdense_any_equation_is_bit_identical_to_hgq2(tmp_path):
+    keras.utils.set_random_seed(5)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5))
+        h = QEinsumDense('abc,cde->abde', output_shape=(4, 2, 3), bias_axes='de', name='proj')(x)
+        h = QEinsumDense('abde,bdf->afe', output_shape=(3, 3), bias_axes='f', name='mix')(h)
+        h = keras.layers.Flatten()(h)
+        h = QEinsumDense('ab,bcd->acd', output_shape=(4, 2), name='ein')(h)  # refused by hls4ml 1.3.0
+        model = keras.Model(x, h)
+    xs = inputs(model, 1000)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'ed'), backend='Vitis')
+    assert [hls.graph[n].op for n in ('proj', 'mix', 'ein')] == ['EinsumDense'] * 3
+    np.testing.assert_array_equal(hls.predict(xs[0]), want)
+    moved(model.get_layer('mix'))
+    assert not np.array_equal(hls.predict(xs[0]), hgq_output(model, xs))  # negative control
+
+
+def test_netlist_and_csim_compute_the_emulator_bits(tmp_path):
+    model = mha_model(cross=True)
+    xs = inputs(model, 300, seed=3)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
+    nl = lower_graph(hls.graph, hls.intervals)
+    got = nl.evaluate([hls.graph[n].result_type.quantize(x) for n, x in zip(hls.graph.inputs, xs)])[0]
+    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)['mha'])
+    if shutil.which('g++') is None:
+        pytest.skip('needs g++ for the C simulation')
+    hls.compile(sim='csim')
+    assert_bit_identical(hls, xs)
+
+
+def test_refuses_fused_projections_and_masks():
+    with QuantizerConfigScope(f0=3, i0=2):
+        q = keras.Input((5, 6))
+        out = QMultiHeadAttention(2, 3, fuse='qkv', name='fused')(q, q)
+    with pytest.raises(GraphError, match=r"layer 'fused' \(QMultiHeadAttention\): fuse='qkv' is not supported"):
+        convert_from_keras_model(keras.Model(q, out), backend='Vitis')
