@@ -16,7 +16,7 @@ import pytest
 from fpga4ml.config import ConfigError
 from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, GraphError, Node
-from fpga4ml.semantics.tables import hls4ml_entries
+from fpga4ml.semantics.tables import HLS4ML_TABLE_RANGE, hls4ml_entries
 
 SIZES = (256, 1024, 2048, 4096)
 
@@ -29,14 +29,14 @@ def _hls4ml_templates() -> Path | None:
 
 
 def _hls4ml_entries_gpp(tmp_path: Path, templates: Path) -> dict[tuple[str, int], np.ndarray]:
-    """hls4ml's init_sigmoid_table / init_tanh_table with a float table_t: the float32 entries themselves."""
+    """hls4ml's init_<fn>_table (sigmoid, tanh, softplus, softsign) with a float table_t: the float32 entries."""
     calls = []
     for n in SIZES:
         calls.append(f'struct c{n} {{ typedef float table_t; }};')
     body = ''.join(
         f'{{ static float t[{n}]; nnet::init_{fn}_table<c{n}, {n}>(t); '
         f'for (int i = 0; i < {n}; i++) std::printf("{fn} {n} %a\\n", t[i]); }}\n'
-        for n in SIZES for fn in ('sigmoid', 'tanh'))
+        for n in SIZES for fn in HLS4ML_TABLE_RANGE)
     source = tmp_path / 'tables.cpp'
     source.write_text('#include <cstdio>\n#include "nnet_utils/nnet_activation.h"\n' + '\n'.join(calls)
                       + f'\nint main() {{\n{body}return 0;\n}}\n')
@@ -77,8 +77,9 @@ def test_mode_errors_name_the_layer(tmp_path):
     with pytest.raises(ConfigError, match=r"TableSemantics='HLS4ML'; use one of \['exact', 'hls4ml'\]"):
         convert_graph(_graph('sigmoid'), {'Model': {'TableSemantics': 'HLS4ML'}}, output_dir=str(tmp_path))
     hls4ml = {'Model': {'Precision': 'fixed<16,6>', 'TableSemantics': 'hls4ml'}}
-    with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' covers \['sigmoid', 'tanh'\] so far"):
-        convert_graph(_graph('softplus'), hls4ml, output_dir=str(tmp_path))
+    with pytest.raises(GraphError, match=r"layer 'f': TableSemantics 'hls4ml' covers \['sigmoid', 'softplus', "
+                                         r"'softsign', 'tanh'\] so far, not 'elu'"):
+        convert_graph(_graph('elu'), hls4ml, output_dir=str(tmp_path))
     # a softmax follows the model's mode (its implementations: test_softmax_hls4ml.py)
     assert convert_graph(_graph('Softmax'), hls4ml, output_dir=str(tmp_path)).graph['f'].types['inv_inp']
     wide = {**hls4ml, 'LayerName': {'x': {'Precision': {'result': 'fixed<40,30>'}}}}
@@ -111,7 +112,9 @@ def _two_tables(tmp_path, mode: str = 'hls4ml'):
     g.add(Node('x', 'Input', [], (6,)))
     g.add(Node('s', 'Activation', ['x'], (6,), attrs={'function': 'sigmoid'}))
     g.add(Node('t', 'Activation', ['x'], (6,), attrs={'function': 'tanh'}))
-    g.inputs, g.outputs = ['x'], ['s', 't']
+    g.add(Node('p', 'Activation', ['x'], (6,), attrs={'function': 'softplus'}))
+    g.add(Node('q', 'Activation', ['x'], (6,), attrs={'function': 'softsign'}))
+    g.inputs, g.outputs = ['x'], ['s', 't', 'p', 'q']
     cfg = {'Model': {'Precision': 'fixed<14,5,RND,SAT>', 'TableSemantics': mode},
            'LayerName': {'t': {'TableSize': 256, 'Precision': {'result': 'fixed<10,1,RND_CONV,SAT>'}}}}
     return convert_graph(g, cfg, output_dir=str(tmp_path / mode))
@@ -125,12 +128,40 @@ def test_netlist_and_csim_equal_the_emulator(tmp_path):
     want = model.predict_mantissas(x)
     t_in = model.graph['x'].result_type
     got = lower_graph(model.graph, model.intervals).evaluate([t_in.quantize(x)])
-    np.testing.assert_array_equal(got[0], want['s'])
-    np.testing.assert_array_equal(got[1], want['t'])
+    for name, g in zip(model.graph.outputs, got):
+        np.testing.assert_array_equal(g, want[name], err_msg=name)
     exact = _two_tables(tmp_path, 'exact').predict_mantissas(x)  # negative control: the default tables differ
-    assert not np.array_equal(exact['s'], want['s']) and not np.array_equal(exact['t'], want['t'])
+    for name in model.graph.outputs:
+        assert not np.array_equal(exact[name], want[name]), name
     if _hls4ml_templates() is None:
         pytest.skip('the C simulation needs g++ and the ap_types headers shipped with hls4ml')
     model.compile(sim='csim')
-    for name, a, b in zip(('s', 't'), model.predict(x), model.predict(x, sim='csim')):
+    for name, a, b in zip(model.graph.outputs, model.predict(x), model.predict(x, sim='csim')):
         np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+@pytest.mark.slow  # about 35 s under load: hls4ml's project compiles with g++ -O3
+def test_softplus_softsign_equal_hls4ml_csim(tmp_path_factory):
+    """softplus and softsign under TableSemantics 'hls4ml' equal hls4ml 1.3.0's C simulation on 10,000 inputs
+    (default 1024 entries and a configured TableSize); one weight LSB changed must differ."""
+    keras = pytest.importorskip('keras')
+    from test_hls4ml_bitexact import (_make_text_safe, _set_weights, assert_bit_exact, assert_negative_control,
+                                      assert_same_types, bump_weight, compiled_cases)
+    x = keras.Input((10,), name='x')
+    h = keras.layers.Dense(10, name='d0')(x)
+    km = keras.Model(x, [keras.layers.Activation('softplus', name='sp')(h),
+                         keras.layers.Activation('softsign', name='ss')(h)])
+    _set_weights(km.get_layer('d0'), np.random.default_rng(5), 1.5, 0.5)
+    cfg = {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 1, 'Strategy': 'Latency', 'TableSemantics': 'hls4ml'},
+           'LayerName': {'x': {'Precision': {'result': 'fixed<12,4,RND,SAT>'}},
+                         'd0': {'Precision': {'weight': 'fixed<10,2,RND>', 'accum': 'fixed<18,7>', 'result': 'fixed<14,6>'}},
+                         'sp': {'Precision': {'result': 'ufixed<12,4,RND,SAT>'}, 'TableSize': 512},
+                         'ss': {'Precision': {'result': 'fixed<10,1,RND_CONV,SAT>'}}}}
+    ours, = _make_text_safe(km, [cfg], 7)
+    with compiled_cases({'softplus_softsign': (km, cfg, ours)}, {'softplus_softsign': 10000},
+                        np.random.default_rng(8), tmp_path_factory) as out:
+        case = out['softplus_softsign']
+        assert_same_types(case)
+        assert_bit_exact(case)
+        assert [len(ours.graph[n].attrs['tables']['f']) for n in ('sp', 'ss')] == [512, 1024]
+        assert_negative_control(case, bump_weight('d0', index=(2, 3)))

@@ -29,7 +29,7 @@ from ..ir import GraphError, Node
 DEFAULT_TABLE_BITS = 12
 EXP_TABLE_DEFAULT = FixedType(18, 1, False, 'RND', 'SAT')
 #: hls4ml's generic tables (nnet_activation.h): input range [-R/2, R/2) of each function
-HLS4ML_TABLE_RANGE = {'sigmoid': 16, 'tanh': 8}
+HLS4ML_TABLE_RANGE = {'sigmoid': 16, 'tanh': 8, 'softplus': 16, 'softsign': 16}
 #: hls4ml's default table_t (ap_fixed<18,8>: TRN, WRAP) and table_size of activations
 HLS4ML_TABLE_TYPE = FixedType(18, 8)
 HLS4ML_TABLE_BITS = 10
@@ -93,11 +93,11 @@ def hls4ml_tables(node: Node) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _libm_float(name: str):
-    """The C library's float function `name` (expf, tanhf): the one hls4ml's C simulation calls here."""
+def _libm_float(name: str, ctype=ctypes.c_float):
+    """The C library's function `name` (expf, tanhf; log with ctype c_double): the one hls4ml's C simulation calls."""
     path = ctypes.util.find_library('m') or ctypes.util.find_library('c')
     fn = getattr(ctypes.CDLL(path), name)
-    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    fn.restype, fn.argtypes = ctype, [ctype]
     return np.frompyfunc(lambda v: fn(float(v)), 1, 1)
 
 
@@ -105,20 +105,26 @@ def hls4ml_entries(fn: str, size: int) -> np.ndarray:
     """hls4ml's float32 table entries: entry i is f((i - N/2) * R / N), computed as its C++ computes it.
 
     The argument is computed in double and rounded to float; sigmoid is float(1.0 / (double)(1.0f +
-    expf(-x))), tanh is tanhf(x). expf and tanhf are the C library's own (through ctypes): numpy's
-    float32 functions differ from glibc's in the last bit for about a third of the entries, which
-    moves table values. A test compares every entry with hls4ml's header compiled by g++.
+    expf(-x))), tanh is tanhf(x), softplus float(log((double) expf(x) + 1.0)), softsign
+    float(x / (double)(fabsf(x) + 1.0)). expf, tanhf and log are the C library's own (through ctypes):
+    numpy's float32 functions differ from glibc's in the last bit for about a third of the entries,
+    which moves table values. A test compares every entry with hls4ml's header compiled by g++.
     """
     i = np.arange(size, dtype=np.float64)
     x = (float(HLS4ML_TABLE_RANGE[fn]) * (i - size / 2.0) / size).astype(np.float32)
     if fn == 'sigmoid':
         e = _libm_float('expf')(-x).astype(np.float32)
         return (1.0 / (np.float32(1) + e).astype(np.float64)).astype(np.float32)
+    if fn == 'softplus':
+        e = _libm_float('expf')(x).astype(np.float32).astype(np.float64)
+        return _libm_float('log', ctypes.c_double)(e + 1.0).astype(np.float64).astype(np.float32)
+    if fn == 'softsign':
+        return (x.astype(np.float64) / (np.abs(x).astype(np.float64) + 1.0)).astype(np.float32)
     return _libm_float('tanhf')(x).astype(np.float32)
 
 
 def build_hls4ml_table(node: Node, in_t: FixedType) -> None:
-    """hls4ml's sigmoid/tanh table: address = clamp(trunc0(x * N / R) + N/2, 0, N - 1).
+    """hls4ml's sigmoid/tanh/softplus/softsign table: address = clamp(trunc0(x * N / R) + N/2, 0, N - 1).
 
     x * N / R is a shift of x (N and R are powers of two); trunc0 and the clamp are a cast into
     fixed<B, B, TRN_ZERO, SAT> (B = log2 N, range [-N/2, N/2 - 1]); the address is that mantissa + N/2.
