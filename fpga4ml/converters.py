@@ -28,7 +28,8 @@ __all__ = ['convert_from_keras_model', 'convert_from_pytorch_model', 'convert_gr
 MODEL_KEYS = ('OnnxModel', 'PytorchModel', 'KerasModel')
 #: the other keys hls4ml's conversion configurations hold (create_config's, the testbench data, the board)
 SETTING_KEYS = ('OutputDir', 'ProjectName', 'Backend', 'Version', 'Part', 'Board', 'ClockPeriod', 'ClockUncertainty',
-                'IOType', 'HLSConfig', 'WriterConfig', 'InputShape', 'InputData', 'OutputPredictions')
+                'IOType', 'HLSConfig', 'WriterConfig', 'InputShape', 'InputData', 'OutputPredictions',
+                'AcceleratorConfig')
 #: hls4ml's front-end switches under HLSConfig/Model that fpga4ml has no use for (its Keras 3 front end is the only one)
 _FRONT_END_SWITCHES = ('AllowDAFallback', 'AllowV2Fallback')
 #: clock uncertainty per back end, as hls4ml's create_initial_config sets it (Verilog: none)
@@ -58,14 +59,20 @@ def create_config(output_dir: str = 'my-hls-test', project_name: str = 'myprojec
     """An initial conversion configuration, as hls4ml's create_config (backend settings from kwargs).
 
     kwargs: part, clock_period, clock_uncertainty, io_type (the back end's create_initial_config
-    arguments) and namespace, write_weights_txt, write_tar, tb_output_stream, write_emulation_constants
+    arguments; VivadoAccelerator adds board, interface, driver, input_type, output_type, platform as
+    AcceleratorConfig) and namespace, write_weights_txt, write_tar, tb_output_stream, write_emulation_constants
     (Vitis) (WriterConfig; kept for
     hls4ml's layout, fpga4ml's writers do not use them). Other keywords are ignored, as hls4ml does.
     """
-    from .convert import _choose
+    from .convert import ACCELERATOR, _choose
     from .model import BACKENDS
 
-    name = _choose(backend, BACKENDS, 'backend')
+    name = _choose(backend, BACKENDS + (ACCELERATOR,), 'backend')
+    if name == ACCELERATOR:
+        from .backends.accelerator import create_initial_config
+
+        head = {'OutputDir': output_dir, 'ProjectName': project_name, 'Backend': name, 'Version': version}
+        return {**head, **create_initial_config(**kwargs)}
     config = {'OutputDir': output_dir, 'ProjectName': project_name, 'Backend': name, 'Version': version}
 
     def pick(key: str, default: Any) -> Any:
@@ -124,6 +131,10 @@ def _arguments(config: dict) -> dict[str, Any]:
                      ('OutputPredictions', 'output_data_tb')):
         if config.get(key) is not None:
             args[arg] = config[key]
+    if config.get('AcceleratorConfig') is not None:  # VivadoAccelerator: board, interface, driver, word types
+        from .backends.accelerator.boards import config_arguments
+
+        args.update(config_arguments(config['AcceleratorConfig']))
     return args
 
 

@@ -443,12 +443,15 @@ class ModelConfig(dict):
         """hls4ml's whole configuration: the top-level keys (OutputDir, Part, ...) with this dict as 'HLSConfig'."""
         top = {key: getattr(self._model, attr) for key, attr in CONFIG_VALUES.items()}
         top['ClockUncertainty'] = self._model.settings.get('clock_uncertainty')
+        if self._model.settings.get('accelerator') is not None:
+            top['AcceleratorConfig'] = self._model.settings['accelerator'].as_config()
         top['HLSConfig'] = self
         return top
 
     def get_config_value(self, key: str, default: Any = None) -> Any:
         """A top-level value: 'ClockPeriod', 'Part', 'Backend', 'IOType', 'ProjectName', 'OutputDir',
-        'ClockUncertainty' (None: the tool's default) or 'HLSConfig'; `default` for any other key."""
+        'ClockUncertainty' (None: the tool's default), 'AcceleratorConfig' (VivadoAccelerator) or 'HLSConfig';
+        `default` for any other key."""
         value = self.config.get(key)
         return default if value is None else value
 

@@ -230,13 +230,21 @@ def node_record(node: Node) -> dict[str, Any]:
     }
 
 
+def _plain_settings(settings: dict) -> dict:
+    """The settings as plain values: VivadoAccelerator settings as hls4ml's AcceleratorConfig dict."""
+    plain = dict(settings)
+    if plain.get('accelerator') is not None:
+        plain['accelerator'] = plain['accelerator'].as_config()
+    return plain
+
+
 def saved_model_json(model) -> str:
     """The text `save_model` writes for `model` (deterministic: the same model gives the same text)."""
     from . import __version__
 
     data = {
         'format': FORMAT, 'format_version': FORMAT_VERSION, 'fpga4ml_version': __version__,
-        'settings': encode(dict(model.settings), 'settings'),
+        'settings': encode(_plain_settings(model.settings), 'settings'),
         'config': encode(model.config, 'config'),
         'inputs': list(model.graph.inputs), 'outputs': list(model.graph.outputs),
         'nodes': [node_record(node) for node in model.graph],
@@ -306,7 +314,7 @@ def _names(value: Any, where: str) -> list[str]:
 
 def _settings(data: Any) -> dict[str, Any]:
     """The model settings, each checked as convert() checks it."""
-    from .convert import check_clock_period
+    from .convert import ACCELERATOR, check_clock_period
     from .model import BACKENDS, IO_TYPES
     from .naming import check_project_name
 
@@ -316,7 +324,8 @@ def _settings(data: Any) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_SETTINGS if k not in settings]
     if missing:
         raise SavedModelError(f'settings: missing keys {missing}')
-    for key, allowed in (('backend', BACKENDS), ('io_type', IO_TYPES)):
+    accelerator = settings.pop('accelerator', None)
+    for key, allowed in (('backend', BACKENDS + (ACCELERATOR,)), ('io_type', IO_TYPES)):
         if settings[key] not in allowed:
             raise SavedModelError(f'settings[{key!r}]: {settings[key]!r} is not one of {list(allowed)}')
     for key in ('output_dir', 'project_name', 'part'):
@@ -328,6 +337,11 @@ def _settings(data: Any) -> dict[str, Any]:
     try:
         check_project_name(settings['project_name'])
         settings['clock_period'] = check_clock_period(settings['clock_period'])
+        if accelerator is not None:
+            from .backends.accelerator.boards import settings_from_config
+
+            settings['accelerator'] = settings_from_config(accelerator, settings['part'], "settings['accelerator']")
+            settings['part'] = settings['accelerator'].part  # the board's part, as convert() sets it
     except (ConfigError, ValueError) as err:
         raise SavedModelError(f'settings: {err}') from None
     return settings

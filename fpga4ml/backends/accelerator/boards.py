@@ -137,3 +137,31 @@ def accelerator_settings(board: str | None = 'pynq-z2', interface: str = 'axi_st
         warnings.warn(f'part={part!r} does not belong to board {name!r}; the board\'s part {settings.part!r} is '
                       'used (as hls4ml does)', ConfigWarning, stacklevel=3)
     return settings
+
+
+#: the keys of hls4ml's AcceleratorConfig, with the accelerator_settings argument each one gives
+_CONFIG_KEYS = {'Board': 'board', 'Interface': 'interface', 'Driver': 'driver', 'Platform': 'platform'}
+
+
+def config_arguments(config, where: str = 'AcceleratorConfig') -> dict:
+    """The accelerator_settings arguments of hls4ml's AcceleratorConfig dict (Board, Interface, Driver,
+    Precision: {Input, Output}, Platform); an unknown key raises naming it."""
+    if not isinstance(config, dict):
+        raise ConfigError(f'{where} must be a mapping with the keys {[*_CONFIG_KEYS, "Precision"]}, got {config!r}')
+    unknown = [k for k in config if k not in (*_CONFIG_KEYS, 'Precision')]
+    if unknown:
+        raise ConfigError(f'{where}: unknown keys {unknown}; accepted: {[*_CONFIG_KEYS, "Precision"]}')
+    args = {arg: config[key] for key, arg in _CONFIG_KEYS.items() if config.get(key) is not None}
+    precision = config.get('Precision') or {}
+    if not isinstance(precision, dict) or any(k not in ('Input', 'Output') for k in precision):
+        raise ConfigError(f"{where}['Precision'] must be a mapping with the keys 'Input' and 'Output' "
+                          f"('float', 'double' or a fixed type), got {precision!r}")
+    for key, arg in (('Input', 'input_type'), ('Output', 'output_type')):
+        if precision.get(key) not in (None, {}):
+            args[arg] = precision[key]
+    return args
+
+
+def settings_from_config(config, part: str | None = None, where: str = 'AcceleratorConfig') -> AcceleratorSettings:
+    """Validated settings from hls4ml's AcceleratorConfig dict (the inverse of AcceleratorSettings.as_config)."""
+    return accelerator_settings(part=part, **config_arguments(config, where))
