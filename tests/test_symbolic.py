@@ -296,7 +296,8 @@ def test_domains_and_poles_saturate():
 
 @pytest.mark.parametrize('text', [
     "__import__('os').system('touch /tmp/fpga4ml_pwned')", 'x0.__class__', 'lambda: 1', 'exec("1")',
-    'foo(x0)', "x0 + 'a'", '[x0]', 'x0 if x0 else x1', 'os.system', 'x0; x1', 'eval', 'getattr(x0, "y")'])
+    'foo(x0)', "x0 + 'a'", '[x0]', 'x0 if x0 else x1', 'os.system', 'x0; x1', 'eval', 'getattr(x0, "y")',
+    '9**9**9**9', '(9**9)**(9**9) * x0', 'x0**99'])
 def test_malicious_or_unknown_text_is_refused(text):
     with pytest.raises(ValueError):
         convert(text, n_symbols=2)
@@ -428,6 +429,13 @@ def test_verilator_rtl_equals_emulator_with_negative_control(tmp_path):
     np.testing.assert_array_equal(rtl, model.predict(x))
     changed = [exprs[0].replace('2.5382', repr(2.5382 + 2 ** -7))] + exprs[1:]  # one LSB of ap_fixed<12,5>
     assert not np.array_equal(rtl, convert(changed, 'ap_fixed<12,5>', tmp_path / 'w').predict(x))
+
+
+@pytest.mark.slow
+def test_verilator_rtl_equals_emulator_30_expressions(tmp_path):
+    model = convert(EXPRESSIONS, PRECISIONS[0], tmp_path / 'v', backend='Verilog')
+    x = inputs(model, 10_000, seed=6)
+    np.testing.assert_array_equal(model.predict(x, sim='rtl'), model.predict(x))
 
 
 @pytest.mark.slow

@@ -37,6 +37,8 @@ OPERATORS = {'+', '-', '*', '/', '**', '^', '(', ')', ',', '<', '>', '<=', '>='}
 SYMBOL = re.compile(r'x(0|[1-9][0-9]{0,5})')
 NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]{0,63}')
 MAX_LENGTH = 100_000
+#: the largest |constant exponent| accepted (larger ones are no fixed-point computation)
+MAX_EXPONENT = 64
 
 
 class sigmoid(sympy.Function):
@@ -61,6 +63,9 @@ def _namespace(lut_names) -> dict:
                'square': lambda a: a ** 2, 'cube': lambda a: a ** 3, 'neg': lambda a: -a,
                'Integer': sympy.Integer, 'Float': sympy.Float, 'Rational': sympy.Rational, 'Symbol': sympy.Symbol,
                'true': sympy.true, 'True': sympy.true})
+    # the classes sympy's parser calls for operators when it reads without evaluating
+    ns.update({name: getattr(sympy, name) for name in ('Add', 'Mul', 'Pow', 'Lt', 'Le', 'Gt', 'Ge', 'StrictLessThan',
+                                                       'StrictGreaterThan', 'LessThan', 'GreaterThan')})
     ns.update({name: lut_function(name) for name in lut_names})
     return ns
 
@@ -98,19 +103,38 @@ def check_text(text: str, lut_names=()) -> None:
 
 
 def parse(text: str, lut_names=()) -> sympy.Expr:
-    """A sympy expression from `text`, checked first (check_text); '^' is a power, as PySR writes it."""
-    from sympy.parsing.sympy_parser import auto_number, convert_xor, parse_expr
+    """A sympy expression from `text`, checked first (check_text); '^' is a power, as PySR writes it.
+
+    The text is first read without evaluation, so that a power with a huge constant exponent
+    (``9**9**9``, which sympy would compute) is refused before any arithmetic happens.
+    """
     check_text(text, lut_names)
     ns = _namespace(lut_names)
     ns.update({m: sympy.Symbol(m) for m in set(re.findall(r'\bx(?:0|[1-9][0-9]*)\b', text))})
-    try:
-        expr = parse_expr(text, local_dict=ns, global_dict={'__builtins__': {}},
-                          transformations=(auto_number, convert_xor))
-    except (SyntaxError, TypeError, ValueError, sympy.SympifyError) as err:
-        raise ValueError(f'expression {text[:80]!r} cannot be parsed: {err}') from None
+    check_powers(_parse(text, ns, evaluate=False), text)
+    expr = _parse(text, ns, evaluate=True)
     if not isinstance(expr, sympy.Expr):
         raise ValueError(f'expression {text[:80]!r} is a {type(expr).__name__}, not an arithmetic expression')
     return expr
+
+
+def _parse(text: str, ns: dict, evaluate: bool):
+    from sympy.parsing.sympy_parser import auto_number, convert_xor, parse_expr
+    try:
+        return parse_expr(text, local_dict=dict(ns), global_dict={'__builtins__': {}},
+                          transformations=(auto_number, convert_xor), evaluate=evaluate)
+    except (SyntaxError, TypeError, ValueError, AttributeError, NameError, sympy.SympifyError) as err:
+        raise ValueError(f'expression {text[:80]!r} cannot be parsed: {err}') from None
+
+
+def check_powers(expr, text: str) -> None:
+    """Refuse a power whose exponent is constant and larger than MAX_EXPONENT in magnitude."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and not node.exp.free_symbols:
+            value = complex(node.exp.evalf(15))
+            if not abs(value) <= MAX_EXPONENT:
+                raise ValueError(f'expression {text[:80]!r}: the exponent {node.exp} is larger than the '
+                                 f'{MAX_EXPONENT} accepted')
 
 
 def as_expressions(expr, lut_names=()) -> list[sympy.Expr]:
