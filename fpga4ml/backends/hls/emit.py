@@ -637,6 +637,10 @@ from .emit_attention import ATTENTION_EMITTERS  # noqa: E402  (LayerNorm, Einsum
 
 EMITTERS.update(ATTENTION_EMITTERS)
 
+from .emit_rnn import RNN_EMITTERS  # noqa: E402  (SimpleRNN, LSTM, GRU and the Select nodes reading them)
+
+EMITTERS.update(RNN_EMITTERS)
+
 
 def emitter_of(op: str) -> Callable[[Context, Node, list[Port], Port], str] | None:
     """The emitter of an IR op: those above, or the window and index-map ops of emit_cnn.py."""
@@ -681,7 +685,7 @@ def n_writes(graph: Graph, name: str) -> int:
 def emit_layer(ctx: Context, node: Node) -> str:
     """The C++ function of one typed node (its typedefs and arrays go into `ctx`)."""
     from ...semantics.spec import n_outputs
-    if node.op == 'Select' or n_outputs(node) > 1:
+    if (node.op == 'Select' or n_outputs(node) > 1) and node.op not in RNN_EMITTERS:
         raise GraphError(f'layer {node.name!r}: the HLS back end does not support nodes with several outputs yet '
                          f'({node.op}); the emulator and the Verilog back end do')
     emitter = emitter_of(node.op)
