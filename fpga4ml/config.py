@@ -431,6 +431,8 @@ def config_from_graph(graph: Graph, granularity: str = 'model', default_precisio
             entry['Precision'] = precision
         entry['ReuseFactor'] = default_reuse_factor
         entry['Trace'] = False
+        if node.op == 'Softmax':  # hls4ml's softmax keys and defaults (the table size stays each mode's own)
+            entry.update({'Implementation': 'stable', 'Skip': False})
         return entry
 
     if granularity == 'type':

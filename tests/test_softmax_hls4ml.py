@@ -214,6 +214,23 @@ def test_config_keys_are_honoured(tmp_path):
         skipped.graph['x'].result_type.quantize(x)))  # hls4ml removes the layer: the output is its input
 
 
+def test_generated_configs_name_the_softmax_keys(tmp_path):
+    """config_from_keras_model lists hls4ml's Implementation and Skip for a softmax (granularity name and type);
+    the config converts without warnings."""
+    keras = pytest.importorskip('keras')
+    import fpga4ml
+    km = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name='fc'), keras.layers.Activation('softmax', name='sm')])
+    for granularity, key in (('name', 'LayerName'), ('type', 'LayerType')):
+        cfg = fpga4ml.utils.config_from_keras_model(km, granularity=granularity)
+        sm, fc = ('sm', 'fc') if granularity == 'name' else ('Softmax', 'Dense')
+        assert (cfg[key][sm]['Implementation'], cfg[key][sm]['Skip']) == ('stable', False)
+        assert 'Implementation' not in cfg[key][fc]
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', ConfigWarning)
+            model = fpga4ml.converters.convert_from_keras_model(km, hls_config=cfg, output_dir=str(tmp_path / granularity))
+        assert model.graph['sm'].config['Implementation'] == 'stable'
+
+
 def test_bad_config_values_name_the_layer(tmp_path):
     with pytest.raises(ConfigError, match=r"config\['LayerName'\]\['sm'\]: softmax Implementation must be one of "
                                           r"\['latency', 'stable', 'argmax', 'legacy'\], got 'fast'"):
