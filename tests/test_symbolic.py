@@ -478,3 +478,13 @@ def test_constant_subexpressions_fold_into_one_constant():
     x = np.array([[1.5, 0.25], [3.0, -1.0]])
     want = x[:, 0] / np.pi + 2 ** x[:, 1] + np.log2(x[:, 0]) + np.sqrt(2)
     np.testing.assert_allclose(np.ravel(model.predict(x)), want, atol=0.02)
+
+
+def test_saved_model_round_trip(tmp_path):
+    from fpga4ml.converters import load_saved_model
+
+    model = convert(EXPRESSIONS[:20], PRECISIONS[1], tmp_path / 'a')
+    again = load_saved_model(model.save(tmp_path / 'model'))
+    x = inputs(model, 1000, seed=10)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert again.graph['expr1'].attrs['program'] == model.graph['expr1'].attrs['program']

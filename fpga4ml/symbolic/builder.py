@@ -109,8 +109,8 @@ class Builder:
             self.used.add(e)
         k = self._walk(e, override)
         if override is not None and self.program[k][0] not in ('const', 'func'):
-            if self.program[k][3] is not None and self.program[k][3] != override:  # shared: cast again
-                k = self.emit('add', [k, self.const(0.0)], None, override)
+            if self.program[k][3] is not None and self.program[k][3] != override:  # shared with its own cast
+                k = self.emit('shift', [k], 0, override)  # the same value (x * 2^0), cast into the override
             else:
                 self.program[k][3] = override
         self.memo[e] = k

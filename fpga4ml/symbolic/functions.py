@@ -70,7 +70,7 @@ def check_math_func(name: str, where: str) -> str:
 
 
 def real_function(name: str):
-    """The real function `name` (float64 arrays in and out), with its domain clipping and poles as inf."""
+    """The real function `name` (float64 arrays in and out), domain-clipped, a pole giving the largest double."""
     if name.startswith('pow:'):
         a = float(name[4:])
         return lambda x: np.power(np.maximum(np.asarray(x, dtype=np.float64), 0.0), a)
@@ -84,7 +84,8 @@ def real_function(name: str):
             y = fn(x)
         if name == 'log':
             y = np.where(x <= 0, -np.inf, y)
-        return np.asarray(y, dtype=np.float64)
+        big = np.finfo(np.float64).max  # a pole is the largest double: 0 * f(pole) stays 0 (shape inference)
+        return np.clip(np.asarray(y, dtype=np.float64), -big, big)
     return f
 
 
