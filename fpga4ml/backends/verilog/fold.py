@@ -6,10 +6,11 @@ g = gcd(R, n_in), the inputs split into g blocks of a = n_in / g and the outputs
 groups of L = n_out / r (r divides n_out because R divides n_in * n_out). Cycle c handles input
 block c // r for output group c % r: lane l (one per output of a group) multiplies the a inputs
 of the block by their weights (a multiplexer picks the input, a ROM addressed by the layer's
-counter the weight) and adds the products to its accumulator in input order, each product cast
-into the accumulator type and each partial sum cast into it, as the emulator's const_matmul
-(hls4ml's `acc += (accum_t)(x * w)`, saturating step by step; a WRAP accumulator wraps each
-step, which equals wrapping the sum once). An output's blocks come in increasing cycles, so its
+counter the weight) and adds the products to its accumulator, each product cast into the
+accumulator type, as the emulator's const_matmul (hls4ml's `acc += (accum_t)(x * w)`): a
+saturating accumulator adds them in input order, casting each partial sum; a wrapping (or
+never overflowing) one sums them by an adder tree and wraps once a cycle, which equals wrapping
+each step. An output's blocks come in increasing cycles, so its
 sum runs in input order for any accumulator type, hls4ml's fixed<16,6> included. The first block
 starts from the bias cast into the accumulator.
 
@@ -35,6 +36,7 @@ from ...semantics import lower_node
 from ...semantics.accumulate import accumulate_plan
 from ...semantics.bounds import Bounds
 from ...semantics.spec import output_types
+from .adder_graph import sum_terms
 from .progress import StepClock
 from .stateful import Machine, Timing
 
@@ -133,13 +135,18 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
         outs = [(c % r) * lanes + lane for c in cycles]  # the output this lane serves in cycle c
         bias = m.rom(count, plan.bias_acc[outs], 0, acc_t.frac)
         s = m.select(first, bias, m.mux(count, [acc[j] for j in outs]))
+        parts = []
         for t in range(a):
             ins = [(c // r) * a + t for c in cycles]
             weights = plan.w[ins, outs]
             if not weights.any():
                 continue
             product = m.mul(m.mux(count, [xr[i] for i in ins]), m.rom(count, weights, 0, w_const.frac))
-            s = m.cast(m.add(s, m.cast(product, acc_t)), acc_t)
+            parts.append(m.cast(product, acc_t))
+            if plan.saturating:  # the order is observable: one addition and cast after the other
+                s = m.cast(m.add(s, parts.pop()), acc_t)
+        if parts:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
+            s = m.cast(sum_terms(m, [s] + parts, acc_t.frac), acc_t)
         for group in range(r):
             j = group * lanes + lane
             en = m.both(busy, m.flag(count, [int(c % r == group) for c in cycles]))

@@ -45,6 +45,7 @@ class Machine(Netlist):
         self.registers: list[int] = []
         self.valid_out: int | None = None
         self._valid_in: int | None = None
+        self._shared: dict[tuple, int] = {}  # multiplexers and flags built once per (selector, contents)
 
     # ------------------------------------------------------------------ construction
     def valid_in(self) -> int:
@@ -93,12 +94,18 @@ class Machine(Netlist):
         fracs = {self[o].frac for o in used}
         if len(fracs) != 1:
             raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
-        lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
-        return self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0)
+        key = ('mux', sel, tuple(options))
+        if key not in self._shared:
+            lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
+            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0)
+        return self._shared[key]
 
     def flag(self, sel: int, bits: list[int]) -> int:
-        """A 0/1 signal bits[sel] (a ROM addressed by a counter)."""
-        return self.rom(sel, np.asarray(bits, dtype=np.int64), 0, 0)
+        """A 0/1 signal bits[sel] (a ROM addressed by a counter), built once per selector and bits."""
+        key = ('flag', sel, tuple(int(b) for b in bits))
+        if key not in self._shared:
+            self._shared[key] = self.rom(sel, np.asarray(bits, dtype=np.int64), 0, 0)
+        return self._shared[key]
 
     def both(self, a: int, b: int) -> int:
         """a AND b of two 0/1 signals."""

@@ -1,0 +1,122 @@
+"""ReuseFactor on the Verilog back end: the JSC MLP at RF 1, 2, 4, 8, 16 (multiply-accumulate folding).
+
+The JSC MLP of BENCHMARKS.md (16 -> 64 -> 32 -> 32 -> 5, ReLU; fixed-seed weights of
+bench_verilog.py) in two type settings:
+
+- 'fixed<16,6>': hls4ml's default everywhere (per-product truncation into a fixed<16,6>
+  accumulator, wrapping); RF 1 is the unrolled design with one DSP multiplier per non-zero weight
+  (Multipliers 'dsp'), the shape hls4ml's latency strategy has;
+- '6-bit auto': bench_verilog.py's quantized network (fixed<6,1> weights, exact 'auto'
+  accumulators, ufixed<6,0> ReLUs, fixed<10,5> inputs); RF 1 is the unrolled CSD adder graph.
+
+For each RF: the design is generated, its cycle-level interpreter is checked bit for bit against
+the emulator on random inputs (a tenth far outside the input type), and the estimate (LUT, FF,
+DSP, multipliers, latency, II, Fmax) is printed; with --synth each design is also synthesized by
+Yosys (fpga4ml.synth, 'fast', xcup) for LUT, FF, DSP, CARRY and its critical-path estimate.
+
+    python bench/bench_reuse.py                 # estimates and bit-exactness, ~10 s
+    python bench/bench_reuse.py --synth         # plus Yosys (minutes per design on 2 cores)
+    python bench/bench_reuse.py --synth --rf 4 16 --types fixed16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_verilog import SIZES, convert_fpga4ml, weights  # noqa: E402
+
+TYPES = ('fixed16', 'auto6')
+
+
+def jsc_fixed16(layers, out: Path, rf: int):
+    """The JSC MLP with fixed<16,6> everywhere at ReuseFactor rf (RF 1: DSP multipliers, unrolled)."""
+    from fpga4ml.convert import convert_graph
+    from fpga4ml.ir import Graph, Node
+
+    g = Graph()
+    g.add(Node('x', 'Input', [], (SIZES[0],)))
+    prev = 'x'
+    for n, (w, b) in enumerate(layers):
+        g.add(Node(f'fc{n}', 'Dense', [prev], (w.shape[1],), weights={'kernel': w, 'bias': b}))
+        prev = f'fc{n}'
+        if n < len(layers) - 1:
+            g.add(Node(f'relu{n}', 'Activation', [prev], (w.shape[1],), attrs={'function': 'relu'}))
+            prev = f'relu{n}'
+    g.inputs, g.outputs = ['x'], [prev]
+    cfg = {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': rf, 'Multipliers': 'dsp'}}
+    return convert_graph(g, cfg, backend='Verilog', output_dir=str(out), project_name=f'jsc_f16_rf{rf}')
+
+
+def jsc_auto6(layers, out: Path, rf: int):
+    """bench_verilog.py's 6-bit network with exact accumulators at ReuseFactor rf."""
+    model = convert_fpga4ml(layers, out, 5.0, project_name=f'jsc_a6_rf{rf}')
+    if rf > 1:
+        model.config.setdefault('Model', {})['ReuseFactor'] = rf
+        for node in model.graph:
+            if node.op == 'Dense':
+                model.set_layer_setting(node.name, 'ReuseFactor', rf)
+    return model
+
+
+def check_bit_exact(model, n: int = 2000) -> int:
+    """Vectors (of n) where the design's cycle-level interpreter (or netlist) differs from the emulator."""
+    from fpga4ml.backends.verilog.design import design
+    from fpga4ml.backends.verilog.fold import FoldedDesign
+    from fpga4ml.backends.verilog.stateful import run_vectors
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1.5, (n, SIZES[0]))
+    x[: n // 10] *= 50
+    t = model.graph['x'].result_type
+    xm = t.quantize(x)
+    d = design(model)
+    got = run_vectors(d.machine, d.timing, [xm])[0] if isinstance(d, FoldedDesign) else d.netlist.evaluate([xm])[0]
+    out = model.graph[model.graph.outputs[0]].result_type
+    want = out.quantize(model.predict(t.to_float(xm)))
+    return int(np.count_nonzero(np.any(got != want, axis=1)))
+
+
+def run(kind: str, rf: int, root: Path, synth: bool) -> dict:
+    """One design: generation time, bit-exactness, estimate and (synth) the Yosys report."""
+    layers = weights(seed=1, sparsity=0.0)
+    start = time.perf_counter()
+    model = (jsc_fixed16 if kind == 'fixed16' else jsc_auto6)(layers, root / f'{kind}_rf{rf}', rf)
+    est = model.estimate()
+    row = {'types': kind, 'rf': rf, 'gen_s': round(time.perf_counter() - start, 2),
+           'mismatches': check_bit_exact(model), **{f'est_{k}': est.get(k) for k in
+                                                   ('LUT', 'FF', 'DSP', 'multipliers', 'fmax_mhz_estimate')},
+           'latency': est['latency_cycles'], 'ii': est['ii']}
+    if synth:
+        start = time.perf_counter()
+        rep = model.build(family='xcup')
+        row.update({'LUT': rep.get('LUT'), 'FF': rep.get('FF'), 'DSP': rep.get('DSP'), 'CARRY': rep.get('CARRY'),
+                    'crit_ns': rep.get('critical_path_ns'), 'synth_s': round(time.perf_counter() - start, 1)})
+    print(row, flush=True)
+    return row
+
+
+def main(argv=None) -> None:
+    """Print one line per (types, RF) and a markdown table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--synth', action='store_true', help='also synthesize with Yosys (slow)')
+    ap.add_argument('--rf', type=int, nargs='+', default=[1, 2, 4, 8, 16])
+    ap.add_argument('--types', nargs='+', choices=TYPES, default=list(TYPES))
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix='bench-reuse-') as tmp:
+        rows = [run(kind, rf, Path(tmp), args.synth) for kind in args.types for rf in args.rf]
+    keys = [k for k in rows[0] if k != 'types']
+    print('\n| types | ' + ' | '.join(keys) + ' |\n|---|' + '---|' * len(keys))
+    for r in rows:
+        print(f"| {r['types']} | " + ' | '.join('' if r.get(k) is None else f'{r[k]:,}' if isinstance(r[k], int)
+                                                else str(r[k]) for k in keys) + ' |')
+
+
+if __name__ == '__main__':
+    main()
