@@ -313,6 +313,9 @@ def test_error_messages_name_the_problem():
         convert('x0 + x3', n_symbols=2)
     with pytest.raises(ValueError, match='match no sub-expression'):
         convert('x0 + x1', {'expressions': {'x0*x2': 'ap_fixed<8,3>'}}, n_symbols=3)
+    with pytest.raises(ValueError, match='not an identifier'):
+        convert('x0', n_symbols=1, lut_functions={'a*/b': {'math_func': 'cos', 'range_start': 0, 'range_end': 1,
+                                                            'table_size': 8}})
     with pytest.raises(GraphError, match='does not fit its type'):
         convert('x0 + 1000', 'ap_fixed<16,6>', n_symbols=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -38,6 +39,9 @@ def lut_specs(lut_functions, table_size: int, rounding: str) -> dict[str, dict]:
                 'rounding': getattr(lut, 'rounding', None) or rounding,
                 'range_start': float(lut.range_start), 'range_end': float(lut.range_end)}
         FunctionSpec.from_attrs(lut.name, spec, f'LUT function {lut.name!r}')
+        if not isinstance(lut.name, str) or not re.fullmatch(r'[A-Za-z][A-Za-z0-9_]{0,63}', lut.name):
+            raise ValueError(f'lut_functions: the name {lut.name!r} is not an identifier (a letter, then letters, '
+                             'digits or underscores)')
         if lut.name in TABLE_FUNCTIONS:
             raise ValueError(f'LUT function name {lut.name!r} is a built-in function name; choose another '
                              f"(PySR's convention: {lut.name}_lut)")

@@ -76,7 +76,7 @@ class _Writer:
             m, frac = constant_mantissa(value, type_of(precision, label(self.node)))
             decl, name = constant(self.ctx, self.node, f'c{k}', m, frac)
             self.lines.append(decl)
-            self.declare(k, name, f'constant {real(m, frac)} ({precision})')
+            self.declare(k, name, f'constant {real(m, frac)} ({type_of(precision, label(self.node)).to_cpp()})')
         elif op in ('add', 'sub', 'mul'):
             sym = {'add': '+', 'sub': '-', 'mul': '*'}[op]
             self.declare(k, f'{a[0]} {sym} {a[1]}', f'{a[0]} {sym} {a[1]}')
