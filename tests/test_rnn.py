@@ -99,10 +99,14 @@ def test_float_reference_equals_keras(name):
         np.testing.assert_allclose(g, w, atol=2e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize('name', ['lstm_seq', 'gru_reset_after', 'gru_reset_before_backwards', 'bidir_concat',
-                                  'simple_rnn'])
+@pytest.mark.parametrize('name', ['lstm_seq', 'gru_reset_after', 'gru_reset_before_backwards', 'lstm_backwards',
+                                  'bidir_concat', 'bidir_sum', 'bidir_gru_states', 'simple_rnn'])
 def test_fixed_32_16_close_to_keras(name):
-    """At ap_fixed<32,16> with 2^14-entry tables the emulator is within 1e-2 of Keras (hls4ml tests allow 5e-2)."""
+    """At ap_fixed<32,16> with 2^14-entry tables the emulator is within 1e-2 of Keras (hls4ml tests allow 5e-2).
+
+    Among them the layers hls4ml 1.3.0 gets silently wrong or crashes on: GRU(reset_after=False),
+    go_backwards, Bidirectional merge_mode='sum', Bidirectional(GRU) with return_state.
+    """
     keras.utils.set_random_seed(2)
     km = MODELS[name]()
     xs = _inputs(km, 200)
