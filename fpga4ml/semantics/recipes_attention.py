@@ -57,19 +57,28 @@ def _normalized(node, p, d, q, n: int, lead: tuple[int, ...]):
     index = _row_broadcast(node, lead, n)
     frac = node_frac(p, d)
     for k in table.stages:
-        top = (1 << (table.u_frac - 2 * k)) - 1  # u > top <=> u >= 4^-k
-        t = Const(np.asarray(top), table.u_frac)
+        t = Const(np.asarray((1 << (table.u_frac - 2 * k)) - 1), table.u_frac)  # u > t <=> u >= 4^-k
         d = p.piecewise(p.gather(u, index), t, lambda _: d, lambda _, k=k: p.shift(_bounded(p, d, table, k, frac), k))
-        u = p.piecewise(u, t, lambda w: w, lambda w, k=k, top=top: p.shift(p.assume(w, 0, top), 2 * k))
+        u = p.piecewise(u, t, lambda w: w, lambda w, k=k: p.shift(_below(p, w, table, k), 2 * k))
     d = p.label(d, 'scaled')
     r = p.lookup(p.label(u, 'normalized_variance'), 'rsqrt', lambda w: math.sqrt(n) / np.sqrt(w))
     return p.shift(p.mul(d, r), -(table.window // 2))
 
 
 def _bounded(p, d, table, k: int, frac: int):
-    """d where u < 4^-k: |d_i| <= sqrt(sum d^2) <= sqrt(u 2^H) < 2^(H/2 - k) (a fact the bounds cannot see)."""
-    bound = 1 << max(table.window // 2 - k + frac, 0)
-    return p.assume(d, -bound, bound)
+    """d where u < 4^-k, in a type that holds it there: |d_i| <= sqrt(sum d^2) <= sqrt(u 2^H) < 2^(H/2 - k).
+
+    A fact the bounds cannot see, stated as a cast (WRAP, exact on the lanes that select this
+    branch) and not as an `assume`: the netlist narrows an assumed signal in place, and d is also
+    read where the fact does not hold.
+    """
+    integer = max(table.window // 2 - k + 1, 2 - frac)
+    return p.cast(d, FixedType(integer + frac, integer, True, 'TRN', 'WRAP'))
+
+
+def _below(p, u, table, k: int):
+    """u where u < 4^-k, in ufixed<u_frac - 2k, -2k> (a cast, exact there; see _bounded)."""
+    return p.cast(u, FixedType(table.u_frac - 2 * k, -2 * k, False, 'TRN', 'WRAP'))
 
 
 def node_frac(p, d) -> int:
