@@ -269,15 +269,19 @@ L = keras.layers
 
 
 def heads_model(rng: np.random.Generator):
-    """x(12) -> Dense 'wide' and Dense 'narrow', each into four softmax heads (one per implementation)."""
-    x = keras.Input((12,), name='x')
+    """x(12) -> Dense 'wide' and Dense 'narrow', each into four softmax heads (one per implementation), and
+    rows(3, 8) -> Dense 'rows' into four keras Softmax layers over the last axis (hls4ml's softmax_multidim)."""
+    x, rows = keras.Input((12,), name='x'), keras.Input((3, 8), name='rows')
     outs = []
     for fc in ('wide', 'narrow'):
         h = L.Dense(6, name=fc)(x)
         outs += [L.Activation('softmax', name=f'{fc}_{impl}')(h) for impl in IMPLEMENTATIONS]
-    m = keras.Model(x, outs)
+    h = L.Dense(6, name='rows_fc')(rows)
+    outs += [L.Softmax(axis=-1, name=f'rows_{impl}')(h) for impl in IMPLEMENTATIONS]
+    m = keras.Model([x, rows], outs)
     _set_weights(m.get_layer('wide'), rng, 1.0, 1.0)
     _set_weights(m.get_layer('narrow'), rng, 0.7, 0.5)
+    _set_weights(m.get_layer('rows_fc'), rng, 0.8, 0.5)
     return m
 
 
@@ -287,6 +291,11 @@ HEADS = {
     'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 1, 'Strategy': 'Latency', 'TableSemantics': 'hls4ml'},
     'LayerName': {
         'x': {'Precision': {'result': 'fixed<12,4,RND,SAT>'}},
+        'rows': {'Precision': {'result': 'fixed<10,3,RND,SAT>'}},
+        'rows_fc': {'Precision': {'weight': 'fixed<9,2,RND>', 'bias': 'fixed<9,2,RND>', 'accum': 'fixed<14,6>',
+                                  'result': 'fixed<10,5,RND,SAT>'}},
+        **{f'rows_{impl}': {'Implementation': impl, 'Precision': {'result': 'ufixed<10,1,RND,SAT>'}}
+           for impl in IMPLEMENTATIONS},
         'wide': {'Precision': {'weight': 'fixed<10,3,RND>', 'bias': 'fixed<10,3,RND>', 'accum': 'fixed<18,8>',
                                'result': 'fixed<16,6,RND,SAT>'}},
         'narrow': {'Precision': {'weight': 'fixed<9,2,RND>', 'bias': 'fixed<9,2,RND>', 'accum': 'fixed<14,6>',
@@ -372,13 +381,14 @@ def _assert_same_softmax(case, layers: list[str]) -> None:
 @pytest.mark.slow  # about 35 s: hls4ml's project of eight softmax heads compiles with g++ -O3
 def test_every_implementation_equals_hls4ml_csim(heads_case):
     """latency, stable, legacy and argmax on 10,000 inputs (in range, ties, far outside: the input saturates),
-    with hls4ml's default types and with narrow configured types and capped tables."""
+    with hls4ml's default types, with narrow configured types and capped tables, and over the last axis of a
+    (3, 6) tensor (hls4ml's softmax_multidim, one row at a time)."""
     case = heads_case
     assert_same_types(case)
-    _assert_same_softmax(case, [f'{fc}_{impl}' for fc in ('wide', 'narrow') for impl in IMPLEMENTATIONS])
+    _assert_same_softmax(case, [f'{fc}_{impl}' for fc in ('wide', 'narrow', 'rows') for impl in IMPLEMENTATIONS])
     assert [len(case.ours.graph[f'narrow_{i}'].attrs['tables']['exp']) for i in ('latency', 'stable')] == [512, 256]
     assert_bit_exact(case)
-    _, traced = case.ours.trace(case.inputs[0])
+    _, traced = case.ours.trace(case.inputs)
     assert traced.stats['x'].overflow > 0 and traced.stats['narrow'].overflow > 0
     assert_negative_control(case, bump_weight('narrow', index=(0, 0)))  # one weight LSB
     assert_negative_control(case, bump_weight('wide', index=(3, 2)))
