@@ -274,3 +274,19 @@ def test_converted_graph_with_fused_batchnorm_lints(tmp_path):
     model = convert_graph(g, cfg, backend='Vitis', output_dir=str(tmp_path))
     assert model.graph['d'].attrs['fused'] == ['bn'] and 'bn' not in model.graph
     model.graph.lint()
+
+
+def test_concat_of_values_far_apart_in_lsb_is_exact():
+    """Aligned to the finest LSB the parts need more than 62 bits: the values stay exact Python integers."""
+    coarse, fine = T('fixed<40,40>'), T('fixed<30,-10>')  # LSBs 2^0 and 2^-40: 80 aligned bits
+    node = Node('t', 'Quantize', [], (1,))
+    ivs = [Interval.of_type(coarse, (2,)), Interval.of_type(fine, (2,))]
+    prog = NumpyProgram(node, [coarse, fine], ivs)
+    kernel = prog.kernel(prog.concat(list(prog.inputs), 0))
+    rng = np.random.default_rng(3)
+    a = rng.integers(coarse.min_mantissa, coarse.max_mantissa + 1, (50, 2))
+    b = rng.integers(fine.min_mantissa, fine.max_mantissa + 1, (50, 2))
+    y = np.asarray(kernel([a, b], None))
+    expect = [[int(v) << 40 for v in row_a] + [int(v) for v in row_b] for row_a, row_b in zip(a, b)]
+    assert y.tolist() == expect
+    assert Bounds(node, [coarse, fine]).concat(ivs, 0).frac == 40

@@ -352,10 +352,13 @@ class NumpyProgram:
         iv = self.b.concat([x.iv for x in xs], axis)
         shifts = [iv.frac - x.iv.frac for x in xs]
         ax = batch_axis(axis)
+        wide = _wide(iv)  # aligned to the finest LSB, a part may need more than int64 holds exactly
 
         def join(*ms):
             n = max(len(m) for m in ms[:-1])
             parts = [np.broadcast_to(m, (n,) + m.shape[1:]) if len(m) != n else m for m in ms[:-1]]
+            if wide:
+                parts = [m.astype(object) for m in parts]
             return np.concatenate([m << s if s else m for m, s in zip(parts, shifts)], axis=ax)
         return self._emit(join, list(xs), iv)
 
