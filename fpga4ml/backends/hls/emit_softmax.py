@@ -99,10 +99,10 @@ def _legacy(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     exp_tab: Table = node.attrs['tables']['exp']
     inv_tab: Table = node.attrs['tables']['inv']
     eit, tt, exp_arr = table_arrays(ctx, node, 'exp', exp_tab, 'exp(16 (address - N/2) / N)')
-    iit, _, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (64 address / N)')
+    iit, itt, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (64 address / N)')
     exp_scale, inv_scale = _scale(ctx, node, 'exp_scale', exp_tab.shift), _scale(ctx, node, 'inv_scale', inv_tab.shift)
     exp_entry = from_bits(tt, f"{exp_arr}[{address('k', exp_tab.index)}]")
-    inv_entry = from_bits(tt, f"{inv_arr}[{address('q', inv_tab.index)}]")
+    inv_entry = from_bits(itt, f"{inv_arr}[{address('q', inv_tab.index)}]")
     body = [f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    {tt} s = 0;',
             f'    for (int j = 0; j < {n}; j++) {{', '        #pragma HLS UNROLL',
             f'        {eit} k = ({eit})((x[{{o}}j] - x[{{o}}i]) * {exp_scale});',
