@@ -76,7 +76,7 @@ def check_rnn(node: Node, n_in: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------- tables
-def _table_keys(node: Node) -> list[tuple[str, str, str]]:
+def table_keys(node: Node) -> list[tuple[str, str, str]]:
     """(table key, activation attribute, input type variable) of every table the node looks up."""
     keys = [('act', 'activation', 'accum')]
     if node.op != 'SimpleRNN':
@@ -89,7 +89,7 @@ def _table_keys(node: Node) -> list[tuple[str, str, str]]:
 def build_rnn_tables(node: Node, in_types) -> None:
     """The node's activation tables (exact or hls4ml's, per TableSemantics) into node.attrs['tables']."""
     tables = {}
-    for key, fn_attr, in_var in _table_keys(node):
+    for key, fn_attr, in_var in table_keys(node):
         helper = Node(node.name, 'Activation', [], node.shape, attrs={'function': attr(node, fn_attr)},
                       config=node.config, types={'table': node.types['table']})
         build_activation_table(helper, node.types[in_var])
@@ -108,7 +108,7 @@ def _resolve_types(node: Node, p) -> None:
     if node.op == 'LSTM':
         p.type('state', 'result')
     p.type('table', HLS4ML_TABLE_TYPE if hls4ml_tables(node) else 'accum')
-    if _table_keys(node):
+    if table_keys(node):
         p.tables(build_rnn_tables)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...ir import GraphError, Node
-from ...semantics.recipes_rnn import GATES, _table_keys
+from ...semantics.recipes_rnn import GATES, table_keys
 from ...semantics.spec import attr
 from .emit import Context, Port, address, arg_names, constant, from_bits, header, label, signature, table_arrays
 
@@ -45,7 +45,7 @@ class _Code:
                                        f'{label(node)} {name} {tuple(np.shape(q[name]))} (row-major)')
             self.w[name] = (ctype, array)
         self.tables = {}
-        for key, fn_attr, _ in _table_keys(node):
+        for key, fn_attr, _ in table_keys(node):
             table = node.attrs['tables'][key]
             it, tt, arr = table_arrays(ctx, node, key, table, f'{attr(node, fn_attr)}(index value)')
             scale = ''
@@ -142,18 +142,13 @@ STATE_UPDATES = {'LSTM': "c' = (state_t)(g*i + c*f); h' = (result_t)(o * (accum_
 STEPS = {'LSTM': _lstm_step, 'GRU': _gru_step, 'SimpleRNN': _simple_rnn_step}
 
 
-def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """A SimpleRNN/LSTM/GRU layer: its time loop unrolled (non-static), the first output into y."""
-    code = _Code(ctx, node, out)
-    names = arg_names(len(ins))
+def _prologue(code: _Code, ins: list[Port], names: list[str]) -> list[str]:
+    """The input products of every step, then h (and c) at their initial values."""
+    node, out, n, cols = code.node, code.out, code.n, code.cols
     steps, n_in = ins[0].shape
-    n, cols = code.n, code.cols
-    backwards, sequences = bool(attr(node, 'go_backwards')), bool(attr(node, 'return_sequences'))
-    row = 'run' if attr(node, 'output_order') == 'steps' else 't'
-    before = []
-    lines = ['    #pragma HLS PIPELINE']
+    lines = []
     if node.op == 'GRU':
-        declaration, _ = constant(ctx, node, 'one', 1, 0)
+        declaration, _ = constant(code.ctx, node, 'one', 1, 0)
         lines.append(f'    {declaration}')
     lines += ['    // the input products of every time step: a[t][:] = Dense(x[t], kernel, bias) in accum_t']
     lines += _declare(code.acc, 'a', steps * cols, '    ')
@@ -164,23 +159,47 @@ def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     if node.op == 'LSTM':
         lines += _declare(code.state, 'cs', n, '    ')
         init.append(f'cs[j] = ({code.state}) {names[2]}[j];' if len(ins) > 2 else f'cs[j] = ({code.state}) 0;')
-    lines += _loop('j', n, init, '    ')
-    step = [f'const int t = {steps - 1} - run;' if backwards else 'const int t = run;']
+    return lines + _loop('j', n, init, '    ')
+
+
+def _time_loop(code: _Code, steps: int) -> list[str]:
+    """The unrolled steps (in go_backwards order), each writing its row of a sequence output."""
+    node, n = code.node, code.n
+    step = [f'const int t = {steps - 1} - run;' if attr(node, 'go_backwards') else 'const int t = run;']
     step += STEPS[node.op](code, '')
-    if sequences:
+    if attr(node, 'return_sequences'):
+        row = 'run' if attr(node, 'output_order') == 'steps' else 't'
         step += _loop('j', n, [f'y[{row} * {n} + j] = h[j];'], '')
-    lines += _loop('run', steps, step, '    ')
-    if not sequences:
+    lines = _loop('run', steps, step, '    ')
+    if not attr(node, 'return_sequences'):
         lines += _loop('j', n, ['y[j] = h[j];'], '    ')
-    if node.op == 'LSTM':
-        final = ctx.names.new(f'{ctx.idents[node.name]}_c_final')
-        final_states(ctx)[node.name] = final
-        before += ['#ifdef __SYNTHESIS__', f'static {code.state} {final}[{n}];  // the final cell state (read by its Select)',
+    return lines
+
+
+def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
+    """(the file-scope array declaration, the statements copying c into it) of an LSTM."""
+    ctx, node, n = code.ctx, code.node, code.n
+    final = ctx.names.new(f'{ctx.idents[node.name]}_c_final')
+    final_states(ctx)[node.name] = final
+    declaration = ['#ifdef __SYNTHESIS__',
+                   f'static {code.state} {final}[{n}];  // the final cell state (read by its Select)',
                    '#else  // the C simulation library runs samples on several threads',
                    f'static thread_local {code.state} {final}[{n}];', '#endif']
-        lines += _loop('j', n, [f'{final}[j] = cs[j];'], '    ')
-    order = 'from the last time step to the first' if backwards else 'over time'
-    head = header(node, f'{node.op} {n_in} -> {n} units, {steps} steps {order} (non-static: the steps unrolled)', [
+    return declaration, _loop('j', n, [f'{final}[j] = cs[j];'], '    ')
+
+
+def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """A SimpleRNN/LSTM/GRU layer: its time loop unrolled (non-static), the first output into y."""
+    code = _Code(ctx, node, out)
+    steps, n_in = ins[0].shape
+    lines = ['    #pragma HLS PIPELINE'] + _prologue(code, ins, arg_names(len(ins))) + _time_loop(code, steps)
+    before: list[str] = []
+    if node.op == 'LSTM':
+        before, copy = _final_cell_state(code)
+        lines += copy
+    order = 'from the last time step to the first' if attr(node, 'go_backwards') else 'over time'
+    head = header(node, f'{node.op} {n_in} -> {code.n} units, {steps} steps {order} (non-static: the steps '
+                  'unrolled)', [
         'per step: gates = (accum_t)(Dense(x_t) + Dense(h)); tables/exact activations cast into accum_t;',
         STATE_UPDATES[node.op] if node.op != 'GRU' else
         STATE_UPDATES['GRU'] + (' after' if attr(node, 'reset_after') else ' before') + ' the recurrent product'])
