@@ -154,7 +154,8 @@ def test_softplus_softsign_equal_hls4ml_csim(tmp_path_factory):
     _set_weights(km.get_layer('d0'), np.random.default_rng(5), 1.5, 0.5)
     cfg = {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 1, 'Strategy': 'Latency', 'TableSemantics': 'hls4ml'},
            'LayerName': {'x': {'Precision': {'result': 'fixed<12,4,RND,SAT>'}},
-                         'd0': {'Precision': {'weight': 'fixed<10,2,RND>', 'accum': 'fixed<18,7>', 'result': 'fixed<14,6>'}},
+                         'd0': {'Precision': {'weight': 'fixed<10,2,RND>', 'accum': 'fixed<18,7>',
+                                              'result': 'fixed<14,6>'}},
                          'sp': {'Precision': {'result': 'ufixed<12,4,RND,SAT>'}, 'TableSize': 512},
                          'ss': {'Precision': {'result': 'fixed<10,1,RND_CONV,SAT>'}}}}
     ours, = _make_text_safe(km, [cfg], 7)

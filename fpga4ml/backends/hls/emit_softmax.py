@@ -78,7 +78,8 @@ def _latency_stable(ctx: Context, node: Node, ins: list[Port], out: Port) -> str
              f'{ii} s = {balanced_tree([f"e[{i}]" for i in range(n)], at)};',
              f'{iit} si = ({iit}) s;',
              f'{itt} inv = {inv_entry};',
-             f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[{{o}}i] = ({out.ctype})(e[i] * inv);', '}']
+             f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+             f'    y[{{o}}i] = ({out.ctype})(e[i] * inv);', '}']
     steps = [('1. d = (inp_norm_t)(max(x) - x); ' if stable else '1. ') +
              f'e = (accum_t) exp_table[top {exp_tab.index.width} bits of {"d" if stable else "x"}]',
              '2. s = (inv_inp_t) balanced sum of e (every partial sum cast into accum_t)',
