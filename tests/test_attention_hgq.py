@@ -16,7 +16,7 @@ keras = pytest.importorskip('keras')
 hgq = pytest.importorskip('hgq')
 
 from hgq.config import QuantizerConfigScope  # noqa: E402
-from hgq.layers import QEinsumDense, QMultiHeadAttention  # noqa: E402
+from hgq.layers import QEinsum, QEinsumDense, QMultiHeadAttention  # noqa: E402
 
 from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
 from fpga4ml.convert import convert_from_keras_model  # noqa: E402
@@ -82,6 +82,25 @@ def test_qeinsumdense_any_equation_is_bit_identical_to_hgq2(tmp_path):
     np.testing.assert_array_equal(hls.predict(xs[0]), want)
     moved(model.get_layer('mix'))
     assert not np.array_equal(hls.predict(xs[0]), hgq_output(model, xs))  # negative control
+
+
+def test_qeinsum_of_two_tensors_is_bit_identical_to_hgq2(tmp_path):
+    """hls4ml's test_qeinsum equations (xbi,xj->xbij and xbi,xio->xbo have a kernel-like second input)."""
+    keras.utils.set_random_seed(6)
+    with QuantizerConfigScope(f0=3, i0=2):
+        a, b, c = keras.Input((3, 4)), keras.Input((5,)), keras.Input((4, 2))
+        outer = QEinsum('xbi,xj->xbij', name='outer')([a, b])
+        mixed = QEinsum('xbi,xio->xbo', name='mixed')([a, c])
+        model = keras.Model([a, b, c], [outer, mixed])
+    xs = inputs(model, 1000)
+    want = [np.asarray(keras.ops.convert_to_numpy(y), np.float64) for y in model(xs)]
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'ein'), backend='Vitis')
+    got = hls.predict(xs)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    shifted = [x.copy() for x in xs]
+    shifted[0][:, 0, 0] += 1.0  # negative control: HGQ2 on one moved input element differs from fpga4ml's outputs
+    assert not np.array_equal(got[1], np.asarray(keras.ops.convert_to_numpy(model(shifted)[1]), np.float64))
 
 
 def test_netlist_and_csim_compute_the_emulator_bits(tmp_path):

@@ -1,8 +1,9 @@
-"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QMultiHeadAttention.
+"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsum, QMultiHeadAttention.
 
 * ``QEinsumDense`` whose equation is a Dense over the last axis stays hgq.py's Dense; any other
   equation -> [iq] Quantize, ``EinsumDense`` (HGQ2's quantized kernel and bias, the bias broadcast to
   the output shape; exact 'auto' accumulator and result), activation, [oq].
+* ``QEinsum`` of two tensors -> a Quantize per input (iq), an exact ``Einsum``, [oq].
 * ``QMultiHeadAttention(query, value[, key])`` (old and new module path; fuse='none') -> its own
   sublayers, in HGQ2's order: ``<mha>_query``/``_key``/``_value`` (QEinsumDense each: iq, EinsumDense,
   oq), ``<mha>_scores`` (exact Einsum of key and query), ``<mha>_softmax`` (TableSoftmax: the exp and
@@ -151,7 +152,24 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     return out
 
 
+def _qeinsum(call: K._Call, graph: Graph) -> str:
+    """QEinsum of two tensors -> a Quantize per input (iq), exact Einsum, [oq]."""
+    layer = call.layer
+    if len(call.inputs) != 2:
+        raise GraphError(f'{call.where()}: QEinsum of {len(call.inputs)} tensors is not supported; only of two')
+    srcs = list(call.inputs)
+    if getattr(layer, 'enable_iq', False):
+        srcs = [H._quantize(call, graph, layer.iq[k], s, call.in_shapes[k], f'iq{k}', f'input quantizer {k} (iq)')
+                for k, s in enumerate(srcs)]
+    equation = per_sample_equation(layer.equation, [len(s) for s in call.in_shapes], call.where())
+    node = make_node(call.name, 'Einsum', srcs, call.out_shape, attrs={'equation': equation},
+                     source=type(layer).__name__)
+    graph.add(H._fixed(node, accum=AUTO, result=AUTO))
+    return H._finish(call, graph, call.name)
+
+
 HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
+    'QEinsum': _qeinsum,
     'QEinsumDense': _qeinsum_dense,
     'QMultiHeadAttention': _multi_head_attention,
 }
