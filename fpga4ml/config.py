@@ -392,6 +392,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         if var in valid_vars and var not in name_entries:
             precision[var] = t
     precision.update(node.attrs.get(INTERNAL_PRECISION_ATTR, {}))
+    if resolved.get('Skip'):  # hls4ml removes a skipped softmax: its output keeps the input's type
+        precision['result'] = AUTO
     resolved['Precision'] = precision
     return resolved
 

@@ -209,8 +209,10 @@ def test_config_keys_are_honoured(tmp_path):
     stable = convert_graph(_graph((5,), ('sm',)), {'LayerName': {'sm': {'Strategy': 'Stable'}}},
                            output_dir=str(tmp_path / 'b')).graph['sm']
     assert stable.config['Implementation'] == 'stable' and stable.config['Strategy'] == 'Latency'
-    skipped = convert_graph(_graph((5,), ('sm',)), {'LayerName': {'sm': {'Skip': True}}},
-                            output_dir=str(tmp_path / 'c'))
+    skip = {'Model': {'Precision': 'fixed<8,3>'}, 'LayerName': {'x': {'Precision': {'result': 'fixed<12,4>'}},
+                                                               'sm': {'Skip': True}}}
+    skipped = convert_graph(_graph((5,), ('sm',)), skip, output_dir=str(tmp_path / 'c'))
+    assert skipped.graph['sm'].result_type == parse_precision('fixed<12,4>')  # the input's, not the model default
     x = np.random.default_rng(0).normal(0, 4, (50, 5))
     np.testing.assert_array_equal(skipped.predict(x), skipped.graph['x'].result_type.to_float(
         skipped.graph['x'].result_type.quantize(x)))  # hls4ml removes the layer: the output is its input
