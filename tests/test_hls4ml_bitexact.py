@@ -354,6 +354,31 @@ def table_model(rng: np.random.Generator):
     return m
 
 
+def cnn_table_model(rng: np.random.Generator):
+    """A CNN with a sigmoid Activation after one Conv2D and tanh inside the next: tables over feature maps."""
+    x = keras.Input((6, 6, 2), name='x')
+    h = L.Conv2D(3, 3, name='c0')(x)
+    h = L.Activation('sigmoid', name='cs')(h)
+    h = L.Conv2D(2, 2, activation='tanh', name='c1')(h)
+    m = keras.Model(x, L.Dense(3, name='cd')(L.Flatten(name='flat')(h)))
+    for layer, scale in (('c0', 0.8), ('c1', 1.5), ('cd', 0.7)):
+        _set_weights(m.get_layer(layer), rng, scale, 0.3)
+    return m
+
+
+#: TableSemantics 'hls4ml' on a CNN: the tables read every pixel of a feature map
+CNN_TABLES = {
+    'Model': {**MODEL_16_6, 'TableSemantics': 'hls4ml'},
+    'LayerName': {
+        'x': {'Precision': {'result': 'fixed<10,3,RND,SAT>'}},
+        'c0': {'Precision': {'weight': 'fixed<8,2,RND>', 'accum': 'fixed<16,5>', 'result': 'fixed<12,5>'}},
+        'cs': {'Precision': {'result': 'ufixed<9,0,RND,SAT>'}, 'TableSize': 512},
+        'c1': {'Precision': {'weight': 'fixed<8,3,RND>', 'accum': 'fixed<16,6>', 'result': 'fixed<12,4>'}},
+        'c1_tanh': {'Precision': {'result': 'fixed<10,1,RND,SAT>'}},
+    },
+}
+
+
 #: TableSemantics 'hls4ml': hls4ml's own tables, with its default and with configured sizes
 TABLES = {
     'Model': {**MODEL_16_6, 'TableSemantics': 'hls4ml'},
@@ -465,7 +490,7 @@ def cases(tmp_path_factory):
     import_hls4ml()
     rng = np.random.default_rng(2024)
     jsc, bn, act, merge, ints = jsc_mlp(rng), bn_model(rng), activation_model(rng), merge_model(), int_model(rng)
-    tables = table_model(rng)
+    tables, cnn_tables = table_model(rng), cnn_table_model(rng)
     fused_cfg = bn_fused_config(bn)
     specs = {}  # name -> (keras model, config, our model)
     for name, km, cfgs, seed in (('jsc', jsc, {'jsc_16_6': {'Model': MODEL_16_6}, 'jsc_narrow': JSC_NARROW}, 1),
@@ -473,13 +498,15 @@ def cases(tmp_path_factory):
                                  ('act', act, {'activations': ACTIVATIONS}, 3),
                                  ('merge', merge, {'merges': MERGES}, 4),
                                  ('ints', ints, {'int_types': INT_TYPES}, 5),
-                                 ('tables', tables, {'tables_hls4ml': TABLES}, 6)):
+                                 ('tables', tables, {'tables_hls4ml': TABLES}, 6),
+                                 ('cnn_tables', cnn_tables, {'cnn_tables_hls4ml': CNN_TABLES}, 7)):
         ours = _make_text_safe(km, list(cfgs.values()), seed)
         for (case_name, cfg), model in zip(cfgs.items(), ours):
             specs[case_name] = (km, cfg, model)
 
     n_vectors = {'jsc_16_6': 10000, 'jsc_narrow': 10000, 'bn_unfused': 6000, 'bn_fused': 6000,
-                 'activations': 6000, 'merges': 6000, 'int_types': 4000, 'tables_hls4ml': 10000}
+                 'activations': 6000, 'merges': 6000, 'int_types': 4000, 'tables_hls4ml': 10000,
+                 'cnn_tables_hls4ml': 10000}
     with compiled_cases(specs, n_vectors, rng, tmp_path_factory) as out:
         yield out
 
@@ -610,3 +637,22 @@ def test_hls4ml_table_semantics_sigmoid_tanh(cases):
         return perturb
     assert_negative_control(case, bump_entry('sig', 512))  # the entry of inputs in (-1/64, 1/64)
     assert_negative_control(case, bump_entry('th', 1024, 4))  # one result LSB (the table has 2 bits more)
+
+
+def test_hls4ml_table_semantics_cnn_sigmoid_tanh(cases):
+    """TableSemantics 'hls4ml' on a CNN (a sigmoid Activation and a Conv2D's tanh over feature maps) equals
+    hls4ml's C simulation on 10,000 images."""
+    case = cases['cnn_tables_hls4ml']
+    assert_same_types(case)
+    assert_bit_exact(case)
+    assert len(case.ours.graph['cs'].attrs['tables']['f']) == 512
+    assert len(case.ours.graph['c1_tanh'].attrs['tables']['f']) == 1024
+    ovf = overflows(case)
+    assert ovf['x'] > 0, ovf
+
+    def bump_entry(layer: str, address: int, delta: int = 1):
+        def perturb(model):
+            model.graph[layer].attrs['tables']['f'].values[address] += delta
+        return perturb
+    assert_negative_control(case, bump_entry('cs', 256))  # the entry of inputs near 0
+    assert_negative_control(case, bump_weight('c1', index=(0, 1, 2, 1)))
