@@ -90,3 +90,18 @@ def test_verilator_equals_emulator_for_layernorm_einsumdense_einsum(tmp_path):
         np.testing.assert_array_equal(g, w)
     other = convert_graph(graph(kernel_delta=1), CONFIG, output_dir=str(tmp_path / 'moved'), backend='Verilog')
     assert not np.array_equal(other.predict(xs)[1], got[1])  # negative control
+
+
+def test_csim_equals_emulator_for_embedding(tmp_path):
+    g = Graph()
+    g.add(Node('ids', 'Input', [], (5,)))
+    g.add(make_node('emb', 'Embedding', ['ids'], (5, 3), weights={'embeddings': RNG.normal(0, 1, (12, 3))}))
+    g.inputs, g.outputs = ['ids'], ['emb']
+    cfg = {'Model': {'Precision': 'fixed<12,4,RND,SAT>'}, 'LayerName': {'ids': {'Precision': 'fixed<8,6>'}}}
+    model = convert_graph(g, cfg, output_dir=str(tmp_path / 'emb'), project_name='emb')
+    model.compile(sim='csim')
+    xs = [RNG.uniform(-4, 17, (2000, 5))]  # fractional, negative and too-large indices
+    assert_bit_identical(model, xs)
+    g['emb'].weights['embeddings'][0, 0] += 1.0  # negative control: another table
+    other = convert_graph(g, cfg, output_dir=str(tmp_path / 'other'))
+    assert not np.array_equal(other.emulator.predict(xs)[0], model._csim.predict(xs)[0])

@@ -118,3 +118,25 @@ def test_refusals_name_the_layer_and_the_option():
     y = keras.layers.LayerNormalization(axis=1, name='mid')(x)
     with pytest.raises(GraphError, match=r"layer 'mid' \(LayerNormalization\): axis=\[1\] is not supported"):
         keras_to_graph(keras.Model(x, y))
+
+
+def test_embedding_reads_rows_and_zeros_outside_the_table(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), name='ids')
+    model = keras.Model(x, keras.layers.Embedding(20, 4, name='emb')(x))
+    ids = np.random.default_rng(2).integers(-3, 24, (300, 6)).astype(np.float32)
+    inside = (ids >= 0) & (ids < 20)
+    graph = keras_to_graph(model)
+    valid = np.clip(ids, 0, 19)
+    np.testing.assert_array_equal(float_forward(graph, valid.astype(np.float64))[0], model.predict(valid, verbose=0))
+    hls = convert_from_keras_model(model, hls_config={'Model': {'Precision': 'fixed<16,6,RND,SAT>'},
+                                                      'LayerName': {'ids': {'Precision': 'fixed<8,8>'}}},
+                                   output_dir=str(tmp_path), backend='Vitis')
+    node = hls.graph['emb']
+    rows = node.types['weight'].to_float(node.qweights['embeddings'])
+    want = np.where(inside[..., None], rows[valid.astype(int)], 0.0)
+    np.testing.assert_array_equal(hls.predict(ids), want)
+    rows[3, 1] += 1.0  # negative control: one moved table entry
+    assert not np.array_equal(hls.predict(ids), np.where(inside[..., None], rows[valid.astype(int)], 0.0))
+    with pytest.raises(GraphError, match=r"layer 'masked' \(Embedding\): mask_zero=True is not supported"):
+        keras_to_graph(keras.Model(x, keras.layers.Embedding(20, 4, mask_zero=True, name='masked')(x)))

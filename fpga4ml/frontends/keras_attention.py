@@ -1,8 +1,10 @@
-"""Keras 3 transformer layers: EinsumDense, LayerNormalization, MultiHeadAttention (registered by keras.py).
+"""Keras 3 transformer layers: EinsumDense, LayerNormalization, MultiHeadAttention, Embedding (registered by keras.py).
 
 * ``EinsumDense`` -> ``EinsumDense`` (the equation per sample: the batch letter or the ellipsis is
   dropped; the bias broadcast to the output shape), plus an activation node unless linear.
 * ``LayerNormalization`` -> ``LayerNorm`` over trailing axes (``rms_scaling`` is refused).
+* ``Embedding`` -> ``Embedding`` (configure the input as an integer type, e.g. 'ufixed<8,8>';
+  indices outside [0, input_dim) read zeros, fractional inputs are floored; mask_zero is refused).
 * ``MultiHeadAttention(query, value[, key])`` -> five kinds of nodes, each configurable by name:
   ``<name>_query``, ``<name>_key``, ``<name>_value`` (EinsumDense projections; the query's kernel
   and bias carry Keras' 1/sqrt(key_dim) scale), ``<name>_scores`` (Einsum of key and query),
@@ -152,7 +154,18 @@ def _multi_head_attention(call: _Call, graph: Graph) -> str:
     return call.name
 
 
+def _embedding(call: _Call, graph: Graph) -> str:
+    """Embedding -> Embedding (indices outside [0, input_dim) read zeros; mask_zero is refused)."""
+    layer = call.layer
+    _check_float_layer(call)
+    if getattr(layer, 'mask_zero', False):
+        raise GraphError(f'{call.where()}: mask_zero=True is not supported (fpga4ml layers do not propagate masks)')
+    graph.add(call.node('Embedding', weights={'embeddings': _to_numpy(layer.embeddings)}))
+    return call.name
+
+
 HANDLERS: dict[str, Callable[[_Call, Graph], str]] = {
+    'Embedding': _embedding,
     'EinsumDense': _einsum_dense,
     'LayerNormalization': _layer_norm,
     'MultiHeadAttention': _multi_head_attention,

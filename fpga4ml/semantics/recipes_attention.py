@@ -233,3 +233,45 @@ def table_softmax(node, p, x):
     s = p.cast(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), inv_index)
     r = p.lookup(s, 'inv', lambda v: 1.0 / (v + eps))
     return p.cast(p.mul(e, r), 'result', 'exact')
+
+
+# ---------------------------------------------------------------------------------------- Embedding
+def embedding_index_type(node) -> FixedType:
+    """The index type of an Embedding of V rows: fixed<b+1, b+1, TRN, SAT> with 2^b > V (every index
+    outside [0, V) reads a zero row; a fractional input is floored)."""
+    rows = int(np.shape(node.weights['embeddings'])[0])
+    bits = rows.bit_length()
+    return FixedType(bits + 1, bits + 1, True, 'TRN', 'SAT')
+
+
+def _embedding_tables(node) -> None:
+    """One table per embedding column over every value of the index type (zeros outside [0, V))."""
+    from .tables import Table
+    index = embedding_index_type(node)
+    values = np.asarray(node.qweights['embeddings'], dtype=np.int64)
+    rows = np.arange(index.min_mantissa, index.max_mantissa + 1)
+    valid = (rows >= 0) & (rows < len(values))
+    table = np.zeros((rows.size, values.shape[1]), dtype=np.int64)
+    table[valid] = values[rows[valid]]
+    node.attrs['tables'] = {f'column{j}': Table(index, table[:, j].copy(), node.types['weight'])
+                            for j in range(values.shape[1])}
+
+
+@recipe('Embedding', weights={'embeddings': 'weight'}, precision=('weight', 'result'))
+def embedding(node, p, x):
+    """y[..., j] = embeddings[index(x), j]: x floored and saturated into the index type, rows outside
+    [0, V) read zeros; one table per column; the result type (auto) holds the weights exactly."""
+    table = np.asarray(node.weights['embeddings'], dtype=np.float64)
+    rows = len(table)
+    p.tables(lambda nd, in_types: _embedding_tables(nd))
+
+    def real(j):
+        def column(v):
+            idx = np.floor(np.asarray(v, dtype=np.float64))
+            ok = (idx >= 0) & (idx < rows)
+            return np.where(ok, table[np.clip(idx, 0, rows - 1).astype(np.int64), j], 0.0)
+        return column
+
+    shape = p.shape(x)
+    cols = [p.reshape(p.lookup(x, f'column{j}', real(j)), tuple(shape) + (1,)) for j in range(table.shape[1])]
+    return p.cast(p.concat(cols, -1), 'result', 'exact')

@@ -1,4 +1,4 @@
-"""HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm (io_parallel).
+"""HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm, TableSoftmax, Embedding.
 
 Each function computes its recipe's steps in the same order with the same casts, so the C
 simulation is bit-identical to the emulator. Index plans (which input element meets which weight)
@@ -167,9 +167,31 @@ def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> 
     return _function(ctx, node, ins, out, head, body)
 
 
+def emit_embedding(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """y[p * E + j] = (result_t) table[address((index_t) x[p]) * E + j]: one row of the embedding per index."""
+    x, = ins
+    tabs = node.attrs['tables']
+    cols = len(tabs)
+    first = tabs['column0']
+    it = ctx.typedef(node, 'index', first.index, f'{label(node)}: the row index ({first.index.rounding}, '
+                     f'{first.index.overflow}); rows outside the embedding read zeros')
+    wt = ctx.typedef(node, 'weight', node.types['weight'])
+    rows = np.stack([tabs[f'column{j}'].values for j in range(cols)], axis=1)
+    arr = ctx.mantissa_array(node, 'table', rows, node.types['weight'],
+                             f'{label(node)} embedding rows by index address ({len(rows)} x {cols})')
+    head = header(node, f'Embedding of {len(rows)} addresses x {cols} values', [
+        'idx = (index_t) x[p]; y[p][j] = (result_t) table[mantissa(idx) - min][j]'])
+    body = [f'for (int p = 0; p < {x.size}; p++) {{', '    #pragma HLS UNROLL', f'    {it} idx = ({it}) x[p];',
+            f"    unsigned a = {address('idx', first.index)};", f'    for (int j = 0; j < {cols}; j++) {{',
+            '        #pragma HLS UNROLL', f'        y[p * {cols} + j] = ({out.ctype}) {from_bits(wt, f"{arr}[a * {cols} + j]")};',
+            '    }', '}']
+    return _function(ctx, node, ins, out, head, body)
+
+
 ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'EinsumDense': emit_einsum_dense,
     'Einsum': emit_einsum,
     'LayerNorm': emit_layer_norm,
     'TableSoftmax': emit_table_softmax,
+    'Embedding': emit_embedding,
 }
