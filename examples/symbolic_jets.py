@@ -30,6 +30,7 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
@@ -92,14 +93,15 @@ def cached_openml_jets(data_home: str | None):
         return None
     names = list(data['feature_names'])
     x = np.asarray(data['data'], dtype=np.float32)[:, [names.index(f) for f in FEATURES]]
-    y = np.array([CLASSES.index(str(label)) for label in data['target']])
+    index = {name.lower(): k for k, name in enumerate(CLASSES)}  # OpenML writes the labels in lower case
+    y = np.array([index[str(label).lower()] for label in data['target']])
     return x, y
 
 
 # --------------------------------------------------------------------------- expression search
 
 
-def candidate_terms(n_features: int) -> list[tuple[str, callable]]:
+def candidate_terms(n_features: int) -> list[tuple[str, Callable]]:
     """The search basis: (expression text, numpy evaluation) of x_i, x_i**2, x_i*x_j, sin_lut(x_i), cos_lut(x_i)."""
     terms = []
     for i in range(n_features):
