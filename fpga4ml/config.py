@@ -23,7 +23,7 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture', 'TableSemantics', 'Interface')
+              'Architecture', 'TableSemantics', 'Interface', 'Implementation')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
               'ParallelizationFactor', 'TableSemantics')
 #: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
@@ -280,6 +280,8 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
         'TableSemantics': _check_table_semantics(model_cfg.get('TableSemantics', 'exact'), "config['Model']"),
     }
+    if 'Implementation' in model_cfg:  # every softmax's, unless its type or name entry says otherwise
+        model['Implementation'] = _check_implementation(model_cfg['Implementation'], "config['Model']")
 
     type_cfg = dict(config.get('LayerType') or {})
     name_cfg = dict(config.get('LayerName') or {})
@@ -341,6 +343,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'Multipliers': model['Multipliers'],
         'TableSemantics': model['TableSemantics'],
     }
+    if node.op == 'Softmax' and 'Implementation' in model:
+        resolved['Implementation'] = model['Implementation']
     precision_levels = []
     stable = False  # a softmax's Strategy 'Stable'
     for where, settings in reversed(layers):  # least specific first, so specific ones overwrite

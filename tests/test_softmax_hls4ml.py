@@ -206,6 +206,9 @@ def test_config_keys_are_honoured(tmp_path):
     assert node.types['inv_inp'] == parse_precision('fixed<14,6,RND,SAT>')
     assert node.types['accum'] == parse_precision('fixed<16,6>')  # hls4ml: the model default
     assert node.attrs['tables']['exp'].index == FixedType(10, 6, False, 'TRN', 'WRAP')  # top 10 bits of x
+    both = {'Model': {'Implementation': 'argmax'}, 'LayerName': {'sm2': {'Implementation': 'legacy'}}}
+    model = convert_graph(_graph((5,), ('sm', 'sm2')), both, output_dir=str(tmp_path / 'm'))
+    assert [model.graph[n].config['Implementation'] for n in ('sm', 'sm2')] == ['argmax', 'legacy']
     stable = convert_graph(_graph((5,), ('sm',)), {'LayerName': {'sm': {'Strategy': 'Stable'}}},
                            output_dir=str(tmp_path / 'b')).graph['sm']
     assert stable.config['Implementation'] == 'stable' and stable.config['Strategy'] == 'Latency'
