@@ -30,7 +30,9 @@ Conventions (one IR node per fx node that computes a tensor from the model input
   (bn_fuse folds it into a Dense/Conv before it); activations -> Activation/Softmax; pooling -> Pool;
   add/sub/mul/maximum/minimum of two tensors -> Merge, with a constant (a number or one value per
   channel) -> Scale; cat -> Merge concat; Flatten/view/reshape/squeeze/unsqueeze -> Reshape; zero
-  padding -> Pad; nearest upsampling -> Resize; Dropout, Identity and contiguous() -> no node.
+  padding -> Pad; nearest upsampling -> Resize; Dropout, Identity and contiguous() -> no node;
+  nn.RNN/LSTM/GRU -> SimpleRNN/LSTM/GRU nodes, their tuples, ``getitem``, indexing of the first
+  per-sample axis and transposes that move the batch axis (torch_rnn.py, ``lower_recurrent``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
     function_table, functional_module, handler_for, qualified_name, spatial, supported_functions,
 )
+from .torch_rnn import lower_recurrent
 
 CHANNELS_LAST_MODES = ('full', 'internal', 'off')
 #: batch sizes of the two shape-probing runs: the batch axis must stay first and be the only change
@@ -179,6 +182,9 @@ class Converter:
         self.tainted: set[str] = set()      # fx names that depend on a model input
         self.relayouts: dict[tuple[str, bool], str] = {}
         self.reserved = {n.name for n in gm.graph.nodes}
+        self.tuples: dict[str, Any] = {}     # fx name -> an RNN module's outputs, nested tuples of (Value, batch second)
+        self.batch_second: set[str] = set()  # fx names of tensors torch holds with the batch on axis 1
+        self.zeros: set[str] = set()         # fx names of torch.zeros initial states (batch-dependent shape)
 
     # ---- helpers for handlers
     def fresh(self, base: str) -> str:
@@ -277,6 +283,7 @@ class Converter:
             self.convert(n)
         output = next(n for n in self.gm.graph.nodes if n.op == 'output')
         self.graph.outputs = self.outputs(output)
+        discard_unread(self.graph)
         self.graph.validate()
         fold_flatten_transposes(self.graph)
         return self.graph
@@ -300,6 +307,13 @@ class Converter:
             self.consts[n.name] = first
             return
         self.tainted.add(n.name)
+        if lower_recurrent(self, n, first, second, PROBE_BATCHES, where):  # RNNs, their tuples, indexing
+            return
+        held = [a.name for a in n.all_input_nodes if a.name in self.batch_second | self.zeros or a.name in self.tuples]
+        if held:
+            raise GraphError(f'{where}: reads {held}, an RNN module\'s tuple or a tensor with the batch on axis 1; '
+                             'such values are read only by getitem/indexing of the first axis, transpose(0, 1) or '
+                             'permute(1, 0, ...) moving the batch back first, or an RNN module')
         if not isinstance(first, torch.Tensor):
             if _is_plain(first):  # sizes and numbers derived from shapes (x.size(1), x.shape)
                 self.consts[n.name] = first if _same(first, second) else _BATCH_DEPENDENT
@@ -352,12 +366,29 @@ class Converter:
             return Call(n, fn.cls, functional_module(fn, values, where), args, x, (), where, handler_for(fn.cls))
         return Call(n, fn.cls, None, args, x, (), where, fn.handler)
 
+    def _leaves(self, n: Any) -> list[Any]:
+        """An output fx node, or for an RNN module's tuple the IR values of its leaves (as stand-in nodes)."""
+        if n.name not in self.tuples:
+            return [n]
+        leaves: list[Any] = []
+
+        def walk(item: Any) -> None:
+            if isinstance(item[0], Value):
+                leaves.append(_Named(item[0].name))
+                self.values.setdefault(item[0].name, item[0])
+            else:
+                for part in item:
+                    walk(part)
+        walk(self.tuples[n.name])
+        return leaves
+
     def outputs(self, output: Any) -> list[str]:
         """IR names of the model outputs (channels-last ones transposed back if transpose_outputs)."""
         from torch.fx.node import map_arg
 
         found: list[Any] = []
         map_arg(output.args[0], found.append)
+        found = [leaf for n in found for leaf in self._leaves(n)]
         names = []
         for n in found:
             value = self.values.get(n.name)
@@ -375,6 +406,25 @@ class Converter:
 
 
 _BATCH_DEPENDENT = object()
+
+
+class _Named:
+    """A stand-in for an fx node that has only a name (the leaves of an RNN module's output tuple)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def discard_unread(graph: Graph) -> Graph:
+    """Remove the nodes nothing reads that are no graph output (the unused outputs of an RNN module)."""
+    changed = True
+    while changed:
+        changed = False
+        for node in list(reversed(graph.nodes)):
+            if node.op != 'Input' and node.name not in graph.outputs and not graph.users(node.name):
+                graph.discard(node.name)
+                changed = True
+    return graph
 
 
 def _is_plain(value: Any) -> bool:
