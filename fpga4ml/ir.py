@@ -71,6 +71,9 @@ OPS: dict[str, str] = {
     'types: exp_table, inv_table, result',
     'Embedding': 'y[..., j] = embeddings[index(x), j] (recipes_attention.py): x floored and saturated into '
     'fixed<b+1, b+1> (2^b > V), indices outside [0, V) read zeros; weights: embeddings (V, E); types: weight, result',
+    'MaskedSoftmax': 'softmax over the last axis of the keys a constant mask keeps, 0 at masked keys (Keras '
+    'use_causal_mask; recipes_attention.py); attrs: mask (0/1, broadcast to the shape); types: result, exp_table, '
+    'inv_table',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

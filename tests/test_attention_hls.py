@@ -105,3 +105,22 @@ def test_csim_equals_emulator_for_embedding(tmp_path):
     g['emb'].weights['embeddings'][0, 0] += 1.0  # negative control: another table
     other = convert_graph(g, cfg, output_dir=str(tmp_path / 'other'))
     assert not np.array_equal(other.emulator.predict(xs)[0], model._csim.predict(xs)[0])
+
+
+def test_csim_equals_emulator_for_masked_softmax(tmp_path):
+    g = Graph()
+    g.add(Node('s', 'Input', [], (2, 5, 5)))
+    mask = np.tril(np.ones((5, 5), dtype=np.int64))
+    g.add(make_node('sm', 'MaskedSoftmax', ['s'], (2, 5, 5), attrs={'mask': mask.tolist()}))
+    g.inputs, g.outputs = ['s'], ['sm']
+    cfg = {'Model': {'Precision': 'fixed<12,4,RND,SAT>'}}
+    model = convert_graph(g, cfg, output_dir=str(tmp_path / 'msm'), project_name='msm')
+    model.compile(sim='csim')
+    t = model.graph['s'].result_type
+    xs = [make_inputs(RNG, 2000, (2, 5, 5), t)]
+    assert_bit_identical(model, xs)
+    got = model._csim.predict(xs)[0]
+    assert np.all(got[:, :, ~mask.astype(bool)] == 0)
+    g['sm'].attrs['mask'] = np.ones((5, 5), dtype=np.int64).tolist()  # negative control: no mask
+    other = convert_graph(g, cfg, output_dir=str(tmp_path / 'other'))
+    assert not np.array_equal(other.emulator.predict(xs)[0], got)

@@ -109,9 +109,10 @@ def test_einsum_dense_ellipsis_and_inner_bias_and_layernorm_over_two_axes():
 
 def test_refusals_name_the_layer_and_the_option():
     x = keras.Input((4, 3))
-    a = keras.layers.MultiHeadAttention(num_heads=1, key_dim=2, name='causal')(x, x, use_causal_mask=True)
-    with pytest.raises(GraphError, match=r"layer 'causal' \(MultiHeadAttention\): use_causal_mask is not supported"):
-        keras_to_graph(keras.Model(x, a))
+    m = keras.Input((4, 4))
+    a = keras.layers.MultiHeadAttention(num_heads=1, key_dim=2, name='masked')(x, x, attention_mask=m)
+    with pytest.raises(GraphError, match=r"layer 'masked' \(MultiHeadAttention\): attention_mask is not supported"):
+        keras_to_graph(keras.Model([x, m], a))
     y = keras.layers.LayerNormalization(rms_scaling=True, name='rms')(x)
     with pytest.raises(GraphError, match=r"layer 'rms' \(LayerNormalization\): rms_scaling=True is not supported"):
         keras_to_graph(keras.Model(x, y))
@@ -140,3 +141,26 @@ def test_embedding_reads_rows_and_zeros_outside_the_table(tmp_path):
     assert not np.array_equal(hls.predict(ids), np.where(inside[..., None], rows[valid.astype(int)], 0.0))
     with pytest.raises(GraphError, match=r"layer 'masked' \(Embedding\): mask_zero=True is not supported"):
         keras_to_graph(keras.Model(x, keras.layers.Embedding(20, 4, mask_zero=True, name='masked')(x)))
+
+
+def test_causal_attention_masks_later_keys(tmp_path):
+    """use_causal_mask=True: a MaskedSoftmax with the lower-triangular mask, equal to Keras in float."""
+    keras.utils.set_random_seed(4)
+    x = keras.Input((T, F), name='x')
+    h = keras.layers.Dense(E, name='embed')(x)
+    a = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name='mha')(h, h, use_causal_mask=True)
+    model = keras.Model(x, a)
+    xs = data(model, 200)
+    graph = keras_to_graph(model)
+    assert graph['mha_softmax'].op == 'MaskedSoftmax'
+    np.testing.assert_allclose(float_forward(graph, xs.astype(np.float64))[0], model.predict(xs, verbose=0), atol=2e-6)
+    hls = convert_from_keras_model(model, hls_config={'Model': {'Precision': 'fixed<18,8,RND,SAT>'}},
+                                   output_dir=str(tmp_path), backend='Vitis')
+    weights = hls.trace(xs[:50])[1]['mha_softmax']
+    assert np.all(weights[:, :, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)  # later keys get 0
+    assert np.max(np.abs(hls.predict(xs) - model.predict(xs, verbose=0))) < 0.05
+    nl = lower_graph(hls.graph, hls.intervals)
+    np.testing.assert_array_equal(nl.evaluate([hls.graph['x'].result_type.quantize(xs[:30])])[0],
+                                  hls.predict_mantissas(xs[:30])['mha'])
+    unmasked = keras_to_graph(keras.Model(x, keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)))
+    assert unmasked.nodes[-3].op == 'Softmax'  # negative control: without the mask, the plain softmax

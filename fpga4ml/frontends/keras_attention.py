@@ -9,8 +9,9 @@
   ``<name>_query``, ``<name>_key``, ``<name>_value`` (EinsumDense projections; the query's kernel
   and bias carry Keras' 1/sqrt(key_dim) scale), ``<name>_scores`` (Einsum of key and query),
   ``<name>_softmax`` (Softmax over the key axis), ``<name>_combine`` (Einsum of the weights and the
-  values) and ``<name>`` (the output EinsumDense). Masks (attention_mask, use_causal_mask),
-  return_attention_scores and attention_axes other than the default are refused by name.
+  values) and ``<name>`` (the output EinsumDense). ``use_causal_mask=True`` makes the softmax a
+  ``MaskedSoftmax`` with the lower-triangular mask; other masks, return_attention_scores and
+  attention_axes other than the default are refused by name.
 """
 
 from __future__ import annotations
@@ -98,19 +99,22 @@ def _layer_norm(call: _Call, graph: Graph) -> str:
     return call.name
 
 
-def _check_attention_call(call: _Call) -> None:
-    """Refuse masks, returned scores and non-default attention axes, naming them."""
+def _check_attention_call(call: _Call, causal_ok: bool = False) -> bool:
+    """Refuse masks (but a causal one where `causal_ok`), returned scores and non-default attention axes,
+    naming them; returns whether the call asks for the causal mask."""
     layer = call.layer
+    causal = False
     for knode in layer._inbound_nodes:
         kwargs = getattr(getattr(knode, 'arguments', None), 'kwargs', {}) or {}
         used = sorted(k for k in ('attention_mask', 'query_mask', 'value_mask', 'key_mask') if kwargs.get(k) is not None)
-        if kwargs.get('use_causal_mask'):
+        causal = causal or bool(kwargs.get('use_causal_mask'))
+        if kwargs.get('use_causal_mask') and not causal_ok:
             used.append('use_causal_mask')
         if kwargs.get('return_attention_scores'):
             used.append('return_attention_scores')
         if used:
             raise GraphError(f'{call.where()}: {", ".join(used)} is not supported yet; call the layer with '
-                             'query, value and optionally key only')
+                             'query, value and optionally key only' + (' (and use_causal_mask)' if causal_ok else ''))
     if any(len(shape) != 2 for shape in call.in_shapes):
         raise GraphError(f'{call.where()}: inputs of per-sample shapes {call.in_shapes} are not supported; only '
                          '(sequence, features) inputs')
@@ -120,11 +124,12 @@ def _check_attention_call(call: _Call) -> None:
                          f'default (attention over the axes {tuple(range(1, rank))} of the sequence)')
     if len(call.inputs) not in (2, 3):
         raise GraphError(f'{call.where()}: expected the inputs query, value[, key], got {len(call.inputs)} tensors')
+    return causal
 
 
 def _multi_head_attention(call: _Call, graph: Graph) -> str:
     """MultiHeadAttention -> projections, scores, softmax, weighted values, output projection (module doc)."""
-    _check_attention_call(call)
+    causal = _check_attention_call(call, causal_ok=True)
     layer, name, source = call.layer, call.layer.name, type(call.layer).__name__
     query, value = call.inputs[:2]
     key = call.inputs[2] if len(call.inputs) == 3 else value
@@ -144,8 +149,13 @@ def _multi_head_attention(call: _Call, graph: Graph) -> str:
     dot = per_sample_equation(layer._dot_product_equation, [len(k_out), len(q_out)], call.where())
     graph.add(make_node(parts['scores'], 'Einsum', [parts['key'], parts['query']], scores_shape, source=source,
                         attrs={'equation': dot}))
-    graph.add(make_node(parts['softmax'], 'Softmax', [parts['scores']], scores_shape, source=source,
-                        attrs={'axis': -1}))
+    if causal:  # Keras: key j takes part for query i when j <= i
+        mask = np.tril(np.ones(scores_shape[1:], dtype=np.int64)).tolist()
+        graph.add(make_node(parts['softmax'], 'MaskedSoftmax', [parts['scores']], scores_shape, source=source,
+                            attrs={'mask': mask}))
+    else:
+        graph.add(make_node(parts['softmax'], 'Softmax', [parts['scores']], scores_shape, source=source,
+                            attrs={'axis': -1}))
     combine = per_sample_equation(layer._combine_equation, [len(scores_shape), len(v_out)], call.where())
     graph.add(make_node(parts['combine'], 'Einsum', [parts['softmax'], parts['value']], q_shape[:-1] + (heads, value_dim),
                         source=source, attrs={'equation': combine}))

@@ -275,3 +275,41 @@ def embedding(node, p, x):
     shape = p.shape(x)
     cols = [p.reshape(p.lookup(x, f'column{j}', real(j)), tuple(shape) + (1,)) for j in range(table.shape[1])]
     return p.cast(p.concat(cols, -1), 'result', 'exact')
+
+
+# ---------------------------------------------------------------------------------------- MaskedSoftmax
+def softmax_mask(node) -> np.ndarray:
+    """The node's constant mask broadcast to its shape (True: the key takes part); every row keeps one."""
+    try:
+        mask = np.broadcast_to(np.asarray(attr(node, 'mask'), dtype=bool), node.shape)
+    except ValueError:
+        raise GraphError(f"layer {node.name!r}: the mask of shape {np.shape(attr(node, 'mask'))} does not broadcast "
+                         f'to the shape {node.shape}') from None
+    if not np.all(mask.any(axis=-1)):
+        raise GraphError(f'layer {node.name!r}: a row of the mask masks every key; each row needs one key')
+    return mask
+
+
+@recipe('MaskedSoftmax', attrs={'mask': REQUIRED}, precision=('result', 'exp_table', 'inv_table'))
+def masked_softmax(node, p, x):
+    """Softmax over the last axis of the keys a constant mask keeps; masked keys give 0 (Keras' masked softmax).
+
+    The maximum is over the kept keys; d = x - max there and 0 at masked keys, e = exp table[d] (fpga4ml's
+    exact softmax tables, tables.build_softmax_tables), masked e replaced by 0, s = sum(e) exact,
+    y = e * inv table[s], cast into 'result' (auto: the model default).
+    """
+    from .primitives import LOWEST
+    from .tables import build_softmax_tables
+    mask = softmax_mask(node)
+    p.tables(lambda nd, in_types: build_softmax_tables(nd))
+    flat = np.arange(node.size, dtype=np.int64).reshape(node.shape)
+    zero = p.const(Const(np.zeros(1, dtype=np.int64), 0))
+    kept = np.where(mask, flat, node.size)  # masked cells read the 0 appended after the values
+
+    def masked(v):
+        return p.gather(p.concat([p.reshape(v, (node.size,)), zero], 0), kept)
+
+    top = p.reduce(p.gather(x, np.where(mask, flat, -1), LOWEST), 'max', axis=-1, keepdims=True)
+    e = masked(p.lookup(p.assume(masked(p.sub(x, top)), hi=0), 'exp', np.exp))
+    inv = p.lookup(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), 'inv', np.reciprocal)
+    return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)

@@ -1,4 +1,5 @@
-"""HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm, TableSoftmax, Embedding.
+"""HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm, TableSoftmax,
+MaskedSoftmax, Embedding.
 
 Each function computes its recipe's steps in the same order with the same casts, so the C
 simulation is bit-identical to the emulator. Index plans (which input element meets which weight)
@@ -15,7 +16,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...ir import Node
-from ...semantics.recipes_attention import einsum_terms, norm_axes
+from ...semantics.recipes_attention import einsum_terms, norm_axes, softmax_mask
 from .emit import (Context, Port, address, constant, from_bits, header, index_int_type, int_literal, label, signature,
                    table_arrays)
 
@@ -188,10 +189,46 @@ def emit_embedding(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     return _function(ctx, node, ins, out, head, body)
 
 
+def emit_masked_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """MaskedSoftmax per row: the maximum over kept keys; e = exp_table[x - max] kept, 0 masked; s = sum(e);
+    y = (result_t)(e * inv_table[(inv_index_t) s])."""
+    x, = ins
+    n = node.shape[-1]
+    rows = x.size // n
+    mask = softmax_mask(node).reshape(rows, n)
+    exp_tab, inv_tab = node.attrs['tables']['exp'], node.attrs['tables']['inv']
+    eit, ett, exp_arr = table_arrays(ctx, node, 'exp', exp_tab, 'exp(-address * 2^-F)')
+    iit, itt, inv_arr = table_arrays(ctx, node, 'inv', inv_tab, '1 / (address * lsb)')
+    st = ctx.typedef(node, 'sum', ctx.intermediate(node, 'sum'), f'{label(node)}: exact sum of the kept exp values')
+    keep = ctx.array(node, 'mask', 'bool', mask.astype(int), f'{label(node)}: 1 where the key takes part ({rows} x {n})')
+    bits, last = exp_tab.index.width - 1, len(exp_tab) - 1
+    body = [f'for (int r = 0; r < {rows}; r++) {{',
+            f'    {x.ctype} m = 0;', '    bool seen = false;',
+            f'    for (int i = 0; i < {n}; i++) {{', '        #pragma HLS UNROLL',
+            f'        if ({keep}[r * {n} + i] && (!seen || x[r * {n} + i] > m)) {{ m = x[r * {n} + i]; seen = true; }}',
+            '    }', f'    {ett} e[{n}];', '    #pragma HLS ARRAY_PARTITION variable=e complete', f'    {st} s = 0;',
+            f'    for (int i = 0; i < {n}; i++) {{', '        #pragma HLS UNROLL', f'        e[i] = 0;',
+            f'        if ({keep}[r * {n} + i]) {{',
+            f'            {eit} d = ({eit})(x[r * {n} + i] - m);',
+            f"            unsigned a = {1 << bits}u - {address('d', exp_tab.index)};",
+            f'            if (a > {last}u) a = {last}u;', f'            e[i] = {from_bits(ett, f"{exp_arr}[a]")};',
+            '        }', '        s += e[i];', '    }',
+            f'    {iit} si = ({iit}) s;',
+            f"    {itt} inv = {from_bits(itt, inv_arr + '[' + address('si', inv_tab.index) + ']')};",
+            f'    for (int i = 0; i < {n}; i++) {{', '        #pragma HLS UNROLL',
+            f'        y[r * {n} + i] = ({out.ctype})(e[i] * inv);', '    }', '}']
+    head = header(node, f'softmax over the kept keys of {n}, {rows} rows (a constant mask)', [
+        'm = max over kept keys; e = exp_table[(index_t)(x - m)] kept, 0 masked; s = sum(e) exact;',
+        'y = (result_t)(e * inv_table[(inv_index_t) s])'])
+    body.insert(0, f'#pragma HLS ARRAY_PARTITION variable={keep} complete')
+    return _function(ctx, node, ins, out, head, body)
+
+
 ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'EinsumDense': emit_einsum_dense,
     'Einsum': emit_einsum,
     'LayerNorm': emit_layer_norm,
     'TableSoftmax': emit_table_softmax,
     'Embedding': emit_embedding,
+    'MaskedSoftmax': emit_masked_softmax,
 }
