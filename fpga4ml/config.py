@@ -25,7 +25,7 @@ from .ir import Graph, Node
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
               'Architecture', 'TableSemantics', 'Interface', 'Implementation')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
-              'ParallelizationFactor', 'TableSemantics')
+              'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor')
 #: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
 #: = 'ap_fixed<18,8>'`): each sets the precision variable it names, over a Precision entry of the same level
 SOFTMAX_TYPE_KEYS = {'exp_table_t': 'exp_table', 'inv_table_t': 'inv_table', 'inv_inp_t': 'inv_inp',
@@ -353,6 +353,13 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
                 _warn_unknown(key, LAYER_KEYS + SOFTMAX_KEYS, where)
         if 'ReuseFactor' in settings:
             resolved['ReuseFactor'] = _check_reuse(settings['ReuseFactor'], where)
+        if 'RecurrentReuseFactor' in settings:  # recurrent layers: folds the recurrent product
+            resolved['RecurrentReuseFactor'] = _check_reuse(settings['RecurrentReuseFactor'], where,
+                                                            'RecurrentReuseFactor')
+        if 'Static' in settings:  # recurrent layers: one cell reused over time (True) or a cell per step
+            if not isinstance(settings['Static'], bool):
+                raise ConfigError(f'{where}: Static must be True or False, got {settings["Static"]!r}')
+            resolved['Static'] = settings['Static']
         if 'ParallelizationFactor' in settings:  # io_parallel Conv: output pixels in parallel (HLS back end)
             resolved['ParallelizationFactor'] = _check_reuse(settings['ParallelizationFactor'], where,
                                                              'ParallelizationFactor')
@@ -439,6 +446,8 @@ def config_from_graph(graph: Graph, granularity: str = 'model', default_precisio
         entry['Trace'] = False
         if node.op == 'Softmax':  # hls4ml's softmax keys and defaults (the table size stays each mode's own)
             entry.update({'Implementation': 'stable', 'Skip': False})
+        if node.op in ('SimpleRNN', 'LSTM', 'GRU'):  # hls4ml's recurrent keys and defaults
+            entry.update({'RecurrentReuseFactor': default_reuse_factor, 'Static': True})
         return entry
 
     if granularity == 'type':

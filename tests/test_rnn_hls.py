@@ -4,8 +4,9 @@ One Keras model holds the configurations as separate outputs, so one g++ build c
 an LSTM with return_sequences, return_state and initial states (its three outputs), a backward GRU
 (reset_after=True), a GRU with reset_after=False and relu, a Bidirectional SimpleRNN averaged, and a
 one-step LSTM; 8 time steps otherwise. Narrow saturating types, inputs in range, on rounding ties and
-far outside. A negative control: an emulator with one recurrent weight changed must disagree with
-the same C simulation. io_parallel with fpga4ml's tables runs by default; io_stream with hls4ml's
+far outside. The LSTM with initial states and the SimpleRNNs are non-static (steps unrolled), the
+others static (hls4ml's default; tests/test_rnn_static.py covers that mode). A negative control: an
+emulator with one recurrent weight changed must disagree with the same C simulation. io_parallel with fpga4ml's tables runs by default; io_stream with hls4ml's
 tables is marked slow (a second g++ build).
 """
 
@@ -46,8 +47,9 @@ def zoo():
 
 def config(semantics: str) -> dict:
     return {'Model': {'Precision': 'fixed<12,4,RND,SAT>', 'TableSemantics': semantics},
+            'LayerType': {'SimpleRNN': {'Static': False}},
             'LayerName': {'lstm': {'Precision': {'accum': 'fixed<14,5,RND,SAT>', 'state': 'fixed<10,3,RND,SAT>',
-                                                 'table': 'fixed<10,2,RND>'}, 'TableSize': 256},
+                                                 'table': 'fixed<10,2,RND>'}, 'TableSize': 256, 'Static': False},
                           'gru_back': {'Precision': {'accum': 'fixed<16,6>', 'result': 'fixed<9,2,RND,SAT>'}}}}
 
 

@@ -1,7 +1,13 @@
 """HLS C++ of the recurrent layers (SimpleRNN, LSTM, GRU) and of the Select nodes that read them.
 
-Non-static form: the time loop is unrolled inside one pipelined function (a cell per step, as
-hls4ml's non-static mode). Each step is the recipe of semantics/recipes_rnn.py written in C++:
+Two forms with the same bits (the recipe is one), chosen by the layer's `Static` key (hls4ml's
+default True): static, one cell function (`INLINE off`, pipelined at II = max(ReuseFactor,
+RecurrentReuseFactor)) called by a rolled loop over time, the state in the layer function's local
+arrays (little area, II about T times the cell's); non-static, the time loop unrolled inside one
+pipelined function (a cell per step), the input products of all steps computed first. ReuseFactor
+folds the input product and RecurrentReuseFactor the recurrent one: each product sits in a region
+whose multipliers are limited to ceil(products / factor) (`ALLOCATION`), as the Dense emitter does;
+a folded or static layer makes the io_parallel top a DATAFLOW pipeline. Each step is the recipe of semantics/recipes_rnn.py written in C++:
 hls4ml's Dense products (bias, then every product cast into accum_t and added in input order),
 the gate sums cast into accum_t, table lookups (or exact relu/linear) cast into accum_t, and one
 cast of the exact new state. The input products of all time steps are computed first (they do not
@@ -16,9 +22,12 @@ array shared by two processes is not synthesizable as such: it would need to be 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...fixed import FixedType
+from ...folding import checked_reuse_factor, layer_strategy, valid_reuse_factors
 from ...ir import GraphError, Node
 from ...semantics.recipes_rnn import GATES, table_keys
 from ...semantics.spec import attr
@@ -34,6 +43,8 @@ class _Code:
         self.ctx, self.node, self.out = ctx, node, out
         self.n = int(attr(node, 'units'))
         self.cols = GATES[node.op] * self.n
+        self.static, self.rf, self.rrf = recurrent_settings(node)
+        self.arow = '' if self.static else f't * {self.cols} + '  # the step's row of the input products a
         t, q = node.types, node.qweights
         self.acc = ctx.typedef(node, 'accum', t['accum'])
         self.state = ctx.typedef(node, 'state', t['state']) if node.op == 'LSTM' else out.ctype
@@ -70,6 +81,19 @@ class _Code:
                 f'{self.weight(kernel, f"i * {self.cols} + j")}));',
                 f'{indent}    }}', f'{indent}    {dst}[{dst_offset}j - {first}] = sum;', f'{indent}}}']
 
+    def folded(self, lines: list[str], products: int, factor: int, indent: str) -> list[str]:
+        """`lines` (computing `products` products) in a region sharing ceil(products/factor) multipliers."""
+        if factor == 1:
+            return lines
+        return ([f'{indent}{{  // {products} products over {factor} cycles',
+                 f'{indent}    #pragma HLS ALLOCATION operation instances=mul limit={math.ceil(products / factor)}']
+                + [f'    {s}' for s in lines] + [f'{indent}}}'])
+
+    def recurrent(self, dst: str, src: str, first: int, last: int, indent: str) -> list[str]:
+        """dst = Dense(src, recurrent_kernel, recurrent_bias) over columns first..last-1, RecurrentReuseFactor."""
+        return self.folded(self.dense(dst, src, '', self.n, 'recurrent_kernel', 'recurrent_bias', first, last, indent),
+                           self.n * (last - first), self.rrf, indent)
+
     def activate(self, key: str, fn_attr: str, value: str, into: str, var: str) -> list[str]:
         """Statements declaring `into var` = the activation `fn_attr` of `value` (table `key` or exact)."""
         fn = attr(self.node, fn_attr)
@@ -93,9 +117,8 @@ def _declare(ctype: str, name: str, size: int, indent: str) -> list[str]:
 
 def _lstm_step(c: _Code, ind: str) -> list[str]:
     n, acc = c.n, c.acc
-    lines = _declare(acc, 'rec', 4 * n, ind) + c.dense('rec', 'h', '', n, 'recurrent_kernel', 'recurrent_bias', 0,
-                                                      4 * n, ind)
-    body = [f'{acc} s_{g} = ({acc})(a[t * {4 * n} + {k} * {n} + j] + rec[{k} * {n} + j]);'
+    lines = _declare(acc, 'rec', 4 * n, ind) + c.recurrent('rec', 'h', 0, 4 * n, ind)
+    body = [f'{acc} s_{g} = ({acc})(a[{c.arow}{k} * {n} + j] + rec[{k} * {n} + j]);'
             for k, g in enumerate('ifgo')]
     for g in 'ifo':
         body += c.activate('ract', 'recurrent_activation', f's_{g}', acc, f'gate_{g}')
@@ -110,10 +133,9 @@ def _gru_step(c: _Code, ind: str) -> list[str]:
     n, acc, res = c.n, c.acc, c.out.ctype
     reset_after = bool(attr(c.node, 'reset_after'))
     width = 3 * n if reset_after else 2 * n
-    lines = _declare(acc, 'rec', width, ind) + c.dense('rec', 'h', '', n, 'recurrent_kernel', 'recurrent_bias', 0,
-                                                      width, ind)
+    lines = _declare(acc, 'rec', width, ind) + c.recurrent('rec', 'h', 0, width, ind)
     lines += _declare(acc, 'zr', 2 * n, ind)
-    lines += _loop('k', 2 * n, [f'{acc} s = ({acc})(a[t * {3 * n} + k] + rec[k]);']
+    lines += _loop('k', 2 * n, [f'{acc} s = ({acc})(a[{c.arow}k] + rec[k]);']
                    + c.activate('ract', 'recurrent_activation', 's', acc, 'g') + ['zr[k] = g;'], ind)
     z, r = ('zr[j]', f'zr[{n} + j]') if attr(c.node, 'gate_order') == 'zrh' else (f'zr[{n} + j]', 'zr[j]')
     lines += _declare(acc, 'q', n, ind)
@@ -121,8 +143,9 @@ def _gru_step(c: _Code, ind: str) -> list[str]:
         lines += _loop('j', n, [f'q[j] = ({acc})({r} * rec[{2 * n} + j]);'], ind)
     else:
         lines += _declare(res, 'rh', n, ind) + _loop('j', n, [f'rh[j] = ({res})({r} * h[j]);'], ind)
-        lines += c.dense('q', 'rh', '', n, 'recurrent_kernel', 'recurrent_bias', 2 * n, 3 * n, ind)
-    body = [f'{acc} u = ({acc})(a[t * {3 * n} + {2 * n} + j] + q[j]);']
+        lines += c.folded(c.dense('q', 'rh', '', n, 'recurrent_kernel', 'recurrent_bias', 2 * n, 3 * n, ind), n * n,
+                          c.rrf, ind)
+    body = [f'{acc} u = ({acc})(a[{c.arow}{2 * n} + j] + q[j]);']
     body += c.activate('act', 'activation', 'u', acc, 'hc')
     body.append(f'h[j] = ({res})(hc * (one - {z}) + h[j] * {z});')
     return lines + _loop('j', n, body, ind)
@@ -130,8 +153,8 @@ def _gru_step(c: _Code, ind: str) -> list[str]:
 
 def _simple_rnn_step(c: _Code, ind: str) -> list[str]:
     n, acc = c.n, c.acc
-    lines = _declare(acc, 'rec', n, ind) + c.dense('rec', 'h', '', n, 'recurrent_kernel', 'recurrent_bias', 0, n, ind)
-    body = [f'{acc} s = ({acc})(a[t * {n} + j] + rec[j]);']
+    lines = _declare(acc, 'rec', n, ind) + c.recurrent('rec', 'h', 0, n, ind)
+    body = [f'{acc} s = ({acc})(a[{c.arow}j] + rec[j]);']
     body += c.activate('act', 'activation', 's', c.out.ctype, 'hn') + ['h[j] = hn;']
     return lines + _loop('j', n, body, ind)
 
@@ -142,19 +165,50 @@ STATE_UPDATES = {'LSTM': "c' = (state_t)(g*i + c*f); h' = (result_t)(o * (accum_
 STEPS = {'LSTM': _lstm_step, 'GRU': _gru_step, 'SimpleRNN': _simple_rnn_step}
 
 
-def _prologue(code: _Code, ins: list[Port], names: list[str]) -> list[str]:
-    """The input products of every step, then h (and c) at their initial values."""
-    node, out, n, cols = code.node, code.out, code.n, code.cols
+def recurrent_settings(node: Node) -> tuple[bool, int, int]:
+    """(Static, ReuseFactor, RecurrentReuseFactor) of a recurrent layer, validated.
+
+    Static (hls4ml's default True): one cell function called once per time step. ReuseFactor folds
+    the input product (n_in x G*n), RecurrentReuseFactor the recurrent one (n x G*n), each by the
+    Dense rule of folding.py under the layer's Strategy; invalid values raise naming the layer, the
+    value and the valid values.
+    """
+    static = node.config.get('Static', True)
+    if not isinstance(static, (bool, np.bool_)):
+        raise GraphError(f'layer {node.name!r}: Static must be True or False, got {static!r}')
+    n_in, cols = np.shape(node.weights['kernel'])
+    n = int(attr(node, 'units'))
+    strategy = layer_strategy(node)
+    rf = checked_reuse_factor(node, f'{node.op} input product {n_in} x {cols}, Strategy {strategy}',
+                              valid_reuse_factors(n_in, cols, strategy))
+    rrf = checked_reuse_factor(node, f'{node.op} recurrent product {n} x {cols}, Strategy {strategy}',
+                               valid_reuse_factors(n, cols, strategy), key='RecurrentReuseFactor')
+    return bool(static), rf, rrf
+
+
+def _input_products(code: _Code, ins: list[Port], names: list[str]) -> list[str]:
+    """Non-static: the input products of every step first, a[t][:] = Dense(x[t], kernel, bias) in accum_t."""
     steps, n_in = ins[0].shape
-    lines = []
-    if node.op == 'GRU':
-        declaration, _ = constant(code.ctx, node, 'one', 1, 0)
-        lines.append(f'    {declaration}')
-    lines += ['    // the input products of every time step: a[t][:] = Dense(x[t], kernel, bias) in accum_t']
+    cols = code.cols
+    lines = ['    // the input products of every time step: a[t][:] = Dense(x[t], kernel, bias) in accum_t']
     lines += _declare(code.acc, 'a', steps * cols, '    ')
-    lines += _loop('t', steps, code.dense('a', names[0], f't * {n_in} + ', n_in, 'kernel', 'bias', 0, cols, '',
-                                          dst_offset=f't * {cols} + '), '    ')
-    lines += _declare(out.ctype, 'h', n, '    ')
+    return lines + code.folded(_loop('t', steps, code.dense('a', names[0], f't * {n_in} + ', n_in, 'kernel', 'bias', 0,
+                                                            cols, '', dst_offset=f't * {cols} + '), '    '),
+                               steps * n_in * cols, code.rf, '    ')
+
+
+def _one(code: _Code, indent: str) -> list[str]:
+    """GRU: the constant 1 of h' = hc*(1 - z) + h*z."""
+    if code.node.op != 'GRU':
+        return []
+    declaration, _ = constant(code.ctx, code.node, 'one', 1, 0)
+    return [f'{indent}{declaration}']
+
+
+def _initial_state(code: _Code, ins: list[Port], names: list[str]) -> list[str]:
+    """h (and c) declared and set to their initial values (the extra inputs, or zero)."""
+    node, out, n = code.node, code.out, code.n
+    lines = _declare(out.ctype, 'h', n, '    ')
     init = [f'h[j] = ({out.ctype}) {names[1]}[j];' if len(ins) > 1 else f'h[j] = ({out.ctype}) 0;']
     if node.op == 'LSTM':
         lines += _declare(code.state, 'cs', n, '    ')
@@ -162,18 +216,50 @@ def _prologue(code: _Code, ins: list[Port], names: list[str]) -> list[str]:
     return lines + _loop('j', n, init, '    ')
 
 
+def _step_order(code: _Code, steps: int) -> list[str]:
+    """The time step t of run number `run` (go_backwards: from the last step to the first)."""
+    return [f'const int t = {steps - 1} - run;' if attr(code.node, 'go_backwards') else 'const int t = run;']
+
+
+def _outputs(code: _Code) -> tuple[list[str], list[str]]:
+    """(the statement writing a step's row of a sequence output, the statements after the time loop)."""
+    n = code.n
+    if attr(code.node, 'return_sequences'):
+        row = 'run' if attr(code.node, 'output_order') == 'steps' else 't'
+        return _loop('j', n, [f'y[{row} * {n} + j] = h[j];'], ''), []
+    return [], _loop('j', n, ['y[j] = h[j];'], '    ')
+
+
 def _time_loop(code: _Code, steps: int) -> list[str]:
-    """The unrolled steps (in go_backwards order), each writing its row of a sequence output."""
-    node, n = code.node, code.n
-    step = [f'const int t = {steps - 1} - run;' if attr(node, 'go_backwards') else 'const int t = run;']
-    step += STEPS[node.op](code, '')
-    if attr(node, 'return_sequences'):
-        row = 'run' if attr(node, 'output_order') == 'steps' else 't'
-        step += _loop('j', n, [f'y[{row} * {n} + j] = h[j];'], '')
-    lines = _loop('run', steps, step, '    ')
-    if not attr(node, 'return_sequences'):
-        lines += _loop('j', n, ['y[j] = h[j];'], '    ')
-    return lines
+    """Non-static: the unrolled steps (in go_backwards order), each writing its row of a sequence output."""
+    per_step, after = _outputs(code)
+    return _loop('run', steps, _step_order(code, steps) + STEPS[code.node.op](code, '') + per_step, '    ') + after
+
+
+def _cell_function(code: _Code, x: Port) -> tuple[str, str]:
+    """Static: (the cell function's name, its definition): one time step, x_t -> h, c updated in place."""
+    ctx, node, n, n_in = code.ctx, code.node, code.n, x.shape[-1]
+    name = ctx.names.new(f'{ctx.idents[node.name]}_cell')
+    args = [f'const {x.ctype} xt[{n_in}]', f'{code.out.ctype} h[{n}]'] + (
+        [f'{code.state} cs[{n}]'] if node.op == 'LSTM' else [])
+    lines = ['    #pragma HLS INLINE off', f'    #pragma HLS PIPELINE II={max(code.rf, code.rrf)}'] + _one(code, '    ')
+    lines += _declare(code.acc, 'a', code.cols, '    ')
+    lines += code.folded(code.dense('a', 'xt', '', n_in, 'kernel', 'bias', 0, code.cols, '    '), n_in * code.cols,
+                         code.rf, '    ')
+    lines += [f'    {s}' for s in STEPS[node.op](code, '')]
+    head = header(node, f'{node.op} cell: one time step (static mode: this one cell is reused for every step)',
+                  [f'a = Dense(x_t) (ReuseFactor {code.rf}), Dense(h) (RecurrentReuseFactor {code.rrf}), in accum_t'])
+    return name, '\n'.join([head + f'static void {name}({", ".join(args)}) {{'] + lines + ['}', ''])
+
+
+def _static_loop(code: _Code, cell: str, ins: list[Port], names: list[str]) -> list[str]:
+    """Static: a rolled loop over time calling the one cell function."""
+    steps, n_in = ins[0].shape
+    per_step, after = _outputs(code)
+    state = ', cs' if code.node.op == 'LSTM' else ''
+    body = _step_order(code, steps) + [f'{cell}(&{names[0]}[t * {n_in}], h{state});'] + per_step
+    return ([f'    for (int run = 0; run < {steps}; run++) {{  // rolled: one cell, {steps} calls']
+            + [f'        {s}' for s in body] + ['    }'] + after)
 
 
 def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
@@ -189,17 +275,30 @@ def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
 
 
 def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """A SimpleRNN/LSTM/GRU layer: its time loop unrolled (non-static), the first output into y."""
+    """A SimpleRNN/LSTM/GRU layer, static (one cell called per step) or not (the steps unrolled)."""
     code = _Code(ctx, node, out)
     steps, n_in = ins[0].shape
-    lines = ['    #pragma HLS PIPELINE'] + _prologue(code, ins, arg_names(len(ins))) + _time_loop(code, steps)
+    names = arg_names(len(ins))
     before: list[str] = []
+    if code.static:
+        ctx.folded.add(node.name)  # a rolled loop: the io_parallel top becomes a DATAFLOW pipeline
+        cell, definition = _cell_function(code, ins[0])
+        before.append(definition)
+        lines = _initial_state(code, ins, names) + _static_loop(code, cell, ins, names)
+    else:
+        if max(code.rf, code.rrf) > 1:
+            ctx.folded.add(node.name)
+        lines = ([f'    #pragma HLS PIPELINE II={max(code.rf, code.rrf)}'] + _one(code, '    ')
+                 + _input_products(code, ins, names) + _initial_state(code, ins, names) + _time_loop(code, steps))
     if node.op == 'LSTM':
-        before, copy = _final_cell_state(code)
+        declaration, copy = _final_cell_state(code)
+        before = declaration + before
         lines += copy
     order = 'from the last time step to the first' if attr(node, 'go_backwards') else 'over time'
-    head = header(node, f'{node.op} {n_in} -> {code.n} units, {steps} steps {order} (non-static: the steps '
-                  'unrolled)', [
+    mode = ('static: one cell function called once per step' if code.static else
+            'non-static: the steps unrolled')
+    head = header(node, f'{node.op} {n_in} -> {code.n} units, {steps} steps {order} ({mode}; ReuseFactor '
+                  f'{code.rf}, RecurrentReuseFactor {code.rrf})', [
         'per step: gates = (accum_t)(Dense(x_t) + Dense(h)); tables/exact activations cast into accum_t;',
         STATE_UPDATES[node.op] if node.op != 'GRU' else
         STATE_UPDATES['GRU'] + (' after' if attr(node, 'reset_after') else ' before') + ' the recurrent product'])
