@@ -17,7 +17,10 @@ per-channel constants ask for 'last'; MatMul/Gemm, Flatten, Reshape, Transpose a
 outputs ask for 'plain'. A layout change is one IR Transpose node (or a Reshape when it keeps
 the element order, e.g. after global pooling). So a CNN's input is NCHW as in ONNX, followed by
 one Transpose node, and a Flatten after the last Conv reads the ONNX C-major order through one
-Transpose back. See docs/onnx.md for the op coverage and the quantizer rules.
+Transpose back. See docs/onnx.md for the op coverage and the quantizer rules. Tensors whose batch
+axis is not first (the time-major sequences and states of RNN/LSTM/GRU, layout 0) are recorded in
+`Converter.batch_axes` and held per sample like the others; a graph output of that kind comes out
+batch first.
 """
 
 from __future__ import annotations
@@ -150,6 +153,9 @@ class Converter:
         self.node_names = _ir_names([n.name for n in wrapper.graph.node], originals, set(self.input_names.values()))
         self.reserved = set(self.node_names.values()) | set(self.input_names.values())
         self.bias_free: set[str] = set()  # IR Dense/Conv/Scale nodes whose bias is still zero
+        #: ONNX tensors whose batch axis is not axis 0 (time-major sequences, RNN states): tensor -> axis;
+        #: the IR holds them per sample all the same (the batch axis removed)
+        self.batch_axes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ names, values, constants
     def fresh(self, base: str, own: bool = False) -> str:
@@ -184,6 +190,10 @@ class Converter:
 
     def value(self, tensor: str, onode: ONode) -> Value:
         """The dynamic tensor `tensor` (GraphError if it is a constant where a tensor is needed)."""
+        if tensor in self.batch_axes:
+            raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on axis {self.batch_axes[tensor]}; '
+                             f'{onode.op} reads only tensors with the batch first (Transpose, Squeeze, Unsqueeze, '
+                             'Reshape, Concat, Gather and RNN/LSTM/GRU read the others)')
         if tensor in self.values:
             return self.values[tensor]
         if self.const(tensor) is not None:
@@ -284,7 +294,7 @@ class Converter:
         if handler is None:
             raise GraphError(f'{onode.where()}: op {onode.op!r} is not supported; supported ops: '
                              f'{", ".join(sorted(self.handlers))}')
-        for extra in onode.outputs[1:]:
+        for extra in onode.outputs[1:] if not getattr(handler, 'several_outputs', False) else ():
             if extra and (extra in self.consumers or extra in self.outputs):
                 raise GraphError(f'{onode.where()}: output {extra!r} is used; only the first output of '
                                  f'{onode.op} is supported')

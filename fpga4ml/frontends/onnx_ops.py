@@ -1,5 +1,9 @@
 """ONNX op handlers of the ONNX front end: standard ops -> IR nodes (QONNX quantizers: onnx_quant).
 
+RNN, LSTM and GRU become the recurrent IR ops (one node per direction, docs/rnn.md); the tensors
+they read and write with the batch off axis 0 (layout 0) are followed through Transpose, Squeeze,
+Unsqueeze, Reshape, Concat and Gather.
+
 Each handler lowers one ONNX node: it reads its inputs (dynamic tensors in the layout it needs,
 or constants), adds IR nodes and records its output tensor with the converter (see onnx.py).
 """
@@ -593,13 +597,293 @@ def _constant(conv: Converter, onode: ONode) -> None:
     conv.consts[onode.outputs[0]] = numpy_helper.to_array(value)
 
 
+# --------------------------------------------------------------------------- the batch off axis 0, and RNNs
+# Layout-0 RNN/LSTM/GRU ops read and write time-major tensors (the batch on axis 1 or 2). Such tensors
+# are held per sample (the batch axis removed) and their batch axis is kept in `conv.batch_axes`;
+# Transpose, Squeeze, Unsqueeze, Reshape, Concat and Gather below follow it, every other op refuses them.
+
+
+def _moved(conv: Converter, tensor: str, onode: ONode) -> tuple[Value, int]:
+    """A dynamic tensor and its batch axis (0 unless recorded in conv.batch_axes)."""
+    if tensor not in conv.values:
+        conv.value(tensor, onode)  # the usual error for constants and unknown tensors
+    return conv.values[tensor], conv.batch_axes.get(tensor, 0)
+
+
+def _record(conv: Converter, tensor: str, shape: tuple[int, ...], ir_name: str | Value, batch_axis: int) -> None:
+    """Record `tensor` (per-sample `shape`, plain layout, or an alias of a Value) with its batch axis."""
+    if isinstance(ir_name, Value):
+        conv.alias(tensor, ir_name)
+    else:
+        conv.put(tensor, shape, PLAIN, ir_name)
+    if batch_axis:
+        conv.batch_axes[tensor] = batch_axis
+
+
+def _full_shape(conv: Converter, tensor: str, onode: ONode) -> tuple[int, ...]:
+    """The static ONNX shape of a tensor, batch included."""
+    shape = conv.model.get_tensor_shape(tensor)
+    if shape is None or any(not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+        raise GraphError(f'{onode.where()}: tensor {tensor!r} has shape {shape}; static shapes are needed')
+    return tuple(int(d) for d in shape)
+
+
+def _reshaped(conv: Converter, onode: ONode, src: str, shape: tuple[int, ...], suffix: str) -> str:
+    """src reshaped to per-sample `shape` (src itself when it has it)."""
+    if conv.graph[src].shape == shape:
+        return src
+    return conv.add(onode, 'Reshape', [src], shape, name=conv.fresh(f'{conv.base(onode)}{suffix}'),
+                    attrs={'shape': shape})
+
+
+def _transpose_any(conv: Converter, onode: ONode) -> None:
+    """Transpose; one that moves the batch axis follows it: off axis 0 only into RNN/LSTM/GRU ops, back to 0 always."""
+    onode.check({'perm': None})
+    tensor = onode.inputs[0]
+    if conv.const(tensor) is not None:
+        return _transpose(conv, onode)
+    x, b = _moved(conv, tensor, onode)
+    rank = len(x.shape) + 1
+    perm = tuple(int(p) % rank for p in onode.get('perm', range(rank - 1, -1, -1)))
+    readers = conv.consumers.get(onode.outputs[0], [])
+    feeds_rnn = bool(readers) and onode.outputs[0] not in conv.outputs and all(c.op_type in RNN_OPS for c in readers)
+    if b == 0 and (perm[0] == 0 or not feeds_rnn):  # the batch moves off axis 0 only into an RNN op
+        return _transpose(conv, onode)
+    p = tuple(a - (a > b) for a in perm if a != b)  # the per-sample permutation
+    shape = tuple(x.shape[a] for a in p)
+    if p == tuple(range(len(p))):
+        return _record(conv, onode.outputs[0], shape, x, perm.index(b))
+    src = conv.get(x, PLAIN)
+    op = 'Reshape' if keeps_order(x.shape, p) else 'Transpose'
+    attrs = {'shape': shape} if op == 'Reshape' else {'perm': p}
+    _record(conv, onode.outputs[0], shape, conv.add(onode, op, [src], shape, attrs=attrs), perm.index(b))
+
+
+def _squeeze_any(conv: Converter, onode: ONode) -> None:
+    """Squeeze / Unsqueeze; of a time-major tensor (non-batch axes only), the batch axis follows."""
+    tensor = onode.inputs[0]
+    if tensor not in conv.batch_axes:
+        return _squeeze(conv, onode)
+    onode.check({'axes': None})
+    x, b = _moved(conv, tensor, onode)
+    axes = onode.get('axes')
+    if axes is None and len(onode.inputs) > 1 and onode.inputs[1]:
+        axes = value_of(conv.const(onode.inputs[1])).astype(np.int64).tolist()
+    out_full = _full_shape(conv, onode.outputs[0], onode)
+    rank = len(out_full) if onode.op == 'Unsqueeze' else len(x.shape) + 1
+    axes = sorted(int(a) % rank for a in (axes or ()))
+    if not axes or (onode.op == 'Squeeze' and b in axes):
+        raise GraphError(f'{onode.where()}: axes={axes} must be given and must not include the batch axis {b}')
+    if onode.op == 'Squeeze':
+        b_out = b - sum(a < b for a in axes)
+    else:
+        b_out = [a for a in range(rank) if a not in axes][b]
+    shape = out_full[:b_out] + out_full[b_out + 1:]
+    _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, conv.get(x, PLAIN), shape, ''), b_out)
+
+
+def _reshape_any(conv: Converter, onode: ONode) -> None:
+    """Reshape; of a time-major tensor, one keeping the axes up to the batch (e.g. [0, 0, -1])."""
+    tensor = onode.inputs[0]
+    if tensor not in conv.batch_axes:
+        return _reshape(conv, onode)
+    onode.check({'allowzero': 0})
+    x, b = _moved(conv, tensor, onode)
+    target = conv.const(onode.inputs[1])
+    target = None if target is None else np.asarray(value_of(target)).astype(np.int64).reshape(-1).tolist()
+    in_full = _full_shape(conv, tensor, onode)
+    out_full = _full_shape(conv, onode.outputs[0], onode)
+    if target is None or len(target) <= b or target[b] not in (0, -1) or out_full[:b + 1] != in_full[:b + 1]:
+        raise GraphError(f'{onode.where()}: target shape {target} of a tensor with the batch on axis {b} is not '
+                         f'supported; the axes up to the batch must stay (0 copies them), e.g. [0, 0, -1]')
+    shape = out_full[:b] + out_full[b + 1:]
+    _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, conv.get(x, PLAIN), shape, ''), b)
+
+
+def _crop_axis(conv: Converter, onode: ONode, src: str, shape: tuple[int, ...], axis: int, start: int,
+               stop: int) -> str:
+    """Per-sample src[..., start:stop (on `axis`), ...] as a Crop between Reshapes; shape (.., stop-start, ..)."""
+    pre, d, post = int(np.prod(shape[:axis], dtype=np.int64)), shape[axis], int(np.prod(shape[axis + 1:],
+                                                                                        dtype=np.int64))
+    base = conv.base(onode)
+    if pre == 1:
+        rows = _reshaped(conv, onode, src, (d, post), '_rows')
+        out_shape, cropping = (stop - start, post), (start, d - stop)
+    else:
+        rows = _reshaped(conv, onode, src, (pre, d, post), '_rows')
+        out_shape, cropping = (pre, stop - start, post), (0, 0, start, d - stop)
+    return conv.add(onode, 'Crop', [rows], out_shape, name=conv.fresh(f'{base}_crop'), attrs={'cropping': cropping})
+
+
+def _gather(conv: Converter, onode: ONode) -> None:
+    """Gather of one constant index along a non-batch axis (``out[:, -1]``, ``h_n[-1]``) -> Crop + Reshape."""
+    onode.check({'axis': 0})
+    x, b = _moved(conv, onode.inputs[0], onode)
+    index = conv.const(onode.inputs[1])
+    rank = len(x.shape) + 1
+    axis = int(onode.get('axis', 0)) % rank
+    if index is None or np.asarray(value_of(index)).ndim != 0 or axis == b:
+        raise GraphError(f'{onode.where()}: only one constant scalar index along a non-batch axis is supported '
+                         f'(axis {axis}, batch axis {b})')
+    per_axis = axis - (axis > b)
+    d = x.shape[per_axis]
+    k = int(value_of(index))
+    if not -d <= k < d:
+        raise GraphError(f'{onode.where()}: index {k} is out of range for an axis of size {d}')
+    k %= d
+    shape = x.shape[:per_axis] + x.shape[per_axis + 1:]
+    crop = _crop_axis(conv, onode, conv.get(x, PLAIN), x.shape, per_axis, k, k + 1)
+    _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, crop, shape, '_out'), b - (axis < b))
+
+
+def _concat_any(conv: Converter, onode: ONode) -> None:
+    """Concat; of time-major tensors (all with the batch on the same axis) along another axis -> Merge concat."""
+    if not any(i in conv.batch_axes for i in onode.inputs):
+        return _concat(conv, onode)
+    onode.check({'axis': None})
+    moved = [_moved(conv, i, onode) for i in onode.inputs]
+    b = moved[0][1]
+    rank = len(moved[0][0].shape) + 1
+    axis = int(onode.get('axis', 1)) % rank
+    if any(m[1] != b for m in moved) or axis == b:
+        raise GraphError(f'{onode.where()}: inputs with the batch on axes {[m[1] for m in moved]} concatenated '
+                         f'along axis {axis}: the batch axis must be the same for all and not the concatenated one')
+    ps = axis - (axis > b)
+    srcs = [conv.get(v, PLAIN) for v, _ in moved]
+    shape = tuple(sum(v.shape[ps] for v, _ in moved) if i == ps else d for i, d in enumerate(moved[0][0].shape))
+    out = conv.add(onode, 'Merge', srcs, shape, attrs={'mode': 'concat', 'axis': ps - len(shape)})
+    _record(conv, onode.outputs[0], shape, out, b)
+
+
+#: ONNX recurrent op -> (IR op, gate blocks, IR block k = ONNX block ORDER[k], default activations per direction)
+RNN_OPS = {'RNN': ('SimpleRNN', [0], ('Tanh',)), 'LSTM': ('LSTM', [0, 2, 3, 1], ('Sigmoid', 'Tanh', 'Tanh')),
+           'GRU': ('GRU', [0, 1, 2], ('Sigmoid', 'Tanh'))}
+RNN_DIRECTIONS = ('forward', 'reverse', 'bidirectional')
+
+
+def _rnn_weight(conv: Converter, onode: ONode, k: int, what: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A constant float weight input (None when absent), checked against its shape."""
+    if len(onode.inputs) <= k or not onode.inputs[k]:
+        return None
+    w = conv.const(onode.inputs[k])
+    if w is None or isinstance(w, QConst):
+        raise GraphError(f'{onode.where()}: input {what} must be a float constant (quantized or dynamic weights '
+                         'are not supported)')
+    if tuple(w.shape) != shape:
+        raise GraphError(f'{onode.where()}: input {what} has shape {tuple(w.shape)}, expected {shape}')
+    return np.asarray(w, dtype=np.float32)
+
+
+def _rnn_activations(onode: ONode, default: tuple[str, ...], directions: int) -> str:
+    """The IR activation of an ONNX RNN's `activations` (defaults; nn.RNN's Relu); others refused."""
+    acts = [a.decode() if isinstance(a, bytes) else a for a in onode.get('activations', default * directions)]
+    allowed = [default] + ([('Relu',)] if onode.op == 'RNN' else [])
+    for option in allowed:
+        if acts == list(option * directions):
+            return option[-1].lower()
+    raise GraphError(f'{onode.where()}: activations={acts} is not supported; supported: '
+                     f'{[list(o * directions) for o in allowed]} (one list per direction)')
+
+
+def _rnn_state(conv: Converter, onode: ONode, k: int, what: str, layout: int, shape: tuple[int, int]) -> str | None:
+    """An initial state input: None when absent or constant zeros; else the IR node of per-sample (D, H)."""
+    if len(onode.inputs) <= k or not onode.inputs[k]:
+        return None
+    c = conv.const(onode.inputs[k])
+    if c is not None:
+        if np.any(np.asarray(value_of(c)) != 0):
+            raise GraphError(f'{onode.where()}: a constant non-zero {what} is not supported (give it as an input)')
+        return None
+    v, b = _moved(conv, onode.inputs[k], onode)
+    if b != (1 if layout == 0 else 0) or v.shape != shape:
+        raise GraphError(f'{onode.where()}: {what} must have the batch on axis {1 if layout == 0 else 0} and '
+                         f'per-sample shape {shape}, got batch axis {b} and {v.shape}')
+    return conv.get(v, PLAIN)
+
+
+def _rnn_fields(onode: ONode, op: str, order: list[int], n: int, w: np.ndarray, r: np.ndarray,
+                bias: np.ndarray | None, d: int) -> dict[str, np.ndarray]:
+    """The IR weights of direction d: ONNX gate blocks reordered, transposed to (inputs, gates * n)."""
+    def blocks(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a[k * n:(k + 1) * n] for k in order], axis=0)
+    g = len(order) * n
+    b = np.zeros(2 * g, np.float32) if bias is None else bias[d]
+    return {'kernel': np.ascontiguousarray(blocks(w[d]).T), 'recurrent_kernel': np.ascontiguousarray(blocks(r[d]).T),
+            'bias': blocks(b[:g]), 'recurrent_bias': blocks(b[g:])}
+
+
+def _rnn(conv: Converter, onode: ONode) -> None:
+    """RNN / LSTM / GRU -> one SimpleRNN/LSTM/GRU node per direction; Y, Y_h (and Y_c) as ONNX has them."""
+    op, order, default = RNN_OPS[onode.op]
+    known = {'activations': None, 'direction': 'forward', 'hidden_size': None, 'layout': 0}
+    known.update({'LSTM': {'input_forget': 0}, 'GRU': {'linear_before_reset': 0}}.get(onode.op, {}))
+    onode.check(known)
+    direction = onode.require('direction', RNN_DIRECTIONS, 'forward')
+    layout = onode.require('layout', (0, 1), 0)
+    if onode.op == 'LSTM':
+        onode.require('input_forget', (0,), 0)
+    dirs = 2 if direction == 'bidirectional' else 1
+    activation = _rnn_activations(onode, default, dirs)
+    x, b = _moved(conv, onode.inputs[0], onode)
+    if b != (1 if layout == 0 else 0) or len(x.shape) != 2:
+        raise GraphError(f'{onode.where()}: X must be (seq, batch, input) for layout 0 or (batch, seq, input) for '
+                         f'layout 1; got per-sample {x.shape} with the batch on axis {b} (layout {layout})')
+    steps, n_in = x.shape
+    n = int(onode.get('hidden_size', 0) or 0)
+    g = len(order) * n
+    w = _rnn_weight(conv, onode, 1, 'W', (dirs, g, n_in))
+    r = _rnn_weight(conv, onode, 2, 'R', (dirs, g, n))
+    if w is None or r is None or n < 1:
+        raise GraphError(f'{onode.where()}: hidden_size and the constant weights W and R are required')
+    bias = _rnn_weight(conv, onode, 3, 'B', (dirs, 2 * g))
+    lens = conv.const(onode.inputs[4]) if len(onode.inputs) > 4 and onode.inputs[4] else None
+    if len(onode.inputs) > 4 and onode.inputs[4] and (lens is None or np.any(np.asarray(value_of(lens)) != steps)):
+        raise GraphError(f'{onode.where()}: sequence_lens is not supported (only absent, or a constant equal to '
+                         f'the sequence length {steps})')
+    if onode.op == 'LSTM' and len(onode.inputs) > 7 and onode.inputs[7]:
+        raise GraphError(f'{onode.where()}: input P (peepholes) is not supported')
+    states = [_rnn_state(conv, onode, k, what, layout, (dirs, n))
+              for k, what in ((5, 'initial_h'), (6, 'initial_c'))[:2 if onode.op == 'LSTM' else 1]]
+    if any(s is None for s in states) and any(s is not None for s in states):
+        raise GraphError(f'{onode.where()}: give both initial_h and initial_c as inputs, or neither')
+    attrs: dict[str, Any] = {'units': n, 'return_sequences': True, 'output_order': 'time', 'activation': activation}
+    if onode.op == 'GRU':
+        attrs.update(reset_after=bool(onode.get('linear_before_reset', 0)), gate_order='zrh')
+    base, src = conv.base(onode), conv.get(x, PLAIN)
+    parts: dict[str, list[str]] = {'seq': [], 'h': [], 'c': []}
+    from .torch_rnn import stack_rows, state_row
+    for d in range(dirs):
+        reverse = direction == 'reverse' or d == 1
+        inputs = [src] + [state_row(conv.graph, conv.fresh, s, d, dirs, n) for s in states if s is not None]
+        name = conv.fresh(base + ('_reverse' if d == 1 else '_forward' if dirs == 2 else ''), own=True)
+        conv.add(onode, op, inputs, (steps, n), name=name, attrs={**attrs, 'go_backwards': reverse},
+                 weights=_rnn_fields(onode, op, order, n, w, r, bias, d))
+        for index, part in enumerate(['seq', 'h'] + (['c'] if op == 'LSTM' else [])):
+            parts[part].append(conv.add(onode, 'Select', [name], (steps, n) if part == 'seq' else (n,),
+                                        name=conv.fresh(f'{name}_{part}'), attrs={'index': index}))
+    outputs = onode.outputs + [''] * 3
+    if outputs[0]:  # Y: (seq, dirs, batch, n) or (batch, seq, dirs, n)
+        rows = [_reshaped(conv, onode, s, (steps, 1, n), '_as_rows') for s in parts['seq']]
+        y = rows[0] if dirs == 1 else conv.add(onode, 'Merge', rows, (steps, 2, n), name=conv.fresh(f'{base}_Y'),
+                                               attrs={'mode': 'concat', 'axis': 1})
+        _record(conv, outputs[0], (steps, dirs, n), y, 2 if layout == 0 else 0)
+    for k, part in ((1, 'h'), (2, 'c')):
+        if outputs[k] and parts[part]:  # Y_h, Y_c: (dirs, batch, n) or (batch, dirs, n)
+            stacked = stack_rows(conv.graph, conv.fresh, conv.fresh(f'{base}_Y_{part}'), parts[part], n, onode.op)
+            _record(conv, outputs[k], (dirs, n), stacked, 1 if layout == 0 else 0)
+
+
+_rnn.several_outputs = True  # type: ignore[attr-defined]
+
+
 HANDLERS: dict[str, Handler] = {
     'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv,
     'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
     'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu,
     **{op: _unary for op in UNARY},
-    **{op: _merge for op in MERGES}, 'Concat': _concat,
-    'Flatten': _flatten, 'Reshape': _reshape, 'Squeeze': _squeeze, 'Unsqueeze': _squeeze, 'Transpose': _transpose,
+    **{op: _merge for op in MERGES}, 'Concat': _concat_any,
+    'Flatten': _flatten, 'Reshape': _reshape_any, 'Squeeze': _squeeze_any, 'Unsqueeze': _squeeze_any,
+    'Transpose': _transpose_any, 'Gather': _gather, **{op: _rnn for op in RNN_OPS},
     'Identity': _identity, 'Dropout': _identity, 'Constant': _constant,
     **QUANT_HANDLERS,
 }

@@ -83,7 +83,7 @@ def layer_fields(module: Any, layer: int, reverse: bool, where: str) -> tuple[di
     return attrs, weights
 
 
-def _state_slice(graph: Graph, fresh: Callable[[str], str], source: str, k: int, total: int, n: int) -> str:
+def state_row(graph: Graph, fresh: Callable[[str], str], source: str, k: int, total: int, n: int) -> str:
     """Row k of a per-sample (total, n) initial state input, as an (n,) node."""
     crop = fresh(f'{source}_row{k}_crop')
     graph.add(make_node(crop, 'Crop', [source], (1, n), attrs={'cropping': (k, total - 1 - k)}, source='Crop'))
@@ -92,7 +92,7 @@ def _state_slice(graph: Graph, fresh: Callable[[str], str], source: str, k: int,
     return row
 
 
-def _stack(graph: Graph, fresh: Callable[[str], str], name: str, rows: list[str], n: int, source: str) -> str:
+def stack_rows(graph: Graph, fresh: Callable[[str], str], name: str, rows: list[str], n: int, source: str) -> str:
     """(len(rows), n) from (n,) nodes: a Reshape each, then a concat on axis 0 (or one Reshape)."""
     parts = []
     for row in rows:
@@ -126,9 +126,9 @@ def add_torch_rnn(graph: Graph, module: Any, name: str, x: str, in_shape: tuple[
             k = layer * directions + d
             inputs = [source]
             if h0 is not None:
-                inputs.append(_state_slice(graph, fresh, h0, k, layers * directions, n))
+                inputs.append(state_row(graph, fresh, h0, k, layers * directions, n))
             if c0 is not None:
-                inputs.append(_state_slice(graph, fresh, c0, k, layers * directions, n))
+                inputs.append(state_row(graph, fresh, c0, k, layers * directions, n))
             graph.add(make_node(node, op, inputs, (steps, n), attrs=attrs, weights=weights, source=cls))
             parts = ['seq', 'h'] + (['c'] if op == 'LSTM' else [])
             selects = {}
@@ -146,9 +146,9 @@ def add_torch_rnn(graph: Graph, module: Any, name: str, x: str, in_shape: tuple[
             source = fresh(f'{name}_l{layer}_out')
             graph.add(make_node(source, 'Merge', outputs, (steps, 2 * n), attrs={'mode': 'concat', 'axis': -1},
                                 source=cls))
-    result = [source, _stack(graph, fresh, fresh(f'{name}_h_n'), finals['h'], n, cls)]
+    result = [source, stack_rows(graph, fresh, fresh(f'{name}_h_n'), finals['h'], n, cls)]
     if op == 'LSTM':
-        result.append(_stack(graph, fresh, fresh(f'{name}_c_n'), finals['c'], n, cls))
+        result.append(stack_rows(graph, fresh, fresh(f'{name}_c_n'), finals['c'], n, cls))
     return result
 
 
