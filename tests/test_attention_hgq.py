@@ -66,6 +66,25 @@ def test_qmultiheadattention_is_bit_identical_to_hgq2(tmp_path, cross):
     assert not np.array_equal(got, hgq_output(model, xs))  # negative control
 
 
+def test_qmultiheadattention_with_per_element_bit_widths(tmp_path):
+    """Every quantizer with its own integer and fractional bits per element (as after HGQ2 training)."""
+    model = mha_model(cross=True)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # the quantizers' trainable bit counts: i (integer), f (fractional), b (kernel bits)
+        name = w.path.rsplit('/', 1)[-1]
+        if name in ('i', 'f', 'b'):
+            values = keras.ops.convert_to_numpy(w)
+            w.assign((2.0 if name == 'i' else 3.0) + rng.integers(-1, 3, values.shape).astype(values.dtype))
+    xs = inputs(model, 2000, seed=1)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
+    assert all('element_types' in n.attrs for n in hls.graph.nodes if n.op == 'Quantize')
+    got = hls.predict(xs)
+    np.testing.assert_array_equal(got, want)
+    moved(model.get_layer('mha')._query_dense)
+    assert not np.array_equal(got, hgq_output(model, xs))  # negative control
+
+
 def test_qeinsumdense_any_equation_is_bit_identical_to_hgq2(tmp_path):
     keras.utils.set_random_seed(5)
     with QuantizerConfigScope(f0=3, i0=2):
