@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import geometry
-from ..functions import table_function
+from ..functions import SELU_ALPHA, SELU_SCALE, table_function
 from ..intervals import type_for
 from ..ir import TABLE_ACTIVATIONS, GraphError
 from .params import default_param_type, element_groups, enclosing_type
@@ -20,7 +20,8 @@ from .primitives import LOWEST, Const
 from .spec import REQUIRED, attr, recipe
 from .compose import balanced_sum
 from .tables import (HLS4ML_TABLE_TYPE, build_activation_table, build_hls4ml_softmax_tables,
-                     build_legacy_softmax_tables, build_softmax_tables, hls4ml_tables, softmax_implementation)
+                     build_legacy_softmax_tables, build_softmax_tables, hls4ml_selu_lambda, hls4ml_tables,
+                     softmax_implementation)
 
 ZERO, ONE = Const(np.asarray(0), 0), Const(np.asarray(1), 0)
 WINDOW_ATTRS = {'kernel_size': REQUIRED, 'strides': None, 'dilation': None, 'padding': None}
@@ -103,10 +104,11 @@ ACTIVATION_ATTRS = {'function': REQUIRED, 'alpha': 0.3, 'slope': 0.2, 'shift': 0
 
 
 def activation_precision(node) -> tuple[str, ...]:
-    """'result', plus 'param' (leaky_relu, prelu, hard_sigmoid) or 'table' (table functions)."""
+    """'result', plus 'param' (leaky_relu, prelu, hard_sigmoid) or 'table' (table functions); elu has both
+    (its alpha is a 'param' under TableSemantics 'hls4ml'; the exact table holds alpha * (e^x - 1) itself)."""
     fn = node.attrs.get('function')
     extra = ('param',) if fn in ('leaky_relu', 'prelu', 'hard_sigmoid') else ('table',) if fn in TABLE_ACTIVATIONS else ()
-    return ('result',) + extra
+    return ('result',) + extra + (('param',) if fn == 'elu' else ())
 
 
 @recipe('Activation', attrs=ACTIVATION_ATTRS, weights={'alpha': None}, precision=activation_precision)
@@ -117,6 +119,8 @@ def activation(node, p, x):
     (quantization-aware models compute piecewise activations exactly).
     """
     fn = attr(node, 'function')
+    if fn in ('elu', 'selu') and hls4ml_tables(node):
+        return _elu_hls4ml(node, p, x)
     if fn in TABLE_ACTIVATIONS:
         p.type('result', 'default')
         p.type('table', HLS4ML_TABLE_TYPE if hls4ml_tables(node) else 'result')
@@ -145,6 +149,33 @@ def activation(node, p, x):
         return p.cast(p.minimum(p.maximum(x, p.const(Const(np.asarray(-1), 0))), p.const(ONE)), 'result', auto)
     raise GraphError(f'layer {node.name!r}: activation {fn!r} is not supported; supported: '
                      f"{sorted(TABLE_ACTIVATIONS) + ['hard_sigmoid', 'hard_tanh', 'leaky_relu', 'linear', 'prelu', 'relu']}")
+
+
+def _elu_hls4ml(node, p, x):
+    """hls4ml's elu and selu (nnet_activation.h): a table of the negative side only.
+
+    x >= 0: elu (result_t) x, selu (result_t)(lambda * x) with lambda = ap_ufixed<16,1>(1.0507...).
+    x < 0: t = table[min(int(x * N / -8), N - 1)] (tables.build_hls4ml_elu_table); elu
+    (result_t)(alpha * t), alpha in the 'param' type (auto: the model default, as hls4ml), selu (result_t) t.
+    Both sides give 0 at x = 0, so the branch is x > 0; the table reads min(x, 0).
+    """
+    fn = attr(node, 'function')
+    p.type('result', 'default')
+    p.type('table', HLS4ML_TABLE_TYPE)
+    tables = p.tables(lambda n, in_types: build_activation_table(n, in_types[0]))
+    k = tables['f'].shift if tables else 0
+    scale = 1.0 if fn == 'elu' else SELU_SCALE * SELU_ALPHA
+
+    def negative(v):
+        v = p.shift(p.minimum(v, p.const(ZERO)), k)
+        return p.lookup(v, 'f', lambda u: scale * np.expm1(np.minimum(u, 0) * 2.0 ** -k))
+    if fn == 'elu':
+        alpha = p.const(p.param(attr(node, 'alpha'), 'default'))
+        y = p.piecewise(x, ZERO, lambda v: v, lambda v: p.mul(negative(v), alpha))
+    else:
+        lam = p.const(Const(np.asarray(hls4ml_selu_lambda()[0]), hls4ml_selu_lambda()[1]))
+        y = p.piecewise(x, ZERO, lambda v: p.mul(v, lam), negative)
+    return p.cast(y, 'result')
 
 
 def _shifted_leaky(node, p, x, alpha):
@@ -314,6 +345,6 @@ def quantize(node, p, x):
     y = p.reshape(p.gather(p.concat(parts, 0), order), node.shape)
     spec = node.attrs['element_types']
     return p.cast(y, 'result', enclosing_type(types, spec.get('rounding', 'TRN'), spec.get('overflow', 'WRAP')))
-from . import recipes_attention  # noqa: E402,F401  (LayerNorm, EinsumDense, Einsum: transformers)
 from . import recipes_rnn  # noqa: E402,F401  (SimpleRNN, LSTM, GRU: recipes over scan)
 from . import recipes_symbolic  # noqa: E402,F401  (Expression: symbolic expressions, fpga4ml/symbolic)
+from . import recipes_attention  # noqa: E402,F401  (LayerNorm, EinsumDense, Einsum: transformers)

@@ -8,9 +8,10 @@ their top bits: the index type has log2(TableSize) bits, its integer bits clampe
 where f still changes at the output precision (f is monotonic), and the LSBs below are truncated;
 each entry then samples f at the centre of the input values that share it. See docs/semantics.md.
 
-With ``TableSemantics: 'hls4ml'`` (sigmoid, tanh, softmax) a table is hls4ml 1.3.0's instead: its
-entries and its index arithmetic (`build_hls4ml_table`, `build_hls4ml_softmax_tables`,
-`build_legacy_softmax_tables`), so a design validated with hls4ml gives its bits.
+With ``TableSemantics: 'hls4ml'`` (sigmoid, tanh, softplus, softsign, elu, selu, softmax) a table is
+hls4ml 1.3.0's instead: its entries and its index arithmetic (`build_hls4ml_table`,
+`build_hls4ml_elu_table`, `build_hls4ml_softmax_tables`, `build_legacy_softmax_tables`), so a design
+validated with hls4ml gives its bits.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ HLS4ML_TABLE_RANGE = {'sigmoid': 16, 'tanh': 8, 'softplus': 16, 'softsign': 16}
 #: hls4ml's default table_t (ap_fixed<18,8>: TRN, WRAP) and table_size of activations
 HLS4ML_TABLE_TYPE = FixedType(18, 8)
 HLS4ML_TABLE_BITS = 10
+#: hls4ml's elu and selu tables cover the negative inputs [-R, 0]: entry i is f(-R i / N)
+HLS4ML_ELU_RANGE = 8
+#: selu's scale on the positive side in hls4ml: ap_ufixed<16,1>(1.0507009873554805), truncated
+HLS4ML_SELU_LAMBDA = FixedType(16, 1, False)
 INV_TABLE_DEFAULT = FixedType(18, 1, False, 'RND', 'SAT')
 
 
@@ -130,9 +135,12 @@ def build_hls4ml_table(node: Node, in_t: FixedType) -> None:
     fixed<B, B, TRN_ZERO, SAT> (B = log2 N, range [-N/2, N/2 - 1]); the address is that mantissa + N/2.
     """
     fn = node.attrs['function']
+    if fn in ('elu', 'selu'):
+        return build_hls4ml_elu_table(node, in_t)
     if fn not in HLS4ML_TABLE_RANGE:
-        raise GraphError(f"layer {node.name!r}: TableSemantics 'hls4ml' covers {sorted(HLS4ML_TABLE_RANGE)} so "
-                         f"far, not {fn!r}; set TableSemantics: 'exact' for this layer")
+        raise GraphError(f"layer {node.name!r}: TableSemantics 'hls4ml' covers "
+                         f"{sorted([*HLS4ML_TABLE_RANGE, 'elu', 'selu'])}, not {fn!r}; set TableSemantics: "
+                         "'exact' for this layer")
     bits = table_bits(node, HLS4ML_TABLE_BITS)
     shift = bits - (HLS4ML_TABLE_RANGE[fn].bit_length() - 1)
     if max(abs(in_t.min_value), in_t.max_value) * 2.0 ** shift >= 2.0 ** 31:
@@ -141,6 +149,43 @@ def build_hls4ml_table(node: Node, in_t: FixedType) -> None:
     table_t: FixedType = node.types['table']
     values = table_t.quantize(hls4ml_entries(fn, 1 << bits).astype(np.float64))
     node.attrs['tables'] = {'f': Table(FixedType(bits, bits, True, 'TRN_ZERO', 'SAT'), values, table_t, shift=shift)}
+
+
+def hls4ml_elu_entries(fn: str, size: int) -> np.ndarray:
+    """hls4ml's float32 elu/selu entries: entry i is f(float(-8.0 * i / float(N))), computed as its C++ does.
+
+    elu: float((double) expf(x) - 1.0) (alpha is applied after the lookup); selu: float(1.0507009873554805 *
+    (1.6732632423543772 * ((double) expf(x) - 1.0))), in double. expf is the C library's (see hls4ml_entries).
+    """
+    i = np.arange(size, dtype=np.float64)
+    x = (-float(HLS4ML_ELU_RANGE) * i / np.float64(np.float32(size))).astype(np.float32)
+    em1 = _libm_float('expf')(x).astype(np.float32).astype(np.float64) - 1.0
+    if fn == 'selu':
+        em1 = 1.0507009873554805 * (1.6732632423543772 * em1)
+    return em1.astype(np.float32)
+
+
+def hls4ml_selu_lambda() -> tuple[int, int]:
+    """hls4ml's selu scale as (mantissa, fractional bits) of ap_ufixed<16,1>."""
+    t = HLS4ML_SELU_LAMBDA
+    return int(t.quantize(np.asarray([1.0507009873554805]))[0]), t.frac
+
+
+def build_hls4ml_elu_table(node: Node, in_t: FixedType) -> None:
+    """hls4ml's elu/selu table of the negative side: address = min(int(x * N / -8), N - 1) for x < 0.
+
+    x * N / 8 is a shift of x; int() truncates toward zero: a cast into fixed<B+1, B+1, TRN_ZERO, SAT>
+    (B = log2 N) whose mantissa, negated and capped at N - 1, is the address (a `negated` table).
+    """
+    bits = table_bits(node, HLS4ML_TABLE_BITS)
+    shift = bits - (HLS4ML_ELU_RANGE.bit_length() - 1)
+    if abs(in_t.min_value) * 2.0 ** shift >= 2.0 ** 31:
+        raise GraphError(f"layer {node.name!r}: hls4ml's table index (x * N / -8 in a C int) overflows for "
+                         f'inputs of type {in_t}; use fewer integer bits or TableSemantics: \'exact\'')
+    table_t: FixedType = node.types['table']
+    values = table_t.quantize(hls4ml_elu_entries(node.attrs['function'], 1 << bits).astype(np.float64))
+    index = FixedType(bits + 1, bits + 1, True, 'TRN_ZERO', 'SAT')
+    node.attrs['tables'] = {'f': Table(index, values, table_t, negated=True, shift=shift)}
 
 
 def build_activation_table(node: Node, in_t: FixedType) -> None:

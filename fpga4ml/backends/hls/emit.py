@@ -44,7 +44,7 @@ from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, N
 from ...naming import Names, comment_line, comment_text
 from ...semantics import intermediate_types
 from ...semantics.params import element_groups, param_mantissas, relu_max_mantissa, relu_threshold_mantissa
-from ...semantics.tables import Table
+from ...semantics.tables import Table, hls4ml_selu_lambda
 
 WEIGHTS_NOTE = (
     'Weights are stored as integer mantissas (value = mantissa * 2^-F) and converted by from_bits<T>():\n'
@@ -477,6 +477,8 @@ def emit_table_activation(ctx: Context, node: Node, ins: list[Port], out: Port) 
     table: Table = node.attrs['tables']['f']
     fn = node.attrs['function']
     it, tt, arr = table_arrays(ctx, node, 'f', table, f'{fn}(index value)')
+    if table.negated:
+        return emit_hls4ml_elu(ctx, node, ins, out, (it, tt, arr))
     scaled = 'x[i]'
     if table.shift:  # hls4ml's tables: the index is x * N / R, a power of two: an exact product
         st = ctx.typedef(node, 'scale', FixedType(1, table.shift + 1, False), f'{label(node)}: 2^{table.shift}')
@@ -487,6 +489,34 @@ def emit_table_activation(ctx: Context, node: Node, ins: list[Port], out: Port) 
     entry = from_bits(tt, f"{arr}[{address('idx', table.index)}]")
     return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, [
         f'{it} idx = ({it}) {scaled};', f'y[i] = ({out.ctype}) {entry};'])
+
+
+def emit_hls4ml_elu(ctx: Context, node: Node, ins: list[Port], out: Port, names: tuple[str, str, str]) -> str:
+    """hls4ml's elu/selu (recipes._elu_hls4ml): x > 0: x or lambda * x; else table[min(-mantissa(idx), N - 1)],
+    idx = (index_t)(x * N / 8) (TRN_ZERO), times alpha (elu); the products exact, then (result_t)."""
+    x, = ins
+    table: Table = node.attrs['tables']['f']
+    fn, y = node.attrs['function'], out.ctype
+    it, tt, arr = names
+    st = ctx.typedef(node, 'scale', FixedType(1, table.shift + 1, False), f'{label(node)}: 2^{table.shift}')
+    entry = from_bits(tt, f'{arr}[a]')
+    if fn == 'elu':
+        pt = ctx.typedef(node, 'param', node.types['param'])
+        alpha_m = int(node.types['param'].quantize(np.asarray([node.attrs.get('alpha', 1.0)]))[0])  # as p.param
+        before = [f"const {pt} alpha = {from_bits(pt, int_literal(alpha_m))};  // {real(alpha_m, node.types['param'].frac)}"]
+        above, below, what = f'({y}) x[i]', f'({y})({entry} * alpha)', f"ELU, alpha = {real(alpha_m, node.types['param'].frac)}"
+    else:
+        lam_m, lam_f = hls4ml_selu_lambda()
+        decl, lam = constant(ctx, node, 'lambda', lam_m, lam_f)
+        before, above, below, what = [decl], f'({y})(x[i] * {lam})', f'({y}) {entry}', 'SELU'
+    head = header(node, f"{what}: hls4ml's {len(table)}-entry table of the negative side", [
+        'x > 0: y = (result_t) ' + ('x' if fn == 'elu' else '(lambda * x)'),
+        'else: idx = (index_t)(x * 2^%d) (TRN_ZERO, SAT); a = min(-mantissa(idx), %d); y = (result_t) %s'
+        % (table.shift, len(table) - 1, 'table[a] * alpha' if fn == 'elu' else 'table[a]')])
+    body = [f'if (x[i] > 0) {{', f'    y[i] = {above};', '} else {',
+            f'    {it} idx = ({it})(x[i] * {from_bits(st, "1")});', '    int a = -idx.to_int();',
+            f'    if (a > {len(table) - 1}) a = {len(table) - 1};', f'    y[i] = {below};', '}']
+    return elementwise(head, signature(ctx.idents[node.name], ins, out), x.size, body, before)
 
 
 def emit_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
