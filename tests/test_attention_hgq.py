@@ -66,6 +66,29 @@ def test_qmultiheadattention_is_bit_identical_to_hgq2(tmp_path, cross):
     assert not np.array_equal(got, hgq_output(model, xs))  # negative control
 
 
+def test_causal_qmultiheadattention_is_bit_identical_to_hgq2_and_csim(tmp_path):
+    keras.utils.set_random_seed(8)
+    with QuantizerConfigScope(f0=3, i0=2):
+        q = keras.Input((6, 5), name='q')
+        out = QMultiHeadAttention(2, 3, fuse='none', name='mha')(q, q, use_causal_mask=True)
+        model = keras.Model(q, out)
+    xs = inputs(model, 2000, seed=4)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'causal'), backend='Vitis')
+    assert np.asarray(hls.graph['mha_softmax'].attrs['mask']).tolist() == np.tril(np.ones((6, 6), int)).tolist()
+    got = hls.predict(xs[0])
+    np.testing.assert_array_equal(got, want)
+    keras.utils.set_random_seed(8)
+    with QuantizerConfigScope(f0=3, i0=2):  # negative control: the same layer without the mask
+        free = QMultiHeadAttention(2, 3, fuse='none', name='mha')
+        unmasked = keras.Model(q, free(q, q))
+    free.set_weights(model.get_layer('mha').get_weights())
+    assert not np.array_equal(got, hgq_output(unmasked, xs))
+    if shutil.which('g++') is not None:
+        hls.compile(sim='csim')
+        assert_bit_identical(hls, [xs[0][:300]])
+
+
 def test_qmultiheadattention_with_per_element_bit_widths(tmp_path):
     """Every quantizer with its own integer and fractional bits per element (as after HGQ2 training)."""
     model = mha_model(cross=True)

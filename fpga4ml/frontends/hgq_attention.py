@@ -14,8 +14,9 @@
   exactly for the widths its quantizers give (at most 24 significant bits); fpga4ml computes them
   exactly in integers.
 
-Masks, return_attention_scores, attention_axes other than the default, fused projections and
-heterogeneous softmax tables are refused with a GraphError naming the layer.
+``use_causal_mask=True`` gives the TableSoftmax the lower-triangular mask (HGQ2 multiplies the
+masked exps by 0). Other masks, return_attention_scores, attention_axes other than the default,
+fused projections and heterogeneous softmax tables are refused with a GraphError naming the layer.
 """
 
 from __future__ import annotations
@@ -94,15 +95,15 @@ def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[
 
 
 def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, ...], name: str,
-             prefix: str) -> str:
-    """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product) and its output quantizer."""
+             prefix: str, mask: list | None = None) -> str:
+    """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product; a constant mask) and its oq."""
     if not sm.stable or sm.enable_iq or tuple(sm.axes) != (len(shape),):
         raise GraphError(f'{call.where()}: the softmax must be stable, without input quantizer, over the key axis '
                          f'(stable={sm.stable}, enable_iq={sm.enable_iq}, axes={sm.axes})')
     exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, call.where(), 'softmax exp')
     inv_index, inv_t, inv_entries = _table(sm.inv_table, shape[:-1] + (1,), call.where(), 'softmax 1/x')
     attrs = {'exp_index': exp_index, 'exp_entries': exp_entries, 'inv_index': inv_index, 'inv_entries': inv_entries,
-             'scale': float(sm.input_scaler), 'epsilon': float(K._import_keras().backend.epsilon())}
+             'scale': float(sm.input_scaler), 'epsilon': float(K._import_keras().backend.epsilon()), 'mask': mask}
     node = make_node(name, 'TableSoftmax', [src], shape, attrs=attrs, source=type(sm).__name__)
     graph.add(H._fixed(node, exp_table=exp_t, inv_table=inv_t, result=AUTO))
     if getattr(sm, 'enable_oq', False):
@@ -114,7 +115,7 @@ def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, .
 def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     """QMultiHeadAttention -> the sublayers of the module doc, bit-exact with HGQ2's inference."""
     layer = call.layer
-    _check_attention_call(call)
+    causal = _check_attention_call(call, causal_ok=True)
     if getattr(layer, '_fuse', 'none') != 'none':
         raise GraphError(f"{call.where()}: fuse={layer._fuse!r} is not supported; only fuse='none'")
     if float(layer._inverse_sqrt_key_dim) != 1.0:
@@ -138,7 +139,8 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     dot = per_sample_equation(layer._dot_product_equation, [len(k_out), len(q_out)], call.where())
     graph.add(H._fixed(make_node(scores, 'Einsum', [k_name, q_name], scores_shape, attrs={'equation': dot},
                                  source=type(layer).__name__), accum=AUTO, result=AUTO))
-    weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name)
+    mask = np.tril(np.ones(scores_shape[1:], dtype=np.int64)).tolist() if causal else None  # key j <= query i
+    weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name, mask)
     v_name, v_out = outs['value']
     combined_shape = q_shape[:-1] + v_out[-2:]
     combine = call.fresh(f'{name}_combine')

@@ -212,7 +212,7 @@ def _given_table(node, key: str, index, entries_attr: str) -> None:
 
 
 @recipe('TableSoftmax', attrs={'exp_index': REQUIRED, 'exp_entries': REQUIRED, 'inv_index': REQUIRED,
-                               'inv_entries': REQUIRED, 'scale': 1.0, 'epsilon': 0.0},
+                               'inv_entries': REQUIRED, 'scale': 1.0, 'epsilon': 0.0, 'mask': None},
         precision=('exp_table', 'inv_table', 'result'))
 def table_softmax(node, p, x):
     """Softmax over the last axis with given tables (HGQ2's QSoftmax, stable):
@@ -220,6 +220,8 @@ def table_softmax(node, p, x):
     d = max(x) - x cast into `exp_index` (its rounding and overflow); e = exp table[d] (entries: the
     front end's, real meaning exp(-d * scale)); s = sum(e), exact, cast into `inv_index`;
     r = inv table[s] (real meaning 1 / (s + epsilon)); y = e * r, exact, cast into 'result' (auto: exact).
+    With a constant `mask` (0/1, broadcast to the shape) the maximum is over the kept keys and masked
+    keys read d = 0 and e = 0 (HGQ2 multiplies their exp by the mask).
     """
     exp_index, inv_index = attr(node, 'exp_index'), attr(node, 'inv_index')
     scale, eps = float(attr(node, 'scale')), float(attr(node, 'epsilon'))
@@ -227,12 +229,30 @@ def table_softmax(node, p, x):
     p.type('inv_table', 'default')
     p.tables(lambda nd, in_types: (_given_table(nd, 'exp', exp_index, 'exp_entries'),
                                    _given_table(nd, 'inv', inv_index, 'inv_entries')))
-    top = p.reduce(x, 'max', axis=-1, keepdims=True)
-    d = p.cast(p.assume(p.sub(top, x), lo=0), exp_index)
-    e = p.lookup(d, 'exp', lambda v: np.exp(-v * scale))
+    top, masked = _masking(node, p, None if attr(node, 'mask') is None else softmax_mask(node))
+    d = p.cast(p.assume(masked(p.sub(top(x), x)), lo=0), exp_index)
+    e = masked(p.lookup(d, 'exp', lambda v: np.exp(-v * scale)))
     s = p.cast(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), inv_index)
     r = p.lookup(s, 'inv', lambda v: 1.0 / (v + eps))
     return p.cast(p.mul(e, r), 'result', 'exact')
+
+
+def _masking(node, p, mask: np.ndarray | None):
+    """(top, masked): the row maximum over the kept keys, and a value with its masked cells replaced by 0
+    (gathers of the value and one appended 0); without a mask the plain maximum and the identity."""
+    from .primitives import LOWEST
+    if mask is None:
+        return (lambda v: p.reduce(v, 'max', axis=-1, keepdims=True)), (lambda v: v)
+    flat = np.arange(node.size, dtype=np.int64).reshape(node.shape)
+    zero = p.const(Const(np.zeros(1, dtype=np.int64), 0))
+    kept = np.where(mask, flat, node.size)
+
+    def top(v):
+        return p.reduce(p.gather(v, np.where(mask, flat, -1), LOWEST), 'max', axis=-1, keepdims=True)
+
+    def masked(v):
+        return p.gather(p.concat([p.reshape(v, (node.size,)), zero], 0), kept)
+    return top, masked
 
 
 # ---------------------------------------------------------------------------------------- Embedding
@@ -298,18 +318,9 @@ def masked_softmax(node, p, x):
     exact softmax tables, tables.build_softmax_tables), masked e replaced by 0, s = sum(e) exact,
     y = e * inv table[s], cast into 'result' (auto: the model default).
     """
-    from .primitives import LOWEST
     from .tables import build_softmax_tables
-    mask = softmax_mask(node)
     p.tables(lambda nd, in_types: build_softmax_tables(nd))
-    flat = np.arange(node.size, dtype=np.int64).reshape(node.shape)
-    zero = p.const(Const(np.zeros(1, dtype=np.int64), 0))
-    kept = np.where(mask, flat, node.size)  # masked cells read the 0 appended after the values
-
-    def masked(v):
-        return p.gather(p.concat([p.reshape(v, (node.size,)), zero], 0), kept)
-
-    top = p.reduce(p.gather(x, np.where(mask, flat, -1), LOWEST), 'max', axis=-1, keepdims=True)
-    e = masked(p.lookup(p.assume(masked(p.sub(x, top)), hi=0), 'exp', np.exp))
+    top, masked = _masking(node, p, softmax_mask(node))
+    e = masked(p.lookup(p.assume(masked(p.sub(x, top(x))), hi=0), 'exp', np.exp))
     inv = p.lookup(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), 'inv', np.reciprocal)
     return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)

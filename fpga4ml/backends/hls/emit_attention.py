@@ -149,22 +149,27 @@ def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> 
     dt = ctx.typedef(node, 'd_in', node.attrs['exp_index'], f'{label(node)}: the exp input quantizer')
     st = ctx.typedef(node, 'si', node.attrs['inv_index'], f'{label(node)}: the 1/x input quantizer')
     sum_t = ctx.typedef(node, 'sum', ctx.intermediate(node, 'sum'), f'{label(node)}: exact sum of the exp values')
-    o = f'r * {n} + ' if rows > 1 else ''
     exp_entry = from_bits(ett, exp_arr + '[' + address('a', tabs['exp'].index) + ']')
     inv_entry = from_bits(itt, inv_arr + '[' + address('b', tabs['inv'].index) + ']')
-    body = [f'{x.ctype} m = x[{o}0];', f'for (int i = 1; i < {n}; i++) {{', '    #pragma HLS UNROLL',
-            f'    if (x[{o}i] > m) m = x[{o}i];', '}',
+    mask = None if node.attrs.get('mask') is None else softmax_mask(node).reshape(rows, n)
+    keep = None if mask is None else ctx.array(node, 'mask', 'bool', mask.astype(int),
+                                               f'{label(node)}: 1 where the key takes part ({rows} x {n})')
+    kept = (lambda i: 'true') if keep is None else (lambda i: f'{keep}[r * {n} + {i}]')
+    body = [f'{x.ctype} m = 0;', 'bool seen = false;', f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+            f"    if ({kept('i')} && (!seen || x[r * {n} + i] > m)) {{ m = x[r * {n} + i]; seen = true; }}", '}',
             f'{ett} e[{n}];', '#pragma HLS ARRAY_PARTITION variable=e complete', f'{sum_t} s = 0;',
-            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
-            f'    {dt} d = ({dt})(m - x[{o}i]);', f'    {eit} a = ({eit}) d;', f'    e[i] = {exp_entry};',
-            '    s += e[i];', '}',
+            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', '    e[i] = 0;',
+            f"    if ({kept('i')}) {{",
+            f'        {dt} d = ({dt})(m - x[r * {n} + i]);', f'        {eit} a = ({eit}) d;', f'        e[i] = {exp_entry};',
+            '    }', '    s += e[i];', '}',
             f'{st} si = ({st}) s;', f'{iit} b = ({iit}) si;', f'{itt} inv = {inv_entry};',
-            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[{o}i] = ({out.ctype})(e[i] * inv);', '}']
-    if rows > 1:
-        body = [f'for (int r = 0; r < {rows}; r++) {{'] + ['    ' + s for s in body] + ['}']
+            f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[r * {n} + i] = ({out.ctype})(e[i] * inv);', '}']
+    body = [f'for (int r = 0; r < {rows}; r++) {{'] + ['    ' + s for s in body] + ['}']
+    if keep is not None:
+        body.insert(0, f'#pragma HLS ARRAY_PARTITION variable={keep} complete')
     head = header(node, f'softmax over {n} values through given tables, {rows} rows', [
         'd = (exp_index_t)(max(x) - x); e = exp_table[d]; s = sum(e) exact; r = inv_table[(inv_index_t) s]; '
-        'y = (result_t)(e * r)'])
+        'y = (result_t)(e * r)'] + ([] if keep is None else ['a constant mask: the maximum over kept keys, e = 0 at masked keys']))
     return _function(ctx, node, ins, out, head, body)
 
 
