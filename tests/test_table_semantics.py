@@ -172,7 +172,7 @@ def test_softplus_softsign_equal_hls4ml_csim(tmp_path_factory):
         assert_negative_control(case, bump_weight('d0', index=(2, 3)))
 
 
-def _elu_selu(tmp_path, mode: str = 'hls4ml'):
+def _elu_selu(tmp_path, mode: str = 'hls4ml', io_type: str = 'io_parallel'):
     g = Graph()
     g.add(Node('x', 'Input', [], (6,)))
     g.add(Node('e', 'Activation', ['x'], (6,), attrs={'function': 'elu', 'alpha': 0.7}))
@@ -181,7 +181,7 @@ def _elu_selu(tmp_path, mode: str = 'hls4ml'):
     cfg = {'Model': {'Precision': 'fixed<14,5,RND,SAT>', 'TableSemantics': mode},
            'LayerName': {'e': {'TableSize': 256, 'Precision': {'param': 'ufixed<6,0,RND>'}},
                          's': {'Precision': {'result': 'fixed<12,4,RND_CONV,SAT>'}}}}
-    return convert_graph(g, cfg, output_dir=str(tmp_path / mode))
+    return convert_graph(g, cfg, output_dir=str(tmp_path / f'{mode}_{io_type}'), io_type=io_type)
 
 
 def test_elu_selu_index_branch_and_alpha(tmp_path):
@@ -207,7 +207,7 @@ def test_elu_selu_index_branch_and_alpha(tmp_path):
 
 
 def test_elu_selu_netlist_and_csim_equal_the_emulator(tmp_path):
-    """The Verilog netlist and the HLS C simulation compute hls4ml's elu/selu bits too."""
+    """The Verilog netlist and the HLS C simulation (io_parallel and io_stream) compute hls4ml's elu/selu bits too."""
     from fpga4ml.backends.verilog.lower import lower_graph
     model = _elu_selu(tmp_path)
     x = np.random.default_rng(4).uniform(-20, 12, (3000, 6))
@@ -221,9 +221,11 @@ def test_elu_selu_netlist_and_csim_equal_the_emulator(tmp_path):
         assert not np.array_equal(exact[name], want[name]), name
     if _hls4ml_templates() is None:
         pytest.skip('the C simulation needs g++ and the ap_types headers shipped with hls4ml')
-    model.compile(sim='csim')
-    for name, a, b in zip(model.graph.outputs, model.predict(x), model.predict(x, sim='csim')):
-        np.testing.assert_array_equal(b, a, err_msg=name)
+    for io_type in ('io_parallel', 'io_stream'):
+        model = _elu_selu(tmp_path, io_type=io_type)
+        model.compile(sim='csim')
+        for name, a, b in zip(model.graph.outputs, model.predict(x), model.predict(x, sim='csim')):
+            np.testing.assert_array_equal(b, a, err_msg=f'{name} {io_type}')
 
 
 @pytest.mark.slow  # hls4ml's project compiles with g++ -O3
