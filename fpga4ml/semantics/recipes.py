@@ -173,7 +173,8 @@ def _elu_hls4ml(node, p, x):
         alpha = p.const(p.param(attr(node, 'alpha'), 'default'))
         y = p.piecewise(x, ZERO, lambda v: v, lambda v: p.mul(negative(v), alpha))
     else:
-        lam = p.const(Const(np.asarray(hls4ml_selu_lambda()[0]), hls4ml_selu_lambda()[1]))
+        lam_m, lam_frac = hls4ml_selu_lambda()
+        lam = p.const(Const(np.asarray(lam_m), lam_frac))
         y = p.piecewise(x, ZERO, lambda v: p.mul(v, lam), negative)
     return p.cast(y, 'result')
 
