@@ -18,7 +18,7 @@ Steps: data -> expression search -> `convert_from_symbolic_expression` (with mat
 and with LUT functions, as the tutorial) -> `write()`, `compile()`, `predict()` -> accuracy of the
 fixed-point expressions vs their float value vs the JSC MLP (Keras, trained a few epochs) -> the
 expressions and the MLP as pipelined Verilog: latency in clocks, cost-model estimate, Yosys LUTs
-(pyosys; the MLP's Yosys run takes minutes, so it runs with `--synth-mlp` only). Run it with:
+(pyosys; the MLP's Yosys run takes about 15 minutes, so it runs with `--synth-mlp` only). Run it with:
 
     KERAS_BACKEND=torch .venv/bin/python examples/symbolic_jets.py [--quick] [--no-synth] [--synth-mlp]
 """
@@ -239,7 +239,7 @@ def report_firmware(expr_fw: dict, mlp_fw: dict) -> None:
         print(f'  {label:16s}{fw["latency"]:>12d}{cell(fw["est_LUT"]):>10s}{cell(fw["est_FF"]):>9s}'
               f'{cell(fw["LUT"]):>11s}{cell(fw["FF"]):>10s}')
     if mlp_fw['LUT'] is None:
-        print('  (the MLP is synthesized with --synth-mlp only: minutes of Yosys)')
+        print('  (the MLP is synthesized with --synth-mlp only: about 15 minutes of Yosys on 2 cores)')
 
 
 def run(args) -> dict:
