@@ -491,6 +491,9 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
 from .hgq_attention import HANDLERS as _ATTENTION_HANDLERS  # noqa: E402  (QEinsumDense, QMultiHeadAttention)
 
 HANDLERS.update(_ATTENTION_HANDLERS)
+from .hgq_rnn import HANDLERS as _RNN_HANDLERS  # noqa: E402  (QSimpleRNN, QGRU)
+
+HANDLERS.update(_RNN_HANDLERS)
 
 #: HGQ2 class names this front end accepts
 SUPPORTED_LAYERS: tuple[str, ...] = tuple(sorted(HANDLERS))

@@ -182,7 +182,7 @@ class Converter:
         self.tainted: set[str] = set()      # fx names that depend on a model input
         self.relayouts: dict[tuple[str, bool], str] = {}
         self.reserved = {n.name for n in gm.graph.nodes}
-        self.tuples: dict[str, Any] = {}     # fx name -> an RNN module's outputs, nested tuples of (Value, batch second)
+        self.tuples: dict[str, Any] = {}     # fx name -> an RNN module's outputs: nested tuples of (Value, batch 2nd)
         self.batch_second: set[str] = set()  # fx names of tensors torch holds with the batch on axis 1
         self.zeros: set[str] = set()         # fx names of torch.zeros initial states (batch-dependent shape)
 

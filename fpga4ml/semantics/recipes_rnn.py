@@ -29,6 +29,7 @@ import numpy as np
 from ..functions import table_function
 from ..ir import TABLE_ACTIVATIONS, GraphError, Node
 from .compose import scan
+from .params import element_groups
 from .primitives import Const
 from .spec import REQUIRED, attr, recipe
 from .tables import HLS4ML_TABLE_TYPE, build_activation_table, hls4ml_tables
@@ -45,6 +46,8 @@ RNN_ATTRS = {'units': REQUIRED, 'activation': 'tanh', 'return_sequences': False,
              'output_order': 'steps'}
 #: gates per op (the column blocks of kernel, recurrent_kernel and the biases)
 GATES = {'SimpleRNN': 1, 'LSTM': 4, 'GRU': 3}
+#: the points of attrs['quantizers'] (HGQ2's in-cell quantizers, `quantize_at`) per op
+QUANTIZER_POINTS = {'SimpleRNN': ('state', 'pre_activation'), 'GRU': ('state', 'gates', 'recurrent_h', 'candidate')}
 
 
 # ---------------------------------------------------------------------------------------- checks
@@ -65,6 +68,10 @@ def check_rnn(node: Node, n_in: int) -> int:
     if node.op == 'GRU' and attr(node, 'gate_order') not in GATE_ORDERS:
         raise GraphError(f"layer {node.name!r}: GRU gate_order {attr(node, 'gate_order')!r} is not one of "
                          f'{GATE_ORDERS}')
+    points = QUANTIZER_POINTS.get(node.op, ())
+    for point in attr(node, 'quantizers') or {} if points else ():
+        if point not in points:
+            raise GraphError(f'layer {node.name!r}: {node.op} quantizer point {point!r} is not one of {list(points)}')
     expected = {'kernel': (n_in, gates * n), 'recurrent_kernel': (n, gates * n), 'bias': (gates * n,),
                 'recurrent_bias': (gates * n,)}
     for name, shape in expected.items():
@@ -126,6 +133,36 @@ def activate(node: Node, p, v, key: str, fn_attr: str, into: str):
 
 
 # ---------------------------------------------------------------------------------------- pieces
+def quantize_at(node: Node, p, v, point: str):
+    """v through the per-element quantizer `point` of attrs['quantizers'] (HGQ2's in-cell quantizers), else v.
+
+    attrs['quantizers'][point] is a Quantize node's element_types ({'k', 'i', 'f', 'rounding',
+    'overflow'}, per element of v): each element is cast into its own type (a pruned one is 0); the
+    result is exact at the finest LSB of those types (no enclosing cast). An optional 'affine'
+    [e, m, f] then computes ``y * 2^e + m * 2^-f`` exactly (HGQ2's post-quantization affine of its
+    hard-sigmoid gate quantizer: scale 0.25, shift 0.5).
+    """
+    spec = (attr(node, 'quantizers') or {}).get(point)
+    if spec is None:
+        return v
+    shape = tuple(p.shape(v))
+    groups = element_groups(Node(f'{node.name}_{point}', 'Quantize', [], shape, attrs={'element_types': spec}))
+    if len(groups) == 1 and groups[0][0] is not None:  # one type for every element: a plain cast
+        y = p.cast(v, groups[0][0])
+    else:
+        frac = max((t.frac for t, _ in groups if t is not None), default=0)
+        parts = [p.const(Const(np.zeros(len(idx), dtype=np.int64), frac)) if t is None
+                 else p.cast(p.gather(v, idx), t) for t, idx in groups]
+        order = np.argsort(np.concatenate([idx for _, idx in groups]), kind='stable')
+        # gathered as one (1, n) row, then reshaped: a const_matmul reading a plain (n,) gather fails
+        # in the numpy interpreter's window path (it expects (windows, n) indices)
+        y = p.reshape(p.gather(p.concat(parts, 0), order.reshape(1, -1)), shape)
+    if spec.get('affine') is not None:
+        e, m, f = (int(a) for a in spec['affine'])
+        y = p.add(p.shift(y, e), p.const(Const(np.full(shape, m, dtype=np.int64), f)))
+    return y
+
+
 def columns(p, v, start: int, stop: int):
     """v[start:stop] of a vector (a gather)."""
     return p.gather(v, np.arange(start, stop, dtype=np.int64))
@@ -173,8 +210,11 @@ def run_scan(node: Node, p, x, step, init: tuple, variables: tuple[str, ...]):
 
 # ---------------------------------------------------------------------------------------- steps
 def simple_rnn_step(node: Node, p, a, n: int, h):
-    """h' = result(act(accum(a + U h + br))), a = W x + b in the accumulator."""
-    s = p.cast(p.add(a, products(p, h, 'recurrent_kernel', 'recurrent_bias', 0, n)), 'accum')
+    """h' = result(act(accum(a + U h + br))), a = W x + b in the accumulator (with HGQ2's quantizers:
+    h' = result(act(pre_activation(accum(a + U state(h) + br)))))."""
+    qh = quantize_at(node, p, h, 'state')
+    s = p.cast(p.add(a, products(p, qh, 'recurrent_kernel', 'recurrent_bias', 0, n)), 'accum')
+    s = quantize_at(node, p, s, 'pre_activation')
     h2 = activate(node, p, s, 'act', 'activation', 'result')
     return (h2,), h2
 
@@ -193,25 +233,34 @@ def lstm_step(node: Node, p, a, n: int, h, c):
 
 
 def gru_step(node: Node, p, a, n: int, h):
-    """Gates z, r and the candidate (Keras order, or PyTorch's r, z, n); h' = result(hc*(1-z) + h*z)."""
+    """Gates z, r and the candidate (Keras order, or PyTorch's r, z, n); h' = result(hc*(1-z) + h*z).
+
+    HGQ2's quantizers (attrs['quantizers']) sit at: 'state' (h before it is used, the mix included),
+    'gates' (z, r after their activation), 'recurrent_h' (the recurrent product's h block before r
+    multiplies it, or r*h before the product) and 'candidate' (hc after its activation).
+    """
     reset_after = bool(attr(node, 'reset_after'))
+    h = quantize_at(node, p, h, 'state')
     r_all = products(p, h, 'recurrent_kernel', 'recurrent_bias', 0, 3 * n if reset_after else 2 * n)
     s = p.cast(p.add(columns(p, a, 0, 2 * n), columns(p, r_all, 0, 2 * n)), 'accum')
-    zr = activate(node, p, s, 'ract', 'recurrent_activation', 'accum')
+    zr = quantize_at(node, p, activate(node, p, s, 'ract', 'recurrent_activation', 'accum'), 'gates')
     first, second = columns(p, zr, 0, n), columns(p, zr, n, 2 * n)
     z, r = (first, second) if attr(node, 'gate_order') == 'zrh' else (second, first)
     if reset_after:
-        q = p.cast(p.mul(r, columns(p, r_all, 2 * n, 3 * n)), 'accum')
+        q = p.cast(p.mul(r, quantize_at(node, p, columns(p, r_all, 2 * n, 3 * n), 'recurrent_h')), 'accum')
     else:
-        q = products(p, p.cast(p.mul(r, h), 'result'), 'recurrent_kernel', 'recurrent_bias', 2 * n, 3 * n)
+        has_rhq = 'recurrent_h' in (attr(node, 'quantizers') or {})
+        rh = quantize_at(node, p, p.mul(r, h), 'recurrent_h') if has_rhq else p.cast(p.mul(r, h), 'result')
+        q = products(p, rh, 'recurrent_kernel', 'recurrent_bias', 2 * n, 3 * n)
     u = p.cast(p.add(columns(p, a, 2 * n, 3 * n), q), 'accum')
-    hc = activate(node, p, u, 'act', 'activation', 'accum')
+    hc = quantize_at(node, p, activate(node, p, u, 'act', 'activation', 'accum'), 'candidate')
     h2 = p.cast(p.add(p.mul(hc, p.sub(p.const(ONE), z)), p.mul(h, z)), 'result')
     return (h2,), h2
 
 
 # ---------------------------------------------------------------------------------------- recipes
-@recipe('SimpleRNN', attrs=RNN_ATTRS, weights=RNN_WEIGHTS, precision=RNN_PRECISION, outputs=('result', 'result'))
+@recipe('SimpleRNN', attrs={**RNN_ATTRS, 'quantizers': None}, weights=RNN_WEIGHTS, precision=RNN_PRECISION,
+        outputs=('result', 'result'))
 def simple_rnn(node, p, x, *init):
     """Keras SimpleRNN / torch nn.RNN: (sequence or last h, final h)."""
     return run_scan(node, p, x, simple_rnn_step, init, ('result',))
@@ -224,7 +273,8 @@ def lstm(node, p, x, *init):
     return run_scan(node, p, x, lstm_step, init, ('result', 'state'))
 
 
-@recipe('GRU', attrs={**RNN_ATTRS, 'recurrent_activation': 'sigmoid', 'reset_after': True, 'gate_order': 'zrh'},
+@recipe('GRU', attrs={**RNN_ATTRS, 'recurrent_activation': 'sigmoid', 'reset_after': True, 'gate_order': 'zrh',
+                       'quantizers': None},
         weights=RNN_WEIGHTS, precision=RNN_PRECISION, outputs=('result', 'result'))
 def gru(node, p, x, *init):
     """Keras GRU (both reset_after) / torch nn.GRU (gate_order 'rzh'): (sequence or last h, final h)."""
