@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 
 from fpga4ml.converters import convert_from_symbolic_expression
 from fpga4ml.emulator.reference import float_forward
-from fpga4ml.fixed import PrecisionError
+from fpga4ml.fixed import parse_precision
 from fpga4ml.symbolic.error import error_bounds
+from fpga4ml.symbolic.functions import FunctionSpec, build_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
 
@@ -97,9 +99,9 @@ def test_quick_run_synthesizes_the_expressions(example, tmp_path):
 
 #: five expressions in the form of the tutorial's PySR output (sin(u)*cos(u) from its `sc` operator,
 #: products inside the sin argument, nested products of sums); our own coefficients. Two constructs
-#: of the tutorial's own expressions are left out here because they fail today (the strict xfail
-#: tests below): sin/cos of a constant, which its `replace('sin', 'sin_lut')` turns into a LUT call of
-#: a constant, and a product whose exact type is wider than 64 bits (HLS write()).
+#: of the tutorial's own expressions have tests of their own below: sin/cos of a constant, which its
+#: `replace('sin', 'sin_lut')` turns into a LUT call of a constant, and a product whose exact type is
+#: wider than 64 bits.
 TUTORIAL_FORM = [
     '-0.1630*sin(2*x14 - 1.037)*cos(2*x14 - 1.037)'
     ' - sin(x14 - (0.9238 - 0.1193*x3)*(-x15 + 2*x2 - 0.3817) + 1.761)',
@@ -114,21 +116,80 @@ LUT_256 = {'sin_lut': {'math_func': 'sin', 'range_start': -8, 'range_end': 8, 't
            'cos_lut': {'math_func': 'cos', 'range_start': -8, 'range_end': 8, 'table_size': 256}}
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason='fpga4ml bug: a LUT function of a constant '
-                   '(sin_lut(-0.75), from the tutorial replacing sin by sin_lut) fails in builder._mul')
-def test_lut_function_of_a_constant_converts():
-    model = convert_from_symbolic_expression('sin_lut(-0.75)*cos_lut(-0.75)*x0 + x1', n_symbols=2,
+HAS_CSIM = shutil.which('g++') is not None and importlib.util.find_spec('hls4ml') is not None
+#: the tutorial's form of a LUT call of a constant (its sin(-0.75052315) after replace('sin', 'sin_lut'))
+C = -0.75052315
+
+
+def sin_lut_entry(c: float, argument: str = 'ap_fixed<16,6>', table: str = 'ap_fixed<16,6>') -> float:
+    """sin_lut(c) by hand: c quantized into the argument type, its range address (round half to even), the entry."""
+    spec = FunctionSpec('sin', 256, 'nearest', -8.0, 8.0)
+    arg_t, table_t = parse_precision(argument), parse_precision(table)
+    a = float(arg_t.to_float(arg_t.quantize(np.asarray([c])))[0])
+    address = int(np.clip(np.round((a + 8.0) * 256 / 16), 0, 255))
+    return float(table_t.to_float(build_table(spec, arg_t, table_t).values[address]))
+
+
+def test_lut_function_of_a_constant_is_the_table_entry_it_addresses():
+    """sin_lut(c) means the table entry an input fixed to c reads, not the real sin(c) quantized."""
+    entry = sin_lut_entry(C)
+    real = float(parse_precision('ap_fixed<16,6>').to_float(parse_precision('ap_fixed<16,6>').quantize(
+        np.asarray([np.sin(C)])))[0])
+    assert entry != real  # the two meanings differ here, so the test tells them apart
+    model = convert_from_symbolic_expression(['sin_lut(-0.75052315) + x0', 'sin_lut(-0.75052315) - sin_lut(x1)',
+                                              'sin_lut(-0.75)*cos_lut(-0.75)*x0'], n_symbols=2,
                                              lut_functions=LUT_256, output_dir='unused')
-    assert model.predict(np.zeros((1, 2))).shape == (1, 1)
+    y = model.predict(np.asarray([[0.0, C]]))
+    assert y[0, 0] == entry and y[0, 1] == 0.0  # the constant's entry == the entry of an input fixed to it
+    assert y[0, 2] == 0.0  # a product of two LUT calls of constants (the tutorial's form) converts; x0 = 0
+    other = convert_from_symbolic_expression('sin_lut(-0.75052315 + 0.0625) + x0', n_symbols=1,  # negative control:
+                                             lut_functions=LUT_256, output_dir='unused')  # the next entry
+    assert other.predict(np.zeros((1, 1)))[0, 0] != entry
 
 
-@pytest.mark.xfail(strict=True, raises=PrecisionError, reason='fpga4ml bug: the HLS writer cannot declare a value '
-                   'wider than 64 bits (the emulator computes it exactly)')
-def test_hls_write_of_a_product_wider_than_64_bits(tmp_path):
-    model = convert_from_symbolic_expression('x0*x1*x2*x3*x4', n_symbols=5, precision='ap_fixed<16,6>',
+def test_unsupported_function_of_a_constant_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown name 'foo'"):
+        convert_from_symbolic_expression('foo(0.5)*x0', n_symbols=1, lut_functions=LUT_256, output_dir='unused')
+    with pytest.raises(ValueError, match='non-finite or complex number'):
+        convert_from_symbolic_expression('log(-1)*x0', n_symbols=1, output_dir='unused')
+
+
+#: an exact product of five ap_fixed<16,6> inputs needs 76 bits, beyond a 64-bit integer; the result
+#: saturates and rounds, so both its high and its low bits are compared
+WIDE = ['x0*x1*x2*x3*x4', '(x0*x1*x2*x3 + 3.3)*x4*x2', 'sin_lut(-0.75052315)*cos_lut(x0)']
+WIDE_PRECISION = {'default': 'ap_fixed<16,6>', 'result': 'ap_fixed<32,22,AP_RND,AP_SAT>'}
+
+
+def wide_inputs(n: int, seed: int) -> np.ndarray:
+    """Inputs over the whole ap_fixed<16,6> range, the two corners (largest products) first."""
+    t = parse_precision('ap_fixed<16,6>')
+    x = np.random.default_rng(seed).integers(t.min_mantissa, t.max_mantissa + 1, size=(n, 5))
+    x[0], x[1] = t.min_mantissa, t.max_mantissa
+    return t.to_float(x)
+
+
+def test_hls_declares_a_product_wider_than_64_bits(tmp_path):
+    model = convert_from_symbolic_expression(WIDE, n_symbols=5, precision=WIDE_PRECISION, lut_functions=LUT_256,
                                              output_dir=str(tmp_path / 'prj'))
     model.write()
-    assert (tmp_path / 'prj' / 'firmware' / 'myproject.cpp').is_file()
+    defines = (tmp_path / 'prj' / 'firmware' / 'defines.h').read_text()
+    assert 'ap_fixed<76,26>' in defines  # x0*x1*x2*x3*x4 exactly
+    x = np.concatenate([wide_inputs(2, 0), np.full((1, 5), 3.0), np.full((1, 5), 1.5)])
+    y = model.predict(x)[:, 0]  # (-32)^5 and 31.999^5 saturate; 3^5 and 1.5^5 are exact
+    np.testing.assert_array_equal(y, [-2.0 ** 21, 2.0 ** 21 - 2.0 ** -10, 243.0, 7.59375])
+
+
+@pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
+def test_csim_equals_emulator_on_products_wider_than_64_bits(tmp_path):
+    model = convert_from_symbolic_expression(WIDE, n_symbols=5, precision=WIDE_PRECISION, lut_functions=LUT_256,
+                                             output_dir=str(tmp_path / 'prj'))
+    x = wide_inputs(2000, 1)
+    csim = model.predict(x, sim='csim')
+    np.testing.assert_array_equal(csim, model.predict(x))
+    changed = [WIDE[0], WIDE[1].replace('3.3', repr(3.3 + 2 ** -10)), WIDE[2]]  # one LSB of the constant
+    other = convert_from_symbolic_expression(changed, n_symbols=5, precision=WIDE_PRECISION, lut_functions=LUT_256,
+                                             output_dir=str(tmp_path / 'other'))
+    assert not np.array_equal(csim, other.predict(x))
 
 
 def test_tutorial_calls_on_expressions_of_its_form(tmp_path):

@@ -10,6 +10,11 @@ Walking rules (docs/symbolic.md has the exact meaning of each):
 * Integer powers are exact products; other exponents (``sqrt``, ``x**0.3``) are tables.
 * Math functions and the user's LUT functions are tables (functions.py); Abs, sign, Min, Max and
   Piecewise (conditions ``<, <=, >, >=`` of two sub-expressions) are exact selections.
+* A sub-expression without inputs that sympy can evaluate (``pi``, ``log(2)``, ``sin(1/2)``) is one
+  constant: its real value quantized into the constant type. A table function of a constant that
+  sympy cannot evaluate (a LUT function: ``sin_lut(-0.75)``, as the hls4ml tutorial writes it) is the
+  table entry the constant addresses: the constant (in the constant type) is read as any argument, so
+  it means what the table gives for an input fixed to that constant, not the real function's value.
 """
 
 from __future__ import annotations
@@ -57,6 +62,16 @@ def precisions_from(precision, lut_names=()) -> Precisions:
         e = key if isinstance(key, sympy.Basic) else parse(key, lut_names)
         parsed[e] = str(t)
     return Precisions(str(precision.get('default', 'ap_fixed<16,6>')), roles, parsed)
+
+
+def number_value(e) -> float | None:
+    """The real value of a sub-expression without inputs that sympy evaluates, else None (a LUT call in it)."""
+    if e.free_symbols:
+        return None
+    try:
+        return float(e)
+    except TypeError:  # an applied LUT function (sympy knows no value for it)
+        return None
 
 
 def _power_of_two(value: float) -> int | None:
@@ -122,12 +137,11 @@ class Builder:
             if idx >= self.n_inputs:
                 raise ValueError(f'the expression uses {e.name} but n_symbols is {self.n_inputs}')
             return self.emit('x', [], idx)
-        if not e.free_symbols:  # a number, pi, log(2), sqrt(2): one constant
-            if not e.is_finite or not e.is_real:
-                raise ValueError(f'the expression holds the non-finite or complex number {e}')
+        value = None if e.free_symbols else self._number(e)
+        if value is not None:  # a number, pi, log(2), sqrt(2): one constant
             if override is not None:
-                return self.emit('const', [], float(e), override)
-            return self.const(float(e))
+                return self.emit('const', [], value, override)
+            return self.const(value)
         if isinstance(e, sympy.Add):
             return self._add(e)
         if isinstance(e, sympy.Mul):
@@ -152,6 +166,13 @@ class Builder:
                          f'and real powers, {sorted(TABLE_FUNCTIONS)}, Abs, sign, Min, Max, Piecewise and LUT '
                          'functions')
 
+    def _number(self, e) -> float | None:
+        """The value of an input-free sub-expression (None: it calls a table function, walked as one)."""
+        value = number_value(e)
+        if e.has(sympy.zoo, sympy.oo, sympy.nan, sympy.I) or (value is not None and not math.isfinite(value)):
+            raise ValueError(f'the expression holds the non-finite or complex number {e}')
+        return value
+
     def _add(self, e) -> int:
         k = None
         for term in e.args:
@@ -165,11 +186,11 @@ class Builder:
     def _mul(self, e) -> int:
         coeff, rest = e.as_coeff_Mul()
         factors = sympy.Mul.make_args(rest)
-        numeric = [f for f in factors if not f.free_symbols]  # log(2), pi: part of the coefficient
+        numeric = [f for f in factors if number_value(f) is not None]  # log(2), pi: part of the coefficient
         if numeric:
             coeff = sympy.Float(float(coeff * sympy.Mul(*numeric)))
         num, den = [], []
-        for f in (f for f in factors if f.free_symbols):
+        for f in (f for f in factors if number_value(f) is None):  # inputs, or a LUT function of a constant
             if isinstance(f, sympy.Pow) and f.exp.is_Integer and f.exp < 0:
                 den.append(f.base ** (-f.exp))
             else:
