@@ -179,6 +179,14 @@ def test_hls_declares_a_product_wider_than_64_bits(tmp_path):
     np.testing.assert_array_equal(y, [-2.0 ** 21, 2.0 ** 21 - 2.0 ** -10, 243.0, 7.59375])
 
 
+def test_verilog_error_names_the_sub_expression_wider_than_62_bits():
+    with pytest.raises(ValueError, match=r'sub-expression x0\*x1\*x2\*x3\*x4 needs 76 bits.*narrower inputs'):
+        convert_from_symbolic_expression('x0*x1*x2*x3*x4', n_symbols=5, backend='Verilog', output_dir='unused')
+    narrow = convert_from_symbolic_expression('x0*x1*x2*x3*x4', n_symbols=5, backend='Verilog', output_dir='unused',
+                                              precision={'default': 'ap_fixed<16,6>', 'input': 'ap_fixed<12,4>'})
+    assert narrow.predict(np.full((1, 5), 1.5))[0, 0] == 7.59375  # 60 bits: the workaround converts
+
+
 @pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')
 def test_csim_equals_emulator_on_products_wider_than_64_bits(tmp_path):
     model = convert_from_symbolic_expression(WIDE, n_symbols=5, precision=WIDE_PRECISION, lut_functions=LUT_256,

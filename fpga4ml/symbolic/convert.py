@@ -65,6 +65,14 @@ def build_graph(expr, n_symbols=None, lut_functions=None, use_built_in_lut_funct
                 precision='ap_fixed<16,6>', table_size: int = DEFAULT_TABLE_SIZE, lut_rounding: str = 'nearest',
                 equation='best') -> tuple[Graph, dict]:
     """The graph (Input x -> Expression expr1) and its hls_config for expressions (see the converter)."""
+    graph, config, _ = _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision, table_size,
+                              lut_rounding, equation)
+    return graph, config
+
+
+def _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision, table_size, lut_rounding,
+           equation) -> tuple[Graph, dict, dict[int, str]]:
+    """build_graph's graph and config, and the sub-expression each instruction computes {index: text}."""
     luts = lut_specs(lut_functions, table_size, lut_rounding)
     available = {**function_table(table_size, lut_rounding, use_built_in_lut_functions), **luts}
     lut_names = [n for n in available if n not in TABLE_FUNCTIONS and n != 'inv']
@@ -92,7 +100,42 @@ def build_graph(expr, n_symbols=None, lut_functions=None, use_built_in_lut_funct
     config = {'Model': {'Precision': prec.default, 'ReuseFactor': 1},
               'LayerName': {INPUT_NAME: {'Precision': {'result': prec.of('input')}},
                             LAYER_NAME: {'Precision': {'result': prec.of('result')}}}}
-    return g, config
+    sources = {k: str(e) for e, k in builder.memo.items() if not isinstance(e, tuple)}
+    return g, config, sources
+
+
+def check_verilog_widths(model, sources: dict[int, str]) -> None:
+    """Lower the Expression to a netlist; a value too wide for the Verilog back end is an error naming it.
+
+    The netlist holds signals of at most MAX_SIGNAL_BITS bits (the HLS back ends have no such limit):
+    the error names the first sub-expression beyond it and the precision keys that narrow it.
+    """
+    from ..backends.verilog.lower import lower_graph
+    from ..backends.verilog.netlist import MAX_SIGNAL_BITS, NetlistError, bits_for
+    from ..intervals import Interval
+    from ..semantics.bounds import Bounds
+    from ..semantics.spec import spec_of
+
+    try:
+        lower_graph(model.graph, model.intervals)
+    except NetlistError as err:
+        node, x = model.graph[LAYER_NAME], model.graph[INPUT_NAME]
+        bounds = Bounds(node, [x.result_type])
+        iv = model.intervals[INPUT_NAME] if model.intervals is not None else Interval.of_type(x.result_type, x.shape)
+        spec_of(node).recipe(node, bounds, iv)
+        wide = [(bits_for(iv.min, iv.max), int(name[1:])) for name, iv in bounds.labels.items()
+                if re.fullmatch(r'[ve]\d+', name) and bits_for(iv.min, iv.max) > MAX_SIGNAL_BITS
+                and int(name[1:]) in sources]
+        if not wide:
+            raise
+        bits, k = min(wide, key=lambda w: w[1])  # the first one: the others are built on it
+        sub = sources[k]
+        raise ValueError(
+            f'layer {LAYER_NAME!r}: the sub-expression {sub} needs {bits} bits exactly, more than the '
+            f'{MAX_SIGNAL_BITS} bits of a Verilog signal (the HLS back ends compute it exactly); narrow its operands: '
+            "precision={'expressions': {'<an operand>': 'ap_fixed<W,I>'}} (a precision on the sub-expression itself "
+            'casts its exact value, which still needs these bits), or narrower inputs: '
+            "precision={'input': 'ap_fixed<W,I>'}") from err
 
 
 def convert_from_symbolic_expression(expr, n_symbols=None, lut_functions=None, use_built_in_lut_functions=False,
@@ -124,8 +167,11 @@ def convert_from_symbolic_expression(expr, n_symbols=None, lut_functions=None, u
     if hls_include_path or hls_libs_path:
         warnings.warn('convert_from_symbolic_expression: hls_include_path/hls_libs_path are not needed (the C++ uses '
                       'only ap_types: every function is a table) and are ignored', ConfigWarning, stacklevel=2)
-    graph, config = build_graph(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision, table_size,
-                                lut_rounding, equation)
+    graph, config, sources = _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision,
+                                    table_size, lut_rounding, equation)
     extra = {k: v for k, v in (('input_data_tb', input_data_tb), ('output_data_tb', output_data_tb)) if v is not None}
-    return convert_graph(graph, config, output_dir=output_dir, project_name=project_name, backend=backend, part=part,
-                         clock_period=clock_period, io_type=io_type, **extra, **kwargs)
+    model = convert_graph(graph, config, output_dir=output_dir, project_name=project_name, backend=backend, part=part,
+                          clock_period=clock_period, io_type=io_type, **extra, **kwargs)
+    if str(backend).lower() == 'verilog':
+        check_verilog_widths(model, sources)
+    return model
