@@ -1,7 +1,7 @@
 """ONNX RNN/LSTM/GRU ops (fpga4ml/frontends/onnx_ops.py): the float reference against onnxruntime, the emulator.
 
 Models come from torch.onnx.export of nn.RNN/LSTM/GRU (layout 0: the Transposes, Squeezes and
-Reshapes around the op carry the batch off axis 0) and from onnx.helper for what torch does not
+Reshapes around the op carry the batch off axis 0; Gather and Slice take steps and features) and from onnx.helper for what torch does not
 write: direction reverse, layout 1, GRU linear_before_reset=0, initial_h/initial_c as graph inputs.
 The float interpreter equals onnxruntime within float32 rounding (onnxruntime refuses layout 1: the
 same model in layout 0 is its reference); the emulator at ap_fixed<32,16>
@@ -64,7 +64,20 @@ class LastState(torch.nn.Module):
         return self.fc(self.gru(x)[1][-1])
 
 
+class Slices(torch.nn.Module):
+    """GRU -> the last two steps and a middle slice of the features (ONNX Slice), flattened -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru, self.fc = torch.nn.GRU(F, H, batch_first=True), torch.nn.Linear(2 * 2, 2)
+
+    def forward(self, x):
+        out = self.gru(x)[0]
+        return self.fc(out[:, -2:, 1:3].reshape(-1, 4)), out[:, 1:4]
+
+
 TORCH_MODELS = {
+    'gru_slices': Slices,
     'lstm_last_step': LastStep,
     'gru_2layers_bidir_h_last': LastState,
     'rnn_relu_2layers': lambda: Whole(torch.nn.RNN(F, H, 2, nonlinearity='relu', batch_first=True)),
@@ -223,3 +236,17 @@ def test_sequence_lens_and_constant_state_refused():
     model.graph.initializer.append(numpy_helper.from_array(np.full((1, 1, H), 0.5, np.float32), 'h0c'))
     with pytest.raises(GraphError, match='constant non-zero initial_h'):
         onnx_to_graph(model)
+
+
+class Strided(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = torch.nn.GRU(F, H, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(x)[0][:, ::2]
+
+
+def test_strided_slice_refused():
+    with pytest.raises(GraphError, match=r'\(Slice\): slicing axis 1 with step 2 is not supported'):
+        onnx_to_graph(export(Strided()))

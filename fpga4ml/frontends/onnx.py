@@ -193,7 +193,7 @@ class Converter:
         if tensor in self.batch_axes:
             raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on axis {self.batch_axes[tensor]}; '
                              f'{onode.op} reads only tensors with the batch first (Transpose, Squeeze, Unsqueeze, '
-                             'Reshape, Concat, Gather and RNN/LSTM/GRU read the others)')
+                             'Reshape, Concat, Gather, Slice and RNN/LSTM/GRU read the others)')
         if tensor in self.values:
             return self.values[tensor]
         if self.const(tensor) is not None:

@@ -2,7 +2,7 @@
 
 RNN, LSTM and GRU become the recurrent IR ops (one node per direction, docs/rnn.md); the tensors
 they read and write with the batch off axis 0 (layout 0) are followed through Transpose, Squeeze,
-Unsqueeze, Reshape, Concat and Gather.
+Unsqueeze, Reshape, Concat, Gather and Slice.
 
 Each handler lowers one ONNX node: it reads its inputs (dynamic tensors in the layout it needs,
 or constants), adds IR nodes and records its output tensor with the converter (see onnx.py).
@@ -600,7 +600,7 @@ def _constant(conv: Converter, onode: ONode) -> None:
 # --------------------------------------------------------------------------- the batch off axis 0, and RNNs
 # Layout-0 RNN/LSTM/GRU ops read and write time-major tensors (the batch on axis 1 or 2). Such tensors
 # are held per sample (the batch axis removed) and their batch axis is kept in `conv.batch_axes`;
-# Transpose, Squeeze, Unsqueeze, Reshape, Concat and Gather below follow it, every other op refuses them.
+# Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather and Slice below follow it, every other op refuses them.
 
 
 def _moved(conv: Converter, tensor: str, onode: ONode) -> tuple[Value, int]:
@@ -734,6 +734,39 @@ def _gather(conv: Converter, onode: ONode) -> None:
     shape = x.shape[:per_axis] + x.shape[per_axis + 1:]
     crop = _crop_axis(conv, onode, conv.get(x, PLAIN), x.shape, per_axis, k, k + 1)
     _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, crop, shape, '_out'), b - (axis < b))
+
+
+def _slice(conv: Converter, onode: ONode) -> None:
+    """Slice with constant starts/ends (axes, steps 1) on non-batch axes (``out[:, -2:]``) -> Crops + Reshapes."""
+    onode.check({})
+    x, b = _moved(conv, onode.inputs[0], onode)
+    rank = len(x.shape) + 1
+    extra = (onode.inputs + [''] * 4)[1:5]  # starts, ends, axes, steps
+    consts = [conv.const(i) if i else None for i in extra]
+    if consts[0] is None or consts[1] is None or any(i and c is None for i, c in zip(extra[2:], consts[2:])):
+        raise GraphError(f'{onode.where()}: starts, ends, axes and steps must be constants')
+    def ints(c: Any) -> np.ndarray:  # int64 as stored (INT64_MAX means "to the end"; no float round trip)
+        return (np.asarray(value_of(c)) if isinstance(c, QConst) else np.asarray(c)).astype(np.int64).reshape(-1)
+    starts, ends = ints(consts[0]), ints(consts[1])
+    axes = np.arange(len(starts)) if consts[2] is None else ints(consts[2])
+    steps = np.ones(len(starts), np.int64) if consts[3] is None else ints(consts[3])
+    original = conv.get(x, PLAIN)
+    src, shape = original, x.shape
+    for start, end, axis, step in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
+        axis %= rank
+        if axis == b or step != 1:
+            raise GraphError(f'{onode.where()}: slicing axis {axis} with step {step} is not supported; only steps of 1 '
+                             f'on axes other than the batch axis {b}')
+        per_axis = axis - (axis > b)
+        lo, hi, _ = slice(start, end).indices(shape[per_axis])
+        if hi <= lo:
+            raise GraphError(f'{onode.where()}: the slice [{start}:{end}] of axis {axis} is empty')
+        if (lo, hi) == (0, shape[per_axis]):
+            continue
+        cropped = _crop_axis(conv, onode, src, shape, per_axis, lo, hi)
+        shape = shape[:per_axis] + (hi - lo,) + shape[per_axis + 1:]
+        src = _reshaped(conv, onode, cropped, shape, '_out')
+    _record(conv, onode.outputs[0], shape, x if src == original else src, b)
 
 
 def _concat_any(conv: Converter, onode: ONode) -> None:
@@ -883,7 +916,7 @@ HANDLERS: dict[str, Handler] = {
     **{op: _unary for op in UNARY},
     **{op: _merge for op in MERGES}, 'Concat': _concat_any,
     'Flatten': _flatten, 'Reshape': _reshape_any, 'Squeeze': _squeeze_any, 'Unsqueeze': _squeeze_any,
-    'Transpose': _transpose_any, 'Gather': _gather, **{op: _rnn for op in RNN_OPS},
+    'Transpose': _transpose_any, 'Gather': _gather, 'Slice': _slice, **{op: _rnn for op in RNN_OPS},
     'Identity': _identity, 'Dropout': _identity, 'Constant': _constant,
     **QUANT_HANDLERS,
 }

@@ -49,7 +49,7 @@ from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
     function_table, functional_module, handler_for, qualified_name, spatial, supported_functions,
 )
-from .torch_rnn import lower_recurrent
+from .torch_rnn import RNN_MODULES, lower_recurrent
 
 CHANNELS_LAST_MODES = ('full', 'internal', 'off')
 #: batch sizes of the two shape-probing runs: the batch axis must stay first and be the only change
@@ -441,8 +441,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def _supported_text() -> str:
     """The supported modules, functions and methods, for error messages."""
-    return (f'Supported modules: {", ".join(SUPPORTED_MODULES)}; functions: {", ".join(supported_functions())}; '
-            f'methods: {", ".join(SUPPORTED_METHODS)}')
+    modules = sorted(SUPPORTED_MODULES + tuple(RNN_MODULES))
+    return (f'Supported modules: {", ".join(modules)}; functions: {", ".join(supported_functions())}; '
+            f'methods: {", ".join(SUPPORTED_METHODS)}; with RNN modules also getitem, indexing of the first axis '
+            'after the batch, transpose(0, 1)/permute(1, 0, ...)')
 
 
 def fold_flatten_transposes(graph: Graph) -> Graph:
