@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fpga4ml.backends.verilog.lower import lower_graph
 from fpga4ml.converters import convert_from_symbolic_expression
 from fpga4ml.emulator.reference import float_forward
 from fpga4ml.fixed import parse_precision
@@ -142,6 +143,9 @@ def test_lut_function_of_a_constant_is_the_table_entry_it_addresses():
     y = model.predict(np.asarray([[0.0, C]]))
     assert y[0, 0] == entry and y[0, 1] == 0.0  # the constant's entry == the entry of an input fixed to it
     assert y[0, 2] == 0.0  # a product of two LUT calls of constants (the tutorial's form) converts; x0 = 0
+    x = np.random.default_rng(2).uniform(-32, 32, (500, 2))
+    netlist = lower_graph(model.graph, model.intervals).evaluate([model.graph['x'].result_type.quantize(x)])[0]
+    np.testing.assert_array_equal(netlist, model.graph['expr1'].result_type.quantize(model.predict(x)))
     other = convert_from_symbolic_expression('sin_lut(-0.75052315 + 0.0625) + x0', n_symbols=1,  # negative control:
                                              lut_functions=LUT_256, output_dir='unused')  # the next entry
     assert other.predict(np.zeros((1, 1)))[0, 0] != entry
