@@ -287,3 +287,17 @@ def test_walk_refusals_name_node_and_what(model, pattern):
     from fpga4ml.frontends.torch import torch_to_graph
     with pytest.raises(GraphError, match=pattern):
         torch_to_graph(model, (T, F))
+
+
+@pytest.mark.parametrize('case', ['gru_2layers_bidir_states', 'rnn_tanh'])
+def test_bare_module_converts(case):
+    """A bare nn.GRU / nn.RNN (not inside a model) converts: its outputs (output, h_n) as torch returns them."""
+    from fpga4ml.frontends.torch import torch_to_graph
+    torch.manual_seed(8)
+    module = CASES[case][0]()
+    g = torch_to_graph(module, (T, F))
+    xs = inputs(module, False)
+    got, want = float_forward(g, xs), torch_outputs(module, xs)
+    assert [a.shape for a in got] == [w.shape for w in want]
+    for a, w in zip(got, want):
+        np.testing.assert_allclose(a, w, atol=1e-9)

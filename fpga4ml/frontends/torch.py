@@ -133,6 +133,26 @@ def _probe(gm: Any, shapes: list[tuple[int, ...]], batch: int) -> dict[str, Any]
     return {n.name: v for n, v in interpreter.env.items()}
 
 
+def _rooted(model: Any) -> Any:
+    """A bare nn.RNN/LSTM/GRU wrapped in a module that calls it (torch.fx cannot trace its forward);
+    the module becomes the node named after its class in lower case ('lstm'). Other models as they are."""
+    torch = _import_torch()
+    cls = type(model).__name__
+    if cls not in RNN_MODULES or type(model) is not getattr(torch.nn, cls, None):
+        return model
+    attr = cls.lower()
+
+    class Root(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            setattr(self, attr, model)
+
+        def forward(self, x: Any) -> Any:
+            return getattr(self, attr)(x)
+
+    return Root()
+
+
 def _trace(model: Any, shapes: list[tuple[int, ...]]) -> tuple[Any, list[dict[str, Any]]]:
     """Trace `model` in eval mode and probe it; returns the GraphModule and the values of both probes."""
     torch = _import_torch()
@@ -482,5 +502,5 @@ def torch_to_graph(model: Any, input_shape: Any, channels_last_conversion: str =
                           f'got {channels_last_conversion!r}')
     if not isinstance(transpose_outputs, (bool, np.bool_)):
         raise ConfigError(f'transpose_outputs must be True or False, got {transpose_outputs!r}')
-    gm, probes = _trace(model, shapes)
+    gm, probes = _trace(_rooted(model), shapes)
     return Converter(gm, probes, shapes, mode, bool(transpose_outputs)).run()
