@@ -17,6 +17,7 @@ Yosys (fpga4ml.synth, 'fast', xcup) for LUT, FF, DSP, CARRY and its critical-pat
     python bench/bench_reuse.py                 # estimates and bit-exactness, ~10 s
     python bench/bench_reuse.py --synth         # plus Yosys (minutes per design on 2 cores)
     python bench/bench_reuse.py --synth --rf 4 16 --types fixed16
+    python bench/bench_reuse.py --rtl 10000      # plus Verilator == emulator on 10,000 vectors
 """
 
 from __future__ import annotations
@@ -65,25 +66,45 @@ def jsc_auto6(layers, out: Path, rf: int):
     return model
 
 
+def test_inputs(model, n: int) -> np.ndarray:
+    """n random input vectors as mantissas, a tenth of them far outside the input type (saturated or wrapped)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1.5, (n, SIZES[0]))
+    x[: n // 10] *= 50
+    return model.graph['x'].result_type.quantize(x)
+
+
+def mismatches(model, got: np.ndarray, xm: np.ndarray) -> int:
+    """Vectors where output mantissas `got` differ from the emulator's."""
+    out = model.graph[model.graph.outputs[0]].result_type
+    want = out.quantize(model.predict(model.graph['x'].result_type.to_float(xm)))
+    return int(np.count_nonzero(np.any(got != want, axis=1)))
+
+
 def check_bit_exact(model, n: int = 2000) -> int:
     """Vectors (of n) where the design's cycle-level interpreter (or netlist) differs from the emulator."""
     from fpga4ml.backends.verilog.design import design
     from fpga4ml.backends.verilog.fold import FoldedDesign
     from fpga4ml.backends.verilog.stateful import run_vectors
 
-    rng = np.random.default_rng(7)
-    x = rng.normal(0, 1.5, (n, SIZES[0]))
-    x[: n // 10] *= 50
-    t = model.graph['x'].result_type
-    xm = t.quantize(x)
+    xm = test_inputs(model, n)
     d = design(model)
     got = run_vectors(d.machine, d.timing, [xm])[0] if isinstance(d, FoldedDesign) else d.netlist.evaluate([xm])[0]
-    out = model.graph[model.graph.outputs[0]].result_type
-    want = out.quantize(model.predict(t.to_float(xm)))
-    return int(np.count_nonzero(np.any(got != want, axis=1)))
+    return mismatches(model, got, xm)
 
 
-def run(kind: str, rf: int, root: Path, synth: bool) -> dict:
+def check_rtl(model, n: int) -> tuple[int, float]:
+    """(mismatching vectors, build seconds): n vectors through the Verilator simulation, with random gaps."""
+    from fpga4ml.backends.verilog.design import compile_rtl
+
+    start = time.perf_counter()
+    rtl = compile_rtl(model, progress=False)
+    built = time.perf_counter() - start
+    xm = test_inputs(model, n)
+    return mismatches(model, rtl.predict_mantissas([xm], gaps=True)[0], xm), round(built, 1)
+
+
+def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0) -> dict:
     """One design: generation time, bit-exactness, estimate and (synth) the Yosys report."""
     layers = weights(seed=1, sparsity=0.0)
     start = time.perf_counter()
@@ -93,6 +114,8 @@ def run(kind: str, rf: int, root: Path, synth: bool) -> dict:
            'mismatches': check_bit_exact(model), **{f'est_{k}': est.get(k) for k in
                                                    ('LUT', 'FF', 'DSP', 'multipliers', 'fmax_mhz_estimate')},
            'latency': est['latency_cycles'], 'ii': est['ii']}
+    if rtl:
+        row['rtl_mismatches'], row['verilator_build_s'] = check_rtl(model, rtl)
     if synth:
         start = time.perf_counter()
         rep = model.build(family='xcup')
@@ -108,9 +131,11 @@ def main(argv=None) -> None:
     ap.add_argument('--synth', action='store_true', help='also synthesize with Yosys (slow)')
     ap.add_argument('--rf', type=int, nargs='+', default=[1, 2, 4, 8, 16])
     ap.add_argument('--types', nargs='+', choices=TYPES, default=list(TYPES))
+    ap.add_argument('--rtl', type=int, default=0, metavar='N',
+                    help='also run N random vectors through Verilator (with random gaps) against the emulator')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='bench-reuse-') as tmp:
-        rows = [run(kind, rf, Path(tmp), args.synth) for kind in args.types for rf in args.rf]
+        rows = [run(kind, rf, Path(tmp), args.synth, args.rtl) for kind in args.types for rf in args.rf]
     keys = [k for k in rows[0] if k != 'types']
     print('\n| types | ' + ' | '.join(keys) + ' |\n|---|' + '---|' * len(keys))
     for r in rows:
