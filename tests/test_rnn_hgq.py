@@ -1,6 +1,8 @@
 """HGQ2 0.2 QSimpleRNN and QGRU (fpga4ml/frontends/hgq_rnn.py): bit-identical with HGQ2's own inference.
 
-Every quantizer of the cells gets per-element widths (input iq, pre-activation paq, state sq, gate
+Five models (QSimpleRNN sequence; QSimpleRNN relu, enable_sq, go_backwards, then QDense; QGRU; QGRU
+relu candidate, go_backwards, no bias; QGRU reset_after=False, last h). Every quantizer of the cells
+gets per-element widths (input iq, pre-activation paq, state sq, gate
 praq with its hard-sigmoid affine, recurrent rhq, weights' bits); 2,000 float32 sequences scaled x4
 (the input quantizers wrap or saturate). The emulator equals model(x) exactly; the Verilog
 netlist (interpreted, no simulator) equals the emulator; negative controls: one recurrent weight
@@ -57,6 +59,9 @@ def build(case: str, seed: int = 0):
     elif case == 'gru':
         layer = QGRU(H, return_sequences=True)
         y = layer(x)
+    elif case == 'gru_relu_backwards_no_bias':
+        layer = QGRU(H, activation='relu', go_backwards=True, use_bias=False, return_sequences=True)
+        y = layer(x)
     else:  # gru_reset_before_last
         layer = QGRU(H, reset_after=False)
         y = layer(x)
@@ -73,7 +78,8 @@ def hgq(model, x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float64)
 
 
-CASES = ['simple_rnn', 'simple_rnn_relu_sq_backwards_dense', 'gru', 'gru_reset_before_last']
+CASES = ['simple_rnn', 'simple_rnn_relu_sq_backwards_dense', 'gru', 'gru_relu_backwards_no_bias',
+         'gru_reset_before_last']
 
 
 @pytest.mark.parametrize('case', CASES)
