@@ -139,6 +139,21 @@ def test_const_matmul_is_hls4ml_accumulate(acc):
                 assert y[r, i, j] == s, (r, i, j)
 
 
+def test_const_matmul_of_a_one_dimensional_gather():
+    """A constant-matrix product reading a plain (n,) gather (a permutation, not convolution windows)."""
+    rng = np.random.default_rng(4)
+    w, bias, acc_t = Const(rng.integers(-40, 40, (4, 3)), 5), Const(rng.integers(-9, 9, 3), 5), T('fixed<24,8>')
+    order = np.array([3, 0, 2, 1])
+    y, _, _, (x,) = run_four(lambda p, a: p.const_matmul(p.gather(a, order), w, bias, 'accum'), [T('fixed<8,3>')],
+                             [(4,)], {'accum': acc_t})
+    for r in range(N):
+        for j in range(3):
+            s = slow_cast(int(bias.values[j]), 5, acc_t)
+            for k in range(4):
+                s = slow_cast(s + slow_cast(int(x[r, order[k]]) * int(w.values[k, j]), 10, acc_t), acc_t.frac, acc_t)
+            assert y[r, j] == s, (r, j)
+
+
 def test_piecewise_select_and_bounds_per_side():
     t = T('fixed<8,4>')
     theta = Const(np.asarray(-3), t.frac)

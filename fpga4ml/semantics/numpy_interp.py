@@ -235,7 +235,7 @@ class NumpyProgram:
                                bias.values, bias.frac)
         n_in, n_out = w.values.shape
         kernel_args = numba_args(plan)
-        if x.lazy is not None and x.lazy[2] == 0 and kernel_args is not None:
+        if x.lazy is not None and x.lazy[2] == 0 and np.ndim(x.lazy[1]) >= 2 and kernel_args is not None:
             return self._emit(self._window_product(plan, x, kernel_args), [x.lazy[0]], iv)
         rows, dtype = matvec(plan)
         src = self._arg(x, dtype)
