@@ -47,7 +47,8 @@ OPS: dict[str, str] = {
     'Select': 'output `index` of a node with several outputs (the only way to read such a node); attrs: '
     'index; values and type are that output\'s',
     'SimpleRNN': 'recurrent layer h\' = act(W x + b + U h + br) over a (time, features) input (recipes_rnn.py); '
-    'attrs: units, activation, return_sequences, go_backwards, output_order; weights: kernel, recurrent_kernel, '
+    'attrs: units, activation, return_sequences, go_backwards, output_order, quantizers (HGQ2\'s in-cell '
+    'per-element quantizers at the points of recipes_rnn.QUANTIZER_POINTS; SimpleRNN and GRU); weights: kernel, recurrent_kernel, '
     'bias, recurrent_bias; inputs: x[, h0]; outputs: (sequence or last h, final h); types: weight, '
     'recurrent_weight, bias, recurrent_bias, accum, result, table',
     'LSTM': 'LSTM layer, gates [i, f, g, o] (recipes_rnn.py); attrs: as SimpleRNN plus recurrent_activation; '
