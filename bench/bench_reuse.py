@@ -18,6 +18,7 @@ Yosys (fpga4ml.synth, 'fast', xcup) for LUT, FF, DSP, CARRY and its critical-pat
     python bench/bench_reuse.py --synth         # plus Yosys (minutes per design on 2 cores)
     python bench/bench_reuse.py --synth --rf 4 16 --types fixed16
     python bench/bench_reuse.py --rtl 10000      # plus Verilator == emulator on 10,000 vectors
+    python bench/bench_reuse.py --prune 0.5      # 50 % structured sparsity (folding.prune_for_reuse)
 """
 
 from __future__ import annotations
@@ -104,13 +105,16 @@ def check_rtl(model, n: int) -> tuple[int, float]:
     return mismatches(model, rtl.predict_mantissas([xm], gaps=True)[0], xm), round(built, 1)
 
 
-def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0) -> dict:
+def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float = 0.0) -> dict:
     """One design: generation time, bit-exactness, estimate and (synth) the Yosys report."""
     layers = weights(seed=1, sparsity=0.0)
+    if prune and rf > 1:  # structured: whole groups of weights sharing a multiplier (folding.prune_for_reuse)
+        from fpga4ml.folding import prune_for_reuse
+        layers = [(prune_for_reuse(w, rf, prune)[0], b) for w, b in layers]
     start = time.perf_counter()
     model = (jsc_fixed16 if kind == 'fixed16' else jsc_auto6)(layers, root / f'{kind}_rf{rf}', rf)
     est = model.estimate()
-    row = {'types': kind, 'rf': rf, 'gen_s': round(time.perf_counter() - start, 2),
+    row = {'types': kind + (f' pruned {prune:.0%}' if prune and rf > 1 else ''), 'rf': rf, 'gen_s': round(time.perf_counter() - start, 2),
            'mismatches': check_bit_exact(model), **{f'est_{k}': est.get(k) for k in
                                                    ('LUT', 'FF', 'DSP', 'multipliers', 'fmax_mhz_estimate')},
            'latency': est['latency_cycles'], 'ii': est['ii']}
@@ -131,11 +135,13 @@ def main(argv=None) -> None:
     ap.add_argument('--synth', action='store_true', help='also synthesize with Yosys (slow)')
     ap.add_argument('--rf', type=int, nargs='+', default=[1, 2, 4, 8, 16])
     ap.add_argument('--types', nargs='+', choices=TYPES, default=list(TYPES))
+    ap.add_argument('--prune', type=float, default=0.0, metavar='S',
+                    help='zero a fraction S of the multiplier groups of every Dense (prune_for_reuse) at RF > 1')
     ap.add_argument('--rtl', type=int, default=0, metavar='N',
                     help='also run N random vectors through Verilator (with random gaps) against the emulator')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='bench-reuse-') as tmp:
-        rows = [run(kind, rf, Path(tmp), args.synth, args.rtl) for kind in args.types for rf in args.rf]
+        rows = [run(kind, rf, Path(tmp), args.synth, args.rtl, args.prune) for kind in args.types for rf in args.rf]
     keys = [k for k in rows[0] if k != 'types']
     print('\n| types | ' + ' | '.join(keys) + ' |\n|---|' + '---|' * len(keys))
     for r in rows:

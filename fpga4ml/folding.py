@@ -19,6 +19,8 @@ ReuseFactor in both back ends.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import STRATEGIES, ConfigError
@@ -104,5 +106,57 @@ def check_reuse_factors(nodes) -> dict[str, int]:
     return folded
 
 
+def mac_schedule(n_in: int, n_out: int, rf: int) -> np.ndarray:
+    """Which product each multiplier of a Verilog MAC-folded n_in x n_out layer computes in each cycle.
+
+    Returns an int array (lanes, a, rf, 2): entry [lane, t, c] is the (input, output) pair that
+    multiplier (lane, t) multiplies in cycle c. With g = gcd(rf, n_in), a = n_in / g inputs per
+    block, r = rf / g output groups and lanes = n_out / r: cycle c handles input block c // r for
+    output group c % r (backends/verilog/fold.py builds exactly this).
+    """
+    if rf < 1 or (n_in * n_out) % rf:
+        raise ReuseFactorError(f'ReuseFactor {rf} does not divide {n_in} x {n_out} = {n_in * n_out} products')
+    g = math.gcd(rf, n_in)
+    a, r = n_in // g, rf // g
+    lanes = n_out // r
+    c = np.arange(rf)
+    ins = (c // r)[None, :] * a + np.arange(a)[:, None]             # (a, rf)
+    outs = (c % r)[None, :] * lanes + np.arange(lanes)[:, None]     # (lanes, rf)
+    pairs = np.empty((lanes, a, rf, 2), dtype=np.int64)
+    pairs[..., 0] = ins[None, :, :]
+    pairs[..., 1] = outs[:, None, :]
+    return pairs
+
+
+def prune_for_reuse(kernel: np.ndarray, reuse_factor: int, sparsity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero whole groups of weights that share a multiplier of the MAC-folded layer: (pruned kernel, mask).
+
+    A Dense kernel (n_in, n_out) folded at `reuse_factor` has n_in*n_out/R multipliers, each taking
+    R weights (`mac_schedule`); a multiplier whose weights are all zero is not built. The groups
+    with the smallest L2 norm are zeroed until `sparsity` (0..1) of them are, so the layer needs
+    that fraction fewer multipliers. During training apply the mask after each optimizer step
+    (`layer.kernel.assign(layer.kernel * mask)` in a Keras callback's on_train_batch_end, or
+    `weight.data *= mask` in PyTorch) and fine-tune; the structure is kept exactly.
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 2:
+        raise ValueError(f'prune_for_reuse: a Dense kernel (n_in, n_out) is needed, got shape {kernel.shape}')
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f'prune_for_reuse: sparsity must be in [0, 1], got {sparsity!r}')
+    n_in, n_out = kernel.shape
+    valid = valid_reuse_factors(n_in, n_out, 'Latency')
+    if reuse_factor not in valid:
+        raise ReuseFactorError(f'prune_for_reuse: ReuseFactor {reuse_factor!r} is not valid for a {n_in} x {n_out} '
+                               f'kernel; valid values are {valid}')
+    pairs = mac_schedule(n_in, n_out, reuse_factor).reshape(-1, reuse_factor, 2)   # (multipliers, R, 2)
+    norms = np.sqrt((kernel[pairs[..., 0], pairs[..., 1]].astype(np.float64) ** 2).sum(axis=1))
+    n_zero = int(round(sparsity * len(pairs)))
+    mask = np.ones(kernel.shape, dtype=kernel.dtype if kernel.dtype.kind == 'f' else np.float32)
+    for group in np.argsort(norms, kind='stable')[:n_zero]:
+        mask[pairs[group, :, 0], pairs[group, :, 1]] = 0
+    return kernel * mask, mask
+
+
 __all__ = ['FOLDABLE_OPS', 'STRATEGIES', 'ReuseFactorError', 'check_reuse_factors', 'checked_reuse_factor',
-           'dense_settings', 'fold_shape', 'layer_strategy', 'reuse_factor', 'valid_reuse_factors']
+           'dense_settings', 'fold_shape', 'layer_strategy', 'mac_schedule', 'prune_for_reuse', 'reuse_factor',
+           'valid_reuse_factors']

@@ -163,3 +163,29 @@ def test_verilator_equals_emulator(tmp_path, precision, reuse, layers):
     model._verilog_design = None
     with pytest.raises(AssertionError, match='differs on'):
         assert_same(compile_rtl(model).predict_mantissas(xs), want)
+
+
+def test_prune_for_reuse_removes_whole_multipliers(tmp_path):
+    from fpga4ml.folding import mac_schedule, prune_for_reuse
+
+    g = mlp_graph(0, sizes=SIZES, softmax=False)
+    kernel = np.random.default_rng(2).normal(0, 1, (16, 12)).astype(np.float32)
+    pruned, mask = prune_for_reuse(kernel, 4, 0.5)
+    groups = mac_schedule(16, 12, 4).reshape(-1, 4, 2)
+    kept = mask[groups[..., 0], groups[..., 1]]
+    assert np.all((kept == 0).all(axis=1) | (kept == 1).all(axis=1)) and (kept == 0).all(axis=1).sum() == 24
+    assert np.array_equal(pruned, kernel * mask) and mask.mean() == 0.5
+    # the folded layer loses exactly the pruned multipliers; the same number of zeros at random loses ~none
+    def multipliers(k):
+        g['fc0'].weights['kernel'] = k
+        cfg = {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 1}, 'LayerName': {'fc0': {'ReuseFactor': 4}}}
+        model = convert_graph(g, cfg, output_dir=str(tmp_path / 'p'), backend='Verilog')
+        d = design(model)
+        xs = input_mantissas(model, 500)
+        assert_same(run_vectors(d.machine, d.timing, xs), emulated(model, xs))
+        return model.estimate()['multipliers']
+    scattered = kernel.copy()
+    scattered.flat[np.random.default_rng(3).permutation(kernel.size)[:kernel.size // 2]] = 0
+    assert multipliers(kernel) == 48 and multipliers(pruned) == 24 and multipliers(scattered) > 40
+    with pytest.raises(ConfigError, match=r'ReuseFactor 5 is not valid for a 16 x 12 kernel'):
+        prune_for_reuse(kernel, 5, 0.5)

@@ -25,12 +25,11 @@ fold; a graph whose branches meet after different folded layers is refused.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...folding import reuse_factor
+from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node, operands
 from ...semantics import lower_node
 from ...semantics.accumulate import accumulate_plan
@@ -121,25 +120,23 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
     acc_t = node.types['accum']
     x_abs = max(max(-m[s].lo, m[s].hi) for s in xr)
     plan = accumulate_plan(node, acc_t, frac, x_abs, w, w_const.frac, np.asarray(b_const.values), b_const.frac)
-    g = math.gcd(rf, n_in)
-    a, r = n_in // g, rf // g
-    lanes = n_out // r
+    schedule = mac_schedule(n_in, n_out, rf)  # [lane, t, cycle] -> (input, output): folding.py
+    lanes, a = schedule.shape[:2]
     count, busy, last = m.counter(rf, go, node.name)
     done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
     m.connect(done, last)
-    cycles = range(rf)
     acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{node.name}_acc{j}')
            for j in range(n_out)]
-    first = m.flag(count, [int(c // r == 0) for c in cycles])
+    first = m.flag(count, [int(i < a) for i in schedule[0, 0, :, 0]])  # input block 0: start from the bias
     for lane in range(lanes):
-        outs = [(c % r) * lanes + lane for c in cycles]  # the output this lane serves in cycle c
+        outs = schedule[lane, 0, :, 1]  # the output this lane serves in each cycle
         bias = m.rom(count, plan.bias_acc[outs], 0, acc_t.frac)
         s = m.select(first, bias, m.mux(count, [acc[j] for j in outs]))
         parts = []
         for t in range(a):
-            ins = [(c // r) * a + t for c in cycles]
+            ins = schedule[lane, t, :, 0]
             weights = plan.w[ins, outs]
-            if not weights.any():
+            if not weights.any():  # every weight of this multiplier is zero (prune_for_reuse): none built
                 continue
             product = m.mul(m.mux(count, [xr[i] for i in ins]), m.rom(count, weights, 0, w_const.frac))
             parts.append(m.cast(product, acc_t))
@@ -147,9 +144,8 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
                 s = m.cast(m.add(s, parts.pop()), acc_t)
         if parts:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
             s = m.cast(sum_terms(m, [s] + parts, acc_t.frac), acc_t)
-        for group in range(r):
-            j = group * lanes + lane
-            en = m.both(busy, m.flag(count, [int(c % r == group) for c in cycles]))
+        for j in sorted(set(outs.tolist())):
+            en = m.both(busy, m.flag(count, [int(o == j) for o in outs]))
             m.connect(acc[j], m.cast(s, acc_t), en)
     return [m.cast(reg, node.result_type) for reg in acc], done
 
