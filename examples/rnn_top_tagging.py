@@ -45,7 +45,8 @@ PRECISIONS = {'wide fixed<16,6>': {'Model': {'Precision': 'fixed<16,6>'}},
                                                        'state': 'fixed<12,4,RND,SAT>'}},
                                 'GRU': {'Precision': {'weight': 'fixed<8,2,RND,SAT>',
                                                       'recurrent_weight': 'fixed<8,2,RND,SAT>',
-                                                      'bias': 'fixed<8,2,RND,SAT>', 'recurrent_bias': 'fixed<8,2,RND,SAT>',
+                                                      'bias': 'fixed<8,2,RND,SAT>',
+                                                      'recurrent_bias': 'fixed<8,2,RND,SAT>',
                                                       'accum': 'fixed<14,6,RND,SAT>'}}}}}
 
 
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
               f'{np.max(np.abs(p_fixed - p_float)):.4f}')
         if args.csim:
             hls.compile(sim='csim')
-            same = np.all(hls._csim.predict(x).reshape(n_test, -1) == p_fixed.reshape(n_test, -1), axis=1)
+            csim = np.asarray(hls.predict(x, sim='csim'))
+            same = np.all(csim.reshape(n_test, -1) == p_fixed.reshape(n_test, -1), axis=1)
             print(f'{name}: C simulation (static) == emulator, bit for bit, on {100 * same.mean():.2f} % of '
                   f'{n_test} jets')
     return 0

@@ -312,10 +312,14 @@ def _check_layer_reuse_factors(graph: Graph, type_cfg: dict, name_cfg: dict) -> 
     """
     from .folding import check_reuse_factors  # folding reads ConfigError from this module
 
-    def explicit(node: Node) -> bool:
+    def explicit(node: Node, keys=('ReuseFactor',)) -> bool:
         entries = [name_cfg.get(node.name)] + [type_cfg.get(t) for t in _layer_types(node)]
-        return any(isinstance(e, dict) and 'ReuseFactor' in e for e in entries)
+        return any(isinstance(e, dict) and any(k in e for k in keys) for e in entries)
     check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs and explicit(node))
+    from .backends.hls.emit_rnn import RNN_OPS, recurrent_settings  # the recurrent layers' two factors
+    for node in graph:
+        if node.op in RNN_OPS and explicit(node, ('ReuseFactor', 'RecurrentReuseFactor', 'Static')):
+            recurrent_settings(node)
 
 
 def _part_config(graph: Graph, node: Node) -> dict:

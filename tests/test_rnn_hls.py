@@ -6,8 +6,8 @@ an LSTM with return_sequences, return_state and initial states (its three output
 one-step LSTM; 8 time steps otherwise. Narrow saturating types, inputs in range, on rounding ties and
 far outside. The LSTM with initial states and the SimpleRNNs are non-static (steps unrolled), the
 others static (hls4ml's default; tests/test_rnn_static.py covers that mode). A negative control: an
-emulator with one recurrent weight changed must disagree with the same C simulation. io_parallel with fpga4ml's tables runs by default; io_stream with hls4ml's
-tables is marked slow (a second g++ build).
+emulator with one recurrent weight changed must disagree with the same C simulation. io_parallel with
+fpga4ml's tables runs by default; io_stream with hls4ml's tables is marked slow (a second g++ build).
 """
 
 from __future__ import annotations

@@ -101,8 +101,8 @@ def test_non_static_unrolls_the_steps(tmp_path):
     ('RecurrentReuseFactor', 3, '[1, 2, 4, 8, 16, 32, 64]'),
 ])
 def test_invalid_reuse_factor_names_layer_value_and_valid_values(tmp_path, key, value, valid):
-    with pytest.raises(ValueError) as err:
-        firmware(convert(tmp_path, lstm={key: value}))
+    with pytest.raises(ValueError) as err:  # at convert time, before any code is written
+        convert(tmp_path, lstm={key: value})
     message = str(err.value)
     assert "'lstm'" in message and f'{key} {value}' in message and valid in message
 
@@ -112,6 +112,16 @@ def test_invalid_static_and_recurrent_reuse_factor_types_raise(tmp_path):
         convert(tmp_path, lstm={'Static': 'yes'})
     with pytest.raises(ConfigError, match=r"\['gru'\].*RecurrentReuseFactor must be a positive integer, got 0"):
         convert(tmp_path, gru={'RecurrentReuseFactor': 0})
+
+
+def test_hgq2_in_cell_quantizers_are_refused_not_dropped(tmp_path):
+    model = convert(tmp_path)
+    model.graph['gru'].attrs['quantizers'] = {'state': {}}  # as the HGQ2 front end records them
+    with pytest.raises(fpga4ml.GraphError, match=r"layer 'gru': the HLS back end does not write HGQ2's in-cell "
+                                                 r"quantizers of a GRU \(\['state'\]\)"):
+        firmware(model)
+    del model.graph['gru'].attrs['quantizers']
+    assert 'gru_cell' in firmware(model)  # the control: without them the layer is written
 
 
 def test_generated_config_has_hls4mls_recurrent_keys():

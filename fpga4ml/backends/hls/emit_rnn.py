@@ -7,17 +7,17 @@ arrays (little area, II about T times the cell's); non-static, the time loop unr
 pipelined function (a cell per step), the input products of all steps computed first. ReuseFactor
 folds the input product and RecurrentReuseFactor the recurrent one: each product sits in a region
 whose multipliers are limited to ceil(products / factor) (`ALLOCATION`), as the Dense emitter does;
-a folded or static layer makes the io_parallel top a DATAFLOW pipeline. Each step is the recipe of semantics/recipes_rnn.py written in C++:
-hls4ml's Dense products (bias, then every product cast into accum_t and added in input order),
-the gate sums cast into accum_t, table lookups (or exact relu/linear) cast into accum_t, and one
-cast of the exact new state. The input products of all time steps are computed first (they do not
-depend on the state).
+a folded or static layer makes the io_parallel top a DATAFLOW pipeline. Each step is the recipe of
+semantics/recipes_rnn.py written in C++: hls4ml's Dense products (bias, then every product cast
+into accum_t and added in input order), the gate sums cast into accum_t, table lookups (or exact
+relu/linear) cast into accum_t, and one cast of the exact new state.
 
 The layer's array carries its first output (the sequence, or the last h). A Select of the final h
 copies the row of the last step that ran; a Select of an LSTM's final cell state reads a file-scope
 array the layer function writes (thread_local in C simulation, whose library runs samples on
-several threads). That suits the io_parallel PIPELINE top; under DATAFLOW (io_stream) a file-scope
-array shared by two processes is not synthesizable as such: it would need to be a port (not done).
+several threads). That suits the io_parallel PIPELINE top; under DATAFLOW (io_stream, or a static
+or folded layer) a file-scope array shared by two processes is not synthesizable as such: it would
+need to be a port (not done).
 """
 
 from __future__ import annotations
@@ -276,6 +276,10 @@ def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
 
 def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     """A SimpleRNN/LSTM/GRU layer, static (one cell called per step) or not (the steps unrolled)."""
+    quantizers = node.attrs.get('quantizers')
+    if quantizers:  # refused rather than written without them (the C simulation would differ from the emulator)
+        raise GraphError(f"layer {node.name!r}: the HLS back end does not write HGQ2's in-cell quantizers of a "
+                         f'{node.op} ({sorted(quantizers)}) yet; the emulator and the Verilog back end compute them')
     code = _Code(ctx, node, out)
     steps, n_in = ins[0].shape
     names = arg_names(len(ins))
