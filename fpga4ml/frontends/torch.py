@@ -49,6 +49,7 @@ from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
     function_table, functional_module, handler_for, qualified_name, spatial, supported_functions,
 )
+from .torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES, lower_attention
 from .torch_rnn import RNN_MODULES, lower_recurrent
 
 CHANNELS_LAST_MODES = ('full', 'internal', 'off')
@@ -327,6 +328,8 @@ class Converter:
             self.consts[n.name] = first
             return
         self.tainted.add(n.name)
+        if lower_attention(self, n, where):  # LayerNorm, attention, encoder layers, einsum, SDPA
+            return
         if lower_recurrent(self, n, first, second, PROBE_BATCHES, where):  # RNNs, their tuples, indexing
             return
         held = [a.name for a in n.all_input_nodes if a.name in self.batch_second | self.zeros or a.name in self.tuples]
@@ -461,8 +464,9 @@ def _same(a: Any, b: Any) -> bool:
 
 def _supported_text() -> str:
     """The supported modules, functions and methods, for error messages."""
-    modules = sorted(SUPPORTED_MODULES + tuple(RNN_MODULES))
-    return (f'Supported modules: {", ".join(modules)}; functions: {", ".join(supported_functions())}; '
+    modules = sorted(SUPPORTED_MODULES + tuple(RNN_MODULES) + ATTENTION_MODULES)
+    functions = sorted(supported_functions() + list(ATTENTION_FUNCTIONS))
+    return (f'Supported modules: {", ".join(modules)}; functions: {", ".join(functions)}; '
             f'methods: {", ".join(SUPPORTED_METHODS)}; with RNN modules also getitem, indexing of the first axis '
             'after the batch, transpose(0, 1)/permute(1, 0, ...)')
 
