@@ -788,6 +788,68 @@ def _concat_any(conv: Converter, onode: ONode) -> None:
     _record(conv, onode.outputs[0], shape, out, b)
 
 
+# --------------------------------------------------------------------------- transformers
+
+
+def _einsum(conv: Converter, onode: ONode) -> None:
+    """Einsum of two tensors -> Einsum; of a tensor and a constant -> EinsumDense without bias."""
+    from .keras_attention import per_sample_equation
+
+    onode.check({'equation': None})
+    equation = str(onode.get('equation', '')).replace(' ', '')
+    if len(onode.inputs) != 2 or '->' not in equation:
+        raise GraphError(f'{onode.where()}: only Einsum of two operands with an explicit output ("...->...") is '
+                         f'supported, got {len(onode.inputs)} operands and {equation!r}')
+    lhs, right = equation.split('->')
+    terms = lhs.split(',')
+    consts = [conv.const(t) for t in onode.inputs]
+    if all(c is None for c in consts):
+        a, b = (conv.value(t, onode) for t in onode.inputs)
+        per_sample = per_sample_equation(equation, [len(a.shape), len(b.shape)], onode.where())
+        shape = conv.shape_of(onode.outputs[0], onode.where())
+        out = conv.add(onode, 'Einsum', [conv.get(a, PLAIN), conv.get(b, PLAIN)], shape,
+                       attrs={'equation': per_sample})
+    else:
+        k = 0 if consts[0] is None else 1
+        if consts[k] is not None or isinstance(consts[1 - k], QConst):
+            raise GraphError(f'{onode.where()}: Einsum needs a dynamic tensor and a float constant or two tensors')
+        x = conv.value(onode.inputs[k], onode)
+        if terms[k][:1] in terms[1 - k]:
+            raise GraphError(f'{onode.where()}: the constant operand uses the batch letter {terms[k][:1]!r}')
+        per_sample = per_sample_equation(f'{terms[k]},{terms[1 - k]}->{right}', [len(x.shape)], onode.where())
+        shape = conv.shape_of(onode.outputs[0], onode.where())
+        out = conv.add(onode, 'EinsumDense', [conv.get(x, PLAIN)], shape,
+                       attrs={'equation': per_sample, 'use_bias': False},
+                       weights={'kernel': np.asarray(consts[1 - k], np.float32), 'bias': np.zeros(shape, np.float32)})
+    conv.put(onode.outputs[0], shape, PLAIN, out)
+
+
+def _layer_norm(conv: Converter, onode: ONode) -> None:
+    """LayerNormalization over the axes from `axis` to the last -> LayerNorm (Scale and B constants)."""
+    onode.check({'axis': -1, 'epsilon': 1e-5, 'stash_type': 1})
+    if len(onode.outputs) > 1 and any(onode.outputs[1:]):
+        raise GraphError(f'{onode.where()}: the Mean and InvStdDev outputs are not supported; only Y')
+    x = conv.value(onode.inputs[0], onode)
+    rank = len(x.shape) + 1
+    axis = int(onode.get('axis', -1))
+    axis = axis + rank if axis < 0 else axis
+    if not 1 <= axis < rank:
+        raise GraphError(f'{onode.where()}: axis {onode.get("axis")} is not supported; the normalised axes must '
+                         'exclude the batch axis (axis >= 1)')
+    normalized = x.shape[axis - 1:]
+    scale = conv.const(onode.inputs[1])
+    bias = conv.const(onode.inputs[2]) if len(onode.inputs) > 2 and onode.inputs[2] else None
+    if scale is None or isinstance(scale, QConst) or isinstance(bias, QConst) or (
+            len(onode.inputs) > 2 and onode.inputs[2] and bias is None):
+        raise GraphError(f'{onode.where()}: Scale and B must be float constants')
+    weights = {'gamma': np.broadcast_to(np.asarray(scale, np.float32), normalized).copy(),
+               'beta': np.broadcast_to(np.asarray(0 if bias is None else bias, np.float32), normalized).copy()}
+    attrs = {'axes': tuple(range(-len(normalized), 0)), 'epsilon': float(onode.get('epsilon', 1e-5)),
+             'center': bias is not None, 'scale': True}
+    out = conv.add(onode, 'LayerNorm', [conv.get(x, PLAIN)], x.shape, attrs=attrs, weights=weights)
+    conv.put(onode.outputs[0], x.shape, PLAIN, out)
+
+
 #: ONNX recurrent op -> (IR op, gate blocks, IR block k = ONNX block ORDER[k], default activations per direction)
 RNN_OPS = {'RNN': ('SimpleRNN', [0], ('Tanh',)), 'LSTM': ('LSTM', [0, 2, 3, 1], ('Sigmoid', 'Tanh', 'Tanh')),
            'GRU': ('GRU', [0, 1, 2], ('Sigmoid', 'Tanh'))}
@@ -910,7 +972,7 @@ _rnn.several_outputs = True  # type: ignore[attr-defined]
 
 
 HANDLERS: dict[str, Handler] = {
-    'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv,
+    'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _layer_norm,
     'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
     'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu,
     **{op: _unary for op in UNARY},

@@ -1,0 +1,112 @@
+"""ONNX transformer ops (frontends/onnx_ops.py): LayerNormalization and Einsum (with the existing
+Softmax over axis 1 or the last), from torch.onnx.export of PyTorch models; the float interpreter equals
+onnxruntime, the emulator at fixed<32,16> stays within 1e-2 of float, and the netlist computes the
+emulator's bits (a moved weight breaks that).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+nn = torch.nn
+
+from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
+from fpga4ml.convert import convert_from_onnx_model  # noqa: E402
+from fpga4ml.emulator.reference import float_forward  # noqa: E402
+from fpga4ml.frontends.onnx import onnx_to_graph  # noqa: E402
+from fpga4ml.ir import GraphError  # noqa: E402
+
+T, FEAT, E = 6, 3, 8
+
+
+class Block(nn.Module):
+    """LayerNorm, einsum of two tensors and of a tensor and a parameter, softmax over the queries or keys."""
+
+    def __init__(self, softmax_dim: int = 1) -> None:
+        super().__init__()
+        self.softmax_dim = softmax_dim
+        self.embed = nn.Linear(FEAT, E)
+        self.ln = nn.LayerNorm(E)
+        self.w = nn.Parameter(torch.randn(E, 2, 4) * 0.5)
+        with torch.no_grad():
+            self.ln.weight.copy_(1 + 0.2 * torch.randn(E))
+            self.ln.bias.copy_(0.2 * torch.randn(E))
+
+    def forward(self, x):
+        h = self.ln(self.embed(x))
+        p = torch.einsum('bld,dhk->bhlk', h, self.w)
+        s = torch.softmax(torch.einsum('bhlk,bhsk->bhls', p, p), dim=self.softmax_dim)
+        return torch.einsum('bhls,bhsk->bhlk', s, p)
+
+
+def export(model) -> onnx.ModelProto:
+    torch.manual_seed(0)
+    f = io.BytesIO()
+    torch.onnx.export(model.eval(), (torch.randn(2, T, FEAT),), f, dynamo=False, opset_version=17,
+                      input_names=['x'], output_names=['y'], dynamic_axes={'x': {0: 'N'}, 'y': {0: 'N'}})
+    return onnx.load_from_string(f.getvalue())
+
+
+def data(n=100, seed=0):
+    return np.random.default_rng(seed).normal(0, 1, (n, T, FEAT)).astype(np.float32)
+
+
+@pytest.mark.parametrize('dim', [1, -1])
+def test_float_interpreter_equals_onnxruntime(dim):
+    torch.manual_seed(0)
+    proto = export(Block(dim))
+    ops = {n.op_type for n in proto.graph.node}
+    assert {'LayerNormalization', 'Einsum', 'Softmax'} <= ops
+    x = data()
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, {'x': x})[0]
+    graph = onnx_to_graph(proto)
+    assert {n.op for n in graph.nodes} >= {'LayerNorm', 'EinsumDense', 'Einsum', 'Softmax'}
+    assert sum(n.op == 'Transpose' for n in graph.nodes) == (0 if dim == -1 else 2)  # dim 1: channels-last
+    np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], want, atol=2e-5, rtol=1e-5)
+
+
+def test_emulator_close_to_float_and_netlist_computes_the_emulator_bits(tmp_path):
+    torch.manual_seed(0)
+    proto = export(Block(1))
+    x = data(200)
+    graph = onnx_to_graph(proto)
+    ln = next(n for n in graph.nodes if n.op == 'LayerNorm')
+    softmax = next(n.name for n in graph.nodes if n.op == 'Softmax')
+    # the LayerNorm's input narrowed: from 32-bit inputs its square sum would pass 63 bits (PrecisionError);
+    # the softmax tables enlarged: scores reach 24 and the outputs 20, the default tables give 0.011
+    config = {'Model': {'Precision': 'fixed<32,16>'},
+              'LayerName': {ln.inputs[0]: {'Precision': 'fixed<26,8,RND,SAT>'}, softmax: {'TableSize': 1 << 14}}}
+    model = convert_from_onnx_model(proto, config, output_dir=str(tmp_path))
+    float_out = float_forward(model.graph, x.astype(np.float64))[0]
+    assert np.max(np.abs(model.predict(x) - float_out)) < 1e-2
+    low = convert_from_onnx_model(proto, {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}},
+                                  output_dir=str(tmp_path / 'low'))
+    few = x[:20]
+    out_name = low.graph.outputs[0]
+    mantissas = low.predict_mantissas(few)[out_name]
+    inputs = [low.graph[low.graph.inputs[0]].result_type.quantize(few)]
+    np.testing.assert_array_equal(lower_graph(low.graph, low.intervals).evaluate(inputs)[0], mantissas)
+    node = next(n for n in low.graph.nodes if n.op == 'EinsumDense')  # negative control: a moved weight
+    node.qweights['kernel'] = node.qweights['kernel'].copy()
+    node.qweights['kernel'].flat[0] += 1 << 6
+    assert not np.array_equal(lower_graph(low.graph, low.intervals).evaluate(inputs)[0], mantissas)
+
+
+def test_einsum_and_layer_norm_refusals_name_the_node():
+    class Three(nn.Module):
+        def forward(self, x):
+            return torch.einsum('bld,bld,bld->bl', x, x, x)
+
+    with pytest.raises(GraphError, match=r"Einsum.*only Einsum of two operands"):
+        onnx_to_graph(export(Three()))
+    proto = export(Block(1))
+    ln = next(n for n in proto.graph.node if n.op_type == 'LayerNormalization')
+    ln.attribute[[a.name for a in ln.attribute].index('axis')].i = 0
+    with pytest.raises(GraphError, match=r"LayerNormalization.*axis 0 is not supported"):
+        onnx_to_graph(proto)
