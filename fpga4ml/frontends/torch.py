@@ -32,7 +32,10 @@ Conventions (one IR node per fx node that computes a tensor from the model input
   channel) -> Scale; cat -> Merge concat; Flatten/view/reshape/squeeze/unsqueeze -> Reshape; zero
   padding -> Pad; nearest upsampling -> Resize; Dropout, Identity and contiguous() -> no node;
   nn.RNN/LSTM/GRU -> SimpleRNN/LSTM/GRU nodes, their tuples, ``getitem``, indexing of the first
-  per-sample axis and transposes that move the batch axis (torch_rnn.py, ``lower_recurrent``).
+  per-sample axis and transposes that move the batch axis (torch_rnn.py, ``lower_recurrent``);
+  nn.LayerNorm, nn.MultiheadAttention, nn.TransformerEncoderLayer, torch.einsum and
+  F.scaled_dot_product_attention -> LayerNorm/EinsumDense/Einsum/Softmax nodes in torch's layout
+  (torch_attention.py, ``lower_attention``; docs/transformers.md).
 """
 
 from __future__ import annotations

@@ -66,10 +66,11 @@ def _record(cv: Converter, n: Any, name: str, shape: tuple[int, ...], batch_seco
         cv.batch_second.add(n.name)
 
 
-def _tensor(cv: Converter, arg: Any, batch_second: bool, what: str, where: str) -> tuple[str, tuple[int, ...]]:
+def _tensor(cv: Converter, arg: Any, batch_second: bool, what: str, where: str,
+            consumer: str = 'attention') -> tuple[str, tuple[int, ...]]:
     """The IR node (torch's layout) and per-sample shape of a model tensor argument."""
     v = _input_tensor(cv, arg, batch_second, what, where)
-    return cv.layout(v, False, cv.fresh('transpose_for_attention')), v.shape
+    return cv.layout(v, False, consumer), v.shape
 
 
 def _keep_mask(mask: Any, shape: tuple[int, int], where: str, true_keeps: bool = False) -> np.ndarray | None:
@@ -127,7 +128,7 @@ def _layer_norm_module(cv: Converter, n: Any, m: Any, where: str) -> None:
     if len(n.args) != 1 or n.kwargs:
         raise GraphError(f'{where}: expected one tensor argument, got {len(n.args)} and {dict(n.kwargs)}')
     second = getattr(n.args[0], 'name', None) in cv.batch_second
-    x, shape = _tensor(cv, n.args[0], second, 'the input', where)
+    x, shape = _tensor(cv, n.args[0], second, 'the input', where, n.name)
     _layer_norm_node(cv, n.name, x, shape, tuple(int(d) for d in m.normalized_shape), m.weight, m.bias, m.eps, where)
     _record(cv, n, n.name, shape, second)
 
@@ -139,7 +140,7 @@ def _layer_norm_function(cv: Converter, n: Any, where: str) -> None:
     if set(args) - set(params):
         raise GraphError(f'{where}: arguments {sorted(set(args) - set(params))} are not supported; accepted: {params}')
     second = getattr(args['input'], 'name', None) in cv.batch_second
-    x, shape = _tensor(cv, args['input'], second, 'the input', where)
+    x, shape = _tensor(cv, args['input'], second, 'the input', where, n.name)
     normalized = cv.const(args['normalized_shape'], where)
     normalized = (int(normalized),) if isinstance(normalized, int) else tuple(int(d) for d in normalized)
     weight, bias = (cv.const(args.get(k), where) for k in ('weight', 'bias'))
@@ -207,7 +208,8 @@ def attention_nodes(cv: Converter, m: Any, name: str, q: tuple[str, tuple[int, .
     use_bias = m.out_proj.bias is not None
     out = (q_out[0], wo.shape[0])
     bias = _np(m.out_proj.bias) if use_bias else np.zeros(wo.shape[0], np.float32)
-    _add(cv, out_name, 'EinsumDense', [parts['combine']], out, source, {'equation': 'bcd,cde->be', 'use_bias': use_bias},
+    _add(cv, out_name, 'EinsumDense', [parts['combine']], out, source,
+         {'equation': 'bcd,cde->be', 'use_bias': use_bias},
          {'kernel': wo.T.reshape(heads, head_dim, wo.shape[0]), 'bias': np.broadcast_to(bias, out)})
     return out_name
 
@@ -223,7 +225,7 @@ def _mha_call(cv: Converter, n: Any, m: Any, where: str) -> None:
         raise GraphError(f'{where}: key_padding_mask is not supported (the sequences have a fixed length); '
                          'use attn_mask for a constant mask')
     second = not m.batch_first
-    q, k, v = (_tensor(cv, args[p], second, p, where) for p in ('query', 'key', 'value'))
+    q, k, v = (_tensor(cv, args[p], second, p, where, n.name) for p in ('query', 'key', 'value'))
     mask = cv.const(args.get('attn_mask'), where)
     keep = _keep_mask(mask, (q[1][0], k[1][0]), where)
     if cv.const(args.get('is_causal', False), where) and mask is None:
@@ -256,7 +258,7 @@ def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
         raise GraphError(f'{where}: src_key_padding_mask is not supported (the sequences have a fixed length)')
     _encoder_activation(m, where)
     second, name = not m.self_attn.batch_first, n.name
-    x, shape = _tensor(cv, args['src'], second, 'src', where)
+    x, shape = _tensor(cv, args['src'], second, 'src', where, n.name)
     mask = cv.const(args.get('src_mask'), where)
     if cv.const(args.get('is_causal', False), where) and mask is None:
         raise GraphError(f'{where}: is_causal=True without src_mask: torch needs the mask too; pass src_mask')
@@ -316,12 +318,13 @@ def _einsum(cv: Converter, n: Any, where: str) -> None:
     if any(getattr(o, 'name', None) in cv.batch_second for o in operands):
         raise GraphError(f'{where}: operands with the batch on axis 1 are not supported; move the batch first')
     if all(is_tensor):
-        names, shapes = zip(*(_tensor(cv, o, False, f'operand {k}', where) for k, o in enumerate(operands)))
+        names, shapes = zip(*(_tensor(cv, o, False, f'operand {k}', where, n.name)
+                              for k, o in enumerate(operands)))
         per_sample = per_sample_equation(equation, [len(s) for s in shapes], where)
         _add(cv, n.name, 'Einsum', list(names), _out_shape(cv, n), 'einsum', {'equation': per_sample})
     else:
         k = is_tensor.index(True)
-        x, shape = _tensor(cv, operands[k], False, f'operand {k}', where)
+        x, shape = _tensor(cv, operands[k], False, f'operand {k}', where, n.name)
         kernel = _np(cv.const(operands[1 - k], where))
         ordered = f'{terms[k]},{terms[1 - k]}->{out}'
         per_sample = per_sample_equation(ordered, [len(shape)], where)
@@ -349,7 +352,7 @@ def _sdpa(cv: Converter, n: Any, where: str) -> None:
         raise GraphError(f'{where}: dropout_p={args["dropout_p"]} is not supported; only 0')
     if cv.const(args.get('enable_gqa', False), where):
         raise GraphError(f'{where}: enable_gqa=True is not supported')
-    (q, qs), (k, ks), (v, vs) = (_tensor(cv, args[p], False, p, where) for p in ('query', 'key', 'value'))
+    (q, qs), (k, ks), (v, vs) = (_tensor(cv, args[p], False, p, where, n.name) for p in ('query', 'key', 'value'))
     rank = len(qs)
     if len(ks) != rank or len(vs) != rank or rank > 20:
         raise GraphError(f'{where}: query, key and value shapes {qs}, {ks}, {vs} must have the same rank')
