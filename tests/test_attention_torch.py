@@ -223,6 +223,8 @@ class Refused(nn.Module):
             return self.mha(x, x, x, attn_mask=self.bias)[0]
         if self.kind == 'gelu':
             return self.enc(x)
+        if self.kind == 'tuple':
+            return self.mha(x, x, x, need_weights=False)
         return self.mha(x, x, x)[0]
 
 
@@ -232,6 +234,7 @@ class Refused(nn.Module):
     ('additive', r"node 'mha' .*float attn_mask with values other than 0 and -inf"),
     ('bias_kv', r"node 'mha' .*add_bias_kv=True is not supported"),
     ('gelu', r"node 'enc' .*activation 'gelu' is not supported; only 'relu'"),
+    ('tuple', r"the model returns 'mha', a MultiheadAttention's \(output, weights\) tuple"),
 ])
 def test_refusals_name_the_node_and_the_option(kind, message):
     with pytest.raises(GraphError, match=message):

@@ -52,7 +52,7 @@ from .torch_layers import (
     METHODS, MODULE_HANDLERS, SUPPORTED_METHODS, SUPPORTED_MODULES, Call, Value, bind, cf_perm, cl_perm,
     function_table, functional_module, handler_for, qualified_name, spatial, supported_functions,
 )
-from .torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES, lower_attention
+from .torch_attention import ATTENTION_FUNCTIONS, ATTENTION_MODULES, ATTENTION_WEIGHTS, lower_attention
 from .torch_rnn import RNN_MODULES, lower_recurrent
 
 CHANNELS_LAST_MODES = ('full', 'internal', 'off')
@@ -396,6 +396,9 @@ class Converter:
         """An output fx node, or for an RNN module's tuple the IR values of its leaves (as stand-in nodes)."""
         if n.name not in self.tuples:
             return [n]
+        if any(part is ATTENTION_WEIGHTS for part in self.tuples[n.name]):
+            raise GraphError(f'the model returns {n.name!r}, a MultiheadAttention\'s (output, weights) tuple; the '
+                             'attention weights are not supported: return its output ([0]) only')
         leaves: list[Any] = []
 
         def walk(item: Any) -> None:

@@ -45,7 +45,7 @@ ATTENTION_MODULES = ('LayerNorm', 'MultiheadAttention', 'TransformerEncoderLayer
 ATTENTION_FUNCTIONS = ('torch.einsum', 'torch.nn.functional.layer_norm',
                        'torch.nn.functional.scaled_dot_product_attention')
 
-_WEIGHTS = object()  # the second element of a MultiheadAttention's output tuple: refused when read
+ATTENTION_WEIGHTS = object()  # the second element of a MultiheadAttention's output tuple: refused when read
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -231,7 +231,7 @@ def _mha_call(cv: Converter, n: Any, m: Any, where: str) -> None:
     if cv.const(args.get('is_causal', False), where) and mask is None:
         raise GraphError(f'{where}: is_causal=True without attn_mask: torch needs the mask too; pass attn_mask')
     name = attention_nodes(cv, m, n.name, q, k, v, keep, cv.fresh(f'{n.name}_out'), where)
-    cv.tuples[n.name] = ((Value(name, cv.graph[name].shape, False), second), _WEIGHTS)
+    cv.tuples[n.name] = ((Value(name, cv.graph[name].shape, False), second), ATTENTION_WEIGHTS)
 
 
 # --------------------------------------------------------------------------- TransformerEncoderLayer
@@ -405,7 +405,8 @@ def lower_attention(cv: Converter, n: Any, where: str) -> bool:
         return True
     if n.op != 'call_function':
         return False
-    if n.target is operator.getitem and cv.tuples.get(getattr(n.args[0], 'name', None), (None,))[-1] is _WEIGHTS:
+    source = cv.tuples.get(getattr(n.args[0], 'name', None), (None,)) if n.target is operator.getitem else (None,)
+    if source[-1] is ATTENTION_WEIGHTS:
         if cv.const(n.args[1], where) not in (0, -2):
             raise GraphError(f'{where}: reads the attention weights of {n.args[0].name!r} (its second output); '
                              'they are not supported: call it with need_weights=False and read only the output')
