@@ -207,19 +207,21 @@ def test_negative_control_changed_conv_weight(root):
 # --------------------------------------------------------------------------- validation
 
 def test_conv_reuse_factor_and_strategy_are_validated(tmp_path):
+    """An invalid per-layer ReuseFactor of a Conv raises at convert time (fpga4ml/folding.py), listing the valid values."""
     graph, config = small_cnn()
     config['LayerName']['conv']['ReuseFactor'] = 5  # 18 im2col columns x 4 channels: divisors of 72
-    model = convert_graph(graph, config, output_dir=str(tmp_path / 'rf'))
-    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv, 18 im2col columns -> 4 channels, Strategy Latency\): "
+    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv, im2col 18 -> 4, Strategy Latency\): "
                                          r'ReuseFactor 5 is not valid; valid values are '
                                          r'\[1, 2, 3, 4, 6, 8, 9, 12, 18, 24, 36, 72\]'):
-        model.write()
+        convert_graph(graph, config, output_dir=str(tmp_path / 'rf'))
     graph, config = small_cnn()
     config['LayerName']['conv'].update(Strategy='Resource', ReuseFactor=4)  # must also divide 18 or be a multiple
-    model = convert_graph(graph, config, output_dir=str(tmp_path / 'res'))
-    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv, 18 im2col columns -> 4 channels, Strategy Resource\): "
+    with pytest.raises(ValueError, match=r"layer 'conv' \(Conv, im2col 18 -> 4, Strategy Resource\): "
                                          r'ReuseFactor 4 is not valid; valid values are \[1, 2, 3, 6, 9, 18, 36, 72\]'):
-        model.write()
+        convert_graph(graph, config, output_dir=str(tmp_path / 'res'))
+    graph, config = small_cnn()
+    config['LayerName']['conv'].update(Strategy='Resource', ReuseFactor=6)  # control: a valid value converts
+    convert_graph(graph, config, output_dir=str(tmp_path / 'ok')).write()
 
 
 def test_index_map_with_another_result_type_is_rejected(tmp_path):
