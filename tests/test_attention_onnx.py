@@ -110,3 +110,29 @@ def test_einsum_and_layer_norm_refusals_name_the_node():
     ln.attribute[[a.name for a in ln.attribute].index('axis')].i = 0
     with pytest.raises(GraphError, match=r"LayerNormalization.*axis 0 is not supported"):
         onnx_to_graph(proto)
+
+
+class Scores(nn.Module):
+    """Attention scores as MatMul of two activations and a softmax over the queries (axis 2, not 1 or the last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k = nn.Linear(FEAT, 4), nn.Linear(FEAT, 4)
+
+    def forward(self, x):
+        scores = torch.matmul(self.q(x), self.k(x).transpose(1, 2)).unsqueeze(1)  # (N, 1, T, T)
+        return torch.softmax(scores, dim=2)
+
+
+def test_matmul_of_two_activations_and_softmax_on_any_axis():
+    torch.manual_seed(1)
+    proto = export(Scores())
+    assert {'MatMul', 'Softmax'} <= {n.op_type for n in proto.graph.node}
+    x = data(150, seed=2)
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, {'x': x})[0]
+    graph = onnx_to_graph(proto)
+    assert any(n.op == 'Einsum' for n in graph.nodes) and any(n.op == 'Softmax' for n in graph.nodes)
+    np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], want, atol=2e-5, rtol=1e-5)
+    # control: the softmax really runs over axis 2 (the same scores normalised over the last axis differ)
+    other = torch.softmax(torch.from_numpy(want).log(), dim=3).numpy()
+    assert np.abs(other - want).max() > 1e-2

@@ -211,12 +211,13 @@ def single_node_model(node, in_shape, out_shape, inits=None):
      ["'mp' (MaxPool)", 'ceil_mode=1']),
     (helper.make_node('AveragePool', ['x'], ['y'], name='ap', kernel_shape=[2, 2], pads=[1, 1, 1, 1],
                       count_include_pad=1), (2, 5, 5), None, {}, ["'ap' (AveragePool)", 'count_include_pad=1']),
-    (helper.make_node('Softmax', ['x'], ['y'], name='sm', axis=2), (2, 5, 5), None, {},
-     ["'sm' (Softmax)", 'axis 2']),
+    (helper.make_node('Softmax', ['x'], ['y'], name='sm', axis=0), (2, 5, 5), None, {},
+     ["'sm' (Softmax)", 'axis 0']),  # the batch axis (any other axis is supported: test_attention_onnx)
     (helper.make_node('Relu', ['x'], ['y'], name='r', bogus=3), (4,), None, {}, ["'r' (Relu)", "'bogus'"]),
     (helper.make_node('Conv', ['x', 'K'], ['y'], name='c3d'), (1, 3, 3, 3), None, {'K': w(2, 1, 2, 2, 2)},
      ["'c3d' (Conv)", '2D']),
-    (helper.make_node('MatMul', ['x', 'x'], ['y'], name='mm'), (4, 4), None, {}, ["'mm' (MatMul)", 'constant']),
+    (helper.make_node('MatMul', ['x', 'x'], ['y'], name='mm'), (4, 3), None, {},  # (4, 3) @ (4, 3): no product
+     ["'mm' (MatMul)", 'constant', '(4, 3)']),
     (helper.make_node('Add', ['x', 'c'], ['y'], name='addfull'), (2, 3, 3), None, {'c': w(2, 3, 3)},
      ["'addfull' (Add)", 'per-channel']),
     (helper.make_node('Transpose', ['x'], ['y'], name='tb', perm=[1, 0]), (4,), None, {},

@@ -222,9 +222,12 @@ def _bias_vector(onode: ONode, bias: Any, n: int) -> Any:
 
 
 def _matmul(conv: Converter, onode: ONode) -> None:
-    """MatMul of a tensor with a constant matrix -> Dense over the last axis."""
+    """MatMul of a tensor with a constant matrix -> Dense over the last axis; of two tensors -> Einsum."""
     onode.check({})
     kernel = conv.const(onode.inputs[1])
+    if kernel is None and onode.inputs[1] in conv.values and conv.const(onode.inputs[0]) is None:
+        _matmul_tensors(conv, onode)
+        return
     if kernel is None or len(kernel.shape) != 2:
         raise GraphError(f'{onode.where()}: only a tensor times a constant 2D matrix (x @ W) is supported')
     x = conv.value(onode.inputs[0], onode)
@@ -391,6 +394,9 @@ def _softmax(conv: Converter, onode: ONode) -> None:
         layout = PLAIN
     elif axis == 1 and version >= 13:
         layout = LAST
+    elif version >= 13 and 1 <= axis < rank:
+        _softmax_moved(conv, onode, x, axis - 1)
+        return
     else:
         raise GraphError(f'{onode.where()}: softmax over axis {onode.get("axis")} of a tensor of rank {rank} '
                          f'(opset {version}) is not supported; only the last axis or the channel axis (1) is')
@@ -789,6 +795,35 @@ def _concat_any(conv: Converter, onode: ONode) -> None:
 
 
 # --------------------------------------------------------------------------- transformers
+
+
+def _matmul_tensors(conv: Converter, onode: ONode) -> None:
+    """MatMul of two tensors with the same leading axes (a @ b over the last two) -> Einsum."""
+    a, b = (conv.value(t, onode) for t in onode.inputs[:2])
+    if (len(a.shape) < 2 or len(b.shape) != len(a.shape) or a.shape[:-2] != b.shape[:-2]
+            or a.shape[-1] != b.shape[-2]):
+        raise GraphError(f'{onode.where()}: MatMul of tensors of per-sample shapes {a.shape} and {b.shape} is not '
+                         'supported; only a tensor times a constant 2D matrix, or two tensors with equal leading '
+                         'axes, (..., m, k) @ (..., k, n)')
+    lead = 'abcdefgh'[:len(a.shape) - 2]
+    shape = a.shape[:-1] + (b.shape[-1],)
+    out = conv.add(onode, 'Einsum', [conv.get(a, PLAIN), conv.get(b, PLAIN)], shape,
+                   attrs={'equation': f'{lead}xz,{lead}zy->{lead}xy'})
+    conv.put(onode.outputs[0], shape, PLAIN, out)
+
+
+def _softmax_moved(conv: Converter, onode: ONode, x: Value, axis: int) -> None:
+    """Softmax over per-sample `axis`: transposed to the last axis, Softmax, transposed back."""
+    rank = len(x.shape)
+    perm = tuple(a for a in range(rank) if a != axis) + (axis,)
+    back = tuple(int(i) for i in np.argsort(perm))
+    moved = tuple(x.shape[a] for a in perm)
+    base = conv.base(onode)
+    src = conv.add(onode, 'Transpose', [conv.get(x, PLAIN)], moved, name=conv.fresh(f'{base}_to_last'),
+                   attrs={'perm': perm})
+    soft = conv.add(onode, 'Softmax', [src], moved, name=conv.fresh(f'{base}_last'), attrs={'axis': -1})
+    out = conv.add(onode, 'Transpose', [soft], x.shape, attrs={'perm': back})
+    conv.put(onode.outputs[0], x.shape, PLAIN, out)
 
 
 def _einsum(conv: Converter, onode: ONode) -> None:
