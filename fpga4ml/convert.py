@@ -81,8 +81,22 @@ def convert_graph(graph: Graph, hls_config: dict | None = None, output_dir: str 
     check_finite_weights(graph)
     fuse_batchnorm(graph)
     intervals = assign_types(graph, model_cfg)
+    if settings['io_type'] == 'io_stream':
+        _warn_stream_selu(graph)
     check_weight_ranges(graph)
     return Model(graph, intervals, config, settings)
+
+
+def _warn_stream_selu(graph: Graph) -> None:
+    """hls4ml's io_stream selu differs from its io_parallel one; fpga4ml computes the io_parallel meaning: say so."""
+    from .semantics.tables import hls4ml_tables
+
+    for node in graph:
+        if node.op == 'Activation' and node.attrs.get('function') == 'selu' and hls4ml_tables(node):
+            warnings.warn(f"layer {node.name!r}: under TableSemantics 'hls4ml' fpga4ml computes hls4ml's io_parallel "
+                          'selu (lambda as ap_ufixed<16,1>) for io_stream too; hls4ml 1.3.0\'s io_stream selu casts '
+                          'lambda into the input type instead, so its bits may differ (docs/hls4ml-compat.md)',
+                          ConfigWarning, stacklevel=4)
 
 
 def config_from_keras_model(model, granularity: str = 'model', backend: str | None = None,
