@@ -305,3 +305,17 @@ def test_concat_of_values_far_apart_in_lsb_is_exact():
     expect = [[int(v) << 40 for v in row_a] + [int(v) for v in row_b] for row_a, row_b in zip(a, b)]
     assert y.tolist() == expect
     assert Bounds(node, [coarse, fine]).concat(ivs, 0).frac == 40
+
+
+def test_lookup_bounds_are_the_entries_the_argument_can_address():
+    """A table read is bounded by the entries its argument's bounds reach, not by the whole table."""
+    idx = T('fixed<6,3,TRN,SAT>')  # addresses 0..63 for mantissas -32..31
+    values = np.arange(64) * 3 - 90  # increasing: entry a = 3a - 90
+    node = Node('t', 'Quantize', [], (1,), attrs={'tables': {'f': Table(idx, values, T('fixed<10,6>')),
+                                                             'n': Table(idx, values[:9], T('fixed<10,6>'), negated=True)}})
+    b = Bounds(node, [T('fixed<8,4>')])
+    x = Interval(np.asarray([-16, 0, -200], dtype=object), np.asarray([15, 4, 200], dtype=object), 4)  # LSB 2^-4
+    y = b.lookup(x, 'f')  # index = floor(x / 2): [-8, 7] -> addresses 24..39; [0, 2] -> 32..34; saturated: all
+    assert y.lo.tolist() == [3 * 24 - 90, 3 * 32 - 90, -90] and y.hi.tolist() == [3 * 39 - 90, 3 * 34 - 90, 99]
+    neg = b.lookup(Interval(np.asarray([-6], dtype=object), np.asarray([0], dtype=object), 4), 'n')
+    assert (neg.lo.tolist(), neg.hi.tolist()) == ([3 * 0 - 90], [3 * 3 - 90])  # addresses min(-index, 8): 0..3

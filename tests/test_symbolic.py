@@ -222,7 +222,7 @@ def test_emulator_within_the_computed_error_bound_of_every_expression():
     t = model.graph['x'].result_type
     x = t.to_float(t.quantize(np.random.default_rng(9).uniform(-3, 3, (10_000, 3))))
     bounds = error_bounds(model, -3, 3)
-    assert np.isfinite(bounds).sum() >= 20
+    assert np.isfinite(bounds).sum() >= 23  # table reads bounded by the entries their argument can address
     with np.errstate(invalid='ignore'):
         error = np.nanmax(np.abs(model.predict(x) - float_forward(model.graph, x)[0]), axis=0)
     bad = [(e, b, o) for e, b, o in zip(EXPRESSIONS, bounds, error) if not o <= b]

@@ -213,8 +213,21 @@ class Bounds:
         return self.join(x, t, above(x_above), below(x_below))
 
     def lookup(self, x: Interval, key: str, real=None) -> Interval:
+        """The smallest and largest entries each element's addresses can reach (the address is monotonic in x)."""
         table = self.node.attrs['tables'][key]
-        return Interval.of_type(table.type, x.lo.shape)
+        if table.index.overflow not in ('SAT', 'SAT_SYM'):  # WRAP and SAT_ZERO addresses are not monotonic
+            return Interval.of_type(table.type, x.lo.shape)
+        values, last = np.asarray(table.values, dtype=np.int64), len(table) - 1
+        ends = [np.asarray(table.index.cast(_obj(v).ravel(), x.frac), dtype=np.int64) for v in (x.lo, x.hi)]
+        if table.negated:  # address = min(-index, last): decreasing in x
+            first, final = (np.minimum(-e, last) for e in ends[::-1])
+        else:
+            first, final = (e - table.index.min_mantissa for e in ends)
+        lo, hi = np.empty(first.shape, dtype=object), np.empty(first.shape, dtype=object)
+        for a, b in set(zip(first.tolist(), final.tolist())):
+            where = (first == a) & (final == b)
+            lo[where], hi[where] = int(values[a:b + 1].min()), int(values[a:b + 1].max())
+        return Interval(lo.reshape(x.lo.shape), hi.reshape(x.lo.shape), table.type.frac)
 
     def reduce(self, x: Interval, op: str, axis: int, keepdims: bool = False, acc: str | None = None,
                auto=None) -> Interval:
