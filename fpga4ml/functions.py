@@ -49,6 +49,20 @@ def exp(x: np.ndarray) -> np.ndarray:
         return np.exp(np.asarray(x, dtype=np.float64))
 
 
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact GELU x * Phi(x) = x / 2 * (1 + erf(x / sqrt 2)) (Keras approximate=False, torch 'none')."""
+    from scipy.special import erf
+
+    x = np.asarray(x, dtype=np.float64)
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """GELU's tanh form x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Keras approximate=True, torch 'tanh')."""
+    x = np.asarray(x, dtype=np.float64)
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
 def table_function(name: str, attrs: dict) -> Callable[[np.ndarray], np.ndarray]:
     """The real function behind a table activation, with its attributes bound."""
     if name == 'sigmoid':
@@ -66,6 +80,8 @@ def table_function(name: str, attrs: dict) -> Callable[[np.ndarray], np.ndarray]
         return selu
     if name == 'exp':
         return exp
+    if name in ('gelu', 'gelu_tanh'):
+        return gelu if name == 'gelu' else gelu_tanh
     raise ValueError(f'{name!r} is not a table activation')
 
 

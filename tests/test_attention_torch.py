@@ -209,7 +209,7 @@ class Refused(nn.Module):
         super().__init__()
         self.kind = kind
         self.mha = nn.MultiheadAttention(E, 2, batch_first=True, add_bias_kv=kind == 'bias_kv')
-        self.enc = nn.TransformerEncoderLayer(E, 2, 16, batch_first=True, activation='gelu')
+        self.enc = nn.TransformerEncoderLayer(E, 2, 16, batch_first=True, activation=F.silu)
         self.register_buffer('bias', torch.randn(T, T))
         self.pad = nn.Linear(E, 1)
 
@@ -221,7 +221,7 @@ class Refused(nn.Module):
             return self.mha(x, x, x, key_padding_mask=self.pad(x).squeeze(-1))[0]
         if self.kind == 'additive':
             return self.mha(x, x, x, attn_mask=self.bias)[0]
-        if self.kind == 'gelu':
+        if self.kind == 'silu':
             return self.enc(x)
         if self.kind == 'tuple':
             return self.mha(x, x, x, need_weights=False)
@@ -233,7 +233,7 @@ class Refused(nn.Module):
     ('padding', r"node 'mha' .*key_padding_mask is not supported"),
     ('additive', r"node 'mha' .*float attn_mask with values other than 0 and -inf"),
     ('bias_kv', r"node 'mha' .*add_bias_kv=True is not supported"),
-    ('gelu', r"node 'enc' .*activation 'gelu' is not supported; only 'relu'"),
+    ('silu', r"node 'enc' .*activation 'silu' is not supported; only relu and gelu"),
     ('tuple', r"the model returns 'mha', a MultiheadAttention's \(output, weights\) tuple"),
 ])
 def test_refusals_name_the_node_and_the_option(kind, message):

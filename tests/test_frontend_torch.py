@@ -345,7 +345,7 @@ ERRORS = {
     'upsample_mode': (Wrap(nn.Upsample(scale_factor=2, mode='bilinear')), (2, 3, 3),
                       _module('Upsample') + ".*mode='bilinear'"),
     'adaptive_size': (Wrap(nn.AdaptiveAvgPool2d(3)), (2, 8, 8), _module('AdaptiveAvgPool2d') + '.*output_size=3'),
-    'unknown_module': (Wrap(nn.GELU()), (4,), _module('GELU') + '.*is not supported. Supported modules: .*Conv2d'),
+    'unknown_module': (Wrap(nn.Mish()), (4,), _module('Mish') + '.*is not supported. Supported modules: .*Conv2d'),
     'unknown_function': (Fn(lambda s, x: torch.exp(x)), (4,),
                          re.escape("node 'exp' (function torch.exp) is not supported") + '.*functions: .*torch.cat'),
     'unknown_method': (Fn(lambda s, x: x.permute(0, 2, 1)), (3, 4),

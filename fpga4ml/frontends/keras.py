@@ -61,6 +61,7 @@ ACTIVATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
     'elu': ('Activation', 'elu', {'alpha': 1.0}),
     'selu': ('Activation', 'selu', {}),
     'exponential': ('Activation', 'exp', {}),
+    'gelu': ('Activation', 'gelu', {}),
     'softmax': ('Softmax', 'softmax', {'axis': -1}),
 }
 

@@ -340,6 +340,19 @@ def _unary(conv: Converter, onode: ONode) -> None:
     conv.put(onode.outputs[0], x.shape, layout, out)
 
 
+def _gelu(conv: Converter, onode: ONode) -> None:
+    """Gelu (opset 20; attribute approximate 'none' or 'tanh') -> Activation gelu / gelu_tanh."""
+    onode.check({'approximate': 'none'})
+    functions = {'none': 'gelu', 'tanh': 'gelu_tanh'}
+    approximate = onode.require('approximate', tuple(functions), 'none')
+    x = conv.value(onode.inputs[0], onode)
+    layout = conv.preferred(x)
+    src = conv.get(x, layout)
+    out = conv.add(onode, 'Activation', [src], conv.graph[src].shape, attrs={'function': functions[approximate]},
+                   fixed=quantized_result(conv, onode))
+    conv.put(onode.outputs[0], x.shape, layout, out)
+
+
 def _prelu(conv: Converter, onode: ONode) -> None:
     """PRelu with a constant slope (broadcast to the tensor, as ONNX does) -> Activation(prelu)."""
     onode.check({})
@@ -1009,7 +1022,7 @@ _rnn.several_outputs = True  # type: ignore[attr-defined]
 HANDLERS: dict[str, Handler] = {
     'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _layer_norm,
     'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
-    'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu,
+    'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu, 'Gelu': _gelu,
     **{op: _unary for op in UNARY},
     **{op: _merge for op in MERGES}, 'Concat': _concat_any,
     'Flatten': _flatten, 'Reshape': _reshape_any, 'Squeeze': _squeeze_any, 'Unsqueeze': _squeeze_any,

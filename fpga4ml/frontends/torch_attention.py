@@ -13,9 +13,10 @@ The walk's hook `lower_attention` (torch.py) lowers, all in torch's layout (sequ
   output is refused by name). ``batch_first`` either way; ``kdim``/``vdim``; ``bias`` on or off;
   ``key_padding_mask``, ``add_bias_kv``, ``add_zero_attn`` and per-sample 3-D masks are refused.
 * ``nn.TransformerEncoderLayer`` (eval) -> ``<name>_norm1``, the attention ``<name>_self_attn_*``,
-  ``<name>_add1`` (Merge add), ``<name>_linear1`` (Dense), ``<name>_activation`` (relu),
+  ``<name>_add1`` (Merge add), ``<name>_linear1`` (Dense), ``<name>_activation`` (relu or gelu),
   ``<name>_linear2``, ``<name>_add2``, ``<name>_norm2``; the last node takes the module's name.
-  ``norm_first`` either way; activation relu only (gelu is refused: fpga4ml has no GELU op yet).
+  ``norm_first`` either way; activation relu or gelu (erf; nn.GELU(approximate='tanh') is refused: torch's
+  eval/no_grad fast path computes the erf form for it, its other path the tanh form).
 * ``torch.einsum`` of two model tensors -> ``Einsum``; of a model tensor and a constant ->
   ``EinsumDense`` without bias. The batch letter must lead every model operand and the output.
 * ``F.scaled_dot_product_attention(q, k, v)`` -> ``<name>_scores`` (Einsum), ``<name>_scale``
@@ -237,15 +238,23 @@ def _mha_call(cv: Converter, n: Any, m: Any, where: str) -> None:
 # --------------------------------------------------------------------------- TransformerEncoderLayer
 
 
-def _encoder_activation(m: Any, where: str) -> None:
-    """Only relu (the function or the module); gelu and others are refused by name."""
+def _encoder_activation(m: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """(source class, IR Activation attrs) of the feed-forward activation: relu, or the erf gelu (activation='gelu'
+    is F.gelu; nn.GELU()); nn.GELU(approximate='tanh') is refused: torch's fast path ignores `approximate`."""
     import torch
 
     act = m.activation
     if act is torch.nn.functional.relu or isinstance(act, torch.nn.ReLU):
-        return
+        return 'ReLU', {'function': 'relu'}
+    if act is torch.nn.functional.gelu or isinstance(act, torch.nn.GELU) and act.approximate == 'none':
+        return 'GELU', {'function': 'gelu'}
+    if isinstance(act, torch.nn.GELU):  # torch's fast path (eval, no_grad) computes the erf form for any nn.GELU
+        raise GraphError(f"{where}: activation nn.GELU(approximate={act.approximate!r}) is not supported: torch "
+                         "computes it two ways (its eval/no_grad fast path the erf GELU, its other path the tanh "
+                         "form); use activation='gelu' (erf)")
     label = getattr(act, '__name__', type(act).__name__)
-    raise GraphError(f"{where}: activation {label!r} is not supported; only 'relu' (fpga4ml has no GELU op yet)")
+    raise GraphError(f"{where}: activation {label!r} is not supported; only relu and gelu "
+                     "(F.relu, F.gelu, nn.ReLU, nn.GELU)")
 
 
 def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
@@ -256,7 +265,7 @@ def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
         raise GraphError(f'{where}: arguments {sorted(set(args) - set(params))} are not supported')
     if args.get('src_key_padding_mask') is not None:
         raise GraphError(f'{where}: src_key_padding_mask is not supported (the sequences have a fixed length)')
-    _encoder_activation(m, where)
+    act_source, act_attrs = _encoder_activation(m, where)
     second, name = not m.self_attn.batch_first, n.name
     x, shape = _tensor(cv, args['src'], second, 'src', where, n.name)
     mask = cv.const(args.get('src_mask'), where)
@@ -276,7 +285,7 @@ def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
     def feed_forward(inp: str) -> str:
         hidden = (shape[0], int(m.linear1.out_features))
         _dense(cv, fresh['linear1'], inp, hidden, m.linear1)
-        _add(cv, fresh['activation'], 'Activation', [fresh['linear1']], hidden, 'ReLU', {'function': 'relu'})
+        _add(cv, fresh['activation'], 'Activation', [fresh['linear1']], hidden, act_source, act_attrs)
         return _dense(cv, fresh['linear2'], fresh['activation'], shape, m.linear2)
 
     def merge(a: str, b: str, out_name: str) -> str:

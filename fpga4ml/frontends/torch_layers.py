@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .torch import Converter
 
 ACTIVATION_MODULES = ('ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'SELU', 'Sigmoid', 'Tanh', 'Softsign', 'Softplus',
-                      'Hardtanh', 'Hardsigmoid', 'Threshold')
+                      'Hardtanh', 'Hardsigmoid', 'Threshold', 'GELU')
 SKIPPED_MODULES = ('Dropout', 'Dropout1d', 'Dropout2d', 'AlphaDropout', 'Identity')
 
 
@@ -207,6 +207,8 @@ def _activation_attrs(c: Call) -> dict[str, Any]:
             raise GraphError(f'{c.where}: Softplus(beta={m.beta}, threshold={m.threshold}) is not supported; '
                              'only beta=1 with threshold >= 20 (log(1 + e^x) to within 2^-28)')
         return {'function': 'softplus'}
+    if cls == 'GELU':
+        return {'function': gelu_function(m.approximate, c.where)}
     if cls == 'Hardtanh':
         lo, hi = float(m.min_val), float(m.max_val)
         if (lo, hi) == (-1.0, 1.0):
@@ -216,6 +218,14 @@ def _activation_attrs(c: Call) -> dict[str, Any]:
         raise GraphError(f'{c.where}: Hardtanh(min_val={lo}, max_val={hi}) is not supported; only (-1, 1) '
                          '(hard_tanh) and min_val=0 (a ReLU with max_value)')
     raise GraphError(f'{c.where}: activation {cls} has no IR function')
+
+
+def gelu_function(approximate: Any, where: str) -> str:
+    """The IR function of torch's GELU(approximate=...): 'none' -> 'gelu' (erf), 'tanh' -> 'gelu_tanh'."""
+    functions = {'none': 'gelu', 'tanh': 'gelu_tanh'}
+    if approximate not in functions:
+        raise GraphError(f"{where}: GELU(approximate={approximate!r}) is not supported; only 'none' and 'tanh'")
+    return functions[approximate]
 
 
 def _activation(cv: Converter, c: Call) -> Value:
@@ -540,6 +550,7 @@ def function_table() -> dict[Any, Fn]:
     add([torch.tanh], Fn('Tanh', ('input',)))
     add([F.softsign], Fn('Softsign', ('input',)))
     add([F.softplus], Fn('Softplus', ('input', 'beta', 'threshold')))
+    add([F.gelu], Fn('GELU', ('input', 'approximate')))
     add([F.hardtanh], Fn('Hardtanh', ('input', 'min_val', 'max_val', 'inplace')))
     add([F.hardsigmoid], Fn('Hardsigmoid', ('input', 'inplace')))
     add([F.prelu], Fn('PReLU', ('input', 'weight')))
