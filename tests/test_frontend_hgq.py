@@ -438,7 +438,7 @@ def _single(layer, shape=(8,)):
 
 
 @pytest.mark.parametrize('make,match', [
-    (lambda: _single(QSoftmax(name='sm')), r"layer 'sm' of HGQ2 class QSoftmax is not supported.*QDense"),
+    (lambda: _single(QSoftmax(name='sm')), r"layer 'sm' \(QSoftmax\): a QSoftmax without input quantizer \(enable_iq=False\) on a float"),
     (lambda: _single(QDense(4, activation='tanh', name='dt')), r"layer 'dt' \(QDense\): activation 'tanh' .*relu"),
     (lambda: _single(Quantizer(_float_config(), name='fq')),
      r"layer 'fq' \(Quantizer\): quantizer is a FloatPointQuantizer \(q_type 'float'\); only .*'kif' or 'kbi'"),

@@ -1,4 +1,5 @@
-"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsum, QMultiHeadAttention.
+"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsum, QMultiHeadAttention,
+QSoftmax, QSum and QMeanPow2.
 
 * ``QEinsumDense`` whose equation is a Dense over the last axis stays hgq.py's Dense; any other
   equation -> [iq] Quantize, ``EinsumDense`` (HGQ2's quantized kernel and bias, the bias broadcast to
@@ -14,6 +15,10 @@
   exactly for the widths its quantizers give (at most 24 significant bits); fpga4ml computes them
   exactly in integers.
 
+A standalone ``QSoftmax`` -> [iq] Quantize, the TableSoftmax and [oq] as above. ``QSum``/``QMeanPow2`` ->
+[iq] Quantize, an exact EinsumDense with the constant kernel ``scale`` (a power of two) over the summed axes,
+a Reshape to the output shape when it differs, [oq].
+
 ``use_causal_mask=True`` gives the TableSoftmax the lower-triangular mask (HGQ2 multiplies the
 masked exps by 0). Other masks, return_attention_scores, attention_axes other than the default,
 fused projections and heterogeneous softmax tables are refused with a GraphError naming the layer.
@@ -22,6 +27,8 @@ fused projections and heterogeneous softmax tables are refused with a GraphError
 from __future__ import annotations
 
 import dataclasses
+import math
+import string
 from typing import Any, Callable
 
 import numpy as np
@@ -95,9 +102,11 @@ def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[
 
 
 def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, ...], name: str,
-             prefix: str, mask: list | None = None) -> str:
-    """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product; a constant mask) and its oq."""
-    if not sm.stable or sm.enable_iq or tuple(sm.axes) != (len(shape),):
+             prefix: str, mask: list | None = None, iq_done: bool = False) -> str:
+    """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product; a constant mask) and its oq.
+
+    `iq_done`: the caller has added the softmax's own input quantizer (a standalone QSoftmax)."""
+    if not sm.stable or (sm.enable_iq and not iq_done) or tuple(sm.axes) != (len(shape),):
         raise GraphError(f'{call.where()}: the softmax must be stable, without input quantizer, over the key axis '
                          f'(stable={sm.stable}, enable_iq={sm.enable_iq}, axes={sm.axes})')
     exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, call.where(), 'softmax exp')
@@ -110,6 +119,44 @@ def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, .
         sub = _sub_call(call, sm, name, [src], [shape], shape, prefix)
         return H._quantize(sub, graph, sm.oq, name, shape, 'oq', 'softmax output quantizer (oq)')
     return name
+
+
+def _qsoftmax(call: K._Call, graph: Graph) -> str:
+    """A standalone QSoftmax (stable, over the last axis) -> [iq] Quantize, TableSoftmax, [oq]."""
+    src = H._input_quantizer(call, graph)
+    if graph[src].op == 'Input':
+        raise GraphError(f'{call.where()}: a QSoftmax without input quantizer (enable_iq=False) on a float model '
+                         'input is not supported: HGQ2 computes max(x) - x in float32; set enable_iq=True or '
+                         'quantize the input first')
+    return _softmax(call, graph, call.layer, src, call.in_shapes[0], call.name, call.layer.name,
+                    iq_done=True)
+
+
+def _qsum(call: K._Call, graph: Graph) -> str:
+    """QSum / QMeanPow2 -> [iq] Quantize, an exact EinsumDense whose kernel is `scale` (a power of two) over the
+    summed axes (and a trailing axis of 1), a Reshape to the layer's output shape when it differs, [oq]."""
+    layer, shape = call.layer, call.in_shapes[0]
+    axes = sorted(int(a) - 1 for a in layer.axes)  # built: non-negative, batched
+    if not axes or axes[0] < 0:
+        raise GraphError(f'{call.where()}: axes={tuple(layer.axes)} sums over the batch axis; only per-sample axes')
+    exponent = math.log2(float(layer.scale))
+    src = H._input_quantizer(call, graph)
+    letters = string.ascii_lowercase[:len(shape)]
+    kept = ''.join(c for i, c in enumerate(letters) if i not in axes)
+    summed = ''.join(letters[i] for i in axes)
+    ein_shape = tuple(shape[i] for i in range(len(shape)) if i not in axes) + (1,)
+    kernel = np.full(tuple(shape[i] for i in axes) + (1,), float(layer.scale))
+    reshape = ein_shape != tuple(call.out_shape)
+    name = call.fresh(f'{layer.name}_sum') if reshape else call.name
+    node = make_node(name, 'EinsumDense', [src], ein_shape, weights={'kernel': kernel, 'bias': np.zeros(ein_shape)},
+                     attrs={'equation': f'{letters},{summed}z->{kept}z', 'use_bias': False},
+                     source=type(layer).__name__)
+    graph.add(H._fixed(node, weight=FixedType(1, int(exponent) + 1, False), bias=FixedType(1, 1, False),
+                       accum=AUTO, result=AUTO))
+    if reshape:
+        graph.add(make_node(call.name, 'Reshape', [name], call.out_shape, attrs={'shape': call.out_shape},
+                            source=type(layer).__name__))
+    return H._finish(call, graph, call.name)
 
 
 def _multi_head_attention(call: K._Call, graph: Graph) -> str:
@@ -174,4 +221,7 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QEinsum': _qeinsum,
     'QEinsumDense': _qeinsum_dense,
     'QMultiHeadAttention': _multi_head_attention,
+    'QSoftmax': _qsoftmax,
+    'QSum': _qsum,
+    'QMeanPow2': _qsum,
 }
