@@ -80,7 +80,7 @@ OPS: dict[str, str] = {
 #: Activation functions computed without tables (comparators, shifts, constant products).
 PIECEWISE_ACTIVATIONS = ('linear', 'relu', 'leaky_relu', 'prelu', 'hard_sigmoid', 'hard_tanh')
 #: Activation functions computed through a lookup table built at conversion time.
-TABLE_ACTIVATIONS = ('sigmoid', 'tanh', 'softplus', 'softsign', 'elu', 'selu', 'exp', 'gelu', 'gelu_tanh')
+TABLE_ACTIVATIONS = ('sigmoid', 'tanh', 'softplus', 'softsign', 'elu', 'selu', 'exp', 'gelu', 'gelu_tanh', 'lut')
 
 
 

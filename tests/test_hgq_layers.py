@@ -1,4 +1,5 @@
-"""HGQ2 0.2 standalone QSoftmax, QSum and QMeanPow2 (frontends/hgq_attention.py) bit-identical with HGQ2.
+"""HGQ2 0.2 standalone QSoftmax, QSum, QMeanPow2, QUnaryFunctionLUT (frontends/hgq_attention.py) bit-identical
+with HGQ2.
 
 Inputs are scaled x4 so that the input quantizers saturate or wrap. Each comparison has a negative
 control: HGQ2's output after one setting of the layer changes must differ from fpga4ml's. The Verilog
@@ -16,10 +17,13 @@ keras = pytest.importorskip('keras')
 hgq = pytest.importorskip('hgq')
 
 from hgq.config import QuantizerConfigScope  # noqa: E402
-from hgq.layers import QMeanPow2, QSoftmax, QSum  # noqa: E402
+from hgq.layers import QMeanPow2, QSoftmax, QSum, QUnaryFunctionLUT  # noqa: E402
 
 from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
 from fpga4ml.convert import convert_from_keras_model  # noqa: E402
+from fpga4ml.emulator.reference import float_forward  # noqa: E402
+from fpga4ml.frontends.keras import keras_to_graph  # noqa: E402
+from fpga4ml.ir import GraphError  # noqa: E402
 
 SHAPE = (4, 6)
 
@@ -83,12 +87,38 @@ def test_qsum_and_qmeanpow2_are_bit_identical_to_hgq2(tmp_path, make):
     assert not np.array_equal(got, hgq_output(model, x))
 
 
+@pytest.mark.parametrize('function', ['tanh', 'sin'])
+def test_qunaryfunctionlut_is_bit_identical_to_hgq2(tmp_path, function):
+    model = one_layer(lambda: QUnaryFunctionLUT(getattr(keras.ops, function), name='s'))
+    x = data()
+    want = hgq_output(model, x)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path), backend='Vitis')
+    assert [(n.op, n.attrs.get('function')) for n in hls.graph.nodes][1:] == [('Quantize', None), ('Activation', 'lut')]
+    got = hls.predict(x)
+    assert want.std() > 0.1
+    np.testing.assert_array_equal(got, want)
+    t = hls.graph['s_iq'].result_type  # the float meaning on the iq's grid (no rounding, no wrapping): the table
+    on_grid = t.to_float(np.random.default_rng(1).integers(t.min_mantissa, t.max_mantissa + 1, (200,) + SHAPE))
+    np.testing.assert_array_equal(float_forward(keras_to_graph(model), on_grid)[0],
+                                  hgq_output(model, on_grid.astype(np.float32)))
+    assert_netlist_computes_the_emulator_bits(hls, x[:100])
+    other = one_layer(lambda: QUnaryFunctionLUT(keras.ops.cos, name='s'))  # negative control: another function
+    assert not np.array_equal(got, hgq_output(other, x))
+
+
+def test_qunaryfunctionlut_without_its_quantizers_is_refused():
+    model = one_layer(lambda: QUnaryFunctionLUT(keras.ops.tanh, enable_oq=False, name='s'))
+    with pytest.raises(GraphError, match=r"layer 's' \(QUnaryFunctionLUT\): .*needs its input and output quantizers"):
+        keras_to_graph(model)
+
+
 @pytest.mark.skipif(shutil.which('g++') is None, reason='needs g++')
 def test_csim_equals_emulator(tmp_path):
     from test_hls_csim import assert_bit_identical
 
     x = data()
     for k, make in enumerate([lambda: QMeanPow2(axes=(1, 2), name='s'),
+                              lambda: QUnaryFunctionLUT(keras.ops.sin, name='s'),
                               lambda: QSoftmax(enable_iq=True, enable_oq=True, name='s')]):
         hls = convert_from_keras_model(one_layer(make), output_dir=str(tmp_path / str(k)), backend='Vitis')
         hls.compile(sim='csim')

@@ -1,5 +1,5 @@
 """HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsum, QMultiHeadAttention,
-QSoftmax, QSum and QMeanPow2.
+QSoftmax, QSum, QMeanPow2 and QUnaryFunctionLUT.
 
 * ``QEinsumDense`` whose equation is a Dense over the last axis stays hgq.py's Dense; any other
   equation -> [iq] Quantize, ``EinsumDense`` (HGQ2's quantized kernel and bias, the bias broadcast to
@@ -17,7 +17,8 @@ QSoftmax, QSum and QMeanPow2.
 
 A standalone ``QSoftmax`` -> [iq] Quantize, the TableSoftmax and [oq] as above. ``QSum``/``QMeanPow2`` ->
 [iq] Quantize, an exact EinsumDense with the constant kernel ``scale`` (a power of two) over the summed axes,
-a Reshape to the output shape when it differs, [oq].
+a Reshape to the output shape when it differs, [oq]. ``QUnaryFunctionLUT`` -> iq Quantize, Activation 'lut'
+(HGQ2's layer evaluated on every value of its iq type: the table).
 
 ``use_causal_mask=True`` gives the TableSoftmax the lower-triangular mask (HGQ2 multiplies the
 masked exps by 0). Other masks, return_attention_scores, attention_axes other than the default,
@@ -159,6 +160,21 @@ def _qsum(call: K._Call, graph: Graph) -> str:
     return H._finish(call, graph, call.name)
 
 
+def _qunary_lut(call: K._Call, graph: Graph) -> str:
+    """A standalone QUnaryFunctionLUT -> iq Quantize, Activation 'lut' (HGQ2's layer on every value of its iq type,
+    so its float32 function and its oq are reproduced bit for bit)."""
+    layer, shape = call.layer, call.in_shapes[0]
+    if not (getattr(layer, 'enable_iq', False) and getattr(layer, 'enable_oq', False)):
+        raise GraphError(f'{call.where()}: a QUnaryFunctionLUT needs its input and output quantizers '
+                         f'(enable_iq={layer.enable_iq}, enable_oq={layer.enable_oq})')
+    index, entry, entries = _table(layer, shape, call.where(), 'lookup')
+    src = H._input_quantizer(call, graph)
+    node = make_node(call.name, 'Activation', [src], shape, source=type(layer).__name__,
+                     attrs={'function': 'lut', 'lut_index': index, 'lut_entries': entries, 'lut_type': entry})
+    graph.add(H._fixed(node, table=entry, result=entry))
+    return call.name
+
+
 def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     """QMultiHeadAttention -> the sublayers of the module doc, bit-exact with HGQ2's inference."""
     layer = call.layer
@@ -224,4 +240,5 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QSoftmax': _qsoftmax,
     'QSum': _qsum,
     'QMeanPow2': _qsum,
+    'QUnaryFunctionLUT': _qunary_lut,
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import geometry
+from ..fixed import FixedType
 from ..functions import SELU_ALPHA, SELU_SCALE, table_function
 from ..intervals import type_for
 from ..ir import TABLE_ACTIVATIONS, GraphError
@@ -19,7 +20,7 @@ from .params import default_param_type, element_groups, enclosing_type
 from .primitives import LOWEST, Const
 from .spec import REQUIRED, attr, recipe
 from .compose import balanced_sum
-from .tables import (HLS4ML_TABLE_TYPE, build_activation_table, build_hls4ml_softmax_tables,
+from .tables import (HLS4ML_TABLE_TYPE, build_activation_table, build_lut_table, build_hls4ml_softmax_tables,
                      build_legacy_softmax_tables, build_softmax_tables, hls4ml_selu_lambda, hls4ml_tables,
                      softmax_implementation)
 
@@ -100,7 +101,8 @@ def scale(node, p, x):
 
 
 ACTIVATION_ATTRS = {'function': REQUIRED, 'alpha': 0.3, 'slope': 0.2, 'shift': 0.5, 'max_value': None,
-                    'threshold': 0.0, 'exact_result': False}
+                    'threshold': 0.0, 'exact_result': False, 'lut_index': None, 'lut_entries': None,
+                    'lut_type': None}
 
 
 def activation_precision(node) -> tuple[str, ...]:
@@ -121,6 +123,8 @@ def activation(node, p, x):
     fn = attr(node, 'function')
     if fn in ('elu', 'selu') and hls4ml_tables(node):
         return _elu_hls4ml(node, p, x)
+    if fn == 'lut':
+        return _given_lut(node, p, x)
     if fn in TABLE_ACTIVATIONS:
         p.type('result', 'default')
         p.type('table', HLS4ML_TABLE_TYPE if hls4ml_tables(node) else 'result')
@@ -149,6 +153,20 @@ def activation(node, p, x):
         return p.cast(p.minimum(p.maximum(x, p.const(Const(np.asarray(-1), 0))), p.const(ONE)), 'result', auto)
     raise GraphError(f'layer {node.name!r}: activation {fn!r} is not supported; supported: '
                      f"{sorted(TABLE_ACTIVATIONS) + ['hard_sigmoid', 'hard_tanh', 'leaky_relu', 'linear', 'prelu', 'relu']}")
+
+
+def _given_lut(node, p, x):
+    """Function 'lut' (HGQ2's QUnaryFunctionLUT): y = table[(lut_index) x] with the front end's entries (its real
+    meaning the same step function; lut_type: the entries' type), cast into the result type (auto: the table type)."""
+    p.type('table', attr(node, 'lut_type'))
+    p.type('result', 'table')
+    p.tables(lambda n, in_types: build_lut_table(n))
+    index, entries = attr(node, 'lut_index'), np.asarray(attr(node, 'lut_entries'), dtype=np.int64)
+    idx = FixedType(index.width, index.integer, index.signed, 'TRN', 'SAT')
+
+    def step(v):
+        return attr(node, 'lut_type').to_float(entries[idx.quantize(v) - idx.min_mantissa])
+    return p.cast(p.lookup(x, 'f', step), 'result', opaque=True)
 
 
 def _elu_hls4ml(node, p, x):

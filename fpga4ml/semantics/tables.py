@@ -188,6 +188,17 @@ def build_hls4ml_elu_table(node: Node, in_t: FixedType) -> None:
     node.attrs['tables'] = {'f': Table(index, values, table_t, negated=True, shift=shift)}
 
 
+def build_lut_table(node: Node) -> None:
+    """The given table of function 'lut' (HGQ2's QUnaryFunctionLUT): attrs lut_entries, mantissas of the
+    'table' type, one per value of the lut_index type in mantissa order (the input cast TRN, SAT into it)."""
+    index, entries = node.attrs.get('lut_index'), np.asarray(node.attrs.get('lut_entries'), dtype=np.int64)
+    if not isinstance(index, FixedType) or entries.shape != (1 << index.width,):
+        raise GraphError(f"layer {node.name!r}: function 'lut' needs attrs lut_index (a FixedType) and lut_entries "
+                         f'(one mantissa per index value); got {index!r} and {entries.size} entries')
+    node.attrs['tables'] = {'f': Table(FixedType(index.width, index.integer, index.signed, 'TRN', 'SAT'), entries,
+                                       node.types['table'])}
+
+
 def build_activation_table(node: Node, in_t: FixedType) -> None:
     """Build the lookup table of a table activation into node.attrs['tables']['f']."""
     if hls4ml_tables(node):
