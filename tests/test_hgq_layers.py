@@ -128,3 +128,24 @@ def test_csim_equals_emulator(tmp_path):
     got = hls._csim.predict(x)
     np.testing.assert_array_equal(hls.emulator.predict(x), got)
     assert not np.array_equal(other.emulator.predict(x), got)  # negative control
+
+
+@pytest.mark.slow
+def test_verilator_equals_emulator(tmp_path):
+    """The Verilog designs (unrolled, II = 1) compute the emulator's bits on 2,000 inputs."""
+    from fpga4ml.backends.verilog.verilator import find_verilator
+    try:
+        find_verilator()
+    except Exception as err:  # noqa: BLE001  (no Verilator here: nothing to compare)
+        pytest.skip(f'needs Verilator: {err}')
+    x = data()
+    for k, make in enumerate([lambda: QMeanPow2(axes=-1, keepdims=True, name='s'),
+                              lambda: QUnaryFunctionLUT(keras.ops.sin, name='s'),
+                              lambda: QSoftmax(enable_iq=True, enable_oq=True, name='s')]):
+        model = one_layer(make)
+        hls = convert_from_keras_model(model, output_dir=str(tmp_path / str(k)), backend='Verilog')
+        hls.compile(sim='rtl', progress=False)
+        got = hls.predict(x, sim='rtl')
+        np.testing.assert_array_equal(got, hgq_output(model, x))
+    model.get_layer('s').input_scaler = 2.0  # negative control: HGQ2 computes another exp table
+    assert not np.array_equal(got, hgq_output(model, x))
