@@ -404,9 +404,30 @@ def test_cnn_hls_csim_io_stream_bit_exact(cnn, tmp_path):
     assert np.array_equal(converted.predict(x, sim='csim'), hgq_outputs(model, [x])[0])
 
 
-def test_hgq2_qkeras_compatible_layers():
+@pytest.fixture
+def qkeras_layers():
+    """hgq2's `qkeras.qlayers`, undone afterwards: importing it replaces __init__ of every HGQ2 layer class in place
+    (input quantizers off, 'dummy' default quantizers), which would change every HGQ2 model built by later tests."""
+    import sys
+
+    import hgq.layers
+    classes = [c for c in vars(hgq.layers).values() if isinstance(c, type)]
+    saved = {c: c.__dict__.get('__init__') for c in classes}
+    try:
+        yield pytest.importorskip('qkeras.qlayers')
+    finally:
+        for cls, init in saved.items():
+            if init is None:
+                if '__init__' in cls.__dict__:
+                    delattr(cls, '__init__')
+            else:
+                cls.__init__ = init
+        sys.modules.pop('qkeras.qlayers', None)
+
+
+def test_hgq2_qkeras_compatible_layers(qkeras_layers):
     """hgq2 ships a QKeras-style API (import name `qkeras`) on HGQ2 layers: those models convert exactly too."""
-    qlayers = pytest.importorskip('qkeras.qlayers')
+    qlayers = qkeras_layers
     from qkeras.quantizers import quantized_bits, quantized_relu
 
     inp = keras.Input((10,))
