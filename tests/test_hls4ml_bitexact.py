@@ -195,6 +195,13 @@ def bump_weight(layer: str, weight: str = 'kernel', index: tuple[int, ...] = (0,
     return perturb
 
 
+def bump_entry(layer: str, address: int, delta: int = 1) -> Callable[[Any], None]:
+    """A perturbation: add `delta` LSBs to one entry of a layer's table 'f'."""
+    def perturb(model):
+        model.graph[layer].attrs['tables']['f'].values[address] += delta
+    return perturb
+
+
 def assert_same_types(case: Case, skip: tuple[tuple[str, str], ...] = ()) -> None:
     """Every type hls4ml resolved for a layer equals the one fpga4ml resolved (layers matched by name)."""
     nodes = {n.name: n for n in case.ours.graph}
@@ -630,11 +637,6 @@ def test_hls4ml_table_semantics_sigmoid_tanh(cases):
         assert theirs[layer].get_attr('table_size') == len(case.ours.graph[layer].attrs['tables']['f'])
     ovf = overflows(case)
     assert ovf['x'] > 0, ovf
-
-    def bump_entry(layer: str, address: int, delta: int = 1):
-        def perturb(model):
-            model.graph[layer].attrs['tables']['f'].values[address] += delta
-        return perturb
     assert_negative_control(case, bump_entry('sig', 512))  # the entry of inputs in (-1/64, 1/64)
     assert_negative_control(case, bump_entry('th', 1024, 4))  # one result LSB (the table has 2 bits more)
 
@@ -649,10 +651,5 @@ def test_hls4ml_table_semantics_cnn_sigmoid_tanh(cases):
     assert len(case.ours.graph['c1_tanh'].attrs['tables']['f']) == 1024
     ovf = overflows(case)
     assert ovf['x'] > 0, ovf
-
-    def bump_entry(layer: str, address: int, delta: int = 1):
-        def perturb(model):
-            model.graph[layer].attrs['tables']['f'].values[address] += delta
-        return perturb
     assert_negative_control(case, bump_entry('cs', 256))  # the entry of inputs near 0
     assert_negative_control(case, bump_weight('c1', index=(0, 1, 2, 1)))

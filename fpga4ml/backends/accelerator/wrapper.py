@@ -21,6 +21,7 @@ import numpy as np
 
 from ...fixed import FixedType
 from ..hls.emit import positions
+from ..hls.writer import READ_VALUES_CPP
 from .boards import AcceleratorSettings
 
 
@@ -217,18 +218,7 @@ def testbench(model) -> str:
 
 #include "{project}_axi_sample.h"
 
-static bool read_values(std::ifstream &file, std::vector<double> &values) {{
-    std::string line;
-    while (std::getline(file, line)) {{
-        std::istringstream text(line);
-        values.clear();
-        double v;
-        while (text >> v) values.push_back(v);
-        if (!values.empty()) return true;
-    }}
-    return false;
-}}
-
+{READ_VALUES_CPP}
 int main() {{
     std::ifstream features("tb_data/tb_input_features.dat");
     std::ifstream predictions("tb_data/tb_axi_predictions.dat");

@@ -31,6 +31,20 @@ from .emit import WEIGHTS_NOTE, Context, emit_layer, label, n_writes, new_contex
 TB_SAMPLES = 300
 TB_SEED = 0
 
+#: the C++ testbench helper reading the next non-empty line of numbers (also the accelerator testbench's)
+READ_VALUES_CPP = """static bool read_values(std::ifstream &file, std::vector<double> &values) {
+    std::string line;
+    while (std::getline(file, line)) {
+        std::istringstream text(line);
+        values.clear();
+        double v;
+        while (text >> v) values.push_back(v);
+        if (!values.empty()) return true;
+    }
+    return false;
+}
+"""
+
 
 def write(model) -> Path:
     """Write the HLS project of `model` into model.output_dir; returns that directory."""
@@ -424,18 +438,7 @@ def testbench_cpp(top: TopFunction, project: str) -> str:
 #include "firmware/{project}.h"
 
 {top.sample_function()}
-static bool read_values(std::ifstream &file, std::vector<double> &values) {{
-    std::string line;
-    while (std::getline(file, line)) {{
-        std::istringstream text(line);
-        values.clear();
-        double v;
-        while (text >> v) values.push_back(v);
-        if (!values.empty()) return true;
-    }}
-    return false;
-}}
-
+{READ_VALUES_CPP}
 int main() {{
     std::ifstream features("tb_data/tb_input_features.dat");
     if (!features) {{
