@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,7 @@ from fpga4ml.fixed import parse_precision
 from fpga4ml.symbolic.error import error_bounds
 from fpga4ml.symbolic.functions import FunctionSpec, build_table
 
-EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
-
-
-def load_example(name: str):
-    """Import examples/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from test_examples import load_example  # examples/<name>.py as a module
 
 
 @pytest.fixture(scope='module')

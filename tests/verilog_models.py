@@ -168,3 +168,14 @@ def random_inputs(model, n: int, seed: int = 0, overflow: float = 2.0) -> list[n
         x[: n // 4] = np.round(x[: n // 4] / t.lsb) * t.lsb  # a quarter exactly on the grid
         xs.append(x)
     return xs
+
+
+def require_verilator() -> None:
+    """Skip the calling test when no Verilator is installed (nothing to compare the design with)."""
+    import pytest
+
+    from fpga4ml.backends.verilog.verilator import find_verilator
+    try:
+        find_verilator()
+    except Exception as err:  # noqa: BLE001  (any reason it cannot run)
+        pytest.skip(f'needs Verilator: {err}')
