@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import FixedType
+from .fixed import FixedType, PrecisionError
 from .geometry import take
 
 
@@ -209,6 +209,41 @@ def sum_interval(parts: list[Interval]) -> Interval:
     lo = sum(p.lo for p in aligned[1:]) + aligned[0].lo if len(aligned) > 1 else aligned[0].lo
     hi = sum(p.hi for p in aligned[1:]) + aligned[0].hi if len(aligned) > 1 else aligned[0].hi
     return Interval(np.asarray(lo, dtype=object), np.asarray(hi, dtype=object), frac)
+
+
+#: the widest ap_fixed the ap_types headers accept without defining AP_INT_MAX_W (ap_common.h)
+AP_INT_MAX_W = 1024
+
+
+@dataclass(frozen=True)
+class WideType:
+    """An exact ap_fixed type wider than a FixedType's 64 bits (TRN, WRAP: it holds its value exactly)."""
+
+    width: int
+    integer: int
+    signed: bool
+
+    @property
+    def frac(self) -> int:
+        """Fractional bits."""
+        return self.width - self.integer
+
+    def to_cpp(self) -> str:
+        """The ap_fixed spelling, as FixedType.to_cpp."""
+        return f"{'ap_fixed' if self.signed else 'ap_ufixed'}<{self.width},{self.integer}>"
+
+
+def exact_type(iv: Interval) -> FixedType | WideType:
+    """type_for(iv), or a WideType where the value needs more bits than a FixedType has (up to AP_INT_MAX_W)."""
+    lo, hi = iv.min, iv.max
+    signed = lo < 0
+    width = max(hi.bit_length(), (-lo - 1).bit_length()) + 1 if signed else max(hi.bit_length(), 1)
+    if width <= (64 if signed else 63):
+        return type_for(iv)
+    if width > AP_INT_MAX_W:
+        raise PrecisionError(f'an exact value needs {width} bits, more than the {AP_INT_MAX_W} of ap_fixed '
+                             '(AP_INT_MAX_W)')
+    return WideType(width, width - iv.frac, signed)
 
 
 def type_for(iv: Interval, rounding: str = 'TRN', overflow: str = 'WRAP') -> FixedType:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fixed import FixedType
-from ..intervals import Interval, type_for
+from ..fixed import FixedType, PrecisionError
+from ..intervals import Interval, WideType, exact_type
 from ..ir import GraphError, Node
 from .bounds import Bounds
 from .float_interp import FloatRun
@@ -41,7 +41,7 @@ def type_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval], typ
     return out
 
 
-def intermediate_types(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> dict[str, FixedType]:
+def intermediate_types(node: Node, in_types: list[FixedType], in_ivs: list[Interval]) -> dict[str, FixedType | WideType]:
     """The narrowest type holding each value a typed node's recipe labels (`label`), from its inputs' bounds.
 
     The HLS emitter declares its exact intermediates (a sum, a value before a clip) in these types:
@@ -49,7 +49,14 @@ def intermediate_types(node: Node, in_types: list[FixedType], in_ivs: list[Inter
     """
     bounds = Bounds(node, in_types)
     spec_of(node).recipe(node, bounds, *in_ivs)
-    return {name: type_for(iv) for name, iv in bounds.labels.items()}
+    types = {}
+    for name, iv in bounds.labels.items():
+        try:
+            types[name] = exact_type(iv)  # a WideType beyond 64 bits (ap_fixed is exact up to 1024)
+        except PrecisionError as err:
+            raise GraphError(f'layer {node.name!r}: intermediate {name!r}: {err}; give the values it is computed '
+                             'from a narrower precision') from None
+    return types
 
 
 def compile_node(node: Node, in_types: list[FixedType], in_ivs: list[Interval]):

@@ -39,7 +39,7 @@ from ...fixed import FixedType
 # the ReuseFactor rules live in folding.py (shared with the Verilog back end); emit_cnn imports them from here
 from ...folding import (STRATEGIES, checked_reuse_factor, dense_settings, layer_strategy,  # noqa: F401
                         valid_reuse_factors)
-from ...intervals import Interval, type_for
+from ...intervals import Interval, WideType, type_for
 from ...ir import PIECEWISE_ACTIVATIONS, TABLE_ACTIVATIONS, Graph, GraphError, Node
 from ...naming import Names, comment_line, comment_text
 from ...semantics import intermediate_types
@@ -180,16 +180,20 @@ class Context:
     #: node name -> bounds of its output (the model's intervals); None: every input spans its whole type
     intervals: dict[str, Interval] | None = None
 
+    def intermediates(self, node: Node) -> dict[str, FixedType | WideType]:
+        """The exact type of every intermediate that node's recipe labels (a WideType beyond 64 bits)."""
+        ins = [self.graph[i] for i in node.inputs]
+        ivs = [self.intervals[n.name] if self.intervals is not None else Interval.of_type(n.result_type, n.shape)
+               for n in ins]
+        return intermediate_types(node, [n.result_type for n in ins], ivs)
+
     def intermediate(self, node: Node, name: str) -> FixedType:
         """The narrowest type holding the exact intermediate `name` that node's recipe labels.
 
         The recipe runs in the interval interpreter (semantics.intermediate_types) on the bounds of
         the node's inputs: `intervals` when given, else the full range of each input's type.
         """
-        ins = [self.graph[i] for i in node.inputs]
-        ivs = [self.intervals[n.name] if self.intervals is not None else Interval.of_type(n.result_type, n.shape)
-               for n in ins]
-        types = intermediate_types(node, [n.result_type for n in ins], ivs)
+        types = self.intermediates(node)
         if name not in types:
             raise GraphError(f'layer {node.name!r}: the {node.op} recipe labels no intermediate {name!r} '
                              f'(it labels {sorted(types)})')

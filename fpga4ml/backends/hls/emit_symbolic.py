@@ -11,7 +11,7 @@ argument type, then to the table's index type (its rounding, SAT), and the entry
 no vendor math header is used.
 
 An exact value may need more than the 64 bits of a FixedType (``x0*x1*x2*x3*x4`` of ap_fixed<16,6>
-inputs is 76 bits wide): it is declared as a `WideType`, the same ap_fixed spelling, which ap_types
+inputs is 76 bits wide): it is declared as a `WideType` (intervals.exact_type, shared by every HLS emitter), the same ap_fixed spelling, which ap_types
 accept up to AP_INT_MAX_W (1024 bits by default, ap_common.h) and compute exactly, as the emulator
 does. Only `div` needs a mantissa of at most 64 bits (it divides the int64 mantissa).
 """
@@ -19,66 +19,17 @@ does. Only `div` needs a mantissa of at most 64 bits (it divides the int64 manti
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import sympy
 from sympy.printing.str import StrPrinter
 
 from ...fixed import FixedType
-from ...intervals import Interval, type_for
 from ...ir import GraphError, Node
 from ...naming import comment_text
-from ...semantics.bounds import Bounds
-from ...semantics.spec import spec_of
 from ...semantics.recipes_symbolic import checked_program, constant_mantissa
 from ...symbolic.functions import address_constants
 from ...symbolic.program import type_of
 from .emit import Context, Port, address, constant, from_bits, header, int_literal, label, real, signature, table_arrays
-
-
-#: the widest ap_fixed the shipped ap_types accept without defining AP_INT_MAX_W (ap_common.h)
-AP_INT_MAX_W = 1024
-
-
-@dataclass(frozen=True)
-class WideType:
-    """An exact ap_fixed type wider than a FixedType's 64 bits (TRN, WRAP: it holds its value exactly)."""
-
-    width: int
-    integer: int
-    signed: bool
-
-    @property
-    def frac(self) -> int:
-        """Fractional bits."""
-        return self.width - self.integer
-
-    def to_cpp(self) -> str:
-        """The ap_fixed spelling, as FixedType.to_cpp."""
-        return f"{'ap_fixed' if self.signed else 'ap_ufixed'}<{self.width},{self.integer}>"
-
-
-def exact_type(iv: Interval, where: str) -> FixedType | WideType:
-    """The narrowest type holding every value of `iv` (intervals.type_for), a WideType beyond 64 bits."""
-    if iv.max.bit_length() <= 62 and (-iv.min).bit_length() <= 62:
-        return type_for(iv)
-    signed = iv.min < 0
-    width = max(iv.max.bit_length(), (-iv.min - 1).bit_length()) + 1 if signed else max(iv.max.bit_length(), 1)
-    if width > AP_INT_MAX_W:
-        raise GraphError(f'{where}: the exact value needs {width} bits, more than the {AP_INT_MAX_W} of ap_fixed '
-                         "(AP_INT_MAX_W); give this sub-expression a precision: precision={'expressions': "
-                         "{'<sub-expression>': 'ap_fixed<W,I>'}}")
-    return WideType(width, width - iv.frac, signed)
-
-
-def _types(ctx: Context, node: Node) -> dict[str, FixedType | WideType]:
-    """The exact type of every labelled value (v<k>, e<k>) over the inputs' bounds (as Context.intermediate)."""
-    ins = [ctx.graph[i] for i in node.inputs]
-    ivs = [ctx.intervals[n.name] if ctx.intervals is not None else Interval.of_type(n.result_type, n.shape)
-           for n in ins]
-    bounds = Bounds(node, [n.result_type for n in ins])
-    spec_of(node).recipe(node, bounds, *ivs)
-    return {name: exact_type(iv, f'layer {node.name!r}: {name}') for name, iv in bounds.labels.items()}
 
 
 class _Writer:
@@ -86,7 +37,7 @@ class _Writer:
 
     def __init__(self, ctx: Context, node: Node):
         self.ctx, self.node = ctx, node
-        self.types = _types(ctx, node)
+        self.types = ctx.intermediates(node)
         self.program, self.outputs, self.specs = checked_program(node)
         self.declared: dict[int, FixedType] = {}
         self.lines: list[str] = []
