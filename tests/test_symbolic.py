@@ -214,22 +214,45 @@ def test_emulator_within_the_documented_error_bound():
     assert np.max(np.abs(got[:, 2] - want[:, 2])) > r.lsb  # the table's sampling is visible at this precision
 
 
+#: the input domain of the error-bound check where [-3, 3] has a pole or an overflow (low, high per input):
+#: 1/x1 and log(x1) need x1 away from 0; (x0 + x1)^4 leaves ap_fixed<24,8> beyond |x0 + x1| = 3.3
+DOMAIN_X1_POSITIVE = ((-3, 1, -3), (3, 3, 3))
+DOMAINS = {'x0/x1': DOMAIN_X1_POSITIVE, '(x0 + x2)/(x1 - 0.5)': DOMAIN_X1_POSITIVE, 'log(x1) + x0': DOMAIN_X1_POSITIVE,
+           '(x0 + x1)**4 - 2*x1**2': ((-1.5, -1.5, -3), (1.5, 1.5, 3))}
+
+
 def test_emulator_within_the_computed_error_bound_of_every_expression():
-    """error_bounds follows the program (fpga4ml/symbolic/error.py); finite where no overflow, pole or
-    discontinuity can make the error unbounded on inputs in [-3, 3]."""
+    """error_bounds follows the program (fpga4ml/symbolic/error.py): finite for all 30 expressions on their
+    domain ([-3, 3], or DOMAINS where a pole or an overflow lies in it), and the emulator stays within it
+    on 10,000 inputs of each domain."""
     precision = {'default': 'ap_fixed<24,8,AP_RND,AP_SAT>', 'expressions': NARROW}
     model = convert(EXPRESSIONS, precision)
     t = model.graph['x'].result_type
-    x = t.to_float(t.quantize(np.random.default_rng(9).uniform(-3, 3, (10_000, 3))))
-    bounds = error_bounds(model, -3, 3)
-    assert np.isfinite(bounds).sum() >= 23  # table reads bounded by the entries their argument can address
-    with np.errstate(invalid='ignore'):
-        error = np.nanmax(np.abs(model.predict(x) - float_forward(model.graph, x)[0]), axis=0)
+    bounds, error = np.full(len(EXPRESSIONS), np.inf), np.full(len(EXPRESSIONS), np.nan)
+    for low, high in {((-3,) * 3, (3,) * 3), *DOMAINS.values()}:
+        cols = [j for j, e in enumerate(EXPRESSIONS) if DOMAINS.get(e, ((-3,) * 3, (3,) * 3)) == (low, high)]
+        x = t.to_float(t.quantize(np.random.default_rng(9).uniform(low, high, (10_000, 3))))
+        bounds[cols] = error_bounds(model, low, high)[cols]
+        error[cols] = np.max(np.abs(model.predict(x) - float_forward(model.graph, x)[0]), axis=0)[cols]
+    assert np.all(np.isfinite(bounds)), [e for e, b in zip(EXPRESSIONS, bounds) if not np.isfinite(b)]
     bad = [(e, b, o) for e, b, o in zip(EXPRESSIONS, bounds, error) if not o <= b]
     assert not bad, bad
+    x = t.to_float(t.quantize(np.random.default_rng(9).uniform(-3, 3, (10_000, 3))))
     k = EXPRESSIONS.index('2.5382*x0 - 0.5')  # negative control: the constant one LSB off breaks its bound
     changed = convert([e.replace('2.5382', repr(2.5382 + 2 ** -16)) for e in EXPRESSIONS], precision)
     assert np.max(np.abs(changed.predict(x)[:, k] - float_forward(model.graph, x)[0][:, k])) > bounds[k]
+
+
+def test_hoelder_bound_where_the_slope_is_unbounded():
+    """sqrt and x^p (0 < p < 1) have an unbounded slope at 0: the table's error is bounded by moved^p."""
+    from fpga4ml.symbolic.error import change_bound
+
+    assert change_bound('sqrt', 0.0, 1.0, 2 ** -10) == pytest.approx(2 ** -5)
+    assert change_bound('pow:0.25', 0.0, 1.0, 2 ** -8) == pytest.approx(2 ** -2)
+    assert change_bound('sqrt', 1.0, 4.0, 2 ** -10) == pytest.approx(2 ** -11)  # the slope bound is smaller
+    assert change_bound('log', 0.0, 1.0, 2 ** -10) == np.inf  # no Hoelder bound: log diverges at 0
+    x = np.linspace(0, 2 ** -10, 1025)
+    assert np.max(np.sqrt(x) - np.sqrt(x[0])) <= change_bound('sqrt', 0.0, 1.0, 2 ** -10)
 
 
 @pytest.mark.skipif(not HAS_CSIM, reason='needs g++ and the ap_types headers shipped with hls4ml')

@@ -98,6 +98,26 @@ def slope_bound(name: str, lo: float, hi: float) -> float:
     return float(np.nanmax(d)) * (1 + 1e-9)
 
 
+def holder_exponent(name: str) -> float | None:
+    """p when |f(a) - f(b)| <= |a - b|^p for every a, b (f clipped into its domain), else None.
+
+    sqrt and x^p for 0 < p < 1 (arguments clipped at 0): the Hoelder bound holds where the slope is
+    unbounded (at 0), so a table of them has a finite error even when its argument can reach 0.
+    """
+    if name == 'sqrt':
+        return 0.5
+    if name.startswith('pow:') and 0 < float(name[4:]) < 1:
+        return float(name[4:])
+    return None
+
+
+def change_bound(name: str, lo: float, hi: float, moved: float) -> float:
+    """The largest |f(a) - f(b)| for a, b in [lo, hi], |a - b| <= moved: the slope bound or the Hoelder bound."""
+    change = _times(slope_bound(name, lo, hi), moved)
+    p = holder_exponent(name)
+    return change if p is None else min(change, moved ** p)
+
+
 class _Errors:
     """Runs the bound over one Expression node."""
 
@@ -174,9 +194,9 @@ class _Errors:
         entries = table.type.to_float(table.values[first:last + 1])
         if np.any(entries <= table.type.min_value) or np.any(entries >= table.type.max_value):
             return INF  # a saturated entry read: the real function leaves the table type
-        slope = slope_bound(fs.math_func, lo - err - reach, hi + err + reach)
         moved = err + reach  # how far the sampled point can be from the real argument
-        return (slope * moved if moved else 0.0) + clamp + rounding_error(table.type)
+        change = change_bound(fs.math_func, lo - moved, hi + moved, moved) if moved else 0.0
+        return change + clamp + rounding_error(table.type)
 
     @staticmethod
     def addresses(table, fs, arg_t: FixedType, arg_iv: Interval) -> tuple[int, int]:
