@@ -1,25 +1,39 @@
-"""Verilog back end vs da4ml 0.6.0 on the quantized JSC MLP, side by side in one run.
+"""Verilog back end vs da4ml 0.6.0 and alkaid 0.8.2 on the same integer networks, in one run.
 
-The same integer network (16 -> 64 -> 32 -> 32 -> 5, 6-bit weights and biases fixed<6,1>,
-ReLU quantized to ufixed<6,0> with truncation and saturation, exact accumulators, 10-bit inputs
-fixed<10,5>) is built by fpga4ml (Verilog back end) and by da4ml (distributed arithmetic,
-`comb_trace` + `RTLModel`), for a dense and a 70 %-pruned weight set with fixed seeds. Both
-designs are checked to compute the same function, then synthesized with the same Yosys script
-(fpga4ml.synth, family xcup by default). Printed: LUT, FF, CARRY, pipeline latency, generation
-time and the ratios fpga4ml / da4ml. Latency is in clock cycles from input to output: fpga4ml's
-outputs are registered after its last stage; da4ml registers inputs and outputs around its stages.
-The critical delay is Yosys' estimate of the longest register-to-register path (fpga4ml.synth's
-delay model), the same estimator for both designs.
+Networks (all 16 -> 64 -> 32 -> 32 -> 5, fixed seeds, exact accumulators):
 
-    python bench/bench_verilog.py            # both variants, synthesized (several minutes each)
-    python bench/bench_verilog.py --quick    # generation and cost estimates only, no synthesis
+* ``dense``: 6-bit weights and biases fixed<6,1>, inputs fixed<10,5>, ReLU into ufixed<6,0>
+  (truncation, saturation) -- the quantized JSC MLP;
+* ``pruned70``: the same with 70 % of the weights zero;
+* ``int8``: 8-bit weights and biases fixed<8,1>, ReLU into ufixed<8,1> (wider activations);
+* ``hgq``: an HGQ2 QDense MLP with a random bit width for every weight and bias (0 bits: pruned) and
+  per-element input quantizers, converted by fpga4ml's HGQ2 front end.
 
-da4ml is LGPLv3 and used only as a benchmark peer (pip install da4ml==0.6.0, the `bench` extra).
+fpga4ml builds each network with its Verilog back end; the peers get the same integer network
+(fpga4ml's quantized weights and every cast as per-element k, i, f; bench/peers/network.py) and
+build it in a child process (bench/peers/peer_worker.py): da4ml and alkaid are LGPLv3 and never
+imported here. All three must compute the same outputs on every one of the check inputs
+(fpga4ml's emulator against each peer's own interpreter). Then all three are synthesized with the
+same Yosys script (fpga4ml.synth, family xcup by default).
+
+Printed per network: LUT, FF, CARRY, pipeline latency (clock cycles from input to output),
+Yosys' critical-path estimate (fpga4ml.synth's delay model, the same for all), generation time
+(fpga4ml: convert + write; peers: trace + optimize + write, imports excluded) and fpga4ml / best
+peer. da4ml pipelines every `--da4ml-cutoff` adder levels; alkaid every `--alkaid-cutoff` ns of
+its own delay model.
+
+    python bench/bench_verilog.py                       # all networks, synthesized (minutes each)
+    python bench/bench_verilog.py --quick               # generation, stages, cost estimates only
+    python bench/bench_verilog.py --networks dense,hgq --json out.json
+
+The peers come with the `bench` extra (pip install 'fpga4ml[bench]': da4ml==0.6.0, alkaid==0.8.2).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -29,30 +43,43 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers.network import export_ops, run_peer  # noqa: E402
+
 SIZES = (16, 64, 32, 32, 5)
-INPUT_TYPE = ('fixed<10,5>', (1, 4, 5))       # fpga4ml type, da4ml (k, i, f)
+INPUT_TYPE = 'fixed<10,5>'
 WEIGHT_TYPE = 'fixed<6,1>'                     # 6 bits, step 2^-5, range [-1, 1)
-RELU_TYPE = ('ufixed<6,0,TRN,SAT>', (0, 0, 6))
+RELU_TYPE = 'ufixed<6,0,TRN,SAT>'
+PEERS = ('da4ml', 'alkaid')
+N_CHECK = 3000                                 # check inputs per network
+SYNTH_KEYS = ('LUT', 'FF', 'CARRY', 'DSP', 'critical_delay_ns', 'logic_levels')
 
 
-def weights(seed: int, sparsity: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed-seed 6-bit weights and biases (lecun-uniform-like scale), a fraction pruned to zero."""
+def weights(seed: int, sparsity: float, bits: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed-seed weights and biases on a `bits`-bit grid in [-1, 1) (lecun-uniform-like scale), a fraction zero."""
     rng = np.random.default_rng(seed)
+    scale = 2 ** (bits - 1)
     layers = []
     for a, b in zip(SIZES[:-1], SIZES[1:]):
         limit = np.sqrt(3.0 / a) * 1.5
-        w = np.clip(np.round(rng.uniform(-limit, limit, (a, b)) * 32), -32, 31) / 32
+        w = np.clip(np.round(rng.uniform(-limit, limit, (a, b)) * scale), -scale, scale - 1) / scale
         w[rng.random(w.shape) < sparsity] = 0
-        bias = np.clip(np.round(rng.uniform(-0.5, 0.5, b) * 32), -32, 31) / 32
+        bias = np.clip(np.round(rng.uniform(-0.5, 0.5, b) * scale), -scale, scale - 1) / scale
         layers.append((w.astype(np.float32), bias.astype(np.float32)))
     return layers
 
 
-def convert_fpga4ml(layers, out: Path, clock_period: float, weight_type: str = WEIGHT_TYPE, input_type=INPUT_TYPE,
-                    relu_type=RELU_TYPE, backend: str = 'Verilog', project_name: str = 'jsc_fpga4ml'):
-    """The network (Dense + ReLU layers, sizes from the weights) as a converted fpga4ml model."""
+def convert_fpga4ml(layers, out: Path, clock_period: float, weight_type: str = WEIGHT_TYPE,
+                    input_type: str = INPUT_TYPE, relu_type: str = RELU_TYPE, backend: str = 'Verilog',
+                    project_name: str = 'jsc_fpga4ml'):
+    """The network (Dense + ReLU layers, sizes from the weights) as a converted fpga4ml model.
+
+    Types are fpga4ml type strings (or (string, anything) pairs, as bench_write_scale passes them).
+    """
     from fpga4ml.convert import convert_graph
     from fpga4ml.ir import Graph, Node
+
+    input_type, relu_type = (t[0] if isinstance(t, tuple) else t for t in (input_type, relu_type))
 
     g = Graph()
     g.add(Node('x', 'Input', [], (layers[0][0].shape[0],)))
@@ -65,118 +92,178 @@ def convert_fpga4ml(layers, out: Path, clock_period: float, weight_type: str = W
             prev = names[f'relu{n}'] = f'relu{n}'
     g.inputs, g.outputs = ['x'], [prev]
     cfg = {'Model': {'Precision': {'default': weight_type, 'accum': 'auto', 'result': 'auto'}},
-           'LayerName': {'x': {'Precision': {'result': input_type[0]}},
-                         **{n: {'Precision': {'result': relu_type[0]}} for n in names}}}
+           'LayerName': {'x': {'Precision': {'result': input_type}},
+                         **{n: {'Precision': {'result': relu_type}} for n in names}}}
     return convert_graph(g, cfg, backend=backend, output_dir=str(out), project_name=project_name,
                          clock_period=clock_period)
 
 
 def build_fpga4ml(layers, out: Path, clock_period: float):
-    """The network as a typed graph through the Verilog back end; returns (model, seconds)."""
+    """The 6-bit network through the Verilog back end, written; returns (model, seconds)."""
     start = time.perf_counter()
     model = convert_fpga4ml(layers, out, clock_period)
     model.write()
     return model, time.perf_counter() - start
 
 
-def build_da4ml(layers, out: Path, clock_period: float, input_type=INPUT_TYPE, relu_type=RELU_TYPE):
-    """The same network traced and optimized by da4ml; returns (comb logic, latency in clocks, seconds)."""
-    from da4ml.codegen import RTLModel
-    from da4ml.trace import FixedVariableArrayInput, comb_trace
-    from da4ml.trace.ops import quantize, relu
+def build_da4ml(layers, out: Path, clock_period: float, input_type=INPUT_TYPE, relu_type=RELU_TYPE,
+                weight_type: str = WEIGHT_TYPE, latency_cutoff: float = 2.0):
+    """The same network built by da4ml in a child process; returns (result with .cost, latency, seconds)."""
+    from types import SimpleNamespace
 
-    start = time.perf_counter()
-    inp = FixedVariableArrayInput((layers[0][0].shape[0],))
-    x = inp.quantize(*input_type[1])
-    for n, (w, b) in enumerate(layers):
-        x = x @ w.astype(np.float64) + b.astype(np.float64)
-        if n < len(layers) - 1:
-            x = quantize(relu(x), *relu_type[1], overflow_mode='SAT')
-    comb = comb_trace(inp, x)
-    rtl = RTLModel(comb, 'jsc_da4ml', str(out), latency_cutoff=clock_period, clock_period=clock_period,
-                   print_latency=False)
-    rtl.write()
-    seconds = time.perf_counter() - start
-    import json
-    # da4ml's metadata counts its combinational stages; its top module registers the inputs before
-    # stage 0 and the outputs after the last stage, so the latency in clock cycles is one more
-    stages = json.loads((out / 'metadata.json').read_text())['latency']
-    return comb, stages + 1, seconds
+    model = convert_fpga4ml(layers, Path(out) / 'fpga4ml', clock_period, weight_type, input_type, relu_type)
+    zeros = np.zeros((1, layers[0][0].shape[0]))
+    res = run_peer('da4ml', export_ops(model), zeros, Path(out), 'jsc_da4ml', clock_period, latency_cutoff)
+    return SimpleNamespace(cost=res['cost']), res['stages'], res['seconds']
 
 
-def same_function(model, comb, n: int = 2000) -> float:
-    """Fraction of output values where da4ml's own prediction equals fpga4ml's emulator."""
+def hgq_mlp(seed: int = 0):
+    """An HGQ2 QDense MLP of SIZES with a random width for every weight, bias and input element."""
+    import keras
+    from hgq.config import QuantizerConfigScope
+    from hgq.constraints import MinMax
+    from hgq.layers import QDense
+    from hgq.utils import trace_minmax
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    scopes = (QuantizerConfigScope(place='weight', bc=MinMax(0, 6)), QuantizerConfigScope(place='bias', bc=MinMax(0, 8)),
+              QuantizerConfigScope(place='datalane', ic=MinMax(-2, 4), fc=MinMax(0, 6)))
+    with scopes[0], scopes[1], scopes[2]:
+        x = inp = keras.Input((SIZES[0],))
+        for n, units in enumerate(SIZES[1:]):
+            x = QDense(units, activation='relu' if n < len(SIZES) - 2 else None, name=f'fc{n}')(x)
+        model = keras.Model(inp, x)
+    for layer in model.layers[1:]:
+        for q, ranges in ((layer.kq, {'b': (0, 6), 'i': (-1, 1)}), (layer.bq, {'b': (0, 8), 'i': (-2, 2)}),
+                          (layer.iq, {'f': (0, 6), 'i': (-1, 3)})):
+            for name, (lo, hi) in ranges.items():
+                var = getattr(q.quantizer, f'_{name}')
+                var.assign(rng.integers(lo, hi + 1, tuple(var.shape)).astype(var.dtype))
+    # integer bits and signs of the activations from calibration data (ReLU outputs become unsigned)
+    trace_minmax(model, rng.normal(0, 1, (1024, SIZES[0])).astype('float32'))
+    return model
+
+
+def network_models(name: str, out: Path, clock_period: float):
+    """A function that converts and writes network `name` with fpga4ml (returns the model)."""
+    project = f'{name}_fpga4ml'
+    if name == 'hgq':
+        keras_model = hgq_mlp()
+
+        def build():
+            from fpga4ml.convert import convert_from_keras_model
+            return convert_from_keras_model(keras_model, backend='Verilog', output_dir=str(out),
+                                            project_name=project, clock_period=clock_period)
+        return build
+    sparsity, bits, relu = {'dense': (0.0, 6, RELU_TYPE), 'pruned70': (0.7, 6, RELU_TYPE),
+                            'int8': (0.0, 8, 'ufixed<8,1,TRN,SAT>')}[name]
+    layers = weights(seed=0, sparsity=sparsity, bits=bits)
+    return lambda: convert_fpga4ml(layers, out, clock_period, weight_type=f'fixed<{bits},1>', relu_type=relu,
+                                   project_name=project)
+
+
+NETWORKS = ('dense', 'pruned70', 'int8', 'hgq')
+
+
+def check_inputs(model, n: int = N_CHECK) -> np.ndarray:
+    """n float inputs on the model's input grid, uniform over its range (clipped to +-16)."""
+    t = model.graph[model.graph.inputs[0]].result_type
     rng = np.random.default_rng(7)
-    t = model.graph['x'].result_type
-    x = t.to_float(rng.integers(t.min_mantissa, t.max_mantissa + 1, (n, SIZES[0])))
-    ours = model.predict(x)
-    theirs = np.asarray(comb.predict(x), dtype=np.float64).reshape(ours.shape)
-    return float(np.mean(ours == theirs))
+    x = rng.uniform(max(t.min_value, -16.0), min(t.max_value, 16.0), (n,) + model.graph[model.graph.inputs[0]].shape)
+    return t.to_float(t.quantize(x))
 
 
-def synth(files, top: str, family: str, clock_period: float, out: Path) -> dict:
-    """Yosys resources of one design (same script for both tools)."""
+def synth(files, top: str, args, out: Path) -> dict:
+    """Yosys resources and timing estimate of one design (the same script for every tool)."""
     from fpga4ml.synth import synthesize
 
-    return synthesize([str(f) for f in files], top, family=family, output_dir=str(out), script='fast',
-                      clock_period=clock_period)
+    return synthesize([str(f) for f in files], top, family=args.family, output_dir=str(out), script='fast',
+                      clock_period=args.clock_period, progress=False)
 
 
-def ratio(a, b) -> str:
-    """a / b formatted, or '-' when either is missing."""
-    return f'{a / b:.3f}' if a is not None and b else '-'
-
-
-def run_variant(name: str, sparsity: float, args, root: Path) -> list[str]:
-    """Build, check and (unless --quick) synthesize one variant; returns its report lines."""
-    layers = weights(seed=0, sparsity=sparsity)
-    ours_dir, theirs_dir = root / f'{name}_fpga4ml', root / f'{name}_da4ml'
-    model, t_ours = build_fpga4ml(layers, ours_dir, args.clock_period)
-    comb, lat_theirs, t_theirs = build_da4ml(layers, theirs_dir, args.clock_period)
+def run_network(name: str, args, root: Path) -> dict:
+    """Build, check and (unless --quick) synthesize one network with the three tools."""
+    build = network_models(name, root / f'{name}_fpga4ml', args.clock_period)
+    start = time.perf_counter()
+    model = build()
+    model.write()
+    rows = {'fpga4ml': {'generation_s': time.perf_counter() - start}}
     est = model.estimate()
-    agree = same_function(model, comb)
-    lines = [f'== {name}: {int(sum(np.count_nonzero(w) for w, _ in layers))} non-zero weights, '
-             f'same outputs on {100 * agree:.2f} % of values',
-             f'{"":24s}{"fpga4ml":>12s}{"da4ml":>12s}{"ratio":>8s}',
-             f'{"generation time [s]":24s}{t_ours:12.2f}{t_theirs:12.2f}{ratio(t_ours, t_theirs):>8s}',
-             f'{"latency [clock cycles]":24s}{est["latency_cycles"]:12d}{lat_theirs:12d}'
-             f'{ratio(est["latency_cycles"], lat_theirs):>8s}',
-             f'{"cost estimate [LUT]":24s}{est["LUT"]:12d}{int(comb.cost):12d}{ratio(est["LUT"], comb.cost):>8s}']
+    rows['fpga4ml'].update(stages=est['latency_cycles'], cost_estimate=est['LUT'])
+    x = check_inputs(model)
+    ours = np.asarray(model.predict(x), dtype=np.float64).reshape(len(x), -1)
+    ops = export_ops(model)
+    files = {'fpga4ml': ([root / f'{name}_fpga4ml' / f'{name}_fpga4ml.v'], f'{name}_fpga4ml')}
+    for tool in PEERS:
+        cutoff = args.da4ml_cutoff if tool == 'da4ml' else args.alkaid_cutoff
+        res = run_peer(tool, ops, x, root / f'{name}_{tool}', f'{name}_{tool}', args.clock_period, cutoff)
+        same = int(np.sum(np.all(res['predictions'] == ours, axis=1)))
+        rows[tool] = {'generation_s': res['seconds'], 'stages': res['stages'], 'cost_estimate': res['cost'],
+                      'same_outputs': f'{same}/{len(x)}'}
+        files[tool] = ([Path(f) for f in res['files']], f'{name}_{tool}')
     if not args.quick:
-        r_ours = synth([ours_dir / 'jsc_fpga4ml.v'], 'jsc_fpga4ml', args.family, args.clock_period, ours_dir)
-        theirs_files = sorted((theirs_dir / 'src').glob('*.v'))
-        text = ''.join(f.read_text() for f in theirs_files)
-        # da4ml's library modules that the design instantiates (lookup_table.v needs a memory file)
-        theirs_files += [f for f in sorted((theirs_dir / 'src' / 'static').glob('*.v')) if f.stem + ' ' in text
-                         or f.stem + ' #' in text]
-        r_theirs = synth(theirs_files, 'jsc_da4ml', args.family, args.clock_period, theirs_dir)
-        for key in ('LUT', 'FF', 'CARRY', 'DSP', 'logic_levels', 'critical_delay_ns', 'seconds'):
-            a, b = r_ours.get(key), r_theirs.get(key)
-            fmt = '{:12.1f}' if isinstance(a, float) else '{:12}'
-            lines.append(f'{"yosys " + key:24s}{fmt.format(a)}{fmt.format(b)}{ratio(a, b):>8s}')
-    return lines
+        for tool, (paths, top) in files.items():
+            report = synth(paths, top, args, root / f'{name}_{tool}' / 'synth')
+            rows[tool].update({key: report.get(key) for key in SYNTH_KEYS})
+    nonzero = sum(int(np.count_nonzero(n.qweights['kernel'])) for n in model.graph if n.op == 'Dense')
+    return {'network': name, 'nonzero_weights': nonzero, 'check_inputs': len(x), 'tools': rows}
+
+
+def best_peer_ratio(rows: dict, key: str) -> str:
+    """fpga4ml's value over the smaller of the peers' (or '-' when missing)."""
+    peers = [rows[t].get(key) for t in PEERS if rows[t].get(key) is not None]
+    ours = rows['fpga4ml'].get(key)
+    return f'{ours / min(peers):.2f}' if ours is not None and peers and min(peers) else '-'
+
+
+def format_result(result: dict) -> str:
+    """The side-by-side table of one network."""
+    rows = result['tools']
+    lines = [f'== {result["network"]}: {result["nonzero_weights"]} non-zero weights; same outputs on all '
+             f'{result["check_inputs"]} inputs: ' + ', '.join(f'{t} {rows[t]["same_outputs"]}' for t in PEERS),
+             f'{"":22s}{"fpga4ml":>11s}{"da4ml":>11s}{"alkaid":>11s}{"ours/best":>11s}']
+    for key in ('LUT', 'FF', 'CARRY', 'DSP', 'stages', 'critical_delay_ns', 'logic_levels', 'generation_s',
+                'cost_estimate'):
+        if rows['fpga4ml'].get(key) is None:
+            continue
+        cells = ''.join(f'{rows[t].get(key, "-"):>11.2f}' if isinstance(rows[t].get(key), float)
+                        else f'{str(rows[t].get(key, "-")):>11s}' for t in ('fpga4ml',) + PEERS)
+        lines.append(f'{key:22s}{cells}{best_peer_ratio(rows, key):>11s}')
+    return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
-    """Run the benchmark and print the side-by-side table."""
+    """Run the benchmark and print one table per network."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--quick', action='store_true', help='no synthesis: generation and estimates only')
+    parser.add_argument('--quick', action='store_true', help='no synthesis: generation, stages and estimates only')
+    parser.add_argument('--networks', default=','.join(NETWORKS), help=f'comma-separated: {", ".join(NETWORKS)}')
     parser.add_argument('--family', default='xcup', help='Yosys target family (default xcup)')
     parser.add_argument('--clock-period', type=float, default=5.0, help='clock period in ns (default 5)')
-    parser.add_argument('--variants', default='dense,pruned70', help='comma-separated: dense, pruned70')
+    parser.add_argument('--da4ml-cutoff', type=float, default=2.0, help='da4ml adder levels per stage (default 2)')
+    parser.add_argument('--alkaid-cutoff', type=float, default=None,
+                        help='alkaid ns per stage of its delay model (default: the clock period)')
     parser.add_argument('--keep', metavar='DIR', default=None, help='write the designs here and keep them')
+    parser.add_argument('--json', metavar='FILE', default=None, help='also write the results as JSON')
     args = parser.parse_args(argv)
-    try:
-        import da4ml  # noqa: F401
-    except ImportError:
-        print('bench_verilog: da4ml is not installed (pip install da4ml==0.6.0, or the bench extra)', file=sys.stderr)
+    args.alkaid_cutoff = args.alkaid_cutoff or args.clock_period
+    missing = [t for t in PEERS if importlib.util.find_spec(t) is None]
+    if missing:
+        print(f'bench_verilog: {", ".join(missing)} not installed (pip install da4ml==0.6.0 alkaid==0.8.2, '
+              "or pip install 'fpga4ml[bench]')", file=sys.stderr)
         return 2
+    unknown = [n for n in args.networks.split(',') if n not in NETWORKS]
+    if unknown:
+        parser.error(f'unknown network(s) {", ".join(unknown)}; accepted: {", ".join(NETWORKS)}')
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix='fpga4ml-bench-verilog-'))
     root.mkdir(parents=True, exist_ok=True)
-    sparsities = {'dense': 0.0, 'pruned70': 0.7}
+    results = []
     try:
-        for name in args.variants.split(','):
-            print('\n'.join(run_variant(name, sparsities[name], args, root)), flush=True)
+        for name in args.networks.split(','):
+            results.append(run_network(name, args, root))
+            print(format_result(results[-1]), flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
