@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ...naming import check_file_name, is_keyword
 
 #: bump whenever the generated C++ changes: it is part of the simulator cache key
-HARNESS_VERSION = 3
+HARNESS_VERSION = 4
 #: the C++ class Verilator generates (``--prefix``)
 MODEL_CLASS = 'Vdut'
 #: int64 words at the start of the harness's output file (see `harness_source`)
@@ -305,6 +305,12 @@ def harness_source(design: Design) -> str:
     mismatches, first mismatching result, its delay in enabled clocks (-1: it came before its
     last row was accepted), rows per result, 0) followed by min(results, N) output rows
     (sign-extended when signed).
+
+    Trace mode, ``sim IN OUT N 0 SEED trace``: the caller drives every clock. IN holds N rows of
+    `design.in_elements` + 2 int64 words (the inputs, valid_in, ce of that clock); every register
+    starts at 0 (as the stateful interpreter's), rst is held 2 clocks with valid_in=0 and zero
+    inputs, then row t is applied in clock t and OUT gets N rows of `design.out_elements` + 1
+    words: the outputs and valid_out as they show before that clock's rising edge.
     """
     fields = {
         'version': HARNESS_VERSION, 'top': design.top, 'model': MODEL_CLASS,
@@ -380,11 +386,58 @@ static void tick({model}* top) {{
     top->eval();
 }}
 
+// Trace mode: row t of IN (inputs, valid_in, ce) drives clock t; OUT row t holds the outputs and
+// valid_out shown before that clock's rising edge. Registers start at 0, as in the interpreter.
+static int trace(const char* in_path, const char* out_path, long n, char** argv) {{
+    const long n_in = N_IN + 2, n_out = N_OUT + 1;
+    std::vector<int64_t> in((size_t)(n > 0 ? n : 1) * n_in, 0), out((size_t)(n > 0 ? n : 1) * n_out, 0);
+    FILE* f = std::fopen(in_path, "rb");
+    if (!f || std::fread(in.data(), sizeof(int64_t), (size_t)n * n_in, f) != (size_t)n * n_in) {{
+        std::fprintf(stderr, "cannot read %ld trace rows of %ld words from %s\n", n, n_in, in_path);
+        return 3;
+    }}
+    std::fclose(f);
+    VerilatedContext* ctx = new VerilatedContext;
+    ctx->randReset(0);
+    ctx->commandArgs(1, argv);
+    {model}* top = new {model}{{ctx, "dut"}};
+    std::vector<int64_t> zeros(N_IN > 0 ? N_IN : 1, 0);
+    set_inputs(top, zeros.data());
+    top->ce = 1;
+    top->valid_in = 0;
+    top->rst = 1;
+    for (int i = 0; i < 2; ++i) tick(top);
+    top->rst = 0;
+    for (long t = 0; t < n; ++t) {{
+        const int64_t* row = &in[(size_t)t * n_in];
+        set_inputs(top, row);
+        top->valid_in = row[N_IN] != 0;
+        top->ce = row[N_IN + 1] != 0;
+        top->clk = 0;
+        top->eval();
+        get_outputs(top, &out[(size_t)t * n_out]);
+        out[(size_t)t * n_out + N_OUT] = top->valid_out;
+        top->clk = 1;
+        top->eval();
+    }}
+    top->final();
+    delete top;
+    delete ctx;
+    FILE* g = std::fopen(out_path, "wb");
+    if (!g || std::fwrite(out.data(), sizeof(int64_t), (size_t)n * n_out, g) != (size_t)n * n_out) {{
+        std::fprintf(stderr, "cannot write %s\n", out_path);
+        return 4;
+    }}
+    std::fclose(g);
+    return 0;
+}}
+
 int main(int argc, char** argv) {{
     if (argc < 6) {{
-        std::fprintf(stderr, "usage: %s IN OUT N GAPS SEED\n", argv[0]);
+        std::fprintf(stderr, "usage: %s IN OUT N GAPS SEED [trace]\n", argv[0]);
         return 2;
     }}
+    if (argc > 6 && std::strcmp(argv[6], "trace") == 0) return trace(argv[1], argv[2], std::atol(argv[3]), argv);
     const long n = std::atol(argv[3]);
     const bool gaps = std::atoi(argv[4]) != 0;
     const unsigned long long seed = std::strtoull(argv[5], nullptr, 10);

