@@ -202,12 +202,24 @@ def run_network(name: str, args, root: Path) -> dict:
         rows[tool] = {'generation_s': res['seconds'], 'stages': res['stages'], 'cost_estimate': res['cost'],
                       'same_outputs': f'{same}/{len(x)}'}
         files[tool] = ([Path(f) for f in res['files']], f'{name}_{tool}')
+    result = {'network': name, 'check_inputs': len(x), 'tools': rows,
+              'nonzero_weights': sum(int(np.count_nonzero(n.qweights['kernel'])) for n in model.graph if n.op == 'Dense')}
     if not args.quick:
         for tool, (paths, top) in files.items():
             report = synth(paths, top, args, root / f'{name}_{tool}' / 'synth')
             rows[tool].update({key: report.get(key) for key in SYNTH_KEYS})
-    nonzero = sum(int(np.count_nonzero(n.qweights['kernel'])) for n in model.graph if n.op == 'Dense')
-    return {'network': name, 'nonzero_weights': nonzero, 'check_inputs': len(x), 'tools': rows}
+        result['breakdown'] = fpga4ml_breakdown(model, root / f'{name}_fpga4ml' / 'synth', args.family)
+    return result
+
+
+def fpga4ml_breakdown(model, synth_dir: Path, family: str) -> dict | str:
+    """fpga4ml's LUT/FF/CARRY per layer and op kind (fpga4ml.synth.breakdown), or the error text."""
+    from fpga4ml.synth.breakdown import breakdown
+
+    try:
+        return breakdown(model, synth_dir, family)
+    except Exception as err:   # the comparison table stays useful without it
+        return f'breakdown failed: {type(err).__name__}: {err}'
 
 
 def best_peer_ratio(rows: dict, key: str) -> str:
@@ -230,6 +242,11 @@ def format_result(result: dict) -> str:
         cells = ''.join(f'{rows[t].get(key, "-"):>11.2f}' if isinstance(rows[t].get(key), float)
                         else f'{str(rows[t].get(key, "-")):>11s}' for t in ('fpga4ml',) + PEERS)
         lines.append(f'{key:22s}{cells}{best_peer_ratio(rows, key):>11s}')
+    if isinstance(result.get('breakdown'), dict):
+        from fpga4ml.synth.breakdown import format_breakdown
+        lines += ['fpga4ml breakdown (Yosys cells by layer and op kind):', format_breakdown(result['breakdown'])]
+    elif result.get('breakdown'):
+        lines.append(result['breakdown'])
     return '\n'.join(lines)
 
 

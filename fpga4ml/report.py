@@ -114,7 +114,9 @@ def parse_vivado_report(hls_dir) -> dict:
     CSimResults, CosimResults) with numbers for values, plus fpga4ml's (csynth, cosim, vivado_synth, files).
 
     Prints hls4ml's line for each report that is missing. For a Verilog project: {'manifest': ...,
-    'YosysReport': synth_report.json or None, 'estimate': ... (when a Model is given or the Yosys report has it)}.
+    'YosysReport': synth_report.json or None, 'estimate': ... (when a Model is given or the Yosys report has it),
+    'Breakdown': the Yosys cells per layer and op kind (fpga4ml.synth.breakdown; when a Model is given and
+    build() has run)}.
     """
     project_dir, model = _project(hls_dir)
     if (project_dir / VERILOG_MANIFEST).is_file():
@@ -141,6 +143,9 @@ def _verilog_reports(project_dir: Path, model) -> dict:
     if estimate is None and model is not None:
         estimate = model.estimate()
     out['estimate'] = estimate
+    if model is not None and out['YosysReport'] is not None and (project_dir / 'netlist.json').is_file():
+        from .synth.breakdown import breakdown
+        out['Breakdown'] = breakdown(model, project_dir, out['YosysReport'].get('family'))
     return out
 
 
@@ -174,6 +179,9 @@ def format_verilog_report(project_dir: Path, model=None) -> str:
         lines += [f'    {key + ":":<22}{yosys[key]}' for key in ('LUT', 'FF', 'CARRY', 'DSP', 'BRAM', 'SRL',
                                                                    'logic_levels', 'critical_delay_ns',
                                                                    'fmax_mhz_estimate', 'fmax_mhz') if key in yosys]
+    if info.get('Breakdown'):
+        from .synth.breakdown import format_breakdown
+        lines += ['YOSYS CELLS PER LAYER AND OP KIND:', format_breakdown(info['Breakdown'])]
     estimate = info['estimate']
     if estimate is not None:
         lines.append('PRE-SYNTHESIS ESTIMATE (fpga4ml cost model):')
