@@ -300,25 +300,19 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
     for node in graph:
         if PART_OF_ATTR in node.attrs:
             node.config = _part_config(graph, node)
-    _check_layer_reuse_factors(graph, type_cfg, name_cfg)
+    _check_layer_reuse_factors(graph)
     return model
 
 
-def _check_layer_reuse_factors(graph: Graph, type_cfg: dict, name_cfg: dict) -> None:
-    """Validate at convert time the ReuseFactor a LayerName or LayerType entry sets (folding.py's rules).
-
-    A Model-level ReuseFactor is a default that the back ends check per layer when they write it
-    (an hls4ml config may set one that only some layers can use).
-    """
+def _check_layer_reuse_factors(graph: Graph) -> None:
+    """Validate at convert time every foldable layer's ReuseFactor, whether the Model, a LayerType or a
+    LayerName entry sets it (folding.py's rules, shared by both back ends; the error names the layer,
+    the value and the valid values), and the recurrent layers' factors."""
     from .folding import check_reuse_factors  # folding reads ConfigError from this module
-
-    def explicit(node: Node, keys=('ReuseFactor',)) -> bool:
-        entries = [name_cfg.get(node.name)] + [type_cfg.get(t) for t in _layer_types(node)]
-        return any(isinstance(e, dict) and any(k in e for k in keys) for e in entries)
-    check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs and explicit(node))
+    check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs)
     from .backends.hls.emit_rnn import RNN_OPS, recurrent_settings  # the recurrent layers' two factors
     for node in graph:
-        if node.op in RNN_OPS and explicit(node, ('ReuseFactor', 'RecurrentReuseFactor', 'Static')):
+        if node.op in RNN_OPS:
             recurrent_settings(node)
 
 

@@ -10,11 +10,12 @@ per-window kernel over its im2col matrix):
   so every cycle touches a fixed set of accumulators.
 
 `check_reuse_factors(nodes)` validates foldable layers: `config.resolve_config` calls it at convert
-time for every layer whose LayerName or LayerType entry sets a ReuseFactor (a Model-level value is
-a default, checked per layer when a back end writes the layer, as hls4ml configs may set one that
-only some layers can use); the HLS emitter reads the same functions when it writes a layer, and the
-Verilog back end folds Dense layers with them (backends/verilog/fold.py). Other layers ignore their
-ReuseFactor in both back ends.
+time for every layer, whichever level sets its ReuseFactor (the Model default, a LayerType or a
+LayerName entry), so an invalid value raises in convert() on both back ends, naming the layer,
+the value and the valid values (hls4ml instead warns and picks the closest valid value); the HLS
+emitter reads the same functions when it writes a layer, and the Verilog back end folds Dense
+layers with them (backends/verilog/fold.py). Other layers ignore their ReuseFactor in both back
+ends.
 """
 
 from __future__ import annotations

@@ -48,12 +48,18 @@ def test_valid_reuse_factors_convert_and_report_the_folded_layers(tmp_path):
     assert folding.reuse_factor(model.graph['fc0_relu']) == 1  # not foldable: its ReuseFactor is ignored
 
 
-def test_model_level_reuse_factor_is_a_default_checked_per_layer(tmp_path):
-    # 7 divides no layer's n_in * n_out: conversion keeps a Model-level value (hls4ml configs set one for
-    # all layers), and the back ends refuse it when they build the layer
-    model = convert_graph(mlp_graph(), {'Model': {**MODEL, 'ReuseFactor': 7}}, output_dir=str(tmp_path / 'm'))
-    with pytest.raises(ConfigError, match=r"layer 'fc0' .*ReuseFactor 7 is not valid"):
-        folding.check_reuse_factors(model.graph)
+def test_model_level_reuse_factor_is_checked_at_convert_time(tmp_path):
+    # 7 divides no layer's n_in * n_out: a Model-level value applies to every foldable layer and is
+    # refused at convert time in both back ends, naming the first layer, the value and its valid values
+    for backend in ('Vitis', 'Verilog'):
+        with pytest.raises(ConfigError, match=r"layer 'fc0' \(Dense 16 -> 12, Strategy Latency\): ReuseFactor 7 is "
+                                              r'not valid; valid values are \[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, '
+                                              r'192\]'):
+            convert_graph(mlp_graph(), {'Model': {**MODEL, 'ReuseFactor': 7}}, output_dir=str(tmp_path / backend),
+                          backend=backend)
+    # control: 4 divides every layer's products (16x12, 12x8, 8x5): it converts and every Dense folds by 4
+    model = convert_graph(mlp_graph(), {'Model': {**MODEL, 'ReuseFactor': 4}}, output_dir=str(tmp_path / 'ok'))
+    assert folding.check_reuse_factors(model.graph) == {'fc0': 4, 'fc1': 4, 'fc2': 4}
 
 
 def test_fold_shape_of_a_grouped_conv_is_its_im2col_matrix():

@@ -66,7 +66,8 @@ def test_create_config_refuses_unknown_backend():
 
 
 # ============================================================================ convert_from_config
-HLS_CONFIG = {'Model': {'Precision': 'fixed<14,5>', 'ReuseFactor': 2},
+# ReuseFactor 3 divides every layer's products (8x6, 6x5, 5x3): a Model-level value must be valid for each
+HLS_CONFIG = {'Model': {'Precision': 'fixed<14,5>', 'ReuseFactor': 3},
               'LayerName': {'fc3': {'Precision': {'result': 'ufixed<10,0,RND,SAT>'}}}}
 
 
@@ -81,7 +82,7 @@ IOType: io_parallel
 HLSConfig:
   Model:
     Precision: fixed<14,5>
-    ReuseFactor: 2
+    ReuseFactor: 3
     AllowDAFallback: true
   LayerName:
     fc3:
@@ -102,7 +103,7 @@ def test_convert_from_config_yaml_and_dict_match_the_direct_call(kmodel, x, tmp_
             ('Vitis', 'tagger', PART, 4.0, 'io_parallel')
         assert model.output_dir == str(tmp_path / 'prj')
         assert str(model.graph['fc3'].result_type) == 'ufixed<10,0,RND,SAT>'
-        assert model.graph['fc1'].config['ReuseFactor'] == 2
+        assert model.graph['fc1'].config['ReuseFactor'] == 3
         assert np.array_equal(model.predict(x), want.predict(x))
     as_dict = {'KerasModel': kmodel, 'OutputDir': str(tmp_path / 'd'), 'ProjectName': 'tagger', 'Backend': 'Vitis',
                'Part': PART, 'ClockPeriod': 4,

@@ -118,12 +118,18 @@ def test_manifest_latency_ii_and_cycles(tmp_path):
 
 
 def test_reuse_factor_errors_name_layer_value_and_valid_values(tmp_path):
-    model = folded_model(tmp_path, 'fixed16_6', 7)  # a Model-level default: checked when the design is built
+    # every level is checked at convert time: the Model default, a LayerType entry, a LayerName entry
     with pytest.raises(ConfigError, match=r"layer 'fc0' \(Dense 16 -> 12, Strategy Latency\): ReuseFactor 7 is "
                                           r'not valid; valid values are \[1, 2, 3, 4, 6, 8, 12, 16,'):
-        design(model)
+        folded_model(tmp_path, 'fixed16_6', 7)
     with pytest.raises(ConfigError, match=r"layer 'fc1' .*ReuseFactor 5 is not valid"):
         folded_model(tmp_path, 'fixed16_6', 1, fc1=5)
+    cfg = {'Model': {'Precision': 'fixed<16,6>'}, 'LayerType': {'Dense': {'ReuseFactor': 32}}}  # 40 products in fc2
+    with pytest.raises(ConfigError, match=r"layer 'fc2' \(Dense 8 -> 5, Strategy Latency\): ReuseFactor 32 is "
+                                          r'not valid; valid values are \[1, 2, 4, 5, 8, 10, 20, 40\]'):
+        convert_graph(mlp_graph(0, sizes=SIZES), cfg, output_dir=str(tmp_path / 'type'), backend='Verilog')
+    # control: a value valid for every layer converts
+    assert design(folded_model(tmp_path, 'fixed16_6', 8, name='ok')).timing.ii == 8
 
 
 def test_axi_stream_wrapper_refuses_a_folded_design(tmp_path):
