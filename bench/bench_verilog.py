@@ -106,12 +106,25 @@ def build_fpga4ml(layers, out: Path, clock_period: float):
     return model, time.perf_counter() - start
 
 
+def exact_weight_type(layers) -> str:
+    """The narrowest signed fixed type holding every weight and bias of the layers exactly (at most 24 fractional bits)."""
+    values = np.concatenate([np.ravel(a) for layer in layers for a in layer]).astype(np.float64)
+    frac = next(f for f in range(25) if f == 24 or np.all(values * 2.0 ** f == np.round(values * 2.0 ** f)))
+    mantissas = np.round(values * 2.0 ** frac).astype(np.int64)
+    width = max(int(mantissas.max()).bit_length(), int(-mantissas.min() - 1).bit_length(), 1) + 1
+    return f'fixed<{width},{width - frac}>'
+
+
 def build_da4ml(layers, out: Path, clock_period: float, input_type=INPUT_TYPE, relu_type=RELU_TYPE,
-                weight_type: str = WEIGHT_TYPE, latency_cutoff: float = 2.0):
-    """The same network built by da4ml in a child process; returns (result with .cost, latency, seconds)."""
+                latency_cutoff: float = 2.0):
+    """The same network built by da4ml in a child process; returns (result with .cost, latency, seconds).
+
+    The weights are passed exactly (exact_weight_type); used by bench_write_scale.py.
+    """
     from types import SimpleNamespace
 
-    model = convert_fpga4ml(layers, Path(out) / 'fpga4ml', clock_period, weight_type, input_type, relu_type)
+    model = convert_fpga4ml(layers, Path(out) / 'fpga4ml', clock_period, exact_weight_type(layers), input_type,
+                            relu_type)
     zeros = np.zeros((1, layers[0][0].shape[0]))
     res = run_peer('da4ml', export_ops(model), zeros, Path(out), 'jsc_da4ml', clock_period, latency_cutoff)
     return SimpleNamespace(cost=res['cost']), res['stages'], res['seconds']
