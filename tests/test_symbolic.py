@@ -84,6 +84,19 @@ def _cast(t, m, frac):
     return cast_wide(t, np.asarray(m, dtype=object), frac, None).astype(object)
 
 
+def _round_integer(m, frac, mode):
+    """m * 2^-frac rounded to an integer: 'floor', or 'even' (the nearest, ties to even), in Python integers."""
+    if frac <= 0:
+        return m * (1 << -frac)
+    low = np.asarray([int(v) >> frac for v in m], dtype=object)
+    if mode == 'floor':
+        return low
+    rest = np.asarray([int(v) - (int(lo) << frac) for v, lo in zip(m, low)], dtype=object)
+    half = 1 << (frac - 1)
+    up = (rest > half) | ((rest == half) & (low % 2 == 1))
+    return low + up.astype(object)
+
+
 def _trunc_div(m, q):
     return np.where(m < 0, -((-m) // q), m // q)
 
@@ -120,6 +133,8 @@ def reference(model, x, program=None) -> np.ndarray:
             v = (_trunc_div(a[0][0], value), a[0][1])
         elif op == 'pow':
             v = (a[0][0] ** value, a[0][1] * value)
+        elif op == 'round':
+            v = (_round_integer(a[0][0], a[0][1], value), 0)
         elif op == 'func':
             v = _table_read(node, k, a[0], value)
         else:  # select
@@ -514,3 +529,4 @@ def test_saved_model_round_trip(tmp_path):
     x = inputs(model, 1000, seed=10)
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     assert again.graph['expr1'].attrs['program'] == model.graph['expr1'].attrs['program']
+

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..symbolic.functions import FunctionSpec, address_constants, build_table, real_function
-from ..symbolic.program import check_program, type_of
+from ..symbolic.program import ROUND_MODES, check_program, type_of
+from ..fixed import FixedType
 from ..intervals import type_for
 from ..ir import GraphError
 from .primitives import Const
@@ -82,6 +83,18 @@ def _power(p, v, n: int):
     return result
 
 
+def rounding_type(mode: str) -> FixedType:
+    """The integer type a 'round' instruction casts into, with its rounding; only the rounding is applied."""
+    return FixedType(64, 64, True, ROUND_MODES[mode], 'WRAP')
+
+
+def _round(p, v, mode: str):
+    """v rounded to an integer: floor, or the nearest with ties to even (the real function in the float meaning)."""
+    if not p.quantized:
+        return np.floor(v) if mode == 'floor' else np.rint(v)
+    return p.round(v, rounding_type(mode))
+
+
 def _sign(p, v):
     one, minus = Const(np.asarray([1]), 0), Const(np.asarray([-1]), 0)
     return p.piecewise(v, ZERO, lambda _: p.const(one),
@@ -130,6 +143,8 @@ def step(node, p, x, k: int, ins, vals: list, specs, tables):
         return p.div_trunc(a[0], value)
     if op == 'pow':
         return _power(p, a[0], value)
+    if op == 'round':
+        return _round(p, a[0], value)
     if op == 'func':
         return _func(node, p, k, a[0], value, specs, tables)
     return p.piecewise(a[0], ZERO, lambda _: a[1], lambda _: a[2])  # select

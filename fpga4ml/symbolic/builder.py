@@ -9,7 +9,13 @@ Walking rules (docs/symbolic.md has the exact meaning of each):
 * ``a / b`` with b not a number: ``a * inv(b)``, the reciprocal a table addressed by b's type.
 * Integer powers are exact products; other exponents (``sqrt``, ``x**0.3``) are tables.
 * Math functions and the user's LUT functions are tables (functions.py); Abs, sign, Min, Max and
-  Piecewise (conditions ``<, <=, >, >=`` of two sub-expressions) are exact selections.
+  Piecewise are exact selections. A condition (``<, <=, >, >=``, ``Eq``, ``Ne`` of two sub-expressions,
+  And, Or, Not of conditions) is a chain of selections on the signs of exact differences; a condition
+  used as a value is 1 where it holds, else 0.
+* floor and rint (Julia's round: ties to even) are exact roundings to an integer, ceiling(a) is
+  -floor(-a); Mod(a, c) by a constant c (quantized into the constant type, c = n 2^-g) is
+  a - c t with t = trunc(floor(a 2^g) / n), plus c where that is negative (sympy's Mod: the sign of c);
+  t is floored once more, which changes no integer but gives the float meaning floor(a / c).
 * A sub-expression without inputs that sympy can evaluate (``pi``, ``log(2)``, ``sin(1/2)``) is one
   constant: its real value quantized into the constant type. A table function of a constant that
   sympy cannot evaluate (a LUT function: ``sin_lut(-0.75)``, as the hls4ml tutorial writes it) is the
@@ -22,7 +28,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .parse import TABLE_FUNCTIONS, parse, sigmoid, sympy
+from ..fixed import parse_precision
+from ..semantics.recipes_symbolic import constant_mantissa
+from .parse import BOOLEANS, FUNCTIONS, TABLE_FUNCTIONS, parse, rint, sigmoid, sympy
 
 #: the precision keys a user may set besides 'expressions'
 PRECISION_KEYS = ('default', 'input', 'result', 'constant', 'table', 'argument')
@@ -160,11 +168,18 @@ class Builder:
             return k
         if isinstance(e, sympy.Piecewise):
             return self._piecewise(e)
+        if isinstance(e, BOOLEANS):  # a condition as a value: 1 where it holds, else 0
+            return self._branch(e, self.const(1), self.const(0))
+        if isinstance(e, (sympy.floor, rint)):
+            return self.emit('round', [self.walk(e.args[0])], 'floor' if isinstance(e, sympy.floor) else 'even')
+        if isinstance(e, sympy.ceiling):  # -floor(-a)
+            return self.emit('neg', [self.emit('round', [self.emit('neg', [self.walk(e.args[0])])], 'floor')])
+        if isinstance(e, sympy.Mod):
+            return self._mod(e)
         if isinstance(e, sympy.Function):
             return self._function(e, override)
         raise ValueError(f'{type(e).__name__} ({e}) is not supported in expressions; supported: + - * /, integer '
-                         f'and real powers, {sorted(TABLE_FUNCTIONS)}, Abs, sign, Min, Max, Piecewise and LUT '
-                         'functions')
+                         f'and real powers, the functions {sorted(FUNCTIONS)} and LUT functions')
 
     def _number(self, e) -> float | None:
         """The value of an input-free sub-expression (None: it calls a table function, walked as one)."""
@@ -246,11 +261,52 @@ class Builder:
     def _function(self, e, override) -> int:
         name = 'sigmoid' if isinstance(e, sigmoid) else type(e).__name__
         if name not in self.available or (name not in TABLE_FUNCTIONS and name not in self.lut_names):
-            raise ValueError(f'function {name!r} is not supported; supported: {sorted(TABLE_FUNCTIONS)} and the LUT '
+            raise ValueError(f'function {name!r} is not supported; supported: {sorted(FUNCTIONS)} and the LUT '
                              f'functions {sorted(self.lut_names)}')
         if len(e.args) != 1:
             raise ValueError(f'function {name!r} takes one argument, got {len(e.args)}')
         return self.func(name, self.walk(e.args[0]), override)
+
+    def _mod(self, e) -> int:
+        """Mod(a, c) for a constant c, exact at the quantized c (see the module doc)."""
+        a, c = e.args
+        value = number_value(c)
+        if value is None:
+            raise ValueError(f'Mod {e}: the divisor {c} must be a constant (a variable divisor is not supported)')
+        m, g = constant_mantissa(abs(value), parse_precision(self.prec.of('constant')))
+        if m == 0:
+            raise ValueError(f'Mod {e}: the divisor {c} is 0 in the constant type {self.prec.of("constant")}')
+        x = self.walk(a)
+        x = self.emit('neg', [x]) if value < 0 else x  # Mod(a, c) = -Mod(-a, -c)
+        scaled = self.emit('shift', [x], g) if g else x  # a 2^g: the divisor is the integer m
+        t = self.emit('round', [scaled], 'floor')
+        if m > 1:  # trunc(floor(a 2^g) / m): the floor for t >= 0, else 1 above; the floor of that is the same
+            t = self.emit('round', [self.emit('div', [t], m)], 'floor')  # integer (the float meaning needs it)
+        divisor = self.const(abs(value))
+        r = self.emit('sub', [x, self.emit('mul', [t, divisor])])
+        k = self.emit('select', [self.emit('neg', [r]), self.emit('add', [r, divisor]), r])
+        return self.emit('neg', [k]) if value < 0 else k
+
+    def _branch(self, cond, then: int, other: int) -> int:
+        """The instruction giving `then` where condition `cond` holds, else `other` (selects on signs)."""
+        if cond == sympy.true:
+            return then
+        if cond == sympy.false:
+            return other
+        if isinstance(cond, sympy.Not):
+            return self._branch(cond.args[0], other, then)
+        if isinstance(cond, (sympy.And, sympy.Or)):
+            first, rest = cond.args[0], type(cond)(*cond.args[1:])
+            if isinstance(cond, sympy.And):
+                return self._branch(first, self._branch(rest, then, other), other)
+            return self._branch(first, then, self._branch(rest, then, other))
+        if isinstance(cond, (sympy.Eq, sympy.Ne)):  # l == r: neither l - r > 0 nor r - l > 0
+            d = self.walk(cond.lhs - cond.rhs)
+            equal, unequal = (then, other) if isinstance(cond, sympy.Eq) else (other, then)
+            below = self.emit('select', [self.emit('neg', [d]), unequal, equal])
+            return self.emit('select', [d, unequal, below])
+        d, flip = self._condition(cond)
+        return self.emit('select', [d, other, then] if flip else [d, then, other])
 
     def _condition(self, cond) -> tuple[int, bool]:
         """(d, flip): cond is d > 0 (flip False) or not d > 0 (flip True)."""
@@ -262,7 +318,8 @@ class Builder:
             return self.walk(cond.rhs - cond.lhs), True
         if isinstance(cond, sympy.LessThan):  # l <= r  <=>  not (l - r > 0)
             return self.walk(cond.lhs - cond.rhs), True
-        raise ValueError(f'Piecewise condition {cond} is not supported; use one comparison <, <=, > or >= per branch')
+        raise ValueError(f'condition {cond} ({type(cond).__name__}) is not supported; conditions are the comparisons '
+                         '<, <=, >, >=, Eq, Ne of two sub-expressions and And, Or, Not of conditions')
 
     def _piecewise(self, e) -> int:
         pairs = list(e.args)
@@ -270,12 +327,7 @@ class Builder:
             raise ValueError(f'Piecewise {e} needs a last (value, True) branch: it is undefined elsewhere')
         k = self.walk(pairs[-1].expr)
         for pair in reversed(pairs[:-1]):
-            if pair.cond == sympy.true:
-                k = self.walk(pair.expr)
-                continue
-            d, flip = self._condition(pair.cond)
-            then = self.walk(pair.expr)
-            k = self.emit('select', [d, k, then] if flip else [d, then, k])
+            k = self._branch(pair.cond, self.walk(pair.expr), k)
         return k
 
     def unused_overrides(self) -> list:

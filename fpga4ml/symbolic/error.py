@@ -7,7 +7,8 @@ instruction: each value's fixed-point bounds come from the interval interpretati
 
 * constants: |quantized - real|; ``+ -``: Ea + Eb; ``*``: Ma Eb + Mb Ea + Ea Eb (M: the largest
   |fixed value|); neg, abs, min, max: the largest operand error (1-Lipschitz); shift: Ea 2^k;
-  truncated division by q: Ea / q + the dividend's LSB; x^n: (M + E)^n - M^n;
+  truncated division by q: Ea / q + the dividend's LSB; x^n: (M + E)^n - M^n; floor and rint: exact
+  when the operand is, else Ea + 1;
 * a cast (a sub-expression's precision, a function argument, the result): + its rounding error (one
   LSB for TRN and TRN_ZERO, half an LSB for the RND modes), unbounded when the value can overflow;
 * a table: L (E_arg + the distance from an argument to the point its entry samples) + the entry's
@@ -37,7 +38,8 @@ from .program import type_of
 
 INF = math.inf
 #: |f'| bounded everywhere
-SLOPE_CONSTANT = {'sin': 1.0, 'cos': 1.0, 'tanh': 1.0, 'sigmoid': 0.25, 'atan': 1.0, 'erf': 2 / math.sqrt(math.pi)}
+SLOPE_CONSTANT = {'sin': 1.0, 'cos': 1.0, 'tanh': 1.0, 'sigmoid': 0.25, 'atan': 1.0, 'erf': 2 / math.sqrt(math.pi),
+                  'erfc': 2 / math.sqrt(math.pi), 'asinh': 1.0}
 #: points of the argument range where |f'| is checked besides the ends (its maximum is at an end elsewhere)
 GRID = 4097
 
@@ -76,7 +78,21 @@ def _derivative(name: str):
             'inv': lambda x: np.where(x != 0, 1 / np.maximum(x * x, 1e-300), INF),
             'asin': lambda x: np.where(np.abs(x) < 1, 1 / np.sqrt(np.maximum(1 - x * x, 1e-300)), INF),
             'acos': lambda x: np.where(np.abs(x) < 1, 1 / np.sqrt(np.maximum(1 - x * x, 1e-300)), INF),
-            'tan': lambda x: 1 + np.tan(x) ** 2}[name]
+            'tan': lambda x: 1 + np.tan(x) ** 2,
+            'acosh': lambda x: np.where(x > 1, 1 / np.sqrt(np.maximum(x * x - 1, 1e-300)), INF),
+            'atanh': lambda x: np.where(np.abs(x) < 1, 1 / np.maximum(1 - x * x, 1e-300), INF),
+            'gamma': _gamma_slope}[name]
+
+
+def _gamma_slope(x):
+    """|gamma'(x)| = |gamma(x) digamma(x)| (mpmath, which sympy needs); infinite at the poles 0, -1, -2, ..."""
+    import mpmath
+
+    def one(v: float) -> float:
+        if v <= 0 and v == math.floor(v):
+            return INF
+        return abs(float(mpmath.gamma(v) * mpmath.digamma(v)))
+    return np.vectorize(one, otypes=[np.float64])(x)
 
 
 def slope_bound(name: str, lo: float, hi: float) -> float:
@@ -92,30 +108,36 @@ def slope_bound(name: str, lo: float, hi: float) -> float:
         return INF  # a pole pi/2 + k pi inside
     if name == 'inv' and lo <= 0 <= hi:
         return INF
+    if name == 'gamma' and math.ceil(lo) <= min(math.floor(hi), 0):
+        return INF  # a pole 0, -1, -2, ... inside
     x = np.concatenate([np.linspace(lo, hi, GRID), [lo, hi]])  # |f'| is largest at an end or near a pole
     with np.errstate(all='ignore'):
         d = np.abs(np.asarray(_derivative(name)(x), dtype=np.float64))
     return float(np.nanmax(d)) * (1 + 1e-9)
 
 
-def holder_exponent(name: str) -> float | None:
-    """p when |f(a) - f(b)| <= |a - b|^p for every a, b (f clipped into its domain), else None.
+def holder(name: str) -> tuple[float, float] | None:
+    """(C, p) when |f(a) - f(b)| <= C |a - b|^p for every a, b (f clipped into its domain), else None.
 
-    sqrt and x^p for 0 < p < 1 (arguments clipped at 0): the Hoelder bound holds where the slope is
-    unbounded (at 0), so a table of them has a finite error even when its argument can reach 0.
+    sqrt and x^p for 0 < p < 1 (arguments clipped at 0), acosh (clipped at 1: acosh(1 + d) <= sqrt(2 d),
+    as cosh(y) >= 1 + y^2/2, and a concave increasing function grows at most as much anywhere else): the
+    Hoelder bound holds where the slope is unbounded (at the domain edge), so their tables have a finite
+    error even when the argument can reach that edge.
     """
     if name == 'sqrt':
-        return 0.5
+        return 1.0, 0.5
+    if name == 'acosh':
+        return math.sqrt(2.0), 0.5
     if name.startswith('pow:') and 0 < float(name[4:]) < 1:
-        return float(name[4:])
+        return 1.0, float(name[4:])
     return None
 
 
 def change_bound(name: str, lo: float, hi: float, moved: float) -> float:
     """The largest |f(a) - f(b)| for a, b in [lo, hi], |a - b| <= moved: the slope bound or the Hoelder bound."""
     change = _times(slope_bound(name, lo, hi), moved)
-    p = holder_exponent(name)
-    return change if p is None else min(change, moved ** p)
+    h = holder(name)
+    return change if h is None else min(change, h[0] * moved ** h[1])
 
 
 class _Errors:
@@ -161,6 +183,8 @@ class _Errors:
             return (m[0] + e[0]) ** value - m[0] ** value
         if op == 'sign':
             return 0.0 if e[0] == 0 else 2.0
+        if op == 'round':  # exact on an exact operand; else the integers around an E-wide interval
+            return 0.0 if e[0] == 0 else e[0] + 1.0
         if op == 'select':
             return max(e[1], e[2]) if e[0] == 0 else m[1] + m[2] + e[1] + e[2]
         return self.table(k, args[0], e[0], value)

@@ -18,7 +18,8 @@ its configured type). Two kinds of table exist:
   LSB (`address_constants`): both are exact when they are dyadic (a power-of-two range).
 
 Outside a function's domain an entry takes the value at the nearest point of the domain (sqrt of a
-negative argument is 0; asin and acos clip to [-1, 1]); poles and log(x <= 0) saturate; every entry
+negative argument is 0; asin and acos clip to [-1, 1], acosh to [1, inf), atanh to [-1, 1]); poles
+(1/0, atanh(+-1), gamma at 0, -1, -2, ...) and log(x <= 0) saturate; every entry
 is saturated into the table's type before its rounding (no wrap-around).
 """
 
@@ -51,6 +52,21 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _erfc(x):
+    return np.vectorize(math.erfc, otypes=[np.float64])(x)
+
+
+def _gamma_one(v: float) -> float:
+    try:
+        return math.gamma(v)
+    except (ValueError, OverflowError):  # a pole (0, -1, -2, ...) or beyond the doubles: saturates
+        return math.inf
+
+
+def _gamma(x):
+    return np.vectorize(_gamma_one, otypes=[np.float64])(x)
+
+
 #: name -> (function of float64 arrays, domain (lo, hi) the argument is clipped into, monotonic)
 MATH_FUNCTIONS: dict[str, tuple] = {
     'sin': (np.sin, None, False), 'cos': (np.cos, None, False), 'tan': (np.tan, None, False),
@@ -58,6 +74,8 @@ MATH_FUNCTIONS: dict[str, tuple] = {
     'tanh': (np.tanh, None, True), 'sigmoid': (_sigmoid, None, True), 'sinh': (np.sinh, None, True),
     'cosh': (np.cosh, None, False), 'asin': (np.arcsin, (-1.0, 1.0), True), 'acos': (np.arccos, (-1.0, 1.0), True),
     'atan': (np.arctan, None, True), 'erf': (_erf, None, True), 'inv': (np.reciprocal, None, False),
+    'asinh': (np.arcsinh, None, True), 'acosh': (np.arccosh, (1.0, None), True),
+    'atanh': (np.arctanh, (-1.0, 1.0), True), 'erfc': (_erfc, None, True), 'gamma': (_gamma, None, False),
 }
 
 

@@ -2,7 +2,7 @@
 
 A string is checked token by token before sympy sees it: only numbers, the operators
 ``+ - * / ** ^ ( ) , < > <= >=``, the input symbols x0, x1, ..., the constants pi and E, the
-supported functions (`FUNCTIONS`, PySR's square/cube/neg aliases) and the user's LUT function names
+supported functions (`FUNCTIONS`: sympy's names and PySR's operator names) and the user's LUT function names
 are accepted; any other name (``__import__``, ``os``, an unknown function), attribute access,
 strings, brackets, ``lambda`` or keywords raise a ValueError naming the token. Only then is the
 text handed to sympy's parser, with a namespace holding exactly those names.
@@ -29,10 +29,10 @@ except ImportError as err:  # not a core dependency of fpga4ml
 
 #: one-argument functions of expressions (the math functions become tables)
 TABLE_FUNCTIONS = ('sin', 'cos', 'tan', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'sinh', 'cosh', 'asin', 'acos',
-                   'atan', 'erf')
-#: the other functions an expression may call
-OTHER_FUNCTIONS = ('Abs', 'abs', 'sign', 'Min', 'Max', 'min', 'max', 'Piecewise', 'square', 'cube', 'neg')
-FUNCTIONS = TABLE_FUNCTIONS + OTHER_FUNCTIONS
+                   'atan', 'erf', 'asinh', 'acosh', 'atanh', 'erfc', 'gamma')
+#: the other functions an expression may call (sympy's names, then PySR's operator names: PYSR_OPERATORS)
+OTHER_FUNCTIONS = ('Abs', 'abs', 'sign', 'Min', 'Max', 'min', 'max', 'Piecewise', 'floor', 'ceiling', 'rint', 'Mod',
+                   'Eq', 'Ne', 'And', 'Or', 'Not')
 OPERATORS = {'+', '-', '*', '/', '**', '^', '(', ')', ',', '<', '>', '<=', '>='}
 SYMBOL = re.compile(r'x(0|[1-9][0-9]{0,5})')
 NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]{0,63}')
@@ -50,17 +50,59 @@ class sigmoid(sympy.Function):
         return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
 
 
+class rint(sympy.Function):
+    """The nearest integer, ties to even: Julia's `round`, with which PySR evaluates its `round` operator."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, a):
+        if a.is_Number:
+            a = sympy.Rational(a)  # a Float's exact binary value (a Float never equals 1/2 in sympy >= 1.13)
+            low = sympy.floor(a)
+            d = a - low
+            return low + 1 if d > sympy.S.Half or (d == sympy.S.Half and low % 2) else low
+        return None
+
+
+def _piecewise_flag(cond):
+    return sympy.Piecewise((sympy.S.One, cond), (sympy.S.Zero, True))
+
+
+#: PySR's operator names (its `sympy_mappings`, pysr/export_sympy.py) with the same meanings, so that a
+#: hall-of-fame equation reads as PySR's `sympy()` gives it; `round` is Julia's (ties to even), as PySR fits it
+#: (PySR's own sympy mapping writes ceiling(x - 1/2), which rounds ties down), `inv` is 1/x
+PYSR_OPERATORS = {
+    'square': lambda a: a ** 2, 'cube': lambda a: a ** 3, 'neg': lambda a: -a, 'inv': lambda a: 1 / a,
+    'div': lambda a, b: a / b, 'mult': lambda a, b: a * b, 'plus': lambda a, b: a + b, 'sub': lambda a, b: a - b,
+    'pow': lambda a, b: a ** b, 'pow_abs': lambda a, b: sympy.Abs(a) ** b, 'sqrt_abs': lambda a: sympy.sqrt(sympy.Abs(a)),
+    'acosh_abs': lambda a: sympy.acosh(sympy.Abs(a) + 1),
+    'atanh_clip': lambda a: sympy.atanh(sympy.Mod(a + 1, 2) - 1), 'mod': lambda a, b: sympy.Mod(a, b),
+    'log10': lambda a: sympy.log(a, 10), 'log2': lambda a: sympy.log(a, 2), 'log1p': lambda a: sympy.log(a + 1),
+    'log_abs': lambda a: sympy.log(sympy.Abs(a)), 'log10_abs': lambda a: sympy.log(sympy.Abs(a), 10),
+    'log2_abs': lambda a: sympy.log(sympy.Abs(a), 2), 'log1p_abs': lambda a: sympy.log(sympy.Abs(a) + 1),
+    'ceil': lambda a: sympy.ceiling(a), 'round': lambda a: rint(a), 'relu': lambda a: sympy.Max(a, 0),
+    'greater': lambda a, b: _piecewise_flag(sympy.StrictGreaterThan(a, b)),
+    'cond': lambda a, b: sympy.Piecewise((b, sympy.StrictGreaterThan(a, 0)), (sympy.S.Zero, True)),
+    'logical_or': lambda a, b: _piecewise_flag(sympy.Or(sympy.StrictGreaterThan(a, 0), sympy.StrictGreaterThan(b, 0))),
+    'logical_and': lambda a, b: _piecewise_flag(sympy.And(sympy.StrictGreaterThan(a, 0),
+                                                          sympy.StrictGreaterThan(b, 0))),
+}
+FUNCTIONS = TABLE_FUNCTIONS + OTHER_FUNCTIONS + tuple(PYSR_OPERATORS)
+#: what an expression may be besides an arithmetic sympy.Expr: a condition, its value 1 where true, else 0
+BOOLEANS = (sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction, sympy.logic.boolalg.BooleanAtom)
+
+
 def lut_function(name: str):
     """The undefined sympy function standing for a user's LUT function `name`."""
     return sympy.Function(name)
 
 
 def _namespace(lut_names) -> dict:
-    ns = {name: getattr(sympy, name) for name in ('sin', 'cos', 'tan', 'exp', 'log', 'sqrt', 'tanh', 'sinh', 'cosh',
-                                                  'asin', 'acos', 'atan', 'erf', 'Abs', 'sign', 'Min', 'Max',
-                                                  'Piecewise', 'pi', 'E')}
-    ns.update({'abs': sympy.Abs, 'min': sympy.Min, 'max': sympy.Max, 'sigmoid': sigmoid,
-               'square': lambda a: a ** 2, 'cube': lambda a: a ** 3, 'neg': lambda a: -a,
+    ns = {name: getattr(sympy, name) for name in TABLE_FUNCTIONS + OTHER_FUNCTIONS + ('pi', 'E')
+          if name not in ('sigmoid', 'abs', 'min', 'max', 'rint')}
+    ns.update({'abs': sympy.Abs, 'min': sympy.Min, 'max': sympy.Max, 'sigmoid': sigmoid, 'rint': rint,
+               **PYSR_OPERATORS,
                'Integer': sympy.Integer, 'Float': sympy.Float, 'Rational': sympy.Rational, 'Symbol': sympy.Symbol,
                'true': sympy.true, 'True': sympy.true})
     # the classes sympy's parser calls for operators when it reads without evaluating
@@ -113,8 +155,9 @@ def parse(text: str, lut_names=()) -> sympy.Expr:
     ns.update({m: sympy.Symbol(m) for m in set(re.findall(r'\bx(?:0|[1-9][0-9]*)\b', text))})
     check_powers(_parse(text, ns, evaluate=False), text)
     expr = _parse(text, ns, evaluate=True)
-    if not isinstance(expr, sympy.Expr):
-        raise ValueError(f'expression {text[:80]!r} is a {type(expr).__name__}, not an arithmetic expression')
+    if not isinstance(expr, (sympy.Expr,) + BOOLEANS):
+        raise ValueError(f'expression {text[:80]!r} is a {type(expr).__name__}, not an arithmetic expression or a '
+                         'condition')
     return expr
 
 
@@ -145,8 +188,8 @@ def as_expressions(expr, lut_names=()) -> list[sympy.Expr]:
     out = []
     for e in items:
         if isinstance(e, sympy.Basic):
-            if not isinstance(e, sympy.Expr):
-                raise ValueError(f'{e!r} is a {type(e).__name__}, not an arithmetic expression')
+            if not isinstance(e, (sympy.Expr,) + BOOLEANS):
+                raise ValueError(f'{e!r} is a {type(e).__name__}, not an arithmetic expression or a condition')
             out.append(e)
         else:
             out.append(parse(e, lut_names))

@@ -18,6 +18,7 @@ sign       1      1, 0 or -1
 shift      1      k: a * 2^k, exact (a power-of-two coefficient)
 div        1      q: a / q for an integer q >= 2, truncated toward zero at a's LSB
 pow        1      n: a^n for an integer n >= 2, exact (repeated squaring)
+round      1      'floor': the largest integer <= a; 'even': the nearest integer, ties to even
 func       1      [key, arg_type]: a is cast into arg_type, then table `key` (functions[key]) is read
 select     3      d > 0 ? a : b (Piecewise: d is the difference of the compared sides)
 =========  =====  ========================================================================
@@ -34,7 +35,9 @@ from ..ir import GraphError
 
 #: op -> number of operands
 ARITY = {'x': 0, 'const': 0, 'add': 2, 'sub': 2, 'mul': 2, 'min': 2, 'max': 2, 'neg': 1, 'abs': 1, 'sign': 1,
-         'shift': 1, 'div': 1, 'pow': 1, 'func': 1, 'select': 3}
+         'shift': 1, 'div': 1, 'pow': 1, 'round': 1, 'func': 1, 'select': 3}
+#: the value of a 'round' instruction -> the ap_fixed rounding of its cast to an integer
+ROUND_MODES = {'floor': 'TRN', 'even': 'RND_CONV'}
 #: the largest |shift| and power accepted (beyond them an exact value needs thousands of bits)
 MAX_SHIFT, MAX_POWER = 64, 16
 
@@ -81,6 +84,9 @@ def check_instruction(k: int, ins, n_inputs: int, functions: dict, where: str) -
         _int(value, 2, 1 << 32, f'{here} (div): the divisor')
     elif op == 'pow':
         _int(value, 2, MAX_POWER, f'{here} (pow): the exponent')
+    elif op == 'round':
+        if value not in ROUND_MODES:
+            raise GraphError(f'{here} (round): the mode must be one of {list(ROUND_MODES)}, got {value!r}')
     elif op == 'func':
         if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] not in functions:
             raise GraphError(f'{here} (func): expected [key, argument type] with a key of functions '

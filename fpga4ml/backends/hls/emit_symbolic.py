@@ -6,7 +6,8 @@ narrowest type holding its exact value (the recipe labels it ``v<k>``: `semantic
 so each ``+ - *`` of ap_fixed values (exact, the result type grows) is stored without loss. An
 instruction with its own precision computes its exact value ``e<k>`` (also labelled) and assigns it
 to ``v<k>`` of that precision: the assignment is the cast. Selections (min, max, abs, Piecewise) are
-ternaries that convert only the chosen value. Functions are tables: the argument is assigned to its
+ternaries that convert only the chosen value; a rounding to an integer (floor, rint) is the
+assignment to its integer type with that rounding (AP_TRN, AP_RND_CONV). Functions are tables: the argument is assigned to its
 argument type, then to the table's index type (its rounding, SAT), and the entry is read by address;
 no vendor math header is used.
 
@@ -28,7 +29,7 @@ from ...ir import GraphError, Node
 from ...naming import comment_text
 from ...semantics.recipes_symbolic import checked_program, constant_mantissa
 from ...symbolic.functions import address_constants
-from ...symbolic.program import type_of
+from ...symbolic.program import ROUND_MODES, type_of
 from .emit import Context, Port, address, constant, from_bits, header, int_literal, label, real, signature, table_arrays
 
 
@@ -45,15 +46,16 @@ class _Writer:
     def typedef(self, var: str, t: FixedType, what: str) -> str:
         return self.ctx.typedef(self.node, var, t, f'{label(self.node)}: {what}')
 
-    def declare(self, k: int, expr: str, what: str, select: bool = False) -> None:
+    def declare(self, k: int, expr: str, what: str, select: bool = False, rounding: str | None = None) -> None:
         """v<k> = expr: directly in its exact type, or through e<k> and the cast into the instruction's precision.
 
         select: expr is a ternary whose branches are written `{T}`-converted into the declared type.
+        rounding: the exact type's rounding (a 'round' instruction: its integer type rounds the assignment).
         """
         op, precision = self.program[k][0], self.program[k][3]
         cast = type_of(precision, f'layer {self.node.name!r}') if op not in ('const', 'func') else None
         name = f'e{k}' if cast is not None else f'v{k}'
-        t = self.types[name]
+        t = self.types[name] if rounding is None else self.types[name].with_(rounding=rounding)
         ct = self.typedef(name, t, f'{what}, exact')
         self.lines.append(f'{ct} {name} = {expr.format(T=ct) if select else expr};  // {what}')
         self.declared[k] = t
@@ -92,6 +94,9 @@ class _Writer:
             self.div(k, a[0], args[0], value)
         elif op == 'pow':
             self.declare(k, ' * '.join([a[0]] * value), f'{a[0]}^{value}')
+        elif op == 'round':
+            self.declare(k, a[0], f'{value} rounding of {a[0]} to an integer (the assignment rounds)',
+                         rounding=ROUND_MODES[value])
         elif op == 'func':
             self.table(k, a[0], value, precision)
         elif op == 'select':
