@@ -9,10 +9,17 @@ forward selection (orthogonal matching pursuit) over a basis of candidate terms 
 (x_i, x_i**2, x_i*x_j, sin_lut(x_i), cos_lut(x_i)), refitting all coefficients by least squares after
 each pick; coefficients are written with 4 significant digits, as PySR prints them.
 
-The real data set (OpenML `hls4ml_lhc_jets_hlf`) is read when scikit-learn has it cached on this
-machine (`--data-home`); otherwise (no network here) a documented SYNTHETIC STAND-IN is used: the
-fixed-seed jet "teacher" of examples/jet_tagging.py (same 16 feature names and 5 classes, each class
-a mixture of correlated Gaussians, gluon/quark and W/Z overlapping). The output says which one ran.
+The real data set is OpenML's `hls4ml_lhc_jets_hlf` (830,000 jets, the 16 features and the class
+g, q, w, z or t). This machine has no network, so the runs documented in docs/symbolic.md used a
+SYNTHETIC STAND-IN: the fixed-seed jet "teacher" of examples/jet_tagging.py (same 16 feature names
+and 5 classes, each class a mixture of correlated Gaussians, gluon/quark and W/Z overlapping). The
+output says which data ran. To run it on the real jets, fetch them where there is network, either
+the file itself (OpenML serves it as ARFF; its CSV export works too) or into scikit-learn's cache:
+
+    python -c "from sklearn.datasets import fetch_openml; fetch_openml('hls4ml_lhc_jets_hlf', data_home='jets')"
+
+then pass the file (`--data-file hls4ml_lhc_jets_hlf.arff` or `.csv`: a header naming the 16 features
+and a `class` column, read by this script without scikit-learn) or the cache (`--data-home jets`).
 
 Steps: data -> expression search -> `convert_from_symbolic_expression` (with math-library functions
 and with LUT functions, as the tutorial) -> `write()`, `compile()`, `predict()` -> accuracy of the
@@ -21,6 +28,7 @@ expressions and the MLP as pipelined Verilog: latency in clocks, cost-model esti
 (pyosys; the MLP's Yosys run takes about 15 minutes, so it runs with `--synth-mlp` only). Run it with:
 
     KERAS_BACKEND=torch .venv/bin/python examples/symbolic_jets.py [--quick] [--no-synth] [--synth-mlp]
+        [--data-file hls4ml_lhc_jets_hlf.arff | --data-home DIR]
 """
 
 from __future__ import annotations
@@ -58,26 +66,79 @@ OPENML_NAME = 'hls4ml_lhc_jets_hlf'
 # --------------------------------------------------------------------------- data
 
 
-def load_jets(n_train: int, n_test: int, seed: int, data_home: str | None) -> tuple[tuple, str]:
-    """((x_train, y_train, x_test, y_test), description): OpenML's jets when cached, else the synthetic teacher.
+def load_jets(n_train: int, n_test: int, seed: int, data_home: str | None,
+              data_file: str | None = None) -> tuple[tuple, str]:
+    """((x_train, y_train, x_test, y_test), description): the jets of `data_file` (ARFF or CSV), else OpenML's
+    when scikit-learn has them cached, else the synthetic teacher.
 
     Features are standardized with the training set's mean and deviation; labels are 0..4 in the
-    order of CLASSES.
+    order of CLASSES. A file with fewer than n_train + n_test jets is split in the same proportion.
     """
-    real = cached_openml_jets(data_home)
+    real = read_jets_file(data_file) if data_file else cached_openml_jets(data_home)
     if real is None:
         teacher = JetTeacher()
         rng = np.random.default_rng(seed)
         x_train, y_train = teacher.sample(n_train, rng)
         x_test, y_test = teacher.sample(n_test, rng)
         return (x_train, y_train, x_test, y_test), ('SYNTHETIC stand-in (examples/jet_tagging.py JetTeacher: '
-                                                    f'16 features, 5 classes; OpenML {OPENML_NAME} is not cached)')
+                                                    f'16 features, 5 classes; OpenML {OPENML_NAME} is not cached and there is no '
+                                                    'network here: --data-file takes the real jets)')
     x, y = real
+    if n_train + n_test > len(x):
+        n_train = int(len(x) * n_train / (n_train + n_test))
+        n_test = len(x) - n_train
     order = np.random.default_rng(seed).permutation(len(x))
     train, test = order[:n_train], order[n_train:n_train + n_test]
     mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-    x = ((x - mean) / std).astype(np.float32)
-    return (x[train], y[train], x[test], y[test]), f'OpenML {OPENML_NAME} (cached)'
+    x = ((x - mean) / np.where(std > 0, std, 1)).astype(np.float32)
+    source = f'{data_file} ({len(real[0]):,} jets)' if data_file else f'OpenML {OPENML_NAME} (cached)'
+    return (x[train], y[train], x[test], y[test]), source
+
+
+def read_jets_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features (n, 16) in FEATURES order, labels 0..4) from OpenML's hls4ml_lhc_jets_hlf as ARFF or CSV.
+
+    The attributes are found by name (any order, other columns ignored); the label column is `class`
+    with the values g, q, w, z, t (any case).
+    """
+    text = Path(path).read_text(encoding='utf-8')
+    if Path(path).suffix.lower() == '.arff':
+        names, rows = _arff_table(text, path)
+    else:
+        lines = [line for line in text.splitlines() if line.strip()]
+        names, rows = [n.strip().strip('"') for n in lines[0].split(',')], [line.split(',') for line in lines[1:]]
+    lower = [n.lower() for n in names]
+    missing = [f for f in FEATURES + ('class',) if f.lower() not in lower]
+    if missing or not rows:
+        raise ValueError(f'{path}: expected the columns of {OPENML_NAME} (the 16 features and class) and at least one '
+                         f'row; missing {missing}, found {names[:20]} and {len(rows)} rows')
+    cols = [lower.index(f.lower()) for f in FEATURES]
+    label = lower.index('class')
+    index = {name.lower(): k for k, name in enumerate(CLASSES)}
+    try:
+        x = np.array([[float(row[c]) for c in cols] for row in rows], dtype=np.float32)
+        y = np.array([index[row[label].strip().strip('"\'').lower()] for row in rows])
+    except (ValueError, KeyError, IndexError) as err:
+        raise ValueError(f'{path}: a row has a non-numeric feature or a class outside {CLASSES}: {err}') from None
+    return x, y
+
+
+def _arff_table(text: str, path: str) -> tuple[list[str], list[list[str]]]:
+    """(attribute names, data rows as strings) of an ARFF file (numeric attributes and a nominal class)."""
+    names, rows, data = [], [], False
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith('%'):
+            continue
+        if data:
+            rows.append(line.split(','))
+        elif line.lower().startswith('@attribute'):
+            names.append(line.split(None, 2)[1].strip('"\''))
+        elif line.lower().startswith('@data'):
+            data = True
+    if not data:
+        raise ValueError(f'{path}: not an ARFF file (no @DATA section)')
+    return names, rows
 
 
 def cached_openml_jets(data_home: str | None):
@@ -208,6 +269,8 @@ def parse_args(argv):
     parser.add_argument('--no-synth', action='store_true', help='no Yosys run (estimates only)')
     parser.add_argument('--synth-mlp', action='store_true', help='also synthesize the JSC MLP with Yosys (minutes)')
     parser.add_argument('--data-home', help="scikit-learn's data folder holding the cached OpenML jets")
+    parser.add_argument('--data-file', help=f'the real jets: OpenML {OPENML_NAME} as an .arff or .csv file '
+                                            '(fetched where there is network; see the module doc)')
     args = parser.parse_args(argv)
     args.terms = args.terms or (5 if args.quick else 8)
     args.epochs = args.epochs or (2 if args.quick else 5)
@@ -245,7 +308,8 @@ def report_firmware(expr_fw: dict, mlp_fw: dict) -> None:
 def run(args) -> dict:
     """The whole example; returns the measured numbers (accuracies, errors, firmware)."""
     t_start = time.perf_counter()
-    (x_train, y_train, x_test, y_test), source = load_jets(args.n_train, args.n_test, args.seed, args.data_home)
+    (x_train, y_train, x_test, y_test), source = load_jets(args.n_train, args.n_test, args.seed, args.data_home,
+                                                           args.data_file)
     print(f'data: {source}; {len(x_train):,} training / {len(x_test):,} test jets')
     print('features: ' + ', '.join(f'x{i}={name}' for i, name in enumerate(FEATURES)))
 

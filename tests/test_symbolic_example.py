@@ -236,3 +236,47 @@ def test_tutorial_calls_on_expressions_of_its_form(tmp_path):
     assert np.any(np.max(np.abs(coarse.predict(test_vector) - exact), axis=0) > error_bounds(hls_model, -2, 2))
     assert hls_model_lut.predict(test_vector[:1]).shape == (1, 5)
     assert (tmp_path / 'my-hls-test-lut' / 'firmware' / 'myproject.cpp').is_file()
+
+
+def write_jets_file(path, example, n: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A small file in OpenML's hls4ml_lhc_jets_hlf layout (ARFF or CSV by suffix): shuffled feature columns, an
+    extra column, the class as g/q/w/z/t; returns the jets (features in FEATURES order, labels 0..4)."""
+    x, y = example.JetTeacher().sample(n, np.random.default_rng(seed))
+    order = list(reversed(range(len(example.FEATURES))))  # another column order than FEATURES
+    names = [example.FEATURES[i] for i in order] + ['extra', 'class']
+    rows = [','.join([f'{x[k, i]:.6g}' for i in order] + ['0', example.CLASSES[y[k]].lower()]) for k in range(n)]
+    if path.suffix == '.arff':
+        head = ['@RELATION hls4ml_lhc_jets_hlf'] + [f'@ATTRIBUTE {c} NUMERIC' for c in names[:-1]]
+        head += ['@ATTRIBUTE class {g,q,w,z,t}', '@DATA']
+        path.write_text('\n'.join(['% generated for a test'] + head + rows) + '\n')
+    else:
+        path.write_text('\n'.join([','.join(names)] + rows) + '\n')
+    return np.asarray([[float(f'{v:.6g}') for v in row] for row in x], dtype=np.float32), y
+
+
+@pytest.mark.parametrize('suffix', ['.arff', '.csv'])
+def test_data_file_flag_reads_the_openml_layout(example, tmp_path, suffix):
+    path = tmp_path / f'hls4ml_lhc_jets_hlf{suffix}'
+    x, y = write_jets_file(path, example, 500)
+    got_x, got_y = example.read_jets_file(str(path))
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+    (x_train, y_train, x_test, y_test), source = example.load_jets(8000, 5000, 1, None, str(path))
+    assert source.startswith(str(path)) and len(x_train) + len(x_test) == 500 and len(x_train) == 307
+    np.testing.assert_allclose(x_train.mean(axis=0), 0, atol=1e-5)  # standardized with the training set
+    assert sorted(set(y_train) | set(y_test)) == [0, 1, 2, 3, 4]
+    bad = tmp_path / f'bad{suffix}'
+    bad.write_text(path.read_text().replace('mass_mmdt', 'mass'))
+    with pytest.raises(ValueError, match=r"missing \['mass_mmdt'\]"):
+        example.read_jets_file(str(bad))
+
+
+@pytest.mark.slow  # trains the MLP and lowers it: about a minute
+def test_quick_run_on_a_data_file(example, tmp_path, capsys):
+    path = tmp_path / 'jets.csv'
+    write_jets_file(path, example, 1500)
+    assert example.main(['--quick', '--no-synth', '--epochs', '1', '--data-file', str(path),
+                         '--out', str(tmp_path / 'prj')]) == 0
+    out = capsys.readouterr().out
+    assert f'data: {path} (1,500 jets); 923 training / 577 test jets' in out
+    assert 'SYNTHETIC' not in out
