@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .yosys import FAMILIES, check_family
+from .yosys import FAMILIES, cell_pins, check_family
 
 KINDS = {'add': 'adders', 'neg': 'adders', 'cast': 'casts/activations', 'select': 'casts/activations',
          'max': 'casts/activations', 'min': 'casts/activations', 'shr': 'casts/activations',
@@ -143,22 +143,17 @@ def _wiring(module: dict) -> tuple[dict, dict]:
     """(bit -> driving cell, bit -> reading cells) of a mapped module."""
     drivers, readers = {}, {}
     for name, cell in module['cells'].items():
-        dirs = cell.get('port_directions', {})
-        for port, bits in cell['connections'].items():
-            for bit in bits:
-                if isinstance(bit, str):
-                    continue
-                if dirs.get(port) == 'output':
-                    drivers[bit] = name
-                else:
-                    readers.setdefault(bit, []).append(name)
+        for _, bit, output in cell_pins(cell):
+            if output:
+                drivers[bit] = name
+            else:
+                readers.setdefault(bit, []).append(name)
     return drivers, readers
 
 
 def _cell_bits(cell: dict, direction: str) -> list[int]:
-    dirs = cell.get('port_directions', {})
-    return [b for p, bits in cell['connections'].items() if dirs.get(p) == direction for b in bits
-            if not isinstance(b, str)]
+    """The non-constant bits of a cell's input or output ports."""
+    return [bit for _, bit, output in cell_pins(cell) if output == (direction == 'output')]
 
 
 def _nearest(start: str, module: dict, named: dict, step, limit: int = 64) -> list[int]:

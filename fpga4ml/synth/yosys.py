@@ -404,23 +404,28 @@ def _timing_role(fam: Family, cell: dict) -> tuple[float, float] | None:
     return to_reg, from_reg
 
 
+def cell_pins(cell: dict):
+    """(port, bit, is an output) for every non-constant bit of a cell of the Yosys JSON netlist."""
+    dirs = cell.get('port_directions', {})
+    for port, bits in cell['connections'].items():
+        for bit in bits:
+            if not isinstance(bit, str):
+                yield port, bit, dirs.get(port) == 'output'
+
+
 def _split_cells(fam: Family, cells: dict) -> tuple[dict, dict, dict, dict]:
     """Classify the netlist: (driver (cell, port) of every cell-output bit, combinational cells,
     endpoints: bit -> delay to the register it feeds, starts: bit -> arrival after the clock)."""
     drivers, comb, endpoints, starts = {}, {}, {}, {}
     for name, cell in cells.items():
         role = _timing_role(fam, cell)
-        dirs = cell.get('port_directions', {})
-        for port, bits in cell['connections'].items():
-            for bit in bits:
-                if isinstance(bit, str):
-                    continue
-                if dirs.get(port) == 'output':
-                    drivers[bit] = (name, port)
-                    if role is not None:
-                        starts[bit] = role[1]
-                elif role is not None:
-                    endpoints[bit] = max(endpoints.get(bit, 0.0), role[0])
+        for port, bit, output in cell_pins(cell):
+            if output:
+                drivers[bit] = (name, port)
+                if role is not None:
+                    starts[bit] = role[1]
+            elif role is not None:
+                endpoints[bit] = max(endpoints.get(bit, 0.0), role[0])
         if role is None:
             comb[name] = cell
     return drivers, comb, endpoints, starts
