@@ -103,7 +103,9 @@ def build_alkaid(ops: list[dict], job: dict):
     rtl = RTLModel(comb, job['out_dir'], job['top'], latency_cutoff=job['latency_cutoff'],
                    clock_period=job['clock_period'], print_latency=False)
     rtl.write()
-    return comb, int(round(rtl.latency))
+    # alkaid's latency counts its logic blocks; its top registers the inputs before the first and
+    # every block's outputs after it, so the latency in clock cycles is one more (as da4ml's)
+    return comb, int(round(rtl.latency)) + 1
 
 
 def needed_files(src: Path, top: str) -> list[str]:
