@@ -27,3 +27,18 @@ def test_digits_cnn_example(tmp_path, capsys):
     accuracy = float(out.split('fpga4ml (fixed point) ')[1].split(' %')[0])
     assert accuracy > 50  # real digits, three epochs: far above the 10 % of chance
     assert (tmp_path / 'prj' / 'firmware' / 'digits_cnn.cpp').is_file()
+
+
+def test_particle_transformer_example(tmp_path, capsys):
+    """--quick: the 16-bit Keras copy agrees with float, the PyTorch copy computes the Keras copy's bits."""
+    example = load_example('particle_transformer')
+    assert example.main(['--quick', '--out', str(tmp_path / 'prj')]) == 0
+    out = capsys.readouterr().out
+    assert 'Keras-built copy (emulator outputs), bit for bit, on 100.00 %' in out
+    assert 'one bias moved equals the Keras copy on 0.00 %' in out  # the negative control
+    agreement = float(out.split('argmax agreement with float ')[1].split(' %')[0])
+    assert agreement >= 95  # 48 jets: at most 2 may flip
+    accuracy = float(out.split('PyTorch float accuracy ')[1].split(' %')[0])
+    assert accuracy > 70  # two classes: far above the 50 % of chance
+    hgq = float(out.split('argmax agreement with HGQ2 ')[1].split(' %')[0])
+    assert hgq >= 95
