@@ -530,3 +530,17 @@ def test_saved_model_round_trip(tmp_path):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
     assert again.graph['expr1'].attrs['program'] == model.graph['expr1'].attrs['program']
 
+
+def test_verilog_lowered_once_and_reused_by_write(tmp_path, monkeypatch):
+    """The conversion's width check lowers the expression; write() and estimate() reuse that design."""
+    import sys
+
+    design_module = sys.modules['fpga4ml.backends.verilog.design']
+    calls = []
+    real = design_module.lower_graph
+    monkeypatch.setattr(design_module, 'lower_graph', lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = convert(['x0*x1 + sin(x2)', 'x0/3 - x1**2'], 'ap_fixed<12,5>', tmp_path / 'v', backend='Verilog')
+    assert len(calls) == 1
+    model.write()
+    model.estimate()
+    assert len(calls) == 1 and (tmp_path / 'v' / 'myproject.v').exists()

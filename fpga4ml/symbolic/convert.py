@@ -105,19 +105,20 @@ def _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision
 
 
 def check_verilog_widths(model, sources: dict[int, str]) -> None:
-    """Lower the Expression to a netlist; a value too wide for the Verilog back end is an error naming it.
+    """Lower and schedule the Expression once (the Verilog design, cached on the model and reused by write(),
+    estimate() and the RTL simulation); a value too wide for the Verilog back end is an error naming it.
 
     The netlist holds signals of at most MAX_SIGNAL_BITS bits (the HLS back ends have no such limit):
     the error names the first sub-expression beyond it and the precision keys that narrow it.
     """
-    from ..backends.verilog.lower import lower_graph
+    from ..backends.verilog.design import design
     from ..backends.verilog.netlist import MAX_SIGNAL_BITS, NetlistError, bits_for
     from ..intervals import Interval
     from ..semantics.bounds import Bounds
     from ..semantics.spec import spec_of
 
     try:
-        lower_graph(model.graph, model.intervals)
+        design(model, progress=False)
     except NetlistError as err:
         node, x = model.graph[LAYER_NAME], model.graph[INPUT_NAME]
         bounds = Bounds(node, [x.result_type])
