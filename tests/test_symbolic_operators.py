@@ -136,3 +136,27 @@ def test_refused_operators_name_the_problem():
         convert(sympy.besselj(1, x0), n_symbols=1)
     with pytest.raises(ValueError, match="unknown name 'Xor'"):
         convert('Xor(x0 > 0, x1 > 0)', n_symbols=2)
+
+
+def test_pysr_hall_of_fame_with_pysr_operator_names(tmp_path):
+    """A hall-of-fame equation as PySR writes it (its Julia operator names) converts as its sympy() would."""
+    path = tmp_path / 'hall_of_fame.csv'
+    path.write_text('Complexity,Loss,Equation\n1,0.9,"x0"\n'
+                    '9,0.1,"((round(x0) + mod(x1, 2.0)) * relu(x2)) - greater(x0, x1)"\n', encoding='utf-8')
+    model = convert(str(path), n_symbols=3, equation=1)
+    x0, x1, x2 = sympy.symbols('x0:3')
+    as_sympy = ((rint(x0) + sympy.Mod(x1, 2)) * sympy.Max(x2, 0)
+                - sympy.Piecewise((1, x0 > x1), (0, True)))
+    direct = convert(as_sympy, n_symbols=3)
+    x = inputs(model, 2000, seed=7)
+    np.testing.assert_array_equal(model.predict(x), direct.predict(x))
+    np.testing.assert_array_equal(emulated(model, x), reference(model, x))
+
+
+def test_saved_model_round_trip_keeps_the_new_ops(tmp_path):
+    from fpga4ml.converters import load_saved_model
+
+    model = convert(OPERATORS, PRECISIONS[1], tmp_path / 'a')
+    again = load_saved_model(model.save(tmp_path / 'model'))
+    x = inputs(model, 1000, seed=8)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
