@@ -75,6 +75,8 @@ OPS: dict[str, str] = {
     'MaskedSoftmax': 'softmax over the last axis of the keys a constant mask keeps, 0 at masked keys (Keras '
     'use_causal_mask; recipes_attention.py); attrs: mask (0/1, broadcast to the shape); types: result, exp_table, '
     'inv_table',
+    'BiasAdd': 'y = x + bias, a constant broadcast to the node\'s shape (recipes_attention.py); weights: bias; '
+    'types: bias, result',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

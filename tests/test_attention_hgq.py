@@ -16,7 +16,8 @@ keras = pytest.importorskip('keras')
 hgq = pytest.importorskip('hgq')
 
 from hgq.config import QuantizerConfigScope  # noqa: E402
-from hgq.layers import QEinsum, QEinsumDense, QMultiHeadAttention  # noqa: E402
+from hgq.layers import (QEinsum, QEinsumDense, QEinsumDenseBatchnorm, QLinformerAttention,  # noqa: E402
+                        QMultiHeadAttention)
 
 from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
 from fpga4ml.convert import convert_from_keras_model  # noqa: E402
@@ -164,3 +165,87 @@ def test_refuses_fused_projections_and_masks():
         out = QMultiHeadAttention(2, 3, fuse='qkv', name='fused')(q, q)
     with pytest.raises(GraphError, match=r"layer 'fused' \(QMultiHeadAttention\): fuse='qkv' is not supported"):
         convert_from_keras_model(keras.Model(q, out), backend='Vitis')
+
+
+def batchnorm_model():
+    """QEinsumDenseBatchnorm with a non-Dense equation (-> EinsumDense) and a Dense one (-> Dense), with
+    non-trivial moving statistics and gamma (HGQ2 folds them into the kernel and bias before quantizing)."""
+    keras.utils.set_random_seed(3)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5))
+        h = QEinsumDenseBatchnorm('abc,cde->abde', output_shape=(4, 2, 3), bias_axes='de', name='proj')(x)
+        h = QEinsumDenseBatchnorm('abde,bdf->afe', output_shape=(3, 3), bias_axes='f', name='mix')(h)
+        h = keras.layers.Reshape((9,))(h)
+        h = QEinsumDenseBatchnorm('ab,bc->ac', output_shape=(4,), bias_axes='c', name='dense')(h)
+        model = keras.Model(x, h)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, QEinsumDenseBatchnorm):
+            layer.moving_mean.assign(rng.normal(0, 1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.3, 3, layer.moving_variance.shape))
+            layer.bn_gamma.assign(rng.normal(1, 0.3, layer.bn_gamma.shape))
+    return model
+
+
+def test_qeinsumdensebatchnorm_is_bit_identical_to_hgq2(tmp_path):
+    model = batchnorm_model()
+    xs = inputs(model, 2000)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'bn'), backend='Vitis')
+    assert [hls.graph[n].op for n in ('proj', 'mix', 'dense')] == ['EinsumDense', 'EinsumDense', 'Dense']
+    got = hls.predict(xs[0])
+    assert want.std() > 0.5
+    np.testing.assert_array_equal(got, want)
+    layer = model.get_layer('mix')  # negative control: another moving variance changes the folded kernel
+    layer.moving_variance.assign(keras.ops.convert_to_numpy(layer.moving_variance) * 4.0)
+    assert not np.array_equal(got, hgq_output(model, xs))
+
+
+def linformer_model(share: bool = False):
+    """QLinformerAttention: cross-attention (query 6 x 5, key/value 8 x 4 projected to 3 positions), or
+    self-attention with one projection shared by key and value."""
+    keras.utils.set_random_seed(4)
+    with QuantizerConfigScope(f0=3, i0=2):
+        q = keras.Input((6, 5), name='q')
+        if share:
+            out = QLinformerAttention(2, 4, key_dim=3, value_dim=2, share_kv_proj=True, name='lin')(q, q)
+            return keras.Model(q, out)
+        v = keras.Input((8, 4), name='v')
+        out = QLinformerAttention(2, 3, key_dim=3, name='lin')(q, v)
+        return keras.Model([q, v], out)
+
+
+@pytest.mark.parametrize('share', [False, True])
+def test_qlinformerattention_is_bit_identical_to_hgq2(tmp_path, share):
+    model = linformer_model(share)
+    xs = inputs(model, 2000, seed=5)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'lin'), backend='Vitis')
+    assert hls.graph['lin_lin_key'].op == 'EinsumDense' and hls.graph['lin_scores'].shape == (2, 6, 4 if share else 3)
+    got = hls.predict(xs if len(xs) > 1 else xs[0])
+    assert want.std() > 0.5
+    np.testing.assert_array_equal(got, want)
+    moved(model.get_layer('lin')._lin_k_proj)  # negative control: one weight of the sequence projection
+    assert not np.array_equal(got, hgq_output(model, xs))
+
+
+def test_linformer_and_batchnorm_csim_and_netlist_compute_the_emulator_bits(tmp_path):
+    if shutil.which('g++') is None:
+        pytest.skip('needs g++ for the C simulation')
+    keras.utils.set_random_seed(6)
+    with QuantizerConfigScope(f0=3, i0=2):
+        q = keras.Input((5, 4), name='q')
+        h = QEinsumDenseBatchnorm('abc,cd->abd', output_shape=(5, 4), bias_axes='d', name='bn')(q)
+        out = QLinformerAttention(2, 3, key_dim=2, name='lin')(h, h)
+        model = keras.Model(q, out)
+    xs = inputs(model, 300, seed=7)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'lin'), backend='Vitis')
+    np.testing.assert_array_equal(hls.predict(xs[0]), hgq_output(model, xs))
+    nl = lower_graph(hls.graph, hls.intervals)
+    got = nl.evaluate([hls.graph['q'].result_type.quantize(xs[0])])[0]
+    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)['lin'])
+    hls.compile(sim='csim')
+    assert_bit_identical(hls, xs)
+    moved(model.get_layer('lin')._lin_v_proj)  # negative control: the emulator of a moved weight differs
+    other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
+    assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])

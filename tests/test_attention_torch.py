@@ -210,7 +210,6 @@ class Refused(nn.Module):
         self.kind = kind
         self.mha = nn.MultiheadAttention(E, 2, batch_first=True, add_bias_kv=kind == 'bias_kv')
         self.enc = nn.TransformerEncoderLayer(E, 2, 16, batch_first=True, activation=F.silu)
-        self.register_buffer('bias', torch.randn(T, T))
         self.pad = nn.Linear(E, 1)
 
     def forward(self, x):
@@ -219,8 +218,6 @@ class Refused(nn.Module):
             return a + w.sum()
         if self.kind == 'padding':
             return self.mha(x, x, x, key_padding_mask=self.pad(x).squeeze(-1))[0]
-        if self.kind == 'additive':
-            return self.mha(x, x, x, attn_mask=self.bias)[0]
         if self.kind == 'silu':
             return self.enc(x)
         if self.kind == 'tuple':
@@ -231,7 +228,6 @@ class Refused(nn.Module):
 @pytest.mark.parametrize('kind, message', [
     ('weights', r"node 'getitem_1' .*reads the attention weights of 'mha'"),
     ('padding', r"node 'mha' .*key_padding_mask is not supported"),
-    ('additive', r"node 'mha' .*float attn_mask with values other than 0 and -inf"),
     ('bias_kv', r"node 'mha' .*add_bias_kv=True is not supported"),
     ('silu', r"node 'enc' .*activation 'silu' is not supported; only relu and gelu"),
     ('tuple', r"the model returns 'mha', a MultiheadAttention's \(output, weights\) tuple"),

@@ -133,6 +133,28 @@ def test_keras_gelu_float_equals_keras():
     np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], want, atol=1e-5, rtol=1e-5)
 
 
+def test_keras_gelu_approximate_maps_to_the_tanh_form():
+    """functools.partial(keras.activations.gelu, approximate=True) and keras.ops.gelu (approximate=True by default)
+    give 'gelu_tanh'; approximate=False gives 'gelu'; float equals Keras."""
+    import functools
+
+    keras = pytest.importorskip('keras')
+    from fpga4ml.frontends.keras import keras_to_graph
+
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(6, activation=functools.partial(keras.activations.gelu, approximate=True), name='fc')(inp)
+    h = keras.layers.Activation(functools.partial(keras.ops.gelu), name='act')(h)
+    h = keras.layers.Activation(functools.partial(keras.activations.gelu, approximate=False), name='act2')(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name='out')(h))
+    graph = keras_to_graph(model)
+    assert [n.attrs['function'] for n in graph.nodes if n.op == 'Activation'] == ['gelu_tanh', 'gelu_tanh', 'gelu']
+    x = data((4,)) * 3
+    want = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], want, atol=1e-5, rtol=1e-5)
+    graph['act'].attrs['function'] = 'gelu'  # negative control: the erf form on the tanh layer
+    assert np.max(np.abs(float_forward(graph, x.astype(np.float64))[0] - want)) > 1e-5
+
+
 def gelu_onnx(approximate: str):
     """An opset-20 ONNX model: y = Gelu(x, approximate) on 5 features."""
     from onnx import TensorProto, helper

@@ -39,7 +39,7 @@ from ..ir import Graph, GraphError
 from ..semantics.spec import make_node
 from . import hgq as H
 from . import keras as K
-from .keras_attention import _check_attention_call, per_sample_equation
+from .keras_attention import attention_call_mask, per_sample_equation
 
 
 def _sub_call(call: K._Call, layer: Any, name: str, inputs: list[str], in_shapes: list[tuple[int, ...]],
@@ -64,7 +64,7 @@ def _qeinsum_dense(call: K._Call, graph: Graph) -> str:
     if layer.bias is None:
         bias, bt, use_bias = np.zeros(call.out_shape), FixedType(1, 1, False), False
     else:
-        bias, bt = H.quantized_weights(layer.bq, layer.bq(layer.bias), call.where(), 'bias')
+        bias, bt = H.quantized_weights(layer.bq, layer.qbias, call.where(), 'bias')
         use_bias = True
     try:
         bias = np.ascontiguousarray(np.broadcast_to(bias, call.out_shape))
@@ -178,7 +178,6 @@ def _qunary_lut(call: K._Call, graph: Graph) -> str:
 def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     """QMultiHeadAttention -> the sublayers of the module doc, bit-exact with HGQ2's inference."""
     layer = call.layer
-    causal = _check_attention_call(call, causal_ok=True)
     if getattr(layer, '_fuse', 'none') != 'none':
         raise GraphError(f"{call.where()}: fuse={layer._fuse!r} is not supported; only fuse='none'")
     if float(layer._inverse_sqrt_key_dim) != 1.0:
@@ -188,6 +187,13 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     key = call.inputs[2] if len(call.inputs) == 3 else value
     q_shape, v_shape = call.in_shapes[0], call.in_shapes[1]
     k_shape = call.in_shapes[2] if len(call.inputs) == 3 else v_shape
+    mask = attention_call_mask(call, q_shape[0], k_shape[0])
+    if hasattr(layer, '_lin_k_proj'):  # QLinformerAttention: key and value projected along the sequence first
+        if mask is not None:
+            raise GraphError(f'{call.where()}: masks are not supported on a QLinformerAttention (its keys are '
+                             'projections of the sequence, not positions)')
+        key, k_shape = _linformer_projection(call, graph, layer._lin_k_proj, key, k_shape, 'lin_key')
+        value, v_shape = _linformer_projection(call, graph, layer._lin_v_proj, value, v_shape, 'lin_value')
     heads = int(layer._num_heads)
     outs = {}
     for part, sub, src, shape, width in (('query', layer._query_dense, query, q_shape, layer._key_dim),
@@ -202,7 +208,7 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     dot = per_sample_equation(layer._dot_product_equation, [len(k_out), len(q_out)], call.where())
     graph.add(H._fixed(make_node(scores, 'Einsum', [k_name, q_name], scores_shape, attrs={'equation': dot},
                                  source=type(layer).__name__), accum=AUTO, result=AUTO))
-    mask = np.tril(np.ones(scores_shape[1:], dtype=np.int64)).tolist() if causal else None  # key j <= query i
+    mask = None if mask is None else mask.astype(np.int64).tolist()  # Keras' merged mask (causal: key j <= query i)
     weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name, mask)
     v_name, v_out = outs['value']
     combined_shape = q_shape[:-1] + v_out[-2:]
@@ -215,6 +221,15 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     if getattr(layer, 'enable_oq', False):
         out = H._quantize(call, graph, layer.oq, out, call.out_shape, 'oq', 'output quantizer (oq)')
     return out
+
+
+def _linformer_projection(call: K._Call, graph: Graph, proj: Any, src: str, shape: tuple[int, ...],
+                          part: str) -> tuple[str, tuple[int, ...]]:
+    """QLinformerAttention's low-rank projection of the key or value along the sequence axis (a QEinsumDense
+    without bias, 'abc,bd->adc'): its node and output shape (the projected length, the same features)."""
+    out_shape = tuple(int(d) for d in proj.full_output_shape[1:])
+    sub = _sub_call(call, proj, call.fresh(f'{call.layer.name}_{part}'), [src], [shape], out_shape, call.layer.name)
+    return _qeinsum_dense(sub, graph), out_shape
 
 
 def _qeinsum(call: K._Call, graph: Graph) -> str:
@@ -237,6 +252,8 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QEinsum': _qeinsum,
     'QEinsumDense': _qeinsum_dense,
     'QMultiHeadAttention': _multi_head_attention,
+    'QLinformerAttention': _multi_head_attention,
+    'QEinsumDenseBatchnorm': _qeinsum_dense,
     'QSoftmax': _qsoftmax,
     'QSum': _qsum,
     'QMeanPow2': _qsum,

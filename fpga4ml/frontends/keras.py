@@ -133,6 +133,9 @@ def _activation_node(name: str, inputs: list[str], shape: tuple[int, ...], fn: A
                      source: str = 'Activation') -> Node:
     """The Activation/Softmax node for a Keras activation function (GraphError if unsupported)."""
     key = _activation_name(fn)
+    from .keras_attention import gelu_partial  # functools.partial(keras.activations.gelu, approximate=True)
+    if key is None and gelu_partial(fn):
+        return make_node(name, 'Activation', inputs, shape, attrs={'function': gelu_partial(fn)}, source=source)
     if key is None:
         label = getattr(fn, '__name__', None) or type(fn).__name__
         raise GraphError(f'{where}: activation {label!r} is not supported; '

@@ -53,6 +53,22 @@ def per_sample_equation(equation: str, in_ranks: list[int], where: str) -> str:
     return ','.join(operands) + '->' + out[1:]
 
 
+def gelu_partial(fn: Any) -> str | None:
+    """'gelu' or 'gelu_tanh' for functools.partial(keras.activations.gelu or keras.ops.gelu, approximate=...)
+    (their own default when not given: False for the activation, True for the op); None for anything else."""
+    import functools
+    import inspect
+
+    import keras
+
+    if not isinstance(fn, functools.partial) or fn.args or set(fn.keywords) - {'approximate'}:
+        return None
+    if fn.func is not keras.activations.gelu and fn.func is not keras.ops.gelu:
+        return None
+    default = inspect.signature(fn.func).parameters['approximate'].default
+    return 'gelu_tanh' if fn.keywords.get('approximate', default) else 'gelu'
+
+
 def _einsum_dense_node(call: _Call, graph: Graph, layer: Any, name: str, source: str, inputs: list[str],
                        in_shape: tuple[int, ...], out_shape: tuple[int, ...], factor: float = 1.0) -> None:
     """One EinsumDense node for a Keras EinsumDense `layer` (its kernel and bias times `factor`)."""
@@ -99,42 +115,77 @@ def _layer_norm(call: _Call, graph: Graph) -> str:
     return call.name
 
 
-def _check_attention_call(call: _Call, causal_ok: bool = False) -> bool:
-    """Refuse masks (but a causal one where `causal_ok`), returned scores and non-default attention axes,
-    naming them; returns whether the call asks for the causal mask."""
-    layer = call.layer
-    causal = False
-    for knode in layer._inbound_nodes:
-        kwargs = getattr(getattr(knode, 'arguments', None), 'kwargs', {}) or {}
-        used = sorted(k for k in ('attention_mask', 'query_mask', 'value_mask', 'key_mask') if kwargs.get(k) is not None)
-        causal = causal or bool(kwargs.get('use_causal_mask'))
-        if kwargs.get('use_causal_mask') and not causal_ok:
-            used.append('use_causal_mask')
-        if kwargs.get('return_attention_scores'):
-            used.append('return_attention_scores')
-        if used:
-            raise GraphError(f'{call.where()}: {", ".join(used)} is not supported yet; call the layer with '
-                             'query, value and optionally key only' + (' (and use_causal_mask)' if causal_ok else ''))
+MASK_ARGUMENTS = ('attention_mask', 'value_mask', 'key_mask')
+
+
+def _call_arguments(call: _Call) -> dict[str, Any]:
+    """The keyword arguments of the layer's calls (every call of a shared layer must pass the same ones)."""
+    found = [getattr(getattr(knode, 'arguments', None), 'kwargs', {}) or {} for knode in call.layer._inbound_nodes]
+    first = found[0] if found else {}
+    for other in found[1:]:
+        if set(other) != set(first) or any(not np.array_equal(np.asarray(other[k], dtype=object),
+                                                              np.asarray(first[k], dtype=object)) for k in first):
+            raise GraphError(f'{call.where()}: the layer is called several times with different masks or options; '
+                             'use one layer per call')
+    return first
+
+
+def attention_call_mask(call: _Call, q_len: int, k_len: int) -> np.ndarray | None:
+    """The constant (query, key) mask of an attention call (True: the key takes part), None without one.
+
+    The layer's own Keras code merges `attention_mask`, `value_mask`, `key_mask`, `use_causal_mask`
+    (and the sliding window of Keras >= 3.15) into one boolean mask, evaluated here on constants.
+    Masks that are model tensors, `query_mask`, returned scores and non-default attention axes are
+    refused, naming them.
+    """
+    import keras
+
+    layer, kwargs = call.layer, _call_arguments(call)
+    tensors = sorted(k for k, v in kwargs.items() if isinstance(v, keras.KerasTensor))
+    if tensors:
+        raise GraphError(f'{call.where()}: {", ".join(tensors)} is a model tensor; only constant masks (numpy '
+                         f'arrays given to {", ".join(MASK_ARGUMENTS)}) and use_causal_mask are accepted')
+    refused = [k for k in ('query_mask', 'return_attention_scores') if kwargs.get(k) is not None
+               and kwargs.get(k) is not False]
+    if getattr(layer, '_use_gate', False):
+        refused.append('use_gate=True')
+    if refused:
+        raise GraphError(f'{call.where()}: {", ".join(refused)} is not supported; accepted: query, value, key and the '
+                         f'constant masks {", ".join(MASK_ARGUMENTS)} and use_causal_mask')
     if any(len(shape) != 2 for shape in call.in_shapes):
         raise GraphError(f'{call.where()}: inputs of per-sample shapes {call.in_shapes} are not supported; only '
                          '(sequence, features) inputs')
-    rank = 2
-    if tuple(layer._attention_axes) != tuple(range(1, rank)):
+    if tuple(layer._attention_axes) != (1,):
         raise GraphError(f'{call.where()}: attention_axes={layer._attention_axes!r} is not supported; only the '
-                         f'default (attention over the axes {tuple(range(1, rank))} of the sequence)')
+                         'default (attention over the sequence axis 1)')
     if len(call.inputs) not in (2, 3):
         raise GraphError(f'{call.where()}: expected the inputs query, value[, key], got {len(call.inputs)} tensors')
-    return causal
+    masks = {k: keras.ops.convert_to_tensor(np.asarray(kwargs[k])) for k in MASK_ARGUMENTS
+             if kwargs.get(k) is not None}
+    mask = layer._compute_attention_mask(keras.ops.zeros((1, q_len, 1)), keras.ops.zeros((1, k_len, 1)),
+                                         use_causal_mask=bool(kwargs.get('use_causal_mask')), **masks)
+    if mask is None:
+        return None
+    mask = np.asarray(keras.ops.convert_to_numpy(mask), dtype=bool)
+    try:
+        return np.broadcast_to(mask, (1, q_len, k_len))[0].copy()
+    except ValueError:
+        raise GraphError(f'{call.where()}: the masks give a mask of shape {mask.shape}; only masks that broadcast to '
+                         f'(1, {q_len}, {k_len}) (one for every sample) are accepted') from None
 
 
 def _multi_head_attention(call: _Call, graph: Graph) -> str:
     """MultiHeadAttention -> projections, scores, softmax, weighted values, output projection (module doc)."""
-    causal = _check_attention_call(call, causal_ok=True)
     layer, name, source = call.layer, call.layer.name, type(call.layer).__name__
     query, value = call.inputs[:2]
     key = call.inputs[2] if len(call.inputs) == 3 else value
     q_shape, v_shape = call.in_shapes[0], call.in_shapes[1]
     k_shape = call.in_shapes[2] if len(call.inputs) == 3 else v_shape
+    mask = attention_call_mask(call, q_shape[0], k_shape[0])
+    if mask is not None and not mask.any(axis=-1).all():
+        raise GraphError(f'{call.where()}: the masks leave query rows {np.flatnonzero(~mask.any(axis=-1)).tolist()} '
+                         "without a key; Keras' result there depends on its backend (0 from its masked softmax, an "
+                         "average from the backend's dot_product_attention); give every query one key")
     heads, key_dim = int(layer._num_heads), int(layer._key_dim)
     value_dim = int(layer._value_dim)
     q_out = q_shape[:-1] + (heads, key_dim)
@@ -149,10 +200,9 @@ def _multi_head_attention(call: _Call, graph: Graph) -> str:
     dot = per_sample_equation(layer._dot_product_equation, [len(k_out), len(q_out)], call.where())
     graph.add(make_node(parts['scores'], 'Einsum', [parts['key'], parts['query']], scores_shape, source=source,
                         attrs={'equation': dot}))
-    if causal:  # Keras: key j takes part for query i when j <= i
-        mask = np.tril(np.ones(scores_shape[1:], dtype=np.int64)).tolist()
+    if mask is not None:  # Keras' merged mask (causal: key j takes part for query i when j <= i)
         graph.add(make_node(parts['softmax'], 'MaskedSoftmax', [parts['scores']], scores_shape, source=source,
-                            attrs={'mask': mask}))
+                            attrs={'mask': mask.astype(np.int64).tolist()}))
     else:
         graph.add(make_node(parts['softmax'], 'Softmax', [parts['scores']], scores_shape, source=source,
                             attrs={'axis': -1}))

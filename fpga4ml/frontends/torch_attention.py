@@ -74,23 +74,44 @@ def _tensor(cv: Converter, arg: Any, batch_second: bool, what: str, where: str,
     return cv.layout(v, False, consumer), v.shape
 
 
-def _keep_mask(mask: Any, shape: tuple[int, int], where: str, true_keeps: bool = False) -> np.ndarray | None:
-    """A torch attention mask as 'kept' booleans (None: all kept). Float: 0 kept, -inf masked; bool: True masks
-    for nn.MultiheadAttention, True keeps (`true_keeps`) for F.scaled_dot_product_attention."""
+def _mask_parts(mask: Any, shape: tuple[int, int], where: str,
+                true_keeps: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A torch attention mask as (kept booleans or None: all kept, additive bias or None: none).
+
+    Bool: True masks for nn.MultiheadAttention, True keeps (`true_keeps`) for F.scaled_dot_product_attention.
+    Float: added to the scores; -inf masks the key, every finite value is the additive bias."""
     if mask is None:
-        return None
+        return None, None
     m = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, 'detach') else mask)
     if m.shape != shape:
         raise GraphError(f'{where}: attn_mask of shape {m.shape} is not supported; only a constant (L, S) = {shape} '
                          'mask shared by every sample and head')
     if m.dtype == bool:
-        keep = m if true_keeps else ~m
-    elif np.all((m == 0) | np.isneginf(m)):
-        keep = m == 0
+        keep, bias = (m if true_keeps else ~m), None
+    elif np.any(np.isnan(m) | np.isposinf(m)):
+        raise GraphError(f'{where}: a float attn_mask with NaN or +inf is not supported; only finite values '
+                         '(an additive bias) and -inf (a masked key)')
     else:
-        raise GraphError(f'{where}: a float attn_mask with values other than 0 and -inf (an additive bias) is not '
-                         'supported; only masks that keep or drop keys')
-    return None if keep.all() else keep
+        keep = ~np.isneginf(m)
+        bias = np.where(keep, m, 0.0).astype(np.float32)
+        bias = bias if np.any(bias != 0) else None
+    return (None if keep.all() else keep), bias
+
+
+def _constant_mask(cv: Converter, arg: Any, where: str, what: str) -> Any:
+    """The constant value of a mask argument; a mask computed from the model inputs is refused by name."""
+    if getattr(arg, 'name', None) in cv.values:
+        raise GraphError(f'{where}: {what} {arg.name!r} is computed from the model inputs; only a constant (L, S) '
+                         'mask is accepted (boolean, or float with 0/-inf and additive values), or is_causal')
+    return cv.const(arg, where)
+
+
+def _scores_bias(cv: Converter, name: str, scores: str, shape: tuple[int, ...], bias: np.ndarray | None,
+                 source: str) -> str:
+    """The scores plus an additive float mask (a BiasAdd node `name`), or the scores themselves."""
+    if bias is None:
+        return scores
+    return _add(cv, name, 'BiasAdd', [scores], shape, source, {}, {'bias': bias})
 
 
 def _softmax(cv: Converter, name: str, scores: str, shape: tuple[int, ...], keep: np.ndarray | None,
@@ -189,19 +210,23 @@ def _check_mha(m: Any, where: str) -> None:
 
 
 def attention_nodes(cv: Converter, m: Any, name: str, q: tuple[str, tuple[int, ...]], k: tuple[str, tuple[int, ...]],
-                    v: tuple[str, tuple[int, ...]], keep: np.ndarray | None, out_name: str, where: str) -> str:
-    """The nodes of one nn.MultiheadAttention over (L, E) query and (S, kdim)/(S, vdim) key/value nodes."""
+                    v: tuple[str, tuple[int, ...]], mask: tuple[np.ndarray | None, np.ndarray | None], out_name: str,
+                    where: str) -> str:
+    """The nodes of one nn.MultiheadAttention over (L, E) query and (S, kdim)/(S, vdim) key/value nodes; `mask`:
+    (kept keys, additive bias) as _mask_parts gives them."""
     _check_mha(m, where)
     heads, source = int(m.num_heads), 'MultiheadAttention'
     head_dim = int(m.embed_dim) // heads
-    parts = {p: cv.fresh(f'{name}_{p}') for p in ('query', 'key', 'value', 'scores', 'softmax', 'combine')}
+    keep, bias = mask
+    parts = {p: cv.fresh(f'{name}_{p}') for p in ('query', 'key', 'value', 'scores', 'mask', 'softmax', 'combine')}
     (wq, bq), (wk, bk), (wv, bv) = _projections(m)
     q_out = _projection(cv, parts['query'], *q, wq, bq, heads, float(head_dim) ** -0.5, source)
     k_out = _projection(cv, parts['key'], *k, wk, bk, heads, 1.0, source)
     v_out = _projection(cv, parts['value'], *v, wv, bv, heads, 1.0, source)
     scores = (heads, q_out[0], k_out[0])
     _add(cv, parts['scores'], 'Einsum', [parts['key'], parts['query']], scores, source, {'equation': 'ecd,bcd->cbe'})
-    _softmax(cv, parts['softmax'], parts['scores'], scores, keep, source)
+    biased = _scores_bias(cv, parts['mask'], parts['scores'], scores, bias, source)
+    _softmax(cv, parts['softmax'], biased, scores, keep, source)
     combined = (q_out[0], heads, head_dim)
     _add(cv, parts['combine'], 'Einsum', [parts['softmax'], parts['value']], combined, source,
          {'equation': 'cbe,ecd->bcd'})
@@ -227,11 +252,11 @@ def _mha_call(cv: Converter, n: Any, m: Any, where: str) -> None:
                          'use attn_mask for a constant mask')
     second = not m.batch_first
     q, k, v = (_tensor(cv, args[p], second, p, where, n.name) for p in ('query', 'key', 'value'))
-    mask = cv.const(args.get('attn_mask'), where)
-    keep = _keep_mask(mask, (q[1][0], k[1][0]), where)
+    mask = _constant_mask(cv, args.get('attn_mask'), where, 'attn_mask')
+    parts = _mask_parts(mask, (q[1][0], k[1][0]), where)
     if cv.const(args.get('is_causal', False), where) and mask is None:
         raise GraphError(f'{where}: is_causal=True without attn_mask: torch needs the mask too; pass attn_mask')
-    name = attention_nodes(cv, m, n.name, q, k, v, keep, cv.fresh(f'{n.name}_out'), where)
+    name = attention_nodes(cv, m, n.name, q, k, v, parts, cv.fresh(f'{n.name}_out'), where)
     cv.tuples[n.name] = ((Value(name, cv.graph[name].shape, False), second), ATTENTION_WEIGHTS)
 
 
@@ -268,10 +293,10 @@ def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
     act_source, act_attrs = _encoder_activation(m, where)
     second, name = not m.self_attn.batch_first, n.name
     x, shape = _tensor(cv, args['src'], second, 'src', where, n.name)
-    mask = cv.const(args.get('src_mask'), where)
+    mask = _constant_mask(cv, args.get('src_mask'), where, 'src_mask')
     if cv.const(args.get('is_causal', False), where) and mask is None:
         raise GraphError(f'{where}: is_causal=True without src_mask: torch needs the mask too; pass src_mask')
-    keep = _keep_mask(mask, (shape[0], shape[0]), where)
+    parts = _mask_parts(mask, (shape[0], shape[0]), where)
     fresh = {p: cv.fresh(f'{name}_{p}') for p in ('norm1', 'add1', 'linear1', 'activation', 'linear2', 'add2', 'norm2')}
 
     def norm(key: str, inp: str, out_name: str) -> str:
@@ -279,7 +304,7 @@ def _encoder_layer(cv: Converter, n: Any, m: Any, where: str) -> None:
         return _layer_norm_node(cv, out_name, inp, shape, tuple(ln.normalized_shape), ln.weight, ln.bias, ln.eps, where)
 
     def attend(inp: str) -> str:
-        return attention_nodes(cv, m.self_attn, f'{name}_self_attn', (inp, shape), (inp, shape), (inp, shape), keep,
+        return attention_nodes(cv, m.self_attn, f'{name}_self_attn', (inp, shape), (inp, shape), (inp, shape), parts,
                                cv.fresh(f'{name}_self_attn'), where)
 
     def feed_forward(inp: str) -> str:
@@ -367,7 +392,7 @@ def _sdpa(cv: Converter, n: Any, where: str) -> None:
         raise GraphError(f'{where}: query, key and value shapes {qs}, {ks}, {vs} must have the same rank')
     lead = string.ascii_lowercase[:rank - 2]
     scores_shape = qs[:-1] + (ks[-2],)
-    parts = {p: cv.fresh(f'{n.name}_{p}') for p in ('scores', 'scale', 'softmax')}
+    parts = {p: cv.fresh(f'{n.name}_{p}') for p in ('scores', 'scale', 'mask', 'softmax')}
     _add(cv, parts['scores'], 'Einsum', [q, k], scores_shape, 'scaled_dot_product_attention',
          {'equation': f'{lead}xz,{lead}yz->{lead}xy'})
     scale = cv.const(args.get('scale'), where)
@@ -375,14 +400,15 @@ def _sdpa(cv: Converter, n: Any, where: str) -> None:
     factor = np.full(ks[-2], scale, np.float32)
     _add(cv, parts['scale'], 'Scale', [parts['scores']], scores_shape, 'scaled_dot_product_attention', {},
          {'scale': factor, 'bias': np.zeros_like(factor)})
-    mask = cv.const(args.get('attn_mask'), where)
+    mask = _constant_mask(cv, args.get('attn_mask'), where, 'attn_mask')
     if cv.const(args.get('is_causal', False), where):
         if mask is not None:
             raise GraphError(f'{where}: attn_mask and is_causal=True together are refused by torch too')
-        keep = _causal(qs[-2], ks[-2])
+        keep, bias = _causal(qs[-2], ks[-2]), None
     else:
-        keep = _keep_mask(mask, (qs[-2], ks[-2]), where, true_keeps=True)
-    _softmax(cv, parts['softmax'], parts['scale'], scores_shape, keep, 'scaled_dot_product_attention')
+        keep, bias = _mask_parts(mask, (qs[-2], ks[-2]), where, true_keeps=True)
+    biased = _scores_bias(cv, parts['mask'], parts['scale'], scores_shape, bias, 'scaled_dot_product_attention')
+    _softmax(cv, parts['softmax'], biased, scores_shape, keep, 'scaled_dot_product_attention')
     out = qs[:-1] + (vs[-1],)
     _add(cv, n.name, 'Einsum', [parts['softmax'], v], out, 'scaled_dot_product_attention',
          {'equation': f'{lead}xy,{lead}yz->{lead}xz'})

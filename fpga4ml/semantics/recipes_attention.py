@@ -229,30 +229,40 @@ def table_softmax(node, p, x):
     p.type('inv_table', 'default')
     p.tables(lambda nd, in_types: (_given_table(nd, 'exp', exp_index, 'exp_entries'),
                                    _given_table(nd, 'inv', inv_index, 'inv_entries')))
-    top, masked = _masking(node, p, None if attr(node, 'mask') is None else softmax_mask(node))
+    top, masked, empty = _masking(node, p, None if attr(node, 'mask') is None else softmax_mask(node))
     d = p.cast(p.assume(masked(p.sub(top(x), x)), lo=0), exp_index)
     e = masked(p.lookup(d, 'exp', lambda v: np.exp(-v * scale)))
     s = p.cast(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), inv_index)
     r = p.lookup(s, 'inv', lambda v: 1.0 / (v + eps))
-    return p.cast(p.mul(e, r), 'result', 'exact')
+    return p.cast(empty(p.mul(e, r)), 'result', 'exact')
 
 
 def _masking(node, p, mask: np.ndarray | None):
-    """(top, masked): the row maximum over the kept keys, and a value with its masked cells replaced by 0
-    (gathers of the value and one appended 0); without a mask the plain maximum and the identity."""
+    """(top, masked, empty): the row maximum over the kept keys, a value with its masked cells replaced by 0
+    (gathers of the value and one appended 0), and a value with the rows that keep no key replaced by 0.
+
+    A row that keeps no key (a masked query) is computed as if it kept every key and then zeroed, as
+    Keras' and HGQ2's masked softmax give 0 there. Without a mask: the plain maximum and identities.
+    """
     from .primitives import LOWEST
     if mask is None:
-        return (lambda v: p.reduce(v, 'max', axis=-1, keepdims=True)), (lambda v: v)
+        return (lambda v: p.reduce(v, 'max', axis=-1, keepdims=True)), (lambda v: v), (lambda v: v)
     flat = np.arange(node.size, dtype=np.int64).reshape(node.shape)
     zero = p.const(Const(np.zeros(1, dtype=np.int64), 0))
-    kept = np.where(mask, flat, node.size)
+    none = ~mask.any(axis=-1, keepdims=True)
+    kept = np.where(mask | none, flat, node.size)
 
     def top(v):
-        return p.reduce(p.gather(v, np.where(mask, flat, -1), LOWEST), 'max', axis=-1, keepdims=True)
+        return p.reduce(p.gather(v, np.where(mask | none, flat, -1), LOWEST), 'max', axis=-1, keepdims=True)
 
     def masked(v):
         return p.gather(p.concat([p.reshape(v, (node.size,)), zero], 0), kept)
-    return top, masked
+
+    def empty(v):
+        if not none.any():
+            return v
+        return p.gather(p.concat([p.reshape(v, (node.size,)), zero], 0), np.where(none, node.size, flat))
+    return top, masked, empty
 
 
 # ---------------------------------------------------------------------------------------- Embedding
@@ -299,15 +309,12 @@ def embedding(node, p, x):
 
 # ---------------------------------------------------------------------------------------- MaskedSoftmax
 def softmax_mask(node) -> np.ndarray:
-    """The node's constant mask broadcast to its shape (True: the key takes part); every row keeps one."""
+    """The node's constant mask broadcast to its shape (True: the key takes part; a row without one gives 0)."""
     try:
-        mask = np.broadcast_to(np.asarray(attr(node, 'mask'), dtype=bool), node.shape)
+        return np.broadcast_to(np.asarray(attr(node, 'mask'), dtype=bool), node.shape)
     except ValueError:
         raise GraphError(f"layer {node.name!r}: the mask of shape {np.shape(attr(node, 'mask'))} does not broadcast "
                          f'to the shape {node.shape}') from None
-    if not np.all(mask.any(axis=-1)):
-        raise GraphError(f'layer {node.name!r}: a row of the mask masks every key; each row needs one key')
-    return mask
 
 
 @recipe('MaskedSoftmax', attrs={'mask': REQUIRED}, precision=('result', 'exp_table', 'inv_table'))
@@ -316,11 +323,25 @@ def masked_softmax(node, p, x):
 
     The maximum is over the kept keys; d = x - max there and 0 at masked keys, e = exp table[d] (fpga4ml's
     exact softmax tables, tables.build_softmax_tables), masked e replaced by 0, s = sum(e) exact,
-    y = e * inv table[s], cast into 'result' (auto: the model default).
+    y = e * inv table[s], cast into 'result' (auto: the model default). A row that keeps no key gives 0 (Keras;
+    the HLS code computes e = 0 there, so 0 * inv table[0]).
     """
     from .tables import build_softmax_tables
     p.tables(lambda nd, in_types: build_softmax_tables(nd))
-    top, masked = _masking(node, p, softmax_mask(node))
+    top, masked, empty = _masking(node, p, softmax_mask(node))
     e = masked(p.lookup(p.assume(masked(p.sub(x, top(x))), hi=0), 'exp', np.exp))
     inv = p.lookup(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), 'inv', np.reciprocal)
-    return p.cast(p.mul(e, inv), 'result', 'default', opaque=True)
+    return p.cast(empty(p.mul(e, inv)), 'result', 'default', opaque=True)
+
+
+# ---------------------------------------------------------------------------------------- BiasAdd
+@recipe('BiasAdd', weights={'bias': 'bias'}, precision=('bias', 'result'))
+def bias_add(node, p, x):
+    """y = x + bias, a constant broadcast to the node's shape (torch's additive attention mask on the scores),
+    exact, cast into 'result' (auto: exact)."""
+    try:
+        np.broadcast_shapes(np.shape(node.weights['bias']), tuple(node.shape))
+    except ValueError:
+        raise GraphError(f"layer {node.name!r}: BiasAdd bias of shape {np.shape(node.weights['bias'])} does not "
+                         f'broadcast to the shape {node.shape}') from None
+    return p.cast(p.add(x, p.const(p.weight('bias'))), 'result', 'exact')

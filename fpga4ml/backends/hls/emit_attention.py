@@ -1,5 +1,5 @@
 """HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm, TableSoftmax,
-MaskedSoftmax, Embedding.
+MaskedSoftmax, Embedding, BiasAdd.
 
 Each function computes its recipe's steps in the same order with the same casts, so the C
 simulation is bit-identical to the emulator. Index plans (which input element meets which weight)
@@ -229,6 +229,18 @@ def emit_masked_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) ->
     return _function(ctx, node, ins, out, head, body)
 
 
+def emit_bias_add(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """y[o] = (result_t)(x[o] + bias[o]), the bias broadcast to the node's shape (an additive attention mask)."""
+    x, = ins
+    bias = np.broadcast_to(np.asarray(node.qweights['bias'], dtype=np.int64), node.shape).ravel()
+    bt = ctx.typedef(node, 'bias', node.types['bias'])
+    b = ctx.mantissa_array(node, 'bias', bias, node.types['bias'], f'{label(node)} bias ({x.size}, broadcast)')
+    head = header(node, f'BiasAdd of {x.size} values', ['y[o] = (result_t)(x[o] + bias[o]), exact before the cast'])
+    body = [f'#pragma HLS ARRAY_PARTITION variable={b} complete', f'for (int o = 0; o < {x.size}; o++) {{',
+            '    #pragma HLS UNROLL', f'    y[o] = ({out.ctype})(x[o] + {from_bits(bt, f"{b}[o]")});', '}']
+    return _function(ctx, node, ins, out, head, body)
+
+
 ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'EinsumDense': emit_einsum_dense,
     'Einsum': emit_einsum,
@@ -236,4 +248,5 @@ ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] 
     'TableSoftmax': emit_table_softmax,
     'Embedding': emit_embedding,
     'MaskedSoftmax': emit_masked_softmax,
+    'BiasAdd': emit_bias_add,
 }
