@@ -80,9 +80,9 @@ def load_jets(n_train: int, n_test: int, seed: int, data_home: str | None,
         rng = np.random.default_rng(seed)
         x_train, y_train = teacher.sample(n_train, rng)
         x_test, y_test = teacher.sample(n_test, rng)
-        return (x_train, y_train, x_test, y_test), ('SYNTHETIC stand-in (examples/jet_tagging.py JetTeacher: '
-                                                    f'16 features, 5 classes; OpenML {OPENML_NAME} is not cached and there is no '
-                                                    'network here: --data-file takes the real jets)')
+        return (x_train, y_train, x_test, y_test), (
+            'SYNTHETIC stand-in (examples/jet_tagging.py JetTeacher: 16 features, 5 classes; OpenML '
+            f'{OPENML_NAME} is not cached and there is no network here: --data-file takes the real jets)')
     x, y = real
     if n_train + n_test > len(x):
         n_train = int(len(x) * n_train / (n_train + n_test))

@@ -75,7 +75,8 @@ def _piecewise_flag(cond):
 PYSR_OPERATORS = {
     'square': lambda a: a ** 2, 'cube': lambda a: a ** 3, 'neg': lambda a: -a, 'inv': lambda a: 1 / a,
     'div': lambda a, b: a / b, 'mult': lambda a, b: a * b, 'plus': lambda a, b: a + b, 'sub': lambda a, b: a - b,
-    'pow': lambda a, b: a ** b, 'pow_abs': lambda a, b: sympy.Abs(a) ** b, 'sqrt_abs': lambda a: sympy.sqrt(sympy.Abs(a)),
+    'pow': lambda a, b: a ** b, 'pow_abs': lambda a, b: sympy.Abs(a) ** b,
+    'sqrt_abs': lambda a: sympy.sqrt(sympy.Abs(a)),
     'acosh_abs': lambda a: sympy.acosh(sympy.Abs(a) + 1),
     'atanh_clip': lambda a: sympy.atanh(sympy.Mod(a + 1, 2) - 1), 'mod': lambda a, b: sympy.Mod(a, b),
     'log10': lambda a: sympy.log(a, 10), 'log2': lambda a: sympy.log(a, 2), 'log1p': lambda a: sympy.log(a + 1),

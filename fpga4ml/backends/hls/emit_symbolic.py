@@ -7,9 +7,9 @@ so each ``+ - *`` of ap_fixed values (exact, the result type grows) is stored wi
 instruction with its own precision computes its exact value ``e<k>`` (also labelled) and assigns it
 to ``v<k>`` of that precision: the assignment is the cast. Selections (min, max, abs, Piecewise) are
 ternaries that convert only the chosen value; a rounding to an integer (floor, rint) is the
-assignment to its integer type with that rounding (AP_TRN, AP_RND_CONV). Functions are tables: the argument is assigned to its
-argument type, then to the table's index type (its rounding, SAT), and the entry is read by address;
-no vendor math header is used.
+assignment to its integer type with that rounding (AP_TRN, AP_RND_CONV). Functions are tables: the
+argument is assigned to its argument type, then to the table's index type (its rounding, SAT), and
+the entry is read by address; no vendor math header is used.
 
 An exact value may need more than the 64 bits of a FixedType (``x0*x1*x2*x3*x4`` of ap_fixed<16,6>
 inputs is 76 bits wide): it is declared as a `WideType` (intervals.exact_type, shared by every HLS emitter), the same ap_fixed spelling, which ap_types
