@@ -27,6 +27,7 @@ from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 from .progress import StepClock
+from .rnn_static import StaticRnnDesign, static_files, static_graph, static_layers
 from .stateful import estimate_machine, write_machine
 from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
 
@@ -56,7 +57,7 @@ def _design(model, clock: StepClock):
     # hls4ml users ask for streaming with io_type='io_stream': the Verilog analogue is the stream architecture
     architecture = model_setting(model.config, 'Architecture',
                                  'stream' if model.io_type == 'io_stream' else 'unrolled')
-    key = (model.clock_period, str(pipeline), architecture)
+    key = (model.clock_period, str(pipeline), architecture, repr(model.config))  # a config change lowers again
     cached = getattr(model, '_verilog_design', None)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -64,6 +65,9 @@ def _design(model, clock: StepClock):
     start = time.perf_counter()
     if architecture == 'stream':
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
+        result.seconds = time.perf_counter() - start
+    elif static_layers(model.graph):  # Static: True recurrent layers: one cell, state registers (rnn_static.py)
+        result = static_graph(model.graph, clock)
         result.seconds = time.perf_counter() - start
     elif folded_layers(model.graph):  # ReuseFactor > 1 (validated): multiply-accumulate folding (fold.py)
         result = fold_graph(model.graph, clock)
@@ -116,6 +120,9 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
     if isinstance(d, StreamDesign):
         files = stream_files(d, top, model.graph)
         info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
+    elif isinstance(d, StaticRnnDesign):
+        with clock.step(f'{top}.v text (static recurrent)'):
+            files, info = static_files(model, d, top)
     elif isinstance(d, FoldedDesign):
         with clock.step(f'{top}.v text (folded)'):
             files, info = {f'{top}.v': write_machine(d.machine, d.timing, top)}, folded_manifest(model, d, top)

@@ -1,0 +1,263 @@
+"""Static recurrent layers on the Verilog back end: one cell over a Machine, its state fed back in registers.
+
+A SimpleRNN, LSTM or GRU whose configuration says `Static: True` is built as one cell reused for
+every time step (hls4ml's static mode), instead of a cell per step (the default of this back end,
+lower.py's unrolled scan). The cell is the layer's own recipe run by the netlist interpreter on a
+sequence of length 1 whose initial state is the state register (`cell`): the same primitives,
+casts and tables as the unrolled lowering and the emulator, so there is no second description of
+the cell. Around it (`static_rnn`):
+
+* the input sequence (and the initial-state inputs h0/c0) is latched at the edge where the layer's
+  start pulse `go` is high (valid_in for a layer fed by the model inputs, the previous stateful
+  layer's `done` otherwise);
+* a counter runs the T steps, one per clock; step k reads input row order[k] through a
+  counter-indexed multiplexer (order[k] = T-1-k for go_backwards);
+* the cell reads h (and c) from the initial states at step 0 and from the state registers after
+  it; the registers take the cell's new state every busy clock;
+* a sequence output (return_sequences) is collected in T x n registers, written at the step whose
+  output belongs there (output_order 'steps' or 'time'); the last h and the final states are the
+  state registers themselves;
+* `done` rises for one clock T + 1 clocks after `go`, when every output is valid.
+
+The cell is combinational (its II is 1 clock): a layer accepts a new sequence every T clocks
+(II = T x the cell's II) and its latency is T + 1. Layers of one model run one after another;
+Dense layers with ReuseFactor > 1 fold as in fold.py, all other layers are combinational
+between them. The design's II is the largest layer II, its latency the sum along its chain.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...config import ConfigWarning
+from ...ir import Graph, GraphError, Node, operands
+from ...naming import comment_line, comment_text
+from ...semantics import lower_node
+from ...semantics.netlist_interp import NetlistLowering
+from ...semantics.recipes_rnn import GATES
+from ...semantics.spec import attr, output_types, spec_of
+from .fold import FoldedDesign, fold_dense, folded_layers, folded_manifest
+from .progress import StepClock
+from .stateful import Machine, Timing, _MachineWriter
+
+#: the state type variables of each recurrent op (h, and the LSTM's c), in the recipe's order
+STATE_VARIABLES = {'SimpleRNN': ('result',), 'LSTM': ('result', 'state'), 'GRU': ('result',)}
+
+
+@dataclass
+class StaticRnnDesign(FoldedDesign):
+    """A model with static recurrent layers: the machine, its timing and {layer: steps} of those layers."""
+
+    recurrent: dict[str, int] = field(default_factory=dict)
+
+
+def static_layers(graph: Graph) -> dict[str, int]:
+    """{name: sequence length} of the recurrent layers whose configuration asks for `Static: True`."""
+    out = {}
+    for node in graph:
+        static = node.config.get('Static', False)
+        if not isinstance(static, (bool, np.bool_)):
+            raise GraphError(f'layer {node.name!r}: Static must be True or False, got {static!r}')
+        if node.op in GATES and static:
+            out[node.name] = int(graph[node.inputs[0]].shape[0])
+    return out
+
+
+def _warn_unfolded(graph: Graph, recurrent: dict[str, int]) -> None:
+    """ReuseFactor / RecurrentReuseFactor > 1 on a static layer: its Verilog cell is not folded (say so)."""
+    keys = ('ReuseFactor', 'RecurrentReuseFactor')
+    folded = [f'{name!r} ({key}={graph[name].config[key]})' for name in recurrent for key in keys
+              if graph[name].config.get(key, 1) != 1]
+    if folded:
+        warnings.warn(f'the Verilog static recurrent cell is not folded (its II is 1 clock, the layer\'s II the '
+                      f'sequence length); these settings are ignored: {", ".join(folded)}', ConfigWarning, stacklevel=4)
+
+
+# ---------------------------------------------------------------------------------------- timers
+class _Timers:
+    """One step counter and done pulse per (start pulse, length): layers started together share them."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m, self.made = m, {}
+
+    def get(self, go: int, steps: int, name: str) -> tuple[int, int, int]:
+        """(count, busy, done) of a counter over `steps` clocks started by `go` (one step: no count)."""
+        key = (go, steps)
+        if key not in self.made:
+            m = self.m
+            if steps == 1:
+                count, busy = m.const(0, 0), m.register(0, 1, 0, reset=0, name=f'{name}_busy')
+                m.connect(busy, go)
+                last = busy
+            else:
+                count, busy, last = m.counter(steps, go, name)
+            done = m.register(0, 1, 0, reset=0, name=f'{name}_done')
+            m.connect(done, last)
+            self.made[key] = (count, busy, done)
+        return self.made[key]
+
+
+def _at_steps(m: Machine, count: int, bits: list[int]) -> int:
+    """A 0/1 signal that is bits[k] in step k (a constant when every step agrees)."""
+    return m.const(bits[0], 0) if len(set(bits)) == 1 else m.flag(count, bits)
+
+
+def _at_frac(m: Machine, s: int, frac: int) -> int:
+    """Signal s at the finer LSB `frac` (a constant stays a constant)."""
+    sig = m[s]
+    return m.const(sig.lo << (frac - sig.frac), frac) if sig.is_const else m.align(s, frac)
+
+
+def _latched(m: Machine, sigs: list[int], go: int, name: str) -> list[int]:
+    """The signals stored at the edge where `go` is high (constants stay constants)."""
+    return [m.latch(s, go, f'{name}{k}') for k, s in enumerate(sigs)]
+
+
+# ---------------------------------------------------------------------------------------- one layer
+def static_rnn(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: int, timers: _Timers,
+               clock: StepClock) -> tuple[tuple, int]:
+    """One static recurrent layer on the machine: (its outputs as the recipe's tuple, its done pulse)."""
+    steps, n_in = graph[node.inputs[0]].shape
+    n = int(attr(node, 'units'))
+    variables = STATE_VARIABLES[node.op]
+    if len(ins) not in (1, 1 + len(variables)):
+        raise GraphError(f'layer {node.name!r}: {node.op} takes the sequence and optionally {len(variables)} '
+                         f'initial state input(s), got {len(ins)} inputs')
+    count, busy, done = timers.get(go, steps, node.name)
+    x = np.asarray(_latched(m, ins[0], go, f'{node.name}_x'), dtype=object).reshape(steps, n_in)
+    order = list(range(steps - 1, -1, -1)) if attr(node, 'go_backwards') else list(range(steps))
+    frac = max(m[s].frac for s in x.flat)
+    x_t = [m.mux(count, [_at_frac(m, x[order[k], i], frac) for k in range(steps)]) for i in range(n_in)]
+    first = _at_steps(m, count, [int(k == 0) for k in range(steps)])
+    regs, state_in = [], []
+    for v, var in enumerate(variables):
+        t = node.types[var]
+        init = _latched(m, ins[1 + v], go, f'{node.name}_{var}0_') if len(ins) > 1 else [m.const(0, t.frac)] * n
+        reg = [m.register(t.min_mantissa, t.max_mantissa, t.frac, None, f'{node.name}_{var}{j}') for j in range(n)]
+        fr = max(t.frac, max(m[s].frac for s in init))
+        state_in.append([m.select(first, _at_frac(m, h0, fr), _at_frac(m, r, fr)) for h0, r in zip(init, reg)])
+        regs.append(reg)
+    with clock.step(f'{node.name} ({node.op}) cell lowered'):
+        out = cell(m, node, [graph[i].result_type for i in node.inputs[:1]], x_t, state_in)
+    for reg, new in zip(regs, out[1:]):
+        for r, s in zip(reg, new):
+            m.connect(r, s, busy)
+    first_out = regs[0]
+    if attr(node, 'return_sequences'):
+        first_out = _collect(m, node, out[0], count, busy, order)
+    return (first_out, *regs), done
+
+
+def cell(m: Machine, node: Node, in_types: list, x_t: list[int], state: list[list[int]]) -> tuple:
+    """One time step: the layer's recipe on a length-1 sequence whose initial state is `state`.
+
+    Returns (the step's output y (n,), new h (n,)[, new c (n,)]) as lists of signals.
+    """
+    run = NetlistLowering(m, node, in_types)
+    obj = [np.asarray(list(s) + [None], dtype=object)[:-1] for s in [x_t] + state]
+    out = spec_of(node).recipe(node, run, obj[0].reshape(1, -1), *obj[1:])
+    return tuple(list(np.asarray(o, dtype=object).ravel()) for o in out)
+
+
+def _collect(m: Machine, node: Node, y: list[int], count: int, busy: int, order: list[int]) -> list[int]:
+    """The output sequence in T x n registers: position p takes y at the step whose output goes there."""
+    steps = len(order)
+    seq = []
+    for pos in range(steps):
+        k = order.index(pos) if attr(node, 'output_order') == 'time' else pos  # 'steps': in the order they ran
+        en = m.both(busy, _at_steps(m, count, [int(c == k) for c in range(steps)]))
+        seq += [m.latch(s, en, f'{node.name}_y{pos}_{j}') for j, s in enumerate(y)]
+    return seq
+
+
+# ---------------------------------------------------------------------------------------- the model
+def static_graph(graph: Graph, clock: StepClock | None = None) -> StaticRnnDesign:
+    """The Machine of a typed graph with static recurrent layers (and possibly folded Dense layers)."""
+    clock = clock or StepClock(None)
+    recurrent, rfs = static_layers(graph), folded_layers(graph)
+    _warn_unfolded(graph, recurrent)
+    m = Machine()
+    timers = _Timers(m)
+    sigs: dict[str, object] = {}
+    when: dict[str, tuple[int, int]] = {}  # tensor -> (the pulse it is valid with, clocks after valid_in)
+    for node in graph:
+        if node.op == 'Input':
+            sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
+            continue
+        starts = {when[i] for i in node.inputs}
+        if len(starts) != 1:
+            raise GraphError(f'layer {node.name!r}: its inputs are valid at different clocks '
+                             f'({sorted(c for _, c in starts)} after valid_in); the stateful Verilog design needs '
+                             'every branch of a merge to pass the same static or folded layers')
+        go, cycle = starts.pop()
+        ins = operands(node, sigs)
+        if node.name in recurrent:
+            sigs[node.name], done = static_rnn(m, node, graph, ins, go, timers, clock)
+            when[node.name] = (done, cycle + recurrent[node.name] + 1)
+        elif node.name in rfs:
+            with clock.step(f'{node.name} ({node.op}) folded'):
+                sigs[node.name], done = fold_dense(m, node, graph, ins[0], go, rfs[node.name])
+            when[node.name] = (done, cycle + rfs[node.name] + 1)
+        else:
+            with clock.step(f'{node.name} ({node.op}) lowered'):
+                in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
+                sigs[node.name] = lower_node(m, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
+                                             ins, in_shapes, True, clock)
+            when[node.name] = (go, cycle)
+    return _finish(m, graph, sigs, when, recurrent, rfs)
+
+
+def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, recurrent: dict, rfs: dict) -> StaticRnnDesign:
+    """Output ports, valid_out and the timing of the machine."""
+    ends = {when[name] for name in graph.outputs}
+    if len(ends) != 1:
+        raise GraphError(f'outputs {graph.outputs} are valid at different clocks '
+                         f'({sorted(c for _, c in ends)} after valid_in); the stateful design needs them at one clock')
+    for name in graph.outputs:
+        node = graph[name]
+        m.add_output(name, node.shape, node.result_type, sigs[name])
+    m.valid_out, latency = ends.pop()
+    m.check()
+    ii = max(list(recurrent.values()) + list(rfs.values()))
+    return StaticRnnDesign(m, Timing(latency, ii, dict(rfs)), recurrent=dict(recurrent))
+
+
+# ---------------------------------------------------------------------------------------- files
+class _StaticWriter(_MachineWriter):
+    """The machine writer with a header naming the static recurrent layers."""
+
+    def __init__(self, d: StaticRnnDesign, top: str) -> None:
+        super().__init__(d.machine, d.timing, top)
+        self.recurrent = d.recurrent
+
+    def _header(self) -> list[str]:
+        lines = super()._header()
+        t = self.timing
+        layers = [f'{comment_text(k)} static, {v} steps' for k, v in self.recurrent.items()]
+        layers += [f'{comment_text(k)} R={v}' for k, v in t.stages.items()]
+        lines[0] = comment_line(f'// {self.top}: generated by fpga4ml. Latency {t.latency} clocks, II {t.ii} ('
+                                + ', '.join(layers) + ').')
+        return lines
+
+
+def static_manifest(model, d: StaticRnnDesign, top: str) -> dict:
+    """manifest.json of a static recurrent design: the folded designs' keys and the static layers."""
+    info = folded_manifest(model, d, top)
+    info['architecture'] = 'static'
+    info['static'] = {name: {'steps': steps, 'cell_ii': 1, 'cell_latency': 1, 'ii': steps, 'latency': steps + 1}
+                      for name, steps in d.recurrent.items()}
+    return info
+
+
+def static_files(model, d: StaticRnnDesign, top: str) -> tuple[dict[str, str], dict]:
+    """({file name: Verilog text}, manifest) of a static recurrent design."""
+    m = d.machine
+    m.check()
+    return {f'{top}.v': _StaticWriter(d, top).write()}, static_manifest(model, d, top)
+
+
+__all__ = ['STATE_VARIABLES', 'StaticRnnDesign', 'cell', 'static_files', 'static_graph', 'static_layers',
+           'static_manifest', 'static_rnn']
