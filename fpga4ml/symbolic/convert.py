@@ -71,8 +71,8 @@ def build_graph(expr, n_symbols=None, lut_functions=None, use_built_in_lut_funct
 
 
 def _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision, table_size, lut_rounding,
-           equation) -> tuple[Graph, dict, dict[int, str]]:
-    """build_graph's graph and config, and the sub-expression each instruction computes {index: text}."""
+           equation) -> tuple[Graph, dict, dict]:
+    """build_graph's graph and config, and the sub-expression each instruction computes {index: sympy expr}."""
     luts = lut_specs(lut_functions, table_size, lut_rounding)
     available = {**function_table(table_size, lut_rounding, use_built_in_lut_functions), **luts}
     lut_names = [n for n in available if n not in TABLE_FUNCTIONS and n != 'inv']
@@ -100,11 +100,11 @@ def _build(expr, n_symbols, lut_functions, use_built_in_lut_functions, precision
     config = {'Model': {'Precision': prec.default, 'ReuseFactor': 1},
               'LayerName': {INPUT_NAME: {'Precision': {'result': prec.of('input')}},
                             LAYER_NAME: {'Precision': {'result': prec.of('result')}}}}
-    sources = {k: str(e) for e, k in builder.memo.items() if not isinstance(e, tuple)}
+    sources = {k: e for e, k in builder.memo.items() if not isinstance(e, tuple)}  # printed only in an error
     return g, config, sources
 
 
-def check_verilog_widths(model, sources: dict[int, str]) -> None:
+def check_verilog_widths(model, sources: dict) -> None:
     """Lower and schedule the Expression once (the Verilog design, cached on the model and reused by write(),
     estimate() and the RTL simulation); a value too wide for the Verilog back end is an error naming it.
 
@@ -130,7 +130,7 @@ def check_verilog_widths(model, sources: dict[int, str]) -> None:
         if not wide:
             raise
         bits, k = min(wide, key=lambda w: w[1])  # the first one: the others are built on it
-        sub = sources[k]
+        sub = str(sources[k])
         raise ValueError(
             f'layer {LAYER_NAME!r}: the sub-expression {sub} needs {bits} bits exactly, more than the '
             f'{MAX_SIGNAL_BITS} bits of a Verilog signal (the HLS back ends compute it exactly); narrow its operands: '
