@@ -165,3 +165,22 @@ def test_causal_attention_masks_later_keys(tmp_path):
                                   hls.predict_mantissas(xs[:30])['mha'])
     unmasked = keras_to_graph(keras.Model(x, keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(h, h)))
     assert unmasked.nodes[-3].op == 'Softmax'  # negative control: without the mask, the plain softmax
+
+
+def test_layernorm_input_width_limit(tmp_path):
+    """A 26-bit input over 8 values is the widest whose exact sum of squares fits (accurate for variances 1e-3
+    to 1e3); a 32-bit input is refused naming the layer, the input type and the widest accepted width."""
+    x = keras.Input((4, 8), name='x')
+    model = keras.Model(x, keras.layers.LayerNormalization(name='ln')(x))
+    randomize_norms(model)
+    rng = np.random.default_rng(2)
+    xs = (rng.normal(0, 1, (400, 4, 8)) * np.sqrt(10.0 ** rng.uniform(-3, 3, (400, 4, 1)))).astype(np.float32)
+    config = {'Model': {'Precision': 'fixed<20,6,RND,SAT>'}, 'LayerName': {'x': {'Precision': 'fixed<26,13>'}}}
+    hls = convert_from_keras_model(model, hls_config=config, output_dir=str(tmp_path / 'w26'), backend='Vitis')
+    quantized = hls.graph['x'].result_type.to_float(hls.graph['x'].result_type.quantize(xs))
+    assert np.max(np.abs(hls.predict(xs) - model.predict(quantized, verbose=0))) < 4e-3
+    config['LayerName']['x']['Precision'] = 'fixed<32,16>'
+    with pytest.raises(GraphError, match=r"layer 'ln': LayerNorm over 8 values of the input type fixed<32,16>: the "
+                                         r"exact sum of squares n\^3 var needs 73 bits.*at most 63 are supported. "
+                                         r"Narrow the input to at most 26 bits"):
+        convert_from_keras_model(model, hls_config=config, output_dir=str(tmp_path / 'w32'), backend='Vitis')

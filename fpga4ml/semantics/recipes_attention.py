@@ -50,7 +50,7 @@ def _normalized(node, p, d, q, n: int, lead: tuple[int, ...]):
     """d_i * sqrt(n) / sqrt(q + E) in fixed point: V normalised by conditional shifts, then the table."""
     eps = float(attr(node, 'epsilon'))
     p.type('table', rsqrt_table_type(n))
-    table = p.tables(lambda nd, in_types: build_rsqrt_table(nd, q, n, eps))['rsqrt']
+    table = p.tables(lambda nd, in_types: build_rsqrt_table(nd, q, n, eps, in_types[0]))['rsqrt']
     v_frac = table.u_frac - table.window
     v = p.label(p.add(q, p.const(Const(np.asarray(table.eps_mantissa), v_frac))), 'variance')
     u = p.shift(v, -table.window)  # [0, 1): the mantissas stay

@@ -76,11 +76,28 @@ def layout(v_max: int, v_frac: int) -> tuple[int, int, tuple[int, ...]]:
     return window, u_frac, stages
 
 
-def build_rsqrt_table(node: Node, q: Interval, n: int, epsilon: float) -> None:
-    """Build node.attrs['tables']['rsqrt'] from the exact bounds of sum(d_i^2) (`q`)."""
+#: the most fractional bits of the normalised variance u (an unsigned int64 mantissa, as every exact value)
+MAX_U_BITS = 63
+
+
+def _widest_input(n: int, e: int, q_frac: int) -> int:
+    """The widest input type (any split of integer and fractional bits at the same LSB) whose worst-case
+    sum of squares n^3 (2^w - 1)^2 + E still gives a normalised variance of at most MAX_U_BITS bits."""
+    fits = [w for w in range(1, 64) if layout(n ** 3 * ((1 << w) - 1) ** 2 + e, q_frac)[1] <= MAX_U_BITS]
+    return max(fits, default=0)
+
+
+def build_rsqrt_table(node: Node, q: Interval, n: int, epsilon: float, in_type: FixedType | None = None) -> None:
+    """Build node.attrs['tables']['rsqrt'] from the exact bounds of sum(d_i^2) (`q`); a GraphError names the
+    layer, its input type and the widest accepted one when the exact values pass 63 bits."""
     table_t: FixedType = node.types['table']
     e = eps_mantissa(node, n, epsilon, q.frac)
     window, u_frac, stages = layout(q.max + e, q.frac)
+    if u_frac > MAX_U_BITS:
+        raise GraphError(f'layer {node.name!r}: LayerNorm over {n} values of the input type {in_type}: the exact '
+                         f'sum of squares n^3 var needs {int(q.max + e).bit_length()} bits, its normalised form '
+                         f'{u_frac}; at most {MAX_U_BITS} are supported. Narrow the input to at most '
+                         f'{_widest_input(n, e, q.frac)} bits (e.g. a Quantize or a narrower result type before it)')
     bits = min(table_bits(node), u_frac)
     index = FixedType(bits, 0, False, 'TRN', 'SAT')
     a = np.arange(1 << bits, dtype=np.float64)
