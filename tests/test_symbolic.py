@@ -532,7 +532,8 @@ def test_saved_model_round_trip(tmp_path):
 
 
 def test_verilog_lowered_once_and_reused_by_write(tmp_path, monkeypatch):
-    """The conversion's width check lowers the expression; write() and estimate() reuse that design."""
+    """The conversion's width check lowers the expression; write() and estimate() reuse that design, a config
+    change lowers it again."""
     import sys
 
     design_module = sys.modules['fpga4ml.backends.verilog.design']
@@ -544,3 +545,8 @@ def test_verilog_lowered_once_and_reused_by_write(tmp_path, monkeypatch):
     model.write()
     model.estimate()
     assert len(calls) == 1 and (tmp_path / 'v' / 'myproject.v').exists()
+    model.set_layer_setting('expr1', 'Trace', True)  # any config change: lowered again
+    model.write()
+    assert len(calls) == 2
+    model.write()
+    assert len(calls) == 2
