@@ -163,6 +163,11 @@ def scan(p, step: Callable, xs, init, state_types, reverse: bool = False, ys_ord
     """
     if ys_order not in YS_ORDERS:
         raise GraphError(f'layer {p.node.name!r}: scan ys_order {ys_order!r} is not one of {YS_ORDERS}')
+    fused = getattr(p, 'fused_scan', None)  # an interpreter may run the whole loop at once (numpy: numba)
+    if fused is not None:
+        done = fused(step, xs, init, state_types, reverse, ys_order)
+        if done is not None:
+            return done
     single = not isinstance(xs, tuple)
     seqs = (xs,) if single else xs
     state, state_types = tuple(init), tuple(state_types)

@@ -19,6 +19,7 @@ from ..fixed import FixedType
 from ..intervals import Interval, trunc_div
 from ..ir import GraphError, Node
 from ..emulator import fast
+from . import compose
 from .accumulate import accumulate_plan, cast, cast_plan, cast_wide, matvec, numba_args
 from .bounds import Bounds
 from .primitives import INT_EXACT_BITS, LOWEST, Const, batch_axis
@@ -77,6 +78,8 @@ class NumpyProgram:
 
     #: casts round and saturate (the float interpreter's are the identity)
     quantized = True
+    #: run a scan as one fused numba program (`fused_scan`) where it can; False: step by step
+    fuse_scans = True
 
     def __init__(self, node: Node, in_types: list[FixedType], in_ivs: list[Interval]):
         self.b = Bounds(node, in_types)
@@ -128,6 +131,76 @@ class NumpyProgram:
                 regs[slot] = fn(*[regs[a] for a in args], stats)
             return regs[out]
         return run
+
+    # ------------------------------------------------------------------ scan dispatch
+    def fused_scan(self, step: Callable, xs, init, state_types, reverse: bool = False, ys_order: str = 'time'):
+        """compose.scan as one step running fast.ScanMachine's fused program (every time step in one numba
+        call), or None (the caller unrolls the scan step by step) where the machine cannot run it.
+
+        The machine records the same recipe step on the same bounds; tracing (overflow counts) runs
+        the step-by-step program, built on first use.
+        """
+        if not (self.fuse_scans and fast.available()):
+            return None
+        seqs = xs if isinstance(xs, tuple) else (xs,)
+        values = list(seqs) + list(init)
+        fixed = [self._const_values(v) for v in values]
+        if fixed[0] is not None:
+            return None
+        machine = fast.ScanMachine(self.node, self.b)
+        try:
+            ms = [machine.input(v.iv) if c is None else machine.const(Const(c, v.iv.frac)) for v, c in zip(values, fixed)]
+            mxs = tuple(ms[:len(seqs)]) if isinstance(xs, tuple) else ms[0]
+            ys, state = compose.scan(machine, step, mxs, ms[len(seqs):], state_types, reverse, ys_order)
+            outs = ([] if ys is None else [ys]) + list(state)
+            program = machine.compile(outs)
+        except fast.Unfusable:
+            return None
+        args = [v for v, c in zip(values, fixed) if c is None]
+        reference = self._scan_reference(step, args, [c is None for c in fixed], values, isinstance(xs, tuple),
+                                         (state_types, reverse, ys_order))
+        shapes = [tuple(o.iv.lo.shape) for o in outs]
+        ends = np.cumsum([0] + [int(np.prod(sh, dtype=np.int64)) for sh in shapes])
+
+        def run(*ms_st):
+            *arrays, st = ms_st
+            if st is not None:
+                return reference(arrays, st)
+            flat = program(arrays)
+            return tuple(flat[:, a:b].reshape((len(flat),) + sh) for a, b, sh in zip(ends[:-1], ends[1:], shapes))
+        packed = self._emit(run, args)
+        syms = [self._emit(lambda t, st, k=k: t[k], [packed], o.iv) for k, o in enumerate(outs)]
+        return (None if ys is None else syms[0]), tuple(syms[len(syms) - len(state):])
+
+    def _const_values(self, x: Sym) -> np.ndarray | None:
+        """The int64 values of a constant Sym (one sample), or None."""
+        if x.lazy is not None or x.affine is not None or not self.is_const[x.slot]:
+            return None
+        v = self.regs[x.slot]
+        return v[0] if isinstance(v, np.ndarray) and v.dtype == np.int64 else None
+
+    def _scan_reference(self, step, args: list, is_input: list, values: list, tuple_xs: bool, how: tuple):
+        """The step-by-step scan as a function ``(arrays, stats) -> outputs``, built when first called."""
+        built = []
+        state_types, reverse, ys_order = how
+        n_seqs = len(values) - len(state_types)
+
+        def build():
+            child = NumpyProgram(self.node, self.in_types, [a.iv for a in args])
+            child.fuse_scans = False
+            inputs = iter(child.inputs)
+            vals = [next(inputs) if is_in else child.const(Const(self._const_values(v), v.iv.frac))
+                    for v, is_in in zip(values, is_input)]
+            xs = tuple(vals[:n_seqs]) if tuple_xs else vals[0]
+            ys, state = compose.scan(child, step, xs, vals[n_seqs:], state_types, reverse, ys_order)
+            outs = ([] if ys is None else [ys]) + list(state)
+            return child.kernel(child._emit(lambda *v: v[:-1], outs))
+
+        def reference(arrays, stats):
+            if not built:
+                built.append(build())
+            return built[0](list(arrays), stats)
+        return reference
 
     # ------------------------------------------------------------------ constants and resolution
     def param(self, values, auto, store: str | None = None) -> Const:
