@@ -7,8 +7,8 @@ praq with its hard-sigmoid affine, recurrent rhq, weights' bits); 2,000 float32 
 (the input quantizers wrap or saturate). The emulator equals model(x) exactly; the Verilog
 netlist (interpreted, no simulator) equals the emulator; negative controls: one recurrent weight
 moved by an LSB, and one element of the state quantizer one fractional bit coarser, break the equality.
-Slow: the Verilator RTL equals HGQ2; the HLS C simulation does not yet (strict xfail: emit_rnn.py
-ignores the in-cell quantizers).
+Slow: the Verilator RTL equals HGQ2; the HLS C simulation equals HGQ2 and the emulator (emit_rnn.py writes
+the in-cell quantizers), with a negative control (a state quantizer element one fractional bit coarser).
 """
 
 from __future__ import annotations
@@ -164,10 +164,34 @@ def test_verilator_bit_identical_with_hgq2(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="emit_rnn.py does not emit attrs['quantizers'] (HGQ2's in-cell quantizers) yet")
-def test_hls_csim_bit_identical_with_hgq2(tmp_path):
+@pytest.mark.parametrize('case', ['gru', 'simple_rnn_relu_sq_backwards_dense'])
+def test_hls_csim_bit_identical_with_hgq2(case, tmp_path):
+    """The HLS C simulation (emit_rnn.py writes the in-cell quantizers) equals HGQ2 and the emulator on 2,000
+    sequences scaled x4; the control: one element of the state quantizer one fractional bit coarser."""
     _tools_or_skip('g++')
-    model, _ = build('gru')
-    x = inputs()[:300]
-    converted = fpga4ml.convert_from_keras_model(model, output_dir=str(tmp_path))
-    assert np.array_equal(converted.predict(x, sim='csim'), hgq(model, x))
+    model, _ = build(case)
+    x = inputs()
+    want = hgq(model, x)
+    converted = fpga4ml.convert_from_keras_model(model, output_dir=str(tmp_path / 'ok'))
+    got = converted.predict(x, sim='csim')
+    assert np.array_equal(got, want), int(np.sum(got != want))
+    assert np.array_equal(got, converted.predict(x))
+    g = keras_to_graph(model)
+    cell = next(n for n in g if n.op in ('SimpleRNN', 'GRU'))
+    cell.attrs['quantizers']['state']['f'][0] -= 1
+    coarser = convert_graph(g, output_dir=str(tmp_path / 'bad'))
+    assert not np.array_equal(coarser.predict(x, sim='csim'), want)
+
+
+def test_hls_writes_every_quantizer_point(tmp_path):
+    """The C++ of a QGRU and a QSimpleRNN has one quantizer function per point the layer has, each used."""
+    for case, points in (('gru', ('state', 'gates', 'recurrent_h', 'candidate')),
+                         ('simple_rnn_relu_sq_backwards_dense', ('state', 'pre_activation'))):
+        model, _ = build(case)
+        converted = fpga4ml.convert_from_keras_model(model, output_dir=str(tmp_path / case))
+        cell = next(n for n in converted.graph if n.op in ('SimpleRNN', 'GRU'))
+        assert sorted(cell.attrs['quantizers']) == sorted(points)
+        converted.write()
+        cpp = (tmp_path / case / 'firmware' / f'{converted.project_name}.cpp').read_text()
+        for point in points:
+            assert cpp.count(f'_q_{point}(') >= 2, point  # its definition and a call

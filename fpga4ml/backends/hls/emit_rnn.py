@@ -28,8 +28,10 @@ import numpy as np
 
 from ...fixed import FixedType
 from ...folding import checked_reuse_factor, layer_strategy, valid_reuse_factors
+from ...intervals import Interval, type_for
 from ...ir import GraphError, Node
-from ...semantics.recipes_rnn import GATES, table_keys
+from ...semantics.params import element_groups, enclosing_type
+from ...semantics.recipes_rnn import GATES, QUANTIZER_POINTS, table_keys
 from ...semantics.spec import attr
 from .emit import Context, Port, address, arg_names, constant, from_bits, header, label, signature, table_arrays
 
@@ -65,6 +67,53 @@ class _Code:
                                  f'{label(node)}: 2^{table.shift}')
                 scale = f' * {from_bits(st, "1")}'
             self.tables[key] = (it, tt, arr, scale, table)
+        #: HGQ2's in-cell quantizers: point -> (function, its result type); their definitions
+        self.quantizers: dict[str, tuple[str, str]] = {}
+        self.helpers: list[str] = []
+        sizes = {'gates': 2 * self.n}
+        for point, spec in sorted((node.attrs.get('quantizers') or {}).items()):
+            self.quantizers[point] = self.quantizer(point, spec, sizes.get(point, self.n))
+
+    def quantizer(self, point: str, spec: dict, n: int) -> tuple[str, str]:
+        """(name, result type) of `name(j, v)`: element j of v cast into its own type (recipes_rnn.quantize_at),
+        then HGQ2's exact affine y * 2^e + m * 2^-f where the point has one; pruned elements are 0."""
+        ctx, node = self.ctx, self.node
+        where = f"layer {node.name!r}: the HLS back end does not write HGQ2's in-cell quantizers of a {node.op} "
+        if point not in QUANTIZER_POINTS.get(node.op, ()) or not all(k in spec for k in ('k', 'i', 'f')):
+            raise GraphError(where + f"({[point]}): point {point!r} needs per-element 'k', 'i', 'f' types at one of "
+                             f'{list(QUANTIZER_POINTS.get(node.op, ()))}')
+        groups = element_groups(Node(f'{node.name}_{point}', 'Quantize', [], (n,), attrs={'element_types': spec}))
+        y_t = enclosing_type([t for t, _ in groups if t is not None])
+        y = ctx.typedef(node, f'q_{point}_value', y_t, f'{label(node)}: quantizer {point}, any element exactly')
+        cases = []
+        for g, (t, idx) in enumerate(groups):
+            value = f'({ctx.typedef(node, f"q_{point}_{g}", t)}) v' if t is not None else '0'
+            labels = ' '.join(f'case {int(j)}:' for j in idx)
+            cases.append(f'    {labels} y = {value}; break;' if t is not None else f'    {labels} y = 0; break;  // pruned')
+        result, body = y, []
+        if spec.get('affine') is not None:
+            e, m, f = (int(a) for a in spec['affine'])
+            result = ctx.typedef(node, f'q_{point}', _affine_type(y_t, e, m, f),
+                                 f'{label(node)}: quantizer {point} after y * 2^{e} + {m} * 2^-{f}')
+            scale = ctx.typedef(node, f'q_{point}_scale', FixedType(1, e + 1, False), f'{label(node)}: 2^{e}')
+            declaration, shift = constant(ctx, node, f'q_{point}_shift', m, f)
+            body = [f'    {declaration}', f'    return ({result})(y * {from_bits(scale, "1")} + {shift});']
+        name = ctx.names.new(f'{ctx.idents[node.name]}_q_{point}')
+        self.helpers.append('\n'.join(
+            [f'// {label(node)}: HGQ2 quantizer {point!r}, each of the {n} elements cast into its own type',
+             f'template <class T> static {result} {name}(int j, T v) {{', '    #pragma HLS INLINE', f'    {y} y;',
+             '    switch (j) {'] + cases + ['    default: y = 0;', '    }'] + (body or ['    return y;']) + ['}', '']))
+        return name, result
+
+    def quantize(self, point: str, index: str, value: str) -> str:
+        """C expression: `value` through the quantizer `point` (element `index`), or `value` without one."""
+        if point not in self.quantizers:
+            return value
+        return f'{self.quantizers[point][0]}({index}, {value})'
+
+    def qtype(self, point: str, default: str) -> str:
+        """The C type of values after the quantizer `point` (`default` without one)."""
+        return self.quantizers[point][1] if point in self.quantizers else default
 
     def weight(self, name: str, index: str) -> str:
         ctype, array = self.w[name]
@@ -106,6 +155,13 @@ class _Code:
         return [f'{it} {var}_idx = ({it})({value}{scale});', f'{into} {var} = ({into}) {entry};']
 
 
+def _affine_type(y_t: FixedType, e: int, m: int, f: int) -> FixedType:
+    """The narrowest type holding y * 2^e + m * 2^-f for every y of type y_t."""
+    frac = max(y_t.frac - e, f)
+    ends = [(v << (frac - y_t.frac + e)) + (m << (frac - f)) for v in (y_t.min_mantissa, y_t.max_mantissa)]
+    return type_for(Interval.of_values(np.asarray(ends, dtype=object), frac))
+
+
 def _loop(var: str, n: int, body: list[str], indent: str) -> list[str]:
     return ([f'{indent}for (int {var} = 0; {var} < {n}; {var}++) {{', f'{indent}    #pragma HLS UNROLL']
             + [f'{indent}    {s}' for s in body] + [f'{indent}}}'])
@@ -129,34 +185,48 @@ def _lstm_step(c: _Code, ind: str) -> list[str]:
     return lines + _loop('j', n, body, ind)
 
 
+def _quantized_state(c: _Code, ind: str) -> tuple[str, list[str]]:
+    """(the array the step reads h from, its statements): h through HGQ2's state quantizer, if any."""
+    if 'state' not in c.quantizers:
+        return 'h', []
+    return 'qh', _declare(c.qtype('state', ''), 'qh', c.n, ind) + _loop('j', c.n, [f'qh[j] = {c.quantize("state", "j", "h[j]")};'], ind)
+
+
 def _gru_step(c: _Code, ind: str) -> list[str]:
     n, acc, res = c.n, c.acc, c.out.ctype
     reset_after = bool(attr(c.node, 'reset_after'))
     width = 3 * n if reset_after else 2 * n
-    lines = _declare(acc, 'rec', width, ind) + c.recurrent('rec', 'h', 0, width, ind)
-    lines += _declare(acc, 'zr', 2 * n, ind)
+    hq, lines = _quantized_state(c, ind)
+    lines += _declare(acc, 'rec', width, ind) + c.recurrent('rec', hq, 0, width, ind)
+    lines += _declare(c.qtype('gates', acc), 'zr', 2 * n, ind)
     lines += _loop('k', 2 * n, [f'{acc} s = ({acc})(a[{c.arow}k] + rec[k]);']
-                   + c.activate('ract', 'recurrent_activation', 's', acc, 'g') + ['zr[k] = g;'], ind)
+                   + c.activate('ract', 'recurrent_activation', 's', acc, 'g')
+                   + [f'zr[k] = {c.quantize("gates", "k", "g")};'], ind)
     z, r = ('zr[j]', f'zr[{n} + j]') if attr(c.node, 'gate_order') == 'zrh' else (f'zr[{n} + j]', 'zr[j]')
     lines += _declare(acc, 'q', n, ind)
     if reset_after:
-        lines += _loop('j', n, [f'q[j] = ({acc})({r} * rec[{2 * n} + j]);'], ind)
+        lines += _loop('j', n, [f'q[j] = ({acc})({r} * {c.quantize("recurrent_h", "j", f"rec[{2 * n} + j]")});'], ind)
     else:
-        lines += _declare(res, 'rh', n, ind) + _loop('j', n, [f'rh[j] = ({res})({r} * h[j]);'], ind)
+        rh = (f'rh[j] = {c.quantize("recurrent_h", "j", f"{r} * {hq}[j]")};' if 'recurrent_h' in c.quantizers
+              else f'rh[j] = ({res})({r} * {hq}[j]);')
+        lines += _declare(c.qtype('recurrent_h', res), 'rh', n, ind) + _loop('j', n, [rh], ind)
         lines += c.folded(c.dense('q', 'rh', '', n, 'recurrent_kernel', 'recurrent_bias', 2 * n, 3 * n, ind), n * n,
                           c.rrf, ind)
     body = [f'{acc} u = ({acc})(a[{c.arow}{2 * n} + j] + q[j]);']
     body += c.activate('act', 'activation', 'u', acc, 'hc')
-    body.append(f'h[j] = ({res})(hc * (one - {z}) + h[j] * {z});')
+    body.append(f'h[j] = ({res})({c.quantize("candidate", "j", "hc")} * (one - {z}) + {hq}[j] * {z});')
     return lines + _loop('j', n, body, ind)
 
 
 def _simple_rnn_step(c: _Code, ind: str) -> list[str]:
     n, acc = c.n, c.acc
-    lines = _declare(acc, 'rec', n, ind) + c.recurrent('rec', 'h', 0, n, ind)
+    hq, lines = _quantized_state(c, ind)
+    lines += _declare(acc, 'rec', n, ind) + c.recurrent('rec', hq, 0, n, ind)
     body = [f'{acc} s = ({acc})(a[{c.arow}j] + rec[j]);']
-    body += c.activate('act', 'activation', 's', c.out.ctype, 'hn') + ['h[j] = hn;']
-    return lines + _loop('j', n, body, ind)
+    if 'pre_activation' in c.quantizers:
+        body.append(f'{c.qtype("pre_activation", acc)} sq = {c.quantize("pre_activation", "j", "s")};')
+    body += c.activate('act', 'activation', 'sq' if 'pre_activation' in c.quantizers else 's', c.out.ctype, 'hn')
+    return lines + _loop('j', n, body + ['h[j] = hn;'], ind)
 
 
 STATE_UPDATES = {'LSTM': "c' = (state_t)(g*i + c*f); h' = (result_t)(o * (accum_t) act(c'))",
@@ -276,14 +346,10 @@ def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
 
 def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     """A SimpleRNN/LSTM/GRU layer, static (one cell called per step) or not (the steps unrolled)."""
-    quantizers = node.attrs.get('quantizers')
-    if quantizers:  # refused rather than written without them (the C simulation would differ from the emulator)
-        raise GraphError(f"layer {node.name!r}: the HLS back end does not write HGQ2's in-cell quantizers of a "
-                         f'{node.op} ({sorted(quantizers)}) yet; the emulator and the Verilog back end compute them')
     code = _Code(ctx, node, out)
     steps, n_in = ins[0].shape
     names = arg_names(len(ins))
-    before: list[str] = []
+    before: list[str] = list(code.helpers)
     if code.static:
         ctx.folded.add(node.name)  # a rolled loop: the io_parallel top becomes a DATAFLOW pipeline
         cell, definition = _cell_function(code, ins[0])
