@@ -67,7 +67,7 @@ def _design(model, clock: StepClock):
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     elif static_layers(model.graph):  # Static: True recurrent layers: one cell, state registers (rnn_static.py)
-        result = static_graph(model.graph, clock)
+        result = static_graph(model.graph, clock, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     elif folded_layers(model.graph):  # ReuseFactor > 1 (validated): multiply-accumulate folding (fold.py)
         result = fold_graph(model.graph, clock)
