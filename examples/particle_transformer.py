@@ -167,7 +167,10 @@ def _sublayers(mha) -> dict:
 
 def copy_weights(model, net) -> None:
     """Copy the trained PyTorch weights into a Keras or HGQ2 copy (layers named as in build_keras_model)."""
+    names = {layer.name for layer in model.layers}
     for name, values in keras_weights(net).items():
+        if name not in names:  # a copy without LayerNorms
+            continue
         layer = model.get_layer(name)
         layer.kernel.assign(values[0]) if hasattr(layer, 'kernel') else layer.gamma.assign(values[0])
         layer.bias.assign(values[1]) if hasattr(layer, 'kernel') else layer.beta.assign(values[1])
@@ -198,9 +201,10 @@ def build_keras_model():
     return keras.Model(x, L.Dense(len(CLASSES), name='head')(p))
 
 
-def build_hgq_model():
+def build_hgq_model(layer_norm: bool = True):
     """The transformer in HGQ2 0.2 (kif activations of 1 + HGQ_INTEGER + HGQ_FRACTION bits, kbi weights of
-    HGQ_WEIGHT_BITS bits, saturating); LayerNormalization is Keras' (HGQ2 has none)."""
+    HGQ_WEIGHT_BITS bits, saturating); LayerNormalization is Keras' (HGQ2 has none); layer_norm=False leaves
+    the four LayerNorms out (hls4ml 1.3.0 cannot build an HGQ2 model with one: bench_transformer.py)."""
     import keras
     from hgq.config import LayerConfigScope, QuantizerConfigScope
     from hgq.layers import QAdd, QDense, QGlobalAveragePooling1D, QMultiHeadAttention
@@ -212,19 +216,23 @@ def build_hgq_model():
           LayerConfigScope(enable_ebops=False)):
         x = keras.Input((PARTICLES, FEATURES), name='particles')
         h = QDense(EMBED, name='embed')(x)
+        def norm(h, name: str):  # axis 2: the only axis hls4ml 1.3.0 takes from Keras 3
+            return L.LayerNormalization(axis=2, epsilon=1e-5, name=name)(h) if layer_norm else h
+
         for k in range(BLOCKS):
-            n = L.LayerNormalization(axis=2, epsilon=1e-5, name=f'ln{k}a')(h)  # axis 2: hls4ml's Keras 3 rule
-            h = QAdd(name=f'add{k}a')([h, QMultiHeadAttention(HEADS, EMBED // HEADS, fuse='none', name=f'mha{k}')(n, n)])
-            n = L.LayerNormalization(axis=2, epsilon=1e-5, name=f'ln{k}b')(h)
+            n = norm(h, f'ln{k}a')
+            mha = QMultiHeadAttention(HEADS, EMBED // HEADS, fuse='none', name=f'mha{k}')
+            h = QAdd(name=f'add{k}a')([h, mha(n, n)])
+            n = norm(h, f'ln{k}b')
             m = QDense(EMBED, name=f'mlp{k}b')(QDense(MLP, activation='relu', name=f'mlp{k}a')(n))
             h = QAdd(name=f'add{k}b')([h, m])
         out = QDense(len(CLASSES), name='head')(QGlobalAveragePooling1D(name='mean')(h))
     return keras.Model(x, out)
 
 
-def keras_copy(net, builder):
-    """A Keras/HGQ2 copy with the trained weights."""
-    model = builder()
+def keras_copy(net, builder, **options):
+    """A Keras/HGQ2 copy with the trained weights (options go to the builder)."""
+    model = builder(**options)
     copy_weights(model, net)
     return model
 
@@ -272,14 +280,15 @@ def report_16bit(net, x, y, out: Path, csim: bool) -> None:
           f'agreement with float {100 * np.mean(p_fixed.argmax(1) == p_float.argmax(1)):.2f} %, max |fixed - float| '
           f'{np.max(np.abs(p_fixed - p_float)):.4f} (emulator: {len(x) / seconds:,.0f} jets/s)')
     p_torch = np.asarray(convert_torch(net, CONFIG_16, str(out / 'torch16')).predict(x))
-    print(f'PyTorch-built copy == Keras-built copy (emulator outputs), bit for bit, on {100 * same_rows(p_torch, p_fixed):.2f} '
-          f'% of {len(x)} jets')
+    print(f'PyTorch-built copy == Keras-built copy (emulator outputs), bit for bit, on '
+          f'{100 * same_rows(p_torch, p_fixed):.2f} % of {len(x)} jets')
     import torch
     with torch.no_grad():  # negative control: one classifier bias moved by 1/16 (64 LSBs of fixed<16,6>)
         net.head.bias[0] += 1 / 16
         moved = np.asarray(convert_torch(net, CONFIG_16, str(out / 'torch16_moved')).predict(x))
         net.head.bias[0] -= 1 / 16
-    print(f'control: the PyTorch copy with one bias moved equals the Keras copy on {100 * same_rows(moved, p_fixed):.2f} %')
+    print(f'control: the PyTorch copy with one bias moved equals the Keras copy on '
+          f'{100 * same_rows(moved, p_fixed):.2f} %')
     if csim:
         check_csim(hls, x, p_fixed, '16-bit Keras copy')
 
@@ -301,7 +310,8 @@ def report_hgq(net, x, y, out: Path, csim: bool, verilog: bool, verilator: bool)
     hls = convert_keras(hm, {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}}, str(out / 'hgq'))
     p_fixed = np.asarray(hls.predict(x))
     print(f'HGQ2 copy ({HGQ_WEIGHT_BITS}-bit weights, fixed<{1 + HGQ_INTEGER + HGQ_FRACTION},{1 + HGQ_INTEGER}> '
-          f'values, LayerNorm at fixed<16,6>): HGQ2 accuracy {accuracy(p_hgq, y):.2f} %, fpga4ml {accuracy(p_fixed, y):.2f} %, '
+          f'values, LayerNorm at fixed<16,6>): HGQ2 accuracy {accuracy(p_hgq, y):.2f} %, '
+          f'fpga4ml {accuracy(p_fixed, y):.2f} %, '
           f'argmax agreement with HGQ2 {100 * np.mean(p_fixed.argmax(1) == p_hgq.argmax(1)):.2f} %, '
           f'with float {100 * np.mean(p_fixed.argmax(1) == torch_logits(net, x).argmax(1)):.2f} %, same bits as HGQ2 '
           f'(which computes LayerNorm in float) on {100 * same_rows(p_fixed, p_hgq):.2f} %')
