@@ -77,6 +77,8 @@ OPS: dict[str, str] = {
     'inv_table',
     'BiasAdd': 'y = x + bias, a constant broadcast to the node\'s shape (recipes_attention.py); weights: bias; '
     'types: bias, result',
+    'TableDense': 'sums of per-element tables, HGQ2\'s QEinsumDenseT (recipes_attention.py); attrs: gather, index_types, '
+    'entries, entry_types, sum_index; types: result',
 }
 
 #: Activation functions computed without tables (comparators, shifts, constant products).

@@ -16,8 +16,8 @@ keras = pytest.importorskip('keras')
 hgq = pytest.importorskip('hgq')
 
 from hgq.config import QuantizerConfigScope  # noqa: E402
-from hgq.layers import (QEinsum, QEinsumDense, QEinsumDenseBatchnorm, QLinformerAttention,  # noqa: E402
-                        QMultiHeadAttention)
+from hgq.layers import (QEinsum, QEinsumDense, QEinsumDenseBatchnorm, QEinsumDenseT,  # noqa: E402
+                        QLinformerAttention, QLinformerAttentionT, QMultiHeadAttention, QMultiHeadAttentionT)
 
 from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
 from fpga4ml.convert import convert_from_keras_model  # noqa: E402
@@ -247,5 +247,81 @@ def test_linformer_and_batchnorm_csim_and_netlist_compute_the_emulator_bits(tmp_
     hls.compile(sim='csim')
     assert_bit_identical(hls, xs)
     moved(model.get_layer('lin')._lin_v_proj)  # negative control: the emulator of a moved weight differs
+    other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
+    assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])
+
+
+def moved_subnet(layer) -> None:
+    """Move the largest weight of a QEinsumDenseT's sub-network by 0.5 (a negative control)."""
+    w = layer.module.weights[0]
+    values = keras.ops.convert_to_numpy(w).copy()
+    values.flat[np.argmax(np.abs(values))] += 0.5
+    w.assign(values)
+
+
+def test_qeinsumdenset_is_bit_identical_to_hgq2(tmp_path):
+    """QEinsumDenseT (one small network per input/output pair, read as tables), with per-element input
+    quantizers of which a fifth are pruned, and a second one with batch_norm=True."""
+    keras.utils.set_random_seed(1)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5))
+        h = QEinsumDenseT('abc,cde->abde', output_shape=(4, 2, 3), bias_axes='de', name='t')(x)
+        h = QEinsumDenseT('abde,bdf->afe', output_shape=(3, 3), bias_axes='f', batch_norm=True, name='bn')(h)
+        model = keras.Model(x, h)
+    rng = np.random.default_rng(0)
+    iq = {w.path.rsplit('/', 1)[-1]: w for w in model.get_layer('t').iq.weights}
+    bits = {k: keras.ops.convert_to_numpy(iq[k]) for k in ('i', 'f')}
+    bits = {k: v + rng.integers(-1, 2, v.shape).astype(v.dtype) for k, v in bits.items()}
+    pruned = rng.random(bits['i'].shape) < 0.2
+    bits['i'][pruned], bits['f'][pruned] = -1, 0  # k + i + f = 0: always 0
+    for k, v in bits.items():
+        iq[k].assign(v)
+    bn = model.get_layer('bn')
+    bn.moving_variance.assign(rng.uniform(0.02, 0.1, bn.moving_variance.shape))  # larger outputs
+    bn.moving_mean.assign(rng.normal(0, 0.2, bn.moving_mean.shape))
+    xs = inputs(model, 2000, seed=2)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 't'), backend='Vitis')
+    assert [hls.graph[n].op for n in ('t', 'bn')] == ['TableDense', 'TableDense']
+    assert sum(t is None for t in hls.graph['t'].attrs['index_types']) > 10
+    got = hls.predict(xs[0])
+    assert want.std() > 0.2
+    np.testing.assert_array_equal(got, want)
+    moved_subnet(model.get_layer('bn'))  # negative control
+    assert not np.array_equal(got, hgq_output(model, xs))
+
+
+@pytest.mark.parametrize('cls', [QMultiHeadAttentionT, QLinformerAttentionT])
+def test_table_projection_attention_is_bit_identical_to_hgq2(tmp_path, cls):
+    keras.utils.set_random_seed(1)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5), name='x')
+        layer = cls(2, 3, key_dim=2, name='mha') if cls is QLinformerAttentionT else cls(2, 2, name='mha')
+        model = keras.Model(x, layer(x, x))
+    xs = inputs(model, 2000, seed=3)
+    want = hgq_output(model, xs)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
+    assert hls.graph['mha_query'].op == 'TableDense' and hls.graph['mha'].op == 'TableDense'
+    got = hls.predict(xs[0])
+    np.testing.assert_array_equal(got, want)
+    moved_subnet(model.get_layer('mha')._value_dense)  # negative control
+    assert not np.array_equal(got, hgq_output(model, xs))
+
+
+def test_qmultiheadattentiont_csim_and_netlist_compute_the_emulator_bits(tmp_path):
+    if shutil.which('g++') is None:
+        pytest.skip('needs g++ for the C simulation')
+    keras.utils.set_random_seed(1)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5), name='x')
+        model = keras.Model(x, QMultiHeadAttentionT(2, 2, name='mha')(x, x))
+    xs = inputs(model, 300, seed=4)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
+    nl = lower_graph(hls.graph, hls.intervals)
+    got = nl.evaluate([hls.graph['x'].result_type.quantize(xs[0])])[0]
+    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)['mha'])
+    hls.compile(sim='csim')
+    assert_bit_identical(hls, xs)
+    moved_subnet(model.get_layer('mha')._query_dense)  # negative control: another table
     other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
     assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])

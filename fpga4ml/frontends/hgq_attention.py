@@ -1,5 +1,5 @@
-"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsum, QMultiHeadAttention,
-QSoftmax, QSum, QMeanPow2 and QUnaryFunctionLUT.
+"""HGQ2 transformer layers, bit-exact (registered by hgq.py): QEinsumDense (any equation), QEinsumDenseBatchnorm,
+QEinsum, QMultiHeadAttention, QLinformerAttention, QSoftmax, QSum, QMeanPow2 and QUnaryFunctionLUT.
 
 * ``QEinsumDense`` whose equation is a Dense over the last axis stays hgq.py's Dense; any other
   equation -> [iq] Quantize, ``EinsumDense`` (HGQ2's quantized kernel and bias, the bias broadcast to
@@ -20,9 +20,17 @@ A standalone ``QSoftmax`` -> [iq] Quantize, the TableSoftmax and [oq] as above. 
 a Reshape to the output shape when it differs, [oq]. ``QUnaryFunctionLUT`` -> iq Quantize, Activation 'lut'
 (HGQ2's layer evaluated on every value of its iq type: the table).
 
-``use_causal_mask=True`` gives the TableSoftmax the lower-triangular mask (HGQ2 multiplies the
-masked exps by 0). Other masks, return_attention_scores, attention_axes other than the default,
-fused projections and heterogeneous softmax tables are refused with a GraphError naming the layer.
+* ``QEinsumDenseBatchnorm`` as QEinsumDense, with HGQ2's own folded and quantized kernel and bias
+  (``qkernel``/``qbias``: the moving statistics and gamma folded in float32, then quantized).
+* ``QLinformerAttention`` as QMultiHeadAttention after ``<mha>_lin_key``/``<mha>_lin_value`` (its
+  QEinsumDense projections of the key and value along the sequence axis, shared or not).
+
+Constant masks (``attention_mask``, ``value_mask``, ``key_mask``, ``use_causal_mask``, merged by the
+layer's own ``_compute_attention_mask``) go into the TableSoftmax (HGQ2 multiplies the masked exps by 0;
+a query row without keys gives 0). Masks that are model tensors, query_mask, return_attention_scores,
+attention_axes other than the default, masks on a QLinformerAttention, fused projections and
+heterogeneous softmax tables are refused with a GraphError naming the layer. The table-projection
+layers (QMultiHeadAttentionT, QLinformerAttentionT: QEinsumDenseT) are not supported.
 """
 
 from __future__ import annotations
@@ -75,6 +83,83 @@ def _qeinsum_dense(call: K._Call, graph: Graph) -> str:
                      attrs={'equation': equation, 'use_bias': use_bias}, source=type(layer).__name__)
     graph.add(H._fixed(node, weight=kt, bias=bt, accum=AUTO, result=AUTO))
     return H._finish(call, graph, call.name)
+
+
+#: the most values of one element's input quantizer a QEinsumDenseT table may cover
+MAX_ELEMENT_TABLE_BITS = 12
+
+
+def _element_types(spec: H.QuantSpec | None, shape: tuple[int, ...], where: str, what: str) -> list:
+    """The type of every element of a quantizer over `shape` (None where it is pruned)."""
+    if spec is None:
+        raise GraphError(f'{where}: the {what} must be enabled (the tables are indexed by its types)')
+    k, i, f = (np.broadcast_to(a, shape).ravel() for a in (spec.k, spec.i, spec.f))
+    pruned = np.broadcast_to(spec.pruned, shape).ravel()
+    return [None if pruned[e] else spec.element_type(int(k[e]), int(i[e]), int(f[e])) for e in range(k.size)]
+
+
+def _dense_t_tables(layer: Any, presum: tuple[int, ...], where: str) -> tuple[list, list, list]:
+    """(index types, entries, entry types) per presum element of a QEinsumDenseT: its sub-network, batch norm
+    and table output quantizer (toq) evaluated by HGQ2 on every value of the element's input quantizer type."""
+    import keras
+
+    index = _element_types(H.quantizer_spec(layer.iq, presum, where, 'input quantizer (iq)'), presum, where,
+                           'input quantizer (iq)')
+    toq = _element_types(H.quantizer_spec(layer.toq, presum, where, 'table output quantizer (toq)'), presum, where,
+                         'table output quantizer (toq)')
+    widest = max((t.width for t in index if t is not None), default=0)
+    if widest > MAX_ELEMENT_TABLE_BITS:
+        raise GraphError(f'{where}: an input quantizer element of {widest} bits; the tables cover at most '
+                         f'{MAX_ELEMENT_TABLE_BITS}')
+    size = 1 << widest
+    grid = np.zeros((size, len(index)), dtype=np.float32)
+    for e, t in enumerate(index):
+        if t is not None:
+            values = t.to_float(np.arange(t.min_mantissa, t.max_mantissa + 1, dtype=np.int64))
+            grid[:, e] = values[np.minimum(np.arange(size), values.size - 1)]
+    v = keras.ops.convert_to_tensor(grid.reshape((size,) + presum))
+    out = layer.toq(layer._apply_batch_norm(layer.module(v[..., None], training=False), training=False),
+                    training=False)
+    table = np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float64).reshape(size, len(index))
+    entries, types = [], []
+    for e, (t, et) in enumerate(zip(index, toq)):
+        column = table[:(1 << t.width) if t is not None else 1, e]
+        et = et or FixedType(1, 1, False)  # a pruned toq element: always 0
+        mantissas = np.ldexp(column, et.frac)
+        if np.any(mantissas != np.round(mantissas)) or np.any(et.quantize(column) != mantissas):
+            raise GraphError(f'{where}: the table of element {e} gives values off the grid of its type {et}')
+        entries.append(mantissas.astype(np.int64).tolist())
+        types.append(et)
+    return index, entries, types
+
+
+def _qeinsum_dense_t(call: K._Call, graph: Graph) -> str:
+    """QEinsumDenseT -> TableDense (one table per element of the broadcast input, the sums over the contracted
+    letters), activation, [oq]."""
+    layer, in_shape = call.layer, call.in_shapes[0]
+    reshape, presum, _ = layer._bcast
+    reshape, presum = tuple(int(d) for d in reshape[1:]), tuple(int(d) for d in presum[1:])
+    if not getattr(layer, 'enable_iq', False):
+        raise GraphError(f'{call.where()}: a QEinsumDenseT needs its input quantizer (enable_iq=True)')
+    index, entries, types = _dense_t_tables(layer, presum, call.where())
+    H._require_input(graph, call.inputs[0], H.quantizer_spec(layer.iq, presum, call.where(), 'iq'), call.where())
+    size = int(np.prod(in_shape, dtype=np.int64))
+    gather = np.broadcast_to(np.arange(size).reshape(reshape), presum).ravel()
+    contract = [a - 1 for a in layer._contract_axes]
+    ids = np.moveaxis(np.arange(len(index)).reshape(presum), contract, list(range(-len(contract), 0)))
+    kept = ids.shape[:ids.ndim - len(contract)]
+    ids = ids.reshape(kept + (-1,)).transpose([a - 1 for a in layer._output_transpose[1:]] + [len(kept)])
+    attrs = {'gather': gather.tolist(), 'index_types': index, 'entries': entries, 'entry_types': types,
+             'sum_index': ids.reshape(-1, ids.shape[-1]).tolist()}
+    node = make_node(call.name, 'TableDense', [call.inputs[0]], call.out_shape, attrs=attrs,
+                     source=type(layer).__name__)
+    graph.add(H._fixed(node, result=AUTO))
+    return H._finish(call, graph, call.name)
+
+
+def _projection_dense(call: K._Call, graph: Graph) -> str:
+    """An attention projection: QEinsumDense or QEinsumDenseT (the table-projection attention layers)."""
+    return (_qeinsum_dense_t if type(call.layer).__name__ == 'QEinsumDenseT' else _qeinsum_dense)(call, graph)
 
 
 def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[FixedType, FixedType, list[int]]:
@@ -201,7 +286,7 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
                                           ('value', layer._value_dense, value, v_shape, layer._value_dim)):
         out_shape = shape[:-1] + (heads, int(width))
         sub_call = _sub_call(call, sub, call.fresh(f'{name}_{part}'), [src], [shape], out_shape, name)
-        outs[part] = (_qeinsum_dense(sub_call, graph), out_shape)
+        outs[part] = (_projection_dense(sub_call, graph), out_shape)
     scores_shape = (heads,) + q_shape[:-1] + k_shape[:-1]
     (k_name, k_out), (q_name, q_out) = outs['key'], outs['query']
     scores = call.fresh(f'{name}_scores')
@@ -217,7 +302,7 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     graph.add(H._fixed(make_node(combine, 'Einsum', [weights, v_name], combined_shape, attrs={'equation': eq},
                                  source=type(layer).__name__), accum=AUTO, result=AUTO))
     out_call = _sub_call(call, layer._output_dense, call.name, [combine], [combined_shape], call.out_shape, name)
-    out = _qeinsum_dense(out_call, graph)
+    out = _projection_dense(out_call, graph)
     if getattr(layer, 'enable_oq', False):
         out = H._quantize(call, graph, layer.oq, out, call.out_shape, 'oq', 'output quantizer (oq)')
     return out
@@ -229,7 +314,7 @@ def _linformer_projection(call: K._Call, graph: Graph, proj: Any, src: str, shap
     without bias, 'abc,bd->adc'): its node and output shape (the projected length, the same features)."""
     out_shape = tuple(int(d) for d in proj.full_output_shape[1:])
     sub = _sub_call(call, proj, call.fresh(f'{call.layer.name}_{part}'), [src], [shape], out_shape, call.layer.name)
-    return _qeinsum_dense(sub, graph), out_shape
+    return _projection_dense(sub, graph), out_shape
 
 
 def _qeinsum(call: K._Call, graph: Graph) -> str:
@@ -253,6 +338,9 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QEinsumDense': _qeinsum_dense,
     'QMultiHeadAttention': _multi_head_attention,
     'QLinformerAttention': _multi_head_attention,
+    'QMultiHeadAttentionT': _multi_head_attention,
+    'QLinformerAttentionT': _multi_head_attention,
+    'QEinsumDenseT': _qeinsum_dense_t,
     'QEinsumDenseBatchnorm': _qeinsum_dense,
     'QSoftmax': _qsoftmax,
     'QSum': _qsum,

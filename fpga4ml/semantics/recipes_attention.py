@@ -1,4 +1,5 @@
-"""Recipes of the transformer ops: LayerNorm, EinsumDense and Einsum (registered by recipes.py).
+"""Recipes of the transformer ops: LayerNorm, EinsumDense, Einsum, TableSoftmax, Embedding, MaskedSoftmax,
+BiasAdd and TableDense (registered by recipes.py).
 
 A multi-head attention is not one op: the front ends lower it into EinsumDense (query, key, value
 projections, the 1/sqrt(key_dim) scale folded into the query kernel and bias), Einsum (scores),
@@ -345,3 +346,45 @@ def bias_add(node, p, x):
         raise GraphError(f"layer {node.name!r}: BiasAdd bias of shape {np.shape(node.weights['bias'])} does not "
                          f'broadcast to the shape {node.shape}') from None
     return p.cast(p.add(x, p.const(p.weight('bias'))), 'result', 'exact')
+
+
+# ---------------------------------------------------------------------------------------- TableDense
+def _element_tables(node) -> None:
+    """One table per presum element e (HGQ2's QEinsumDenseT): index_types[e] (cast TRN, SAT: the values are
+    already on its grid) -> entries[e], mantissas of entry_types[e]."""
+    from .tables import Table
+    tables = {}
+    for e, (idx, entries, et) in enumerate(zip(attr(node, 'index_types'), attr(node, 'entries'),
+                                               attr(node, 'entry_types'))):
+        if idx is not None:
+            index = FixedType(idx.width, idx.integer, idx.signed, 'TRN', 'SAT')
+            tables[f'e{e}'] = Table(index, np.asarray(entries, dtype=np.int64), et)
+    node.attrs['tables'] = tables
+
+
+def _element_term(node, p, flat, e: int):
+    """Term e of a TableDense: the input element cast into its index type, then its table (a constant when
+    the element's input quantizer is pruned: the input is always 0)."""
+    idx, entries, et = (attr(node, k)[e] for k in ('index_types', 'entries', 'entry_types'))
+    if idx is None:
+        return p.const(Const(np.asarray(entries[:1], dtype=np.int64), et.frac))
+    values = np.asarray(entries, dtype=np.int64)
+
+    def real(v, idx=idx, values=values, et=et):
+        return et.to_float(values[idx.quantize(v) - idx.min_mantissa])
+    return p.lookup(p.cast(p.gather(flat, np.asarray([attr(node, 'gather')[e]])), idx), f'e{e}', real)
+
+
+@recipe('TableDense', attrs={'gather': REQUIRED, 'index_types': REQUIRED, 'entries': REQUIRED,
+                             'entry_types': REQUIRED, 'sum_index': REQUIRED}, precision=('result',))
+def table_dense(node, p, x):
+    """A sum of per-element tables (HGQ2's QEinsumDenseT): term e reads input element gather[e], casts it into
+    index_types[e] (the input quantizer: its rounding and overflow) and looks up its own table; output o is the
+    exact sum of the terms sum_index[o] in order, cast into 'result' (auto: exact)."""
+    p.tables(lambda nd, in_types: _element_tables(nd))
+    flat = p.reshape(x, (int(np.prod(p.shape(x), dtype=np.int64)),))
+    terms = p.label(p.concat([_element_term(node, p, flat, e) for e in range(len(attr(node, 'gather')))], 0),
+                    'terms')
+    sums = p.label(p.reduce(p.gather(terms, np.asarray(attr(node, 'sum_index'), dtype=np.int64)), 'sum', axis=-1),
+                   'sum')
+    return p.cast(p.reshape(sums, node.shape), 'result', 'exact')

@@ -1,5 +1,5 @@
 """HLS C++ of the transformer ops (recipes_attention.py): EinsumDense, Einsum, LayerNorm, TableSoftmax,
-MaskedSoftmax, Embedding, BiasAdd.
+MaskedSoftmax, Embedding, BiasAdd, TableDense.
 
 Each function computes its recipe's steps in the same order with the same casts, so the C
 simulation is bit-identical to the emulator. Index plans (which input element meets which weight)
@@ -241,6 +241,33 @@ def emit_bias_add(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     return _function(ctx, node, ins, out, head, body)
 
 
+def emit_table_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
+    """TableDense: t[e] = table_e[(index_e_t) x[gather[e]]] per element (one table each; a constant where the
+    input quantizer is pruned); y[o] = (result_t)(sum of t over sum_index[o], exact)."""
+    x, = ins
+    tt = ctx.typedef(node, 'terms', ctx.intermediate(node, 'terms'), f'{label(node)}: every table entry, exact')
+    st = ctx.typedef(node, 'sum', ctx.intermediate(node, 'sum'), f'{label(node)}: exact sums of the entries')
+    gather, tables = node.attrs['gather'], node.attrs['tables']
+    body = [f'{tt} t[{len(gather)}];', '#pragma HLS ARRAY_PARTITION variable=t complete']
+    for e, (g, idx) in enumerate(zip(gather, node.attrs['index_types'])):
+        if idx is None:
+            entry_t = node.attrs['entry_types'][e]
+            ct = ctx.typedef(node, f'e{e}_const', entry_t, f'{label(node)}: element {e}, pruned input')
+            body.append(f"t[{e}] = {from_bits(ct, int_literal(int(node.attrs['entries'][e][0])))};")
+            continue
+        qt = ctx.typedef(node, f'e{e}_iq', idx, f'{label(node)}: element {e} input quantizer')
+        it, et, arr = table_arrays(ctx, node, f'e{e}', tables[f'e{e}'], f'element {e}')
+        body.append(f'{{ {it} i = ({it})({qt}) x[{g}]; t[{e}] = {from_bits(et, arr + "[" + address("i", idx) + "]")}; }}')
+    si = np.asarray(node.attrs['sum_index'], dtype=np.int64)
+    n_out, n_terms = si.shape
+    xs = _index_array(ctx, node, 'sum_index', si, f'{label(node)}: the terms of each output')
+    body += [f'#pragma HLS ARRAY_PARTITION variable={xs} complete']
+    body += _terms_loop(n_out, n_terms, f'({st}) 0', f't[{xs}[o * {n_terms} + c]]', st, out)
+    head = header(node, f'TableDense: {len(gather)} element tables, {n_out} sums of {n_terms}', [
+        't[e] = table_e[(index_e_t) x[gather[e]]]; y[o] = (result_t) sum of t[sum_index[o][c]] (exact)'])
+    return _function(ctx, node, ins, out, head, body)
+
+
 ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] = {
     'EinsumDense': emit_einsum_dense,
     'Einsum': emit_einsum,
@@ -249,4 +276,5 @@ ATTENTION_EMITTERS: dict[str, Callable[[Context, Node, list[Port], Port], str]] 
     'Embedding': emit_embedding,
     'MaskedSoftmax': emit_masked_softmax,
     'BiasAdd': emit_bias_add,
+    'TableDense': emit_table_dense,
 }
