@@ -29,8 +29,14 @@ Constant masks (``attention_mask``, ``value_mask``, ``key_mask``, ``use_causal_m
 layer's own ``_compute_attention_mask``) go into the TableSoftmax (HGQ2 multiplies the masked exps by 0;
 a query row without keys gives 0). Masks that are model tensors, query_mask, return_attention_scores,
 attention_axes other than the default, masks on a QLinformerAttention, fused projections and
-heterogeneous softmax tables are refused with a GraphError naming the layer. The table-projection
-layers (QMultiHeadAttentionT, QLinformerAttentionT: QEinsumDenseT) are not supported.
+heterogeneous softmax tables are refused with a GraphError naming the layer.
+
+``QEinsumDenseT`` (a small network per input/output pair, HGQ2's table dense) -> ``TableDense``: one
+table per element of the input broadcast over the kernel-only letters, HGQ2's own sub-network, batch
+norm and table output quantizer evaluated on every value of that element's input quantizer type, the
+tables' values summed exactly over the contracted letters; then activation, [oq].
+``QMultiHeadAttentionT`` and ``QLinformerAttentionT`` lower like QMultiHeadAttention/QLinformerAttention
+with TableDense projections.
 """
 
 from __future__ import annotations
