@@ -227,9 +227,9 @@ def run_network(name: str, args, root: Path) -> dict:
 
 def fpga4ml_breakdown(model, synth_dir: Path, family: str) -> dict | str:
     """fpga4ml's LUT/FF/CARRY per layer and op kind (fpga4ml.synth.breakdown), or the error text."""
-    from fpga4ml.synth.breakdown import breakdown
-
     try:
+        from fpga4ml.synth.breakdown import breakdown
+
         return breakdown(model, synth_dir, family)
     except Exception as err:   # the comparison table stays useful without it
         return f'breakdown failed: {type(err).__name__}: {err}'
