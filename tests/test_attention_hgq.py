@@ -16,7 +16,7 @@ keras = pytest.importorskip('keras')
 hgq = pytest.importorskip('hgq')
 
 from hgq.config import QuantizerConfigScope  # noqa: E402
-from hgq.layers import (QEinsum, QEinsumDense, QEinsumDenseBatchnorm, QEinsumDenseT,  # noqa: E402
+from hgq.layers import (QDenseT, QEinsum, QEinsumDense, QEinsumDenseBatchnorm, QEinsumDenseT,  # noqa: E402
                         QLinformerAttention, QLinformerAttentionT, QMultiHeadAttention, QMultiHeadAttentionT)
 
 from fpga4ml.backends.verilog.lower import lower_graph  # noqa: E402
@@ -289,6 +289,29 @@ def test_qeinsumdenset_is_bit_identical_to_hgq2(tmp_path):
     np.testing.assert_array_equal(got, want)
     moved_subnet(model.get_layer('bn'))  # negative control
     assert not np.array_equal(got, hgq_output(model, xs))
+
+
+def test_qdenset_is_bit_identical_to_hgq2(tmp_path):
+    """QDenseT on (4, 5) and flat inputs, one with batch_norm=True (its BatchNormalization, / sqrt(n_in))."""
+    keras.utils.set_random_seed(1)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5))
+        h = QDenseT(2, batch_norm=True, name='bn')(QDenseT(3, name='a')(x))
+        flat = QDenseT(3, name='flat')(keras.layers.Flatten()(x))
+        model = keras.Model(x, [h, flat])
+    bn = model.get_layer('bn').bn_module
+    rng = np.random.default_rng(1)
+    bn.moving_variance.assign(rng.uniform(0.01, 0.05, bn.moving_variance.shape))  # larger outputs
+    xs = inputs(model, 2000, seed=5)
+    want = [np.asarray(keras.ops.convert_to_numpy(y), np.float64) for y in model(xs[0])]
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'dt'), backend='Vitis')
+    assert [hls.graph[n].op for n in ('a', 'bn', 'flat')] == ['TableDense'] * 3
+    got = hls.predict(xs[0])
+    for g, w in zip(got, want):
+        assert w.std() > 0.1
+        np.testing.assert_array_equal(g, w)
+    moved_subnet(model.get_layer('flat'))  # negative control
+    assert not np.array_equal(got[1], np.asarray(keras.ops.convert_to_numpy(model(xs[0])[1]), np.float64))
 
 
 @pytest.mark.parametrize('cls', [QMultiHeadAttentionT, QLinformerAttentionT])

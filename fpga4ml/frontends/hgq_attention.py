@@ -31,7 +31,7 @@ a query row without keys gives 0). Masks that are model tensors, query_mask, ret
 attention_axes other than the default, masks on a QLinformerAttention, fused projections and
 heterogeneous softmax tables are refused with a GraphError naming the layer.
 
-``QEinsumDenseT`` (a small network per input/output pair, HGQ2's table dense) -> ``TableDense``: one
+``QEinsumDenseT`` and ``QDenseT`` (a small network per input/output pair, HGQ2's table dense) -> ``TableDense``: one
 table per element of the input broadcast over the kernel-only letters, HGQ2's own sub-network, batch
 norm and table output quantizer evaluated on every value of that element's input quantizer type, the
 tables' values summed exactly over the contracted letters; then activation, [oq].
@@ -104,6 +104,14 @@ def _element_types(spec: H.QuantSpec | None, shape: tuple[int, ...], where: str,
     return [None if pruned[e] else spec.element_type(int(k[e]), int(i[e]), int(f[e])) for e in range(k.size)]
 
 
+def _table_network(layer: Any, v: Any) -> Any:
+    """HGQ2's per-element sub-network and batch norm of a QEinsumDenseT / QDenseT on quantized inputs v."""
+    out = layer.module(v[..., None], training=False)
+    if type(layer).__name__ == 'QDenseT':
+        return layer.bn_module(out, training=False) / math.sqrt(layer.n_in) if layer.enable_bn else out
+    return layer._apply_batch_norm(out, training=False)
+
+
 def _dense_t_tables(layer: Any, presum: tuple[int, ...], where: str) -> tuple[list, list, list]:
     """(index types, entries, entry types) per presum element of a QEinsumDenseT: its sub-network, batch norm
     and table output quantizer (toq) evaluated by HGQ2 on every value of the element's input quantizer type."""
@@ -123,8 +131,7 @@ def _dense_t_tables(layer: Any, presum: tuple[int, ...], where: str) -> tuple[li
         if t is not None:
             values = t.to_float(np.arange(t.min_mantissa, t.max_mantissa + 1, dtype=np.int64))
             grid[:, e] = values[np.minimum(np.arange(size), values.size - 1)]
-    v = keras.ops.convert_to_tensor(grid.reshape((size,) + presum))
-    out = layer.toq(layer._apply_batch_norm(layer.module(v[..., None], training=False), training=False),
+    out = layer.toq(_table_network(layer, keras.ops.convert_to_tensor(grid.reshape((size,) + presum))),
                     training=False)
     table = np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float64).reshape(size, len(index))
     entries, types = [], []
@@ -140,21 +147,24 @@ def _dense_t_tables(layer: Any, presum: tuple[int, ...], where: str) -> tuple[li
 
 
 def _qeinsum_dense_t(call: K._Call, graph: Graph) -> str:
-    """QEinsumDenseT -> TableDense (one table per element of the broadcast input, the sums over the contracted
+    """QEinsumDenseT / QDenseT -> TableDense (one table per element of the broadcast input, the sums over the contracted
     letters), activation, [oq]."""
     layer, in_shape = call.layer, call.in_shapes[0]
-    reshape, presum, _ = layer._bcast
-    reshape, presum = tuple(int(d) for d in reshape[1:]), tuple(int(d) for d in presum[1:])
+    if type(layer).__name__ == 'QDenseT':  # x (..., n_in) broadcast to (..., n_in, n_out), summed over n_in
+        reshape, presum = tuple(in_shape) + (1,), tuple(in_shape) + (int(layer.n_out),)
+        contract, perm = [len(in_shape) - 1], list(range(len(in_shape)))
+    else:
+        reshape, presum = (tuple(int(d) for d in shape[1:]) for shape in layer._bcast[:2])
+        contract, perm = [a - 1 for a in layer._contract_axes], [a - 1 for a in layer._output_transpose[1:]]
     if not getattr(layer, 'enable_iq', False):
-        raise GraphError(f'{call.where()}: a QEinsumDenseT needs its input quantizer (enable_iq=True)')
+        raise GraphError(f'{call.where()}: a {type(layer).__name__} needs its input quantizer (enable_iq=True)')
     index, entries, types = _dense_t_tables(layer, presum, call.where())
     H._require_input(graph, call.inputs[0], H.quantizer_spec(layer.iq, presum, call.where(), 'iq'), call.where())
     size = int(np.prod(in_shape, dtype=np.int64))
     gather = np.broadcast_to(np.arange(size).reshape(reshape), presum).ravel()
-    contract = [a - 1 for a in layer._contract_axes]
     ids = np.moveaxis(np.arange(len(index)).reshape(presum), contract, list(range(-len(contract), 0)))
     kept = ids.shape[:ids.ndim - len(contract)]
-    ids = ids.reshape(kept + (-1,)).transpose([a - 1 for a in layer._output_transpose[1:]] + [len(kept)])
+    ids = ids.reshape(kept + (-1,)).transpose(perm + [len(kept)])
     attrs = {'gather': gather.tolist(), 'index_types': index, 'entries': entries, 'entry_types': types,
              'sum_index': ids.reshape(-1, ids.shape[-1]).tolist()}
     node = make_node(call.name, 'TableDense', [call.inputs[0]], call.out_shape, attrs=attrs,
@@ -347,6 +357,7 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QMultiHeadAttentionT': _multi_head_attention,
     'QLinformerAttentionT': _multi_head_attention,
     'QEinsumDenseT': _qeinsum_dense_t,
+    'QDenseT': _qeinsum_dense_t,
     'QEinsumDenseBatchnorm': _qeinsum_dense,
     'QSoftmax': _qsoftmax,
     'QSum': _qsum,
