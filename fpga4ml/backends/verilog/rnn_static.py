@@ -154,7 +154,9 @@ def static_rnn(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: i
                for j in range(n)]
         state_in.append([m.select(first, h0, r) for h0, r in zip(init, reg)])
         regs.append(reg)
-    out = place(m, cn, stage, [x_t, *state_in], out, node.name)
+    sources = [x_t, *state_in]
+    out = place(m, cn, stage, {a: s for port, group in zip(cn.inputs, sources) for a, s in zip(port.signals, group)},
+                out, node.name)
     stored = m.both(busy, _at_steps(m, count, [int(c == per_step - 1) for _, c in cycles]))
     for reg, new in zip(regs, out[1:]):
         for r, s in zip(reg, new):
@@ -193,10 +195,10 @@ def pipelined_cell(node: Node, in_type, clock_period: float, pipeline) -> tuple[
     return cn, out, schedule(cn, clock_period, pipeline).stage
 
 
-def place(m: Machine, cn: Netlist, stage: list[int], sources: list[list[int]], out: tuple, name: str) -> tuple:
-    """Copy the cell netlist into the machine, its inputs fed by `sources`, with a register wherever a
-    signal is read in a later stage than its own; returns the machine signals of the cell's outputs."""
-    placed = {a: s for port, group in zip(cn.inputs, sources) for a, s in zip(port.signals, group)}
+def place(m: Machine, cn: Netlist, stage: list[int], placed: dict[int, int], out: tuple, name: str) -> tuple:
+    """Copy a netlist into the machine, its inputs fed by `placed` ({input id: machine signal}), with a
+    register wherever a signal is read in a later stage than its own; returns the machine signals of
+    the outputs `out` (a tuple of signal lists), all as of the last stage."""
     held: dict[tuple[int, int], int] = {}
 
     def at(a: int, st: int) -> int:
@@ -215,6 +217,65 @@ def place(m: Machine, cn: Netlist, stage: list[int], sources: list[list[int]], o
                                     **sig.p)
     last = max((stage[s] for o in out for s in o), default=0)
     return tuple([at(s, last) for s in o] for o in out)
+
+
+def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tuple, clock: StepClock
+                   ) -> tuple[object, int]:
+    """A layer between stateful ones, pipelined on its own: (its output signals, the stages it adds).
+
+    Its outputs are valid that many clocks after its inputs (a Select is wiring: 0).
+    """
+    in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
+    in_types = operands(node, {i: output_types(graph[i]) for i in node.inputs})
+    if node.op == 'Select':
+        return lower_node(m, node, in_types, ins, in_shapes, True, clock), 0
+    cn, placed = Netlist(), {}
+
+    def mirror(s: int) -> int:
+        sig = m[s]
+        if sig.is_const:
+            return cn.const(sig.lo, sig.frac)
+        a = cn._new('input', (), sig.lo, sig.hi, sig.frac, port=0, element=len(placed))
+        placed[a] = s
+        return a
+    with clock.step(f'{node.name} ({node.op}) lowered'):
+        out = lower_node(cn, node, in_types, [[mirror(s) for s in group] for group in ins], in_shapes, True, clock)
+    groups = out if isinstance(out, tuple) else (out,)
+    stage = schedule(cn, *pacing).stage
+    got = place(m, cn, stage, placed, groups, node.name)
+    return (got if isinstance(out, tuple) else got[0]), max((stage[s] for o in groups for s in o), default=0)
+
+
+class _Valid:
+    """When tensors are valid: k clocks after a pulse (valid_in or a stateful layer's done), as delayed pulses."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m, self.chains, self.cycle = m, {}, {}
+
+    def pulse(self, base: int, k: int) -> int:
+        """base delayed by k clocks (a chain of registers, shared)."""
+        chain = self.chains.setdefault(base, [base])
+        while len(chain) <= k:
+            reg = self.m.register(0, 1, 0, reset=0, name=f'valid_delay{len(chain)}')
+            self.m.connect(reg, chain[-1])
+            chain.append(reg)
+        return chain[k]
+
+    def align(self, name: str, ins: list, starts: list[tuple[int, int]]) -> tuple[list, tuple[int, int]]:
+        """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay);
+        refused when they come from different bases."""
+        bases = {b for b, _ in starts}
+        if len(bases) != 1:
+            raise GraphError(f'{name}: the inputs come out of different stateful layers (valid at '
+                             f'clocks {sorted(self.cycle[b] + k for b, k in starts)} after valid_in); the stateful '
+                             'Verilog design needs every branch of a merge to pass the same static or folded layers')
+        late = max(k for _, k in starts)
+        out = []
+        for group, (_, k) in zip(ins, starts):
+            for j in range(k, late):
+                group = [self.m.latch(s, None, f'align{j}') for s in group]
+            out.append(group)
+        return out, (bases.pop(), late)
 
 
 def _collect(m: Machine, node: Node, y: list[int], count: int, busy: int, order: list[int],
@@ -246,50 +307,48 @@ def static_graph(graph: Graph, clock: StepClock | None = None, clock_period: flo
     # every static layer takes as many clocks per step as the deepest cell: side-by-side layers stay in step
     per_step = 1 + max((stage[s] for _, out, stage in cells.values() for o in out for s in o), default=0)
     m = Machine()
-    timers = _Timers(m)
+    timers, valid = _Timers(m), _Valid(m)
     sigs: dict[str, object] = {}
-    when: dict[str, tuple[int, int]] = {}  # tensor -> (the pulse it is valid with, clocks after valid_in)
+    when: dict[str, tuple[int, int]] = {}  # tensor -> (base pulse, clocks after it)
+    valid.cycle[m.valid_in()] = 0
     for node in graph:
         if node.op == 'Input':
             sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
             continue
-        starts = {when[i] for i in node.inputs}
-        if len(starts) != 1:
-            raise GraphError(f'layer {node.name!r}: its inputs are valid at different clocks '
-                             f'({sorted(c for _, c in starts)} after valid_in); the stateful Verilog design needs '
-                             'every branch of a merge to pass the same static or folded layers')
-        go, cycle = starts.pop()
         ins = operands(node, sigs)
+        if node.op != 'Select':
+            ins, (base, k) = valid.align(f'layer {node.name!r}', ins, [when[i] for i in node.inputs])
+        else:
+            base, k = when[node.inputs[0]]
         if node.name in recurrent:
-            sigs[node.name], done = static_rnn(m, node, graph, ins, go, timers, cells[node.name], per_step)
-            when[node.name] = (done, cycle + recurrent[node.name] * per_step + 1)
+            sigs[node.name], done = static_rnn(m, node, graph, ins, valid.pulse(base, k), timers, cells[node.name],
+                                               per_step)
+            valid.cycle[done] = valid.cycle[base] + k + recurrent[node.name] * per_step + 1
+            when[node.name] = (done, 0)
         elif node.name in rfs:
             with clock.step(f'{node.name} ({node.op}) folded'):
-                sigs[node.name], done = fold_dense(m, node, graph, ins[0], go, rfs[node.name])
-            when[node.name] = (done, cycle + rfs[node.name] + 1)
+                sigs[node.name], done = fold_dense(m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name])
+            valid.cycle[done] = valid.cycle[base] + k + rfs[node.name] + 1
+            when[node.name] = (done, 0)
         else:
-            with clock.step(f'{node.name} ({node.op}) lowered'):
-                in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
-                sigs[node.name] = lower_node(m, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
-                                             ins, in_shapes, True, clock)
-            when[node.name] = (go, cycle)
+            sigs[node.name], depth = pipelined_node(m, node, graph, ins, (clock_period, pipeline), clock)
+            when[node.name] = (base, k + depth)
     layers = {name: (steps, per_step) for name, steps in recurrent.items()}
-    return _finish(m, graph, sigs, when, layers, rfs)
+    return _finish(m, graph, sigs, when, valid, layers, rfs)
 
 
-def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, layers: dict, rfs: dict) -> StaticRnnDesign:
-    """Output ports, valid_out and the timing of the machine."""
-    ends = {when[name] for name in graph.outputs}
-    if len(ends) != 1:
-        raise GraphError(f'outputs {graph.outputs} are valid at different clocks '
-                         f'({sorted(c for _, c in ends)} after valid_in); the stateful design needs them at one clock')
-    for name in graph.outputs:
+def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, valid: _Valid, layers: dict, rfs: dict
+            ) -> StaticRnnDesign:
+    """Output ports (delayed to the latest of them), valid_out and the timing of the machine."""
+    outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
+                                  [when[n] for n in graph.outputs])
+    for name, group in zip(graph.outputs, outs):
         node = graph[name]
-        m.add_output(name, node.shape, node.result_type, sigs[name])
-    m.valid_out, latency = ends.pop()
+        m.add_output(name, node.shape, node.result_type, group)
+    m.valid_out = valid.pulse(base, k)
     m.check()
     ii = max([steps * per for steps, per in layers.values()] + list(rfs.values()))
-    return StaticRnnDesign(m, Timing(latency, ii, dict(rfs)), recurrent=layers)
+    return StaticRnnDesign(m, Timing(valid.cycle[base] + k, ii, dict(rfs)), recurrent=layers)
 
 
 # ---------------------------------------------------------------------------------------- files
