@@ -101,21 +101,19 @@ def torch_network():
 
 
 def train(n_train: int, epochs: int, seed: int = 1):
-    """The PyTorch network trained on generated jets (Adam, batches of 128, cross entropy), in eval mode."""
+    """The PyTorch network trained on generated jets (Adam, shuffled batches of 128, cross entropy), in eval mode."""
     import torch
+    from torch.utils.data import DataLoader, TensorDataset
     torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: threads cost more than they give (and share the CPU fairly)
     net = torch_network()
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 3e-3)
-    x, y = make_jets(n_train, seed=seed)
-    xs, ys = torch.tensor(x), torch.tensor(y)
+    jets = TensorDataset(*map(torch.tensor, make_jets(n_train, seed=seed)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: threads cost more than they give (and share the CPU fairly)
     for _ in range(epochs):
-        perm = torch.randperm(n_train)
-        for i in range(0, n_train, 128):
-            batch = perm[i:i + 128]
+        for xb, yb in DataLoader(jets, batch_size=128, shuffle=True):
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xs[batch]), ys[batch]).backward()
+            torch.nn.functional.cross_entropy(net(xb), yb).backward()
             opt.step()
     torch.set_num_threads(threads)
     return net.eval()

@@ -21,6 +21,7 @@ from fpga4ml.convert import convert_from_onnx_model  # noqa: E402
 from fpga4ml.emulator.reference import float_forward  # noqa: E402
 from fpga4ml.frontends.onnx import onnx_to_graph  # noqa: E402
 from fpga4ml.ir import GraphError  # noqa: E402
+from test_attention_torch import Small  # noqa: E402
 
 T, FEAT, E = 6, 3, 8
 
@@ -136,3 +137,68 @@ def test_matmul_of_two_activations_and_softmax_on_any_axis():
     # control: the softmax really runs over axis 2 (the same scores normalised over the last axis differ)
     other = torch.softmax(torch.from_numpy(want).log(), dim=3).numpy()
     assert np.abs(other - want).max() > 1e-2
+
+
+class Attention(Small):
+    """test_attention_torch's Linear embedding, nn.MultiheadAttention (2 heads) with a residual add and
+    LayerNorm, batch_first either way: torch.onnx.export reshapes the batch together with the heads
+    ((L, N*H, D) and (L*N, E))."""
+
+    def __init__(self, batch_first: bool = True) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.mha = nn.MultiheadAttention(E, 2, batch_first=batch_first)
+
+    def forward(self, x):
+        h = self.embed(x)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        a = self.mha(h, h, h, need_weights=False)[0]
+        if not self.batch_first:
+            a = a.transpose(0, 1)
+            h = h.transpose(0, 1)
+        return self.ln(h + a)
+
+
+@pytest.mark.parametrize('batch_first', [True, False])
+def test_exported_multihead_attention_equals_onnxruntime_and_the_torch_front_end(tmp_path, batch_first):
+    from fpga4ml.convert import convert_from_pytorch_model
+
+    torch.manual_seed(3)
+    model = Attention(batch_first).eval()
+    proto = export(model)
+    x = data(300, seed=5)
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, {'x': x})[0]
+    graph = onnx_to_graph(proto)
+    np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], want, atol=2e-5, rtol=1e-5)
+    config = {'Model': {'Precision': 'fixed<18,6,RND,SAT>'}}
+    ours = convert_from_onnx_model(proto, config, output_dir=str(tmp_path / 'onnx')).predict(x)
+    theirs = convert_from_pytorch_model(model, config, output_dir=str(tmp_path / 'torch'),
+                                        input_shape=(T, FEAT)).predict(x)
+    # torch's export scales q and k^T by sqrt(1/sqrt(head size)) each; the torch front end folds 1/sqrt(head size)
+    # into the query kernel: the same network, rounded at other places
+    assert np.max(np.abs(ours - theirs)) < 0.05 and np.max(np.abs(ours - want)) < 0.05
+    assert np.mean(np.abs(ours - theirs)) < 5e-3
+
+
+def test_exported_multihead_attention_netlist_computes_the_emulator_bits(tmp_path):
+    torch.manual_seed(4)
+    proto = export(Attention())
+    model = convert_from_onnx_model(proto, {'Model': {'Precision': 'fixed<12,4,RND,SAT>'}}, output_dir=str(tmp_path))
+    few = data(20, seed=6)
+    mantissas = model.predict_mantissas(few)[model.graph.outputs[0]]
+    inputs = [model.graph[model.graph.inputs[0]].result_type.quantize(few)]
+    np.testing.assert_array_equal(lower_graph(model.graph, model.intervals).evaluate(inputs)[0], mantissas)
+    node = next(n for n in model.graph.nodes if n.op == 'Dense' and n.shape == (T, 3 * E))  # the in-projection
+    node.qweights['kernel'] = node.qweights['kernel'].copy()
+    node.qweights['kernel'].flat[0] += 1 << 4  # negative control: a moved weight
+    assert not np.array_equal(lower_graph(model.graph, model.intervals).evaluate(inputs)[0], mantissas)
+
+
+def test_a_reshape_that_splits_the_moved_batch_axis_is_refused():
+    class Split(nn.Module):
+        def forward(self, x):  # (N, T, F) -> (T, N, F) -> (3, 2 N F): each row mixes samples -> (N, T F)
+            return x.transpose(0, 1).reshape(3, -1).reshape(-1, T * FEAT)
+
+    with pytest.raises(GraphError, match=r'Reshape.*splits the batch axis'):
+        onnx_to_graph(export(Split()))

@@ -2,7 +2,10 @@
 
 RNN, LSTM and GRU become the recurrent IR ops (one node per direction, docs/rnn.md); the tensors
 they read and write with the batch off axis 0 (layout 0) are followed through Transpose, Squeeze,
-Unsqueeze, Reshape, Concat, Gather and Slice.
+Unsqueeze, Reshape, Concat, Gather and Slice. So is torch.onnx.export's nn.MultiheadAttention, which
+moves the batch off axis 0 and merges it with the heads ((L, N*H, D), (L*N, E)): a Reshape places
+the batch by its element offset (a Fold while it is merged), and MatMul/Gemm with constant weights
+and Add/Sub/Mul with constants read such tensors when the batch is off their last axis.
 
 Each handler lowers one ONNX node: it reads its inputs (dynamic tensors in the layout it needs,
 or constants), adds IR nodes and records its output tensor with the converter (see onnx.py).
@@ -189,7 +192,7 @@ def _gemm(conv: Converter, onode: ONode) -> None:
     onode.check({'alpha': 1.0, 'beta': 1.0, 'transA': 0, 'transB': 0})
     onode.require('transA', (0,), 0, ' (A must be the (batch, features) input)')
     x = conv.value(onode.inputs[0], onode)
-    if len(x.shape) != 1:
+    if len(conv.model.get_tensor_shape(onode.inputs[0]) or ()) != 2:
         raise GraphError(f'{onode.where()}: input A must have shape (batch, features), got (N, {x.shape})')
     kernel = conv.const(onode.inputs[1])
     if kernel is None or len(kernel.shape) != 2:
@@ -207,8 +210,9 @@ def _gemm(conv: Converter, onode: ONode) -> None:
         bias = _bias_vector(onode, bias, n_out)
         if beta != 1.0:
             bias = bias.scaled(beta) if isinstance(bias, QConst) else bias * np.float32(beta)
-    out = _weighted(conv, onode, 'Dense', conv.get(x, PLAIN), (n_out,), kernel, bias, {})
-    conv.put(onode.outputs[0], (n_out,), PLAIN, out)
+    shape = x.shape[:-1] + (n_out,)  # (n_out,), or (rows, n_out) when the batch is merged into the rows
+    out = _weighted(conv, onode, 'Dense', conv.get(x, PLAIN), shape, kernel, bias, {})
+    conv.put(onode.outputs[0], shape, PLAIN, out)
 
 
 def _bias_vector(onode: ONode, bias: Any, n: int) -> Any:
@@ -619,14 +623,21 @@ def _constant(conv: Converter, onode: ONode) -> None:
 # --------------------------------------------------------------------------- the batch off axis 0, and RNNs
 # Layout-0 RNN/LSTM/GRU ops read and write time-major tensors (the batch on axis 1 or 2). Such tensors
 # are held per sample (the batch axis removed) and their batch axis is kept in `conv.batch_axes`;
-# Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather and Slice below follow it, every other op refuses them.
+# Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather and Slice below follow it, every other op refuses them
+# (MatMul/Gemm/Add/Sub/Mul with constants through _last_axis_op). A Reshape may merge the batch into other
+# axes (a Fold, held as the whole tensor: the batch is 1 after clean-up); Transpose and Reshape follow a Fold.
 
 
-def _moved(conv: Converter, tensor: str, onode: ONode) -> tuple[Value, int]:
-    """A dynamic tensor and its batch axis (0 unless recorded in conv.batch_axes)."""
+def _moved(conv: Converter, tensor: str, onode: ONode, fold_ok: bool = False) -> tuple[Value, Any]:
+    """A dynamic tensor and its batch axis (0 unless recorded in conv.batch_axes; a Fold where `fold_ok`)."""
     if tensor not in conv.values:
         conv.value(tensor, onode)  # the usual error for constants and unknown tensors
-    return conv.values[tensor], conv.batch_axes.get(tensor, 0)
+    b = conv.batch_axes.get(tensor, 0)
+    if isinstance(b, Fold) and not fold_ok:
+        raise GraphError(f'{onode.where()}: input {tensor!r} has the batch merged into {b}; {onode.op} cannot read '
+                         'it (Transpose, Reshape, MatMul/Gemm with constant weights and Add/Sub/Mul with a constant '
+                         'can)')
+    return conv.values[tensor], b
 
 
 def _record(conv: Converter, tensor: str, shape: tuple[int, ...], ir_name: str | Value, batch_axis: int) -> None:
@@ -661,12 +672,15 @@ def _transpose_any(conv: Converter, onode: ONode) -> None:
     tensor = onode.inputs[0]
     if conv.const(tensor) is not None:
         return _transpose(conv, onode)
-    x, b = _moved(conv, tensor, onode)
+    x, b = _moved(conv, tensor, onode, fold_ok=True)
+    if isinstance(b, Fold):
+        return _transpose_fold(conv, onode, x, b)
     rank = len(x.shape) + 1
     perm = tuple(int(p) % rank for p in onode.get('perm', range(rank - 1, -1, -1)))
     readers = conv.consumers.get(onode.outputs[0], [])
-    feeds_rnn = bool(readers) and onode.outputs[0] not in conv.outputs and all(c.op_type in RNN_OPS for c in readers)
-    if b == 0 and (perm[0] == 0 or not feeds_rnn):  # the batch moves off axis 0 only into an RNN op
+    follows = bool(readers) and onode.outputs[0] not in conv.outputs and all(c.op_type in FOLLOWS_BATCH
+                                                                            for c in readers)
+    if b == 0 and (perm[0] == 0 or not follows):  # the batch moves off axis 0 only into ops that follow it
         return _transpose(conv, onode)
     p = tuple(a - (a > b) for a in perm if a != b)  # the per-sample permutation
     shape = tuple(x.shape[a] for a in p)
@@ -702,21 +716,100 @@ def _squeeze_any(conv: Converter, onode: ONode) -> None:
 
 
 def _reshape_any(conv: Converter, onode: ONode) -> None:
-    """Reshape; of a time-major tensor, one keeping the axes up to the batch (e.g. [0, 0, -1])."""
+    """Reshape; of a tensor with the batch off axis 0, the batch axis follows its place in C order.
+
+    The place is the product of the axes before the batch axis (its element offset). A Reshape that keeps
+    an axis of size 1 at that offset keeps the batch axis there (time-major RNN tensors: [0, 0, -1]);
+    one that merges it into another axis (torch's attention export: (L, N, E) -> (L, N*H, D) and
+    (L, N, H, D) -> (L*N, E)) gives a Fold, followed until a Reshape gives it its own axis again.
+    """
     tensor = onode.inputs[0]
     if tensor not in conv.batch_axes:
         return _reshape(conv, onode)
     onode.check({'allowzero': 0})
-    x, b = _moved(conv, tensor, onode)
-    target = conv.const(onode.inputs[1])
-    target = None if target is None else np.asarray(value_of(target)).astype(np.int64).reshape(-1).tolist()
+    x, b = _moved(conv, tensor, onode, fold_ok=True)
     in_full = _full_shape(conv, tensor, onode)
     out_full = _full_shape(conv, onode.outputs[0], onode)
-    if target is None or len(target) <= b or target[b] not in (0, -1) or out_full[:b + 1] != in_full[:b + 1]:
-        raise GraphError(f'{onode.where()}: target shape {target} of a tensor with the batch on axis {b} is not '
-                         f'supported; the axes up to the batch must stay (0 copies them), e.g. [0, 0, -1]')
-    shape = out_full[:b] + out_full[b + 1:]
-    _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, conv.get(x, PLAIN), shape, ''), b)
+    place = _batch_place(out_full, _batch_offsets(in_full, b))
+    if place is None:
+        raise GraphError(f'{onode.where()}: reshape {in_full} -> {out_full} of a tensor with the batch on axis {b} '
+                         'splits the batch axis; the batch must stay an axis or merge whole into neighbouring axes')
+    shape = _per_sample(out_full, place)
+    _record(conv, onode.outputs[0], shape, _reshaped(conv, onode, conv.get(x, PLAIN), shape, ''), place)
+
+
+class Fold:
+    """The batch axis merged into other axes by a Reshape (the batch is 1 after clean-up, so the per-sample
+    values are the whole tensor). `places` holds where it may be: (axis, True) the major part of an axis,
+    (axis, False) its minor part (one Reshape cannot tell the two apart at batch 1; the later ops do)."""
+
+    def __init__(self, places: Any) -> None:
+        self.places = frozenset(places)
+
+    def __str__(self) -> str:
+        return 'axis ' + ' or '.join(str(a) for a in sorted({a for a, _ in self.places}))
+
+    def moved(self, perm: tuple[int, ...]) -> 'Fold':
+        """The places after a Transpose by `perm`."""
+        return Fold((perm.index(a), major) for a, major in self.places)
+
+
+def _batch_offsets(full: tuple[int, ...], b: Any) -> set[int]:
+    """The element offsets (products of the axes before it, C order) at which the batch axis may sit."""
+    if isinstance(b, Fold):
+        return {int(np.prod(full[:a + (0 if major else 1)], dtype=np.int64)) for a, major in b.places}
+    return {int(np.prod(full[:b], dtype=np.int64))}
+
+
+def _batch_place(full: tuple[int, ...], offsets: set[int]) -> Any:
+    """The batch place in a reshaped tensor: an axis of size 1 at one of the offsets, else a Fold; None if none."""
+    prefix = [int(np.prod(full[:k], dtype=np.int64)) for k in range(len(full) + 1)]
+    for k, d in enumerate(full):
+        if d == 1 and prefix[k] in offsets:
+            return k
+    places = {(k, True) for k in range(len(full)) if prefix[k] in offsets}
+    places |= {(k - 1, False) for k in range(1, len(full) + 1) if prefix[k] in offsets}
+    return Fold(places) if places else None
+
+
+def _per_sample(full: tuple[int, ...], b: Any) -> tuple[int, ...]:
+    """The per-sample shape: the batch axis removed (a Fold: the whole tensor, the batch being 1)."""
+    return full if isinstance(b, Fold) else full[:b] + full[b + 1:]
+
+
+def _transpose_fold(conv: Converter, onode: ONode, x: Value, b: Fold) -> None:
+    """Transpose of a tensor whose batch is merged into other axes: the whole-tensor permutation."""
+    perm = tuple(int(p) % len(x.shape) for p in onode.get('perm', range(len(x.shape) - 1, -1, -1)))
+    shape = tuple(x.shape[a] for a in perm)
+    src = conv.get(x, PLAIN)
+    op = 'Reshape' if keeps_order(x.shape, perm) else 'Transpose'
+    attrs = {'shape': shape} if op == 'Reshape' else {'perm': perm}
+    _record(conv, onode.outputs[0], shape, conv.add(onode, op, [src], shape, attrs=attrs), b.moved(perm))
+
+
+def _last_axis_op(handler: Handler) -> Handler:
+    """A handler of an op on the last axis with constants (MatMul/Gemm with constant weights, Add/Sub/Mul with
+    a constant) that also reads one tensor whose batch is off axis 0 or merged (not on the last axis): the
+    per-sample values are the same, and the output keeps the batch where the input has it."""
+    def run(conv: Converter, onode: ONode) -> None:
+        moved = [i for i in onode.inputs if i in conv.batch_axes]
+        if not moved:
+            return handler(conv, onode)
+        tensor, b = moved[0], conv.batch_axes[moved[0]]
+        last = len(_full_shape(conv, tensor, onode)) - 1
+        others = [i for i in onode.inputs if i and i != tensor]
+        keep = Fold(p for p in b.places if p[0] != last) if isinstance(b, Fold) else b
+        if len(moved) > 1 or any(conv.const(i) is None for i in others) or keep == last or \
+                (isinstance(keep, Fold) and not keep.places):
+            raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on {b}; {onode.op} reads such a '
+                             'tensor only with constants and the batch off its last axis')
+        del conv.batch_axes[tensor]
+        try:
+            handler(conv, onode)
+        finally:
+            conv.batch_axes[tensor] = b
+        conv.batch_axes[onode.outputs[0]] = keep
+    return run
 
 
 def _crop_axis(conv: Converter, onode: ONode, src: str, shape: tuple[int, ...], axis: int, start: int,
@@ -902,6 +995,10 @@ def _layer_norm(conv: Converter, onode: ONode) -> None:
 RNN_OPS = {'RNN': ('SimpleRNN', [0], ('Tanh',)), 'LSTM': ('LSTM', [0, 2, 3, 1], ('Sigmoid', 'Tanh', 'Tanh')),
            'GRU': ('GRU', [0, 1, 2], ('Sigmoid', 'Tanh'))}
 RNN_DIRECTIONS = ('forward', 'reverse', 'bidirectional')
+#: ops that follow a batch axis moved off axis 0 (the others refuse such tensors by name)
+FOLLOWS_BATCH = frozenset(RNN_OPS) | {'Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Gather', 'Slice', 'Concat',
+                                      'MatMul', 'Gemm', 'Add', 'Sub', 'Mul'}
+
 
 
 def _rnn_weight(conv: Converter, onode: ONode, k: int, what: str, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -1020,11 +1117,12 @@ _rnn.several_outputs = True  # type: ignore[attr-defined]
 
 
 HANDLERS: dict[str, Handler] = {
-    'Gemm': _gemm, 'MatMul': _matmul, 'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _layer_norm,
+    'Gemm': _last_axis_op(_gemm), 'MatMul': _last_axis_op(_matmul), 'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _layer_norm,
     'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
     'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu, 'Gelu': _gelu,
     **{op: _unary for op in UNARY},
-    **{op: _merge for op in MERGES}, 'Concat': _concat_any,
+    **{op: _merge for op in MERGES}, **{op: _last_axis_op(_merge) for op in ('Add', 'Sub', 'Mul')},
+    'Concat': _concat_any,
     'Flatten': _flatten, 'Reshape': _reshape_any, 'Squeeze': _squeeze_any, 'Unsqueeze': _squeeze_any,
     'Transpose': _transpose_any, 'Gather': _gather, 'Slice': _slice, **{op: _rnn for op in RNN_OPS},
     'Identity': _identity, 'Dropout': _identity, 'Constant': _constant,
