@@ -132,6 +132,23 @@ def test_stacked_layers_and_a_folded_dense(tmp_path):
     assert not np.array_equal(got[0], model.predict(xs))
 
 
+def test_branches_of_different_depths_meet(tmp_path):
+    """LSTM sequence + Dense(LSTM sequence): the shorter branch is delayed to the pipelined Dense."""
+    keras.utils.set_random_seed(13)
+    x = keras.Input((6, N_IN), name='x')
+    y = L.LSTM(4, return_sequences=True, name='lstm')(x)
+    km = keras.Model(x, L.Add(name='add')([y, L.Dense(4, name='dense')(y)]))
+    model = convert(km, tmp_path, 'wide')
+    d = design(model, progress=False)
+    assert d.timing.latency > 6 * d.recurrent['lstm'][1] + 1  # the Dense and the add take stages of their own
+    xs = sequences(model, 300)
+    got = interpreted(model, xs)
+    assert_equal(model, got, model.predict(xs), 'merge of branches vs emulator')
+    model.graph['dense'].qweights['kernel'][0, 0] += model.graph['dense'].types['weight'].lsb
+    model._emulator = None
+    assert not np.array_equal(got[0], model.predict(xs))
+
+
 def test_latency_and_ii_are_reported(tmp_path):
     """A combinational cell (Pipeline 'none'): one clock per step."""
     model = convert(stacked(5), tmp_path, pipeline='none')

@@ -89,17 +89,17 @@ class _Timers:
     def __init__(self, m: Machine) -> None:
         self.m, self.made = m, {}
 
-    def get(self, go: int, steps: int, name: str) -> tuple[int, int, int]:
-        """(count, busy, done) of a counter over `steps` clocks started by `go` (one step: no count)."""
-        key = (go, steps)
+    def get(self, go: int, clocks: int, name: str) -> tuple[int, int, int]:
+        """(count, busy, done) of a counter over `clocks` clocks started by `go` (one clock: no count)."""
+        key = (go, clocks)
         if key not in self.made:
             m = self.m
-            if steps == 1:
+            if clocks == 1:
                 count, busy = m.const(0, 0), m.register(0, 1, 0, reset=0, name=f'{name}_busy')
                 m.connect(busy, go)
                 last = busy
             else:
-                count, busy, last = m.counter(steps, go, name)
+                count, busy, last = m.counter(clocks, go, name)
             done = m.register(0, 1, 0, reset=0, name=f'{name}_done')
             m.connect(done, last)
             self.made[key] = (count, busy, done)
@@ -107,7 +107,7 @@ class _Timers:
 
 
 def _at_steps(m: Machine, count: int, bits: list[int]) -> int:
-    """A 0/1 signal that is bits[k] in step k (a constant when every step agrees)."""
+    """A 0/1 signal that is bits[k] when the count is k (a constant when every count agrees)."""
     return m.const(bits[0], 0) if len(set(bits)) == 1 else m.flag(count, bits)
 
 
