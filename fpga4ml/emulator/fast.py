@@ -951,12 +951,26 @@ class ScanMachine:
         """The program computing `outputs` (concatenated per sample) from the inputs, registers allocated."""
         self.sizes.append(max(sum(o.size for o in outputs), 1))
         final, at = len(self.sizes) - 1, 0
+        fixed = {x.reg for x in self.inputs} | set(self.consts)
+        placed: dict[int, int] = {}  # a whole register computed straight into its place in the output
         for o in outputs:
-            self.code.append(Instruction(OP_COPY, (final, at), o.size, (o.reg, o.off, 1), params=(-1,)))
+            if o.off == 0 and o.size == self.sizes[o.reg] and o.reg not in fixed and o.reg not in placed:
+                placed[o.reg] = at
+            else:
+                self.code.append(Instruction(OP_COPY, (final, at), o.size, (o.reg, o.off, 1), params=(-1,)))
             at += o.size
-        code = _live_code(self.code, final)
+        code = _live_code([_moved(ins, placed, final) for ins in self.code], final)
         rows, n_rows = _allocate(self.sizes, code, [x.reg for x in self.inputs] + list(self.consts) + [final])
         return MachineProgram.build(self, code, rows, n_rows, final, block)
+
+
+def _moved(ins: Instruction, placed: dict[int, int], final: int) -> Instruction:
+    """ins with every register of `placed` replaced by its place (an offset) in register `final`."""
+    def where(ref):
+        if ref is None or ref[0] not in placed:
+            return ref
+        return (final, placed[ref[0]] + ref[1]) + tuple(ref[2:])
+    return Instruction(ins.op, where(ins.out), ins.n, where(ins.a), where(ins.b), ins.shifts, ins.params)
 
 
 def _live_code(code: list[Instruction], final: int) -> list[Instruction]:

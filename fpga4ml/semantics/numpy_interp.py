@@ -90,6 +90,9 @@ class NumpyProgram:
         self.inputs = [Sym(k, iv) for k, iv in enumerate(in_ivs)]
         #: (id of a lazy Sym, dtype) -> (the Sym, the slot of its gathered values)
         self._gathered: dict[tuple, tuple] = {}
+        #: slot of a const_matmul's output -> (input slot, input bounds, w, bias, acc): fused_scan
+        #: computes the input products of a scan inside its program when they were the last step
+        self._products: dict[int, tuple] = {}
         self.type, self.weight, self.tables = self.b.type, self.b.weight, self.b.tables
 
     # ------------------------------------------------------------------ program building
@@ -147,9 +150,17 @@ class NumpyProgram:
         fixed = [self._const_values(v) for v in values]
         if fixed[0] is not None:
             return None
+        first = values[0]
+        product = self._products.get(first.slot) if first.lazy is None and first.affine is None else None
+        if product is not None and not (self.steps and self.steps[-1][0] == first.slot):
+            product = None  # only the products computed just before the scan (read by nothing else yet)
         machine = fast.ScanMachine(self.node, self.b)
         try:
-            ms = [machine.input(v.iv) if c is None else machine.const(Const(c, v.iv.frac)) for v, c in zip(values, fixed)]
+            ms = []
+            if product is not None:  # the scan's input products inside the program, not a (batch, T, G*n) array
+                ms.append(machine.const_matmul(machine.input(product[1]), *product[2:]))
+            ms += [machine.input(v.iv) if c is None else machine.const(Const(c, v.iv.frac))
+                   for v, c in zip(values[len(ms):], fixed[len(ms):])]
             mxs = tuple(ms[:len(seqs)]) if isinstance(xs, tuple) else ms[0]
             ys, state = compose.scan(machine, step, mxs, ms[len(seqs):], state_types, reverse, ys_order)
             outs = ([] if ys is None else [ys]) + list(state)
@@ -157,8 +168,11 @@ class NumpyProgram:
         except fast.Unfusable:
             return None
         args = [v for v, c in zip(values, fixed) if c is None]
+        if product is not None:
+            self.steps.pop()  # the products step: the program computes them
+            args[0] = Sym(product[0], product[1])
         reference = self._scan_reference(step, args, [c is None for c in fixed], values, isinstance(xs, tuple),
-                                         (state_types, reverse, ys_order))
+                                         (state_types, reverse, ys_order), product)
         shapes = [tuple(o.iv.lo.shape) for o in outs]
         ends = np.cumsum([0] + [int(np.prod(sh, dtype=np.int64)) for sh in shapes])
 
@@ -179,8 +193,10 @@ class NumpyProgram:
         v = self.regs[x.slot]
         return v[0] if isinstance(v, np.ndarray) and v.dtype == np.int64 else None
 
-    def _scan_reference(self, step, args: list, is_input: list, values: list, tuple_xs: bool, how: tuple):
-        """The step-by-step scan as a function ``(arrays, stats) -> outputs``, built when first called."""
+    def _scan_reference(self, step, args: list, is_input: list, values: list, tuple_xs: bool, how: tuple,
+                        product: tuple | None = None):
+        """The step-by-step scan as a function ``(arrays, stats) -> outputs``, built when first called
+        (with `product`, its first input is the input of the products the scan reads, computed first)."""
         built = []
         state_types, reverse, ys_order = how
         n_seqs = len(values) - len(state_types)
@@ -191,6 +207,8 @@ class NumpyProgram:
             inputs = iter(child.inputs)
             vals = [next(inputs) if is_in else child.const(Const(self._const_values(v), v.iv.frac))
                     for v, is_in in zip(values, is_input)]
+            if product is not None:
+                vals[0] = child.const_matmul(vals[0], *product[2:])
             xs = tuple(vals[:n_seqs]) if tuple_xs else vals[0]
             ys, state = compose.scan(child, step, xs, vals[n_seqs:], state_types, reverse, ys_order)
             outs = ([] if ys is None else [ys]) + list(state)
@@ -328,7 +346,9 @@ class NumpyProgram:
 
         def product(m, st):
             return rows(m.reshape(-1, n_in).astype(dtype, copy=False), st).reshape(m.shape[:-1] + (n_out,))
-        return self._emit(product, [src], iv)
+        out = self._emit(product, [src], iv)
+        self._products[out.slot] = (src, x.iv, w, bias, acc)  # a scan reading it may compute it itself
+        return out
 
     def _window_product(self, plan, x: Sym, kernel_args):
         """The numba kernel reading each window of a gathered input straight from the flat input (Conv)."""
