@@ -55,11 +55,11 @@ def stacked(steps: int):
 
 
 def convert(km, tmp_path, precision: str = 'narrow', static: bool = True, layer_names: dict | None = None,
-            name: str = 'rnn_static', pipeline='auto'):
+            name: str = 'rnn_static', pipeline='auto', **model_keys):
     """The model for the Verilog back end with every recurrent layer Static (or not)."""
     default, accum = PRECISIONS[precision]
     table = 64 if precision == 'narrow' else 256
-    cfg = {'Model': {'Precision': default, 'Pipeline': pipeline},
+    cfg = {'Model': {'Precision': default, 'Pipeline': pipeline, **model_keys},
            'LayerType': {op: {'Static': static, 'TableSize': table} for op in RECURRENT
                          if op in {type(getattr(layer, 'forward_layer', layer)).__name__ for layer in km.layers}},
            'LayerName': {'lstm': {'Precision': {'accum': accum, 'state': accum}}, **(layer_names or {})}}
@@ -200,6 +200,12 @@ def test_non_static_stays_unrolled_and_bad_static_is_refused(tmp_path):
     assert not isinstance(design(model, progress=False), StaticRnnDesign)
     with pytest.raises(ConfigError, match='Static must be True or False'):
         convert(stacked(3), tmp_path, layer_names={'gru': {'Static': 'yes'}})
+
+
+def test_axi_stream_wrapper_is_refused(tmp_path):
+    model = convert(stacked(3), tmp_path, Interface='axi_stream')
+    with pytest.raises(ConfigError, match=r"static recurrent designs yet \(Static: True on \['gru', 'lstm'\]"):
+        model.write()
 
 
 def test_recurrent_reuse_factors_are_not_silently_dropped(tmp_path):

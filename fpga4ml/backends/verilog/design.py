@@ -130,6 +130,10 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
         with clock.step(f'{top}.v text'):
             files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
     if model_interface(model.config) == 'axi_stream':  # the AXI4-Stream wrapper besides the design (axi.py)
+        if isinstance(d, StaticRnnDesign):  # a static recurrent design takes a sequence every II clocks
+            raise ConfigError(f"config['Model']: Interface 'axi_stream' is not supported for static recurrent designs "
+                              f'yet (Static: True on {sorted(d.recurrent)}, II = {d.timing.ii}); use Static False or '
+                              "Interface 'none' and space the sequences II clocks apart")
         if isinstance(d, FoldedDesign):  # the wrapper takes a beat every clock; a folded design every II
             raise ConfigError(f"config['Model']: Interface 'axi_stream' is not supported for folded designs yet "
                               f'(ReuseFactor > 1 in {sorted(d.timing.stages)}, II = {d.timing.ii}); use ReuseFactor 1 '
