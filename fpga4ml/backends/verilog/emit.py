@@ -52,7 +52,7 @@ class _Writer:
         self.in_ports, self.out_ports = port_names(nl)
         self.lines: list[str] = []
         self.last_use = sched.last_use(nl)
-        self.used_bits: dict[str, set[int]] = {}
+        self.used_bits: dict[str, int] = {}
         #: helper wires of casts (name -> width), checked for unused bits like the signals
         self.internal: dict[str, int] = {}
 
@@ -71,12 +71,22 @@ class _Writer:
         return f"{width}'h{value & ((1 << width) - 1):x}"
 
     def ext(self, sid: int, width: int, stage: int) -> str:
-        """Signal sid as a width-bit vector: sign-extended, or sliced when its value fits."""
+        """Signal sid as a width-bit vector: sign-extended, or sliced when its value fits.
+
+        A non-negative signal's sign bit is 0: it is written as a constant (zero extension), so
+        synthesis sees constant bits instead of a computed one and builds nothing for them.
+        """
         sig = self.nl[sid]
         if sig.is_const:
             return self.const(sig.lo, width)
         w = sig.width
         name = self.ref(sid, stage)
+        if sig.lo >= 0 and width >= w:
+            if w == 1:
+                return self.const(0, width)
+            self._use(name, 0, w - 1)
+            part = f'{name}[{w - 2}:0]' if w > 2 else f'{name}[0]'
+            return f"{{{width - w + 1}'b0, {part}}}"
         if width == w:
             self._use(name, 0, w)
             return name
@@ -88,24 +98,30 @@ class _Writer:
         return f'{{{{{width - w}{{{sign}}}}}, {name}}}'
 
     def bits(self, sid: int, hi: int, lo: int, stage: int) -> str:
-        """Bits [hi:lo] of signal sid (sign bits beyond its width are repeated)."""
+        """Bits [hi:lo] of signal sid (sign bits beyond its width are repeated; a non-negative signal's are 0)."""
         sig = self.nl[sid]
         w = sig.width
         name = self.ref(sid, stage)
         if sig.is_const:
             return self.const(sig.lo >> lo, hi - lo + 1)
-        if lo >= w:
+        if sig.lo >= 0:
+            w -= 1  # the sign bit is the constant 0
+            if lo >= w:
+                return self.const(0, hi - lo + 1)
+        elif lo >= w:
             self._use(name, w - 1, w)
             return f'{{{hi - lo + 1}{{{name}[{w - 1}]}}}}'
         top = min(hi, w - 1)
         self._use(name, lo, top + 1)
         part = f'{name}[{top}:{lo}]' if top > lo else f'{name}[{lo}]'
         if hi > top:
-            return f'{{{{{hi - top}{{{name}[{w - 1}]}}}}, {part}}}'
+            pad = self.const(0, hi - top) if sig.lo >= 0 else f'{{{hi - top}{{{name}[{w - 1}]}}}}'
+            return f'{{{pad}, {part}}}'
         return part
 
     def _use(self, name: str, lo: int, hi: int) -> None:
-        self.used_bits.setdefault(name, set()).update(range(lo, hi))
+        """Mark bits [lo, hi) of a wire as read (one integer bit mask per wire)."""
+        self.used_bits[name] = self.used_bits.get(name, 0) | ((1 << hi) - (1 << lo))
 
     # -------------------------------------------------------------- ops
     def expr(self, sig: Signal) -> list[str]:
@@ -340,11 +356,9 @@ class _Writer:
                 continue
             depth = self.last_use[sig.id] - self.sched.stage[sig.id]
             for name in [f's{sig.id}'] + [f's{sig.id}_d{k}' for k in range(1, depth + 1)]:
-                used = self.used_bits.get(name, set())
-                unused.extend(f'{name}[{b}]' for b in range(sig.width) if b not in used)
+                unused.extend(_unread(name, sig.width, self.used_bits.get(name, 0)))
         for name, width in self.internal.items():
-            used = self.used_bits.get(name, set())
-            unused.extend(f'{name}[{b}]' for b in range(width) if b not in used)
+            unused.extend(_unread(name, width, self.used_bits.get(name, 0)))
         if not unused:
             return []
         return ["wire unused_bits = &{1'b0,"] + _wrapped(unused, ',') + ["  1'b0};"]
@@ -366,6 +380,12 @@ class _Writer:
             doc.append(comment_line(f'//   {bus}: tensor {comment_text(port.name)}, shape {list(port.shape)}, '
                                     f'{port.type}'))
         return doc + [f'module {self.top} ('] + ports + [');']
+
+
+def _unread(name: str, width: int, used: int) -> list[str]:
+    """`name[b]` for every bit b of a width-bit wire that the mask `used` does not mark as read."""
+    free = ~used & ((1 << width) - 1)
+    return [f'{name}[{b}]' for b in range(width) if free >> b & 1]
 
 
 def _wrapped(items: list[str], sep: str, per_line: int = 16) -> list[str]:

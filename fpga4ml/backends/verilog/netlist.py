@@ -72,6 +72,11 @@ class Signal:
         self.width = bits_for(self.lo, self.hi)
 
     @property
+    def live_bits(self) -> int:
+        """The bits synthesis keeps: the width less the sign bit of a non-negative signal (a constant 0, see emit.py)."""
+        return self.width - 1 if self.lo >= 0 else self.width
+
+    @property
     def is_const(self) -> bool:
         """True for constants (they need no registers)."""
         return self.op == 'const'

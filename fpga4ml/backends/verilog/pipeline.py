@@ -68,7 +68,7 @@ def delay_ns(sig: Signal, nl: Netlist) -> float:
     if op in FREE_OPS:
         return 0.0
     if op in ('add', 'neg'):
-        return LUT_NS + CARRY_NS_PER_BIT * sig.width
+        return LUT_NS + CARRY_NS_PER_BIT * sig.live_bits  # a non-negative sum's sign bit is not built
     if op == 'rom':
         return LUT_NS * _rom_levels(sig, nl)
     if op == 'mul':
@@ -141,7 +141,7 @@ def _sink_registers(nl: Netlist, stage: list[int], latency: int, budget: float, 
     n = len(nl.signals)
     const = [sig.is_const for sig in nl.signals]
     delay = [cost(sig, nl) for sig in nl.signals]
-    widths = [sig.width for sig in nl.signals]
+    widths = [sig.live_bits for sig in nl.signals]
     readers: list[list[int]] = [[] for _ in range(n)]
     last = list(stage)
     for sig in nl.signals:
