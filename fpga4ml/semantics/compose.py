@@ -160,6 +160,8 @@ def scan(p, step: Callable, xs, init, state_types, reverse: bool = False, ys_ord
     node the step casts into, or a FixedType). reverse: run t = T-1, ..., 0. ys_order: 'time' stacks
     ys[t] = the output of the step on x_t; 'steps' stacks in the order the steps ran (with reverse,
     ys[0] is the output of x_{T-1}: Keras' go_backwards). A step may return y_t = None: ys is then None.
+    An interpreter with a `fused_scan` method may run the whole loop itself, with the same step (the
+    numpy interpreter: one numba program, emulator/fast.py ScanMachine); it returns None to decline.
     """
     if ys_order not in YS_ORDERS:
         raise GraphError(f'layer {p.node.name!r}: scan ys_order {ys_order!r} is not one of {YS_ORDERS}')
