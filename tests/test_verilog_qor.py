@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fpga4ml.backends.verilog import adder_graph
 from fpga4ml.backends.verilog.adder_graph import constant_matvec
 from fpga4ml.backends.verilog.emit import write_module
 from fpga4ml.backends.verilog.estimate import _add_cost, estimate_netlist
@@ -95,3 +96,17 @@ def test_zero_extended_netlist_still_exact_with_negative_control():
     assert np.array_equal(got, x @ w + bias)
     w[2, 1] += 1
     assert not np.array_equal(got, x @ w + bias)
+
+
+def test_small_matrices_are_searched_in_bigger_blocks(monkeypatch):
+    assert adder_graph.block_rows(64, 32) == adder_graph.SMALL_BLOCK_ROWS == 64
+    assert adder_graph.block_rows(64, 64) == adder_graph.BLOCK_ROWS == 32
+
+    def adders():
+        nl, w, bias = layer_and_weights(UNSIGNED, seed=6, n_in=64, n_out=32)
+        x = np.random.default_rng(7).integers(0, 64, (500, 64))
+        assert np.array_equal(nl.evaluate([x])[0], x @ w + bias)
+        return nl.stats()['add']
+    whole = adders()
+    monkeypatch.setattr(adder_graph, 'SMALL_MATRIX', 0)  # control: the 32-input blocks of big matrices
+    assert whole < adders()

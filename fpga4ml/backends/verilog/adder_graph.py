@@ -9,7 +9,7 @@ y_j = sum_i x_i * W[i, j] + c_j for an integer matrix W is built from shifts and
    ``x_a << s_a +/- x_b << s_b`` (up to a common shift and sign) is computed once and replaces
    its occurrences in every column, until no pattern occurs twice (greedy, as Hartley's CSE);
    extracted terms may themselves take part in later patterns; pairs are formed within blocks of
-   BLOCK_ROWS inputs of a column (patterns still shared across all blocks and columns);
+   `block_rows` inputs of a column (patterns still shared across all blocks and columns);
 3. what remains of each column is summed by a balanced tree that always adds the two
    shallowest terms first (so the adder depth stays close to log2(terms)), and among equally
    deep terms the two of smallest magnitude (most significant bit), so that large terms meet
@@ -49,6 +49,15 @@ def csd(value: int) -> list[tuple[int, int]]:
 #: inputs per block of a column in the common-subexpression search (see constant_matvec): on the
 #: dense JSC MLP, 32 instead of 64 (no blocks) costs 1.8 % more estimated LUTs and takes 30 % less time
 BLOCK_ROWS = 32
+#: a matrix of at most this many weights is searched in blocks of SMALL_BLOCK_ROWS inputs instead: on the
+#: JSC MLP (layers of up to 2,048 weights) 64-input blocks give 1.7-1.9 % fewer Yosys LUTs for ~0.2 s more,
+#: while on 64 x 64 and larger layers they cost 4x the time (docs/verilog.md, "Quality of results")
+SMALL_MATRIX, SMALL_BLOCK_ROWS = 2048, 64
+
+
+def block_rows(n_in: int, n_out: int) -> int:
+    """Inputs per block of a column in the common-subexpression search of an n_in x n_out matrix."""
+    return SMALL_BLOCK_ROWS if n_in * n_out <= SMALL_MATRIX else BLOCK_ROWS
 #: the most term pairs one search indexes (memory: about 40 bytes each); a wider matrix is searched in
 #: groups of whole columns, each reusing the patterns the earlier groups built (deterministic: a size,
 #: not a time); the 256 x 256 layer of a dense 8-bit MLP holds about 7 million pairs
@@ -109,8 +118,9 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     w = np.asarray(weights)
     n_in, n_out = w.shape
     depth = {x: 0 for x in xs}
-    per_col = max(1, -(-n_in // BLOCK_ROWS))
-    sig, shift, sign, block = _csd_terms(np.asarray(xs, dtype=np.int64), w)
+    rows = block_rows(n_in, n_out)
+    per_col = max(1, -(-n_in // rows))
+    sig, shift, sign, block = _csd_terms(np.asarray(xs, dtype=np.int64), w, rows)
     if len(nl) + 2 * len(sig) >= SIG_LIMIT or (len(shift) and shift.max() >= SHIFT_LIMIT):
         raise ValueError(f'constant_matvec: more than {SIG_LIMIT} signals or shifts of {SHIFT_LIMIT} bits')
     starts = np.searchsorted(block, np.arange(n_out * per_col + 1))
@@ -139,10 +149,10 @@ def constant_matvec(nl: Netlist, xs: list[int], weights: np.ndarray, consts: lis
     return out
 
 
-def _csd_terms(xs: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
+def _csd_terms(xs: np.ndarray, w: np.ndarray, per_block: int = BLOCK_ROWS) -> tuple[np.ndarray, ...]:
     """(signal, shift, sign, block) arrays of every CSD digit, by column, block, input and digit.
 
-    Blocks are numbered column * blocks per column + input // BLOCK_ROWS; each distinct weight
+    Blocks are numbered column * blocks per column + input // per_block; each distinct weight
     value is recoded once.
     """
     cols, rows = np.nonzero(w.T)
@@ -157,9 +167,9 @@ def _csd_terms(xs: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
     n_digits = np.array([len(d) for d in digits], dtype=np.int64)[inv]
     entry = np.repeat(np.arange(len(values)), n_digits)
     k = np.arange(len(entry)) - np.repeat(np.cumsum(n_digits) - n_digits, n_digits)
-    per_col = max(1, -(-w.shape[0] // BLOCK_ROWS))
+    per_col = max(1, -(-w.shape[0] // per_block))
     u = inv.reshape(-1)[entry]
-    return xs[rows[entry]], d_shift[u, k], d_sign[u, k], cols[entry] * per_col + rows[entry] // BLOCK_ROWS
+    return xs[rows[entry]], d_shift[u, k], d_sign[u, k], cols[entry] * per_col + rows[entry] // per_block
 
 
 def _column_groups(block_terms: np.ndarray, per_col: int, budget: int) -> list[tuple[int, int]]:
