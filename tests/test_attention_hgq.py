@@ -348,3 +348,25 @@ def test_qmultiheadattentiont_csim_and_netlist_compute_the_emulator_bits(tmp_pat
     moved_subnet(model.get_layer('mha')._query_dense)  # negative control: another table
     other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
     assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])
+
+
+@pytest.mark.slow
+def test_verilator_equals_hgq2_for_table_and_linformer_attention(tmp_path):
+    """The Verilog designs (unrolled, II = 1) of QMultiHeadAttentionT (TableDense projections) and of a
+    QEinsumDenseBatchnorm + QLinformerAttention model compute HGQ2's bits on 2,000 inputs."""
+    from verilog_models import require_verilator
+    require_verilator()
+    keras.utils.set_random_seed(1)
+    with QuantizerConfigScope(f0=3, i0=2):
+        x = keras.Input((4, 5), name='x')
+        table = keras.Model(x, QMultiHeadAttentionT(2, 2, name='mha')(x, x))
+        h = QEinsumDenseBatchnorm('abc,cd->abd', output_shape=(4, 4), bias_axes='d', name='bn')(x)
+        linformer = keras.Model(x, QLinformerAttention(2, 3, key_dim=2, name='mha')(h, h))
+    for k, model in enumerate((table, linformer)):
+        xs = inputs(model, 2000, seed=9)
+        hls = convert_from_keras_model(model, output_dir=str(tmp_path / str(k)), backend='Verilog')
+        hls.compile(sim='rtl', progress=False)
+        got = hls.predict(xs[0], sim='rtl')
+        np.testing.assert_array_equal(got, hgq_output(model, xs))
+    moved(linformer.get_layer('mha')._lin_v_proj)  # negative control: HGQ2 with a moved projection weight
+    assert not np.array_equal(got, hgq_output(linformer, xs))

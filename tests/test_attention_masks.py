@@ -223,3 +223,24 @@ def test_csim_equals_emulator_for_bias_add_and_a_row_without_keys(tmp_path):
     moved[0, 0] += 1.0  # negative control: one moved bias value
     other = convert_graph(graph(moved), cfg, output_dir=str(tmp_path / 'o'))
     assert not np.array_equal(other.emulator.predict(xs)[1], got[1])
+
+
+@pytest.mark.slow
+def test_verilator_equals_emulator_for_bias_add_and_masks(tmp_path):
+    """The Verilog design of nn.MultiheadAttention with an additive float mask and SDPA with another
+    (BiasAdd, MaskedSoftmax) computes the emulator's bits on 2,000 inputs."""
+    from verilog_models import require_verilator
+    require_verilator()
+    model = TorchMasked().eval()
+    config = {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}}
+    hls = convert_from_pytorch_model(model, config, output_dir=str(tmp_path / 'v'), input_shape=(T, F),
+                                     backend='Verilog')
+    hls.compile(sim='rtl', progress=False)
+    xs = RNG.normal(0, 1, (2000, T, F))
+    got = hls.predict(xs, sim='rtl')
+    np.testing.assert_array_equal(got, hls.predict(xs))
+    with torch.no_grad():
+        model.bias[0, 0] += 1.0  # negative control: one moved mask value
+    other = convert_from_pytorch_model(model, config, output_dir=str(tmp_path / 'o'), input_shape=(T, F),
+                                       backend='Verilog')
+    assert not np.array_equal(other.predict(xs), got)
