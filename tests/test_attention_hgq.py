@@ -167,6 +167,18 @@ def test_refuses_fused_projections_and_masks():
         convert_from_keras_model(keras.Model(q, out), backend='Vitis')
 
 
+def assert_netlist_and_csim(hls, xs, output: str, moved_model, tmp_path) -> None:
+    """The netlist and the C simulation of `hls` compute its emulator's bits; the emulator of `moved_model` (the
+    source model after a change, converted again) differs from the C simulation (the negative control)."""
+    nl = lower_graph(hls.graph, hls.intervals)
+    got = nl.evaluate([hls.graph[n].result_type.quantize(x) for n, x in zip(hls.graph.inputs, xs)])[0]
+    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)[output])
+    hls.compile(sim='csim')
+    assert_bit_identical(hls, xs)
+    other = convert_from_keras_model(moved_model, output_dir=str(tmp_path / 'other'), backend='Vitis')
+    assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])
+
+
 def batchnorm_model():
     """QEinsumDenseBatchnorm with a non-Dense equation (-> EinsumDense) and a Dense one (-> Dense), with
     non-trivial moving statistics and gamma (HGQ2 folds them into the kernel and bias before quantizing)."""
@@ -241,14 +253,8 @@ def test_linformer_and_batchnorm_csim_and_netlist_compute_the_emulator_bits(tmp_
     xs = inputs(model, 300, seed=7)
     hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'lin'), backend='Vitis')
     np.testing.assert_array_equal(hls.predict(xs[0]), hgq_output(model, xs))
-    nl = lower_graph(hls.graph, hls.intervals)
-    got = nl.evaluate([hls.graph['q'].result_type.quantize(xs[0])])[0]
-    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)['lin'])
-    hls.compile(sim='csim')
-    assert_bit_identical(hls, xs)
-    moved(model.get_layer('lin')._lin_v_proj)  # negative control: the emulator of a moved weight differs
-    other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
-    assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])
+    moved(model.get_layer('lin')._lin_v_proj)  # for the negative control: one moved weight
+    assert_netlist_and_csim(hls, xs, 'lin', model, tmp_path)
 
 
 def moved_subnet(layer) -> None:
@@ -340,14 +346,8 @@ def test_qmultiheadattentiont_csim_and_netlist_compute_the_emulator_bits(tmp_pat
         model = keras.Model(x, QMultiHeadAttentionT(2, 2, name='mha')(x, x))
     xs = inputs(model, 300, seed=4)
     hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'mha'), backend='Vitis')
-    nl = lower_graph(hls.graph, hls.intervals)
-    got = nl.evaluate([hls.graph['x'].result_type.quantize(xs[0])])[0]
-    np.testing.assert_array_equal(got, hls.predict_mantissas(xs)['mha'])
-    hls.compile(sim='csim')
-    assert_bit_identical(hls, xs)
-    moved_subnet(model.get_layer('mha')._query_dense)  # negative control: another table
-    other = convert_from_keras_model(model, output_dir=str(tmp_path / 'other'), backend='Vitis')
-    assert not np.array_equal(other.predict(xs[0]), hls._csim.predict(xs)[0])
+    moved_subnet(model.get_layer('mha')._query_dense)  # for the negative control: another table
+    assert_netlist_and_csim(hls, xs, 'mha', model, tmp_path)
 
 
 @pytest.mark.slow
