@@ -9,9 +9,13 @@
   ``<name>_query``, ``<name>_key``, ``<name>_value`` (EinsumDense projections; the query's kernel
   and bias carry Keras' 1/sqrt(key_dim) scale), ``<name>_scores`` (Einsum of key and query),
   ``<name>_softmax`` (Softmax over the key axis), ``<name>_combine`` (Einsum of the weights and the
-  values) and ``<name>`` (the output EinsumDense). ``use_causal_mask=True`` makes the softmax a
-  ``MaskedSoftmax`` with the lower-triangular mask; other masks, return_attention_scores and
+  values) and ``<name>`` (the output EinsumDense). Constant masks (``attention_mask``, ``value_mask``,
+  ``key_mask`` as numpy arrays, ``use_causal_mask``, the layer's ``sliding_window``), merged by the
+  layer's own ``_compute_attention_mask``, make the softmax a ``MaskedSoftmax``; masks that are model
+  tensors, query_mask, a query left without keys, use_gate, return_attention_scores and
   attention_axes other than the default are refused by name.
+* ``functools.partial(keras.activations.gelu, approximate=True)`` (or ``keras.ops.gelu``) as an activation
+  -> Activation 'gelu_tanh' (``gelu_partial``; keras.py's activation lookup asks it).
 """
 
 from __future__ import annotations

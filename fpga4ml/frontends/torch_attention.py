@@ -7,7 +7,8 @@ The walk's hook `lower_attention` (torch.py) lowers, all in torch's layout (sequ
 * ``nn.MultiheadAttention(query, key, value)`` -> the nodes Keras' MultiHeadAttention gives
   (keras_attention.py): ``<name>_query``/``_key``/``_value`` (EinsumDense; torch's
   1/sqrt(head_dim) folded into the query kernel and bias), ``<name>_scores`` (Einsum of key and
-  query), ``<name>_softmax`` (Softmax over the keys, or MaskedSoftmax for a constant ``attn_mask``:
+  query), ``<name>_mask`` (BiasAdd of the finite values of a constant float ``attn_mask``, when any is
+  nonzero), ``<name>_softmax`` (Softmax over the keys, or MaskedSoftmax for a constant ``attn_mask``:
   boolean True or float -inf = masked), ``<name>_combine`` (Einsum) and ``<name>_out`` (output
   EinsumDense). The module returns (output, weights): only the output may be read (the weights
   output is refused by name). ``batch_first`` either way; ``kdim``/``vdim``; ``bias`` on or off;
@@ -20,9 +21,11 @@ The walk's hook `lower_attention` (torch.py) lowers, all in torch's layout (sequ
 * ``torch.einsum`` of two model tensors -> ``Einsum``; of a model tensor and a constant ->
   ``EinsumDense`` without bias. The batch letter must lead every model operand and the output.
 * ``F.scaled_dot_product_attention(q, k, v)`` -> ``<name>_scores`` (Einsum), ``<name>_scale``
-  (Scale by ``scale``, default 1/sqrt(E)), ``<name>_softmax`` (Softmax or MaskedSoftmax for
-  ``is_causal`` or a constant ``attn_mask``: boolean True or float 0 = kept, as torch) and ``<name>``
-  (Einsum); dropout_p must be 0.
+  (Scale by ``scale``, default 1/sqrt(E)), ``<name>_mask`` (BiasAdd of a float mask's finite values),
+  ``<name>_softmax`` (Softmax or MaskedSoftmax for ``is_causal`` or a constant ``attn_mask``: boolean
+  True or float finite = kept, as torch) and ``<name>`` (Einsum); dropout_p must be 0.
+
+A mask computed from the model inputs is refused by name (only constant masks are accepted).
 """
 
 from __future__ import annotations
