@@ -87,14 +87,19 @@ def hls4ml_numbers(km, x, root: Path) -> dict:
         warnings.simplefilter('ignore')
         theirs = hls4ml.converters.convert_from_keras_model(km, hls_config=copy.deepcopy(CONFIG), backend='Vitis',
                                                             io_type='io_parallel', output_dir=str(root / 'theirs'))
+    build, wall, cpu, out = hls4ml_build_and_rate(theirs, x)
+    return {'csim_build_s': build, 'csim_seq_s': wall, 'csim_seq_cpu_s': cpu, 'csim_out': out}
+
+
+def hls4ml_build_and_rate(theirs, x):
+    """Write and compile an hls4ml model: (build seconds, samples/s wall, samples/s CPU, outputs as float64 rows)."""
     start = time.perf_counter()
     theirs.write()
     theirs._compile()
     build = time.perf_counter() - start
     xc = np.ascontiguousarray(x)
     wall, cpu = rate(theirs.predict, xc)
-    return {'csim_build_s': build, 'csim_seq_s': wall, 'csim_seq_cpu_s': cpu,
-            'csim_out': np.asarray(theirs.predict(xc), dtype=np.float64).reshape(len(x), -1)}
+    return build, wall, cpu, np.asarray(theirs.predict(xc), dtype=np.float64).reshape(len(x), -1)
 
 
 def verilog_numbers(km_builder, cell: str, steps: int, root: Path) -> dict:
@@ -177,15 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-hls4ml', action='store_true')
     ap.add_argument('--verilog-steps', type=int, nargs='*', default=[1, 20],
                     help='sequence lengths of the Verilog estimates (1: one cell, the arithmetic of the static form)')
+    ap.add_argument('--verilog-static', action='store_true',
+                    help='instead: Verilog static against non-static (latency, II, estimate, Yosys) on a small model')
+    ap.add_argument('--no-synth', action='store_true', help='with --verilog-static: skip Yosys')
     args = ap.parse_args(argv)
+    if args.verilog_static:
+        verilog_static_vs_unrolled(synth=not args.no_synth)
+        return 0
     example = load_example()
     rows = [bench_cell(example, cell, args.n, not args.no_hls4ml, args.verilog_steps) for cell in args.cells]
     report(rows)
     return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())
 
 
 # ---------------------------------------------------------------------------------------- Verilog static
@@ -199,7 +206,7 @@ def verilog_static_vs_unrolled(cells=('lstm', 'gru'), steps: int = 8, units: int
     FF, DSP and critical path (xcup, 'fast'). The model is `features` -> LSTM/GRU(units) on `steps`
     time steps -> Dense(2), at one precision everywhere with exact tables of `table_size` entries;
     modes: the Static values to build.
-    Run it with: python -c "import sys; sys.path.insert(0, 'bench'); import bench_rnn; bench_rnn.verilog_static_vs_unrolled()"
+    Run it with: python bench/bench_rnn.py --verilog-static [--no-synth]
     """
     import keras
 
@@ -245,3 +252,7 @@ def verilog_static_vs_unrolled(cells=('lstm', 'gru'), steps: int = 8, units: int
     for r in rows:
         print('| ' + ' | '.join(str(r.get(k, '')) for k in keys) + ' |')
     return rows
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

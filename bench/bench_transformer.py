@@ -43,7 +43,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from bench_rnn import rate, timed  # noqa: E402  (one call timed; items per wall-clock and per CPU second)
+from bench_rnn import hls4ml_build_and_rate, rate, timed  # noqa: E402  (timing and hls4ml build helpers)
 
 CONFIG = {'Model': {'Precision': 'fixed<16,6,RND,SAT>', 'ReuseFactor': 1, 'Strategy': 'Latency'}}
 #: HGQ2 0.2's class path, which hls4ml 1.3.0 does not register (it has hgq.layers.multi_head_attention's)
@@ -86,14 +86,8 @@ def hls4ml_numbers(km, x, root: Path) -> dict:
             theirs = hls4ml.converters.convert_from_keras_model(
                 km, hls_config=copy.deepcopy(CONFIG), backend='Vitis', io_type='io_parallel',
                 output_dir=str(root / 'theirs'), allow_da_fallback=False)
-        start = time.perf_counter()
-        theirs.write()
-        theirs._compile()
-        build = time.perf_counter() - start
-        xc = np.ascontiguousarray(x)
-        wall, cpu = rate(theirs.predict, xc)
-        return {'csim_build_s': build, 'csim_jets_s': wall, 'csim_jets_cpu_s': cpu,
-                'csim_out': np.asarray(theirs.predict(xc), dtype=np.float64).reshape(len(x), -1)}
+        build, wall, cpu, out = hls4ml_build_and_rate(theirs, x)
+        return {'csim_build_s': build, 'csim_jets_s': wall, 'csim_jets_cpu_s': cpu, 'csim_out': out}
     except Exception as err:  # the benchmark reports why hls4ml could not build the model
         return {'error': f'{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ""}',
                 'trace': traceback.format_exc(limit=3)}
