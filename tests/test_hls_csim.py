@@ -344,7 +344,7 @@ def test_invalid_reuse_factor_lists_valid_values(tmp_path):
     cfg['LayerName']['fc4'] = {'ReuseFactor': 3}
     valid = valid_reuse_factors(32, 5, 'Resource')
     assert valid == [1, 2, 4, 8, 16, 32, 160]
-    # a layer's own ReuseFactor is checked at convert time (folding.py); a Model-level one when writing
+    # every level's ReuseFactor (layer, layer type, Model) is checked at convert time (folding.py)
     with pytest.raises(ValueError, match=r"layer 'fc4' \(Dense 32 -> 5, Strategy Resource\): ReuseFactor 3 is not "
                                          r'valid; valid values are \[1, 2, 4, 8, 16, 32, 160\]'):
         convert_graph(jsc_graph(), cfg, output_dir=str(tmp_path / 'p'))
@@ -353,9 +353,11 @@ def test_invalid_reuse_factor_lists_valid_values(tmp_path):
         convert_graph(jsc_graph(), cfg, output_dir=str(tmp_path / 'p'))
     del cfg['LayerName']['fc4']
     cfg['Model']['ReuseFactor'] = 3
-    model = convert_graph(jsc_graph(), cfg, output_dir=str(tmp_path / 'p'))
-    with pytest.raises(ValueError, match=r"ReuseFactor 3 is not valid; valid values are \["):
-        model.write()
+    with pytest.raises(ValueError, match=r"layer 'fc1' \(Dense 16 -> 64, Strategy Resource\): ReuseFactor 3 is not "
+                                         r'valid; valid values are \[1, 2, 4, 8, 16, 32, 64'):
+        convert_graph(jsc_graph(), cfg, output_dir=str(tmp_path / 'p'))
+    cfg['Model']['ReuseFactor'] = 4  # control: valid for every layer of the model
+    convert_graph(jsc_graph(), cfg, output_dir=str(tmp_path / 'p')).write()
 
 
 def test_write_is_deterministic(tmp_path):
