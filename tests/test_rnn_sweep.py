@@ -2,8 +2,9 @@
 
 SimpleRNN, LSTM (sequence, final h and c) and GRU (reset_after=False, backwards) side by side on one
 input, in both modes (Static True: one cell reused over time; False: a cell per step) in both back
-ends, at two precisions (hls4ml's fixed<16,6> with per-product truncation, and a narrow rounding,
-saturating one), at sequence lengths 1 and 8: 2,000 sequences per configuration (a quarter on the
+ends, at three precisions (hls4ml's fixed<16,6> with per-product truncation, a narrow rounding,
+saturating one, and 'auto' accumulators, results and cell state, inferred over the whole sequence
+by semantics/rnn_auto.py), at sequence lengths 1 and 8: 2,000 sequences per configuration (a quarter on the
 input grid, the rest up to twice beyond the input range), with a negative control (the emulator of
 the model with one recurrent weight one LSB off must disagree with both simulations). One g++ and
 one Verilator build per configuration: marked slow. The fast case runs the Verilog side through its
@@ -27,8 +28,9 @@ from fpga4ml.backends.verilog.stateful import run_vectors  # noqa: E402
 
 L = keras.layers
 N_IN, N_SEQUENCES = 3, 2000
-#: model default, LSTM accumulator/state, table size
-PRECISIONS = {'fixed16_6': ('fixed<16,6>', 'fixed<20,8>', 256), 'narrow': ('fixed<9,3,RND,SAT>', 'fixed<12,5,RND,SAT>', 64)}
+#: model default, LSTM accumulator/state ('auto': every recurrent accum/result/state inferred), table size
+PRECISIONS = {'fixed16_6': ('fixed<16,6>', 'fixed<20,8>', 256), 'narrow': ('fixed<9,3,RND,SAT>', 'fixed<12,5,RND,SAT>', 64),
+              'auto': ('fixed<10,4,RND,SAT>', 'auto', 128)}
 CASES = [(p, steps, static) for p in PRECISIONS for steps in (8, 1) for static in (True, False)]
 
 
@@ -44,8 +46,10 @@ def cells(steps: int):
 
 def convert(tmp_path, precision: str, steps: int, static: bool, backend: str):
     default, accum, table = PRECISIONS[precision]
+    inferred = {'accum': 'auto', 'result': 'auto'} if accum == 'auto' else {}
     cfg = {'Model': {'Precision': default},
-           'LayerType': {op: {'Static': static, 'TableSize': table} for op in ('LSTM', 'GRU', 'SimpleRNN')},
+           'LayerType': {op: {'Static': static, 'TableSize': table, 'Precision': dict(inferred)}
+                         for op in ('LSTM', 'GRU', 'SimpleRNN')},
            'LayerName': {'lstm': {'Precision': {'accum': accum, 'state': accum}}}}
     name = f'sweep_{backend.lower()}'
     return fpga4ml.convert_from_keras_model(cells(steps), hls_config=cfg, backend=backend, project_name=name,
@@ -88,10 +92,11 @@ def verilog_interpreted(model, xs) -> list[np.ndarray]:
             for name, y in zip(g.outputs, outs)]
 
 
+@pytest.mark.parametrize('precision', ['narrow', 'auto'])
 @pytest.mark.parametrize('static', [True, False])
-def test_emulator_equals_verilog_interpreters(tmp_path, static):
-    """The fast case: 8 steps, narrow types, 500 sequences, both modes; the Verilog side interpreted."""
-    model = convert(tmp_path, 'narrow', 8, static, 'Verilog')
+def test_emulator_equals_verilog_interpreters(tmp_path, static, precision):
+    """The fast case: 8 steps, narrow or 'auto' types, 500 sequences, both modes; the Verilog side interpreted."""
+    model = convert(tmp_path, precision, 8, static, 'Verilog')
     assert isinstance(design(model, progress=False), StaticRnnDesign) == static
     xs = sequences(model, 500)
     got = verilog_interpreted(model, xs)

@@ -31,6 +31,7 @@ from ..ir import TABLE_ACTIVATIONS, GraphError, Node
 from .compose import scan
 from .params import element_groups
 from .primitives import Const
+from .rnn_auto import infer_sequence_types, needs_sequence_typing
 from .spec import REQUIRED, attr, recipe
 from .tables import HLS4ML_TABLE_TYPE, build_activation_table, hls4ml_tables
 
@@ -107,8 +108,9 @@ def build_rnn_tables(node: Node, in_types) -> None:
 def _resolve_types(node: Node, p) -> None:
     """Type the accumulator, result, state and table before the scan (every step reuses them).
 
-    'auto' is the model default for accum and result (as hls4ml), the result type for the state,
-    and for the table hls4ml's ap_fixed<18,8> under TableSemantics 'hls4ml', else the accumulator.
+    Already typed when asked to be 'auto' (rnn_auto.py: bounds over the whole sequence); what is
+    left: the model default for accum and result, the result type for the state, and for the table
+    hls4ml's ap_fixed<18,8> under TableSemantics 'hls4ml', else the accumulator.
     """
     p.type('accum', 'default')
     p.type('result', 'default')
@@ -198,6 +200,8 @@ def run_scan(node: Node, p, x, step, init: tuple, variables: tuple[str, ...]):
     if len(p.shape(x)) != 2:
         raise GraphError(f'layer {node.name!r}: {node.op} needs a (time, features) input, got per-sample shape '
                          f'{tuple(p.shape(x))}')
+    if needs_sequence_typing(node, p):  # 'auto' accum/result/state: bounds over the whole sequence
+        infer_sequence_types(node, p, x, init)
     _resolve_types(node, p)
     state0 = initial_states(node, p, init, variables, n)
     # the input products of every time step at once (they do not depend on the state)
