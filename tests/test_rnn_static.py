@@ -96,6 +96,25 @@ def test_non_static_unrolls_the_steps(tmp_path):
     assert code.count('for (int run = 0; run < 8; run++) {\n        #pragma HLS UNROLL') == 3
 
 
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_lstm_final_cell_state_leaves_through_an_output_array(tmp_path, io_type):
+    """The static LSTM writes its final c through a second output array (no file-scope state shared
+    between DATAFLOW processes); the Select reading it has no function of its own."""
+    code = firmware(convert(tmp_path, io_type=io_type))
+    assert 'thread_local' not in code and '_c_final' not in code
+    head = re.search(r'static void lstm\(([^)]*)\)', code).group(1)
+    assert head.endswith('lstm_t y[32], lstm_c_t c_final0[4]')
+    assert 'c_final0[j] = (lstm_c_t) cs[j];' in code
+    assert 'static void lstm_c(' not in code  # the Select of c: written by the LSTM
+    assert 'static void lstm_h(' in code  # the Select of the final h still copies the last row
+    if io_type == 'io_stream':
+        process = code[code.index('static void lstm_stream('):]
+        process = process[:process.index('\n}\n')]
+        assert '&z0_0' in process and 'z0_0.write(b);' in process
+    else:
+        assert re.search(r'    lstm\(x, lstm_y, \w+\);', code)
+
+
 @pytest.mark.parametrize('key, value, valid', [
     ('ReuseFactor', 5, '[1, 2, 3, 4, 6, 8, 12, 16, 24, 48]'),
     ('RecurrentReuseFactor', 3, '[1, 2, 4, 8, 16, 32, 64]'),
@@ -162,6 +181,5 @@ def test_static_csim_equals_emulator_wide_and_non_static_has_the_same_bits(tmp_p
 
 
 @needs_gxx
-@pytest.mark.slow
 def test_static_csim_equals_emulator_io_stream(tmp_path):
     check_csim(tmp_path, 'narrow', io_type='io_stream')

@@ -238,9 +238,10 @@ def arg_names(n: int) -> list[str]:
     return ['x'] if n == 1 else [f'x{k}' for k in range(n)]
 
 
-def signature(func: str, ins: list[Port], out: Port) -> str:
+def signature(func: str, ins: list[Port], out: Port, extra_outputs: list[str] = ()) -> str:
+    """A layer function's head: the input arrays, the output array y, then any extra output arrays."""
     args = [f'const {p.ctype} {x}[{p.size}]' for x, p in zip(arg_names(len(ins)), ins)]
-    return f'static void {func}({", ".join(args)}, {out.ctype} y[{out.size}])'
+    return f'static void {func}({", ".join(args + [f"{out.ctype} y[{out.size}]"] + list(extra_outputs))})'
 
 
 def elementwise(head: str, sig: str, n: int, body: list[str], before: list[str] = ()) -> str:

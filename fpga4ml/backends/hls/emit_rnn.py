@@ -13,11 +13,11 @@ into accum_t and added in input order), the gate sums cast into accum_t, table l
 relu/linear) cast into accum_t, and one cast of the exact new state.
 
 The layer's array carries its first output (the sequence, or the last h). A Select of the final h
-copies the row of the last step that ran; a Select of an LSTM's final cell state reads a file-scope
-array the layer function writes (thread_local in C simulation, whose library runs samples on
-several threads). That suits the io_parallel PIPELINE top; under DATAFLOW (io_stream, or a static
-or folded layer) a file-scope array shared by two processes is not synthesizable as such: it would
-need to be a port (not done).
+copies the row of the last step that ran. An LSTM's final cell state leaves the layer function
+through a second output array (`side_outputs`): the top function passes the array (io_parallel),
+or the FIFOs and output ports (io_stream), of the Select that reads it, and that Select has no
+function of its own. Every array then has one writer and its readers, as a DATAFLOW pipeline
+(io_stream, or a static or folded layer) needs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from ...fixed import FixedType
 from ...folding import checked_reuse_factor, layer_strategy, valid_reuse_factors
 from ...intervals import Interval, type_for
-from ...ir import GraphError, Node
+from ...ir import Graph, GraphError, Node
 from ...semantics.params import element_groups, enclosing_type
 from ...semantics.recipes_rnn import GATES, QUANTIZER_POINTS, table_keys
 from ...semantics.spec import attr
@@ -332,16 +332,30 @@ def _static_loop(code: _Code, cell: str, ins: list[Port], names: list[str]) -> l
             + [f'        {s}' for s in body] + ['    }'] + after)
 
 
-def _final_cell_state(code: _Code) -> tuple[list[str], list[str]]:
-    """(the file-scope array declaration, the statements copying c into it) of an LSTM."""
-    ctx, node, n = code.ctx, code.node, code.n
-    final = ctx.names.new(f'{ctx.idents[node.name]}_c_final')
-    final_states(ctx)[node.name] = final
-    declaration = ['#ifdef __SYNTHESIS__',
-                   f'static {code.state} {final}[{n}];  // the final cell state (read by its Select)',
-                   '#else  // the C simulation library runs samples on several threads',
-                   f'static thread_local {code.state} {final}[{n}];', '#endif']
-    return declaration, _loop('j', n, [f'{final}[j] = cs[j];'], '    ')
+def side_outputs(graph: Graph, node: Node) -> list[Node]:
+    """The Select nodes whose tensor `node`'s layer function writes through extra output arrays.
+
+    An LSTM's final cell state exists only inside the layer (the main output carries h); each
+    Select of it (index 2) is written by the LSTM itself, after y. Other layers have none.
+    """
+    if node.op != 'LSTM':
+        return []
+    return [c for c in graph.consumers(node.name) if c.op == 'Select' and int(c.attrs['index']) == 2]
+
+
+def written_by_producer(graph: Graph, node: Node) -> bool:
+    """Whether `node` is a Select that its recurrent producer writes (see `side_outputs`): no call of its own."""
+    return node.op == 'Select' and any(s.name == node.name for s in side_outputs(graph, graph[node.inputs[0]]))
+
+
+def _final_cell_state(code: _Code, selects: list[Node]) -> tuple[list[str], list[str]]:
+    """(the extra output arguments, the statements casting c into them) of an LSTM whose c is read."""
+    args, lines = [], []
+    for k, select in enumerate(selects):
+        ctype = code.ctx.tensor_types[select.name]
+        args.append(f'{ctype} c_final{k}[{code.n}]')
+        lines += _loop('j', code.n, [f'c_final{k}[j] = ({ctype}) cs[j];'], '    ')
+    return args, lines
 
 
 def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
@@ -360,10 +374,8 @@ def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
             ctx.folded.add(node.name)
         lines = ([f'    #pragma HLS PIPELINE II={max(code.rf, code.rrf)}'] + _one(code, '    ')
                  + _input_products(code, ins, names) + _initial_state(code, ins, names) + _time_loop(code, steps))
-    if node.op == 'LSTM':
-        declaration, copy = _final_cell_state(code)
-        before = declaration + before
-        lines += copy
+    extra, copy = _final_cell_state(code, side_outputs(ctx.graph, node))
+    lines += copy
     order = 'from the last time step to the first' if attr(node, 'go_backwards') else 'over time'
     mode = ('static: one cell function called once per step' if code.static else
             'non-static: the steps unrolled')
@@ -372,28 +384,22 @@ def emit_rnn(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
         'per step: gates = (accum_t)(Dense(x_t) + Dense(h)); tables/exact activations cast into accum_t;',
         STATE_UPDATES[node.op] if node.op != 'GRU' else
         STATE_UPDATES['GRU'] + (' after' if attr(node, 'reset_after') else ' before') + ' the recurrent product'])
-    return '\n'.join(before + [head + signature(ctx.idents[node.name], ins, out) + ' {'] + lines + ['}', ''])
-
-
-def final_states(ctx: Context) -> dict[str, str]:
-    """Layer name -> the file-scope array holding its final cell state (kept on the context)."""
-    if not hasattr(ctx, 'rnn_final_states'):
-        ctx.rnn_final_states = {}
-    return ctx.rnn_final_states
+    return '\n'.join(before + [head + signature(ctx.idents[node.name], ins, out, extra) + ' {'] + lines + ['}', ''])
 
 
 def emit_select(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """One output of a recurrent layer: its array, the last step's row of it, or its final cell state."""
+    """One output of a recurrent layer: its array or the last step's row of it ('' for a final cell
+    state, which the LSTM writes itself: `side_outputs`)."""
     parent = ctx.graph[node.inputs[0]]
     if parent.op not in RNN_OPS:
         raise GraphError(f'layer {node.name!r}: the HLS back end reads several outputs only of {list(RNN_OPS)}, '
                          f'not of {parent.op} {parent.name!r}')
+    if written_by_producer(ctx.graph, node):
+        return ''
     index = int(node.attrs['index'])
     sig = signature(ctx.idents[node.name], ins, out)
     n = int(attr(parent, 'units'))
-    if index == 2:
-        source, what = f'{final_states(ctx)[parent.name]}[i]', 'the final cell state'
-    elif index == 1 and attr(parent, 'return_sequences'):
+    if index == 1 and attr(parent, 'return_sequences'):
         steps = parent.shape[0]
         last = 0 if attr(parent, 'output_order') == 'time' and attr(parent, 'go_backwards') else steps - 1
         source, what = f'x[{last * n} + i]', f'the final h (row {last} of the sequence)'

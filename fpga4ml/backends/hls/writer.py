@@ -26,6 +26,7 @@ import numpy as np
 from ...ir import Graph, Node
 from ...naming import check_project_name, comment_line
 from .emit import WEIGHTS_NOTE, Context, emit_layer, label, n_writes, new_context, positions, stream_kind
+from .emit_rnn import side_outputs, written_by_producer
 
 #: samples written to tb_data/ for the vendor C simulation
 TB_SAMPLES = 300
@@ -209,15 +210,17 @@ class TopFunction:
                   and n.op != 'Input'}
         arrays = {n.name: idents[n.name] for n in self.inputs}
         for node in self.graph:
-            if node.op == 'Input':
-                continue
-            if node.name in direct:
-                arrays[node.name] = direct[node.name]
-            else:
-                arrays[node.name] = ctx.names.new(f'{idents[node.name]}_y')
-                lines += ['', f'    {ctx.tensor_types[node.name]} {arrays[node.name]}[{node.size}];',
-                          f'    #pragma HLS ARRAY_PARTITION variable={arrays[node.name]} complete']
-            args = [arrays[i] for i in node.inputs] + [arrays[node.name]]
+            if node.op == 'Input' or written_by_producer(self.graph, node):
+                continue  # a Select its producer writes got its array with the producer's call
+            sides = side_outputs(self.graph, node)
+            for written in [node] + sides:
+                if written.name in direct:
+                    arrays[written.name] = direct[written.name]
+                else:
+                    arrays[written.name] = ctx.names.new(f'{idents[written.name]}_y')
+                    lines += ['', f'    {ctx.tensor_types[written.name]} {arrays[written.name]}[{written.size}];',
+                              f'    #pragma HLS ARRAY_PARTITION variable={arrays[written.name]} complete']
+            args = [arrays[i] for i in node.inputs] + [arrays[n.name] for n in [node] + sides]
             lines.append(f'    {idents[node.name]}({", ".join(args)});')
         for node, name in self.outputs:
             if direct.get(node.name) != name:
@@ -248,6 +251,8 @@ class TopFunction:
         self.reads: dict[str, list[str]] = {n.name: [] for n in graph}
         self.fifos: list[tuple[str, str, int]] = []
         for node in graph:
+            if written_by_producer(graph, node):
+                continue  # its producer writes its FIFOs (side_outputs): no edge into it
             for src in node.inputs:
                 if src in self.direct_inputs:
                     fifo = ctx.idents[src]
@@ -268,6 +273,8 @@ class TopFunction:
         for node in self.graph:
             if node.name in self.direct_inputs:
                 continue
+            if written_by_producer(self.graph, node):
+                continue  # written by its producer's process
             kind = 'input' if node.op == 'Input' else stream_kind(self.graph, node)
             if kind == 'line':  # emit_cnn wrote the whole stream process
                 calls.append(f'    {idents[node.name]}({", ".join(self.reads[node.name] + self.writes[node.name])});')
@@ -275,7 +282,8 @@ class TopFunction:
             func = ctx.names.new(f'{idents[node.name]}_{"fanout" if kind == "input" else "stream"}')
             funcs.append(self.stream_wrapper(func, node, kind))
             reads = self.reads[node.name] or [idents[node.name]]  # an input's fan-out reads its port
-            calls.append(f'    {func}({", ".join(reads + self.writes[node.name])});')
+            sides = [w for s in side_outputs(self.graph, node) for w in self.writes[s.name]]
+            calls.append(f'    {func}({", ".join(reads + self.writes[node.name] + sides)});')
         names = [name for name, _, _ in self.ports()]
         lines = ['// ---- top function (io_stream)', self.declaration() + ' {']
         lines += [f'    #pragma HLS INTERFACE axis port={name}' for name in names]
@@ -297,8 +305,11 @@ class TopFunction:
         packets, types = self.ctx.packets, self.ctx.tensor_types
         sources = [self.graph[s] for s in node.inputs] if kind != 'input' else [node]
         n_out = len(self.writes[node.name])
+        sides = side_outputs(self.graph, node)  # tensors its layer function also writes (an LSTM's final c)
         args = [f'hls::stream<{packets[s.name]}> &x{k}' for k, s in enumerate(sources)]
         args += [f'hls::stream<{packets[node.name]}> &y{k}' for k in range(n_out)]
+        args += [f'hls::stream<{packets[t.name]}> &z{m}_{k}' for m, t in enumerate(sides)
+                 for k in range(len(self.writes[t.name]))]
         head = {'input': f'// input {label(node)}: each packet copied to {n_out} FIFOs',
                 'position': f'// layer {label(node)}: one position ({node.shape[-1]} values) at a time',
                 'tensor': f'// layer {label(node)}: read whole inputs, compute, write the output to every reader'}[kind]
@@ -322,13 +333,16 @@ class TopFunction:
             lines += [f'    {types[s.name]} a{k}[{s.size}];', f'    for (int p = 0; p < {positions(s.shape)}; p++) {{',
                       '        #pragma HLS PIPELINE II=1', f'        {packets[s.name]} v = x{k}.read();',
                       f'        for (int c = 0; c < {c}; c++) a{k}[p * {c} + c] = v.data[c];', '    }']
-        c = node.shape[-1]
-        lines += [f'    {types[node.name]} r[{node.size}];',
-                  f'    {self.ctx.idents[node.name]}({", ".join([f"a{k}" for k in range(len(sources))] + ["r"])});',
-                  f'    for (int p = 0; p < {positions(node.shape)}; p++) {{', '        #pragma HLS PIPELINE II=1',
-                  f'        {packets[node.name]} b;',
-                  f'        for (int c = 0; c < {c}; c++) b.data[c] = r[p * {c} + c];']
-        lines += ['        ' + s for s in writes] + ['    }']
+        outputs = [(node, 'r', [f'y{k}' for k in range(n_out)])]
+        outputs += [(t, f'r{m}', [f'z{m}_{k}' for k in range(len(self.writes[t.name]))]) for m, t in enumerate(sides)]
+        lines += [f'    {types[t.name]} {r}[{t.size}];' for t, r, _ in outputs]
+        call = [f'a{k}' for k in range(len(sources))] + [r for _, r, _ in outputs]
+        lines.append(f'    {self.ctx.idents[node.name]}({", ".join(call)});')
+        for t, r, fifos in outputs:
+            c = t.shape[-1]
+            lines += [f'    for (int p = 0; p < {positions(t.shape)}; p++) {{', '        #pragma HLS PIPELINE II=1',
+                      f'        {packets[t.name]} b;', f'        for (int c = 0; c < {c}; c++) b.data[c] = {r}[p * {c} + c];']
+            lines += [f'        {f}.write(b);' for f in fifos] + ['    }']
         return '\n'.join(lines + ['}', ''])
 
     @staticmethod
