@@ -1,4 +1,4 @@
-"""ReuseFactor R > 1 on the Verilog back end: multiply-accumulate folding of Dense layers over a Machine.
+"""ReuseFactor R > 1 on the Verilog back end: multiply-accumulate folding of Dense and Conv layers over a Machine.
 
 A Dense n_in -> n_out with ReuseFactor R (folding.py validates it: any divisor of n_in * n_out)
 runs its n_in * n_out products in R clock cycles on M = n_in * n_out / R multipliers. With
@@ -14,13 +14,21 @@ each step. An output's blocks come in increasing cycles, so its
 sum runs in input order for any accumulator type, hls4ml's fixed<16,6> included. The first block
 starts from the bias cast into the accumulator.
 
+A Conv is the same product for each of its P output pixels (hls4ml's meaning of R: a divisor of
+the per-pixel product count kh * kw * C_in * C_out, folding.fold_shape's im2col matrix; with
+groups > 1 its block-diagonal zeros build no multiplier): every pixel's window, in im2col order
+with padding cells a constant 0, is one row with its own lanes, multipliers and accumulators, and
+all rows share the counter, the flags and the weight and bias ROMs (the same weights in the same
+cycle), so the layer has at most P * n_in * n_out / R multipliers where the unrolled one has P
+adder graphs. A Dense on an N-D input folds its rows (the last axis) the same way.
+
 Timing (the valid-every-II contract): a folded layer latches its input vector at the edge where its
 `go` pulse (valid_in for the first layer, the previous folded layer's `done` after it) is high,
 runs R cycles, and raises `done` for one cycle, in which its accumulators hold the result; the
 layers between folded ones are combinational (the unrolled lowering, adder graphs). A layer accepts
 a new input every R clocks, the design every II = max(R) clocks; the latency is the sum of
-(R + 1) over the folded layers. Layers with R = 1 stay fully parallel. Dense layers on 1-D inputs
-fold; a graph whose branches meet after different folded layers is refused.
+(R + 1) over the folded layers. Layers with R = 1 stay fully parallel. A graph whose branches meet
+after different folded layers is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ... import geometry
 from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node, operands
 from ...semantics import lower_node
@@ -60,15 +69,15 @@ def folded_layers(graph: Graph) -> dict[str, int]:
     for node in graph:
         rf = reuse_factor(node)
         if rf > 1:
-            if node.op != 'Dense':
-                raise GraphError(f'layer {node.name!r} ({node.op}): the Verilog back end folds only Dense layers so '
-                                 f'far; set its ReuseFactor to 1 (it has {rf})')
+            if node.op not in FOLDERS:
+                raise GraphError(f'layer {node.name!r} ({node.op}): the Verilog back end folds only '
+                                 f'{" and ".join(FOLDERS)} layers; set its ReuseFactor to 1 (it has {rf})')
             out[node.name] = rf
     return out
 
 
 def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
-    """The Machine of a typed graph with folded Dense layers (see the module docstring)."""
+    """The Machine of a typed graph with folded Dense and Conv layers (see the module docstring)."""
     clock = clock or StepClock(None)
     rfs = folded_layers(graph)
     m = Machine()
@@ -86,8 +95,8 @@ def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
         go = phases.pop()
         with clock.step(f'{node.name} ({node.op}) lowered'):
             if node.name in rfs:
-                sigs[node.name], phase[node.name] = fold_dense(m, node, graph, operands(node, sigs)[0], go,
-                                                               rfs[node.name])
+                fold = FOLDERS[node.op]
+                sigs[node.name], phase[node.name] = fold(m, node, graph, operands(node, sigs)[0], go, rfs[node.name])
                 latency += rfs[node.name] + 1
             else:
                 in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
@@ -107,51 +116,98 @@ def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
 
 
 def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
-    """One folded Dense: (its output signals, its done pulse)."""
+    """One folded Dense (on the last axis of its input, each row a MAC over the shared ROMs): (outputs, done)."""
     w_const, b_const = _weights(node, graph)
+    n_in = w_const.values.shape[0]
+    in_shape = graph[node.inputs[0]].shape
+    if len(x) % n_in or in_shape[-1] != n_in:
+        raise GraphError(f'layer {node.name!r}: a Dense with {n_in} inputs cannot fold over input shape {in_shape}')
+    xr = _latch(m, node.name, x, go, range(len(x)))
+    rows = [[xr[i] for i in range(k, k + n_in)] for k in range(0, len(x), n_in)]
+    return fold_rows(m, node, rows, w_const, b_const, go, rf)
+
+
+def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
+    """One folded Conv: each output pixel a Dense of its window in im2col order (padding reads a
+    constant 0), all pixels on the same counter and weight ROMs (see the module docstring)."""
+    in_shape = graph[node.inputs[0]].shape
+    index = geometry.im2col_index(geometry.check_conv(node, in_shape), in_shape[-1])  # (pixels, taps * C)
+    w_const, b_const = _weights(node, graph)
+    kernel = w_const.map(lambda k: geometry.conv_matrix(np.asarray(k), int(node.attrs.get('groups', 1)), node.name))
+    xr = _latch(m, node.name, x, go, sorted(set(index[index >= 0].tolist())))
+    zero = m.const(0, max(m[s].frac for s in xr.values()))
+    rows = [[xr[i] if i >= 0 else zero for i in window] for window in index]
+    return fold_rows(m, node, rows, kernel, b_const, go, rf)
+
+
+def _latch(m: Machine, name: str, x: list[int], go: int, used) -> dict[int, int]:
+    """{index: register} of the input elements a folded layer reads, aligned to one LSB and latched at `go`."""
+    frac = max(m[x[i]].frac for i in used)
+    out = {}
+    for i in used:
+        s = x[i]
+        d = m.align(s, frac) if not m[s].is_const else m.const(m[s].lo << (frac - m[s].frac), frac)
+        out[i] = m.latch(d, go, f'{name}_x{i}')
+    return out
+
+
+def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, go: int, rf: int
+              ) -> tuple[list[int], int]:
+    """Rows of latched inputs times one constant matrix, folded over `rf` cycles: (outputs row by row, done).
+
+    Every row has its own lanes and accumulators; the counter, the bias and weight ROMs, the
+    cycle flags and the accumulator enables are built once and shared by all rows.
+    """
     w = np.asarray(w_const.values, dtype=np.int64)
     n_in, n_out = w.shape
-    if len(x) != n_in or graph[node.inputs[0]].shape != (n_in,):
-        raise GraphError(f'layer {node.name!r}: the Verilog back end folds Dense layers on 1-D inputs only, '
-                         f'got input shape {graph[node.inputs[0]].shape}')
-    frac = max(m[s].frac for s in x)
-    xr = [m.latch(m.align(s, frac) if not m[s].is_const else m.const(m[s].lo << (frac - m[s].frac), frac), go,
-                  f'{node.name}_x{i}') for i, s in enumerate(x)]
+    frac = m[rows[0][0]].frac
     acc_t = node.types['accum']
-    x_abs = max(max(-m[s].lo, m[s].hi) for s in xr)
+    x_abs = max((max(-m[s].lo, m[s].hi) for row in rows for s in row), default=0)
     plan = accumulate_plan(node, acc_t, frac, x_abs, w, w_const.frac, np.asarray(b_const.values), b_const.frac)
     schedule = mac_schedule(n_in, n_out, rf)  # [lane, t, cycle] -> (input, output): folding.py
     lanes, a = schedule.shape[:2]
     count, busy, last = m.counter(rf, go, node.name)
     done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
     m.connect(done, last)
-    acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{node.name}_acc{j}')
-           for j in range(n_out)]
     first = m.flag(count, [int(i < a) for i in schedule[0, 0, :, 0]])  # input block 0: start from the bias
+    outs = schedule[:, 0, :, 1]  # [lane, cycle]: the output each lane serves
+    bias = [m.rom(count, plan.bias_acc[outs[lane]], 0, acc_t.frac) for lane in range(lanes)]
+    weights = {}  # (lane, t) -> its weight ROM; a multiplier whose weights are all zero (prune_for_reuse): none
     for lane in range(lanes):
-        outs = schedule[lane, 0, :, 1]  # the output this lane serves in each cycle
-        bias = m.rom(count, plan.bias_acc[outs], 0, acc_t.frac)
-        s = m.select(first, bias, m.mux(count, [acc[j] for j in outs]))
-        parts = []
         for t in range(a):
-            ins = schedule[lane, t, :, 0]
-            weights = plan.w[ins, outs]
-            if not weights.any():  # every weight of this multiplier is zero (prune_for_reuse): none built
-                continue
-            product = m.mul(m.mux(count, [xr[i] for i in ins]), m.rom(count, weights, 0, w_const.frac))
-            parts.append(m.cast(product, acc_t))
-            if plan.saturating:  # the order is observable: one addition and cast after the other
-                s = m.cast(m.add(s, parts.pop()), acc_t)
-        if parts:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
-            s = m.cast(sum_terms(m, [s] + parts, acc_t.frac), acc_t)
-        for j in sorted(set(outs.tolist())):
-            en = m.both(busy, m.flag(count, [int(o == j) for o in outs]))
-            m.connect(acc[j], m.cast(s, acc_t), en)
-    return [m.cast(reg, node.result_type) for reg in acc], done
+            column = plan.w[schedule[lane, t, :, 0], outs[lane]]
+            if column.any():
+                weights[lane, t] = m.rom(count, column, 0, w_const.frac)
+    enables = {(lane, j): m.both(busy, m.flag(count, [int(o == j) for o in outs[lane]]))
+               for lane in range(lanes) for j in sorted(set(outs[lane].tolist()))}
+    result = []
+    for p, row in enumerate(rows):
+        tag = f'{node.name}_acc' if len(rows) == 1 else f'{node.name}_p{p}_acc'
+        acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{tag}{j}') for j in range(n_out)]
+        for lane in range(lanes):
+            s = m.select(first, bias[lane], m.mux(count, [acc[j] for j in outs[lane]]))
+            parts = []
+            for t in range(a):
+                xs = m.mux(count, [row[i] for i in schedule[lane, t, :, 0]])
+                if (lane, t) not in weights or m[xs].is_const and m[xs].lo == 0:  # a zero product: none built
+                    continue
+                parts.append(m.cast(m.mul(xs, weights[lane, t]), acc_t))
+                if plan.saturating:  # the order is observable: one addition and cast after the other
+                    s = m.cast(m.add(s, parts.pop()), acc_t)
+            if parts:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
+                s = m.cast(sum_terms(m, [s] + parts, acc_t.frac), acc_t)
+            for j in sorted(set(outs[lane].tolist())):
+                m.connect(acc[j], m.cast(s, acc_t), enables[lane, j])
+        result += [m.cast(reg, node.result_type) for reg in acc]
+    return result, done
+
+
+#: op -> its folding function (m, node, graph, input signals, go, R) -> (output signals, done)
+FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv}
 
 
 def _weights(node: Node, graph: Graph):
-    """The kernel and bias of a typed Dense as Consts (mantissas and LSB), as its recipe reads them."""
+    """The kernel and bias of a typed Dense or Conv as Consts (mantissas and LSB), as its recipe reads them."""
     b = Bounds(node, [graph[i].result_type for i in node.inputs])
     return b.weight('kernel'), b.weight('bias')
 
@@ -206,4 +262,5 @@ def folded_cycles(model, d: FoldedDesign, x, valid=None) -> tuple[list[np.ndarra
     return [graph[name].result_type.to_float(y) for name, y in zip(graph.outputs, shown)], valid_out
 
 
-__all__ = ['FoldedDesign', 'fold_dense', 'fold_graph', 'folded_cycles', 'folded_layers', 'folded_manifest']
+__all__ = ['FOLDERS', 'FoldedDesign', 'fold_conv', 'fold_dense', 'fold_graph', 'fold_rows', 'folded_cycles',
+           'folded_layers', 'folded_manifest']
