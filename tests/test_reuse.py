@@ -132,14 +132,6 @@ def test_reuse_factor_errors_name_layer_value_and_valid_values(tmp_path):
     assert design(folded_model(tmp_path, 'fixed16_6', 8, name='ok')).timing.ii == 8
 
 
-def test_axi_stream_wrapper_refuses_a_folded_design(tmp_path):
-    model = folded_model(tmp_path, 'fixed16_6', 1, fc0=4)
-    model.config['Model']['Interface'] = 'axi_stream'
-    with pytest.raises(ConfigError, match=r"Interface 'axi_stream' is not supported for folded designs yet "
-                                          r"\(ReuseFactor > 1 in \['fc0'\], II = 4\)"):
-        project_files(model)
-
-
 def test_unrolled_design_unchanged_at_reuse_factor_1(tmp_path):
     model = folded_model(tmp_path, 'fixed16_6', 1)
     with warnings.catch_warnings():

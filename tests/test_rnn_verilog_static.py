@@ -202,12 +202,6 @@ def test_non_static_stays_unrolled_and_bad_static_is_refused(tmp_path):
         convert(stacked(3), tmp_path, layer_names={'gru': {'Static': 'yes'}})
 
 
-def test_axi_stream_wrapper_is_refused(tmp_path):
-    model = convert(stacked(3), tmp_path, Interface='axi_stream')
-    with pytest.raises(ConfigError, match=r"static recurrent designs yet \(Static: True on \['gru', 'lstm'\]"):
-        model.write()
-
-
 def test_recurrent_reuse_factors_are_not_silently_dropped(tmp_path):
     model = convert(stacked(3), tmp_path, layer_names={'lstm': {'ReuseFactor': 2}})
     with warnings.catch_warnings(record=True) as caught:

@@ -10,6 +10,11 @@
 TDATA packs the design's buses as its ports do: the inputs (outputs) in manifest order from bit 0,
 each element of W bits at [k*W +: W] (two's complement), zero-padded to a multiple of 8 bits.
 
+A design that takes a vector every II > 1 clocks (ReuseFactor folding, a static recurrent layer:
+manifest 'ii') gets a countdown: after each accepted beat s_axis_tready stays low for II - 1
+clocks of the design (clocks it advances), so the design sees a valid_in at most every II clocks,
+its valid-every-II contract.
+
 Flow control: a result the consumer does not take at once goes into a one-entry skid register,
 and the design's clock enable (and s_axis_tready) is ``~skid_valid``: the whole pipeline holds
 while a result waits (backpressure), and neither depends on m_axis_tready combinationally (the
@@ -62,7 +67,7 @@ def _bus_bits(entries: list[dict]) -> int:
 def axis_module(top: str, info: dict) -> str:
     """The Verilog text of module `<top>_axis` for the design described by manifest `info`."""
     stream = info.get('architecture') == 'stream'
-    latency = int(info['latency'])
+    latency, ii = int(info['latency']), int(info.get('ii', 1))
     in_bits, out_bits = _bus_bits(info['inputs']), _bus_bits(info['outputs'])
     s_bits, m_bits = padded(in_bits), padded(out_bits)
     lines = [f'// {top}_axis: AXI4-Stream wrapper of {top} (written by fpga4ml; see fpga4ml/backends/verilog/axi.py).',
@@ -80,8 +85,22 @@ def axis_module(top: str, info: dict) -> str:
              '  reg running;  // low in reset and the clock after it: no beat is accepted',
              '  always @(posedge aclk) running <= aresetn;',
              '  reg skid_valid;', f'  reg [{m_bits - 1}:0] skid_data;', '  reg skid_last;',
-             '  wire valid_out;', '  wire advance = ~skid_valid;',
-             '  assign s_axis_tready = advance & running;']
+             '  wire valid_out;', '  wire advance = ~skid_valid;']
+    if ii > 1 and not stream:  # the design takes a vector every II clocks: hold tready low in between
+        bits = max((ii - 1).bit_length(), 1)
+        lines += [f'  reg [{bits - 1}:0] wait_count;  // advancing clocks before the next vector (II = {ii})',
+                  "  wire can_take = wait_count == 0;",
+                  '  assign s_axis_tready = advance & running & can_take;',
+                  '  always @(posedge aclk) begin',
+                  f"    if (!aresetn) wait_count <= {bits}'d0;",
+                  f"    else if (advance) wait_count <= s_axis_tvalid & s_axis_tready ? {bits}'d{ii - 1} : "
+                  f"(can_take ? {bits}'d0 : wait_count - {bits}'d1);",
+                  '  end']
+        accept = 's_axis_tvalid & running & can_take'
+    else:
+        lines.append('  assign s_axis_tready = advance & running;')
+        accept = 's_axis_tvalid & running'
+
     ports, offset = [], 0
     for e in info['inputs']:
         n = e['elements'] * e['width']
@@ -95,7 +114,7 @@ def axis_module(top: str, info: dict) -> str:
         ports.append(f'.{e["port"]}({e["port"]})')
         outs.insert(0, e['port'])
     pad = [f"{m_bits - out_bits}'b0"] if m_bits > out_bits else []
-    lines += [f'  {top} core (.clk(aclk), .rst(~aresetn), .ce(advance), .valid_in(s_axis_tvalid & running),',
+    lines += [f'  {top} core (.clk(aclk), .rst(~aresetn), .ce(advance), .valid_in({accept}),',
               '    .valid_out(valid_out), ' + ', '.join(ports) + ');',
               f'  wire [{m_bits - 1}:0] core_data = {{{", ".join(pad + outs)}}};', '  wire core_last;']
     if stream:

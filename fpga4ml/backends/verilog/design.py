@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import ConfigError, ConfigWarning, model_setting
+from ...config import ConfigWarning, model_setting
 from ...naming import check_project_name, json_text
 from .adder_graph import BLOCK_ROWS, PAIR_BUDGET
 from .axi import add_axi_stream, model_interface
@@ -130,14 +130,6 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
         with clock.step(f'{top}.v text'):
             files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
     if model_interface(model.config) == 'axi_stream':  # the AXI4-Stream wrapper besides the design (axi.py)
-        if isinstance(d, StaticRnnDesign):  # a static recurrent design takes a sequence every II clocks
-            raise ConfigError(f"config['Model']: Interface 'axi_stream' is not supported for static recurrent designs "
-                              f'yet (Static: True on {sorted(d.recurrent)}, II = {d.timing.ii}); use Static False or '
-                              "Interface 'none' and space the sequences II clocks apart")
-        if isinstance(d, FoldedDesign):  # the wrapper takes a beat every clock; a folded design every II
-            raise ConfigError(f"config['Model']: Interface 'axi_stream' is not supported for folded designs yet "
-                              f'(ReuseFactor > 1 in {sorted(d.timing.stages)}, II = {d.timing.ii}); use ReuseFactor 1 '
-                              "or Interface 'none' and space the vectors II clocks apart")
         add_axi_stream(files, info, top)
     return {**files, MANIFEST: json_text(info)}
 
