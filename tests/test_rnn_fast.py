@@ -6,9 +6,16 @@
   saturate or wrap, exact and hls4ml tables, relu/linear activations, go_backwards, initial states,
   all outputs; the fused path is really taken; a negative control (the largest input weight
   negated) breaks the equality.
+  Each configuration runs twice: in the int32 program the bounds allow (all these configurations
+  fit) and in an int64 program (forced); the LSTM's recurrent product-accumulates are fused with
+  the add and cast that read them.
+* Values beyond the int32 program's bounds (products of 28-bit values) run in int64 and equal the
+  step-by-step program; negative control: with the int32 bound check disabled the same program
+  runs in int32 and its outputs differ.
 * Tracing (overflow counts) runs the step-by-step program: same outputs as predict.
 * A scan whose values need more than 62 bits falls back to the step-by-step program.
-* The machine's rounding and overflow equal FixedType.cast on random values for every mode.
+* The machine's rounding and overflow equal FixedType.cast on random values for every mode, in
+  int32 and int64 programs.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ keras = pytest.importorskip('keras')
 pytest.importorskip('numba')
 
 import fpga4ml  # noqa: E402
-from fpga4ml.emulator import fast  # noqa: E402
+from fpga4ml.emulator import fast, scan_kernels, scan_machine  # noqa: E402
 from fpga4ml.emulator.engine import Emulator  # noqa: E402
 from fpga4ml.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedType  # noqa: E402
 from fpga4ml.semantics.numpy_interp import NumpyProgram  # noqa: E402
@@ -81,28 +88,54 @@ def _run(model, xs, fused: bool, monkeypatch) -> dict[str, np.ndarray]:
     return Emulator(model.graph, model.intervals).run(xs)
 
 
+class _Compiled(list):
+    """Names of the layers whose scan compiled to a machine program; `programs`: those programs."""
+
+    def __init__(self):
+        super().__init__()
+        self.programs = []
+
+
 @pytest.fixture
 def fused_compiles(monkeypatch):
-    """Counts the machine programs compiled (the fused path taken)."""
-    count = []
+    """The machine programs compiled (the fused path taken)."""
+    count = _Compiled()
     compile_ = fast.ScanMachine.compile
 
     def counted(self, *args, **kwargs):
+        program = compile_(self, *args, **kwargs)
         count.append(self.node.name)
-        return compile_(self, *args, **kwargs)
+        count.programs.append(program)
+        return program
     monkeypatch.setattr(fast.ScanMachine, 'compile', counted)
     return count
 
 
+def _force_int64(monkeypatch) -> None:
+    """Every program compiled from now on runs in int64 (no value is allowed in the int32 program)."""
+    monkeypatch.setattr(scan_machine, 'INT32_BITS', -1)
+
+
+def _fused_matmuls(program) -> int:
+    """Product-accumulates of a program that start from another register (fused with their add)."""
+    p13 = scan_kernels.CODE_FIELDS.index('p13')
+    return int(np.sum((program.code[:, 0] == scan_kernels.OP_MATMUL) & (program.code[:, p13] >= 0)))
+
+
+@pytest.mark.parametrize('dtype', ['int32', 'int64'])
 @pytest.mark.parametrize('seed', range(12))
-def test_fused_scan_equals_step_by_step(seed, monkeypatch, fused_compiles):
+def test_fused_scan_equals_step_by_step(seed, dtype, monkeypatch, fused_compiles):
     km, cfg = _random_case(seed)
     model = fpga4ml.convert_from_keras_model(km, hls_config=cfg)
     xs = _inputs(km, 257, seed)  # not a multiple of the machine's block
     want = _run(model, xs, False, monkeypatch)
     assert not fused_compiles
+    if dtype == 'int64':
+        _force_int64(monkeypatch)
     got = _run(model, xs, True, monkeypatch)
     assert fused_compiles == ['rnn']
+    program = fused_compiles.programs[0]
+    assert program.dtype == np.dtype(dtype)  # widths <= 16: every value fits the int32 program
     for name in model.graph.outputs:
         np.testing.assert_array_equal(got[name], want[name], err_msg=f'{name}: {cfg}')
     bad = copy.deepcopy(model)  # negative control: the largest input weight negated
@@ -130,6 +163,47 @@ def test_trace_runs_the_step_by_step_program(monkeypatch, fused_compiles):
     assert traced.stats['rnn_seq'].count == 100 * T * UNITS
 
 
+def test_lstm_products_fuse_with_their_add(monkeypatch, fused_compiles):
+    """The example's precision (fixed<16,6>, hls4ml tables): every step's recurrent product-accumulate
+    starts from the input products and ends in the accumulator's wrap, in an int32 program."""
+    km = _model('LSTM', np.random.default_rng(7))
+    model = fpga4ml.convert_from_keras_model(km, hls_config={'Model': {'Precision': 'fixed<16,6>',
+                                                                       'TableSemantics': 'hls4ml'}})
+    xs = _inputs(km, 200, 7)
+    want = _run(model, xs, False, monkeypatch)
+    got = _run(model, xs, True, monkeypatch)
+    program = fused_compiles.programs[0]
+    assert program.dtype == np.int32 and _fused_matmuls(program) == T
+    for name in model.graph.outputs:
+        np.testing.assert_array_equal(got[name], want[name])
+    bad = copy.deepcopy(model)  # negative control: one recurrent weight changed
+    bad.graph['rnn'].qweights['recurrent_kernel'][0, 0] += 1
+    got_bad = _run(bad, xs, True, monkeypatch)
+    assert any(not np.array_equal(got_bad[name], want[name]) for name in model.graph.outputs)
+
+
+def _wide_linear_case():
+    """(model, inputs) of a linear SimpleRNN at fixed<28,14>: its products need about 45 bits."""
+    rng = np.random.default_rng(5)
+    km = _model('SimpleRNN', rng, activation='linear')
+    model = fpga4ml.convert_from_keras_model(km, hls_config={'Model': {'Precision': 'fixed<28,14>'}})
+    return model, _inputs(km, 50, 5)  # fewer sequences than one block
+
+
+def test_values_beyond_int32_run_in_int64(monkeypatch, fused_compiles):
+    model, xs = _wide_linear_case()
+    want = _run(model, xs, False, monkeypatch)
+    got = _run(model, xs, True, monkeypatch)
+    assert fused_compiles == ['rnn'] and fused_compiles.programs[0].dtype == np.int64
+    for name in model.graph.outputs:
+        np.testing.assert_array_equal(got[name], want[name])
+    # negative control: the same program in int32 (the bound check disabled) is not exact
+    monkeypatch.setattr(scan_machine, 'INT32_BITS', scan_machine.MACHINE_BITS)
+    bad = _run(model, xs, True, monkeypatch)
+    assert fused_compiles.programs[1].dtype == np.int32
+    assert any(not np.array_equal(bad[name], want[name]) for name in model.graph.outputs)
+
+
 def test_values_beyond_62_bits_fall_back(monkeypatch, fused_compiles):
     rng = np.random.default_rng(0)
     km = _model('GRU', rng)
@@ -143,10 +217,13 @@ def test_values_beyond_62_bits_fall_back(monkeypatch, fused_compiles):
         np.testing.assert_array_equal(got[name], want[name])
 
 
+@pytest.mark.parametrize('dtype', ['int32', 'int64'])
 @pytest.mark.parametrize('rounding', ROUNDING_MODES)
 @pytest.mark.parametrize('overflow', OVERFLOW_MODES)
-def test_machine_cast_equals_fixed_cast(rounding, overflow):
-    """A cast recorded by the machine (round + overflow instructions) equals FixedType.cast."""
+def test_machine_cast_equals_fixed_cast(rounding, overflow, dtype, monkeypatch):
+    """A cast recorded by the machine (one cast instruction) equals FixedType.cast, in either dtype."""
+    if dtype == 'int64':
+        _force_int64(monkeypatch)
     from fpga4ml.intervals import Interval
     from fpga4ml.semantics.bounds import Bounds
     from fpga4ml.semantics.primitives import Const
@@ -160,5 +237,9 @@ def test_machine_cast_equals_fixed_cast(rounding, overflow):
             x = machine.input(Interval.of_values(m, frac_in))
             y = machine.cast(x, t)
             machine.const(Const(np.zeros(1, np.int64), 0))
-            got = machine.compile([y])([m[None]])[0]
+            program = machine.compile([y])
+            assert program.dtype == np.dtype(dtype)
+            got = program([m[None]])[0]
             np.testing.assert_array_equal(got, t.cast(m, frac_in), err_msg=f'{t} from frac {frac_in}')
+    narrower = FixedType(8, 3, False, rounding, overflow)  # negative control: one bit less
+    assert not np.array_equal(got, narrower.cast(m, 9))
