@@ -14,8 +14,8 @@ time for every layer, whichever level sets its ReuseFactor (the Model default, a
 LayerName entry), so an invalid value raises in convert() on both back ends, naming the layer,
 the value and the valid values (hls4ml instead warns and picks the closest valid value); the HLS
 emitter reads the same functions when it writes a layer, and the Verilog back end folds Dense
-layers with them (backends/verilog/fold.py). Other layers ignore their ReuseFactor in both back
-ends.
+and Conv layers with them (backends/verilog/fold.py). Other layers ignore their ReuseFactor in
+both back ends.
 """
 
 from __future__ import annotations

@@ -88,8 +88,8 @@ def _warn_ignored_settings(model, architecture: str) -> None:
     folded += [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
                if n.config.get('Strategy', 'Latency') != 'Latency']
     if folded:
-        warnings.warn('the Verilog back end folds Dense layers by ReuseFactor only in the unrolled architecture '
-                      "(a streaming design takes 1 pixel a clock); these HLS settings are ignored: " +
+        warnings.warn('the Verilog back end folds Dense and Conv layers by ReuseFactor only in the unrolled '
+                      "architecture (a streaming design takes 1 pixel a clock); these HLS settings are ignored: " +
                       ', '.join(folded[:8]) +
                       (' ...' if len(folded) > 8 else ''), ConfigWarning, stacklevel=3)
 
