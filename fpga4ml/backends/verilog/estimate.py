@@ -135,9 +135,7 @@ def estimate_stream(d) -> dict:
     parts = [estimate_netlist(s.netlist, s.schedule) for s in d.stages] + [estimate_netlist(d.head, d.head_schedule)]
     out = {key: sum(p[key] for p in parts) for key in ('LUT', 'FF', 'DSP', 'adders', 'signals')}
     for stage in d.stages:
-        (kh, kw), (dh, dw) = stage.kernel, stage.dilation
-        depth = ((kh - 1) * dh) * stage.in_hwc[1] + (kw - 1) * dw + 1
-        out['FF'] += depth * stage.in_hwc[2] * element_width(stage.in_type) + 4 * 16 + 1  # line buffer, counters
+        out['FF'] += stage.line_bits + 4 * 16 + 1  # line buffer (each streamed value as deep as read), counters
     last = d.stages[-1]
     out['FF'] += last.out_hwc[0] * last.out_hwc[1] * last.out_hwc[2] * element_width(last.out_type) + 17
     crit = max(p['critical_stage_ns'] for p in parts)

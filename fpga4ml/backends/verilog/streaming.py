@@ -1,8 +1,12 @@
-"""Streaming CNNs for the Verilog back end: pixels in one per clock, line buffers, one shared kernel per layer.
+"""Streaming CNNs for the Verilog back end: pixels in one per clock, line buffers, one shared kernel per stage.
 
 For images too large to unroll, ``hls_config['Model']['Architecture'] = 'stream'`` builds:
 
-    pixel in -> [window -> kernel] per Conv/Pool layer -> collect -> head -> outputs
+    pixel in -> [window -> kernel] per stage -> collect -> head -> outputs
+
+The stages are planned by stream_graph.py: a chain of stages, one per Conv/Pool layer of a chain
+of layers; where the layers before the Flatten branch and merge (residual and inception blocks),
+a stage computes every layer of its level and carries the values later stages read.
 
 * a *window* is a stateful netlist (stateful.Machine): a line buffer of registers that keeps the
   last (kernel span - 1) image rows plus a few pixels, row and column counters, and flags (ROMs
@@ -13,20 +17,23 @@ For images too large to unroll, ``hls_config['Model']['Architecture'] = 'stream'
   after the image's last pixel (the line buffer shifts on by itself for `flush` clocks);
 * a *kernel* is the netlist of one output pixel: all filters of the Conv (or the Pool of all
   channels) as adder graphs, followed by the per-pixel ops of the layer (activation, scale,
-  quantize), lowered by the same functions as the unrolled design and pipelined (II = 1 pixel);
+  quantize, merges), lowered by the same functions as the unrolled design and pipelined (II = 1
+  pixel); values read from earlier stages come from the window's identity cell, so they meet the
+  pixels computed here in the same clock;
 * *collect* is a stateful netlist too: a shift register that gathers the last feature map pixel by
   pixel (the Flatten), and the *head* is the unrolled netlist of everything after it (Dense
   layers, softmax), fed once per image.
 
 Every module is written by the ordinary emitters (emit.write_module for kernels and the head,
 stateful.write_machine for windows and the collector); the top module only wires them. The
-emulator defines the results; the tests compare the Verilator simulation with it image by image.
+emulator defines the results; the tests compare the stream interpreter (stream_sim.py) and the
+Verilator simulation with it image by image.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,37 +42,15 @@ from ...fixed import FixedType
 from ...intervals import Interval
 from ...ir import Graph, GraphError, Node
 from ...semantics import lower_node
-from ...semantics.spec import attr
 from .emit import bus_names, element_width, port_entry, port_names, write_module
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 from .stateful import Machine, Timing, write_machine
+from .stream_graph import PIXEL_OPS, WINDOW_OPS, Stage, plan
 
-WINDOW_OPS = ('Conv', 'Pool')
-PIXEL_OPS = ('Activation', 'Scale', 'Quantize')
-
-
-@dataclass
-class Stage:
-    """One line-buffered layer: the window geometry and the kernel netlist of one output pixel."""
-
-    name: str
-    in_hwc: tuple[int, int, int]
-    out_hwc: tuple[int, int, int]
-    kernel: tuple[int, int]
-    strides: tuple[int, int]
-    dilation: tuple[int, int]
-    in_type: FixedType
-    out_type: FixedType
-    #: padding (top, bottom, left, right)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
-    nodes: list[Node] = field(default_factory=list)
-    netlist: Netlist | None = None
-    schedule: Schedule | None = None
-    #: the line buffer (window_machine) and the clocks it shifts on by itself after an image's last pixel
-    window: Machine | None = None
-    flush: int = 0
+__all__ = ['PIXEL_OPS', 'Stage', 'StreamDesign', 'WINDOW_OPS', 'collect_machine', 'design_stream', 'output_shifts',
+           'plan', 'stage_ports', 'stream_files', 'stream_manifest', 'window_ends', 'window_machine']
 
 
 @dataclass
@@ -83,87 +68,11 @@ class StreamDesign:
     seconds: float = 0.0
 
 
-def _chain(graph: Graph) -> list[Node]:
-    """The graph as a single chain from its one input (GraphError otherwise)."""
-    if len(graph.inputs) != 1:
-        raise GraphError(f"Architecture 'stream' needs a model with one image input, got {graph.inputs}")
-    consumers: dict[str, list[str]] = {n.name: [] for n in graph}
-    for node in graph:
-        for src in node.inputs:
-            consumers[src].append(node.name)
-    chain = [graph[graph.inputs[0]]]
-    while consumers[chain[-1].name]:
-        nxt = consumers[chain[-1].name]
-        if len(nxt) != 1 or len(graph[nxt[0]].inputs) != 1:
-            raise GraphError(f"Architecture 'stream': layer {chain[-1].name!r} feeds {nxt}; only a chain of "
-                             'single-input layers is supported (no branches or merges)')
-        chain.append(graph[nxt[0]])
-    if [chain[-1].name] != list(graph.outputs):
-        raise GraphError(f"Architecture 'stream': the outputs {graph.outputs} must be the end of the chain")
-    return chain
+def _fill(stage) -> int:
+    """The mantissa a padded cell reads: 0 for a Conv, the input type's minimum for a max pool (never the max).
 
-
-def _window_geometry(node: Node, in_shape: tuple[int, ...]) -> geometry.Window:
-    win = geometry.check_conv(node, in_shape) if node.op == 'Conv' else geometry.check_pool(node, in_shape)
-    if any(win.pads) and node.op == 'Pool' and attr(node, 'mode') != 'max':
-        raise GraphError(f"layer {node.name!r}: Architecture 'stream' pads Conv and max Pool layers; this average "
-                         f'Pool pads {win.pads} (its divisor changes at the border). Use valid pooling or the '
-                         'unrolled architecture')
-    return win
-
-
-def _fill(stage: Stage) -> int:
-    """The mantissa a padded cell reads: 0 for a Conv, the input type's minimum for a max pool (never the max)."""
-    return stage.in_type.min_mantissa if stage.nodes[0].op == 'Pool' else 0
-
-
-def _per_pixel(node: Node) -> None:
-    """Per-pixel ops must use the same constants at every pixel (per-channel at most)."""
-    channels = node.shape[-1]
-    for key, values in node.qweights.items():
-        full = np.broadcast_to(np.asarray(values), node.shape).reshape(-1, channels)
-        if not np.all(full == full[:1]):
-            raise GraphError(f"layer {node.name!r}: Architecture 'stream' needs per-channel {key!r} values "
-                             '(the same at every pixel)')
-
-
-def plan(graph: Graph) -> tuple[list[Stage], Node, list[Node]]:
-    """Split a CNN into line-buffered stages, the Flatten and the head (GraphError when it does not fit)."""
-    chain = _chain(graph)
-    x = chain[0]
-    if len(x.shape) not in (2, 3):
-        raise GraphError(f"Architecture 'stream' needs an image input (H, W, C) or (W, C), got {x.shape}")
-    hwc = geometry.as_hwc(x.shape)
-    stages: list[Stage] = []
-    prev_type = x.result_type
-    k = 1
-    while k < len(chain) and chain[k].op in WINDOW_OPS + PIXEL_OPS:
-        node = chain[k]
-        if node.op in WINDOW_OPS or not stages:
-            pads = (0, 0, 0, 0)
-            if node.op in WINDOW_OPS:
-                win = _window_geometry(node, graph[node.inputs[0]].shape)
-                out_hwc = geometry.as_hwc(node.shape)
-                kernel, strides, dilation, pads = win.kernel, win.strides, win.dilation, win.pads
-            else:  # per-pixel ops before any window: a 1x1 window
-                out_hwc, kernel, strides, dilation = hwc, (1, 1), (1, 1), (1, 1)
-            stages.append(Stage(node.name, hwc, out_hwc, kernel, strides, dilation, prev_type, node.result_type,
-                                pads))
-            hwc = out_hwc
-        if node.op in PIXEL_OPS:
-            _per_pixel(node)
-        stages[-1].nodes.append(node)
-        stages[-1].out_type = node.result_type
-        prev_type = node.result_type
-        k += 1
-    if not stages:
-        raise GraphError("Architecture 'stream' needs at least one Conv or Pool layer after the input")
-    if k == len(chain) or chain[k].op != 'Reshape' or len(chain[k].shape) != 1:
-        where = chain[k].name if k < len(chain) else 'the end'
-        raise GraphError(f"Architecture 'stream': after the convolutional part a Flatten (Reshape to 1-D) must "
-                         f'follow; found {where!r} ({chain[k].op if k < len(chain) else "no layer"}). '
-                         f'Streaming supports Conv, Pool, {", ".join(PIXEL_OPS)} before the Flatten')
-    return stages, chain[k], chain[k + 1:]
+    `stage` is a Stage (of one window layer) or a WindowGroup: its first layer and input type decide."""
+    return stage.in_type.min_mantissa if stage.nodes and stage.nodes[0].op == 'Pool' else 0
 
 
 def _window_node(node: Node, in_shape: tuple[int, ...]) -> Node:
@@ -178,30 +87,63 @@ def _window_node(node: Node, in_shape: tuple[int, ...]) -> Node:
     return dataclasses.replace(node, attrs=attrs, shape=one + node.shape[-1:])
 
 
+def _pixel_node(node: Node) -> Node:
+    """A per-pixel layer (activation, scale, quantize, merge) on one pixel: shape (C,), per-channel constants."""
+    channels = node.shape[-1]  # per-channel constants (_per_pixel checked they are the same everywhere)
+
+    def per_channel(arrays):
+        return {k: np.broadcast_to(np.asarray(v), node.shape).reshape(-1, channels)[0] for k, v in arrays.items()}
+    attrs = {**node.attrs, 'axis': -1} if node.op == 'Merge' else node.attrs  # a concat joins channels
+    return dataclasses.replace(node, shape=(channels,), attrs=attrs, qweights=per_channel(node.qweights),
+                               weights=per_channel(node.weights))
+
+
+def stage_ports(stage: Stage) -> tuple[list[str], list[str], list[str]]:
+    """Port names of a stage: the line buffer's inputs (one per value), its windows (the kernel's inputs), the
+    kernel's outputs. A chain stage keeps 'pixel', 'window', 'pixel'."""
+    if stage.chain:
+        return ['pixel'], ['window'], ['pixel']
+    wins, seen = [], {}
+    for g in stage.groups:
+        name = stage.inputs[g.value].name
+        seen[name] = seen.get(name, 0) + 1
+        wins.append(f'window_{name}' + (f'_{seen[name]}' if seen[name] > 1 else ''))
+    return [f'pixel_{v.name}' for v in stage.inputs], wins, [f'pixel_{v.name}' for v in stage.outputs]
+
+
 def _kernel_netlist(stage: Stage, graph: Graph, cse: bool) -> Netlist:
-    """The netlist computing one output pixel of a stage from its window (im2col order)."""
+    """The netlist computing one output pixel of a stage (all its layers) from its windows (im2col order)."""
     nl = Netlist()
     kh, kw = stage.kernel
-    c_in = stage.in_hwc[2]
-    sigs = nl.add_input('window', (kh, kw, c_in), stage.in_type)
+    _, win_ports, out_ports = stage_ports(stage)
+    shown = []  # per window group: {cell: the signals of its channels}
+    for g, name in zip(stage.groups, win_ports):
+        c = stage.inputs[g.value].channels
+        sigs = nl.add_input(name, (kh, kw, c) if g.full else (len(g.cells), c), g.in_type)
+        shown.append({cell: sigs[i * c:(i + 1) * c] for i, cell in enumerate(g.cells)})
+
+    def centre(value: str) -> list[int]:  # a value's pixel at the output pixel's position (a skip, a carried value)
+        return shown[stage.at_identity[value]][stage.identity]
+    values: dict[str, list[int]] = {}
     for node in stage.nodes:
-        src = graph[node.inputs[0]]
         if node.op in WINDOW_OPS:
-            in_shape = (kh, kw, c_in) if len(src.shape) == 3 else (kw, c_in)
-            pixel = _window_node(node, in_shape)
+            src = graph[node.inputs[0]]
+            group, cells = stage.reads[node.name]
+            sigs = [s for cell in cells for s in shown[group][cell]]
+            win = geometry.window_of(node, src.shape)
+            in_shape = win.kernel + (src.shape[-1],) if len(src.shape) == 3 else (win.kernel[1], src.shape[-1])
+            out = lower_node(nl, _window_node(node, in_shape), [src.result_type], [sigs], [in_shape], cse)
         else:
-            in_shape = (len(sigs),)
-            channels = node.shape[-1]  # per-channel constants (_per_pixel checked they are the same everywhere)
-            def per_channel(arrays):
-                return {k: np.broadcast_to(np.asarray(v), node.shape).reshape(-1, channels)[0] for k, v in arrays.items()}
-            pixel = dataclasses.replace(node, shape=(channels,), qweights=per_channel(node.qweights),
-                                        weights=per_channel(node.weights))
-        sigs = lower_node(nl, pixel, [src.result_type], [sigs], [in_shape], cse)
-    nl.add_output('pixel', (stage.out_hwc[2],), stage.out_type, sigs)
+            ins = [values[i] if i in values else centre(i) for i in node.inputs]
+            out = lower_node(nl, _pixel_node(node), [graph[i].result_type for i in node.inputs], ins,
+                             [(len(s),) for s in ins], cse)
+        values[node.name] = out
+    for v, name in zip(stage.outputs, out_ports):
+        nl.add_output(name, (v.channels,), v.type, values[v.name] if v.name in values else centre(v.name))
     return nl
 
 
-def _head_graph(flatten: Node, head: list[Node]) -> Graph:
+def _head_graph(flatten: Node, head: list[Node], outputs: list[str]) -> Graph:
     """The layers after the Flatten as a graph whose input is the flattened feature map."""
     g = Graph()
     inp = Node(flatten.name, 'Input', [], flatten.shape)
@@ -210,7 +152,7 @@ def _head_graph(flatten: Node, head: list[Node]) -> Graph:
     for node in head:
         g.add(node)
     g.inputs = [flatten.name]
-    g.outputs = [head[-1].name] if head else [flatten.name]
+    g.outputs = list(outputs)
     return g
 
 
@@ -221,11 +163,12 @@ def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: fl
         stage.window, stage.flush = window_machine(stage)
         stage.netlist = _kernel_netlist(stage, graph, cse)
         stage.schedule = schedule(stage.netlist, clock_period, pipeline)
-    head_nl = lower_graph(_head_graph(flatten, head), intervals, cse)
+    head_nl = lower_graph(_head_graph(flatten, head, graph.outputs), intervals, cse)
     head_sched = schedule(head_nl, clock_period, pipeline)
     # in the harness's sense (outputs shown after the edge `latency - 1` clocks after the one that
     # accepted the last used pixel): per stage the window's register, its flush clocks and the
-    # kernel's latency; one for the collector, then the head
+    # kernel's latency; one for the collector, then the head. The stages are a chain (merged
+    # streams meet inside a stage), so this is the longest path
     latency = sum(1 + max(s.flush, 0) + s.schedule.latency for s in stages) + 1 + head_sched.latency
     every_pixel = all(s.flush >= 0 for s in stages)  # else the stride grid drops the last rows or columns
     return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel)
@@ -286,14 +229,18 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
     as many clocks. The window's cells are fixed taps of the buffer; a cell
     outside the image (padding) reads the padding value instead (`_fill`), by per-row and per-column flags that
     are registered with valid_out.
+
+    A stage of several layers (stream_graph) has one input port per value and one window port per
+    `WindowGroup` (its cells only); each value's shift register is as deep as its deepest cell.
     """
-    (h, w, c), (kh, kw), (dh, dw) = stage.in_hwc, stage.kernel, stage.dilation
+    (h, w, _), (kh, kw), (dh, dw) = stage.in_hwc, stage.kernel, stage.dilation
     (sh, sw), (top, _, left, _) = stage.strides, stage.pads
     oh, ow = stage.out_hwc[:2]
     shifts = output_shifts(stage)
     ends, flush = set(shifts), shifts[-1] - (h * w - 1)
     m = Machine()
-    pixel = m.add_input('pixel', (c,), stage.in_type)
+    in_ports, win_ports, _ = stage_ports(stage)
+    pixels = [m.add_input(name, (v.channels,), v.type) for name, v in zip(in_ports, stage.inputs)]
     valid = m.valid_in()
     row, col, last_col = _grid_counter(m, h, w, valid, 'in')
     # an output completes at shift v = R * W + C of this image (its last cell in row R, or in the right
@@ -318,27 +265,39 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
         emit = m.either(emit, m.both(shift, tail_emit))
     else:
         shift = valid
-    line, taps = [pixel], (kh - 1) * dh * w + (kw - 1) * dw + 1
-    for i in range(taps):
-        line.append([m.latch(s, shift, f'line{i}_{ch}') for ch, s in enumerate(line[-1])])
+    lines = _shift_lines(m, stage, pixels, shift)
     valid_out = m.register(0, 1, 0, reset=0, name='valid_out')
     m.connect(valid_out, emit)
     m.valid_out = valid_out
     orow, ocol, _ = _grid_counter(m, oh, ow, emit, 'out')  # the output pixel the next emit shows
-    row_ok = [m.latch(m.flag(orow, [int(0 <= o * sh - top + kr * dh < h) for o in range(oh)]), emit, f'row_ok{kr}')
-              for kr in range(kh)]
-    col_ok = [m.latch(m.flag(ocol, [int(0 <= o * sw - left + kc * dw < w) for o in range(ow)]), emit, f'col_ok{kc}')
-              for kc in range(kw)]
-    fill = m.const(_fill(stage), stage.in_type.frac)
-    cells = []
-    for kr in range(kh):
-        for kc in range(kw):
-            tap = line[1 + (kh - 1 - kr) * dh * w + (kw - 1 - kc) * dw]
+    read = {cell for g in stage.groups for cell in g.cells}
+    row_ok = {kr: m.latch(m.flag(orow, [int(0 <= o * sh - top + kr * dh < h) for o in range(oh)]), emit, f'row_ok{kr}')
+              for kr in range(kh) if any(r == kr for r, _ in read)}
+    col_ok = {kc: m.latch(m.flag(ocol, [int(0 <= o * sw - left + kc * dw < w) for o in range(ow)]), emit, f'col_ok{kc}')
+              for kc in range(kw) if any(c == kc for _, c in read)}
+    for g, name in zip(stage.groups, win_ports):
+        fill = m.const(_fill(g) if g.nodes else 0, g.in_type.frac)
+        cells = []
+        for kr, kc in g.cells:
+            tap = lines[g.value][1 + (kh - 1 - kr) * dh * w + (kw - 1 - kc) * dw]
             inside = m.both(row_ok[kr], col_ok[kc])
             cells += [m.select(inside, s, fill) for s in tap]
-    m.add_output('window', (kh, kw, c), stage.in_type, cells)
+        c = stage.inputs[g.value].channels
+        m.add_output(name, (kh, kw, c) if g.full else (len(g.cells), c), g.in_type, cells)
     m.check()
     return m, flush
+
+
+def _shift_lines(m: Machine, stage: Stage, pixels: list[list[int]], shift: int) -> list[list[list[int]]]:
+    """Per input value its shift register [pixel, 1 shift ago, 2 shifts ago, ...] (line_depth registers each)."""
+    lines = [[p] for p in pixels]
+    depth = [stage.line_depth(i) for i in range(len(pixels))]
+    for i in range(max(depth)):
+        for j, line in enumerate(lines):
+            if i < depth[j]:
+                label = f'line{i}' if len(lines) == 1 else f'{stage.inputs[j].name}_line{i}'
+                line.append([m.latch(s, shift, f'{label}_{ch}') for ch, s in enumerate(line[-1])])
+    return lines
 
 
 def collect_machine(n: int, c: int, t: FixedType) -> Machine:
@@ -366,10 +325,7 @@ def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     """{file name: Verilog} of the whole streaming design: one module per file, the top last."""
     files = {}
     for k, stage in enumerate(d.stages):
-        h, w, c = stage.in_hwc
-        title = (f'Line buffer of layer {stage.name}: {h} x {w} x {c} pixels in, kernel {stage.kernel}, '
-                 f'strides {stage.strides}, dilation {stage.dilation},\npadding {stage.pads}; '
-                 f'{stage.flush if stage.flush > 0 else 0} flush clocks after the last pixel of an image.')
+        title = _window_title(stage)
         files[f'{top}_w{k}.v'] = write_machine(stage.window, Timing(1 + max(stage.flush, 0), 1), f'{top}_w{k}', title)
         files[f'{top}_k{k}.v'] = write_module(stage.netlist, stage.schedule, f'{top}_k{k}')
     last = d.stages[-1]
@@ -380,6 +336,43 @@ def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     files[f'{top}_head.v'] = write_module(d.head, d.head_schedule, f'{top}_head')
     files[f'{top}.v'] = _top_module(d, top, graph)
     return files
+
+
+def _window_title(stage: Stage) -> str:
+    """The header of a line buffer's module: what it buffers and how it slides."""
+    h, w, c = stage.in_hwc
+    flush = f'{stage.flush if stage.flush > 0 else 0} flush clocks after the last pixel of an image.'
+    if stage.chain:
+        return (f'Line buffer of layer {stage.name}: {h} x {w} x {c} pixels in, kernel {stage.kernel}, '
+                f'strides {stage.strides}, dilation {stage.dilation},\npadding {stage.pads}; {flush}')
+    values = ', '.join(f'{v.name} ({v.channels})' for v in stage.inputs)
+    return (f'Line buffer of layers {", ".join(n.name for n in stage.nodes)}: {h} x {w} pixels of {values} in,\n'
+            f'union window {stage.kernel}, strides {stage.strides}, dilation {stage.dilation}, padding '
+            f'{stage.pads}; {flush}')
+
+
+def _stage_instances(stage: Stage, k: int, top: str, wires: dict[str, str], valid: str) -> list[str]:
+    """The wires and the two instances (line buffer, kernel) of stage k; `wires` maps each streamed value to the
+    wire carrying it and gets this stage's outputs."""
+    w_in, w_out = port_names(stage.window)
+    k_in, k_out = port_names(stage.netlist)
+    win = [f'win{k}' if stage.chain else f'win{k}_{g}' for g in range(len(stage.groups))]
+    pix = [f'pix{k}' if stage.chain else f'pix{k}_{j}' for j in range(len(stage.outputs))]
+    lines = [] if stage.chain else [
+        f'  // stage {k}: layers {", ".join(n.name for n in stage.nodes)}; streams in '
+        f'{", ".join(v.name for v in stage.inputs)}, out {", ".join(v.name for v in stage.outputs)}']
+    lines += [f'  wire [{len(g.cells) * stage.inputs[g.value].channels * element_width(g.in_type) - 1}:0] {name};'
+              for g, name in zip(stage.groups, win)] + [f'  wire win{k}_valid;']
+    lines += [f'  wire [{v.channels * element_width(v.type) - 1}:0] {name};'
+              for v, name in zip(stage.outputs, pix)] + [f'  wire pix{k}_valid;']
+    ins = ', '.join(f'.{p}({wires[v.name]})' for p, v in zip(w_in, stage.inputs))
+    lines += [f'  {top}_w{k} window{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in({valid}), {ins}, ' +
+              ', '.join(f'.{p}({name})' for p, name in zip(w_out, win)) + f', .valid_out(win{k}_valid));',
+              f'  {top}_k{k} kernel{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in(win{k}_valid), '
+              f'.valid_out(pix{k}_valid), ' + ', '.join(f'.{p}({name})' for p, name in zip(k_in, win)) + ', ' +
+              ', '.join(f'.{p}({name})' for p, name in zip(k_out, pix)) + ');']
+    wires.update({v.name: name for v, name in zip(stage.outputs, pix)})
+    return lines
 
 
 def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
@@ -397,19 +390,11 @@ def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
     lines += [f'  output wire [{o.size * element_width(o.result_type) - 1}:0] {y},' for o, y in zip(outs, y_ports)]
     lines[-1] = lines[-1].rstrip(',')
     lines.append(');')
-    prev, prev_valid = x_port, 'valid_in'
+    wires, prev_valid = {x.name: x_port}, 'valid_in'
     for k, stage in enumerate(d.stages):
-        c = stage.in_hwc[2]
-        kh, kw = stage.kernel
-        wid = element_width(stage.in_type)
-        out_w = stage.out_hwc[2] * element_width(stage.out_type)
-        lines += [f'  wire [{kh * kw * c * wid - 1}:0] win{k};', f'  wire win{k}_valid;',
-                  f'  wire [{out_w - 1}:0] pix{k};', f'  wire pix{k}_valid;',
-                  f'  {top}_w{k} window{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in({prev_valid}), '
-                  f'.x_pixel({prev}), .y_window(win{k}), .valid_out(win{k}_valid));',
-                  f'  {top}_k{k} kernel{k} (.clk(clk), .rst(rst), .ce(ce), .valid_in(win{k}_valid), '
-                  f'.valid_out(pix{k}_valid), .x_window(win{k}), .y_pixel(pix{k}));']
-        prev, prev_valid = f'pix{k}', f'pix{k}_valid'
+        lines += _stage_instances(stage, k, top, wires, prev_valid)
+        prev_valid = f'pix{k}_valid'
+    prev = wires[d.stages[-1].outputs[0].name]
     last = d.stages[-1]
     n_pix = last.out_hwc[0] * last.out_hwc[1]
     c_last, w_last = last.out_hwc[2], element_width(last.out_type)

@@ -1,0 +1,113 @@
+"""A streaming design run clock by clock by its own interpreters, without Verilator.
+
+Line buffers and the collector are stateful machines run by stateful.Simulator; each kernel and the
+head are netlists evaluated (Netlist.evaluate) in the clock their input is valid, their results
+shown `schedule.latency` clocks later, as their pipelined modules do; the wiring is the top
+module's (streaming._stage_instances). Vectorized over independent instances: instance b streams
+its own images, all instances with the same valid_in pattern (the timing does not depend on the
+data), so a few clocks per pixel cover hundreds of images.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .netlist import Netlist
+from .stateful import Simulator
+from .streaming import StreamDesign, collect_machine
+
+__all__ = ['StreamRun', 'run_design']
+
+
+class _Delay:
+    """A netlist behind its pipeline: results of the inputs valid in clock t, shown in clock t + latency."""
+
+    def __init__(self, nl: Netlist, latency: int, batch: int) -> None:
+        self.nl, self.batch = nl, batch
+        self.idle = [np.zeros((batch,) + p.shape, dtype=np.int64) for p in nl.outputs]
+        self.queue: deque = deque([(False, self.idle)] * latency)
+
+    def step(self, valid: bool, inputs: list[np.ndarray]) -> tuple[bool, list[np.ndarray]]:
+        """Present this clock's inputs; returns (valid_out, outputs) shown in this clock."""
+        outs = self.nl.evaluate([a.reshape(self.batch, -1) for a in inputs]) if valid else self.idle
+        self.queue.append((valid, outs))
+        return self.queue.popleft()
+
+
+class _Machine:
+    """A stateful machine with its valid_in, as instantiated in the top module."""
+
+    def __init__(self, m, batch: int) -> None:
+        self.sim = Simulator(m, batch)
+        self.sim.reset()
+
+    def settle(self, valid: bool, inputs: list[np.ndarray]) -> tuple[bool, list[np.ndarray]]:
+        """The outputs and valid_out shown in this clock (before its rising edge)."""
+        self.sim.settle(inputs, int(valid))
+        shown = self.sim.valid_out()
+        if shown.any() != shown.all():
+            raise RuntimeError('valid_out differs between instances fed the same valid_in')
+        return bool(shown[0]), self.sim.outputs()
+
+
+class StreamRun:
+    """Outputs per image and clock by clock timing of one `run_design` call."""
+
+    def __init__(self, outputs: list[np.ndarray], last_pixel: np.ndarray, shown: np.ndarray) -> None:
+        #: per graph output (instances, images, *shape) mantissas
+        self.outputs = outputs
+        #: per image the clock presenting its last pixel, and the clock its outputs are shown (valid_out)
+        self.last_pixel, self.shown = last_pixel, shown
+
+    @property
+    def latencies(self) -> np.ndarray:
+        """Clocks from each image's last pixel to its outputs (the manifest's latency when fed back to back)."""
+        return self.shown - self.last_pixel
+
+
+def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = None) -> StreamRun:
+    """Stream integer input mantissas (instances, images, H, W, C) or (instances, images, W, C) through the
+    design: pixel by pixel in row-major order, one per clock where `valid` (a 0/1 pattern over clocks, the
+    same for every instance; default all ones: back to back) is 1, then idle until every image's
+    outputs have come."""
+    batch, n = images.shape[:2]
+    h, w, c = d.stages[0].in_hwc
+    pixels = np.asarray(images, dtype=np.int64).reshape(batch, n * h * w, c)
+    valid = np.ones(n * h * w, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if valid.sum() < n * h * w:
+        raise ValueError(f'valid has {int(valid.sum())} ones for {n * h * w} pixels')
+    windows = [_Machine(s.window, batch) for s in d.stages]
+    kernels = [_Delay(s.netlist, s.schedule.latency, batch) for s in d.stages]
+    last = d.stages[-1]
+    collect = _Machine(collect_machine(last.out_hwc[0] * last.out_hwc[1], last.out_hwc[2], last.out_type), batch)
+    head = _Delay(d.head, d.head_schedule.latency, batch)
+    outs: list[list[np.ndarray]] = []
+    last_pixel, shown, sent = [], [], 0
+    limit = len(valid) + n * (d.latency + 1) + 4 * h * w
+    idle = np.zeros((batch, c), dtype=np.int64)
+    for t in range(limit):
+        v = bool(valid[t]) if t < len(valid) and sent < n * h * w else False
+        streams = {d.stages[0].inputs[0].name: pixels[:, sent] if v else idle}
+        if v:
+            sent += 1
+            if sent % (h * w) == 0:
+                last_pixel.append(t)
+        for stage, window, kernel in zip(d.stages, windows, kernels):
+            v, win = window.settle(v, [streams[s.name] for s in stage.inputs])
+            v, pix = kernel.step(v, win)
+            streams = {s.name: p for s, p in zip(stage.outputs, pix)}
+        v, (features,) = collect.settle(v, [streams[last.outputs[0].name]])
+        v, result = head.step(v, [features])
+        if v:
+            outs.append(result)
+            shown.append(t)
+            if len(outs) == n:
+                break
+        for machine in windows + [collect]:
+            machine.sim.edge()
+    if len(outs) != n:
+        raise RuntimeError(f'{len(outs)} of {n} images came out within {limit} clocks')
+    return StreamRun([np.stack([o[k] for o in outs], axis=1) for k in range(len(d.head.outputs))],
+                     np.array(last_pixel), np.array(shown))
