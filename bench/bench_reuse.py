@@ -1,4 +1,4 @@
-"""ReuseFactor on the Verilog back end: the JSC MLP at RF 1, 2, 4, 8, 16 (multiply-accumulate folding).
+"""ReuseFactor on the Verilog back end: the JSC MLP at RF 1, 2, 4, 8, 16 (multiply-accumulate or digit-serial folding).
 
 The JSC MLP of BENCHMARKS.md (16 -> 64 -> 32 -> 32 -> 5, ReLU; fixed-seed weights of
 bench_verilog.py) in two type settings:
@@ -8,6 +8,11 @@ bench_verilog.py) in two type settings:
   (Multipliers 'dsp'), the shape hls4ml's latency strategy has;
 - '6-bit auto': bench_verilog.py's quantized network (fixed<6,1> weights, exact 'auto'
   accumulators, ufixed<6,0> ReLUs, fixed<10,5> inputs); RF 1 is the unrolled CSD adder graph.
+
+--folding picks the folded architecture (`Folding`): 'mac' (multiply-accumulate, the default) and/or
+'adders' (digit-serial on one multiplier-free adder graph per layer: exact accumulators only, so
+only the '6-bit auto' network; a layer whose inputs have fewer than RF bits W folds at the largest
+valid RF <= W, and the II stays the model's RF). RF 1 is the unrolled design whatever --folding.
 
 For each RF: the design is generated, its cycle-level interpreter is checked bit for bit against
 the emulator on random inputs (a tenth far outside the input type), and the estimate (LUT, FF,
@@ -19,6 +24,7 @@ Yosys (fpga4ml.synth, 'fast', xcup) for LUT, FF, DSP, CARRY and its critical-pat
     python bench/bench_reuse.py --synth --rf 4 16 --types fixed16
     python bench/bench_reuse.py --rtl 10000      # plus Verilator == emulator on 10,000 vectors
     python bench/bench_reuse.py --prune 0.5      # 50 % structured sparsity (folding.prune_for_reuse)
+    python bench/bench_reuse.py --synth --types auto6 --rf 1 2 4 8 --folding mac adders   # docs/verilog.md
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_verilog import SIZES, convert_fpga4ml, weights  # noqa: E402
 
 TYPES = ('fixed16', 'auto6')
+FOLDINGS = ('mac', 'adders')
 
 
 def jsc_fixed16(layers, out: Path, rf: int):
@@ -56,15 +63,27 @@ def jsc_fixed16(layers, out: Path, rf: int):
     return convert_graph(g, cfg, backend='Verilog', output_dir=str(out), project_name=f'jsc_f16_rf{rf}')
 
 
-def jsc_auto6(layers, out: Path, rf: int):
-    """bench_verilog.py's 6-bit network with exact accumulators at ReuseFactor rf."""
-    model = convert_fpga4ml(layers, out, 5.0, project_name=f'jsc_a6_rf{rf}')
+def jsc_auto6(layers, out: Path, rf: int, folding: str = 'mac'):
+    """bench_verilog.py's 6-bit network with exact accumulators at ReuseFactor rf (Folding 'mac' or 'adders')."""
+    model = convert_fpga4ml(layers, out, 5.0, project_name=f'jsc_a6_rf{rf}_{folding}')
     if rf > 1:
         model.config.setdefault('Model', {})['ReuseFactor'] = rf
         for node in model.graph:
             if node.op == 'Dense':
-                model.set_layer_setting(node.name, 'ReuseFactor', rf)
+                layer_rf = rf if folding == 'mac' else serial_rf(model, node, rf)
+                model.set_layer_setting(node.name, 'ReuseFactor', layer_rf)
+                model.set_layer_setting(node.name, 'Folding', folding)
     return model
+
+
+def serial_rf(model, node, rf: int) -> int:
+    """The largest valid ReuseFactor <= rf that digit-serial folding accepts for a Dense (at most its input bits W)."""
+    from fpga4ml.backends.verilog.netlist import bits_for
+    from fpga4ml.folding import valid_reuse_factors
+
+    t = model.graph[node.inputs[0]].result_type
+    w = bits_for(t.min_mantissa, t.max_mantissa)
+    return max(r for r in valid_reuse_factors(*node.qweights['kernel'].shape, 'Latency') if r <= min(rf, w))
 
 
 def test_inputs(model, n: int) -> np.ndarray:
@@ -105,16 +124,20 @@ def check_rtl(model, n: int) -> tuple[int, float]:
     return mismatches(model, rtl.predict_mantissas([xm], gaps=True)[0], xm), round(built, 1)
 
 
-def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float = 0.0) -> dict:
+def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float = 0.0, folding: str = 'mac') -> dict:
     """One design: generation time, bit-exactness, estimate and (synth) the Yosys report."""
     layers = weights(seed=1, sparsity=0.0)
     if prune and rf > 1:  # structured: whole groups of weights sharing a multiplier (folding.prune_for_reuse)
         from fpga4ml.folding import prune_for_reuse
         layers = [(prune_for_reuse(w, rf, prune)[0], b) for w, b in layers]
     start = time.perf_counter()
-    model = (jsc_fixed16 if kind == 'fixed16' else jsc_auto6)(layers, root / f'{kind}_rf{rf}', rf)
+    out = root / f'{kind}_rf{rf}_{folding}'
+    model = jsc_fixed16(layers, out, rf) if kind == 'fixed16' else jsc_auto6(layers, out, rf, folding)
     est = model.estimate()
-    row = {'types': kind + (f' pruned {prune:.0%}' if prune and rf > 1 else ''), 'rf': rf, 'gen_s': round(time.perf_counter() - start, 2),
+    layer_rfs = sorted({n.config['ReuseFactor'] for n in model.graph if n.op == 'Dense'}, reverse=True)
+    row = {'types': kind + (f' pruned {prune:.0%}' if prune and rf > 1 else ''),
+           'folding': 'unrolled' if rf == 1 else folding, 'rf': '/'.join(map(str, layer_rfs)),
+           'gen_s': round(time.perf_counter() - start, 2),
            'mismatches': check_bit_exact(model), **{f'est_{k}': est.get(k) for k in
                                                    ('LUT', 'FF', 'DSP', 'multipliers', 'fmax_mhz_estimate')},
            'latency': est['latency_cycles'], 'ii': est['ii']}
@@ -129,19 +152,36 @@ def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float 
     return row
 
 
+def combinations(types, rfs, foldings) -> list[tuple[str, int, str]]:
+    """(types, RF, folding) of each design: RF 1 once (unrolled), 'adders' only for the exact 'auto6' types."""
+    out = []
+    for kind in types:
+        for rf in rfs:
+            for folding in (['mac'] if rf == 1 else foldings):
+                if folding == 'adders' and kind != 'auto6':
+                    print(f"skipped: {kind} RF {rf} Folding 'adders' (its accumulators round: not exact)")
+                    continue
+                out.append((kind, rf, folding))
+    return out
+
+
 def main(argv=None) -> None:
     """Print one line per (types, RF) and a markdown table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--synth', action='store_true', help='also synthesize with Yosys (slow)')
     ap.add_argument('--rf', type=int, nargs='+', default=[1, 2, 4, 8, 16])
     ap.add_argument('--types', nargs='+', choices=TYPES, default=list(TYPES))
+    ap.add_argument('--folding', nargs='+', choices=FOLDINGS, default=['mac'],
+                    help="folded architecture(s) at RF > 1: 'mac' (multipliers) and/or 'adders' (digit-serial, "
+                         "multiplier-free; 6-bit auto types only)")
     ap.add_argument('--prune', type=float, default=0.0, metavar='S',
                     help='zero a fraction S of the multiplier groups of every Dense (prune_for_reuse) at RF > 1')
     ap.add_argument('--rtl', type=int, default=0, metavar='N',
                     help='also run N random vectors through Verilator (with random gaps) against the emulator')
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='bench-reuse-') as tmp:
-        rows = [run(kind, rf, Path(tmp), args.synth, args.rtl, args.prune) for kind in args.types for rf in args.rf]
+        rows = [run(kind, rf, Path(tmp), args.synth, args.rtl, args.prune, folding)
+                for kind, rf, folding in combinations(args.types, args.rf, args.folding)]
     keys = [k for k in rows[0] if k != 'types']
     print('\n| types | ' + ' | '.join(keys) + ' |\n|---|' + '---|' * len(keys))
     for r in rows:

@@ -23,9 +23,9 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture', 'TableSemantics', 'Interface', 'Implementation')
+              'Architecture', 'TableSemantics', 'Interface', 'Implementation', 'Folding')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
-              'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor')
+              'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor', 'Folding')
 #: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
 #: = 'ap_fixed<18,8>'`): each sets the precision variable it names, over a Precision entry of the same level
 SOFTMAX_TYPE_KEYS = {'exp_table_t': 'exp_table', 'inv_table_t': 'inv_table', 'inv_inp_t': 'inv_inp',
@@ -45,6 +45,9 @@ OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table', 'inv_inp')
 STRATEGIES = ('Latency', 'Resource')
 #: Verilog back end: constant products as adder graphs (default) or DSP multipliers
 MULTIPLIERS = ('adders', 'dsp')
+#: Verilog back end, layers with ReuseFactor > 1: multiply-accumulate folding on multipliers (default) or
+#: digit-serial folding on one multiplier-free adder graph (backends/verilog/fold_serial.py)
+FOLDINGS = ('mac', 'adders')
 MODEL_PRECISION_KEYS = ('default', 'maximum')
 #: bounds on a configuration's shape: hls4ml configurations are a few levels deep with thousands of entries
 MAX_CONFIG_DEPTH = 32
@@ -182,6 +185,14 @@ def _check_multipliers(value: Any, where: str) -> str:
     raise ConfigError(f'{where}: Multipliers={value!r} is invalid; use one of {list(MULTIPLIERS)}')
 
 
+def check_folding(value: Any, where: str) -> str:
+    """The Verilog back end's Folding of a layer with ReuseFactor > 1: 'mac' or 'adders' (ConfigError otherwise)."""
+    if isinstance(value, str) and value.lower() in FOLDINGS:
+        return value.lower()
+    raise ConfigError(f"{where}: Folding={value!r} is invalid; use 'mac' (multiply-accumulate on multipliers) or "
+                      "'adders' (digit-serial, multiplier-free; needs an exact accumulator)")
+
+
 def check_pipeline(value: Any, where: str) -> str | int:
     """The Verilog back end's Pipeline setting: 'auto', 'none' or adder levels per stage (ConfigError otherwise)."""
     if isinstance(value, str) and value.lower() in ('auto', 'none'):
@@ -276,6 +287,7 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'Strategy': _check_strategy(model_cfg.get('Strategy', 'Latency'), "config['Model']"),
         'TraceOutput': bool(model_cfg.get('TraceOutput', False)),
         'Multipliers': _check_multipliers(model_cfg.get('Multipliers', 'adders'), "config['Model']"),
+        'Folding': check_folding(model_cfg.get('Folding', 'mac'), "config['Model']"),
         'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
         'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
         'TableSemantics': _check_table_semantics(model_cfg.get('TableSemantics', 'exact'), "config['Model']"),
@@ -339,6 +351,7 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'Strategy': model['Strategy'],
         'Trace': model['TraceOutput'],
         'Multipliers': model['Multipliers'],
+        'Folding': model['Folding'],
         'TableSemantics': model['TableSemantics'],
     }
     if node.op == 'Softmax' and 'Implementation' in model:
@@ -370,6 +383,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
             resolved['Trace'] = bool(settings['Trace'])
         if 'Multipliers' in settings:
             resolved['Multipliers'] = _check_multipliers(settings['Multipliers'], where)
+        if 'Folding' in settings:
+            resolved['Folding'] = check_folding(settings['Folding'], where)
         if 'TableSize' in settings:
             resolved['TableSize'] = settings['TableSize']
         if 'TableSemantics' in settings:

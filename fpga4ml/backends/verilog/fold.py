@@ -29,6 +29,9 @@ layers between folded ones are combinational (the unrolled lowering, adder graph
 a new input every R clocks, the design every II = max(R) clocks; the latency is the sum of
 (R + 1) over the folded layers. Layers with R = 1 stay fully parallel. A graph whose branches meet
 after different folded layers is refused.
+
+This is the default architecture (`Folding: 'mac'`); a layer with `Folding: 'adders'` folds the same
+rows digit-serially on one multiplier-free adder graph instead, with the same timing (fold_serial.py).
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from ... import geometry
 from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node, operands
 from ...semantics import lower_node
-from ...semantics.accumulate import accumulate_plan
 from ...semantics.bounds import Bounds
 from ...semantics.spec import output_types
 from .adder_graph import sum_terms
+from .fold_serial import fold_rows_serial, layer_folding, row_plan
 from .progress import StepClock
 from .stateful import Machine, Timing
 
@@ -124,7 +127,7 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
         raise GraphError(f'layer {node.name!r}: a Dense with {n_in} inputs cannot fold over input shape {in_shape}')
     xr = _latch(m, node.name, x, go, range(len(x)))
     rows = [[xr[i] for i in range(k, k + n_in)] for k in range(0, len(x), n_in)]
-    return fold_rows(m, node, rows, w_const, b_const, go, rf)
+    return _row_folder(node)(m, node, rows, w_const, b_const, go, rf)
 
 
 def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
@@ -137,7 +140,12 @@ def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: i
     xr = _latch(m, node.name, x, go, sorted(set(index[index >= 0].tolist())))
     zero = m.const(0, max(m[s].frac for s in xr.values()))
     rows = [[xr[i] if i >= 0 else zero for i in window] for window in index]
-    return fold_rows(m, node, rows, kernel, b_const, go, rf)
+    return _row_folder(node)(m, node, rows, kernel, b_const, go, rf)
+
+
+def _row_folder(node: Node):
+    """fold_rows (Folding 'mac', the default) or fold_serial.fold_rows_serial (Folding 'adders') for a layer."""
+    return fold_rows_serial if layer_folding(node) == 'adders' else fold_rows
 
 
 def _latch(m: Machine, name: str, x: list[int], go: int, used) -> dict[int, int]:
@@ -158,12 +166,9 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
     Every row has its own lanes and accumulators; the counter, the bias and weight ROMs, the
     cycle flags and the accumulator enables are built once and shared by all rows.
     """
-    w = np.asarray(w_const.values, dtype=np.int64)
-    n_in, n_out = w.shape
-    frac = m[rows[0][0]].frac
+    n_in, n_out = np.shape(w_const.values)
     acc_t = node.types['accum']
-    x_abs = max((max(-m[s].lo, m[s].hi) for row in rows for s in row), default=0)
-    plan = accumulate_plan(node, acc_t, frac, x_abs, w, w_const.frac, np.asarray(b_const.values), b_const.frac)
+    plan = row_plan(m, node, rows, w_const, b_const)
     schedule = mac_schedule(n_in, n_out, rf)  # [lane, t, cycle] -> (input, output): folding.py
     lanes, a = schedule.shape[:2]
     count, busy, last = m.counter(rf, go, node.name)
@@ -220,6 +225,8 @@ def folded_manifest(model, d: FoldedDesign, top: str) -> dict:
 
     m = d.machine
     in_ports, out_ports = port_names(m)
+    kinds = {name: layer_folding(model.graph[name]) for name in d.timing.stages}  # 'mac' or 'adders' per layer
+    kind = next(iter(set(kinds.values()))) if len(set(kinds.values())) == 1 else 'mixed'
     return {
         'top': top,
         'files': [f'{top}.v'],
@@ -228,7 +235,7 @@ def folded_manifest(model, d: FoldedDesign, top: str) -> dict:
         'clock_period_ns': model.clock_period,
         'pipeline': 'none',
         'architecture': 'folded',
-        'folding': {'architecture': 'mac', 'reuse_factors': dict(d.timing.stages)},
+        'folding': {'architecture': kind, 'architectures': kinds, 'reuse_factors': dict(d.timing.stages)},
         'inputs': [port_entry(p, bus) for p, bus in zip(m.inputs, in_ports)],
         'outputs': [port_entry(p, bus) for p, bus in zip(m.outputs, out_ports)],
     }
