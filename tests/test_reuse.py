@@ -109,10 +109,14 @@ def test_manifest_latency_ii_and_cycles(tmp_path):
     assert (info['ii'], info['latency'], info['architecture']) == (4, 8, 'folded')
     assert info['folding']['reuse_factors'] == {'fc0': 4, 'fc2': 2}
     assert model.latency == 8 and model.estimate()['ii'] == 4
-    # emulate_cycles: one vector every II clocks, each result LATENCY clocks after it
-    x = np.random.default_rng(1).normal(0, 2, (5, SIZES[0]))
+    assert_cycles(model, ii=4, latency=8)
+
+
+def assert_cycles(model, ii: int, latency: int, n: int = 5) -> None:
+    """emulate_cycles: one vector every II clocks, each result LATENCY clocks after it, equal to predict()."""
+    x = np.random.default_rng(1).normal(0, 2, (n, SIZES[0]))
     shown, valid_out = emulate_cycles(model, x)
-    assert np.flatnonzero(valid_out).tolist() == [4 * t + 8 for t in range(5)]
+    assert np.flatnonzero(valid_out).tolist() == [ii * t + latency for t in range(n)]
     for got, want in zip(shown, model.predict(x)):
         assert np.array_equal(got[valid_out], want)
 

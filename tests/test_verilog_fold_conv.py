@@ -206,11 +206,12 @@ def test_invalid_conv_reuse_factor_raises_at_convert_time(tmp_path):
     assert design(convert(tmp_path, conv2d_graph(), 'fixed16_6', name='ok', conv=9)).timing.ii == 9
 
 
-def verilator_check(model, n: int, cycles: int, rebuild: bool) -> None:
+def verilator_check(model, n: int, cycles: int, rebuild: bool, change=None) -> None:
     """Verilator == predict() == the interpreter on n inputs (with and without gaps) and == the interpreter
     clock by clock over `cycles` clocks (the interpreter runs one instance there: slow for long traces).
-    Negative control: the interpreter with one weight ROM word changed differs from Verilator; rebuild:
-    also the Verilog lints clean and, written with that changed word, differs from the emulator."""
+    Negative control: the interpreter with `change(machine)` applied (default: one weight ROM word
+    changed) differs from Verilator; rebuild: also the Verilog lints clean and, written from the
+    changed machine, differs from the emulator and from the trace."""
     from fpga4ml.backends.verilog.design import compile_rtl
     from fpga4ml.backends.verilog.verilator import lint
 
@@ -229,8 +230,7 @@ def verilator_check(model, n: int, cycles: int, rebuild: bool) -> None:
     trace = trace_cycles(d.machine, data, valid, ce)
     assert trace[1].sum() > cycles // (4 * d.timing.ii), 'the stimulus must produce results'
     assert_same_trace(model._rtl.simulator.trace(data, valid, ce), trace)
-    # negative control: one weight ROM word changed
-    change_one_word(d.machine)
+    (change or change_one_word)(d.machine)  # negative control
     with pytest.raises(AssertionError, match='differs on'):
         assert_same(run_vectors(d.machine, d.timing, xs), got)
     if not rebuild:

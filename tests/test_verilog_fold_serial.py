@@ -16,17 +16,17 @@ import json
 import numpy as np
 import pytest
 
-from fpga4ml.backends.verilog.design import design, emulate_cycles, project_files
+from fpga4ml.backends.verilog.design import design, project_files
 from fpga4ml.backends.verilog.fold import FoldedDesign
-from fpga4ml.backends.verilog.stateful import run_vectors, trace_cycles
+from fpga4ml.backends.verilog.stateful import run_vectors
 from fpga4ml.config import ConfigError
 from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, GraphError
 
-from test_reuse import SIZES, assert_same, input_mantissas
-from test_stateful import assert_same_trace, clocked_stimulus
+from test_reuse import SIZES, assert_cycles, assert_same, input_mantissas
 from test_verilog_fold_conv import SAME_3X3, cnn_graph, conv1d_graph, conv2d_graph, emulated, mantissas
-from verilog_models import mlp_graph, random_inputs, require_verilator
+from test_verilog_fold_conv import verilator_check as conv_verilator_check
+from verilog_models import mlp_graph
 
 PRECISIONS = {
     'auto': {'default': 'fixed<8,3>', 'accum': 'auto', 'result': 'auto'},
@@ -95,11 +95,7 @@ def test_mixed_with_mac_and_unrolled_layers(tmp_path):
     assert info['folding'] == {'architecture': 'mixed', 'architectures': {'fc0': 'adders', 'fc1': 'mac'},
                                'reuse_factors': {'fc0': 4, 'fc1': 2}}
     assert (info['ii'], info['latency'], model.latency) == (4, 8, 8)
-    x = np.random.default_rng(1).normal(0, 2, (5, SIZES[0]))
-    shown, valid_out = emulate_cycles(model, x)
-    assert np.flatnonzero(valid_out).tolist() == [4 * t + 8 for t in range(5)]
-    for got, want in zip(shown, model.predict(x)):
-        assert np.array_equal(got[valid_out], want)
+    assert_cycles(model, ii=4, latency=8)
 
 
 def test_wrapping_accumulator_that_overflows(tmp_path):
@@ -182,38 +178,12 @@ def test_errors_name_the_layer(tmp_path):
 
 
 def verilator_check(model, n: int, cycles: int, rebuild: bool) -> None:
-    """Verilator == predict() on n inputs (half of the values beyond the input type), == the interpreter on
-    them and clock by clock over `cycles` clocks; the interpreter with one adder-graph shift changed
-    differs from Verilator; rebuild: also lint clean, and the Verilog written from the changed machine
-    differs from the emulator and from the trace."""
-    from fpga4ml.backends.verilog.design import compile_rtl
-    from fpga4ml.backends.verilog.verilator import lint
+    """test_verilog_fold_conv's check (Verilator == predict() == the interpreter, clock by clock, lint when
+    rebuilt); its negative control here: one adder-graph shift changed."""
+    def change(m) -> None:
+        _graph_adds(m)[0].p['sb'] += 1
 
-    require_verilator()
-    model.compile(sim='rtl', progress=False)
-    g, d = model.graph, design(model)
-    x = random_inputs(model, n, seed=7)
-    assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
-    xs = [g[name].result_type.quantize(a) for name, a in zip(g.inputs, x)]
-    got = model._rtl.predict_mantissas(xs)
-    assert_same(run_vectors(d.machine, d.timing, xs), got)
-    head = [a[:2000] for a in xs]
-    assert_same(model._rtl.predict_mantissas(head, gaps=True), emulated(model, head))
-    data, valid, ce = clocked_stimulus([(p.type, p.shape) for p in d.machine.inputs], cycles, d.timing.ii)
-    trace = trace_cycles(d.machine, data, valid, ce)
-    assert trace[1].sum() > cycles // (4 * d.timing.ii), 'the stimulus must produce results'
-    assert_same_trace(model._rtl.simulator.trace(data, valid, ce), trace)
-    _graph_adds(d.machine)[0].p['sb'] += 1  # negative control: one adder-graph constant changed
-    with pytest.raises(AssertionError, match='differs on'):
-        assert_same(run_vectors(d.machine, d.timing, xs), got)
-    if not rebuild:
-        return
-    assert lint(model.output_dir) == []
-    changed = compile_rtl(model, progress=False)
-    with pytest.raises(AssertionError, match='differs on'):
-        assert_same(changed.predict_mantissas(xs), emulated(model, xs))
-    with pytest.raises(AssertionError, match='traces differ'):
-        assert_same_trace(changed.simulator.trace(data, valid, ce), trace)
+    conv_verilator_check(model, n, cycles, rebuild, change)
 
 
 def test_verilator_mlp_equals_predict_and_interpreter(tmp_path):
