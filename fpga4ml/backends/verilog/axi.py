@@ -13,7 +13,8 @@ each element of W bits at [k*W +: W] (two's complement), zero-padded to a multip
 A design that takes a vector every II > 1 clocks (ReuseFactor folding, a static recurrent layer:
 manifest 'ii') gets a countdown: after each accepted beat s_axis_tready stays low for II - 1
 clocks of the design (clocks it advances), so the design sees a valid_in at most every II clocks,
-its valid-every-II contract.
+its valid-every-II contract. A stream design with folded Conv layers gets the same countdown per
+pixel (manifest stream.interval).
 
 Flow control: a result the consumer does not take at once goes into a one-entry skid register,
 and the design's clock enable (and s_axis_tready) is ``~skid_valid``: the whole pipeline holds
@@ -86,14 +87,18 @@ def axis_module(top: str, info: dict) -> str:
              '  always @(posedge aclk) running <= aresetn;',
              '  reg skid_valid;', f'  reg [{m_bits - 1}:0] skid_data;', '  reg skid_last;',
              '  wire valid_out;', '  wire advance = ~skid_valid;']
-    if ii > 1 and not stream:  # the design takes a vector every II clocks: hold tready low in between
-        bits = max((ii - 1).bit_length(), 1)
-        lines += [f'  reg [{bits - 1}:0] wait_count;  // advancing clocks before the next vector (II = {ii})',
+    # the design takes a vector every II clocks (a stream design with folded layers: a pixel every
+    # stream.interval clocks): hold tready low in between
+    gap, what = (int(info['stream'].get('interval', 1)), 'pixel') if stream else (ii, 'vector')
+    if gap > 1:
+        bits = max((gap - 1).bit_length(), 1)
+        lines += [f'  reg [{bits - 1}:0] wait_count;  // advancing clocks before the next {what} '
+                  f'({"II" if what == "vector" else "pixel interval"} = {gap})',
                   "  wire can_take = wait_count == 0;",
                   '  assign s_axis_tready = advance & running & can_take;',
                   '  always @(posedge aclk) begin',
                   f"    if (!aresetn) wait_count <= {bits}'d0;",
-                  f"    else if (advance) wait_count <= s_axis_tvalid & s_axis_tready ? {bits}'d{ii - 1} : "
+                  f"    else if (advance) wait_count <= s_axis_tvalid & s_axis_tready ? {bits}'d{gap - 1} : "
                   f"(can_take ? {bits}'d0 : wait_count - {bits}'d1);",
                   '  end']
         accept = 's_axis_tvalid & running & can_take'

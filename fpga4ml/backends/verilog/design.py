@@ -29,7 +29,7 @@ from .pipeline import Schedule, schedule
 from .progress import StepClock
 from .rnn_static import StaticRnnDesign, static_files, static_graph, static_layers
 from .stateful import estimate_machine, write_machine
-from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
+from .streaming import StreamDesign, design_stream, head_reuse_factors, stream_files, stream_manifest
 
 MANIFEST = 'manifest.json'
 
@@ -82,15 +82,15 @@ def _design(model, clock: StepClock):
 
 
 def _warn_ignored_settings(model, architecture: str) -> None:
-    """HLS knobs the Verilog design does not use (Strategy; ReuseFactor of a streaming design): say so."""
-    folded = [f"{n.name} (ReuseFactor={n.config.get('ReuseFactor')})" for n in model.graph
-              if n.config.get('ReuseFactor', 1) != 1] if architecture == 'stream' else []
+    """HLS knobs the Verilog design does not use (Strategy; ReuseFactor after a streaming design's Flatten): say so."""
+    folded = [f'{name} (ReuseFactor={rf})' for name, rf in head_reuse_factors(model.graph).items()
+              ] if architecture == 'stream' else []
     folded += [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
                if n.config.get('Strategy', 'Latency') != 'Latency']
     if folded:
-        warnings.warn('the Verilog back end folds Dense and Conv layers by ReuseFactor only in the unrolled '
-                      "architecture (a streaming design takes 1 pixel a clock); these HLS settings are ignored: " +
-                      ', '.join(folded[:8]) +
+        warnings.warn('the Verilog back end folds Dense and Conv layers by ReuseFactor (in a streaming design the '
+                      'Conv layers before the Flatten; its head is fed once per image); these HLS settings are '
+                      'ignored: ' + ', '.join(folded[:8]) +
                       (' ...' if len(folded) > 8 else ''), ConfigWarning, stacklevel=3)
 
 

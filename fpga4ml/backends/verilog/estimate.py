@@ -132,13 +132,19 @@ def estimate_stream(d) -> dict:
     """The cost model of a streaming design: its kernels and head plus line buffers and collector."""
     from .emit import element_width
 
-    parts = [estimate_netlist(s.netlist, s.schedule) for s in d.stages] + [estimate_netlist(d.head, d.head_schedule)]
+    from .stateful import Timing, estimate_machine
+
+    parts = [estimate_netlist(s.netlist, s.schedule) if s.rf == 1 else  # folded kernels (rf > 1): machines
+             estimate_machine(s.netlist, Timing(s.latency, s.rf)) for s in d.stages]
+    parts.append(estimate_netlist(d.head, d.head_schedule))
     out = {key: sum(p[key] for p in parts) for key in ('LUT', 'FF', 'DSP', 'adders', 'signals')}
     for stage in d.stages:
         out['FF'] += stage.line_bits + 4 * 16 + 1  # line buffer (each streamed value as deep as read), counters
     last = d.stages[-1]
     out['FF'] += last.out_hwc[0] * last.out_hwc[1] * last.out_hwc[2] * element_width(last.out_type) + 17
+    if d.period > 1:  # folded kernels: their multipliers
+        out['multipliers'] = sum(p.get('multipliers', 0) for p in parts)
     crit = max(p['critical_stage_ns'] for p in parts)
-    out.update({'latency_cycles': d.latency, 'ii': d.stages[0].in_hwc[0] * d.stages[0].in_hwc[1],
+    out.update({'latency_cycles': d.latency, 'ii': d.pixels * d.period,
                 'critical_stage_ns': crit, 'fmax_mhz_estimate': round(1000.0 / crit, 1) if crit else None})
     return out

@@ -20,7 +20,9 @@ ii - 1 enabled clocks after each vector it sends. Stream mode (``"stream": {"pix
 the single input has ``"shape": [H, W, C]`` with H*W == P and ``"elements": C``: its bus carries
 one pixel, and an image is P consecutive accepted pixels in row-major order; ``ii`` must be P
 (images back to back) and `latency` counts enabled clocks from the edge that accepts the last
-pixel of an image to its (whole-vector) outputs, with the same convention as vector mode.
+pixel of an image to its (whole-vector) outputs, with the same convention as vector mode. A stream
+design with folded layers has ``"stream": {"pixels": P, "interval": K}``: it takes a pixel at most
+once in any K enabled clocks (ii = P * K), and the harness spaces the pixels K enabled clocks apart.
 
 `parse_manifest` checks a manifest and returns a `Design`; `check_ports` compares it with the
 Verilated top module's ports; `harness_source` writes the C++
@@ -91,6 +93,8 @@ class Design:
     inputs: tuple[TensorPort, ...]
     outputs: tuple[TensorPort, ...]
     stream_pixels: int | None = None
+    #: stream mode: enabled clocks per accepted pixel (manifest stream.interval, default 1)
+    stream_interval: int = 1
 
     @property
     def streaming(self) -> bool:
@@ -104,8 +108,9 @@ class Design:
 
     @property
     def spacing(self) -> int:
-        """Enabled clocks from one accepted input row to the next that may be sent: ii in vector mode, else 1."""
-        return 1 if self.streaming else self.ii
+        """Enabled clocks from one accepted input row to the next that may be sent: ii in vector mode, else
+        the stream's pixel interval."""
+        return self.stream_interval if self.streaming else self.ii
 
     @property
     def in_elements(self) -> int:
@@ -141,9 +146,13 @@ def parse_manifest(manifest: dict) -> Design:
             raise ValueError(f'manifest: in stream mode "inputs" must hold exactly one input (the pixel '
                              f'stream), got {len(manifest["inputs"])}')
         inputs = (_stream_tensor(manifest['inputs'][0], pixels),)
-        ii = int(manifest.get('ii', pixels))
-        if ii != pixels:
-            raise ValueError(f'manifest: in stream mode ii must equal stream.pixels = {pixels} '
+        interval = manifest['stream'].get('interval', 1)
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f'manifest: stream.interval must be an integer >= 1 (clocks per pixel), got {interval!r}')
+        ii = int(manifest.get('ii', pixels * interval))
+        if ii != pixels * interval:
+            times = f' x stream.interval = {interval}' if interval > 1 else ''
+            raise ValueError(f'manifest: in stream mode ii must equal stream.pixels = {pixels}{times} '
                              f'(one image every {pixels} pixels), got ii = {ii}')
     outputs = tuple(_tensor(t, 'y_', 'outputs') for t in manifest['outputs'])
     if not inputs or not outputs:
@@ -152,7 +161,7 @@ def parse_manifest(manifest: dict) -> Design:
     clashes = sorted({p for p in ports if ports.count(p) > 1 or p in CONTROL_PORTS})
     if clashes:
         raise ValueError(f'manifest: port names used twice or clashing with control ports: {clashes}')
-    return Design(top, files, latency, ii, inputs, outputs, pixels)
+    return Design(top, files, latency, ii, inputs, outputs, pixels, interval if pixels is not None else 1)
 
 
 def _stream_pixels(stream) -> int | None:

@@ -94,8 +94,12 @@ class Stage:
     #: padding (top, bottom, left, right)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     nodes: list[Node] = field(default_factory=list)
+    #: the kernel: a pipelined netlist (schedule set), or with folded Conv layers (rf > 1) a Machine
+    #: (streaming.fold_window; schedule None)
     netlist: Netlist | None = None
     schedule: Schedule | None = None
+    #: the largest ReuseFactor of the stage's Conv layers (1: none folded)
+    rf: int = 1
     #: the line buffer (window_machine) and the clocks it shifts on by itself after an image's last pixel
     window: Machine | None = None
     flush: int = 0
@@ -108,6 +112,11 @@ class Stage:
     #: there (a skip, a carried value) the group showing it
     identity: Cell | None = None
     at_identity: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> int:
+        """Clocks from a window's valid to the kernel's valid_out: the pipeline's, or R + 1 of a folded kernel."""
+        return self.rf + 1 if self.rf > 1 else self.schedule.latency
 
     def line_depth(self, value: int) -> int:
         """Registers per channel of input `value`'s shift register: up to the deepest cell read."""

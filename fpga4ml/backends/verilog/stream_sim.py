@@ -3,7 +3,8 @@
 Line buffers and the collector are stateful machines run by stateful.Simulator; each kernel and the
 head are netlists evaluated (Netlist.evaluate) in the clock their input is valid, their results
 shown `schedule.latency` clocks later, as their pipelined modules do; the wiring is the top
-module's (streaming._stage_instances). Vectorized over independent instances: instance b streams
+module's (streaming._stage_instances). A folded kernel (ReuseFactor > 1) is a stateful machine too,
+and the pixels then come one every `period` clocks by default. Vectorized over independent instances: instance b streams
 its own images, all instances with the same valid_in pattern (the timing does not depend on the
 data), so a few clocks per pixel cover hundreds of images.
 """
@@ -43,13 +44,17 @@ class _Machine:
         self.sim = Simulator(m, batch)
         self.sim.reset()
 
-    def settle(self, valid: bool, inputs: list[np.ndarray]) -> tuple[bool, list[np.ndarray]]:
-        """The outputs and valid_out shown in this clock (before its rising edge)."""
+    def step(self, valid: bool, inputs: list[np.ndarray]) -> tuple[bool, list[np.ndarray]]:
+        """The outputs and valid_out shown in this clock (before its rising edge); `edge` ends the clock."""
         self.sim.settle(inputs, int(valid))
         shown = self.sim.valid_out()
         if shown.any() != shown.all():
             raise RuntimeError('valid_out differs between instances fed the same valid_in')
         return bool(shown[0]), self.sim.outputs()
+
+    def edge(self) -> None:
+        """The rising clock edge."""
+        self.sim.edge()
 
 
 class StreamRun:
@@ -70,22 +75,26 @@ class StreamRun:
 def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = None) -> StreamRun:
     """Stream integer input mantissas (instances, images, H, W, C) or (instances, images, W, C) through the
     design: pixel by pixel in row-major order, one per clock where `valid` (a 0/1 pattern over clocks, the
-    same for every instance; default all ones: back to back) is 1, then idle until every image's
-    outputs have come."""
+    same for every instance; default back to back: every clock, or every `d.period` clocks) is 1, then idle
+    until every image's outputs have come. With period P > 1 the pattern must keep pixels P clocks apart."""
     batch, n = images.shape[:2]
     h, w, c = d.stages[0].in_hwc
     pixels = np.asarray(images, dtype=np.int64).reshape(batch, n * h * w, c)
-    valid = np.ones(n * h * w, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    if valid is None:
+        valid = np.zeros(n * h * w * d.period, dtype=bool)
+        valid[::d.period] = True
+    valid = np.asarray(valid, dtype=bool)
     if valid.sum() < n * h * w:
         raise ValueError(f'valid has {int(valid.sum())} ones for {n * h * w} pixels')
     windows = [_Machine(s.window, batch) for s in d.stages]
-    kernels = [_Delay(s.netlist, s.schedule.latency, batch) for s in d.stages]
+    kernels = [_Delay(s.netlist, s.schedule.latency, batch) if s.rf == 1 else _Machine(s.netlist, batch)
+               for s in d.stages]
     last = d.stages[-1]
     collect = _Machine(collect_machine(last.out_hwc[0] * last.out_hwc[1], last.out_hwc[2], last.out_type), batch)
     head = _Delay(d.head, d.head_schedule.latency, batch)
     outs: list[list[np.ndarray]] = []
     last_pixel, shown, sent = [], [], 0
-    limit = len(valid) + n * (d.latency + 1) + 4 * h * w
+    limit = len(valid) + n * (d.latency + 1) + 4 * h * w * d.period
     idle = np.zeros((batch, c), dtype=np.int64)
     for t in range(limit):
         v = bool(valid[t]) if t < len(valid) and sent < n * h * w else False
@@ -95,18 +104,18 @@ def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = N
             if sent % (h * w) == 0:
                 last_pixel.append(t)
         for stage, window, kernel in zip(d.stages, windows, kernels):
-            v, win = window.settle(v, [streams[s.name] for s in stage.inputs])
+            v, win = window.step(v, [streams[s.name] for s in stage.inputs])
             v, pix = kernel.step(v, win)
             streams = {s.name: p for s, p in zip(stage.outputs, pix)}
-        v, (features,) = collect.settle(v, [streams[last.outputs[0].name]])
+        v, (features,) = collect.step(v, [streams[last.outputs[0].name]])
         v, result = head.step(v, [features])
         if v:
             outs.append(result)
             shown.append(t)
             if len(outs) == n:
                 break
-        for machine in windows + [collect]:
-            machine.sim.edge()
+        for machine in windows + [k for k in kernels if isinstance(k, _Machine)] + [collect]:
+            machine.edge()
     if len(outs) != n:
         raise RuntimeError(f'{len(outs)} of {n} images came out within {limit} clocks')
     return StreamRun([np.stack([o[k] for o in outs], axis=1) for k in range(len(d.head.outputs))],

@@ -24,6 +24,15 @@ a stage computes every layer of its level and carries the values later stages re
   pixel (the Flatten), and the *head* is the unrolled netlist of everything after it (Dense
   layers, softmax), fed once per image.
 
+ReuseFactor R > 1 on a Conv layer before the Flatten (validated by folding.py as for the unrolled
+architecture) makes its stage's kernel a folded machine (`fold_window`): each output pixel's window
+is one row of fold.fold_rows, R clocks on about 1/R of the multipliers, valid_out R + 1 clocks after
+the window. The whole design then takes one pixel every P = max R clocks (the valid-every-II
+contract per pixel: valid_in high at most once in any P enabled clocks); a line buffer's flush
+shifts once per P clocks, and a pixel that arrives fewer than P clocks after one of those shifts
+waits in a one-pixel holding register (`_pacer`), so every stage sees its pixels P clocks apart.
+ReuseFactor on the head's layers (after the Flatten) is not used: the head is fed once per image.
+
 Every module is written by the ordinary emitters (emit.write_module for kernels and the head,
 stateful.write_machine for windows and the collector); the top module only wires them. The
 emulator defines the results; the tests compare the stream interpreter (stream_sim.py) and the
@@ -41,16 +50,20 @@ from ... import geometry
 from ...fixed import FixedType
 from ...intervals import Interval
 from ...ir import Graph, GraphError, Node
+from ...folding import check_reuse_factors
 from ...semantics import lower_node
+from ...semantics.bounds import Bounds
 from .emit import bus_names, element_width, port_entry, port_names, write_module
+from .fold import fold_rows
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 from .stateful import Machine, Timing, write_machine
-from .stream_graph import PIXEL_OPS, WINDOW_OPS, Stage, plan
+from .stream_graph import PIXEL_OPS, WINDOW_OPS, Stage, plan, split
 
-__all__ = ['PIXEL_OPS', 'Stage', 'StreamDesign', 'WINDOW_OPS', 'collect_machine', 'design_stream', 'output_shifts',
-           'plan', 'stage_ports', 'stream_files', 'stream_manifest', 'window_ends', 'window_machine']
+__all__ = ['PIXEL_OPS', 'Stage', 'StreamDesign', 'WINDOW_OPS', 'collect_machine', 'design_stream', 'fold_window',
+           'head_reuse_factors', 'output_shifts', 'plan', 'stage_ports', 'stream_files', 'stream_manifest',
+           'window_ends', 'window_machine']
 
 
 @dataclass
@@ -66,6 +79,13 @@ class StreamDesign:
     #: and the outputs can come before the last pixel: the latency counts from the last pixel used)
     uses_every_pixel: bool
     seconds: float = 0.0
+    #: clocks per input pixel: the largest ReuseFactor of the folded Conv layers (1: one pixel per clock)
+    period: int = 1
+
+    @property
+    def pixels(self) -> int:
+        """Input pixels per image."""
+        return self.stages[0].in_hwc[0] * self.stages[0].in_hwc[1]
 
 
 def _fill(stage) -> int:
@@ -111,9 +131,11 @@ def stage_ports(stage: Stage) -> tuple[list[str], list[str], list[str]]:
     return [f'pixel_{v.name}' for v in stage.inputs], wins, [f'pixel_{v.name}' for v in stage.outputs]
 
 
-def _kernel_netlist(stage: Stage, graph: Graph, cse: bool) -> Netlist:
-    """The netlist computing one output pixel of a stage (all its layers) from its windows (im2col order)."""
-    nl = Netlist()
+def _kernel_netlist(stage: Stage, graph: Graph, cse: bool, rfs: dict[str, int] | None = None) -> Netlist:
+    """The netlist computing one output pixel of a stage (all its layers) from its windows (im2col order);
+    with folded layers among them (`rfs`: {layer: R > 1}) the stage's Machine (`fold_window`, `_Hold`)."""
+    folded = {n.name: rfs[n.name] for n in stage.nodes if rfs and n.name in rfs}
+    nl = Machine() if folded else Netlist()
     kh, kw = stage.kernel
     _, win_ports, out_ports = stage_ports(stage)
     shown = []  # per window group: {cell: the signals of its channels}
@@ -121,26 +143,93 @@ def _kernel_netlist(stage: Stage, graph: Graph, cse: bool) -> Netlist:
         c = stage.inputs[g.value].channels
         sigs = nl.add_input(name, (kh, kw, c) if g.full else (len(g.cells), c), g.in_type)
         shown.append({cell: sigs[i * c:(i + 1) * c] for i, cell in enumerate(g.cells)})
+    values: dict[str, list[int]] = {}
+    hold = _Hold(nl, stage, folded, shown, graph, values) if folded else None
 
     def centre(value: str) -> list[int]:  # a value's pixel at the output pixel's position (a skip, a carried value)
         return shown[stage.at_identity[value]][stage.identity]
-    values: dict[str, list[int]] = {}
+    read = hold.read if hold else (lambda sigs: sigs)  # folded: the window's values held until valid_out
     for node in stage.nodes:
+        if node.name in values:  # folded (by _Hold)
+            continue
         if node.op in WINDOW_OPS:
-            src = graph[node.inputs[0]]
-            group, cells = stage.reads[node.name]
-            sigs = [s for cell in cells for s in shown[group][cell]]
-            win = geometry.window_of(node, src.shape)
-            in_shape = win.kernel + (src.shape[-1],) if len(src.shape) == 3 else (win.kernel[1], src.shape[-1])
-            out = lower_node(nl, _window_node(node, in_shape), [src.result_type], [sigs], [in_shape], cse)
+            sigs, in_shape = _window_input(stage, node, graph, shown)
+            out = lower_node(nl, _window_node(node, in_shape), [graph[node.inputs[0]].result_type], [read(sigs)],
+                             [in_shape], cse)
         else:
-            ins = [values[i] if i in values else centre(i) for i in node.inputs]
+            ins = [values[i] if i in values else read(centre(i)) for i in node.inputs]
             out = lower_node(nl, _pixel_node(node), [graph[i].result_type for i in node.inputs], ins,
                              [(len(s),) for s in ins], cse)
         values[node.name] = out
     for v, name in zip(stage.outputs, out_ports):
-        nl.add_output(name, (v.channels,), v.type, values[v.name] if v.name in values else centre(v.name))
+        nl.add_output(name, (v.channels,), v.type, values[v.name] if v.name in values else read(centre(v.name)))
+    if hold:
+        nl.valid_out = hold.done
+        nl.check()
     return nl
+
+
+def _window_input(stage: Stage, node: Node, graph: Graph, shown) -> tuple[list[int], tuple[int, ...]]:
+    """A Conv/Pool layer's window signals in its own kernel order (im2col) and their shape (taps..., C)."""
+    src = graph[node.inputs[0]]
+    group, cells = stage.reads[node.name]
+    win = geometry.window_of(node, src.shape)
+    in_shape = win.kernel + (src.shape[-1],) if len(src.shape) == 3 else (win.kernel[1], src.shape[-1])
+    return [s for cell in cells for s in shown[group][cell]], in_shape
+
+
+class _Hold:
+    """The folded layers of a stage's kernel (each by `fold_window`) and the registers that keep the window's
+    values for them and for the stage's other layers.
+
+    The window shows a pixel's window from its valid_out (the kernel's go, clock g) for P clocks only
+    (until the next shift), so its values are taken at go (registers valid from g + 1 to g + P, read by
+    the folded layers in clocks g + 1 .. g + R). The other layers' results are needed at the kernel's
+    valid_out (g + R + 1), after the next go when R = P: their inputs are taken again from those
+    registers in the folded layers' last clock (g + R), which holds them until R clocks after the next go.
+    """
+
+    def __init__(self, m: Machine, stage: Stage, folded: dict[str, int], shown, graph: Graph, values: dict) -> None:
+        self.m, self.stage, self.at_go, self.held = m, stage, {}, {}
+        go, dones = m.valid_in(), {}
+        for node in stage.nodes:
+            if node.name in folded:
+                sigs, in_shape = _window_input(stage, node, graph, shown)
+                values[node.name], dones[node.name] = fold_window(
+                    m, node, graph[node.inputs[0]].result_type, self._take(sigs, go, self.at_go, 'x'), in_shape, go,
+                    folded[node.name])
+        # the slowest folded layer says when the pixel is done; the others' accumulators hold until the next go
+        self.done = dones[max(folded, key=lambda name: folded[name])]
+        self.last = m[self.done].args[0]  # the clock before done: the counter's last
+        self.go = go
+
+    def _take(self, sigs: list[int], en: int, cache: dict, tag: str) -> list[int]:
+        """Registers of `sigs` taken when `en` is 1, one per signal (shared through `cache`)."""
+        for s in sigs:
+            if s not in cache:
+                cache[s] = self.m.latch(s, en, f'{self.stage.name}_{tag}{len(cache)}')
+        return [cache[s] for s in sigs]
+
+    def read(self, sigs: list[int]) -> list[int]:
+        """Window signals for the stage's other layers: taken at go, then again in the folded layers' last clock."""
+        return self._take(self._take(sigs, self.go, self.at_go, 'x'), self.last, self.held, 'hold')
+
+
+def fold_window(m: Machine, node: Node, in_type: FixedType, sigs: list[int], in_shape: tuple[int, ...], go: int,
+                rf: int) -> tuple[list[int], int]:
+    """One output pixel of a Conv from its window's signals (shape `in_shape`, im2col order), folded over `rf`
+    clocks by fold.fold_rows (one row): (the pixel's outputs, done). The window must hold still until done."""
+    wnode = _window_node(node, in_shape)
+    index = geometry.im2col_index(geometry.check_conv(wnode, in_shape), in_shape[-1])  # (1, taps * C)
+    bounds = Bounds(wnode, [in_type])
+    w_const, b_const = bounds.weight('kernel'), bounds.weight('bias')
+    kernel = w_const.map(lambda k: geometry.conv_matrix(np.asarray(k), int(node.attrs.get('groups', 1)), node.name))
+    return fold_rows(m, wnode, [[sigs[i] for i in index[0]]], kernel, b_const, go, rf)
+
+
+def head_reuse_factors(graph: Graph) -> dict[str, int]:
+    """{layer: R} of the head's layers (after the Flatten) with R > 1: the stream design does not fold them."""
+    return check_reuse_factors(split(graph)[3])
 
 
 def _head_graph(flatten: Node, head: list[Node], outputs: list[str]) -> Graph:
@@ -159,19 +248,22 @@ def _head_graph(flatten: Node, head: list[Node], outputs: list[str]) -> Graph:
 def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: float, pipeline, cse: bool = True) -> StreamDesign:
     """Plan, lower and schedule the streaming architecture of a CNN."""
     stages, flatten, head = plan(graph)
+    rfs = check_reuse_factors(n for s in stages for n in s.nodes)  # {Conv: R > 1}, validated as in convert()
+    period = max(rfs.values(), default=1)
     for stage in stages:
-        stage.window, stage.flush = window_machine(stage)
-        stage.netlist = _kernel_netlist(stage, graph, cse)
-        stage.schedule = schedule(stage.netlist, clock_period, pipeline)
+        stage.rf = max((rfs.get(n.name, 1) for n in stage.nodes), default=1)
+        stage.window, stage.flush = window_machine(stage, period)
+        stage.netlist = _kernel_netlist(stage, graph, cse, rfs)
+        stage.schedule = None if stage.rf > 1 else schedule(stage.netlist, clock_period, pipeline)
     head_nl = lower_graph(_head_graph(flatten, head, graph.outputs), intervals, cse)
     head_sched = schedule(head_nl, clock_period, pipeline)
     # in the harness's sense (outputs shown after the edge `latency - 1` clocks after the one that
-    # accepted the last used pixel): per stage the window's register, its flush clocks and the
-    # kernel's latency; one for the collector, then the head. The stages are a chain (merged
+    # accepted the last used pixel): per stage the window's register, its flush shifts (one per P clocks)
+    # and the kernel's latency; one for the collector, then the head. The stages are a chain (merged
     # streams meet inside a stage), so this is the longest path
-    latency = sum(1 + max(s.flush, 0) + s.schedule.latency for s in stages) + 1 + head_sched.latency
+    latency = sum(1 + max(s.flush, 0) * period + s.latency for s in stages) + 1 + head_sched.latency
     every_pixel = all(s.flush >= 0 for s in stages)  # else the stride grid drops the last rows or columns
-    return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel)
+    return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel, period=period)
 
 
 # ---------------------------------------------------------------- line buffers and collector (stateful netlists)
@@ -218,7 +310,7 @@ def output_shifts(stage: Stage) -> list[int]:
     return shifts
 
 
-def window_machine(stage: Stage) -> tuple[Machine, int]:
+def window_machine(stage: Stage, period: int = 1) -> tuple[Machine, int]:
     """The line buffer of a stage (input 'pixel' (C,), output 'window' (KH, KW, C)) and its flush clocks.
 
     The buffer shifts on every accepted pixel, and on its own for up to `flush` clocks after an image's
@@ -232,6 +324,10 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
 
     A stage of several layers (stream_graph) has one input port per value and one window port per
     `WindowGroup` (its cells only); each value's shift register is as deep as its deepest cell.
+
+    `period` P > 1 (folded kernels): pixels come at most one every P clocks, and the flush shifts once
+    every P clocks; a pixel that comes sooner after one of those waits (`_pacer`), so the window's
+    valid_out pulses are at least P clocks apart.
     """
     (h, w, _), (kh, kw), (dh, dw) = stage.in_hwc, stage.kernel, stage.dilation
     (sh, sw), (top, _, left, _) = stage.strides, stage.pads
@@ -241,7 +337,9 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
     m = Machine()
     in_ports, win_ports, _ = stage_ports(stage)
     pixels = [m.add_input(name, (v.channels,), v.type) for name, v in zip(in_ports, stage.inputs)]
-    valid = m.valid_in()
+    valid, pace = m.valid_in(), None
+    if period > 1 and flush > 0:  # own shifts in the flush: pace them, hold a pixel that comes too soon after one
+        pixels, valid, pace = _pacer(m, stage, pixels, valid, period)
     row, col, last_col = _grid_counter(m, h, w, valid, 'in')
     # an output completes at shift v = R * W + C of this image (its last cell in row R, or in the right
     # padding of row R - 1), or in the flush after the image's last pixel
@@ -258,13 +356,18 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
         tail = m.register(0, flush, 0, reset=0, name='flush')
         last_pixel = m.both(valid, m.both(last_col, m.flag(row, [int(r == h - 1) for r in range(h)])))
         idle = m.both(m.flag(row, [int(r == 0) for r in range(h)]), m.flag(col, [int(k == 0) for k in range(w)]))
-        shift = m.either(valid, m.both(m.flag(tail, [0] + [1] * flush), idle))
+        own = m.both(m.flag(tail, [0] + [1] * flush), idle)
+        shift = m.either(valid, own if pace is None else m.both(pace[1], own))
         m.connect(tail, m.select(last_pixel, m.const(1, 0), m.rom(tail, np.array([0, *range(2, flush + 1), 0]), 0, 0)),
                   shift)
         tail_emit = m.flag(tail, [0] + [int(h * w - 1 + k in ends) for k in range(1, flush + 1)])
         emit = m.either(emit, m.both(shift, tail_emit))
     else:
         shift = valid
+    if pace is not None:  # P clocks from one shift to the next
+        reg = pace[0]
+        down = m.rom(reg, np.array([max(k - 1, 0) for k in range(period)]), 0, 0)
+        m.connect(reg, m.select(shift, m.const(period - 1, 0), down))
     lines = _shift_lines(m, stage, pixels, shift)
     valid_out = m.register(0, 1, 0, reset=0, name='valid_out')
     m.connect(valid_out, emit)
@@ -286,6 +389,26 @@ def window_machine(stage: Stage) -> tuple[Machine, int]:
         m.add_output(name, (kh, kw, c) if g.full else (len(g.cells), c), g.in_type, cells)
     m.check()
     return m, flush
+
+
+def _pacer(m: Machine, stage: Stage, pixels: list[list[int]], valid: int, period: int):
+    """The pixels that enter a line buffer paced at one shift per `period` clocks: (pixels, take, (pace, ready)).
+
+    `pace` (connect it: period - 1 at each shift, counting down to 0) says how many clocks the buffer
+    must still wait; `ready` is pace == 0. A pixel arriving while not ready (only just after a flush
+    shift: pixels themselves come `period` clocks apart) is stored and enters at the first ready clock,
+    before the next pixel can come; `take` is 1 in the clock a pixel enters.
+    """
+    pace = m.register(0, period - 1, 0, reset=0, name='pace')
+    ready = m.flag(pace, [1] + [0] * (period - 1))
+    early = m.both(valid, m.select(ready, m.const(0, 0), m.const(1, 0)))
+    pending = m.register(0, 1, 0, reset=0, name='pending')
+    m.connect(pending, m.select(early, m.const(1, 0), m.select(ready, m.const(0, 0), pending)))
+    out = []
+    for j, pixel in enumerate(pixels):
+        label = 'held' if len(pixels) == 1 else f'{stage.inputs[j].name}_held'
+        out.append([m.select(pending, m.latch(s, early, f'{label}_{ch}'), s) for ch, s in enumerate(pixel)])
+    return out, m.both(ready, m.either(pending, valid)), (pace, ready)
 
 
 def _shift_lines(m: Machine, stage: Stage, pixels: list[list[int]], shift: int) -> list[list[list[int]]]:
@@ -326,8 +449,10 @@ def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     files = {}
     for k, stage in enumerate(d.stages):
         title = _window_title(stage)
-        files[f'{top}_w{k}.v'] = write_machine(stage.window, Timing(1 + max(stage.flush, 0), 1), f'{top}_w{k}', title)
-        files[f'{top}_k{k}.v'] = write_module(stage.netlist, stage.schedule, f'{top}_k{k}')
+        files[f'{top}_w{k}.v'] = write_machine(stage.window, Timing(1 + max(stage.flush, 0) * d.period, d.period),
+                                               f'{top}_w{k}', title)
+        files[f'{top}_k{k}.v'] = (write_module(stage.netlist, stage.schedule, f'{top}_k{k}') if stage.rf == 1 else
+                                  write_machine(stage.netlist, _kernel_timing(stage), f'{top}_k{k}'))
     last = d.stages[-1]
     n_pix = last.out_hwc[0] * last.out_hwc[1]
     files[f'{top}_collect.v'] = write_machine(
@@ -336,6 +461,11 @@ def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     files[f'{top}_head.v'] = write_module(d.head, d.head_schedule, f'{top}_head')
     files[f'{top}.v'] = _top_module(d, top, graph)
     return files
+
+
+def _kernel_timing(stage: Stage) -> Timing:
+    """A folded kernel's timing: valid_out R + 1 clocks after its window, a new window every R clocks."""
+    return Timing(stage.latency, stage.rf, check_reuse_factors(stage.nodes))
 
 
 def _window_title(stage: Stage) -> str:
@@ -382,7 +512,8 @@ def _top_module(d: StreamDesign, top: str, graph: Graph) -> str:
     outs = [graph[name] for name in graph.outputs]
     (x_port,), y_ports = bus_names([x.name], [o.name for o in outs])
     (flat_port,), head_ports = port_names(d.head)
-    lines = [f'// {top}: streaming CNN generated by fpga4ml. One pixel per clock on {x_port} (row-major),',
+    rate = 'One pixel per clock' if d.period == 1 else f'One pixel every {d.period} clocks (at most)'
+    lines = [f'// {top}: streaming CNN generated by fpga4ml. {rate} on {x_port} (row-major),',
              f'// outputs once per image, {d.latency} clocks after the last pixel the outputs depend on.',
              f'module {top} (', '  input  wire clk,', '  input  wire rst,', '  input  wire ce,',
              '  input  wire valid_in,', '  output wire valid_out,',
@@ -416,9 +547,10 @@ def stream_manifest(d: StreamDesign, top: str, graph: Graph, clock_period: float
     entry = {'name': x.name, 'port': x_port, 'shape': [h, w, c], 'elements': c,
              'width': element_width(x.result_type), 'frac': x.result_type.frac, 'signed': x.result_type.signed,
              'type': str(x.result_type)}
+    stream = {'pixels': h * w} if d.period == 1 else {'pixels': h * w, 'interval': d.period}  # clocks per pixel
     return {
-        'top': top, 'files': list(files), 'latency': d.latency, 'ii': h * w, 'clock_period_ns': clock_period,
-        'architecture': 'stream', 'stream': {'pixels': h * w}, 'latency_from_last_pixel': d.uses_every_pixel,
+        'top': top, 'files': list(files), 'latency': d.latency, 'ii': h * w * d.period, 'clock_period_ns': clock_period,
+        'architecture': 'stream', 'stream': stream, 'latency_from_last_pixel': d.uses_every_pixel,
         'inputs': [entry], 'outputs': [port_entry(p, bus) for p, bus in zip(d.head.outputs, port_names(d.head)[1])],
     }
 
