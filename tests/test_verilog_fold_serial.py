@@ -6,7 +6,7 @@ interpreter must equal the emulator bit for bit ('auto' types, the JSC-like MLP 
 R 2, 4, 8, mixed with 'mac' layers, Conv layers with padding, a wrapping accumulator that overflows),
 Verilator must equal predict() on 10,000 inputs (values beyond the input type) and the interpreter
 clock by clock; a changed adder-graph constant or a digit shift one off must break the equality; a
-non-exact accumulator and R > W raise naming the layer; no multiplier is built.
+non-exact accumulator raises naming the layer; R > W (sign-extended digits) works; no multiplier is built.
 """
 
 from __future__ import annotations
@@ -165,16 +165,22 @@ def test_errors_name_the_layer(tmp_path):
         design(mlp(tmp_path, 2, 'fixed16_6'))
     with pytest.raises(GraphError, match=r"layer 'fc0': .*accum type fixed<12,2,TRN,SAT> saturates"):
         design(mlp(tmp_path, 2, 'sat', name='sat'))
-    with pytest.raises(GraphError, match=r"layer 'fc0': Folding 'adders' at ReuseFactor 8 splits its 4-bit inputs "
-                                         r'into 8 digits; use a ReuseFactor of at most W = 4'):
-        design(mlp(tmp_path, 1, 'narrow_in', name='narrow', fc0=8))
     with pytest.raises(ConfigError, match=r"config\['Model'\]: Folding='dsp' is invalid; use 'mac'"):
         mlp(tmp_path, 2, name='bad', folding='dsp')
     with pytest.raises(ConfigError, match=r"config\['LayerName'\]\['fc1'\]: Folding=3 is invalid"):
         mlp(tmp_path, 2, name='bad1', fc1=(2, 3))
-    # controls: the same layers fold with Folding 'mac', or at R <= W
+    # control: the same layers fold with Folding 'mac'
     assert design(mlp(tmp_path, 2, 'fixed16_6', name='mac', folding='mac')).timing.ii == 2
-    assert design(mlp(tmp_path, 1, 'narrow_in', name='narrow4', fc0=4)).timing.ii == 4
+
+
+def test_reuse_factor_beyond_the_input_width(tmp_path):
+    """R 8 on 4-bit inputs: single-bit digits, the top ones sign copies; the same bits as the emulator and
+    the same adder graph as R = W = 4 (only the counter is longer)."""
+    model = mlp(tmp_path, 1, 'narrow_in', name='narrow8', fc0=8)
+    d = check_interpreter(model, input_mantissas(model, 3000))
+    assert d.timing.ii == 8 and folded_multipliers(d.machine) == []
+    four = check_interpreter(mlp(tmp_path, 1, 'narrow_in', name='narrow4', fc0=4), input_mantissas(model, 500))
+    assert len(_graph_adds(d.machine)) == len(_graph_adds(four.machine))
 
 
 def verilator_check(model, n: int, cycles: int, rebuild: bool) -> None:

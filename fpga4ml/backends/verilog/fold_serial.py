@@ -21,7 +21,8 @@ than the products') and the accumulator never saturates step by step (it wraps, 
 wrapping the exact sum once, or its bounds prove the sum cannot overflow). Otherwise
 (hls4ml's `fixed<16,6>` default, narrow saturating accumulators) `fold_rows_serial` raises a
 GraphError naming the layer and the accumulator type: use Folding 'mac' or an 'auto' accumulator.
-R must also be at most W (a GraphError names the layer, R and W).
+R may exceed W: the digits are then single bits and the top ones copies of the sign (the value
+sign-extended to R bits), so the layer takes R clocks on the hardware of R = W.
 
 Timing, ports and the done pulse are fold.py's (the valid-every-II contract): the counter, its
 `last` flag and the done register are the same construction, so fold_graph, the manifest, the
@@ -63,12 +64,10 @@ def check_exact(node: Node, plan: AccumulatePlan) -> None:
                      f"{reason}; use Folding 'mac' or an exact ('auto') accumulator")
 
 
-def digit_bits(node: Node, lo: int, hi: int, rf: int) -> int:
-    """B, the bits of each of the rf digits of inputs in [lo, hi] (GraphError when rf exceeds their width W)."""
+def digit_bits(lo: int, hi: int, rf: int) -> int:
+    """B, the bits of each of the rf digits of inputs in [lo, hi]: 1 where rf exceeds their width (the
+    extra top digits are copies of the sign, as two's complement extends a value)."""
     width = bits_for(lo, hi)
-    if rf > width:
-        raise GraphError(f"layer {node.name!r}: Folding 'adders' at ReuseFactor {rf} splits its {width}-bit inputs "
-                         f'into {rf} digits; use a ReuseFactor of at most W = {width} or Folding \'mac\'')
     magnitude = width - 1 if lo >= 0 else width
     return max(1, -(-magnitude // rf))
 
@@ -129,7 +128,7 @@ def fold_rows_serial(m: Machine, node: Node, rows: list[list[int]], w_const, b_c
     row, done), with fold.fold_rows' timing (see the module docstring)."""
     plan = row_plan(m, node, rows, w_const, b_const)
     check_exact(node, plan)
-    b = digit_bits(node, min(m[s].lo for row in rows for s in row), max(m[s].hi for row in rows for s in row), rf)
+    b = digit_bits(min(m[s].lo for row in rows for s in row), max(m[s].hi for row in rows for s in row), rf)
     count, busy, last = m.counter(rf, go, node.name)
     done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
     m.connect(done, last)
