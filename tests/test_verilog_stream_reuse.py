@@ -25,7 +25,7 @@ from fpga4ml.config import ConfigError, ConfigWarning
 from fpga4ml.convert import convert_graph
 from fpga4ml.ir import Graph, Node
 
-from test_verilog_fold_conv import change_one_word, weight_rom
+from test_verilog_fold_conv import change_one_word
 from test_verilog_stream import images
 from test_verilog_stream_merge import conv_on, finish, inception, max_pool, pixel_op, residual, start
 from verilog_models import require_verilator
@@ -52,7 +52,7 @@ CASES = {  # graph, {layer: R}
 }
 SLOW_CASES = {
     'residual_rf2_rf4': (residual, {'c1': 2, 'c2': 4}),
-    'inception_rf3': (inception, {'c2': 3}),
+    'inception_rf2_rf4': (inception, {'b1': 2, 'b3': 4}),  # two folded Convs of one stage, different R
     'cnn_rf72': (cnn, {'c1': 72}),  # one product per clock
 }
 
@@ -138,6 +138,11 @@ def test_manifest_latency_estimate_and_multipliers(tmp_path):
     assert est['multipliers'] == sum(muls)
     files = project_files(model)
     assert 'One pixel every 4 clocks' in files['sr.v'] and 'R=4' in files['sr_k0.v']
+    # emulate_cycles: one pixel every 4 clocks; image i's outputs `latency` clocks after its last pixel
+    x = images(model, 3, seed=4)
+    shown, valid_out = model.emulate_cycles(x)
+    assert np.flatnonzero(valid_out).tolist() == [(i + 1) * 64 * 4 - 4 + d.latency for i in range(3)]
+    assert np.array_equal(shown[0][valid_out], model.predict(x))
 
 
 def test_every_reuse_factor_one_keeps_the_pipelined_kernels(tmp_path):

@@ -218,12 +218,14 @@ def emulate_cycles(model, x, valid=None) -> tuple[list[np.ndarray], np.ndarray]:
     output port k shows in cycle t, which is the emulator's result for input t - latency (zeros
     before the pipeline has filled), and valid_out[t] = valid[t - latency]. A folded design (ReuseFactor
     > 1, II > 1) runs in its cycle-level interpreter instead, one input vector every II clocks
-    (fold.folded_cycles).
+    (fold.folded_cycles); a streaming design in its interpreter, one pixel every P clocks and `valid`
+    a pattern over clocks (stream_sim.stream_cycles).
     """
     d = design(model)
-    if isinstance(d, StreamDesign):
-        raise ValueError("emulate_cycles() models the unrolled architecture; a streaming design's timing "
-                         "depends on the image geometry (see its manifest latency and ii)")
+    if isinstance(d, StreamDesign):  # pixel by pixel: the stream interpreter (stream_sim.py)
+        from .stream_sim import stream_cycles
+
+        return stream_cycles(model, d, x, valid)
     if isinstance(d, FoldedDesign):  # II > 1: the stateful interpreter, one vector every II clocks
         return folded_cycles(model, d, x, valid)
     latency = d.schedule.latency

@@ -19,7 +19,7 @@ from .netlist import Netlist
 from .stateful import Simulator
 from .streaming import StreamDesign, collect_machine
 
-__all__ = ['StreamRun', 'run_design']
+__all__ = ['StreamRun', 'run_design', 'stream_cycles']
 
 
 class _Delay:
@@ -120,3 +120,26 @@ def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = N
         raise RuntimeError(f'{len(outs)} of {n} images came out within {limit} clocks')
     return StreamRun([np.stack([o[k] for o in outs], axis=1) for k in range(len(d.head.outputs))],
                      np.array(last_pixel), np.array(shown))
+
+
+def stream_cycles(model, d: StreamDesign, x, valid=None) -> tuple[list[np.ndarray], np.ndarray]:
+    """A streaming design clock by clock from its interpreter (`emulate_cycles` of a stream design).
+
+    The images of `x` are presented pixel by pixel in row-major order, one pixel every `d.period` clocks
+    (or where the 0/1 clock pattern `valid` is 1, as `run_design`); returns (outputs, valid_out) over the
+    clocks up to the last image's outputs: outputs[k][t] is what output port k shows in clock t, as real
+    values (zeros where valid_out[t] is 0; the head's ports hold other values there).
+    """
+    graph = model.graph
+    x = np.asarray(model.emulator._as_inputs(x)[0])
+    mantissas = graph[graph.inputs[0]].result_type.quantize(x)
+    run = run_design(d, mantissas[None], valid)
+    cycles = int(run.shown[-1]) + 1 if len(run.shown) else 0
+    valid_out = np.zeros(cycles, dtype=bool)
+    valid_out[run.shown] = True
+    shown = []
+    for name, out in zip(graph.outputs, run.outputs):
+        seq = np.zeros((cycles,) + out.shape[2:], dtype=np.int64)
+        seq[run.shown] = out[0]
+        shown.append(graph[name].result_type.to_float(seq))
+    return shown, valid_out
