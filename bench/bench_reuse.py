@@ -11,8 +11,8 @@ bench_verilog.py) in two type settings:
 
 --folding picks the folded architecture (`Folding`): 'mac' (multiply-accumulate, the default) and/or
 'adders' (digit-serial on one multiplier-free adder graph per layer: exact accumulators only, so
-only the '6-bit auto' network; a layer whose inputs have fewer than RF bits W folds at the largest
-valid RF <= W, and the II stays the model's RF). RF 1 is the unrolled design whatever --folding.
+only the '6-bit auto' network; a layer whose inputs have fewer than RF bits W takes single-bit
+digits, the top ones sign copies: the hardware of RF = W). RF 1 is the unrolled design whatever --folding.
 
 For each RF: the design is generated, its cycle-level interpreter is checked bit for bit against
 the emulator on random inputs (a tenth far outside the input type), and the estimate (LUT, FF,
@@ -70,20 +70,9 @@ def jsc_auto6(layers, out: Path, rf: int, folding: str = 'mac'):
         model.config.setdefault('Model', {})['ReuseFactor'] = rf
         for node in model.graph:
             if node.op == 'Dense':
-                layer_rf = rf if folding == 'mac' else serial_rf(model, node, rf)
-                model.set_layer_setting(node.name, 'ReuseFactor', layer_rf)
+                model.set_layer_setting(node.name, 'ReuseFactor', rf)
                 model.set_layer_setting(node.name, 'Folding', folding)
     return model
-
-
-def serial_rf(model, node, rf: int) -> int:
-    """The largest valid ReuseFactor <= rf that digit-serial folding accepts for a Dense (at most its input bits W)."""
-    from fpga4ml.backends.verilog.netlist import bits_for
-    from fpga4ml.folding import valid_reuse_factors
-
-    t = model.graph[node.inputs[0]].result_type
-    w = bits_for(t.min_mantissa, t.max_mantissa)
-    return max(r for r in valid_reuse_factors(*node.qweights['kernel'].shape, 'Latency') if r <= min(rf, w))
 
 
 def test_inputs(model, n: int) -> np.ndarray:
