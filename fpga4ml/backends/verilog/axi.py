@@ -204,7 +204,7 @@ static void set_in(Vaxis *top, const uint32_t *w) {{ {set_in} }}
 static void get_out(Vaxis *top, uint32_t *w) {{ {get_out} }}
 
 int main(int argc, char **argv) {{
-    if (argc != 7) {{ std::fprintf(stderr, "usage: sim IN OUT N SEED GAP STALL\\n"); return 2; }}
+    if (argc != 8) {{ std::fprintf(stderr, "usage: sim IN OUT N SEED GAP STALL INTERVAL\\n"); return 2; }}
     const long n = std::atol(argv[3]);
     state = std::strtoull(argv[4], nullptr, 10) * 2654435761ULL + 88172645463325252ULL;
     const unsigned gap = std::atoi(argv[5]), stall = std::atoi(argv[6]);
@@ -222,7 +222,8 @@ int main(int argc, char **argv) {{
     top->aclk = 0; top->aresetn = 0; top->s_axis_tvalid = 0; top->m_axis_tready = 0; top->s_axis_tlast = 0;
     for (int c = 0; c < 4; c++) {{ top->aclk = 1; top->eval(); top->aclk = 0; top->eval(); }}
     top->aresetn = 1;
-    const long limit = 1000 + 200 * (n + 10) * (1 + stall) * (1 + gap) / 100;
+    const long interval = std::atol(argv[7]);  // clocks the design needs per input beat (II, or a stream's pixel interval)
+    const long limit = 1000 + 200 * (n + 10) * interval * (1 + stall) * (1 + gap) / 100;
     while (got < n && clocks < limit) {{
         if (!offered && next < n && rnd() % 100 >= gap) offered = true;
         if (offered) {{
@@ -272,6 +273,9 @@ class AxisSimulator:
 
     def __init__(self, executable: Path, entry: dict, info: dict) -> None:
         self.executable, self.entry, self.info = executable, entry, info
+        #: clocks the design needs per input beat: a stream design's pixel interval, else its II
+        self.interval = max(1, int(info['stream'].get('interval', 1)) if info.get('architecture') == 'stream'
+                            else int(info.get('ii', 1)))
 
     def run(self, inputs: list[np.ndarray], tlast: np.ndarray, seed: int = 0, gap: int = 30,
             stall: int = 30) -> tuple[list[np.ndarray], np.ndarray, dict]:
@@ -286,7 +290,8 @@ class AxisSimulator:
         with procs.sigterm_as_exit(), tempfile.TemporaryDirectory(prefix='fpga4ml-axis-') as tmp:
             src, dst = Path(tmp) / 'in.bin', Path(tmp) / 'out.bin'
             rows.tofile(src)
-            proc = procs.run([str(self.executable), str(src), str(dst), str(beats), str(seed), str(gap), str(stall)])
+            proc = procs.run([str(self.executable), str(src), str(dst), str(beats), str(seed), str(gap), str(stall),
+                              str(self.interval)])
             if proc.returncode != 0:
                 raise RuntimeError(f'AXI4-Stream simulation failed (exit {proc.returncode}): {proc.stderr[-2000:]}')
             raw = np.fromfile(dst, dtype=np.uint32)

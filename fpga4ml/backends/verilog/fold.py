@@ -127,7 +127,7 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
         raise GraphError(f'layer {node.name!r}: a Dense with {n_in} inputs cannot fold over input shape {in_shape}')
     xr = _latch(m, node.name, x, go, range(len(x)))
     rows = [[xr[i] for i in range(k, k + n_in)] for k in range(0, len(x), n_in)]
-    return _row_folder(node)(m, node, rows, w_const, b_const, go, rf)
+    return row_folder(node)(m, node, rows, w_const, b_const, go, rf)
 
 
 def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
@@ -140,10 +140,10 @@ def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: i
     xr = _latch(m, node.name, x, go, sorted(set(index[index >= 0].tolist())))
     zero = m.const(0, max(m[s].frac for s in xr.values()))
     rows = [[xr[i] if i >= 0 else zero for i in window] for window in index]
-    return _row_folder(node)(m, node, rows, kernel, b_const, go, rf)
+    return row_folder(node)(m, node, rows, kernel, b_const, go, rf)
 
 
-def _row_folder(node: Node):
+def row_folder(node: Node):
     """fold_rows (Folding 'mac', the default) or fold_serial.fold_rows_serial (Folding 'adders') for a layer."""
     return fold_rows_serial if layer_folding(node) == 'adders' else fold_rows
 

@@ -54,7 +54,7 @@ from ...folding import check_reuse_factors
 from ...semantics import lower_node
 from ...semantics.bounds import Bounds
 from .emit import bus_names, element_width, port_entry, port_names, write_module
-from .fold import fold_rows
+from .fold import row_folder
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
@@ -218,13 +218,14 @@ class _Hold:
 def fold_window(m: Machine, node: Node, in_type: FixedType, sigs: list[int], in_shape: tuple[int, ...], go: int,
                 rf: int) -> tuple[list[int], int]:
     """One output pixel of a Conv from its window's signals (shape `in_shape`, im2col order), folded over `rf`
-    clocks by fold.fold_rows (one row): (the pixel's outputs, done). The window must hold still until done."""
+    clocks by fold.fold_rows, or digit-serially (Folding 'adders'), one row: (the pixel's outputs, done). The
+    window must hold still until done."""
     wnode = _window_node(node, in_shape)
     index = geometry.im2col_index(geometry.check_conv(wnode, in_shape), in_shape[-1])  # (1, taps * C)
     bounds = Bounds(wnode, [in_type])
     w_const, b_const = bounds.weight('kernel'), bounds.weight('bias')
     kernel = w_const.map(lambda k: geometry.conv_matrix(np.asarray(k), int(node.attrs.get('groups', 1)), node.name))
-    return fold_rows(m, wnode, [[sigs[i] for i in index[0]]], kernel, b_const, go, rf)
+    return row_folder(wnode)(m, wnode, [[sigs[i] for i in index[0]]], kernel, b_const, go, rf)
 
 
 def head_reuse_factors(graph: Graph) -> dict[str, int]:
