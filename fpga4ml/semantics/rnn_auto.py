@@ -108,12 +108,11 @@ def _encloses(t: FixedType, hull: Interval) -> bool:
     return hull.frac == t.frac and hull.min >= t.min_mantissa and hull.max <= t.max_mantissa
 
 
-def _lsb_of_products(node: Node, in_types: list[FixedType], result_frac: int, table_frac: int | None) -> int:
+def _lsb_of_products(node: Node, in_types: list[FixedType], result_frac: int, table_frac: int) -> int:
     """The LSB (fractional bits) of the exact matrix products, biases and table values of the cell."""
     t = node.types
-    fracs = [in_types[0].frac + t['weight'].frac, result_frac + t['recurrent_weight'].frac,
-             t['bias'].frac, t['recurrent_bias'].frac]
-    return max(fracs + ([table_frac] if table_frac is not None else []))
+    return max(in_types[0].frac + t['weight'].frac, result_frac + t['recurrent_weight'].frac,
+               t['bias'].frac, t['recurrent_bias'].frac, table_frac)
 
 
 def _provisional(frac: int, modes: FixedType) -> FixedType:
@@ -127,28 +126,20 @@ def infer_sequence_types(node: Node, p: Bounds, x: Interval, init: tuple) -> Non
     auto = _auto_variables(node)
     default: FixedType = p.typing['default']
     precision = node.config.get('Precision', {})
-    wide = MAX_EMULATED_WIDTH
-    if 'accum' in auto and 'table' not in node.types and precision.get('table', AUTO) == AUTO \
-            and not hls4ml_tables(node):
-        node.types['table'] = default  # an 'auto' activation's type (the exact accumulator would be too wide)
-    table = node.types.get('table') or precision.get('table', AUTO)
-    table = HLS4ML_TABLE_TYPE if table == AUTO and hls4ml_tables(node) else table
     result = precision.get('result', AUTO)
-    result = default if result == AUTO else result
-    types = {}
-    for var in auto:
-        if var == 'accum':
-            continue
-        lsb = result if var == 'result' or precision.get('result', AUTO) != AUTO else default  # c: h's LSB
-        if lsb.frac >= wide:
-            raise GraphError(f'layer {node.name!r}: the {var!r} LSB 2^-{lsb.frac} leaves no integer bits')
-        types[var] = _provisional(lsb.frac, lsb)
+    result = default if result == AUTO else result  # h's LSB and modes; c takes them too (hls4ml keeps c as h)
+    if result.frac >= MAX_EMULATED_WIDTH:
+        raise GraphError(f'layer {node.name!r}: the result LSB 2^-{result.frac} leaves no integer bits')
+    types = {var: _provisional(result.frac, result) for var in auto if var != 'accum'}
     if 'accum' in auto:
-        table_frac = table.frac if table != AUTO else None  # 'auto' table, explicit accum: not this branch
-        frac = _lsb_of_products(node, p.in_types, result.frac, table_frac)
-        if frac >= wide:
+        table = precision.get('table', AUTO)
+        if table == AUTO:  # hls4ml's table type, else an 'auto' activation's (the exact accumulator is too wide)
+            table = HLS4ML_TABLE_TYPE if hls4ml_tables(node) else default
+            node.types.setdefault('table', table)
+        frac = _lsb_of_products(node, p.in_types, result.frac, node.types.get('table', table).frac)
+        if frac >= MAX_EMULATED_WIDTH:
             raise GraphError(f'layer {node.name!r}: the exact accumulator of {node.op} needs {frac} fractional bits '
-                             f"(more than {wide - 1}); set Precision['accum'] explicitly")
+                             f"(more than {MAX_EMULATED_WIDTH - 1}); set Precision['accum'] explicitly")
         types['accum'] = _provisional(frac, default)
     node.types.update(_settle(node, p, x, init, auto, types))
 
