@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import cache, procs
+from .harness import parse_manifest
 
 #: Model 'Interface' of the Verilog back end: the plain ports, or the AXI4-Stream wrapper besides them
 VERILOG_INTERFACES = ('none', 'axi_stream')
@@ -68,7 +69,7 @@ def _bus_bits(entries: list[dict]) -> int:
 def axis_module(top: str, info: dict) -> str:
     """The Verilog text of module `<top>_axis` for the design described by manifest `info`."""
     stream = info.get('architecture') == 'stream'
-    latency, ii = int(info['latency']), int(info.get('ii', 1))
+    latency = int(info['latency'])
     in_bits, out_bits = _bus_bits(info['inputs']), _bus_bits(info['outputs'])
     s_bits, m_bits = padded(in_bits), padded(out_bits)
     lines = [f'// {top}_axis: AXI4-Stream wrapper of {top} (written by fpga4ml; see fpga4ml/backends/verilog/axi.py).',
@@ -89,7 +90,7 @@ def axis_module(top: str, info: dict) -> str:
              '  wire valid_out;', '  wire advance = ~skid_valid;']
     # the design takes a vector every II clocks (a stream design with folded layers: a pixel every
     # stream.interval clocks): hold tready low in between
-    gap, what = (int(info['stream'].get('interval', 1)), 'pixel') if stream else (ii, 'vector')
+    gap, what = parse_manifest(info).spacing, 'pixel' if stream else 'vector'
     if gap > 1:
         bits = max((gap - 1).bit_length(), 1)
         lines += [f'  reg [{bits - 1}:0] wait_count;  // advancing clocks before the next {what} '
@@ -273,9 +274,9 @@ class AxisSimulator:
 
     def __init__(self, executable: Path, entry: dict, info: dict) -> None:
         self.executable, self.entry, self.info = executable, entry, info
-        #: clocks the design needs per input beat: a stream design's pixel interval, else its II
-        self.interval = max(1, int(info['stream'].get('interval', 1)) if info.get('architecture') == 'stream'
-                            else int(info.get('ii', 1)))
+        #: clocks the design needs per input beat: a stream design's pixel interval, else its II (the
+        #: spacing the Verilator harness of the design itself uses)
+        self.interval = parse_manifest(info).spacing
 
     def run(self, inputs: list[np.ndarray], tlast: np.ndarray, seed: int = 0, gap: int = 30,
             stall: int = 30) -> tuple[list[np.ndarray], np.ndarray, dict]:
