@@ -182,4 +182,9 @@ def test_static_csim_equals_emulator_wide_and_non_static_has_the_same_bits(tmp_p
 
 @needs_gxx
 def test_static_csim_equals_emulator_io_stream(tmp_path):
-    check_csim(tmp_path, 'narrow', io_type='io_stream')
+    model, xs, csim = check_csim(tmp_path, 'narrow', io_type='io_stream')
+    # negative control: one recurrent weight changed -> the LSTM's final c (its second output array) differs
+    model.graph['lstm'].qweights['recurrent_kernel'][1, 5] += 1
+    model._emulator = None
+    names = model.graph.outputs
+    assert not np.array_equal(model.emulator.predict(xs)[names.index('lstm_c')], csim[names.index('lstm_c')])

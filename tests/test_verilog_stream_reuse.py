@@ -131,6 +131,14 @@ def test_digit_serial_folding_in_a_stream():
     d = check_interpreter(cnn, {'c1': 4, 'c2': 2}, 150, Folding='adders')
     folded = [s for s in d.stages if s.rf > 1]
     assert len(folded) == 2 and not any(sig.op == 'mul' for s in folded for sig in s.netlist.signals)
+    # negative control: the same design against the emulator of a model with one weight one LSB off
+    model = convert(cnn(), {'c1': 4, 'c2': 2}, Folding='adders')
+    x = images(model, 150, seed=1)
+    got, _ = interpreted(model, x, 50)
+    node = model.graph['c1']
+    node.qweights['kernel'].flat[0] += 1
+    model._emulator = None
+    assert not np.array_equal(got, model.predict_mantissas(x)[model.graph.outputs[0]])
 
 
 @pytest.mark.slow
