@@ -74,7 +74,7 @@ def test_interpreter_equals_emulator(tmp_path, precision, reuse, layers):
     rfs = {'fc0': reuse, 'fc1': reuse, 'fc2': reuse, **layers}
     rfs = {k: v for k, v in rfs.items() if v > 1}
     assert d.timing.stages == rfs and d.timing.ii == max(rfs.values())
-    assert d.timing.latency == sum(r + 1 for r in rfs.values())
+    assert d.timing.latency == sum(r + 1 + d.timing.cuts[k] for k, r in rfs.items())
     xs = input_mantissas(model)
     assert_same(run_vectors(d.machine, d.timing, xs), emulated(model, xs))
 
@@ -82,9 +82,10 @@ def test_interpreter_equals_emulator(tmp_path, precision, reuse, layers):
 def test_multipliers_fall_with_the_reuse_factor(tmp_path):
     counts = {}
     for rf in (2, 4, 8):
-        est = folded_model(tmp_path, 'fixed16_6', rf, name=f'rf{rf}').estimate()
+        model = folded_model(tmp_path, 'fixed16_6', rf, name=f'rf{rf}')
+        est, cuts = model.estimate(), design(model).timing.cuts
         counts[rf] = est['multipliers']
-        assert est['ii'] == rf and est['latency_cycles'] == 3 * (rf + 1)
+        assert est['ii'] == rf and est['latency_cycles'] == 3 * (rf + 1) + sum(cuts.values())
     products = 16 * 12 + 12 * 8 + 8 * 5
     assert all(n <= products / rf for rf, n in counts.items()) and counts[8] < counts[4] < counts[2]
 
@@ -105,11 +106,12 @@ def test_negative_control_one_rom_word(tmp_path):
 
 def test_manifest_latency_ii_and_cycles(tmp_path):
     model = folded_model(tmp_path, 'fixed16_6', 1, softmax=True, fc0=4, fc2=2)
+    lat = 8 + sum(design(model).timing.cuts.values())  # (R + 1) per folded layer, plus its pipeline cuts
     info = json.loads(project_files(model)['manifest.json'])
-    assert (info['ii'], info['latency'], info['architecture']) == (4, 8, 'folded')
+    assert (info['ii'], info['latency'], info['architecture']) == (4, lat, 'folded')
     assert info['folding']['reuse_factors'] == {'fc0': 4, 'fc2': 2}
-    assert model.latency == 8 and model.estimate()['ii'] == 4
-    assert_cycles(model, ii=4, latency=8)
+    assert model.latency == lat and model.estimate()['ii'] == 4
+    assert_cycles(model, ii=4, latency=lat)
 
 
 def assert_cycles(model, ii: int, latency: int, n: int = 5) -> None:

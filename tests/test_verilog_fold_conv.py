@@ -146,7 +146,7 @@ def test_interpreter_equals_emulator(tmp_path, case):
     d = design(model)
     assert isinstance(d, FoldedDesign)
     assert d.timing.stages == reuse and d.timing.ii == max(reuse.values())
-    assert d.timing.latency == sum(r + 1 for r in reuse.values())
+    assert d.timing.latency == sum(r + 1 + d.timing.cuts[k] for k, r in reuse.items())
     xs = mantissas(model, 2000)
     assert_same(run_vectors(d.machine, d.timing, xs), emulated(model, xs))
 
@@ -174,21 +174,23 @@ def test_weight_roms_shared_by_every_pixel(tmp_path):
         assert len(muls) <= 64 * 72 // rf and len(roms) <= 72 // rf
         assert len(muls) > 60 * len(roms)  # each ROM feeds (nearly) every pixel's multiplier of its lane
         est = model.estimate()
-        assert (est['ii'], est['latency_cycles'], est['multipliers']) == (rf, rf + 1, len(muls))
+        cuts = design(model).timing.cuts['conv']
+        assert (est['ii'], est['latency_cycles'], est['multipliers']) == (rf, rf + 1 + cuts, len(muls))
         counts[rf] = len(muls)
     assert counts[8] < counts[4] < counts[2]
 
 
 def test_manifest_latency_ii_and_cycles(tmp_path):
     model = convert(tmp_path, cnn_graph(), 'narrow_sat', conv=4, fc=2)
+    lat = 8 + sum(design(model).timing.cuts.values())  # (R + 1) per folded layer, plus its pipeline cuts
     info = json.loads(project_files(model)['manifest.json'])
-    assert (info['ii'], info['latency'], info['architecture']) == (4, 8, 'folded')
+    assert (info['ii'], info['latency'], info['architecture']) == (4, lat, 'folded')
     assert info['folding']['reuse_factors'] == {'conv': 4, 'fc': 2}
-    assert model.latency == 8 and model.estimate()['ii'] == 4 and model.estimate()['latency_cycles'] == 8
+    assert model.latency == lat and model.estimate()['ii'] == 4 and model.estimate()['latency_cycles'] == lat
     # emulate_cycles: one image every II clocks, each result LATENCY clocks after it
     x = random_inputs(model, 6, seed=3)[0]
     shown, valid_out = emulate_cycles(model, x)
-    assert np.flatnonzero(valid_out).tolist() == [4 * t + 8 for t in range(6)]
+    assert np.flatnonzero(valid_out).tolist() == [4 * t + lat for t in range(6)]
     assert np.array_equal(shown[0][valid_out], model.predict(x))
 
 

@@ -79,7 +79,7 @@ def test_mlp_interpreter_equals_emulator(tmp_path, reuse):
     d = check_interpreter(model, input_mantissas(model, 3000))  # a tenth far outside the input type
     assert not [s for s in d.machine.signals if s.op == 'mul']  # none at all in this network
     assert d.timing.stages == {'fc0': reuse, 'fc1': reuse, 'fc2': reuse} and d.timing.ii == reuse
-    assert d.timing.latency == 3 * (reuse + 1)
+    assert d.timing.latency == 3 * (reuse + 1) + sum(d.timing.cuts.values())
     est = model.estimate()
     assert (est['DSP'], est['multipliers'], est['ii']) == (0, 0, reuse)
 
@@ -93,9 +93,10 @@ def test_mixed_with_mac_and_unrolled_layers(tmp_path):
     assert_same(run_vectors(d.machine, d.timing, xs), emulated(model, xs))
     info = json.loads(project_files(model)['manifest.json'])
     assert info['folding'] == {'architecture': 'mixed', 'architectures': {'fc0': 'adders', 'fc1': 'mac'},
-                               'reuse_factors': {'fc0': 4, 'fc1': 2}}
-    assert (info['ii'], info['latency'], model.latency) == (4, 8, 8)
-    assert_cycles(model, ii=4, latency=8)
+                               'reuse_factors': {'fc0': 4, 'fc1': 2}, 'pipeline_cuts': d.timing.cuts}
+    lat = 8 + sum(d.timing.cuts.values())  # (R + 1) per folded layer, plus its pipeline cuts
+    assert (info['ii'], info['latency'], model.latency) == (4, lat, lat)
+    assert_cycles(model, ii=4, latency=lat)
 
 
 def test_wrapping_accumulator_that_overflows(tmp_path):
@@ -120,7 +121,7 @@ def test_conv_interpreter_equals_emulator(tmp_path, case):
     make, reuse = CONV_CASES[case]
     model = convert(tmp_path, make(), **reuse)
     d = check_interpreter(model, mantissas(model, 2000))  # half of the values beyond the input type
-    assert d.timing.stages == reuse and d.timing.latency == sum(r + 1 for r in reuse.values())
+    assert d.timing.stages == reuse and d.timing.latency == sum(r + 1 + d.timing.cuts[k] for k, r in reuse.items())
 
 
 def _accumulator_adds(m) -> list:

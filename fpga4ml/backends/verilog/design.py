@@ -29,7 +29,7 @@ from .pipeline import Schedule, schedule
 from .progress import StepClock
 from .rnn_static import StaticRnnDesign, static_files, static_graph, static_layers
 from .stateful import estimate_machine, write_machine
-from .streaming import StreamDesign, design_stream, head_reuse_factors, stream_files, stream_manifest
+from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
 
 MANIFEST = 'manifest.json'
 
@@ -61,7 +61,7 @@ def _design(model, clock: StepClock):
     cached = getattr(model, '_verilog_design', None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _warn_ignored_settings(model, architecture)
+    _warn_ignored_settings(model)
     start = time.perf_counter()
     if architecture == 'stream':
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
@@ -70,7 +70,7 @@ def _design(model, clock: StepClock):
         result = static_graph(model.graph, clock, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     elif folded_layers(model.graph):  # ReuseFactor > 1 (validated): multiply-accumulate folding (fold.py)
-        result = fold_graph(model.graph, clock)
+        result = fold_graph(model.graph, clock, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     else:
         nl = lower_graph(model.graph, model.intervals, clock=clock)
@@ -81,17 +81,14 @@ def _design(model, clock: StepClock):
     return result
 
 
-def _warn_ignored_settings(model, architecture: str) -> None:
-    """HLS knobs the Verilog design does not use (Strategy; ReuseFactor after a streaming design's Flatten): say so."""
-    folded = [f'{name} (ReuseFactor={rf})' for name, rf in head_reuse_factors(model.graph).items()
-              ] if architecture == 'stream' else []
-    folded += [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
+def _warn_ignored_settings(model) -> None:
+    """HLS knobs the Verilog design does not use (Strategy): say so."""
+    ignored = [f"{n.name} (Strategy={n.config.get('Strategy')})" for n in model.graph
                if n.config.get('Strategy', 'Latency') != 'Latency']
-    if folded:
-        warnings.warn('the Verilog back end folds Dense and Conv layers by ReuseFactor (in a streaming design the '
-                      'Conv layers before the Flatten; its head is fed once per image); these HLS settings are '
-                      'ignored: ' + ', '.join(folded[:8]) +
-                      (' ...' if len(folded) > 8 else ''), ConfigWarning, stacklevel=3)
+    if ignored:
+        warnings.warn('the Verilog back end folds Dense and Conv layers by ReuseFactor alone; these HLS settings are '
+                      'ignored: ' + ', '.join(ignored[:8]) +
+                      (' ...' if len(ignored) > 8 else ''), ConfigWarning, stacklevel=3)
 
 
 def manifest(model, d: Design) -> dict:

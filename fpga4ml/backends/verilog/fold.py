@@ -48,6 +48,7 @@ from ...semantics.bounds import Bounds
 from ...semantics.spec import output_types
 from .adder_graph import sum_terms
 from .fold_serial import fold_rows_serial, layer_folding, row_plan
+from .fold_stages import MUL_NS, FoldedRows, LayerPipe, adder_ns, loop_ns, stage_budget, tree_ns
 from .progress import StepClock
 from .stateful import Machine, Timing
 
@@ -79,9 +80,13 @@ def folded_layers(graph: Graph) -> dict[str, int]:
     return out
 
 
-def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
-    """The Machine of a typed graph with folded Dense and Conv layers (see the module docstring)."""
+def fold_graph(graph: Graph, clock: StepClock | None = None, clock_period: float | None = None,
+               pipeline='auto') -> FoldedDesign:
+    """The Machine of a typed graph with folded Dense and Conv layers (see the module docstring); with a
+    clock period (and `pipeline` not 'none'), pipeline registers inside the folded layers (fold_stages.py)."""
     clock = clock or StepClock(None)
+    budget = stage_budget(clock_period, pipeline)
+    cuts: dict[str, int] = {}
     rfs = folded_layers(graph)
     m = Machine()
     sigs: dict[str, list[int]] = {}
@@ -98,9 +103,9 @@ def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
         go = phases.pop()
         with clock.step(f'{node.name} ({node.op}) lowered'):
             if node.name in rfs:
-                fold = FOLDERS[node.op]
-                sigs[node.name], phase[node.name] = fold(m, node, graph, operands(node, sigs)[0], go, rfs[node.name])
-                latency += rfs[node.name] + 1
+                folded = FOLDERS[node.op](m, node, graph, operands(node, sigs)[0], go, rfs[node.name], budget)
+                sigs[node.name], phase[node.name], cuts[node.name] = folded.outputs, folded.done, folded.cuts
+                latency += rfs[node.name] + 1 + folded.cuts
             else:
                 in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
                 sigs[node.name] = lower_node(m, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
@@ -115,11 +120,12 @@ def fold_graph(graph: Graph, clock: StepClock | None = None) -> FoldedDesign:
         m.add_output(name, node.shape, node.result_type, sigs[name])
     m.valid_out = ends.pop()
     m.check()
-    return FoldedDesign(m, Timing(latency, max(rfs.values(), default=1), rfs))
+    return FoldedDesign(m, Timing(latency, max(rfs.values(), default=1), rfs, cuts))
 
 
-def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
-    """One folded Dense (on the last axis of its input, each row a MAC over the shared ROMs): (outputs, done)."""
+def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None
+               ) -> FoldedRows:
+    """One folded Dense (on the last axis of its input, each row a MAC over the shared ROMs)."""
     w_const, b_const = _weights(node, graph)
     n_in = w_const.values.shape[0]
     in_shape = graph[node.inputs[0]].shape
@@ -127,10 +133,11 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
         raise GraphError(f'layer {node.name!r}: a Dense with {n_in} inputs cannot fold over input shape {in_shape}')
     xr = _latch(m, node.name, x, go, range(len(x)))
     rows = [[xr[i] for i in range(k, k + n_in)] for k in range(0, len(x), n_in)]
-    return row_folder(node)(m, node, rows, w_const, b_const, go, rf)
+    return row_folder(node)(m, node, rows, w_const, b_const, go, rf, budget)
 
 
-def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int) -> tuple[list[int], int]:
+def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None
+              ) -> FoldedRows:
     """One folded Conv: each output pixel a Dense of its window in im2col order (padding reads a
     constant 0), all pixels on the same counter and weight ROMs (see the module docstring)."""
     in_shape = graph[node.inputs[0]].shape
@@ -140,7 +147,7 @@ def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: i
     xr = _latch(m, node.name, x, go, sorted(set(index[index >= 0].tolist())))
     zero = m.const(0, max(m[s].frac for s in xr.values()))
     rows = [[xr[i] if i >= 0 else zero for i in window] for window in index]
-    return row_folder(node)(m, node, rows, kernel, b_const, go, rf)
+    return row_folder(node)(m, node, rows, kernel, b_const, go, rf, budget)
 
 
 def row_folder(node: Node):
@@ -159,12 +166,14 @@ def _latch(m: Machine, name: str, x: list[int], go: int, used) -> dict[int, int]
     return out
 
 
-def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, go: int, rf: int
-              ) -> tuple[list[int], int]:
-    """Rows of latched inputs times one constant matrix, folded over `rf` cycles: (outputs row by row, done).
+def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, go: int, rf: int,
+              budget: float | None = None) -> FoldedRows:
+    """Rows of latched inputs times one constant matrix, folded over `rf` cycles (see the module docstring).
 
     Every row has its own lanes and accumulators; the counter, the bias and weight ROMs, the
-    cycle flags and the accumulator enables are built once and shared by all rows.
+    cycle flags and the accumulator enables are built once and shared by all rows. With a stage
+    `budget` (ns), pipeline registers may cut the operands, the products and the adder trees from
+    the accumulate loop (fold_stages.py).
     """
     n_in, n_out = np.shape(w_const.values)
     acc_t = node.types['accum']
@@ -172,42 +181,65 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
     schedule = mac_schedule(n_in, n_out, rf)  # [lane, t, cycle] -> (input, output): folding.py
     lanes, a = schedule.shape[:2]
     count, busy, last = m.counter(rf, go, node.name)
-    done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
-    m.connect(done, last)
-    first = m.flag(count, [int(i < a) for i in schedule[0, 0, :, 0]])  # input block 0: start from the bias
+    pipe = LayerPipe(m, node.name, budget)
     outs = schedule[:, 0, :, 1]  # [lane, cycle]: the output each lane serves
-    bias = [m.rom(count, plan.bias_acc[outs[lane]], 0, acc_t.frac) for lane in range(lanes)]
     weights = {}  # (lane, t) -> its weight ROM; a multiplier whose weights are all zero (prune_for_reuse): none
     for lane in range(lanes):
         for t in range(a):
             column = plan.w[schedule[lane, t, :, 0], outs[lane]]
             if column.any():
                 weights[lane, t] = m.rom(count, column, 0, w_const.frac)
-    enables = {(lane, j): m.both(busy, m.flag(count, [int(o == j) for o in outs[lane]]))
+    slots, operands = [], []  # (row, lane) of each product, its [input, weight]
+    for p, row in enumerate(rows):
+        for lane in range(lanes):
+            for t in range(a):
+                xs = m.mux(count, [row[i] for i in schedule[lane, t, :, 0]])
+                if (lane, t) in weights and not (m[xs].is_const and m[xs].lo == 0):  # a zero product: none built
+                    slots.append((p, lane))
+                    operands.append([xs, weights[lane, t]])
+    acc_bits = acc_t.width
+    operands = pipe.cut(operands, MUL_NS)
+    products = [[m.cast(m.mul(x, w), acc_t)] for x, w in operands]
+    after = (a * adder_ns(acc_bits) if plan.saturating else tree_ns(a + 1, acc_bits)) + loop_ns(acc_bits, rf)
+    parts: dict[tuple[int, int], list[int]] = {}
+    for slot, (prod,) in zip(slots, pipe.cut(products, after)):
+        parts.setdefault(slot, []).append(prod)
+    if not plan.saturating and pipe.budget is not None and any(len(v) > 1 for v in parts.values()):
+        # each lane's products summed before the loop, so a cut can take the tree out of it
+        keys = sorted(parts)
+
+        def trees(nl, xs: list[int]) -> list[int]:  # one wrapped sum per lane of each row
+            ends = np.cumsum([0] + [len(parts[k]) for k in keys])
+            return [nl.cast(sum_terms(nl, xs[i:j], acc_t.frac), acc_t) for i, j in zip(ends[:-1], ends[1:])]
+
+        summed = pipe.staged([x for k in keys for x in parts[k]], trees)
+        parts = {k: tree for k, tree in zip(keys, pipe.cut([[t] for t in summed], loop_ns(acc_bits, rf)))}
+    count_l, busy_l, last_l = pipe.loop_controls(count, busy, rf)  # the loop's view, behind the cuts
+    done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
+    m.connect(done, last_l)
+    first = m.flag(count_l, [int(i < a) for i in schedule[0, 0, :, 0]])  # input block 0: start from the bias
+    bias = [m.rom(count_l, plan.bias_acc[outs[lane]], 0, acc_t.frac) for lane in range(lanes)]
+    enables = {(lane, j): m.both(busy_l, m.flag(count_l, [int(o == j) for o in outs[lane]]))
                for lane in range(lanes) for j in sorted(set(outs[lane].tolist()))}
     result = []
-    for p, row in enumerate(rows):
+    for p in range(len(rows)):
         tag = f'{node.name}_acc' if len(rows) == 1 else f'{node.name}_p{p}_acc'
         acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{tag}{j}') for j in range(n_out)]
         for lane in range(lanes):
-            s = m.select(first, bias[lane], m.mux(count, [acc[j] for j in outs[lane]]))
-            parts = []
-            for t in range(a):
-                xs = m.mux(count, [row[i] for i in schedule[lane, t, :, 0]])
-                if (lane, t) not in weights or m[xs].is_const and m[xs].lo == 0:  # a zero product: none built
-                    continue
-                parts.append(m.cast(m.mul(xs, weights[lane, t]), acc_t))
-                if plan.saturating:  # the order is observable: one addition and cast after the other
-                    s = m.cast(m.add(s, parts.pop()), acc_t)
-            if parts:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
-                s = m.cast(sum_terms(m, [s] + parts, acc_t.frac), acc_t)
+            s = m.select(first, bias[lane], m.mux(count_l, [acc[j] for j in outs[lane]]))
+            terms = parts.get((p, lane), [])
+            if plan.saturating:  # the order is observable: one addition and cast after the other
+                for part in terms:
+                    s = m.cast(m.add(s, part), acc_t)
+            elif terms:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
+                s = m.cast(sum_terms(m, [s] + terms, acc_t.frac), acc_t)
             for j in sorted(set(outs[lane].tolist())):
                 m.connect(acc[j], m.cast(s, acc_t), enables[lane, j])
         result += [m.cast(reg, node.result_type) for reg in acc]
-    return result, done
+    return FoldedRows(result, done, last, pipe.cuts)
 
 
-#: op -> its folding function (m, node, graph, input signals, go, R) -> (output signals, done)
+#: op -> its folding function (m, node, graph, input signals, go, R, stage budget) -> FoldedRows
 FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv}
 
 
@@ -235,7 +267,8 @@ def folded_manifest(model, d: FoldedDesign, top: str) -> dict:
         'clock_period_ns': model.clock_period,
         'pipeline': 'none',
         'architecture': 'folded',
-        'folding': {'architecture': kind, 'architectures': kinds, 'reuse_factors': dict(d.timing.stages)},
+        'folding': {'architecture': kind, 'architectures': kinds, 'reuse_factors': dict(d.timing.stages),
+                    'pipeline_cuts': dict(d.timing.cuts)},
         'inputs': [port_entry(p, bus) for p, bus in zip(m.inputs, in_ports)],
         'outputs': [port_entry(p, bus) for p, bus in zip(m.outputs, out_ports)],
     }
@@ -269,5 +302,5 @@ def folded_cycles(model, d: FoldedDesign, x, valid=None) -> tuple[list[np.ndarra
     return [graph[name].result_type.to_float(y) for name, y in zip(graph.outputs, shown)], valid_out
 
 
-__all__ = ['FOLDERS', 'FoldedDesign', 'fold_conv', 'fold_dense', 'fold_graph', 'fold_rows', 'folded_cycles',
+__all__ = ['FOLDERS', 'FoldedDesign', 'FoldedRows', 'fold_conv', 'fold_dense', 'fold_graph', 'fold_rows', 'folded_cycles',
            'folded_layers', 'folded_manifest']

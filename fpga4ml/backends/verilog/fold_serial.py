@@ -31,15 +31,14 @@ latency, the estimate, emulate_cycles and the Verilator harness need nothing els
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from ...config import check_folding
 from ...fixed import FixedType
 from ...ir import GraphError, Node
 from ...semantics.accumulate import AccumulatePlan, accumulate_plan
-from .adder_graph import constant_matvec
+from .adder_graph import constant_matvec, csd
+from .fold_stages import FoldedRows, LayerPipe, loop_ns, tree_ns
 from .netlist import bits_for
 from .stateful import Machine
 
@@ -122,60 +121,59 @@ def row_plan(m: Machine, node: Node, rows: list[list[int]], w_const, b_const) ->
                            w_const.frac, np.asarray(b_const.values), b_const.frac)
 
 
-def fold_rows_serial(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, go: int, rf: int
-                     ) -> tuple[list[int], int]:
-    """Rows of latched inputs times one constant matrix, digit-serially over `rf` cycles: (outputs row by
-    row, done), with fold.fold_rows' timing (see the module docstring)."""
+def fold_rows_serial(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, go: int, rf: int,
+                     budget: float | None = None) -> FoldedRows:
+    """Rows of latched inputs times one constant matrix, digit-serially over `rf` cycles, with fold.fold_rows'
+    timing (see the module docstring); with a stage `budget` (ns), pipeline registers may cut the digits
+    and the adder graphs' sums from the accumulate loop (fold_stages.py)."""
     plan = row_plan(m, node, rows, w_const, b_const)
     check_exact(node, plan)
     b = digit_bits(min(m[s].lo for row in rows for s in row), max(m[s].hi for row in rows for s in row), rf)
     count, busy, last = m.counter(rf, go, node.name)
-    done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
-    m.connect(done, last)
-    serial = _Serial(count, busy, m.flag(count, [int(c == 0) for c in range(rf)]), b, rf, {})
-    result = []
-    for p, row in enumerate(rows):
-        tag = f'{node.name}_acc' if len(rows) == 1 else f'{node.name}_p{p}_acc'
-        result += _serial_row(m, node, plan, row, serial, tag)
-    return result, done
-
-
-class _Serial(NamedTuple):
-    """What every row of a digit-serial layer shares: the counter, busy, the first-cycle flag (count 0),
-    the digit bits, R and the digit multiplexers built so far (input -> multiplexer)."""
-
-    count: int
-    busy: int
-    first: int
-    b: int
-    rf: int
-    digits: dict
-
-
-def _serial_row(m: Machine, node: Node, plan: AccumulatePlan, row: list[int], serial: _Serial, tag: str
-                ) -> list[int]:
-    """One row: its digit multiplexers, one adder graph, an accumulator per output; the outputs in the result type."""
+    pipe = LayerPipe(m, node.name, budget)
     acc_t, zero = plan.acc_t, m.const(0, plan.acc_t.frac)
     w_acc = plan.w << -plan.shift  # the weights at the accumulator's LSB (shift <= 0: exact)
-    live = [i for i, s in enumerate(row) if not (m[s].is_const and m[s].lo == 0) and plan.w[i].any()]
-    xs = [row[i] for i in live]
-    lows, highs = partial_bounds(m, xs, w_acc[live])
-    digits = [digit_mux(m, x, serial.count, serial.b, serial.rf, serial.digits) for x in xs]
-    products = constant_matvec(m, digits, w_acc[live], None, acc_t.frac) if live else [zero] * plan.w.shape[1]
-    out = []
-    for j, product in enumerate(products):
-        acc = zero
-        if not m[product].is_const:  # a column with live weights: its accumulator
-            acc = m.register(lows[j], highs[j], acc_t.frac, None, f'{tag}{j}')
-            # count 0 (the first digit, and every idle cycle) starts from 0, so this sum is always a partial
-            # sum of the latched inputs' top digits (Horner): inside [lows[j], highs[j]]
-            shifted = m.add(m.select(serial.first, zero, acc), product, serial.b, 0, frac=acc_t.frac)
-            m.connect(acc, m.narrow(shifted, lows[j], highs[j]), serial.busy)
-        bias = m.const(int(plan.bias_acc[j]), acc_t.frac)
-        total = bias if acc == zero else m.add(acc, bias) if plan.bias_acc[j] else acc
-        out.append(m.cast(m.cast(total, acc_t), node.result_type))
-    return out
+    built: dict[int, int] = {}  # input -> its digit multiplexer (overlapping Conv windows share it)
+    live = [[i for i, s in enumerate(row) if not (m[s].is_const and m[s].lo == 0) and plan.w[i].any()] for row in rows]
+    digits = [[digit_mux(m, row[i], count, b, rf, built) for i in idx] for row, idx in zip(rows, live)]
+    graph_bits = b + 1 + int(np.max(np.abs(w_acc), initial=0)).bit_length()
+    digits = pipe.cut(digits, tree_ns(max(csd_terms(w_acc), default=1), graph_bits))
+    n_out = plan.w.shape[1]
+
+    def graphs(nl, xs: list[int]) -> list[int]:  # each row's adder graph on its digits, outputs row by row
+        ends = np.cumsum([0] + [len(idx) for idx in live])
+        return [s for i, j, idx in zip(ends[:-1], ends[1:], live)
+                for s in (constant_matvec(nl, xs[i:j], w_acc[idx], None, acc_t.frac) if idx
+                          else [nl.const(0, acc_t.frac)] * n_out)]
+
+    flat = pipe.staged([d for row in digits for d in row], graphs)
+    sums = pipe.cut([flat[k:k + n_out] for k in range(0, len(flat), n_out)], loop_ns(acc_t.width))
+    _, busy_l, _ = loop = pipe.loop_controls(count, busy, rf)  # the loop's view, behind the cuts
+    first = m.flag(loop[0], [int(c == 0) for c in range(rf)])
+    done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
+    m.connect(done, loop[2])
+    result = []
+    for p, (row, idx) in enumerate(zip(rows, live)):
+        tag = f'{node.name}_acc' if len(rows) == 1 else f'{node.name}_p{p}_acc'
+        lows, highs = partial_bounds(m, [row[i] for i in idx], w_acc[idx])
+        for j, product in enumerate(sums[p]):
+            acc = zero
+            if not m[product].is_const:  # a column with live weights: its accumulator
+                acc = m.register(lows[j], highs[j], acc_t.frac, None, f'{tag}{j}')
+                # count 0 (the first digit, and every idle cycle) starts from 0, so this sum is always a partial
+                # sum of the latched inputs' top digits (Horner): inside [lows[j], highs[j]]
+                shifted = m.add(m.select(first, zero, acc), product, b, 0, frac=acc_t.frac)
+                m.connect(acc, m.narrow(shifted, lows[j], highs[j]), busy_l)
+            bias = m.const(int(plan.bias_acc[j]), acc_t.frac)
+            total = bias if acc == zero else m.add(acc, bias) if plan.bias_acc[j] else acc
+            result.append(m.cast(m.cast(total, acc_t), node.result_type))
+    return FoldedRows(result, done, last, pipe.cuts)
 
 
-__all__ = ['check_exact', 'digit_bits', 'digit_mux', 'digit_type', 'fold_rows_serial', 'layer_folding',
+def csd_terms(w: np.ndarray) -> list[int]:
+    """The canonical-signed-digit terms of each column of an integer matrix (what its adder graph sums)."""
+    return [sum(len(csd(int(v))) for v in col if v) for col in np.asarray(w).T]
+
+
+__all__ = ['check_exact', 'csd_terms', 'digit_bits', 'digit_mux', 'digit_type', 'fold_rows_serial', 'layer_folding',
            'partial_bounds', 'row_plan']

@@ -218,6 +218,7 @@ class Timing:
     latency: int
     ii: int
     stages: dict[str, int] = field(default_factory=dict)
+    cuts: dict[str, int] = field(default_factory=dict)  # pipeline registers inside each folded layer
 
 
 def run_vectors(m: Machine, timing: Timing, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -272,14 +273,25 @@ def run_stream(m: Machine, inputs: list[np.ndarray], valid: np.ndarray, ce: np.n
 
 # ---------------------------------------------------------------------------- timing estimate
 
+#: ops whose value is ready at the start of a clock (a register's output, a port, a constant)
+CLOCK_ROOTS = ('reg', 'valid_in', 'input', 'const')
+
+
+def signal_ns(sig: Signal, m: Machine) -> float:
+    """The delay of one signal of a machine in ns: pipeline.py's model, a counter multiplexer as a LUT tree."""
+    if sig.op in CLOCK_ROOTS:
+        return 0.0
+    if sig.op == 'mux':
+        return LUT_NS * max(1, math.ceil(math.log(max(2, len(sig.args) - 1), 4)))
+    return delay_ns(sig, m)
+
+
 def critical_ns(m: Machine) -> float:
     """The longest register-to-register (or port-to-register) path in ns by pipeline.py's delay model."""
     t = [0.0] * len(m.signals)
     for sig in m.signals:
-        if sig.op in ('reg', 'valid_in', 'input', 'const'):
-            continue
-        d = LUT_NS * max(1, math.ceil(math.log(max(2, len(sig.args) - 1), 4))) if sig.op == 'mux' else delay_ns(sig, m)
-        t[sig.id] = max((t[a] for a in sig.args), default=0.0) + d
+        if sig.op not in CLOCK_ROOTS:
+            t[sig.id] = max((t[a] for a in sig.args), default=0.0) + signal_ns(sig, m)
     return max(t, default=0.0)
 
 
@@ -381,5 +393,6 @@ def estimate_machine(m: Machine, timing: Timing) -> dict:
             'adders': sum(s.op in ('add', 'neg') for s in m.signals), 'signals': len(m.signals)}
 
 
-__all__ = ['Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
-           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'trace_cycles', 'write_machine']
+__all__ = ['CLOCK_ROOTS', 'Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
+           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'signal_ns', 'trace_cycles',
+           'write_machine']

@@ -100,6 +100,8 @@ class Stage:
     schedule: Schedule | None = None
     #: the largest ReuseFactor of the stage's Conv layers (1: none folded)
     rf: int = 1
+    #: a folded kernel's clocks beyond R + 1: the pipeline cuts of its slowest folded layer (fold_stages.py)
+    cuts: int = 0
     #: the line buffer (window_machine) and the clocks it shifts on by itself after an image's last pixel
     window: Machine | None = None
     flush: int = 0
@@ -115,8 +117,8 @@ class Stage:
 
     @property
     def latency(self) -> int:
-        """Clocks from a window's valid to the kernel's valid_out: the pipeline's, or R + 1 of a folded kernel."""
-        return self.rf + 1 if self.rf > 1 else self.schedule.latency
+        """Clocks from a window's valid to the kernel's valid_out: the pipeline's, or R + 1 + cuts of a folded kernel."""
+        return self.rf + 1 + self.cuts if self.rf > 1 else self.schedule.latency
 
     def line_depth(self, value: int) -> int:
         """Registers per channel of input `value`'s shift register: up to the deepest cell read."""

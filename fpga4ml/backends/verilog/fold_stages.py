@@ -1,0 +1,181 @@
+"""Pipeline registers inside a folded layer, placed by the delay model at the boundaries of its parts.
+
+A folded layer (fold.py's multiply-accumulate rows, fold_serial.py's digit-serial rows) is a loop,
+its accumulators fed back through one adder, behind a feed-forward part that reads only the
+layer's counter and its latched inputs: the input multiplexers and weight ROMs (or the digit
+multiplexers), the multipliers, and the adder tree (or the constant adder graph). Registers can cut
+the feed-forward part anywhere without changing what the loop adds, only when: `LayerPipe` places
+them as pipeline.py does for the unrolled designs (as soon as possible, cut where the next part
+would push a path past the clock period's budget by the delay model), at the boundaries between the
+parts, every signal crossing a boundary registered. Each cut delays the loop's view of the counter
+and of busy by one clock (`LayerPipe.loop_controls`), so the accumulators take the products of the
+cycle they were started in, `done` comes one clock later, and the layer's latency is R + 1 + cuts;
+its II stays R (the pipeline registers take new products every clock). The loop itself (the
+accumulator multiplexer or bias select, one adder and the cast; a saturating accumulator's in-order
+chain of additions) is never cut. The knob is the model's `Pipeline` setting: 'none' builds no cut,
+anything else ('auto', an adder-level count) cuts by the clock period.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .netlist import Netlist, NetlistError
+from .pipeline import CARRY_NS_PER_BIT, DSP_NS, LUT_NS, STAGE_OVERHEAD_NS
+from .stateful import CLOCK_ROOTS, Machine, signal_ns
+
+
+def stage_budget(clock_period: float | None, pipeline) -> float | None:
+    """The ns a folded layer's stage may take (None: no pipeline registers inside folded layers)."""
+    if clock_period is None or str(pipeline) == 'none':
+        return None
+    return max(float(clock_period) - STAGE_OVERHEAD_NS, LUT_NS)
+
+
+def adder_ns(bits: int) -> float:
+    """One carry-chain adder of `bits` bits, as pipeline.delay_ns prices it."""
+    return LUT_NS + CARRY_NS_PER_BIT * bits
+
+
+def tree_ns(terms: int, bits: int) -> float:
+    """A balanced adder tree over `terms` terms of about `bits` bits."""
+    return max(0, (terms - 1).bit_length()) * adder_ns(bits)
+
+
+#: the delay a multiplier adds (pipeline.py's DSP figure)
+MUL_NS = DSP_NS
+
+
+class FoldedRows(NamedTuple):
+    """A folded layer's rows: outputs (row by row), `done` (high in the clock the accumulators hold the
+    result), `last` (the counter's last busy clock: the latched inputs are read up to it) and the
+    pipeline cuts inside the layer (its latency is R + 1 + cuts)."""
+
+    outputs: list[int]
+    done: int
+    last: int
+    cuts: int
+
+
+class LayerPipe:
+    """The cuts of one folded layer: registers at part boundaries, and the loop's delayed controls."""
+
+    def __init__(self, m: Machine, name: str, budget: float | None) -> None:
+        self.m, self.name, self.budget = m, name, budget
+        self.cuts = 0
+        self._t: dict[int, float] = {}
+        self._regs: dict[tuple[int, int], int] = {}
+
+    def arrival(self, sid: int) -> float:
+        """When signal sid settles within its clock (ns from the registers and ports it reads)."""
+        m, t = self.m, self._t
+        stack = [sid]
+        while stack:
+            s = stack[-1]
+            if s in t:
+                stack.pop()
+                continue
+            sig = m[s]
+            if sig.op in CLOCK_ROOTS:
+                t[s] = 0.0
+                stack.pop()
+                continue
+            todo = [a for a in sig.args if a not in t]
+            if todo:
+                stack.extend(todo)
+                continue
+            t[s] = max((t[a] for a in sig.args), default=0.0) + signal_ns(sig, m)
+            stack.pop()
+        return t[sid]
+
+    def cut(self, groups: list[list[int]], next_ns: float) -> list[list[int]]:
+        """The signals of a part boundary, registered (one more cut) when the part after it, taking
+        `next_ns`, would end past the budget; unchanged otherwise. `groups` are all the signals that
+        cross the boundary (a constant is passed through: it needs no register)."""
+        if self.budget is None:
+            return groups
+        latest = max((self.arrival(s) for g in groups for s in g), default=0.0)
+        if latest <= 0.0 or latest + next_ns <= self.budget:
+            return groups
+        self.cuts += 1
+        return [[self._register(s) for s in g] for g in groups]
+
+    def _register(self, s: int) -> int:
+        key = (s, self.cuts)
+        if key not in self._regs:
+            self._regs[key] = self.m.latch(s, None, f'{self.name}_pipe{self.cuts}_{len(self._regs)}')
+        return self._regs[key]
+
+    def staged(self, ins: list[int], build) -> list[int]:
+        """The signals `build(netlist, inputs)` computes from `ins` (combinational, any ops of netlist.py),
+        pipelined: built on placeholders in a scratch netlist, each signal placed in the earliest stage
+        where the delay model lets it end within the budget (as pipeline.schedule does), then copied into
+        the machine with registers where a value crosses stages; every output comes out of the last
+        stage (one more cut per stage boundary). Without a budget it is built directly."""
+        m = self.m
+        if self.budget is None:
+            return build(m, ins)
+        sub, where = Netlist(), {}
+        holders = []
+        for s in ins:
+            sig = m[s]
+            if s not in where:
+                where[s] = sub.const(sig.lo, sig.frac) if sig.is_const else sub._new('input', (), sig.lo, sig.hi,
+                                                                                      sig.frac, port=0, element=s)
+            holders.append(where[s])
+        outs = build(sub, holders)
+        stage, t = [0] * len(sub), [0.0] * len(sub)
+        for sig in sub.signals:
+            live = [a for a in sig.args if not sub[a].is_const]
+            if sig.op in ('input', 'const') or not live:
+                continue
+            st = max(stage[a] for a in live)
+            t_in = max(t[a] for a in live if stage[a] == st)
+            d = signal_ns(sig, sub)
+            if t_in + d > self.budget and t_in > 0:
+                st, t_in = st + 1, 0.0
+            stage[sig.id], t[sig.id] = st, t_in + d
+        last = max((stage[o] for o in outs if not sub[o].is_const), default=0)
+        copy: dict[int, int] = {h: s for s, h in where.items() if not sub[h].is_const}
+        delayed: dict[tuple[int, int], int] = {}
+
+        def at(a: int, st: int) -> int:  # sub signal a's copy as read in stage st (through registers)
+            if sub[a].is_const:
+                return m.const(sub[a].lo, sub[a].frac)
+            sid = copy[a]
+            for k in range(stage[a] + 1, st + 1):
+                if (a, k) not in delayed:
+                    delayed[a, k] = m.latch(sid, None, f'{self.name}_pipe{self.cuts + k}_{len(self._regs) + len(delayed)}')
+                sid = delayed[a, k]
+            return sid
+
+        for sig in sub.signals:
+            if sig.op not in ('input', 'const'):
+                copy[sig.id] = m._new(sig.op, tuple(at(a, stage[sig.id]) for a in sig.args), sig.lo, sig.hi,
+                                      sig.frac, **sig.p)
+        self.cuts += last
+        return [at(o, last) for o in outs]
+
+    def loop_controls(self, count: int, busy: int, rf: int) -> tuple[int, int, int]:
+        """The counter and busy as the loop sees them (delayed by the cuts) and its last flag: (count, busy, last)."""
+        m = self.m
+        for k in range(self.cuts):
+            count = self._delayed(count, f'{self.name}_count_d{k + 1}')
+            busy = self._delayed(busy, f'{self.name}_busy_d{k + 1}')
+        return count, busy, m.both(busy, m.flag(count, [int(c == rf - 1) for c in range(rf)]))
+
+    def _delayed(self, s: int, name: str) -> int:
+        sig = self.m[s]
+        if sig.lo != 0 or sig.frac != 0:
+            raise NetlistError(f'{name}: a control signal must be a non-negative integer')
+        reg = self.m.register(0, sig.hi, 0, reset=0, name=name)
+        self.m.connect(reg, s)
+        return reg
+
+
+def loop_ns(acc_bits: int, options: int = 2) -> float:
+    """The accumulate loop after the last cut: the accumulator multiplexer (or bias select), one adder."""
+    return LUT_NS * max(1, (max(options, 2) - 1).bit_length() // 2) + adder_ns(acc_bits)
+
+
+__all__ = ['FoldedRows', 'LayerPipe', 'MUL_NS', 'adder_ns', 'loop_ns', 'stage_budget', 'tree_ns']
