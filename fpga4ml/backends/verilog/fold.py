@@ -43,11 +43,10 @@ import numpy as np
 from ... import geometry
 from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node, operands
-from ...semantics import lower_node
 from ...semantics.bounds import Bounds
-from ...semantics.spec import output_types
 from .adder_graph import sum_terms
 from .fold_serial import fold_rows_serial, layer_folding, row_plan
+from .machine_stages import ValidChains, pipelined_node
 from .fold_stages import MUL_NS, FoldedRows, LayerPipe, adder_ns, loop_ns, stage_budget, tree_ns
 from .progress import StepClock
 from .stateful import Machine, Timing
@@ -83,44 +82,46 @@ def folded_layers(graph: Graph) -> dict[str, int]:
 def fold_graph(graph: Graph, clock: StepClock | None = None, clock_period: float | None = None,
                pipeline='auto') -> FoldedDesign:
     """The Machine of a typed graph with folded Dense and Conv layers (see the module docstring); with a
-    clock period (and `pipeline` not 'none'), pipeline registers inside the folded layers (fold_stages.py)."""
+    clock period (and `pipeline` not 'none'), pipeline registers inside the folded layers (fold_stages.py)
+    and in the layers between them (machine_stages.pipelined_node)."""
     clock = clock or StepClock(None)
     budget = stage_budget(clock_period, pipeline)
+    pacing = (clock_period, pipeline) if budget is not None else (5.0, 'none')
     cuts: dict[str, int] = {}
     rfs = folded_layers(graph)
     m = Machine()
-    sigs: dict[str, list[int]] = {}
-    phase: dict[str, int] = {}  # the valid pulse (signal id) a tensor's values belong to
-    latency = 0
+    sigs: dict = {}
+    when: dict[str, tuple[int, int]] = {}  # tensor -> (the valid pulse its values belong to, clocks after it)
+    valid = ValidChains(m)
+    valid.cycle[m.valid_in()] = 0
     for node in graph:
         if node.op == 'Input':
-            sigs[node.name], phase[node.name] = m.add_input(node.name, node.shape, node.result_type), m.valid_in()
+            sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
             continue
-        phases = {phase[i] for i in node.inputs}
-        if len(phases) != 1:
-            raise GraphError(f'layer {node.name!r}: its inputs come out of different folded layers (at different '
-                             'clocks); the folded Verilog design supports chains of folded layers only')
-        go = phases.pop()
-        with clock.step(f'{node.name} ({node.op}) lowered'):
-            if node.name in rfs:
-                folded = FOLDERS[node.op](m, node, graph, operands(node, sigs)[0], go, rfs[node.name], budget)
-                sigs[node.name], phase[node.name], cuts[node.name] = folded.outputs, folded.done, folded.cuts
-                latency += rfs[node.name] + 1 + folded.cuts
-            else:
-                in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
-                sigs[node.name] = lower_node(m, node, operands(node, {i: output_types(graph[i]) for i in node.inputs}),
-                                             operands(node, sigs), in_shapes, True, clock)
-                phase[node.name] = go
-    ends = {phase[name] for name in graph.outputs}
-    if len(ends) != 1:
-        raise GraphError(f'outputs {graph.outputs} come out of different folded layers; the folded design needs '
-                         'them at one clock')
-    for name in graph.outputs:
+        ins = operands(node, sigs)
+        if node.op != 'Select':
+            ins, (base, k) = valid.align(f'layer {node.name!r}', ins, [when[i] for i in node.inputs])
+        else:
+            base, k = when[node.inputs[0]]
+        if node.name in rfs:
+            with clock.step(f'{node.name} ({node.op}) folded'):
+                folded = FOLDERS[node.op](m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name], budget)
+            sigs[node.name], cuts[node.name] = folded.outputs, folded.cuts
+            valid.cycle[folded.done] = valid.cycle[base] + k + rfs[node.name] + 1 + folded.cuts
+            when[node.name] = (folded.done, 0)
+        else:
+            sigs[node.name], depth = pipelined_node(m, node, graph, ins, pacing, clock)
+            when[node.name] = (base, k + depth)
+            if depth:
+                cuts[node.name] = depth
+    outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
+                                  [when[n] for n in graph.outputs])
+    for name, group in zip(graph.outputs, outs):
         node = graph[name]
-        m.add_output(name, node.shape, node.result_type, sigs[name])
-    m.valid_out = ends.pop()
+        m.add_output(name, node.shape, node.result_type, group)
+    m.valid_out = valid.pulse(base, k)
     m.check()
-    return FoldedDesign(m, Timing(latency, max(rfs.values(), default=1), rfs, cuts))
+    return FoldedDesign(m, Timing(valid.cycle[base] + k, max(rfs.values(), default=1), rfs, cuts))
 
 
 def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None
@@ -189,17 +190,17 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
             column = plan.w[schedule[lane, t, :, 0], outs[lane]]
             if column.any():
                 weights[lane, t] = m.rom(count, column, 0, w_const.frac)
-    slots, operands = [], []  # (row, lane) of each product, its [input, weight]
+    slots, pairs = [], []  # (row, lane) of each product, its [input, weight]
     for p, row in enumerate(rows):
         for lane in range(lanes):
             for t in range(a):
                 xs = m.mux(count, [row[i] for i in schedule[lane, t, :, 0]])
                 if (lane, t) in weights and not (m[xs].is_const and m[xs].lo == 0):  # a zero product: none built
                     slots.append((p, lane))
-                    operands.append([xs, weights[lane, t]])
+                    pairs.append([xs, weights[lane, t]])
     acc_bits = acc_t.width
-    operands = pipe.cut(operands, MUL_NS)
-    products = [[m.cast(m.mul(x, w), acc_t)] for x, w in operands]
+    pairs = pipe.cut(pairs, MUL_NS)
+    products = [[m.cast(m.mul(x, w), acc_t)] for x, w in pairs]
     after = (a * adder_ns(acc_bits) if plan.saturating else tree_ns(a + 1, acc_bits)) + loop_ns(acc_bits, rf)
     parts: dict[tuple[int, int], list[int]] = {}
     for slot, (prod,) in zip(slots, pipe.cut(products, after)):

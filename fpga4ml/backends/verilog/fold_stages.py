@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .netlist import Netlist, NetlistError
+from .machine_stages import staged
+from .netlist import NetlistError
 from .pipeline import CARRY_NS_PER_BIT, DSP_NS, LUT_NS, STAGE_OVERHEAD_NS
 from .stateful import CLOCK_ROOTS, Machine, signal_ns
 
@@ -108,53 +109,15 @@ class LayerPipe:
 
     def staged(self, ins: list[int], build) -> list[int]:
         """The signals `build(netlist, inputs)` computes from `ins` (combinational, any ops of netlist.py),
-        pipelined: built on placeholders in a scratch netlist, each signal placed in the earliest stage
-        where the delay model lets it end within the budget (as pipeline.schedule does), then copied into
-        the machine with registers where a value crosses stages; every output comes out of the last
-        stage (one more cut per stage boundary). Without a budget it is built directly."""
-        m = self.m
+        pipelined by the budget (machine_stages.staged: built in a scratch netlist, staged as pipeline.schedule
+        does, placed with registers where a value crosses stages): one more cut per stage boundary, every
+        output as of the last stage. Without a budget it is built directly."""
         if self.budget is None:
-            return build(m, ins)
-        sub, where = Netlist(), {}
-        holders = []
-        for s in ins:
-            sig = m[s]
-            if s not in where:
-                where[s] = sub.const(sig.lo, sig.frac) if sig.is_const else sub._new('input', (), sig.lo, sig.hi,
-                                                                                      sig.frac, port=0, element=s)
-            holders.append(where[s])
-        outs = build(sub, holders)
-        stage, t = [0] * len(sub), [0.0] * len(sub)
-        for sig in sub.signals:
-            live = [a for a in sig.args if not sub[a].is_const]
-            if sig.op in ('input', 'const') or not live:
-                continue
-            st = max(stage[a] for a in live)
-            t_in = max(t[a] for a in live if stage[a] == st)
-            d = signal_ns(sig, sub)
-            if t_in + d > self.budget and t_in > 0:
-                st, t_in = st + 1, 0.0
-            stage[sig.id], t[sig.id] = st, t_in + d
-        last = max((stage[o] for o in outs if not sub[o].is_const), default=0)
-        copy: dict[int, int] = {h: s for s, h in where.items() if not sub[h].is_const}
-        delayed: dict[tuple[int, int], int] = {}
-
-        def at(a: int, st: int) -> int:  # sub signal a's copy as read in stage st (through registers)
-            if sub[a].is_const:
-                return m.const(sub[a].lo, sub[a].frac)
-            sid = copy[a]
-            for k in range(stage[a] + 1, st + 1):
-                if (a, k) not in delayed:
-                    delayed[a, k] = m.latch(sid, None, f'{self.name}_pipe{self.cuts + k}_{len(self._regs) + len(delayed)}')
-                sid = delayed[a, k]
-            return sid
-
-        for sig in sub.signals:
-            if sig.op not in ('input', 'const'):
-                copy[sig.id] = m._new(sig.op, tuple(at(a, stage[sig.id]) for a in sig.args), sig.lo, sig.hi,
-                                      sig.frac, **sig.p)
-        self.cuts += last
-        return [at(o, last) for o in outs]
+            return build(self.m, ins)
+        (out,), depth = staged(self.m, [ins], lambda nl, groups: build(nl, groups[0]),
+                               (self.budget + STAGE_OVERHEAD_NS, 'auto'), f'{self.name}_pipe{self.cuts}', self.arrival)
+        self.cuts += depth
+        return out
 
     def loop_controls(self, count: int, busy: int, rf: int) -> tuple[int, int, int]:
         """The counter and busy as the loop sees them (delayed by the cuts) and its last flag: (count, busy, last)."""

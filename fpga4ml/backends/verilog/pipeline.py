@@ -98,8 +98,10 @@ class Schedule:
         return last
 
 
-def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto') -> Schedule:
-    """Assign pipeline stages (as soon as possible, cut where a stage's budget is exceeded)."""
+def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto',
+             start: dict[int, float] | None = None) -> Schedule:
+    """Assign pipeline stages (as soon as possible, cut where a stage's budget is exceeded); `start`: the
+    ns into the first stage at which some inputs settle (default 0: straight from registers or ports)."""
     mode = check_pipeline(pipeline, 'schedule()')
     if mode == 'auto':
         budget = clock_period - STAGE_OVERHEAD_NS
@@ -112,6 +114,8 @@ def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto') -> 
         budget, cost = float(mode), levels
     n = len(nl.signals)
     stage, arrival = [0] * n, [0.0] * n
+    for sid, t in (start or {}).items():
+        arrival[sid] = t
     for sig in nl.signals:
         if sig.is_const or not sig.args:
             continue

@@ -38,11 +38,12 @@ import numpy as np
 from ...config import ConfigWarning
 from ...ir import Graph, GraphError, Node, operands
 from ...naming import comment_line, comment_text
-from ...semantics import lower_node
 from ...semantics.netlist_interp import NetlistLowering
 from ...semantics.recipes_rnn import GATES
-from ...semantics.spec import attr, output_types, spec_of
+from ...semantics.spec import attr, spec_of
 from .fold import FoldedDesign, fold_dense, folded_layers, folded_manifest
+from .fold_stages import stage_budget
+from .machine_stages import ValidChains, pipelined_node, place
 from .netlist import Netlist, Port
 from .pipeline import schedule
 from .progress import StepClock
@@ -195,89 +196,6 @@ def pipelined_cell(node: Node, in_type, clock_period: float, pipeline) -> tuple[
     return cn, out, schedule(cn, clock_period, pipeline).stage
 
 
-def place(m: Machine, cn: Netlist, stage: list[int], placed: dict[int, int], out: tuple, name: str) -> tuple:
-    """Copy a netlist into the machine, its inputs fed by `placed` ({input id: machine signal}), with a
-    register wherever a signal is read in a later stage than its own; returns the machine signals of
-    the outputs `out` (a tuple of signal lists), all as of the last stage."""
-    held: dict[tuple[int, int], int] = {}
-
-    def at(a: int, st: int) -> int:
-        """Cell signal a as read in stage st (through st - stage[a] registers)."""
-        if cn[a].is_const:
-            return m.const(cn[a].lo, cn[a].frac)
-        if st <= stage[a]:
-            return placed[a]
-        if (a, st) not in held:
-            held[(a, st)] = m.latch(at(a, st - 1), None, f'{name}_stage{st}')
-        return held[(a, st)]
-
-    for sig in cn.signals:
-        if sig.op != 'input' and not sig.is_const:
-            placed[sig.id] = m._new(sig.op, tuple(at(a, stage[sig.id]) for a in sig.args), sig.lo, sig.hi, sig.frac,
-                                    **sig.p)
-    last = max((stage[s] for o in out for s in o), default=0)
-    return tuple([at(s, last) for s in o] for o in out)
-
-
-def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tuple, clock: StepClock
-                   ) -> tuple[object, int]:
-    """A layer between stateful ones, pipelined on its own: (its output signals, the stages it adds).
-
-    Its outputs are valid that many clocks after its inputs (a Select is wiring: 0).
-    """
-    in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
-    in_types = operands(node, {i: output_types(graph[i]) for i in node.inputs})
-    if node.op == 'Select':
-        return lower_node(m, node, in_types, ins, in_shapes, True, clock), 0
-    cn, placed = Netlist(), {}
-
-    def mirror(s: int) -> int:
-        sig = m[s]
-        if sig.is_const:
-            return cn.const(sig.lo, sig.frac)
-        a = cn._new('input', (), sig.lo, sig.hi, sig.frac, port=0, element=len(placed))
-        placed[a] = s
-        return a
-    with clock.step(f'{node.name} ({node.op}) lowered'):
-        out = lower_node(cn, node, in_types, [[mirror(s) for s in group] for group in ins], in_shapes, True, clock)
-    groups = out if isinstance(out, tuple) else (out,)
-    stage = schedule(cn, *pacing).stage
-    got = place(m, cn, stage, placed, groups, node.name)
-    return (got if isinstance(out, tuple) else got[0]), max((stage[s] for o in groups for s in o), default=0)
-
-
-class _Valid:
-    """When tensors are valid: k clocks after a pulse (valid_in or a stateful layer's done), as delayed pulses."""
-
-    def __init__(self, m: Machine) -> None:
-        self.m, self.chains, self.cycle = m, {}, {}
-
-    def pulse(self, base: int, k: int) -> int:
-        """base delayed by k clocks (a chain of registers, shared)."""
-        chain = self.chains.setdefault(base, [base])
-        while len(chain) <= k:
-            reg = self.m.register(0, 1, 0, reset=0, name=f'valid_delay{len(chain)}')
-            self.m.connect(reg, chain[-1])
-            chain.append(reg)
-        return chain[k]
-
-    def align(self, name: str, ins: list, starts: list[tuple[int, int]]) -> tuple[list, tuple[int, int]]:
-        """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay);
-        refused when they come from different bases."""
-        bases = {b for b, _ in starts}
-        if len(bases) != 1:
-            raise GraphError(f'{name}: the inputs come out of different stateful layers (valid at '
-                             f'clocks {sorted(self.cycle[b] + k for b, k in starts)} after valid_in); the stateful '
-                             'Verilog design needs every branch of a merge to pass the same static or folded layers')
-        late = max(k for _, k in starts)
-        out = []
-        for group, (_, k) in zip(ins, starts):
-            for j in range(k, late):
-                group = [self.m.latch(s, None, f'align{j}') for s in group]
-            out.append(group)
-        return out, (bases.pop(), late)
-
-
 def _collect(m: Machine, node: Node, y: list[int], count: int, busy: int, order: list[int],
              cycles: list[tuple[int, int]]) -> list[int]:
     """The output sequence in T x n registers: position p takes y at the end of the step whose output goes there."""
@@ -307,7 +225,8 @@ def static_graph(graph: Graph, clock: StepClock | None = None, clock_period: flo
     # every static layer takes as many clocks per step as the deepest cell: side-by-side layers stay in step
     per_step = 1 + max((stage[s] for _, out, stage in cells.values() for o in out for s in o), default=0)
     m = Machine()
-    timers, valid = _Timers(m), _Valid(m)
+    timers, valid = _Timers(m), ValidChains(m)
+    cuts: dict[str, int] = {}  # pipeline registers inside folded Dense layers
     sigs: dict[str, object] = {}
     when: dict[str, tuple[int, int]] = {}  # tensor -> (base pulse, clocks after it)
     valid.cycle[m.valid_in()] = 0
@@ -327,18 +246,21 @@ def static_graph(graph: Graph, clock: StepClock | None = None, clock_period: flo
             when[node.name] = (done, 0)
         elif node.name in rfs:
             with clock.step(f'{node.name} ({node.op}) folded'):
-                sigs[node.name], done = fold_dense(m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name])
-            valid.cycle[done] = valid.cycle[base] + k + rfs[node.name] + 1
+                folded = fold_dense(m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name],
+                                    stage_budget(clock_period, pipeline))
+                sigs[node.name], done = folded.outputs, folded.done
+            valid.cycle[done] = valid.cycle[base] + k + rfs[node.name] + 1 + folded.cuts
+            cuts[node.name] = folded.cuts
             when[node.name] = (done, 0)
         else:
             sigs[node.name], depth = pipelined_node(m, node, graph, ins, (clock_period, pipeline), clock)
             when[node.name] = (base, k + depth)
     layers = {name: (steps, per_step) for name, steps in recurrent.items()}
-    return _finish(m, graph, sigs, when, valid, layers, rfs)
+    return _finish(m, graph, sigs, when, valid, layers, rfs, cuts)
 
 
-def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, valid: _Valid, layers: dict, rfs: dict
-            ) -> StaticRnnDesign:
+def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, valid: ValidChains, layers: dict, rfs: dict,
+            cuts: dict) -> StaticRnnDesign:
     """Output ports (delayed to the latest of them), valid_out and the timing of the machine."""
     outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
                                   [when[n] for n in graph.outputs])
@@ -348,7 +270,7 @@ def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, valid: _Valid, lay
     m.valid_out = valid.pulse(base, k)
     m.check()
     ii = max([steps * per for steps, per in layers.values()] + list(rfs.values()))
-    return StaticRnnDesign(m, Timing(valid.cycle[base] + k, ii, dict(rfs)), recurrent=layers)
+    return StaticRnnDesign(m, Timing(valid.cycle[base] + k, ii, dict(rfs), cuts), recurrent=layers)
 
 
 # ---------------------------------------------------------------------------------------- files

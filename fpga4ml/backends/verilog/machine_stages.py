@@ -1,0 +1,122 @@
+"""Pipelined logic between the stateful parts of a Machine, and the valid pulses that time it.
+
+A layer between stateful ones (folded layers, static recurrent cells) is lowered into a scratch
+netlist, staged by pipeline.schedule (the clock period and the model's Pipeline setting), and copied
+into the machine with a register wherever a value is read in a later stage than its own (`place`);
+its outputs come `depth` clocks after its inputs. `ValidChains` keeps, per valid pulse (valid_in or a
+stateful layer's done), the chain of delayed pulses, and lines the inputs of a layer up to the
+latest of them. Used by fold.py (folded designs) and rnn_static.py (static recurrent designs).
+"""
+
+from __future__ import annotations
+
+from ...ir import Graph, GraphError, Node, operands
+from ...semantics import lower_node
+from ...semantics.spec import output_types
+from .netlist import Netlist
+from .pipeline import schedule
+from .progress import StepClock
+from .stateful import Machine
+
+
+def place(m: Machine, cn: Netlist, stage: list[int], placed: dict[int, int], out: tuple, name: str) -> tuple:
+    """Copy a netlist into the machine, its inputs fed by `placed` ({input id: machine signal}), with a
+    register wherever a signal is read in a later stage than its own; returns the machine signals of
+    the outputs `out` (a tuple of signal lists), all as of the last stage."""
+    held: dict[tuple[int, int], int] = {}
+
+    def at(a: int, st: int) -> int:
+        """Cell signal a as read in stage st (through st - stage[a] registers)."""
+        if cn[a].is_const:
+            return m.const(cn[a].lo, cn[a].frac)
+        if st <= stage[a]:
+            return placed[a]
+        if (a, st) not in held:
+            held[(a, st)] = m.latch(at(a, st - 1), None, f'{name}_stage{st}')
+        return held[(a, st)]
+
+    for sig in cn.signals:
+        if sig.op != 'input' and not sig.is_const:
+            placed[sig.id] = m._new(sig.op, tuple(at(a, stage[sig.id]) for a in sig.args), sig.lo, sig.hi, sig.frac,
+                                    **sig.p)
+    last = max((stage[s] for o in out for s in o), default=0)
+    return tuple([at(s, last) for s in o] for o in out)
+
+
+def staged(m: Machine, ins: list[list[int]], build, pacing: tuple, name: str, arrival=None) -> tuple[tuple, int]:
+    """What `build(netlist, input groups)` computes from the machine signals `ins` (groups of signals), built
+    in a scratch netlist, staged by pipeline.schedule (pacing: clock period, Pipeline setting) and placed
+    into the machine: (the output groups, all as of the last stage; the stages it adds). `build` returns a
+    list of signals or a tuple of lists; `arrival(s)`, when given, says when a machine signal settles within
+    its clock (ns), so the first stage starts there."""
+    cn, placed, start = Netlist(), {}, {}
+
+    def mirror(s: int) -> int:
+        sig = m[s]
+        if sig.is_const:
+            return cn.const(sig.lo, sig.frac)
+        a = cn._new('input', (), sig.lo, sig.hi, sig.frac, port=0, element=len(placed))
+        placed[a] = s
+        if arrival is not None:
+            start[a] = arrival(s)
+        return a
+    out = build(cn, [[mirror(s) for s in group] for group in ins])
+    groups = out if isinstance(out, tuple) else (out,)
+    stage = schedule(cn, *pacing, start=start).stage
+    return place(m, cn, stage, placed, groups, name), max((stage[s] for o in groups for s in o), default=0)
+
+
+def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tuple, clock: StepClock
+                   ) -> tuple[object, int]:
+    """A layer between stateful ones, pipelined on its own: (its output signals, the stages it adds).
+
+    Its outputs are valid that many clocks after its inputs (a Select is wiring: 0).
+    """
+    in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
+    in_types = operands(node, {i: output_types(graph[i]) for i in node.inputs})
+    if node.op == 'Select':
+        return lower_node(m, node, in_types, ins, in_shapes, True, clock), 0
+    tuples = []
+
+    def build(cn: Netlist, groups: list[list[int]]):
+        out = lower_node(cn, node, in_types, groups, in_shapes, True, clock)
+        tuples.append(isinstance(out, tuple))
+        return out
+    with clock.step(f'{node.name} ({node.op}) lowered'):
+        got, depth = staged(m, ins, build, pacing, node.name)
+    return (got if tuples[0] else got[0]), depth
+
+
+class ValidChains:
+    """When tensors are valid: k clocks after a pulse (valid_in or a stateful layer's done), as delayed pulses."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m, self.chains, self.cycle = m, {}, {}
+
+    def pulse(self, base: int, k: int) -> int:
+        """base delayed by k clocks (a chain of registers, shared)."""
+        chain = self.chains.setdefault(base, [base])
+        while len(chain) <= k:
+            reg = self.m.register(0, 1, 0, reset=0, name=f'valid_delay{len(chain)}')
+            self.m.connect(reg, chain[-1])
+            chain.append(reg)
+        return chain[k]
+
+    def align(self, name: str, ins: list, starts: list[tuple[int, int]]) -> tuple[list, tuple[int, int]]:
+        """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay);
+        refused when they come from different bases."""
+        bases = {b for b, _ in starts}
+        if len(bases) != 1:
+            raise GraphError(f'{name}: the inputs come out of different stateful layers (valid at '
+                             f'clocks {sorted(self.cycle[b] + k for b, k in starts)} after valid_in); the stateful '
+                             'Verilog design needs every branch of a merge to pass the same static or folded layers')
+        late = max(k for _, k in starts)
+        out = []
+        for group, (_, k) in zip(ins, starts):
+            for j in range(k, late):
+                group = [self.m.latch(s, None, f'align{j}') for s in group]
+            out.append(group)
+        return out, (bases.pop(), late)
+
+
+__all__ = ['ValidChains', 'pipelined_node', 'place', 'staged']
