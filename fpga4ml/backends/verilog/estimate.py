@@ -136,13 +136,14 @@ def estimate_stream(d) -> dict:
 
     parts = [estimate_netlist(s.netlist, s.schedule) if s.rf == 1 else  # folded kernels (rf > 1): machines
              estimate_machine(s.netlist, Timing(s.latency, s.rf)) for s in d.stages]
-    parts.append(estimate_netlist(d.head, d.head_schedule))
+    parts.append(estimate_netlist(d.head, d.head_schedule) if d.head_timing is None else  # a folded head: a machine
+                 estimate_machine(d.head, d.head_timing))
     out = {key: sum(p[key] for p in parts) for key in ('LUT', 'FF', 'DSP', 'adders', 'signals')}
     for stage in d.stages:
         out['FF'] += stage.line_bits + 4 * 16 + 1  # line buffer (each streamed value as deep as read), counters
     last = d.stages[-1]
     out['FF'] += last.out_hwc[0] * last.out_hwc[1] * last.out_hwc[2] * element_width(last.out_type) + 17
-    if d.period > 1:  # folded kernels: their multipliers
+    if d.period > 1 or d.head_timing is not None:  # folded kernels or head: their multipliers
         out['multipliers'] = sum(p.get('multipliers', 0) for p in parts)
     crit = max(p['critical_stage_ns'] for p in parts)
     out.update({'latency_cycles': d.latency, 'ii': d.pixels * d.period,

@@ -4,7 +4,8 @@ Line buffers and the collector are stateful machines run by stateful.Simulator; 
 head are netlists evaluated (Netlist.evaluate) in the clock their input is valid, their results
 shown `schedule.latency` clocks later, as their pipelined modules do; the wiring is the top
 module's (streaming._stage_instances). A folded kernel (ReuseFactor > 1) is a stateful machine too,
-and the pixels then come one every `period` clocks by default. Vectorized over independent instances: instance b streams
+and the pixels then come one every `period` clocks by default; so is a folded head (fold.fold_graph's
+machine, fed by the collector's valid_out). Vectorized over independent instances: instance b streams
 its own images, all instances with the same valid_in pattern (the timing does not depend on the
 data), so a few clocks per pixel cover hundreds of images.
 """
@@ -57,6 +58,55 @@ class _Machine:
         self.sim.edge()
 
 
+class _Head(_Machine):
+    """A folded head: a machine whose outputs are read only where valid_out is 1, so it sleeps (is not
+    evaluated) from a clock that provably changes nothing until its next valid_in.
+
+    A clock with valid_in = 0 proves the machine idle when valid_out is 0 and no register changed, and
+    neither valid_out nor any register's next value depends on the input ports: each register's input
+    (or its enable, then 0) is a function of the registers and valid_in alone. Every later clock with
+    valid_in = 0 is then the same clock again, whatever the inputs (only the outputs, unread, differ).
+    """
+
+    def __init__(self, m, batch: int) -> None:
+        super().__init__(m, batch)
+        fed = [False] * len(m.signals)  # depends on an input port within the clock (registers cut it)
+        for sig in m.signals:
+            fed[sig.id] = sig.op == 'input' or (sig.op != 'reg' and any(fed[a] for a in sig.args))
+        self.fed, self.asleep, self.valid = fed, False, False
+        self.idle_outputs: list[np.ndarray] | None = None
+
+    def step(self, valid: bool, inputs: list[np.ndarray]) -> tuple[bool, list[np.ndarray]]:
+        """As _Machine.step; asleep (and valid_in 0): valid_out 0 without evaluating the machine."""
+        self.valid = valid
+        if self.asleep and not valid:
+            return False, self.idle_outputs
+        self.asleep = False
+        shown, outs = super().step(valid, inputs)
+        self.idle_outputs = outs
+        return shown, outs
+
+    def edge(self) -> None:
+        """The rising clock edge (none while asleep); falls asleep after a clock that proves the machine idle."""
+        if self.asleep:
+            return
+        before = self.sim.state
+        self.sim.edge()
+        self.asleep = not self.valid and self._idle(before)
+
+    def _idle(self, before: dict) -> bool:
+        m, values, fed = self.sim.m, self.sim.values, self.fed
+        if fed[m.valid_out] or values[m.valid_out].any():
+            return False
+        for r in m.registers:
+            if not np.array_equal(before[r], self.sim.state[r]):
+                return False
+            d, en = (m[r].args + (None,))[:2]
+            if fed[d] and (en is None or fed[en] or values[en].any()):
+                return False
+        return True
+
+
 class StreamRun:
     """Outputs per image and clock by clock timing of one `run_design` call."""
 
@@ -91,7 +141,7 @@ def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = N
                for s in d.stages]
     last = d.stages[-1]
     collect = _Machine(collect_machine(last.out_hwc[0] * last.out_hwc[1], last.out_hwc[2], last.out_type), batch)
-    head = _Delay(d.head, d.head_schedule.latency, batch)
+    head = _Delay(d.head, d.head_schedule.latency, batch) if d.head_timing is None else _Head(d.head, batch)
     outs: list[list[np.ndarray]] = []
     last_pixel, shown, sent = [], [], 0
     limit = len(valid) + n * (d.latency + 1) + 4 * h * w * d.period
@@ -114,7 +164,7 @@ def run_design(d: StreamDesign, images: np.ndarray, valid: np.ndarray | None = N
             shown.append(t)
             if len(outs) == n:
                 break
-        for machine in windows + [k for k in kernels if isinstance(k, _Machine)] + [collect]:
+        for machine in windows + [k for k in kernels + [head] if isinstance(k, _Machine)] + [collect]:
             machine.edge()
     if len(outs) != n:
         raise RuntimeError(f'{len(outs)} of {n} images came out within {limit} clocks')

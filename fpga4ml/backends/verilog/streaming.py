@@ -22,7 +22,8 @@ a stage computes every layer of its level and carries the values later stages re
   pixels computed here in the same clock;
 * *collect* is a stateful netlist too: a shift register that gathers the last feature map pixel by
   pixel (the Flatten), and the *head* is the unrolled netlist of everything after it (Dense
-  layers, softmax), fed once per image.
+  layers, softmax), fed once per image; with a folded layer among them (ReuseFactor R > 1) the
+  head is the Machine of fold.fold_graph instead (`fold_head`).
 
 ReuseFactor R > 1 on a Conv layer before the Flatten (validated by folding.py as for the unrolled
 architecture) makes its stage's kernel a folded machine (`fold_window`): each output pixel's window
@@ -31,7 +32,12 @@ the window. The whole design then takes one pixel every P = max R clocks (the va
 contract per pixel: valid_in high at most once in any P enabled clocks); a line buffer's flush
 shifts once per P clocks, and a pixel that arrives fewer than P clocks after one of those shifts
 waits in a one-pixel holding register (`_pacer`), so every stage sees its pixels P clocks apart.
-ReuseFactor on the head's layers (after the Flatten) is not used: the head is fed once per image.
+
+ReuseFactor R > 1 on a Dense of the head (after the Flatten; validated the same way) makes the whole
+head one folded machine (fold.fold_graph on `_head_graph`), fed once per image by the collector's
+valid_out: its latency and II are the FoldedDesign's timing. An image takes pixels * P clocks, so the
+head's II must not exceed that (else a GraphError names the layer, its R and the largest R that fits);
+the design's ii stays pixels * P.
 
 Every module is written by the ordinary emitters (emit.write_module for kernels and the head,
 stateful.write_machine for windows and the collector); the top module only wires them. The
@@ -50,20 +56,21 @@ from ... import geometry
 from ...fixed import FixedType
 from ...intervals import Interval
 from ...ir import Graph, GraphError, Node
-from ...folding import check_reuse_factors
+from ...folding import check_reuse_factors, fold_shape, layer_strategy, valid_reuse_factors
 from ...semantics import lower_node
 from ...semantics.bounds import Bounds
 from .emit import bus_names, element_width, port_entry, port_names, write_module
-from .fold import row_folder
+from .fold import fold_graph, row_folder
+from .fold_stages import FoldedRows, stage_budget
 from .lower import lower_graph
 from .netlist import Netlist
 from .pipeline import Schedule, schedule
 from .stateful import Machine, Timing, write_machine
-from .stream_graph import PIXEL_OPS, WINDOW_OPS, Stage, plan, split
+from .stream_graph import PIXEL_OPS, WINDOW_OPS, Stage, plan
 
-__all__ = ['PIXEL_OPS', 'Stage', 'StreamDesign', 'WINDOW_OPS', 'collect_machine', 'design_stream', 'fold_window',
-           'head_reuse_factors', 'output_shifts', 'plan', 'stage_ports', 'stream_files', 'stream_manifest',
-           'window_ends', 'window_machine']
+__all__ = ['PIXEL_OPS', 'Stage', 'StreamDesign', 'WINDOW_OPS', 'collect_machine', 'design_stream', 'fold_head',
+           'fold_window', 'output_shifts', 'plan', 'stage_ports', 'stream_files', 'stream_manifest', 'window_ends',
+           'window_machine']
 
 
 @dataclass
@@ -72,8 +79,9 @@ class StreamDesign:
 
     stages: list[Stage]
     flatten: Node
+    #: what follows the Flatten: a pipelined netlist (head_schedule set) or, with folded layers, a Machine
     head: Netlist
-    head_schedule: Schedule
+    head_schedule: Schedule | None
     latency: int
     #: every input pixel reaches the outputs (else the last rows/columns are dropped by the stride grid
     #: and the outputs can come before the last pixel: the latency counts from the last pixel used)
@@ -81,11 +89,18 @@ class StreamDesign:
     seconds: float = 0.0
     #: clocks per input pixel: the largest ReuseFactor of the folded Conv layers (1: one pixel per clock)
     period: int = 1
+    #: a folded head's timing (fold.fold_graph's: latency, II, {layer: R}); None for the pipelined head
+    head_timing: Timing | None = None
 
     @property
     def pixels(self) -> int:
         """Input pixels per image."""
         return self.stages[0].in_hwc[0] * self.stages[0].in_hwc[1]
+
+    @property
+    def head_latency(self) -> int:
+        """Clocks from the collector's valid_out to the head's outputs."""
+        return self.head_timing.latency if self.head_timing else self.head_schedule.latency
 
 
 def _fill(stage) -> int:
@@ -131,9 +146,11 @@ def stage_ports(stage: Stage) -> tuple[list[str], list[str], list[str]]:
     return [f'pixel_{v.name}' for v in stage.inputs], wins, [f'pixel_{v.name}' for v in stage.outputs]
 
 
-def _kernel_netlist(stage: Stage, graph: Graph, cse: bool, rfs: dict[str, int] | None = None) -> Netlist:
+def _kernel_netlist(stage: Stage, graph: Graph, cse: bool, rfs: dict[str, int] | None = None,
+                    budget: float | None = None, period: int = 1) -> Netlist:
     """The netlist computing one output pixel of a stage (all its layers) from its windows (im2col order);
-    with folded layers among them (`rfs`: {layer: R > 1}) the stage's Machine (`fold_window`, `_Hold`)."""
+    with folded layers among them (`rfs`: {layer: R > 1}) the stage's Machine (`fold_window`, `_Hold`; `budget`:
+    the ns a stage of a folded layer may take, None for no pipeline cuts; `period`: clocks per pixel)."""
     folded = {n.name: rfs[n.name] for n in stage.nodes if rfs and n.name in rfs}
     nl = Machine() if folded else Netlist()
     kh, kw = stage.kernel
@@ -144,7 +161,7 @@ def _kernel_netlist(stage: Stage, graph: Graph, cse: bool, rfs: dict[str, int] |
         sigs = nl.add_input(name, (kh, kw, c) if g.full else (len(g.cells), c), g.in_type)
         shown.append({cell: sigs[i * c:(i + 1) * c] for i, cell in enumerate(g.cells)})
     values: dict[str, list[int]] = {}
-    hold = _Hold(nl, stage, folded, shown, graph, values) if folded else None
+    hold = _Hold(nl, stage, folded, shown, graph, values, budget, period) if folded else None
 
     def centre(value: str) -> list[int]:  # a value's pixel at the output pixel's position (a skip, a carried value)
         return shown[stage.at_identity[value]][stage.identity]
@@ -189,19 +206,27 @@ class _Hold:
     registers in the folded layers' last clock (g + R), which holds them until R clocks after the next go.
     """
 
-    def __init__(self, m: Machine, stage: Stage, folded: dict[str, int], shown, graph: Graph, values: dict) -> None:
-        self.m, self.stage, self.at_go, self.held = m, stage, {}, {}
-        go, dones = m.valid_in(), {}
+    def __init__(self, m: Machine, stage: Stage, folded: dict[str, int], shown, graph: Graph, values: dict,
+                 budget: float | None = None, period: int = 1) -> None:
+        self.m, self.stage, self.at_go, self.held, self.delays = m, stage, {}, {}, {}
+        go, rows = m.valid_in(), {}
         for node in stage.nodes:
             if node.name in folded:
                 sigs, in_shape = _window_input(stage, node, graph, shown)
-                values[node.name], dones[node.name] = fold_window(
-                    m, node, graph[node.inputs[0]].result_type, self._take(sigs, go, self.at_go, 'x'), in_shape, go,
-                    folded[node.name])
-        # the slowest folded layer says when the pixel is done; the others' accumulators hold until the next go
-        self.done = dones[max(folded, key=lambda name: folded[name])]
-        self.last = m[self.done].args[0]  # the clock before done: the counter's last
+                rows[node.name] = fold_window(m, node, graph[node.inputs[0]].result_type,
+                                              self._take(sigs, go, self.at_go, 'x'), in_shape, go, folded[node.name],
+                                              budget)
+        # the slowest folded layer (R + pipeline cuts) says when the pixel is done; a faster one's accumulators
+        # hold from its own done until the next window's first accumulation, P + cuts + 1 clocks after go:
+        # where that ends before the slowest is done, its outputs pass through registers that delay them
+        slow = max(folded, key=lambda name: folded[name] + rows[name].cuts)
+        span = folded[slow] + rows[slow].cuts
+        for name, r in rows.items():
+            late = span - folded[name] - r.cuts if span > period + r.cuts else 0
+            values[name] = self._delay(r.outputs, late, f'{name}_out')
+        self.done, self.last, self.cuts = rows[slow].done, rows[slow].last, rows[slow].cuts
         self.go = go
+        self.stage.cuts = span - max(folded.values())
 
     def _take(self, sigs: list[int], en: int, cache: dict, tag: str) -> list[int]:
         """Registers of `sigs` taken when `en` is 1, one per signal (shared through `cache`)."""
@@ -211,26 +236,29 @@ class _Hold:
         return [cache[s] for s in sigs]
 
     def read(self, sigs: list[int]) -> list[int]:
-        """Window signals for the stage's other layers: taken at go, then again in the folded layers' last clock."""
-        return self._take(self._take(sigs, self.go, self.at_go, 'x'), self.last, self.held, 'hold')
+        """Window signals for the stage's other layers: taken at go, again in the slowest folded layer's last
+        clock, then delayed by its pipeline cuts (so they hold at its done)."""
+        held = self._take(self._take(sigs, self.go, self.at_go, 'x'), self.last, self.held, 'hold')
+        return [self._delay([s], self.cuts, 'hold_d')[0] for s in held]
+
+    def _delay(self, sigs: list[int], clocks: int, tag: str) -> list[int]:
+        """Signals delayed by `clocks` registers each (shared per signal and depth)."""
+        for k in range(clocks):
+            sigs = [self._take([s], None, self.delays, f'{tag}{k}_')[0] for s in sigs]
+        return sigs
 
 
 def fold_window(m: Machine, node: Node, in_type: FixedType, sigs: list[int], in_shape: tuple[int, ...], go: int,
-                rf: int) -> tuple[list[int], int]:
+                rf: int, budget: float | None = None) -> FoldedRows:
     """One output pixel of a Conv from its window's signals (shape `in_shape`, im2col order), folded over `rf`
-    clocks by fold.fold_rows, or digit-serially (Folding 'adders'), one row: (the pixel's outputs, done). The
-    window must hold still until done."""
+    clocks by fold.fold_rows, or digit-serially (Folding 'adders'), one row (with pipeline cuts by `budget`).
+    The window must hold still until the counter's last clock."""
     wnode = _window_node(node, in_shape)
     index = geometry.im2col_index(geometry.check_conv(wnode, in_shape), in_shape[-1])  # (1, taps * C)
     bounds = Bounds(wnode, [in_type])
     w_const, b_const = bounds.weight('kernel'), bounds.weight('bias')
     kernel = w_const.map(lambda k: geometry.conv_matrix(np.asarray(k), int(node.attrs.get('groups', 1)), node.name))
-    return row_folder(wnode)(m, wnode, [[sigs[i] for i in index[0]]], kernel, b_const, go, rf)
-
-
-def head_reuse_factors(graph: Graph) -> dict[str, int]:
-    """{layer: R} of the head's layers (after the Flatten) with R > 1: the stream design does not fold them."""
-    return check_reuse_factors(split(graph)[3])
+    return row_folder(wnode)(m, wnode, [[sigs[i] for i in index[0]]], kernel, b_const, go, rf, budget)
 
 
 def _head_graph(flatten: Node, head: list[Node], outputs: list[str]) -> Graph:
@@ -246,6 +274,26 @@ def _head_graph(flatten: Node, head: list[Node], outputs: list[str]) -> Graph:
     return g
 
 
+def fold_head(graph: Graph, flatten: Node, head: list[Node], interval: int, clock_period: float | None = None,
+              pipeline='auto') -> tuple[Machine, Timing]:
+    """The head (layers after the Flatten, some with ReuseFactor > 1) as fold.fold_graph's machine and its
+    timing; GraphError when it would take a new image less often than one every `interval` clocks."""
+    folded = fold_graph(_head_graph(flatten, head, graph.outputs), clock_period=clock_period, pipeline=pipeline)
+    timing = folded.timing
+    if timing.ii > interval:
+        rfs = timing.stages
+        slow = [name for name, rf in rfs.items() if rf > interval] or [max(rfs, key=rfs.get)]
+        parts = []
+        for name in slow:
+            node = graph[name]
+            fits = [r for r in valid_reuse_factors(*fold_shape(node), layer_strategy(node)) if r <= interval]
+            parts.append(f'layer {name!r} (ReuseFactor {rfs[name]}): the largest ReuseFactor it can take is '
+                         f'{max(fits)}')
+        raise GraphError(f"Architecture 'stream': the folded head takes a new image every {timing.ii} clocks, but "
+                         f'images come every {interval} clocks (pixels x clocks per pixel); ' + '; '.join(parts))
+    return folded.machine, timing
+
+
 def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: float, pipeline, cse: bool = True) -> StreamDesign:
     """Plan, lower and schedule the streaming architecture of a CNN."""
     stages, flatten, head = plan(graph)
@@ -254,17 +302,24 @@ def design_stream(graph: Graph, intervals: dict[str, Interval], clock_period: fl
     for stage in stages:
         stage.rf = max((rfs.get(n.name, 1) for n in stage.nodes), default=1)
         stage.window, stage.flush = window_machine(stage, period)
-        stage.netlist = _kernel_netlist(stage, graph, cse, rfs)
+        stage.netlist = _kernel_netlist(stage, graph, cse, rfs, stage_budget(clock_period, pipeline), period)
         stage.schedule = None if stage.rf > 1 else schedule(stage.netlist, clock_period, pipeline)
-    head_nl = lower_graph(_head_graph(flatten, head, graph.outputs), intervals, cse)
-    head_sched = schedule(head_nl, clock_period, pipeline)
+    if check_reuse_factors(head):  # folded head layers: one machine, fed once per image
+        h, w, _ = stages[0].in_hwc
+        head_nl, head_timing = fold_head(graph, flatten, head, h * w * period, clock_period, pipeline)
+        head_sched, head_latency = None, head_timing.latency
+    else:
+        head_nl = lower_graph(_head_graph(flatten, head, graph.outputs), intervals, cse)
+        head_sched, head_timing = schedule(head_nl, clock_period, pipeline), None
+        head_latency = head_sched.latency
     # in the harness's sense (outputs shown after the edge `latency - 1` clocks after the one that
     # accepted the last used pixel): per stage the window's register, its flush shifts (one per P clocks)
     # and the kernel's latency; one for the collector, then the head. The stages are a chain (merged
     # streams meet inside a stage), so this is the longest path
-    latency = sum(1 + max(s.flush, 0) * period + s.latency for s in stages) + 1 + head_sched.latency
+    latency = sum(1 + max(s.flush, 0) * period + s.latency for s in stages) + 1 + head_latency
     every_pixel = all(s.flush >= 0 for s in stages)  # else the stride grid drops the last rows or columns
-    return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel, period=period)
+    return StreamDesign(stages, flatten, head_nl, head_sched, latency, every_pixel, period=period,
+                        head_timing=head_timing)
 
 
 # ---------------------------------------------------------------- line buffers and collector (stateful netlists)
@@ -459,7 +514,8 @@ def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
     files[f'{top}_collect.v'] = write_machine(
         collect_machine(n_pix, last.out_hwc[2], last.out_type), Timing(1, 1), f'{top}_collect',
         f'Collector: the {n_pix} pixels of the last feature map in arrival order, then valid_out for one clock.')
-    files[f'{top}_head.v'] = write_module(d.head, d.head_schedule, f'{top}_head')
+    files[f'{top}_head.v'] = (write_module(d.head, d.head_schedule, f'{top}_head') if d.head_timing is None else
+                              write_machine(d.head, d.head_timing, f'{top}_head'))
     files[f'{top}.v'] = _top_module(d, top, graph)
     return files
 
@@ -549,6 +605,9 @@ def stream_manifest(d: StreamDesign, top: str, graph: Graph, clock_period: float
              'width': element_width(x.result_type), 'frac': x.result_type.frac, 'signed': x.result_type.signed,
              'type': str(x.result_type)}
     stream = {'pixels': h * w} if d.period == 1 else {'pixels': h * w, 'interval': d.period}  # clocks per pixel
+    if d.head_timing is not None:  # the folded head: its own latency and II (at most the image interval)
+        stream['head'] = {'latency': d.head_timing.latency, 'ii': d.head_timing.ii,
+                          'reuse_factors': dict(d.head_timing.stages)}
     return {
         'top': top, 'files': list(files), 'latency': d.latency, 'ii': h * w * d.period, 'clock_period_ns': clock_period,
         'architecture': 'stream', 'stream': stream, 'latency_from_last_pixel': d.uses_every_pixel,
