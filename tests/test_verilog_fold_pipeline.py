@@ -175,3 +175,52 @@ def test_stage_budget_follows_the_pipeline_setting():
     assert stage_budget(None, 'auto') is None and stage_budget(5.0, 'none') is None
     assert stage_budget(5.0, 'auto') == 5.0 - STAGE_OVERHEAD_NS and stage_budget(5.0, 3) == 5.0 - STAGE_OVERHEAD_NS
     assert fold_stages.tree_ns(1, 8) == 0 and fold_stages.tree_ns(8, 8) == 3 * fold_stages.adder_ns(8)
+
+
+def _stream_model(tmp_path, graph, reuse: dict, clock: float, name: str):
+    from test_verilog_stream_reuse import PRECISION
+
+    cfg = {'Model': {'Precision': PRECISION, 'Architecture': 'stream'},
+           'LayerName': {k: {'ReuseFactor': v} for k, v in reuse.items()}}
+    return convert_graph(graph(), cfg, backend='Verilog', clock_period=clock, output_dir=str(tmp_path / name),
+                         project_name=name)
+
+
+@pytest.mark.parametrize('case', ['inception', 'residual'])
+def test_stream_kernels_cut(tmp_path, case):
+    """Folded Conv kernels of a stream design at a 2.5 ns clock: cut, and still predict()'s bits back to back
+    (every image at the manifest latency) and with bubbles; in the inception block the faster folded Conv's
+    outputs wait for the slower one."""
+    from test_verilog_stream_reuse import bubbles, images, inception, interpreted, residual
+
+    graph, reuse = {'inception': (inception, {'b1': 2, 'b3': 4}), 'residual': (residual, {'c1': 2, 'c2': 4})}[case]
+    model = _stream_model(tmp_path, graph, reuse, 2.5, case)
+    d = design(model)
+    assert [s.cuts for s in d.stages if s.rf > 1] and all(s.cuts > 0 for s in d.stages if s.rf > 1)
+    if case == 'inception':
+        folded = next(s for s in d.stages if s.rf > 1).netlist
+        assert any('_out' in sig.p['name'] for sig in folded.signals if sig.op == 'reg')
+    x = images(model, 90, seed=1)
+    want = model.predict_mantissas(x)[model.graph.outputs[0]]
+    got, run = interpreted(model, x, 30)
+    assert np.array_equal(got, want) and set(run.latencies.tolist()) == {d.latency}
+    h, w, _ = d.stages[0].in_hwc
+    got, _ = interpreted(model, x[:30], 10, bubbles(3 * h * w, d.period, seed=2))
+    assert np.array_equal(got, want[:30])
+
+
+def test_stream_negative_control_undelayed_fast_layer(tmp_path, monkeypatch):
+    """Without the registers that hold the faster folded Conv's outputs, the inception block at 2.5 ns is wrong."""
+    from fpga4ml.backends.verilog import streaming
+    from test_verilog_stream_reuse import images, inception, interpreted
+
+    original = streaming._Hold._delay
+
+    def no_wait(self, sigs, clocks, tag):
+        return sigs if tag.endswith('_out') else original(self, sigs, clocks, tag)
+
+    monkeypatch.setattr(streaming._Hold, '_delay', no_wait)
+    model = _stream_model(tmp_path, inception, {'b1': 2, 'b3': 4}, 2.5, 'bad')
+    x = images(model, 30, seed=1)
+    got, _ = interpreted(model, x, 10)
+    assert not np.array_equal(got, model.predict_mantissas(x)[model.graph.outputs[0]])
