@@ -9,7 +9,8 @@ images back to back (each at the manifest latency) and with bubbles; Verilator m
 on 1,200 images (inputs up to twice the input range), with gaps, and the interpreter clock by
 clock. Negative controls: one head weight-ROM word changed makes the interpreter (and the rebuilt
 Verilog) differ. Invalid head R raise at convert time, a head R beyond the image interval at design
-time; with every head R = 1 the design keeps its pipelined head.
+time; with every head R = 1 the design keeps its pipelined head. Slow: the folded Conv with the folded
+head under Verilator (rebuilt negative control) and behind the AXI4-Stream wrapper.
 """
 
 from __future__ import annotations
@@ -186,3 +187,25 @@ def test_verilator_folded_conv_and_head_rebuilt_negative_control(tmp_path):
     the changed head differs from predict()."""
     check_verilator(convert(head_cnn(), {'c1': 4, 'fc1': 4, 'fc2': 2}, tmp_path), 1200, rebuild=True,
                     target=head_machine)
+
+
+@pytest.mark.slow
+def test_axi_wrapper_with_a_folded_head(tmp_path):
+    """The AXI4-Stream wrapper around a design with a folded Conv and head: == predict() with gaps and
+    backpressure and without (the pixel countdown is the Conv's; the head fits in the image interval);
+    control: a head weight one LSB off in the emulator differs."""
+    from fpga4ml.backends.verilog import axi
+    from verilog_models import require_verilator
+
+    require_verilator()
+    reuse = {'c1': 4, 'fc1': 4, 'fc2': 2}
+    model = convert(head_cnn(), reuse, tmp_path, name='hx', Interface='axi_stream')
+    x = images(model, 90, seed=8)
+    want = model.predict(x)
+    for seed, gap, stall in ((3, 30, 30), (4, 0, 0)):
+        outs, last, stats = axi.simulate(model, x, seed=seed, gap=gap, stall=stall)
+        assert np.array_equal(outs[0], want) and last.all() and stats['violations'] == 0
+    changed = convert(head_cnn(), reuse)
+    kernel = changed.graph['fc2'].qweights['kernel']
+    kernel.flat[np.argmax(np.abs(kernel))] += 1
+    assert not np.array_equal(outs[0], changed.predict(x))
