@@ -42,11 +42,11 @@ import numpy as np
 
 from ... import geometry
 from ...folding import mac_schedule, reuse_factor
-from ...ir import Graph, GraphError, Node, operands
+from ...ir import Graph, GraphError, Node
 from ...semantics.bounds import Bounds
 from .adder_graph import sum_terms
 from .fold_serial import fold_rows_serial, layer_folding, row_plan
-from .machine_stages import ValidChains, pipelined_node
+from .machine_stages import walk
 from .fold_stages import MUL_NS, FoldedRows, LayerPipe, adder_ns, loop_ns, stage_budget, tree_ns
 from .progress import StepClock
 from .stateful import Machine, Timing
@@ -87,41 +87,18 @@ def fold_graph(graph: Graph, clock: StepClock | None = None, clock_period: float
     clock = clock or StepClock(None)
     budget = stage_budget(clock_period, pipeline)
     pacing = (clock_period, pipeline) if budget is not None else (5.0, 'none')
-    cuts: dict[str, int] = {}
     rfs = folded_layers(graph)
     m = Machine()
-    sigs: dict = {}
-    when: dict[str, tuple[int, int]] = {}  # tensor -> (the valid pulse its values belong to, clocks after it)
-    valid = ValidChains(m)
-    valid.cycle[m.valid_in()] = 0
-    for node in graph:
-        if node.op == 'Input':
-            sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
-            continue
-        ins = operands(node, sigs)
-        if node.op != 'Select':
-            ins, (base, k) = valid.align(f'layer {node.name!r}', ins, [when[i] for i in node.inputs])
-        else:
-            base, k = when[node.inputs[0]]
-        if node.name in rfs:
-            with clock.step(f'{node.name} ({node.op}) folded'):
-                folded = FOLDERS[node.op](m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name], budget)
-            sigs[node.name], cuts[node.name] = folded.outputs, folded.cuts
-            valid.cycle[folded.done] = valid.cycle[base] + k + rfs[node.name] + 1 + folded.cuts
-            when[node.name] = (folded.done, 0)
-        else:
-            sigs[node.name], depth = pipelined_node(m, node, graph, ins, pacing, clock)
-            when[node.name] = (base, k + depth)
-            if depth:
-                cuts[node.name] = depth
-    outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
-                                  [when[n] for n in graph.outputs])
-    for name, group in zip(graph.outputs, outs):
-        node = graph[name]
-        m.add_output(name, node.shape, node.result_type, group)
-    m.valid_out = valid.pulse(base, k)
-    m.check()
-    return FoldedDesign(m, Timing(valid.cycle[base] + k, max(rfs.values(), default=1), rfs, cuts))
+
+    def folded(node: Node, ins: list, go):
+        if node.name not in rfs:
+            return None
+        with clock.step(f'{node.name} ({node.op}) folded'):
+            rows = FOLDERS[node.op](m, node, graph, ins[0], go(), rfs[node.name], budget)
+        return rows.outputs, rows.done, rfs[node.name] + 1 + rows.cuts, rows.cuts
+
+    placed = walk(m, graph, pacing, clock, folded)
+    return FoldedDesign(m, Timing(placed.latency, max(rfs.values(), default=1), rfs, placed.cuts))
 
 
 def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None

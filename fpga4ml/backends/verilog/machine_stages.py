@@ -10,6 +10,8 @@ latest of them. Used by fold.py (folded designs) and rnn_static.py (static recur
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ...ir import Graph, GraphError, Node, operands
 from ...semantics import lower_node
 from ...semantics.spec import output_types
@@ -119,4 +121,52 @@ class ValidChains:
         return out, (bases.pop(), late)
 
 
-__all__ = ['ValidChains', 'pipelined_node', 'place', 'staged']
+class Walk(NamedTuple):
+    """A graph placed into a machine by `walk`: its latency (clocks from valid_in to valid_out) and the
+    pipeline registers per layer (inside stateful layers and in the layers between them)."""
+
+    latency: int
+    cuts: dict
+
+
+def walk(m: Machine, graph: Graph, pacing: tuple, clock: StepClock, stateful) -> Walk:
+    """Every layer of a graph into the machine, in order, its inputs lined up behind their valid pulses; the
+    outputs as ports, valid_out set. `stateful(node, ins, go)` builds a stateful layer (`go()` gives its
+    start pulse) and returns (outputs, done, clocks from the start pulse to done, its pipeline cuts), or
+    None for any other layer, which is lowered and pipelined by `pipelined_node` (pacing: clock period,
+    Pipeline setting)."""
+    valid = ValidChains(m)
+    valid.cycle[m.valid_in()] = 0
+    sigs: dict = {}
+    when: dict[str, tuple[int, int]] = {}  # tensor -> (the valid pulse its values belong to, clocks after it)
+    cuts: dict[str, int] = {}
+    for node in graph:
+        if node.op == 'Input':
+            sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
+            continue
+        ins = operands(node, sigs)
+        if node.op != 'Select':
+            ins, (base, k) = valid.align(f'layer {node.name!r}', ins, [when[i] for i in node.inputs])
+        else:
+            base, k = when[node.inputs[0]]
+        built = stateful(node, ins, lambda: valid.pulse(base, k))
+        if built is not None:
+            sigs[node.name], done, clocks, cut = built
+            valid.cycle[done] = valid.cycle[base] + k + clocks
+            when[node.name] = (done, 0)
+        else:
+            sigs[node.name], cut = pipelined_node(m, node, graph, ins, pacing, clock)
+            when[node.name] = (base, k + cut)
+        if cut:
+            cuts[node.name] = cut
+    outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
+                                  [when[n] for n in graph.outputs])
+    for name, group in zip(graph.outputs, outs):
+        node = graph[name]
+        m.add_output(name, node.shape, node.result_type, group)
+    m.valid_out = valid.pulse(base, k)
+    m.check()
+    return Walk(valid.cycle[base] + k, cuts)
+
+
+__all__ = ['ValidChains', 'Walk', 'pipelined_node', 'place', 'staged', 'walk']

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...config import ConfigWarning
-from ...ir import Graph, GraphError, Node, operands
+from ...ir import Graph, GraphError, Node
 from ...naming import comment_line, comment_text
 from ...semantics.netlist_interp import NetlistLowering
 from ...semantics.recipes_rnn import GATES
 from ...semantics.spec import attr, spec_of
 from .fold import FoldedDesign, fold_dense, folded_layers, folded_manifest
 from .fold_stages import stage_budget
-from .machine_stages import ValidChains, pipelined_node, place
+from .machine_stages import place, walk
 from .netlist import Netlist, Port
 from .pipeline import schedule
 from .progress import StepClock
@@ -225,52 +225,23 @@ def static_graph(graph: Graph, clock: StepClock | None = None, clock_period: flo
     # every static layer takes as many clocks per step as the deepest cell: side-by-side layers stay in step
     per_step = 1 + max((stage[s] for _, out, stage in cells.values() for o in out for s in o), default=0)
     m = Machine()
-    timers, valid = _Timers(m), ValidChains(m)
-    cuts: dict[str, int] = {}  # pipeline registers inside folded Dense layers
-    sigs: dict[str, object] = {}
-    when: dict[str, tuple[int, int]] = {}  # tensor -> (base pulse, clocks after it)
-    valid.cycle[m.valid_in()] = 0
-    for node in graph:
-        if node.op == 'Input':
-            sigs[node.name], when[node.name] = m.add_input(node.name, node.shape, node.result_type), (m.valid_in(), 0)
-            continue
-        ins = operands(node, sigs)
-        if node.op != 'Select':
-            ins, (base, k) = valid.align(f'layer {node.name!r}', ins, [when[i] for i in node.inputs])
-        else:
-            base, k = when[node.inputs[0]]
+    timers = _Timers(m)
+    budget = stage_budget(clock_period, pipeline)
+
+    def stateful(node: Node, ins: list, go):
         if node.name in recurrent:
-            sigs[node.name], done = static_rnn(m, node, graph, ins, valid.pulse(base, k), timers, cells[node.name],
-                                               per_step)
-            valid.cycle[done] = valid.cycle[base] + k + recurrent[node.name] * per_step + 1
-            when[node.name] = (done, 0)
-        elif node.name in rfs:
+            y, done = static_rnn(m, node, graph, ins, go(), timers, cells[node.name], per_step)
+            return y, done, recurrent[node.name] * per_step + 1, 0
+        if node.name in rfs:
             with clock.step(f'{node.name} ({node.op}) folded'):
-                folded = fold_dense(m, node, graph, ins[0], valid.pulse(base, k), rfs[node.name],
-                                    stage_budget(clock_period, pipeline))
-                sigs[node.name], done = folded.outputs, folded.done
-            valid.cycle[done] = valid.cycle[base] + k + rfs[node.name] + 1 + folded.cuts
-            cuts[node.name] = folded.cuts
-            when[node.name] = (done, 0)
-        else:
-            sigs[node.name], depth = pipelined_node(m, node, graph, ins, (clock_period, pipeline), clock)
-            when[node.name] = (base, k + depth)
+                rows = fold_dense(m, node, graph, ins[0], go(), rfs[node.name], budget)
+            return rows.outputs, rows.done, rfs[node.name] + 1 + rows.cuts, rows.cuts
+        return None
+
+    placed = walk(m, graph, (clock_period, pipeline), clock, stateful)
     layers = {name: (steps, per_step) for name, steps in recurrent.items()}
-    return _finish(m, graph, sigs, when, valid, layers, rfs, cuts)
-
-
-def _finish(m: Machine, graph: Graph, sigs: dict, when: dict, valid: ValidChains, layers: dict, rfs: dict,
-            cuts: dict) -> StaticRnnDesign:
-    """Output ports (delayed to the latest of them), valid_out and the timing of the machine."""
-    outs, (base, k) = valid.align(f'outputs {list(graph.outputs)}', [sigs[n] for n in graph.outputs],
-                                  [when[n] for n in graph.outputs])
-    for name, group in zip(graph.outputs, outs):
-        node = graph[name]
-        m.add_output(name, node.shape, node.result_type, group)
-    m.valid_out = valid.pulse(base, k)
-    m.check()
     ii = max([steps * per for steps, per in layers.values()] + list(rfs.values()))
-    return StaticRnnDesign(m, Timing(valid.cycle[base] + k, ii, dict(rfs), cuts), recurrent=layers)
+    return StaticRnnDesign(m, Timing(placed.latency, ii, dict(rfs), placed.cuts), recurrent=layers)
 
 
 # ---------------------------------------------------------------------------------------- files
