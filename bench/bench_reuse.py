@@ -9,6 +9,9 @@ bench_verilog.py) in two type settings:
 - '6-bit auto': bench_verilog.py's quantized network (fixed<6,1> weights, exact 'auto'
   accumulators, ufixed<6,0> ReLUs, fixed<10,5> inputs); RF 1 is the unrolled CSD adder graph.
 
+`--types conv` is a folded convolution instead: tests/test_verilog_fold_conv.py's Conv2D 8x8x2 -> 3x3
+'same', 4 filters -> ReLU (64 output pixels, fixed<16,6>; 'mac' folding only).
+
 --folding picks the folded architecture (`Folding`): 'mac' (multiply-accumulate, the default) and/or
 'adders' (digit-serial on one multiplier-free adder graph per layer: exact accumulators only, so
 only the '6-bit auto' network; a layer whose inputs have fewer than RF bits W takes single-bit
@@ -25,6 +28,8 @@ Yosys (fpga4ml.synth, 'fast', xcup) for LUT, FF, DSP, CARRY and its critical-pat
     python bench/bench_reuse.py --rtl 10000      # plus Verilator == emulator on 10,000 vectors
     python bench/bench_reuse.py --prune 0.5      # 50 % structured sparsity (folding.prune_for_reuse)
     python bench/bench_reuse.py --synth --types auto6 --rf 1 2 4 8 --folding mac adders   # docs/verilog.md
+    python bench/bench_reuse.py --synth ... > LOG; python bench/bench_reuse.py --fit LOG   # refit the estimate
+    python bench/bench_reuse.py --synth --types conv --rf 1 2 4 8       # a folded Conv2D, 64 pixels
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / 'tests')]
 from bench_verilog import SIZES, convert_fpga4ml, weights  # noqa: E402
 
-TYPES = ('fixed16', 'auto6')
+TYPES = ('fixed16', 'auto6', 'conv')
 FOLDINGS = ('mac', 'adders')
 
 
@@ -75,10 +80,34 @@ def jsc_auto6(layers, out: Path, rf: int, folding: str = 'mac'):
     return model
 
 
+def build(kind: str, rf: int, folding: str, prune: float, out: Path):
+    """The JSC MLP of `kind` ('fixed16' or 'auto6') at ReuseFactor rf, a fraction `prune` of its multiplier
+    groups zeroed (folding.prune_for_reuse: whole groups of weights sharing a multiplier) when rf > 1."""
+    layers = weights(seed=1, sparsity=0.0)
+    if prune and rf > 1:
+        from fpga4ml.folding import prune_for_reuse
+        layers = [(prune_for_reuse(w, rf, prune)[0], b) for w, b in layers]
+    if kind == 'conv':
+        return conv_same(out, rf)
+    return jsc_fixed16(layers, out, rf) if kind == 'fixed16' else jsc_auto6(layers, out, rf, folding)
+
+
+def conv_same(out: Path, rf: int):
+    """tests/test_verilog_fold_conv.py's Conv2D: 8x8x2 -> 3x3 'same', 4 filters (a quarter of the weights zero)
+    -> ReLU, 64 output pixels, hls4ml's fixed<16,6> everywhere, the Conv at ReuseFactor rf."""
+    from fpga4ml.convert import convert_graph
+    from test_verilog_fold_conv import PRECISIONS, SAME_3X3, conv2d_graph
+
+    cfg = {'Model': {'Precision': PRECISIONS['fixed16_6'], 'ReuseFactor': 1},
+           'LayerName': {'conv': {'ReuseFactor': rf}}}
+    return convert_graph(conv2d_graph(SAME_3X3), cfg, backend='Verilog', output_dir=str(out),
+                         project_name=f'conv_rf{rf}')
+
+
 def test_inputs(model, n: int) -> np.ndarray:
     """n random input vectors as mantissas, a tenth of them far outside the input type (saturated or wrapped)."""
     rng = np.random.default_rng(7)
-    x = rng.normal(0, 1.5, (n, SIZES[0]))
+    x = rng.normal(0, 1.5, (n,) + tuple(model.graph['x'].shape))
     x[: n // 10] *= 50
     return model.graph['x'].result_type.quantize(x)
 
@@ -87,7 +116,7 @@ def mismatches(model, got: np.ndarray, xm: np.ndarray) -> int:
     """Vectors where output mantissas `got` differ from the emulator's."""
     out = model.graph[model.graph.outputs[0]].result_type
     want = out.quantize(model.predict(model.graph['x'].result_type.to_float(xm)))
-    return int(np.count_nonzero(np.any(got != want, axis=1)))
+    return int(np.count_nonzero(np.any(got.reshape(len(got), -1) != want.reshape(len(want), -1), axis=1)))
 
 
 def check_bit_exact(model, n: int = 2000) -> int:
@@ -115,15 +144,10 @@ def check_rtl(model, n: int) -> tuple[int, float]:
 
 def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float = 0.0, folding: str = 'mac') -> dict:
     """One design: generation time, bit-exactness, estimate and (synth) the Yosys report."""
-    layers = weights(seed=1, sparsity=0.0)
-    if prune and rf > 1:  # structured: whole groups of weights sharing a multiplier (folding.prune_for_reuse)
-        from fpga4ml.folding import prune_for_reuse
-        layers = [(prune_for_reuse(w, rf, prune)[0], b) for w, b in layers]
     start = time.perf_counter()
-    out = root / f'{kind}_rf{rf}_{folding}'
-    model = jsc_fixed16(layers, out, rf) if kind == 'fixed16' else jsc_auto6(layers, out, rf, folding)
+    model = build(kind, rf, folding, prune, root / f'{kind}_rf{rf}_{folding}')
     est = model.estimate()
-    layer_rfs = sorted({n.config['ReuseFactor'] for n in model.graph if n.op == 'Dense'}, reverse=True)
+    layer_rfs = sorted({n.config['ReuseFactor'] for n in model.graph if n.op in ('Dense', 'Conv')}, reverse=True)
     row = {'types': kind + (f' pruned {prune:.0%}' if prune and rf > 1 else ''),
            'folding': 'unrolled' if rf == 1 else folding, 'rf': '/'.join(map(str, layer_rfs)),
            'gen_s': round(time.perf_counter() - start, 2),
@@ -141,13 +165,57 @@ def run(kind: str, rf: int, root: Path, synth: bool, rtl: int = 0, prune: float 
     return row
 
 
+def _nonneg_fit(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares a @ c = y with c >= 0 (two columns: drop one where the free fit goes negative)."""
+    c = np.linalg.lstsq(a, y, rcond=None)[0]
+    if (c >= 0).all():
+        return c
+    fits = []
+    for k in range(a.shape[1]):
+        ck = np.zeros(a.shape[1])
+        ck[k] = max(0.0, float(np.linalg.lstsq(a[:, [k]], y, rcond=None)[0][0]))
+        fits.append((float(np.sum((a @ ck - y) ** 2)), ck))
+    return min(fits, key=lambda f: f[0])[1]
+
+
+def fit_estimate(log: Path) -> None:
+    """Fit the folded designs' multiplexer and counter-ROM LUT coefficients (stateful.MUX_LUT_PER_BIT_OPTION,
+    COUNTER_ROM_LUT) to the Yosys rows of an earlier `--synth` run's output (its dict lines), minimizing
+    relative errors; prints the coefficients, each design's error and the leave-one-out errors."""
+    import ast
+
+    from fpga4ml.backends.verilog.design import design
+    from fpga4ml.backends.verilog.stateful import machine_lut_terms
+
+    rows = [ast.literal_eval(line) for line in log.read_text().splitlines() if line.startswith('{')]
+    rows = [r for r in rows if r.get('LUT') and r['folding'] in FOLDINGS]
+    feats = []
+    with tempfile.TemporaryDirectory(prefix='bench-reuse-fit-') as tmp:
+        for r in rows:
+            kind, rf = r['types'].split()[0], int(str(r['rf']).split('/')[0])
+            prune = float(r['types'].split('pruned ')[1].rstrip('%')) / 100 if 'pruned' in r['types'] else 0.0
+            model = build(kind, rf, r['folding'], prune, Path(tmp) / f'{kind}_{rf}_{r["folding"]}_{prune}')
+            feats.append(machine_lut_terms(design(model).machine))
+    y = np.array([r['LUT'] for r in rows], dtype=float)
+    other = np.array([f['other'] for f in feats])
+    a = np.array([[f['mux_units'], f['rom_units']] for f in feats])
+    coef = _nonneg_fit(a / y[:, None], (y - other) / y)
+    print(f'MUX_LUT_PER_BIT_OPTION = {coef[0]:.3f}, COUNTER_ROM_LUT = {coef[1]:.3f}')
+    for k, r in enumerate(rows):
+        keep = np.arange(len(rows)) != k
+        loo = _nonneg_fit(a[keep] / y[keep, None], (y[keep] - other[keep]) / y[keep])
+        est, est_loo = other[k] + a[k] @ coef, other[k] + a[k] @ loo
+        print(f"{r['types']:>18} {r['folding']:>6} RF {r['rf']:>3}: Yosys {int(y[k]):>6,} estimate {int(est):>6,} "
+              f"({100 * (est - y[k]) / y[k]:+.1f} %), leave-one-out {100 * (est_loo - y[k]) / y[k]:+.1f} %")
+
+
 def combinations(types, rfs, foldings) -> list[tuple[str, int, str]]:
     """(types, RF, folding) of each design: RF 1 once (unrolled), 'adders' only for the exact 'auto6' types."""
     out = []
     for kind in types:
         for rf in rfs:
             for folding in (['mac'] if rf == 1 else foldings):
-                if folding == 'adders' and kind != 'auto6':
+                if folding == 'adders' and kind != 'auto6':  # fixed<16,6> rounds its products
                     print(f"skipped: {kind} RF {rf} Folding 'adders' (its accumulators round: not exact)")
                     continue
                 out.append((kind, rf, folding))
@@ -167,7 +235,13 @@ def main(argv=None) -> None:
                     help='zero a fraction S of the multiplier groups of every Dense (prune_for_reuse) at RF > 1')
     ap.add_argument('--rtl', type=int, default=0, metavar='N',
                     help='also run N random vectors through Verilator (with random gaps) against the emulator')
+    ap.add_argument('--fit', type=Path, metavar='LOG',
+                    help="fit the folded designs' multiplexer and ROM LUT terms of the estimate to the Yosys rows "
+                         'that an earlier --synth run printed to LOG, and print the errors (nothing else runs)')
     args = ap.parse_args(argv)
+    if args.fit:
+        fit_estimate(args.fit)
+        return
     with tempfile.TemporaryDirectory(prefix='bench-reuse-') as tmp:
         rows = [run(kind, rf, Path(tmp), args.synth, args.rtl, args.prune, folding)
                 for kind, rf, folding in combinations(args.types, args.rf, args.folding)]

@@ -363,36 +363,47 @@ def write_machine(m: Machine, timing: Timing, top: str, title: str | None = None
     return _MachineWriter(m, timing, top, title).write()
 
 
-#: LUTs per bit and extra option of a counter-indexed multiplexer, counter-addressed ROMs included: fitted to
-#: Yosys (xcup, 'fast') on 7 folded JSC MLPs (bench/bench_reuse.py, RF 2-16, fixed<16,6> and 6-bit 'auto'), the
-#: other ops costed as in estimate.py; leave-one-out LUT errors -12 % .. +9 %
+#: LUTs per bit and extra option of a counter-indexed multiplexer, and per LUT of the counter-addressed ROMs
+#: (weights, biases, flags; `estimate._rom_cost`'s count): fitted to Yosys (xcup, 'fast') on the folded JSC MLPs
+#: of `bench/bench_reuse.py --fit` (RF 2-16, fixed<16,6> and 6-bit 'auto', multiply-accumulate and
+#: digit-serial, pipelined at 5 ns), the other ops costed as in estimate.py; docs/verilog.md has the errors
 MUX_LUT_PER_BIT_OPTION = 2.04
+COUNTER_ROM_LUT = 0.0
+
+
+def machine_lut_terms(m: Machine) -> dict:
+    """The parts of a machine's LUT estimate: `other` (ops costed as in estimate.py), `mux_units` (bits x extra
+    options of the counter-indexed multiplexers) and `rom_units` (LUTs of the counter-addressed ROMs)."""
+    from .estimate import CALIBRATION, _lut_cost, _rom_cost
+
+    terms = {'other': 0.0, 'mux_units': 0.0, 'rom_units': 0.0, 'DSP': 0, 'multipliers': 0}
+    for sig in m.signals:
+        if sig.op in ('reg', 'valid_in'):
+            continue
+        if sig.op == 'mux':
+            terms['mux_units'] += sig.width * (len(sig.args) - 2)
+        elif sig.op == 'rom' and m[sig.args[0]].op == 'reg':
+            terms['rom_units'] += _rom_cost(sig, m)
+        else:
+            lut_s, dsp_s = _lut_cost(sig, m)
+            terms['other'] += lut_s * CALIBRATION.get(sig.op, 1.0)
+            terms['DSP'] += dsp_s
+            terms['multipliers'] += sig.op == 'mul'
+    return terms
 
 
 def estimate_machine(m: Machine, timing: Timing) -> dict:
-    """The cost model's numbers for a machine: LUTs of its logic and multiplexers, register bits, DSPs."""
-    from .estimate import CALIBRATION, _lut_cost
-
-    lut, dsp, ff, muls = 0.0, 0, 0, 0
-    for sig in m.signals:
-        if sig.op == 'reg':
-            ff += sig.width
-        elif sig.op == 'mux':
-            lut += MUX_LUT_PER_BIT_OPTION * sig.width * (len(sig.args) - 2)
-        elif sig.op == 'rom' and m[sig.args[0]].op == 'reg':
-            continue  # counter-addressed ROMs (weights, flags): inside the fitted multiplexer cost
-        elif sig.op != 'valid_in':
-            lut_s, dsp_s = _lut_cost(sig, m)
-            lut += lut_s * CALIBRATION.get(sig.op, 1.0)
-            dsp += dsp_s
-            muls += sig.op == 'mul'
+    """The cost model's numbers for a machine: LUTs of its logic, multiplexers and ROMs, register bits, DSPs."""
+    t = machine_lut_terms(m)
+    lut = t['other'] + MUX_LUT_PER_BIT_OPTION * t['mux_units'] + COUNTER_ROM_LUT * t['rom_units']
+    ff = sum(m[r].width for r in m.registers)
     stage_ns = critical_ns(m) + STAGE_OVERHEAD_NS
-    return {'LUT': int(round(lut)), 'FF': ff, 'DSP': dsp, 'multipliers': muls,
+    return {'LUT': int(round(lut)), 'FF': ff, 'DSP': t['DSP'], 'multipliers': t['multipliers'],
             'latency_cycles': timing.latency, 'ii': timing.ii,
             'critical_stage_ns': round(stage_ns, 3), 'fmax_mhz_estimate': round(1000.0 / stage_ns, 1),
             'adders': sum(s.op in ('add', 'neg') for s in m.signals), 'signals': len(m.signals)}
 
 
 __all__ = ['CLOCK_ROOTS', 'Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
-           'estimate_machine', 'flat_schedule', 'run_stream', 'run_vectors', 'signal_ns', 'trace_cycles',
+           'estimate_machine', 'flat_schedule', 'machine_lut_terms', 'run_stream', 'run_vectors', 'signal_ns', 'trace_cycles',
            'write_machine']
