@@ -31,7 +31,7 @@ from fpga4ml.ir import Graph, GraphError, Node
 import test_verilog_stream
 from test_verilog_stream import images
 from test_verilog_stream_merge import conv_on, max_pool, pixel_op, start
-from test_verilog_stream_reuse import bubbles, check_verilator, convert, interpreted, seeded
+from test_verilog_stream_reuse import bubbles, check_emulate_cycles, check_verilator, convert, interpreted, seeded
 from verilog_models import _dense
 
 
@@ -126,11 +126,7 @@ def test_manifest_latency_ii_and_estimate(tmp_path):
     assert est['DSP'] > convert(head_cnn(), {'c1': 4}).estimate()['DSP']  # the head's multipliers map to DSPs
     files = project_files(model)
     assert 'fc1 R=4, fc2 R=2' in files['sr_head.v'] and 'R=4' in files['sr_k0.v']
-    # emulate_cycles: one pixel every 4 clocks, image i's outputs `latency` clocks after its last pixel
-    x = images(model, 3, seed=4)
-    shown, valid_out = model.emulate_cycles(x)
-    assert np.flatnonzero(valid_out).tolist() == [(i + 1) * 64 * 4 - 4 + d.latency for i in range(3)]
-    assert np.array_equal(shown[0][valid_out], model.predict(x))
+    check_emulate_cycles(model, d)
 
 
 def test_head_reuse_factor_one_keeps_the_pipelined_head(tmp_path):

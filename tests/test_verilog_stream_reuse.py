@@ -172,10 +172,14 @@ def test_manifest_latency_estimate_and_multipliers(tmp_path):
     assert est['multipliers'] == sum(muls)
     files = project_files(model)
     assert 'One pixel every 4 clocks' in files['sr.v'] and 'R=4' in files['sr_k0.v']
-    # emulate_cycles: one pixel every 4 clocks; image i's outputs `latency` clocks after its last pixel
+    check_emulate_cycles(model, d)
+
+
+def check_emulate_cycles(model, d, period: int = 4, pixels: int = 64) -> None:
+    """emulate_cycles: one pixel every `period` clocks; image i's outputs `latency` clocks after its last pixel."""
     x = images(model, 3, seed=4)
     shown, valid_out = model.emulate_cycles(x)
-    assert np.flatnonzero(valid_out).tolist() == [(i + 1) * 64 * 4 - 4 + d.latency for i in range(3)]
+    assert np.flatnonzero(valid_out).tolist() == [(i + 1) * pixels * period - period + d.latency for i in range(3)]
     assert np.array_equal(shown[0][valid_out], model.predict(x))
 
 
