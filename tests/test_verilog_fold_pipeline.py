@@ -186,7 +186,7 @@ def _stream_model(tmp_path, graph, reuse: dict, clock: float, name: str):
                          project_name=name)
 
 
-@pytest.mark.parametrize('case', ['inception', 'residual'])
+@pytest.mark.parametrize('case', ['inception', pytest.param('residual', marks=pytest.mark.slow)])
 def test_stream_kernels_cut(tmp_path, case):
     """Folded Conv kernels of a stream design at a 2.5 ns clock: cut, and still predict()'s bits back to back
     (every image at the manifest latency) and with bubbles; in the inception block the faster folded Conv's
