@@ -464,6 +464,12 @@ def clean_onnx_model(model: Any) -> Any:
 
 def onnx_to_graph(model: Any) -> Graph:
     """Convert an ONNX/QONNX model (path, ModelProto or ModelWrapper) to an IR Graph."""
+    from .onnx_attention import fuse_attention, fuse_gelu
     from .onnx_ops import CONST_OPS, HANDLERS
 
-    return Converter(clean_onnx_model(model), HANDLERS, CONST_OPS).run()
+    wrapper = clean_onnx_model(model)
+    fuse_gelu(wrapper)
+    graph = Converter(wrapper, HANDLERS, CONST_OPS).run()
+    if fuse_attention(graph):
+        graph.validate()
+    return graph

@@ -985,7 +985,10 @@ def _layer_norm(conv: Converter, onode: ONode) -> None:
         raise GraphError(f'{onode.where()}: Scale and B must be float constants')
     weights = {'gamma': np.broadcast_to(np.asarray(scale, np.float32), normalized).copy(),
                'beta': np.broadcast_to(np.asarray(0 if bias is None else bias, np.float32), normalized).copy()}
-    attrs = {'axes': tuple(range(-len(normalized), 0)), 'epsilon': float(onode.get('epsilon', 1e-5)),
+    # the attribute is a float32: read as its shortest decimal (1e-05, not 9.99999974e-06), the value the exporter
+    # was given, as the torch and Keras front ends read it
+    epsilon = float(str(np.float32(onode.get('epsilon', 1e-5))))
+    attrs = {'axes': tuple(range(-len(normalized), 0)), 'epsilon': epsilon,
              'center': bias is not None, 'scale': True}
     out = conv.add(onode, 'LayerNorm', [conv.get(x, PLAIN)], x.shape, attrs=attrs, weights=weights)
     conv.put(onode.outputs[0], x.shape, PLAIN, out)
