@@ -4,7 +4,8 @@ Eval mode, batch_first=True, post- and pre-norm, relu and the erf gelu (exported
 Mul and fused into one Activation): the float interpreter equals onnxruntime and torch; the converted
 graph is the torch front end's (same ops, attributes, types and quantized weights) and predicts its bits
 on 2,000 inputs (half scaled x4) at fixed<16,6,RND,SAT> and the default fixed<16,6>; at 24 bits both
-stay within 1e-2 of torch. Control: one moved linear1 weight changes the outputs.
+stay within 1e-2 of torch. Control: one moved linear1 weight changes the outputs. The GELU spelled with a
+Mul by 1/sqrt 2 is fused as well; another constant is refused naming the Erf.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fpga4ml.convert import convert_graph  # noqa: E402
 from fpga4ml.emulator.reference import float_forward  # noqa: E402
 from fpga4ml.frontends.onnx import onnx_to_graph  # noqa: E402
 from fpga4ml.frontends.torch import torch_to_graph  # noqa: E402
+from fpga4ml.ir import GraphError  # noqa: E402
 from test_attention_onnx import FEAT, E, T, assert_equals_torch_front_end, export, fixed_inputs, make  # noqa: E402
 from test_attention_torch import run_torch  # noqa: E402
 
@@ -77,3 +79,28 @@ def test_exported_encoder_layer_is_the_torch_front_ends_bit_for_bit(tmp_path, ac
     dense.weights['kernel'][0, 0] += 0.25
     config = {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}}
     assert not np.array_equal(convert_graph(moved, config, output_dir=str(tmp_path / 'm')).predict(x), outs[0])
+
+
+def test_the_gelu_spelled_with_a_mul_by_one_over_sqrt2_is_fused_too():
+    from onnx import TensorProto, helper
+
+    def const(name, value):
+        return helper.make_tensor(name, TensorProto.FLOAT, [], [value])
+    nodes = [helper.make_node('Mul', ['c', 'x'], ['d'], name='scale'),  # constants first, as another exporter may
+             helper.make_node('Erf', ['d'], ['e'], name='erf'),
+             helper.make_node('Add', ['one', 'e'], ['a'], name='plus_one'),
+             helper.make_node('Mul', ['a', 'x'], ['m'], name='times_x'),
+             helper.make_node('Mul', ['m', 'half'], ['y'], name='half')]
+    inits = [const('c', float(np.float32(1 / np.sqrt(2)))), const('one', 1.0), const('half', 0.5)]
+    graph = helper.make_graph(nodes, 'gelu', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 5])],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 5])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    x = np.linspace(-4, 4, 50, dtype=np.float32).reshape(10, 5)
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, {'x': x})[0]
+    ir = onnx_to_graph(proto)
+    assert [(n.op, n.attrs.get('function')) for n in ir.nodes] == [('Input', None), ('Activation', 'gelu')]
+    np.testing.assert_allclose(float_forward(ir, x.astype(np.float64))[0], want, atol=1e-6)
+    inits[2].float_data[0] = 0.25  # control: another constant is not the GELU
+    with pytest.raises(GraphError, match=r"ONNX node 'erf' \(Erf\): Erf is supported only in the erf GELU"):
+        onnx_to_graph(helper.make_model(helper.make_graph(nodes, 'gelu', graph.input, graph.output, inits),
+                                        opset_imports=[helper.make_opsetid('', 17)]))
