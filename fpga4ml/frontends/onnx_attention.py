@@ -67,32 +67,41 @@ def _other(wrapper: Any, node: Any, tensor: str, value: float) -> bool:
     return len(ins) == 2 and tensor in ins and _scalar(wrapper, ins[1 - ins.index(tensor)]) == value
 
 
-def _gelu_nodes(wrapper: Any, erf: Any, readers: dict[str, list[Any]], outputs: set[str]) -> list[Any] | None:
-    """[Div-or-Mul, Erf, Add, Mul, Mul] of torch's exported erf GELU around `erf`, or None."""
+def _gelu_input(wrapper: Any, scale: Any) -> str | None:
+    """x of the GELU's first node: Div(x, float32 sqrt 2) or Mul by float32 1/sqrt 2 (either order), else None."""
+    inv = float(np.float32(1 / np.sqrt(2.0)))
+    if scale.op_type == 'Div' and len(scale.input) == 2:
+        return scale.input[0] if _scalar(wrapper, scale.input[1]) == float(np.float32(np.sqrt(2.0))) else None
+    if scale.op_type == 'Mul':
+        return next((x for x in scale.input if _other(wrapper, scale, x, inv)), None)
+    return None
+
+
+def _gelu_nodes(wrapper: Any, erf: Any, readers: dict[str, list[Any]], outputs: set[str]
+                ) -> tuple[str, list[Any]] | None:
+    """(x, [Div-or-Mul, Erf, Add, Mul, Mul]) of torch's exported erf GELU around `erf`, or None."""
     def only(tensor: str) -> Any:
         nodes = readers.get(tensor, [])
         return nodes[0] if len(nodes) == 1 and tensor not in outputs else None
 
-    producer = {o: n for n in wrapper.graph.node for o in n.output}
-    div = producer.get(erf.input[0])
-    if div is None or len(div.input) != 2 or only(div.output[0]) is not erf:
+    def named(node: Any, op: str) -> bool:
+        return node is not None and node.op_type == op
+
+    scale = next((n for n in wrapper.graph.node if erf.input[0] in n.output), None)
+    x = None if scale is None else _gelu_input(wrapper, scale)
+    reader = only(scale.output[0]) if x is not None else None
+    if reader is None or reader.name != erf.name:
         return None
-    x = div.input[0]
-    sqrt2, inv = float(np.float32(np.sqrt(2.0))), float(np.float32(1 / np.sqrt(2.0)))
-    if not ((div.op_type == 'Div' and _scalar(wrapper, div.input[1]) == sqrt2) or
-            (div.op_type == 'Mul' and _other(wrapper, div, x, inv))):
-        x = div.input[1]
-        if not (div.op_type == 'Mul' and _other(wrapper, div, x, inv)):
-            return None
-    add, mul = only(erf.output[0]), None
-    if add is not None and add.op_type == 'Add' and _other(wrapper, add, erf.output[0], 1.0):
-        mul = only(add.output[0])
-    if mul is None or mul.op_type != 'Mul' or sorted(mul.input) != sorted([x, add.output[0]]):
+    add = only(erf.output[0])
+    if not named(add, 'Add') or not _other(wrapper, add, erf.output[0], 1.0):
+        return None
+    mul = only(add.output[0])
+    if not named(mul, 'Mul') or sorted(mul.input) != sorted([x, add.output[0]]):
         return None
     half = only(mul.output[0])
-    if half is None or half.op_type != 'Mul' or not _other(wrapper, half, mul.output[0], 0.5):
+    if not named(half, 'Mul') or not _other(wrapper, half, mul.output[0], 0.5):
         return None
-    return [div, erf, add, mul, half]
+    return x, [scale, erf, add, mul, half]
 
 
 def fuse_gelu(wrapper: Any) -> None:
@@ -112,13 +121,12 @@ def fuse_gelu(wrapper: Any) -> None:
             raise GraphError(f'ONNX node {_original_name(erf) or erf.name!r} (Erf): Erf is supported only in the erf '
                              'GELU x * (1 + erf(x / sqrt(2))) * 0.5 as torch exports it (constants float32 sqrt(2) '
                              'or 1/sqrt(2), 1 and 0.5; each intermediate read once), which becomes Activation gelu')
-        div, _, _, mul, half = found
-        x = mul.input[0] if mul.input[1] == found[2].output[0] else mul.input[1]
-        gelu = helper.make_node('Gelu', [x], [half.output[0]], name=erf.name)
+        x, nodes = found
+        gelu = helper.make_node('Gelu', [x], [nodes[-1].output[0]], name=erf.name)
         gelu.metadata_props.extend(erf.metadata_props)
-        position = next(k for k, node in enumerate(graph.node) if node.name == half.name)
+        position = next(k for k, node in enumerate(graph.node) if node.name == nodes[-1].name)
         graph.node.insert(position, gelu)
-        for node in found:
+        for node in nodes:
             graph.node.remove(node)
 
 
