@@ -1,8 +1,10 @@
 """ONNX / QONNX front end: lower an ONNX graph (float or QONNX-quantized) onto the IR.
 
-Three modules: this one loads and cleans the model and holds the converter (tensor layouts, names,
+Four modules: this one loads and cleans the model and holds the converter (tensor layouts, names,
 constants); `onnx_ops` lowers the standard ONNX ops; `onnx_quant` maps the QONNX quantizers
-(Quant, IntQuant, BipolarQuant, Trunc) onto exact fixed-point types. onnx and qonnx are imported
+(Quant, IntQuant, BipolarQuant, Trunc) onto exact fixed-point types; `onnx_attention` fuses torch's
+exported erf GELU before the walk and rewrites exported multi-head attention blocks after it into the
+torch front end's nodes. onnx and qonnx are imported
 lazily inside the functions, so `import fpga4ml` needs neither.
 
 Clean-up (`clean_onnx_model`): the batch size is fixed to 1 so every shape is static, then qonnx's
@@ -463,7 +465,7 @@ def clean_onnx_model(model: Any) -> Any:
 
 
 def onnx_to_graph(model: Any) -> Graph:
-    """Convert an ONNX/QONNX model (path, ModelProto or ModelWrapper) to an IR Graph."""
+    """Convert an ONNX/QONNX model (path, ModelProto or ModelWrapper) to an IR Graph (GELU and attention fused)."""
     from .onnx_attention import fuse_attention, fuse_gelu
     from .onnx_ops import CONST_OPS, HANDLERS
 
