@@ -179,9 +179,9 @@ def _nonneg_fit(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def fit_estimate(log: Path) -> None:
-    """Fit the folded designs' multiplexer and counter-ROM LUT coefficients (stateful.MUX_LUT_PER_BIT_OPTION,
-    COUNTER_ROM_LUT) to the Yosys rows of an earlier `--synth` run's output (its dict lines), minimizing
-    relative errors; prints the coefficients, each design's error and the leave-one-out errors."""
+    """Fit the folded designs' multiplexer LUT coefficients (stateful.MUX_OPTION_LUT, DIGIT_MUX_LUT) to the
+    Yosys rows of an earlier `--synth` run's output (its dict lines), minimizing relative errors; prints the
+    coefficients, each design's error and the leave-one-out errors."""
     import ast
 
     from fpga4ml.backends.verilog.design import design
@@ -198,9 +198,9 @@ def fit_estimate(log: Path) -> None:
             feats.append(machine_lut_terms(design(model).machine))
     y = np.array([r['LUT'] for r in rows], dtype=float)
     other = np.array([f['other'] for f in feats])
-    a = np.array([[f['mux_units'], f['rom_units']] for f in feats])
+    a = np.array([[f['mux_options'], f['digit_muxes']] for f in feats], dtype=float)
     coef = _nonneg_fit(a / y[:, None], (y - other) / y)
-    print(f'MUX_LUT_PER_BIT_OPTION = {coef[0]:.3f}, COUNTER_ROM_LUT = {coef[1]:.3f}')
+    print(f'MUX_OPTION_LUT = {coef[0]:.2f}, DIGIT_MUX_LUT = {coef[1]:.2f}')
     for k, r in enumerate(rows):
         keep = np.arange(len(rows)) != k
         loo = _nonneg_fit(a[keep] / y[keep, None], (y[keep] - other[keep]) / y[keep])
@@ -236,7 +236,7 @@ def main(argv=None) -> None:
     ap.add_argument('--rtl', type=int, default=0, metavar='N',
                     help='also run N random vectors through Verilator (with random gaps) against the emulator')
     ap.add_argument('--fit', type=Path, metavar='LOG',
-                    help="fit the folded designs' multiplexer and ROM LUT terms of the estimate to the Yosys rows "
+                    help="fit the folded designs' multiplexer LUT terms of the estimate to the Yosys rows "
                          'that an earlier --synth run printed to LOG, and print the errors (nothing else runs)')
     args = ap.parse_args(argv)
     if args.fit:

@@ -83,8 +83,9 @@ class Machine(Netlist):
         self.connect(reg, d, en)
         return reg
 
-    def mux(self, sel: int, options: list[int]) -> int:
-        """options[sel]: a multiplexer indexed by a counter (or any signal whose bounds lie in range)."""
+    def mux(self, sel: int, options: list[int], role: str = 'data') -> int:
+        """options[sel]: a multiplexer indexed by a counter (or any signal whose bounds lie in range); `role`
+        ('data', or 'digit' for a digit-serial layer's digit picker) is what the cost model prices it as."""
         S = self[sel]
         if S.lo < 0 or S.hi >= len(options):
             raise NetlistError(f'mux: selector bounds [{S.lo}, {S.hi}] outside {len(options)} options')
@@ -94,10 +95,10 @@ class Machine(Netlist):
         fracs = {self[o].frac for o in used}
         if len(fracs) != 1:
             raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
-        key = ('mux', sel, tuple(options))
+        key = ('mux', sel, tuple(options), role)
         if key not in self._shared:
             lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
-            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0)
+            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0, role=role)
         return self._shared[key]
 
     def flag(self, sel: int, bits: list[int]) -> int:
@@ -363,27 +364,29 @@ def write_machine(m: Machine, timing: Timing, top: str, title: str | None = None
     return _MachineWriter(m, timing, top, title).write()
 
 
-#: LUTs per bit and extra option of a counter-indexed multiplexer, and per LUT of the counter-addressed ROMs
-#: (weights, biases, flags; `estimate._rom_cost`'s count): fitted to Yosys (xcup, 'fast') on the folded JSC MLPs
-#: of `bench/bench_reuse.py --fit` (RF 2-16, fixed<16,6> and 6-bit 'auto', multiply-accumulate and
-#: digit-serial, pipelined at 5 ns), the other ops costed as in estimate.py; docs/verilog.md has the errors
-MUX_LUT_PER_BIT_OPTION = 2.04
-COUNTER_ROM_LUT = 0.0
+#: LUTs per extra option of a counter-indexed data multiplexer (one input routed to a multiplier in one more
+#: cycle: its multiplexer bits, the weight ROM word and the enables around it; the counter-addressed ROMs are
+#: not priced apart) and per digit multiplexer of a digit-serial layer: fitted to Yosys (xcup, 'fast') on the
+#: folded JSC MLPs of `bench/bench_reuse.py --fit` (RF 2-16, fixed<16,6> and 6-bit 'auto', multiply-accumulate
+#: and digit-serial, pipelined at 5 ns), the other ops costed as in estimate.py; docs/verilog.md has the errors
+MUX_OPTION_LUT = 17.0
+DIGIT_MUX_LUT = 14.2
 
 
 def machine_lut_terms(m: Machine) -> dict:
-    """The parts of a machine's LUT estimate: `other` (ops costed as in estimate.py), `mux_units` (bits x extra
-    options of the counter-indexed multiplexers) and `rom_units` (LUTs of the counter-addressed ROMs)."""
-    from .estimate import CALIBRATION, _lut_cost, _rom_cost
+    """The parts of a machine's LUT estimate: `other` (ops costed as in estimate.py), `mux_options` (extra
+    options of the counter-indexed data multiplexers) and `digit_muxes` (digit multiplexers)."""
+    from .estimate import CALIBRATION, _lut_cost
 
-    terms = {'other': 0.0, 'mux_units': 0.0, 'rom_units': 0.0, 'DSP': 0, 'multipliers': 0}
+    terms = {'other': 0.0, 'mux_options': 0, 'digit_muxes': 0, 'DSP': 0, 'multipliers': 0}
     for sig in m.signals:
-        if sig.op in ('reg', 'valid_in'):
+        if sig.op in ('reg', 'valid_in') or sig.op == 'rom' and m[sig.args[0]].op == 'reg':
             continue
         if sig.op == 'mux':
-            terms['mux_units'] += sig.width * (len(sig.args) - 2)
-        elif sig.op == 'rom' and m[sig.args[0]].op == 'reg':
-            terms['rom_units'] += _rom_cost(sig, m)
+            if sig.p['role'] == 'digit':
+                terms['digit_muxes'] += 1
+            else:
+                terms['mux_options'] += len(sig.args) - 2
         else:
             lut_s, dsp_s = _lut_cost(sig, m)
             terms['other'] += lut_s * CALIBRATION.get(sig.op, 1.0)
@@ -393,9 +396,9 @@ def machine_lut_terms(m: Machine) -> dict:
 
 
 def estimate_machine(m: Machine, timing: Timing) -> dict:
-    """The cost model's numbers for a machine: LUTs of its logic, multiplexers and ROMs, register bits, DSPs."""
+    """The cost model's numbers for a machine: LUTs of its logic and multiplexers, register bits, DSPs."""
     t = machine_lut_terms(m)
-    lut = t['other'] + MUX_LUT_PER_BIT_OPTION * t['mux_units'] + COUNTER_ROM_LUT * t['rom_units']
+    lut = t['other'] + MUX_OPTION_LUT * t['mux_options'] + DIGIT_MUX_LUT * t['digit_muxes']
     ff = sum(m[r].width for r in m.registers)
     stage_ns = critical_ns(m) + STAGE_OVERHEAD_NS
     return {'LUT': int(round(lut)), 'FF': ff, 'DSP': t['DSP'], 'multipliers': t['multipliers'],
