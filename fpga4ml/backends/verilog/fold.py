@@ -171,8 +171,10 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
     for p, row in enumerate(rows):
         for lane in range(lanes):
             for t in range(a):
+                if (lane, t) not in weights:  # every weight zero: no multiplier, no input multiplexer
+                    continue
                 xs = m.mux(count, [row[i] for i in schedule[lane, t, :, 0]])
-                if (lane, t) in weights and not (m[xs].is_const and m[xs].lo == 0):  # a zero product: none built
+                if not (m[xs].is_const and m[xs].lo == 0):  # only padding: a zero product, none built
                     slots.append((p, lane))
                     pairs.append([xs, weights[lane, t]])
     acc_bits = acc_t.width
