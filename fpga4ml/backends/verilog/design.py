@@ -192,6 +192,7 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
                         clock_period=model.clock_period, **options)
     report['estimate'] = estimate(model)
     report['latency_cycles'] = report['estimate']['latency_cycles']
+    report['ii'] = report['estimate'].get('ii', 1)  # clocks between inputs (folded: the largest ReuseFactor)
     (root / 'synth_report.json').write_text(json_text(report, default=str))
     return report
 
