@@ -107,7 +107,7 @@ def _element_types(spec: H.QuantSpec | None, shape: tuple[int, ...], where: str,
 def _table_network(layer: Any, v: Any) -> Any:
     """HGQ2's per-element sub-network and batch norm of a QEinsumDenseT / QDenseT on quantized inputs v."""
     out = layer.module(v[..., None], training=False)
-    if type(layer).__name__ == 'QDenseT':
+    if not hasattr(layer, '_apply_batch_norm'):  # QDenseT and its QConvT1D/QConvT2D subclasses
         return layer.bn_module(out, training=False) / math.sqrt(layer.n_in) if layer.enable_bn else out
     return layer._apply_batch_norm(out, training=False)
 
@@ -156,16 +156,31 @@ def _qeinsum_dense_t(call: K._Call, graph: Graph) -> str:
     else:
         reshape, presum = (tuple(int(d) for d in shape[1:]) for shape in layer._bcast[:2])
         contract, perm = [a - 1 for a in layer._contract_axes], [a - 1 for a in layer._output_transpose[1:]]
+    size = int(np.prod(in_shape, dtype=np.int64))
+    source = np.broadcast_to(np.arange(size).reshape(reshape), presum)
+    return table_dense_node(call, graph, source, contract, perm)
+
+
+def table_dense_node(call: K._Call, graph: Graph, source: np.ndarray, contract: list[int], perm: list[int]) -> str:
+    """The TableDense of a table layer (QEinsumDenseT, QDenseT, QConvT*D), then activation, [oq].
+
+    `source` has the presum shape (the input broadcast to the kernel-only letters, where the layer's quantizers
+    live): the flat input element each presum element reads, -1 where it reads a constant 0 (a convolution's
+    padding: HGQ2 quantizes and looks up that 0 too, so the term is the constant entry of 0). The terms are
+    summed over the presum axes `contract`, and the kept axes put in the output order `perm`."""
+    layer, presum = call.layer, tuple(source.shape)
     if not getattr(layer, 'enable_iq', False):
         raise GraphError(f'{call.where()}: a {type(layer).__name__} needs its input quantizer (enable_iq=True)')
     index, entries, types = _dense_t_tables(layer, presum, call.where())
     H._require_input(graph, call.inputs[0], H.quantizer_spec(layer.iq, presum, call.where(), 'iq'), call.where())
-    size = int(np.prod(in_shape, dtype=np.int64))
-    gather = np.broadcast_to(np.arange(size).reshape(reshape), presum).ravel()
+    gather = source.ravel().tolist()
+    for e in np.flatnonzero(source.ravel() < 0):  # a padding zero: the element's entry of 0, a constant
+        zero = 0 if index[e] is None else -index[e].min_mantissa
+        index[e], entries[e], gather[e] = None, entries[e][zero:zero + 1], 0
     ids = np.moveaxis(np.arange(len(index)).reshape(presum), contract, list(range(-len(contract), 0)))
     kept = ids.shape[:ids.ndim - len(contract)]
     ids = ids.reshape(kept + (-1,)).transpose(perm + [len(kept)])
-    attrs = {'gather': gather.tolist(), 'index_types': index, 'entries': entries, 'entry_types': types,
+    attrs = {'gather': gather, 'index_types': index, 'entries': entries, 'entry_types': types,
              'sum_index': ids.reshape(-1, ids.shape[-1]).tolist()}
     node = make_node(call.name, 'TableDense', [call.inputs[0]], call.out_shape, attrs=attrs,
                      source=type(layer).__name__)
@@ -364,3 +379,7 @@ HANDLERS: dict[str, Callable[[K._Call, Graph], str]] = {
     'QMeanPow2': _qsum,
     'QUnaryFunctionLUT': _qunary_lut,
 }
+
+from .hgq_convt import HANDLERS as _CONVT_HANDLERS  # noqa: E402  (QConvT1D, QConvT2D: they reuse table_dense_node)
+
+HANDLERS.update(_CONVT_HANDLERS)
