@@ -34,7 +34,8 @@ heterogeneous softmax tables are refused with a GraphError naming the layer.
 ``QEinsumDenseT`` and ``QDenseT`` (a small network per input/output pair, HGQ2's table dense) -> ``TableDense``: one
 table per element of the input broadcast over the kernel-only letters, HGQ2's own sub-network, batch
 norm and table output quantizer evaluated on every value of that element's input quantizer type, the
-tables' values summed exactly over the contracted letters; then activation, [oq].
+tables' values summed exactly over the contracted letters; then activation, [oq]. ``QConvT1D``/``QConvT2D``
+(hgq_convt.py, registered here) are the same TableDense over im2col windows (``table_dense_node``).
 ``QMultiHeadAttentionT`` and ``QLinformerAttentionT`` lower like QMultiHeadAttention/QLinformerAttention
 with TableDense projections.
 """
