@@ -105,9 +105,7 @@ def test_negative_control_undelayed_loop_controls(tmp_path, monkeypatch):
         m = self.m
         # keep the latency (done delayed as before) but let the loop read the undelayed counter and busy
         last = m.both(busy, m.flag(count, [int(c == rf - 1) for c in range(rf)]))
-        for k in range(self.cuts):
-            last = self._delayed(last, f'{self.name}_last_d{k + 1}')
-        return count, busy, last
+        return count, busy, m.delayed(last, self.cuts, f'{self.name}_last', reset=0)
 
     monkeypatch.setattr(LayerPipe, 'loop_controls', undelayed)
     bad = design(mlp(tmp_path, precision, 2.5, 'bad', folding, **reuse))
@@ -211,15 +209,15 @@ def test_stream_kernels_cut(tmp_path, case):
 
 def test_stream_negative_control_undelayed_fast_layer(tmp_path, monkeypatch):
     """Without the registers that hold the faster folded Conv's outputs, the inception block at 2.5 ns is wrong."""
-    from fpga4ml.backends.verilog import streaming
+    from fpga4ml.backends.verilog.stateful import Machine
     from test_verilog_stream_reuse import images, inception, interpreted
 
-    original = streaming._Hold._delay
+    original = Machine.delayed
 
-    def no_wait(self, sigs, clocks, tag):
-        return sigs if tag.endswith('_out') else original(self, sigs, clocks, tag)
+    def no_wait(self, s, clocks, name, reset=None):
+        return s if name.endswith('_out') else original(self, s, clocks, name, reset)
 
-    monkeypatch.setattr(streaming._Hold, '_delay', no_wait)
+    monkeypatch.setattr(Machine, 'delayed', no_wait)
     model = _stream_model(tmp_path, inception, {'b1': 2, 'b3': 4}, 2.5, 'bad')
     x = images(model, 30, seed=1)
     got, _ = interpreted(model, x, 10)

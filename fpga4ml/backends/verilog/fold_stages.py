@@ -21,9 +21,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .machine_stages import staged
-from .netlist import NetlistError
 from .pipeline import CARRY_NS_PER_BIT, DSP_NS, LUT_NS, STAGE_OVERHEAD_NS
-from .stateful import CLOCK_ROOTS, Machine, signal_ns
+from .stateful import Machine, settle_times
 
 
 def stage_budget(clock_period: float | None, pipeline) -> float | None:
@@ -64,30 +63,12 @@ class LayerPipe:
     def __init__(self, m: Machine, name: str, budget: float | None) -> None:
         self.m, self.name, self.budget = m, name, budget
         self.cuts = 0
-        self._t: dict[int, float] = {}
+        self._t: list[float] = []  # settle times of the machine's signals so far (stateful.settle_times)
         self._regs: dict[tuple[int, int], int] = {}
 
     def arrival(self, sid: int) -> float:
         """When signal sid settles within its clock (ns from the registers and ports it reads)."""
-        m, t = self.m, self._t
-        stack = [sid]
-        while stack:
-            s = stack[-1]
-            if s in t:
-                stack.pop()
-                continue
-            sig = m[s]
-            if sig.op in CLOCK_ROOTS:
-                t[s] = 0.0
-                stack.pop()
-                continue
-            todo = [a for a in sig.args if a not in t]
-            if todo:
-                stack.extend(todo)
-                continue
-            t[s] = max((t[a] for a in sig.args), default=0.0) + signal_ns(sig, m)
-            stack.pop()
-        return t[sid]
+        return settle_times(self.m, self._t)[sid]
 
     def cut(self, groups: list[list[int]], next_ns: float) -> list[list[int]]:
         """The signals of a part boundary, registered (one more cut) when the part after it, taking
@@ -122,18 +103,9 @@ class LayerPipe:
     def loop_controls(self, count: int, busy: int, rf: int) -> tuple[int, int, int]:
         """The counter and busy as the loop sees them (delayed by the cuts) and its last flag: (count, busy, last)."""
         m = self.m
-        for k in range(self.cuts):
-            count = self._delayed(count, f'{self.name}_count_d{k + 1}')
-            busy = self._delayed(busy, f'{self.name}_busy_d{k + 1}')
+        count = m.delayed(count, self.cuts, f'{self.name}_count', reset=0)
+        busy = m.delayed(busy, self.cuts, f'{self.name}_busy', reset=0)
         return count, busy, m.both(busy, m.flag(count, [int(c == rf - 1) for c in range(rf)]))
-
-    def _delayed(self, s: int, name: str) -> int:
-        sig = self.m[s]
-        if sig.lo != 0 or sig.frac != 0:
-            raise NetlistError(f'{name}: a control signal must be a non-negative integer')
-        reg = self.m.register(0, sig.hi, 0, reset=0, name=name)
-        self.m.connect(reg, s)
-        return reg
 
 
 def loop_ns(acc_bits: int, options: int = 2) -> float:

@@ -93,16 +93,11 @@ class ValidChains:
     """When tensors are valid: k clocks after a pulse (valid_in or a stateful layer's done), as delayed pulses."""
 
     def __init__(self, m: Machine) -> None:
-        self.m, self.chains, self.cycle = m, {}, {}
+        self.m, self.cycle = m, {}
 
     def pulse(self, base: int, k: int) -> int:
         """base delayed by k clocks (a chain of registers, shared)."""
-        chain = self.chains.setdefault(base, [base])
-        while len(chain) <= k:
-            reg = self.m.register(0, 1, 0, reset=0, name=f'valid_delay{len(chain)}')
-            self.m.connect(reg, chain[-1])
-            chain.append(reg)
-        return chain[k]
+        return self.m.delayed(base, k, 'valid', reset=0)
 
     def align(self, name: str, ins: list, starts: list[tuple[int, int]]) -> tuple[list, tuple[int, int]]:
         """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay);
@@ -115,9 +110,7 @@ class ValidChains:
         late = max(k for _, k in starts)
         out = []
         for group, (_, k) in zip(ins, starts):
-            for j in range(k, late):
-                group = [self.m.latch(s, None, f'align{j}') for s in group]
-            out.append(group)
+            out.append([self.m.delayed(s, late - k, 'align') for s in group])
         return out, (bases.pop(), late)
 
 

@@ -83,6 +83,22 @@ class Machine(Netlist):
         self.connect(reg, d, en)
         return reg
 
+    def delayed(self, s: int, clocks: int, name: str, reset: int | None = None) -> int:
+        """Signal s as it was `clocks` enabled clocks ago: a chain of registers (with `reset`, a control pulse or
+        counter that rst clears; None, data), built once per signal, depth and reset and shared."""
+        for k in range(clocks):
+            key = ('delay', s, reset)
+            if key not in self._shared:
+                S = self[s]
+                if reset is None:
+                    self._shared[key] = self.latch(s, None, f'{name}_d{k + 1}')
+                else:
+                    reg = self.register(min(S.lo, reset), max(S.hi, reset), S.frac, reset, f'{name}_d{k + 1}')
+                    self.connect(reg, s)
+                    self._shared[key] = reg
+            s = self._shared[key]
+        return s
+
     def mux(self, sel: int, options: list[int], role: str = 'data') -> int:
         """options[sel]: a multiplexer indexed by a counter (or any signal whose bounds lie in range); `role`
         ('data', or 'digit' for a digit-serial layer's digit picker) is what the cost model prices it as."""
@@ -287,13 +303,19 @@ def signal_ns(sig: Signal, m: Machine) -> float:
     return delay_ns(sig, m)
 
 
+def settle_times(m: Machine, t: list[float] | None = None) -> list[float]:
+    """When each signal settles within its clock (ns after the registers and ports it reads), by pipeline.py's
+    delay model; `t`, the times of a prefix of the signals computed before, is extended in place (signals are
+    in topological order: a register is a root, its input connected later)."""
+    t = [] if t is None else t
+    for sig in m.signals[len(t):]:
+        t.append(0.0 if sig.op in CLOCK_ROOTS else max((t[a] for a in sig.args), default=0.0) + signal_ns(sig, m))
+    return t
+
+
 def critical_ns(m: Machine) -> float:
     """The longest register-to-register (or port-to-register) path in ns by pipeline.py's delay model."""
-    t = [0.0] * len(m.signals)
-    for sig in m.signals:
-        if sig.op not in CLOCK_ROOTS:
-            t[sig.id] = max((t[a] for a in sig.args), default=0.0) + signal_ns(sig, m)
-    return max(t, default=0.0)
+    return max(settle_times(m), default=0.0)
 
 
 # ---------------------------------------------------------------------------- Verilog
@@ -410,5 +432,5 @@ def estimate_machine(m: Machine, timing: Timing) -> dict:
 
 
 __all__ = ['CLOCK_ROOTS', 'Machine', 'STATE_OPS', 'Simulator', 'Timing', 'bits_for', 'critical_ns', 'element_width',
-           'estimate_machine', 'flat_schedule', 'machine_lut_terms', 'run_stream', 'run_vectors', 'signal_ns', 'trace_cycles',
+           'estimate_machine', 'flat_schedule', 'machine_lut_terms', 'run_stream', 'run_vectors', 'settle_times', 'signal_ns', 'trace_cycles',
            'write_machine']

@@ -208,7 +208,7 @@ class _Hold:
 
     def __init__(self, m: Machine, stage: Stage, folded: dict[str, int], shown, graph: Graph, values: dict,
                  budget: float | None = None, period: int = 1) -> None:
-        self.m, self.stage, self.at_go, self.held, self.delays = m, stage, {}, {}, {}
+        self.m, self.stage, self.at_go, self.held = m, stage, {}, {}
         go, rows = m.valid_in(), {}
         for node in stage.nodes:
             if node.name in folded:
@@ -223,7 +223,7 @@ class _Hold:
         span = folded[slow] + rows[slow].cuts
         for name, r in rows.items():
             late = span - folded[name] - r.cuts if span > period + r.cuts else 0
-            values[name] = self._delay(r.outputs, late, f'{name}_out')
+            values[name] = [m.delayed(s, late, f'{name}_out') for s in r.outputs]
         self.done, self.last, self.cuts = rows[slow].done, rows[slow].last, rows[slow].cuts
         self.go = go
         self.stage.cuts = span - max(folded.values())
@@ -239,13 +239,7 @@ class _Hold:
         """Window signals for the stage's other layers: taken at go, again in the slowest folded layer's last
         clock, then delayed by its pipeline cuts (so they hold at its done)."""
         held = self._take(self._take(sigs, self.go, self.at_go, 'x'), self.last, self.held, 'hold')
-        return [self._delay([s], self.cuts, 'hold_d')[0] for s in held]
-
-    def _delay(self, sigs: list[int], clocks: int, tag: str) -> list[int]:
-        """Signals delayed by `clocks` registers each (shared per signal and depth)."""
-        for k in range(clocks):
-            sigs = [self._take([s], None, self.delays, f'{tag}{k}_')[0] for s in sigs]
-        return sigs
+        return [self.m.delayed(s, self.cuts, f'{self.stage.name}_hold') for s in held]
 
 
 def fold_window(m: Machine, node: Node, in_type: FixedType, sigs: list[int], in_shape: tuple[int, ...], go: int,
