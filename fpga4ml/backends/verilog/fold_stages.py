@@ -64,7 +64,6 @@ class LayerPipe:
         self.m, self.name, self.budget = m, name, budget
         self.cuts = 0
         self._t: list[float] = []  # settle times of the machine's signals so far (stateful.settle_times)
-        self._regs: dict[tuple[int, int], int] = {}
 
     def arrival(self, sid: int) -> float:
         """When signal sid settles within its clock (ns from the registers and ports it reads)."""
@@ -80,13 +79,7 @@ class LayerPipe:
         if latest <= 0.0 or latest + next_ns <= self.budget:
             return groups
         self.cuts += 1
-        return [[self._register(s) for s in g] for g in groups]
-
-    def _register(self, s: int) -> int:
-        key = (s, self.cuts)
-        if key not in self._regs:
-            self._regs[key] = self.m.latch(s, None, f'{self.name}_pipe{self.cuts}_{len(self._regs)}')
-        return self._regs[key]
+        return [[self.m.delayed(s, 1, f'{self.name}_pipe{self.cuts}') for s in g] for g in groups]
 
     def staged(self, ins: list[int], build) -> list[int]:
         """The signals `build(netlist, inputs)` computes from `ins` (combinational, any ops of netlist.py),

@@ -25,17 +25,11 @@ def place(m: Machine, cn: Netlist, stage: list[int], placed: dict[int, int], out
     """Copy a netlist into the machine, its inputs fed by `placed` ({input id: machine signal}), with a
     register wherever a signal is read in a later stage than its own; returns the machine signals of
     the outputs `out` (a tuple of signal lists), all as of the last stage."""
-    held: dict[tuple[int, int], int] = {}
-
     def at(a: int, st: int) -> int:
         """Cell signal a as read in stage st (through st - stage[a] registers)."""
         if cn[a].is_const:
             return m.const(cn[a].lo, cn[a].frac)
-        if st <= stage[a]:
-            return placed[a]
-        if (a, st) not in held:
-            held[(a, st)] = m.latch(at(a, st - 1), None, f'{name}_stage{st}')
-        return held[(a, st)]
+        return m.delayed(placed[a], max(st - stage[a], 0), f'{name}_stage')
 
     for sig in cn.signals:
         if sig.op != 'input' and not sig.is_const:
