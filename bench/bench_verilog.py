@@ -196,19 +196,28 @@ def synth(files, top: str, args, out: Path) -> dict:
                       clock_period=args.clock_period, progress=False)
 
 
-def run_network(name: str, args, root: Path) -> dict:
-    """Build, check and (unless --quick) synthesize one network with the three tools."""
-    build = network_models(name, root / f'{name}_fpga4ml', args.clock_period)
+def build_ours(name: str, args, root: Path, adders: str):
+    """fpga4ml's design of network `name` with TernaryAdders = adders: (model, row, files entry)."""
+    build = network_models(name, root / f'{name}_fpga4ml_{adders}', args.clock_period)
     start = time.perf_counter()
     model = build()
+    model.config.setdefault('Model', {})['TernaryAdders'] = adders
     model.write()
-    rows = {'fpga4ml': {'generation_s': time.perf_counter() - start}}
+    row = {'generation_s': time.perf_counter() - start}
     est = model.estimate()
-    rows['fpga4ml'].update(stages=est['latency_cycles'], cost_estimate=est['LUT'])
+    row.update(stages=est['latency_cycles'], cost_estimate=est['LUT'])
+    return model, row, ([root / f'{name}_fpga4ml_{adders}' / f'{name}_fpga4ml.v'], f'{name}_fpga4ml')
+
+
+def run_network(name: str, args, root: Path) -> dict:
+    """Build, check and (unless --quick) synthesize one network with the three tools."""
+    model, row, entry = build_ours(name, args, root, args.ternary_adders)
+    rows, files = {'fpga4ml': row}, {'fpga4ml': entry}
+    if args.compare_binary and args.ternary_adders != 'off':   # the same network with binary adders only
+        _, rows['fpga4ml_binary'], files['fpga4ml_binary'] = build_ours(name, args, root, 'off')
     x = check_inputs(model)
     ours = np.asarray(model.predict(x), dtype=np.float64).reshape(len(x), -1)
     ops = export_ops(model)
-    files = {'fpga4ml': ([root / f'{name}_fpga4ml' / f'{name}_fpga4ml.v'], f'{name}_fpga4ml')}
     for tool in PEERS:
         cutoff = args.da4ml_cutoff if tool == 'da4ml' else args.alkaid_cutoff
         res = run_peer(tool, ops, x, root / f'{name}_{tool}', f'{name}_{tool}', args.clock_period, cutoff)
@@ -220,9 +229,12 @@ def run_network(name: str, args, root: Path) -> dict:
               'nonzero_weights': sum(int(np.count_nonzero(n.qweights['kernel'])) for n in model.graph if n.op == 'Dense')}
     if not args.quick:
         for tool, (paths, top) in files.items():
+            if tool in PEERS and not args.synth_peers:
+                continue
             report = synth(paths, top, args, root / f'{name}_{tool}' / 'synth')
             rows[tool].update({key: report.get(key) for key in SYNTH_KEYS})
-        result['breakdown'] = fpga4ml_breakdown(model, root / f'{name}_fpga4ml' / 'synth', args.family)
+        if args.ternary_adders == 'off':   # the breakdown reads binary adders' named nets
+            result['breakdown'] = fpga4ml_breakdown(model, root / f'{name}_fpga4ml' / 'synth', args.family)
     return result
 
 
@@ -248,13 +260,13 @@ def format_result(result: dict) -> str:
     rows = result['tools']
     lines = [f'== {result["network"]}: {result["nonzero_weights"]} non-zero weights; same outputs on all '
              f'{result["check_inputs"]} inputs: ' + ', '.join(f'{t} {rows[t]["same_outputs"]}' for t in PEERS),
-             f'{"":22s}{"fpga4ml":>11s}{"da4ml":>11s}{"alkaid":>11s}{"ours/best":>11s}']
+             f'{"":22s}' + ''.join(f'{t.replace("fpga4ml_", ""):>11s}' for t in rows) + f'{"ours/best":>11s}']
     for key in ('LUT', 'FF', 'CARRY', 'DSP', 'stages', 'critical_delay_ns', 'logic_levels', 'generation_s',
                 'cost_estimate'):
         if rows['fpga4ml'].get(key) is None:
             continue
         cells = ''.join(f'{rows[t].get(key, "-"):>11.2f}' if isinstance(rows[t].get(key), float)
-                        else f'{str(rows[t].get(key, "-")):>11s}' for t in ('fpga4ml',) + PEERS)
+                        else f'{str(rows[t].get(key, "-")):>11s}' for t in rows)
         lines.append(f'{key:22s}{cells}{best_peer_ratio(rows, key):>11s}')
     if isinstance(result.get('breakdown'), dict):
         from fpga4ml.synth.breakdown import format_breakdown
@@ -281,6 +293,12 @@ def main(argv=None) -> int:
     parser.add_argument('--da4ml-cutoff', type=float, default=2.0, help='da4ml adder levels per stage (default 2)')
     parser.add_argument('--alkaid-cutoff', type=float, default=None,
                         help='alkaid ns per stage of its delay model (default: the clock period)')
+    parser.add_argument('--ternary-adders', default='carry8', choices=('carry8', 'carry4', 'auto', 'off'),
+                        help="fpga4ml's TernaryAdders setting (default carry8: three-input adders on LUT6_2 + CARRY8)")
+    parser.add_argument('--compare-binary', action='store_true',
+                        help='also build and synthesize fpga4ml with TernaryAdders off (column "binary")')
+    parser.add_argument('--no-synth-peers', dest='synth_peers', action='store_false',
+                        help="build and check the peers but do not synthesize them (their Yosys columns stay '-')")
     parser.add_argument('--keep', metavar='DIR', default=None, help='write the designs here and keep them')
     parser.add_argument('--json', metavar='FILE', default=None, help='also write the results as JSON')
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture', 'TableSemantics', 'Interface', 'Implementation', 'Folding')
+              'Architecture', 'TableSemantics', 'Interface', 'Implementation', 'Folding', 'TernaryAdders')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
               'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor', 'Folding')
 #: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
@@ -214,13 +214,31 @@ def check_architecture(value: Any, where: str) -> str:
     raise ConfigError(f'{where}: Architecture={value!r} is invalid; use one of {list(ARCHITECTURES)}')
 
 
+#: the Verilog back end's TernaryAdders setting: 'off' (default), 'carry8', 'carry4', or 'auto' (by the
+#: part: UltraScale(+) 'carry8', 7-series 'carry4', else 'off'); backends/verilog/ternary.py
+TERNARY_ADDERS = ('auto', 'carry8', 'carry4', 'off')
+
+
+def check_ternary_adders(value: Any, where: str) -> str:
+    """The TernaryAdders setting ('auto', 'carry8', 'carry4', 'off'; False means 'off'), ConfigError otherwise."""
+    if value is False:
+        return 'off'
+    if isinstance(value, str) and value.lower() in TERNARY_ADDERS:
+        return value.lower()
+    raise ConfigError(f'{where}: TernaryAdders={value!r} is invalid; use one of {list(TERNARY_ADDERS)} '
+                      "('carry8': UltraScale/UltraScale+ CARRY8, 'carry4': 7-series CARRY4, 'off': portable binary "
+                      "adders, 'auto': chosen by the part)")
+
+
 def model_setting(config: dict | None, key: str, default: Any) -> Any:
-    """A validated model-level setting of the Verilog back end ('Pipeline', 'Architecture') from a config dict."""
+    """A validated model-level setting of the Verilog back end ('Pipeline', 'Architecture', 'TernaryAdders')."""
     value = dict((config or {}).get('Model') or {}).get(key, default)
     if key == 'Pipeline':
         return check_pipeline(value, "config['Model']")
     if key == 'Architecture':
         return check_architecture(value, "config['Model']")
+    if key == 'TernaryAdders':
+        return check_ternary_adders(value, "config['Model']")
     raise KeyError(key)
 
 
@@ -290,6 +308,7 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'Folding': check_folding(model_cfg.get('Folding', 'mac'), "config['Model']"),
         'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
         'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
+        'TernaryAdders': check_ternary_adders(model_cfg.get('TernaryAdders', 'off'), "config['Model']"),
         'TableSemantics': _check_table_semantics(model_cfg.get('TableSemantics', 'exact'), "config['Model']"),
     }
     if 'Implementation' in model_cfg:  # every softmax's, unless its type or name entry says otherwise

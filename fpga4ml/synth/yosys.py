@@ -11,6 +11,7 @@ The scripts, the delay constants and the meaning of every number are documented 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import json
 import os
@@ -84,7 +85,7 @@ _XILINX_FAST_MAP_LUTS = (
     'opt_lut_ins -tech xilinx',
 )
 _XILINX_GROUPS = {
-    'LUT': {r'LUT[1-6]|INV': 1},   # INV is a LUT1 primitive
+    'LUT': {r'LUT[1-6]|LUT6_2|INV': 1},   # INV is a LUT1 primitive; LUT6_2 one LUT with two outputs
     'FF': {r'FD[RSCP]E(_1)?': 1},
     'CARRY': {r'CARRY[48]': 1},
     'DSP': {r'DSP48E[12]': 1},
@@ -351,6 +352,23 @@ def arc_delay(d: DelayModel, cell_type: str, in_port: str, out_port: str,
     return d.lut
 
 
+def lut_input_matters(cell: dict, in_port: str, out_port: str) -> bool:
+    """False when a LUT6_2's output does not depend on that input under its INIT (no timing arc).
+
+    fpga4ml's three-input adders tie the neighbour column's carry into I3 of a LUT6_2 whose O5 ignores
+    it; without this the estimate would see a ripple through every column's O5.
+    """
+    if cell['type'] != 'LUT6_2' or not re.fullmatch(r'I[0-5]', in_port):
+        return True
+    return _depends(int(_param(cell, 'INIT')), int(in_port[1]), 6 if out_port == 'O6' else 5)
+
+
+@functools.lru_cache(maxsize=4096)
+def _depends(init: int, k: int, n: int) -> bool:
+    """Whether the n-input truth table in the low 2^n bits of init depends on input k."""
+    return k < n and any((init >> i & 1) != (init >> (i ^ 1 << k) & 1) for i in range(1 << n))
+
+
 def _param(cell: dict, name: str, default='0'):
     """A cell parameter from the Yosys JSON netlist (binary strings become ints)."""
     value = cell.get('parameters', {}).get(name, default)
@@ -474,6 +492,8 @@ def critical_path(netlist: dict, top: str, fam: Family) -> dict:
                 continue
             best, best_in = 0.0, None
             for in_port, bit in ins:
+                if not lut_input_matters(cell, in_port, out_port):
+                    continue
                 src = drivers.get(bit)
                 src_type = (cells[src[0]]['type'], src[1]) if src else None
                 t = arrival.get(bit, 0.0) + arc_delay(fam.delay, cell['type'], in_port, out_port,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...config import ConfigWarning, model_setting
+from ...config import ConfigError, ConfigWarning, model_setting
 from ...naming import check_project_name, json_text
 from .adder_graph import BLOCK_ROWS, PAIR_BUDGET
 from .axi import add_axi_stream, model_interface
@@ -30,8 +30,14 @@ from .progress import StepClock
 from .rnn_static import StaticRnnDesign, static_files, static_graph, static_layers
 from .stateful import estimate_machine, write_machine
 from .streaming import StreamDesign, design_stream, stream_files, stream_manifest
+from .ternary import carry_for_part, sim_models
 
 MANIFEST = 'manifest.json'
+#: behavioural models of the Xilinx primitives of three-input adders, for simulation only (a subfolder:
+#: synthesizing the design folder's *.v files leaves it out; the manifest lists it as a simulation file)
+SIM_CELLS = 'sim/fpga4ml_cells.v'
+#: the Yosys families whose cell libraries have each carry primitive (Vivado maps CARRY4 onto UltraScale too)
+ADDER_FAMILIES = {'carry8': ('xcup',), 'carry4': ('xc7', 'xcup')}
 
 
 @dataclass
@@ -91,10 +97,22 @@ def _warn_ignored_settings(model) -> None:
                       (' ...' if len(ignored) > 8 else ''), ConfigWarning, stacklevel=3)
 
 
+def adders_setting(model) -> str:
+    """The unrolled design's adders: 'carry8' / 'carry4' (three-input adders on Xilinx primitives) or 'off'.
+
+    config['Model']['TernaryAdders']: 'off' (default: portable binary adders), 'carry8', 'carry4', or
+    'auto' ('carry8' for UltraScale(+) parts, 'carry4' for 7-series, 'off' for others, by `model.part`).
+    """
+    value = model_setting(model.config, 'TernaryAdders', 'off')
+    return carry_for_part(model.part) if value == 'auto' else value
+
+
 def manifest(model, d: Design) -> dict:
     """Ports, element types, latency and II of the design (written as manifest.json)."""
     nl = d.netlist
     in_ports, out_ports = port_names(nl)
+    adders = adders_setting(model)
+    sim = {'simulation_files': [SIM_CELLS]} if adders != 'off' else {}
     return {
         'top': model.project_name,
         'files': [f'{model.project_name}.v'],
@@ -104,6 +122,8 @@ def manifest(model, d: Design) -> dict:
         'pipeline': d.schedule.mode,
         'architecture': 'unrolled',
         'cse': {'block_rows': BLOCK_ROWS, 'pair_budget': PAIR_BUDGET},  # the search's size limits (adder_graph.py)
+        'ternary_adders': adders,
+        **sim,
         'inputs': [port_entry(p, bus) for p, bus in zip(nl.inputs, in_ports)],
         'outputs': [port_entry(p, bus) for p, bus in zip(nl.outputs, out_ports)],
     }
@@ -124,8 +144,11 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
         with clock.step(f'{top}.v text (folded)'):
             files, info = {f'{top}.v': write_machine(d.machine, d.timing, top)}, folded_manifest(model, d, top)
     else:
+        adders = adders_setting(model)
         with clock.step(f'{top}.v text'):
-            files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top)}, manifest(model, d)
+            files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top, adders)}, manifest(model, d)
+        if adders != 'off':
+            files[SIM_CELLS] = sim_models()
     if model_interface(model.config) == 'axi_stream':  # the AXI4-Stream wrapper besides the design (axi.py)
         add_axi_stream(files, info, top)
     return {**files, MANIFEST: json_text(info)}
@@ -144,6 +167,7 @@ def _write_files(model, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for rel, text in files.items():
         path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
     return root
@@ -186,8 +210,10 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
     from ...synth import synthesize
 
     files = project_files(model)
+    _check_adder_family(model, family)
     root = _write_files(model, files)
-    report = synthesize([root / name for name in files if name.endswith('.v')], model.project_name,
+    sources = [root / name for name in files if name.endswith('.v') and name != SIM_CELLS]
+    report = synthesize(sources, model.project_name,
                         family=family, output_dir=root, script=script, place_route=place_route,
                         clock_period=model.clock_period, **options)
     report['estimate'] = estimate(model)
@@ -197,13 +223,25 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
     return report
 
 
+def _check_adder_family(model, family: str) -> None:
+    """ConfigError when an unrolled design's three-input adders use primitives `family` does not have."""
+    adders = adders_setting(model)
+    if isinstance(design(model), Design) and adders != 'off' and family not in ADDER_FAMILIES[adders]:
+        raise ConfigError(f"the design's three-input adders instantiate Xilinx {adders.upper()} primitives "
+                          f"(config['Model']['TernaryAdders'] = {model_setting(model.config, 'TernaryAdders', 'off')!r}"
+                          f', part {model.part!r}), which family {family!r} does not have; build for '
+                          f"{' or '.join(ADDER_FAMILIES[adders])}, or set TernaryAdders to 'off' for portable adders")
+
+
 def estimate(model) -> dict:
     """LUT, FF, DSP, latency and Fmax estimates from the netlist (no synthesis tool)."""
     d = design(model)
     if isinstance(d, FoldedDesign):
         out = estimate_machine(d.machine, d.timing)
+    elif isinstance(d, StreamDesign):
+        out = estimate_stream(d)
     else:
-        out = estimate_stream(d) if isinstance(d, StreamDesign) else estimate_netlist(d.netlist, d.schedule)
+        out = estimate_netlist(d.netlist, d.schedule, adders_setting(model))
     out['generation_seconds'] = round(d.seconds, 3)
     return out
 

@@ -15,6 +15,8 @@ from ...intervals import round_shift
 from ...naming import Names, comment_line, comment_text
 from .netlist import Netlist, Port, Signal, bits_for
 from .pipeline import Schedule
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, needed_bits, pair_plan, unused_wires
+from .ternary import verilog as ternary_verilog
 
 
 def bus_names(inputs: list[str], outputs: list[str]) -> tuple[list[str], list[str]]:
@@ -47,7 +49,7 @@ def ports_doc() -> str:
 
 
 class _Writer:
-    def __init__(self, nl: Netlist, sched: Schedule, top: str) -> None:
+    def __init__(self, nl: Netlist, sched: Schedule, top: str, adders: str = 'off') -> None:
         self.nl, self.sched, self.top = nl, sched, top
         self.in_ports, self.out_ports = port_names(nl)
         self.lines: list[str] = []
@@ -55,6 +57,12 @@ class _Writer:
         self.used_bits: dict[str, int] = {}
         #: helper wires of casts (name -> width), checked for unused bits like the signals
         self.internal: dict[str, int] = {}
+        #: three-input adders (ternary.py): the carry primitive, outer add -> the add it absorbs
+        self.carry = CARRY_PRIMITIVES[adders]
+        self.fused = fused_pairs(nl, sched.stage) if self.carry else {}
+        self.absorbed = absorbed_signals(nl, self.fused)
+        self.need = needed_bits(nl) if self.fused else []
+        self.unread: list[str] = []   # helper bits of the three-input adders that nothing reads
 
     # -------------------------------------------------------------- references
     def ref(self, sid: int, stage: int) -> str:
@@ -139,6 +147,10 @@ class _Writer:
             if not port.type.signed:
                 src = f"{{1'b0, {src}}}"
             return [decl, f'assign {name} = {src};']
+        if sig.id in self.absorbed:   # computed inside the three-input adder that reads it
+            return []
+        if sig.id in self.fused:
+            return self._ternary(sig)
         if op == 'add':
             p = sig.p
             ta = self._shifted(a[0], p['sa'], W, st)
@@ -183,6 +195,22 @@ class _Writer:
                     f'assign {name}_q = $signed({self.ext(a[0], wd, st)}) / $signed({self.const(n, wd)});',
                     decl, f'assign {name} = {name}_q[{W - 1}:0];']
         raise ValueError(f'signal {sig.id}: op {op!r} cannot be emitted')
+
+    def _ternary(self, sig: Signal) -> list[str]:
+        """An add with its absorbed operand add as one three-input adder (LUT6_2 + carry primitives)."""
+        st, name = self.sched.stage[sig.id], f's{sig.id}'
+        plan = pair_plan(self.nl, sig.id, self.fused[sig.id], lambda sid: self.ref(sid, st), self.need[sig.id])
+        self.unread += unused_wires(plan, name, self.carry)
+        lines = ternary_verilog(plan, name, self.carry, self._bit_text, sig.width)
+        return ['(* keep = "true" *) ' + lines[0]] + lines[1:]
+
+    def _bit_text(self, bit) -> str:
+        """A ternary.Bit as Verilog: a constant, or one bit of a wire (marked as read)."""
+        if isinstance(bit, int):
+            return f"1'b{bit}"
+        name, k = bit
+        self._use(name, k, k + 1)
+        return f'{name}[{k}]'
 
     def _shifted(self, sid: int, s: int, width: int, stage: int) -> str:
         """(signal << s) as a width-bit vector."""
@@ -311,7 +339,7 @@ class _Writer:
         nl, sched = self.nl, self.sched
         decls, body = [], []
         for sig in nl.signals:
-            if sig.is_const:
+            if sig.is_const or sig.id in self.absorbed:
                 continue
             depth = self.last_use[sig.id] - sched.stage[sig.id]
             for k in range(1, depth + 1):
@@ -350,9 +378,9 @@ class _Writer:
 
     def _unused(self) -> list[str]:
         """One `unused` wire reading every bit nothing else reads (Verilator's lint convention)."""
-        unused = []
+        unused = list(self.unread)
         for sig in self.nl.signals:
-            if sig.is_const:
+            if sig.is_const or sig.id in self.absorbed:
                 continue
             depth = self.last_use[sig.id] - self.sched.stage[sig.id]
             for name in [f's{sig.id}'] + [f's{sig.id}_d{k}' for k in range(1, depth + 1)]:
@@ -396,9 +424,13 @@ def _wrapped(items: list[str], sep: str, per_line: int = 16) -> list[str]:
     return lines
 
 
-def write_module(nl: Netlist, sched: Schedule, top: str) -> str:
-    """The Verilog text of the whole design as one module named `top`."""
-    return _Writer(nl, sched, top).write()
+def write_module(nl: Netlist, sched: Schedule, top: str, adders: str = 'off') -> str:
+    """The Verilog text of the whole design as one module named `top`.
+
+    adders: 'off' (binary adders, portable Verilog) or 'carry8' / 'carry4' (adds fused in pairs into
+    three-input adders on Xilinx LUT6_2 + CARRY8 / CARRY4 primitives, ternary.py).
+    """
+    return _Writer(nl, sched, top, adders).write()
 
 
 def port_entry(port: Port, bus: str) -> dict:

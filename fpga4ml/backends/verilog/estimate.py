@@ -18,6 +18,7 @@ import numpy as np
 
 from .netlist import Netlist, Signal
 from .pipeline import STAGE_OVERHEAD_NS, Schedule
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, needed_bits, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
 DSP_MIN_BITS = 2
@@ -101,18 +102,28 @@ def _rom_cost(sig: Signal, nl: Netlist) -> float:
     return cost
 
 
-def estimate_netlist(nl: Netlist, sched: Schedule) -> dict:
-    """The cost model's numbers for a scheduled netlist (see the module docstring)."""
+def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
+    """The cost model's numbers for a scheduled netlist (see the module docstring).
+
+    adders 'carry8'/'carry4': the adds emit.py fuses into three-input adders cost their exact count of
+    LUT6_2 primitives (one per computed column, ternary.py), the absorbed adds nothing.
+    """
     lut, dsp, ff = 0.0, 0, 0
     last = sched.last_use(nl)
     ops: dict[str, int] = {}
+    fused = fused_pairs(nl, sched.stage) if CARRY_PRIMITIVES[adders] else {}
+    absorbed = absorbed_signals(nl, fused)
+    need = needed_bits(nl) if fused else []
     for sig in nl.signals:
-        lut_s, dsp_s = _lut_cost(sig, nl)
-        lut += lut_s * CALIBRATION.get(sig.op, 1.0)
-        dsp += dsp_s
+        ops[sig.op] = ops.get(sig.op, 0) + 1
+        if sig.id in fused:
+            lut += len(pair_plan(nl, sig.id, fused[sig.id], str, need[sig.id]).columns)
+        elif sig.id not in absorbed:
+            lut_s, dsp_s = _lut_cost(sig, nl)
+            lut += lut_s * CALIBRATION.get(sig.op, 1.0)
+            dsp += dsp_s
         if not sig.is_const:
             ff += sig.live_bits * max(0, last[sig.id] - sched.stage[sig.id])
-        ops[sig.op] = ops.get(sig.op, 0) + 1
     ff += sched.latency  # the valid pipeline
     stage_ns = sched.critical_ns + (STAGE_OVERHEAD_NS if sched.latency else 0.0)
     return {
@@ -123,7 +134,8 @@ def estimate_netlist(nl: Netlist, sched: Schedule) -> dict:
         'ii': 1,
         'critical_stage_ns': round(stage_ns, 3),
         'fmax_mhz_estimate': round(1000.0 / stage_ns, 1) if stage_ns > 0 else None,
-        'adders': ops.get('add', 0) + ops.get('neg', 0),
+        'adders': ops.get('add', 0) + ops.get('neg', 0) - len(fused),
+        'ternary_adders': len(fused),
         'signals': len(nl.signals),
     }
 

@@ -132,6 +132,9 @@ def parse_manifest(manifest: dict) -> Design:
     files = tuple(check_file_name(f, 'manifest: a file of "files"') for f in manifest['files'])
     if not files:
         raise ValueError('manifest: "files" is empty')
+    # models of vendor primitives the design instantiates: simulated with it, never synthesized
+    files += tuple(check_file_name(f, 'manifest: a file of "simulation_files"')
+                   for f in manifest.get('simulation_files', ()))
     latency = int(manifest['latency'])
     if latency < 0:
         raise ValueError(f'manifest: latency must be >= 0, got {latency}')

