@@ -140,6 +140,8 @@ def test_fused_pairs_follow_the_rules_and_the_estimate_counts_them(tmp_path):
     assert on['ternary_adders'] == len(pairs) and off['ternary_adders'] == 0
     assert on['FF'] == off['FF'] and on['latency_cycles'] == off['latency_cycles']
     assert on['LUT'] < 0.85 * off['LUT']
+    # the same stages, timed with a LUT level more per three-input adder (pipeline.fused_critical_ns)
+    assert on['critical_stage_ns'] > off['critical_stage_ns']
 
 
 def test_ternary_settings_and_their_errors(tmp_path):

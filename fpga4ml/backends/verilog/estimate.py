@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .netlist import Netlist, Signal
-from .pipeline import STAGE_OVERHEAD_NS, Schedule
+from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
 from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, needed_bits, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
@@ -106,7 +106,8 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
     """The cost model's numbers for a scheduled netlist (see the module docstring).
 
     adders 'carry8'/'carry4': the adds emit.py fuses into three-input adders cost their exact count of
-    LUT6_2 primitives (one per computed column, ternary.py), the absorbed adds nothing.
+    LUT6_2 primitives (one per computed column, ternary.py), the absorbed adds nothing, and the
+    critical stage is timed with them (a LUT level more than a binary add, pipeline.fused_critical_ns).
     """
     lut, dsp, ff = 0.0, 0, 0
     last = sched.last_use(nl)
@@ -125,7 +126,8 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
         if not sig.is_const:
             ff += sig.live_bits * max(0, last[sig.id] - sched.stage[sig.id])
     ff += sched.latency  # the valid pipeline
-    stage_ns = sched.critical_ns + (STAGE_OVERHEAD_NS if sched.latency else 0.0)
+    critical = fused_critical_ns(nl, sched.stage, fused, absorbed) if fused else sched.critical_ns
+    stage_ns = critical + (STAGE_OVERHEAD_NS if sched.latency else 0.0)
     return {
         'LUT': int(round(lut)),
         'FF': ff,

@@ -133,6 +133,16 @@ def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto',
     return Schedule(stage, arrival, latency, _critical_ns(nl, stage), str(mode))
 
 
+def fused_critical_ns(nl: Netlist, stage: list[int], fused: dict[int, int], absorbed: set[int]) -> float:
+    """The longest in-stage path when the `fused` adds are three-input adders (ternary.py): each settles
+    one more LUT level after its latest term; the adds they absorbed cost nothing of their own."""
+    def cost(sig: Signal, nl: Netlist) -> float:
+        if sig.id in absorbed:
+            return 0.0
+        return delay_ns(sig, nl) + (LUT_NS if sig.id in fused else 0.0)
+    return _critical_ns(nl, stage, cost)
+
+
 def _sink_registers(nl: Netlist, stage: list[int], latency: int, budget: float, cost) -> None:
     """Move signals one stage later where that saves register bits and the later stage still fits.
 
@@ -214,10 +224,11 @@ def _retime(nl: Netlist, sid: int, st: int, stage: list[int], arrival: dict[int,
     return new
 
 
-def _critical_ns(nl: Netlist, stage: list[int]) -> float:
-    """The longest in-stage path in ns for a given stage assignment."""
+def _critical_ns(nl: Netlist, stage: list[int], cost=None) -> float:
+    """The longest in-stage path in ns for a given stage assignment (cost(sig, nl): default delay_ns)."""
+    cost = cost or delay_ns
     t = [0.0] * len(nl.signals)
     for sig in nl.signals:
         t_in = max((t[a] for a in sig.args if stage[a] == stage[sig.id] and not nl[a].is_const), default=0.0)
-        t[sig.id] = t_in + delay_ns(sig, nl)
+        t[sig.id] = t_in + cost(sig, nl)
     return max(t, default=0.0)

@@ -25,6 +25,7 @@ libraries (Verilator here; the file is not synthesized: Yosys and Vivado use the
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -68,13 +69,19 @@ class Column:
     @property
     def init(self) -> int:
         """The LUT6_2 INIT word: O5 = majority of the (inverted) term bits, O6 (I5 = 1) = their XOR ^ I3."""
-        word = 0
-        for idx in range(32):
-            x = [((idx >> j) & 1) ^ self.invert[j] for j in range(3)]
-            m_prev = (idx >> 3) & 1
-            word |= int(sum(x) >= 2) << idx
-            word |= (x[0] ^ x[1] ^ x[2] ^ m_prev) << (32 + idx)
-        return word
+        return init_word(self.invert)
+
+
+@functools.lru_cache(maxsize=8)
+def init_word(invert: tuple[bool, bool, bool]) -> int:
+    """The INIT word of a column whose term bits on I0-I2 are inverted as given (see Column.init)."""
+    word = 0
+    for idx in range(32):
+        x = [((idx >> j) & 1) ^ invert[j] for j in range(3)]
+        m_prev = (idx >> 3) & 1
+        word |= int(sum(x) >= 2) << idx
+        word |= (x[0] ^ x[1] ^ x[2] ^ m_prev) << (32 + idx)
+    return word
 
 
 @dataclass
