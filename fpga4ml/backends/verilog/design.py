@@ -98,7 +98,8 @@ def _warn_ignored_settings(model) -> None:
 
 
 def adders_setting(model) -> str:
-    """The unrolled design's adders: 'carry8' / 'carry4' (three-input adders on Xilinx primitives) or 'off'.
+    """The adders of unrolled designs and stream kernels: 'carry8' / 'carry4' (three-input adders on Xilinx
+    primitives) or 'off'.
 
     config['Model']['TernaryAdders']: 'off' (default: portable binary adders), 'carry8', 'carry4', or
     'auto' ('carry8' for UltraScale(+) parts, 'carry4' for 7-series, 'off' for others, by `model.part`).
@@ -111,8 +112,6 @@ def manifest(model, d: Design) -> dict:
     """Ports, element types, latency and II of the design (written as manifest.json)."""
     nl = d.netlist
     in_ports, out_ports = port_names(nl)
-    adders = adders_setting(model)
-    sim = {'simulation_files': [SIM_CELLS]} if adders != 'off' else {}
     return {
         'top': model.project_name,
         'files': [f'{model.project_name}.v'],
@@ -122,8 +121,6 @@ def manifest(model, d: Design) -> dict:
         'pipeline': d.schedule.mode,
         'architecture': 'unrolled',
         'cse': {'block_rows': BLOCK_ROWS, 'pair_budget': PAIR_BUDGET},  # the search's size limits (adder_graph.py)
-        'ternary_adders': adders,
-        **sim,
         'inputs': [port_entry(p, bus) for p, bus in zip(nl.inputs, in_ports)],
         'outputs': [port_entry(p, bus) for p, bus in zip(nl.outputs, out_ports)],
     }
@@ -134,8 +131,9 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
     clock = StepClock(progress)
     d = _design(model, clock)
     top = check_project_name(model.project_name)
+    adders = adders_setting(model) if isinstance(d, (Design, StreamDesign)) else 'off'
     if isinstance(d, StreamDesign):
-        files = stream_files(d, top, model.graph)
+        files = stream_files(d, top, model.graph, adders)
         info = stream_manifest(d, top, model.graph, model.clock_period, list(files))
     elif isinstance(d, StaticRnnDesign):
         with clock.step(f'{top}.v text (static recurrent)'):
@@ -144,11 +142,13 @@ def project_files(model, progress: bool | None = None) -> dict[str, str]:
         with clock.step(f'{top}.v text (folded)'):
             files, info = {f'{top}.v': write_machine(d.machine, d.timing, top)}, folded_manifest(model, d, top)
     else:
-        adders = adders_setting(model)
         with clock.step(f'{top}.v text'):
             files, info = {f'{top}.v': write_module(d.netlist, d.schedule, top, adders)}, manifest(model, d)
-        if adders != 'off':
-            files[SIM_CELLS] = sim_models()
+    if isinstance(d, (Design, StreamDesign)):   # the architectures with binary or three-input adders
+        info['ternary_adders'] = adders
+    if adders != 'off':   # models of the vendor cells, for simulators only
+        files[SIM_CELLS] = sim_models()
+        info['simulation_files'] = [SIM_CELLS]
     if model_interface(model.config) == 'axi_stream':  # the AXI4-Stream wrapper besides the design (axi.py)
         add_axi_stream(files, info, top)
     return {**files, MANIFEST: json_text(info)}
@@ -224,9 +224,9 @@ def build(model, family: str = 'xcup', place_route: bool = False, script: str = 
 
 
 def _check_adder_family(model, family: str) -> None:
-    """ConfigError when an unrolled design's three-input adders use primitives `family` does not have."""
+    """ConfigError when a design's three-input adders use primitives `family` does not have."""
     adders = adders_setting(model)
-    if isinstance(design(model), Design) and adders != 'off' and family not in ADDER_FAMILIES[adders]:
+    if isinstance(design(model), (Design, StreamDesign)) and adders != 'off' and family not in ADDER_FAMILIES[adders]:
         raise ConfigError(f"the design's three-input adders instantiate Xilinx {adders.upper()} primitives "
                           f"(config['Model']['TernaryAdders'] = {model_setting(model.config, 'TernaryAdders', 'off')!r}"
                           f', part {model.part!r}), which family {family!r} does not have; build for '
@@ -239,7 +239,7 @@ def estimate(model) -> dict:
     if isinstance(d, FoldedDesign):
         out = estimate_machine(d.machine, d.timing)
     elif isinstance(d, StreamDesign):
-        out = estimate_stream(d)
+        out = estimate_stream(d, adders_setting(model))
     else:
         out = estimate_netlist(d.netlist, d.schedule, adders_setting(model))
     out['generation_seconds'] = round(d.seconds, 3)

@@ -142,15 +142,16 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
     }
 
 
-def estimate_stream(d) -> dict:
-    """The cost model of a streaming design: its kernels and head plus line buffers and collector."""
+def estimate_stream(d, adders: str = 'off') -> dict:
+    """The cost model of a streaming design: its kernels and head plus line buffers and collector
+    (adders: the unrolled kernels' and head's, see estimate_netlist)."""
     from .emit import element_width
 
     from .stateful import Timing, estimate_machine
 
-    parts = [estimate_netlist(s.netlist, s.schedule) if s.rf == 1 else  # folded kernels (rf > 1): machines
+    parts = [estimate_netlist(s.netlist, s.schedule, adders) if s.rf == 1 else  # folded kernels (rf > 1): machines
              estimate_machine(s.netlist, Timing(s.latency, s.rf)) for s in d.stages]
-    parts.append(estimate_netlist(d.head, d.head_schedule) if d.head_timing is None else  # a folded head: a machine
+    parts.append(estimate_netlist(d.head, d.head_schedule, adders) if d.head_timing is None else  # a folded head
                  estimate_machine(d.head, d.head_timing))
     out = {key: sum(p[key] for p in parts) for key in ('LUT', 'FF', 'DSP', 'adders', 'signals')}
     for stage in d.stages:

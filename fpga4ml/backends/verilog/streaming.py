@@ -494,21 +494,23 @@ def collect_machine(n: int, c: int, t: FixedType) -> Machine:
 
 # ---------------------------------------------------------------- Verilog
 
-def stream_files(d: StreamDesign, top: str, graph: Graph) -> dict[str, str]:
-    """{file name: Verilog} of the whole streaming design: one module per file, the top last."""
+def stream_files(d: StreamDesign, top: str, graph: Graph, adders: str = 'off') -> dict[str, str]:
+    """{file name: Verilog} of the whole streaming design: one module per file, the top last.
+
+    adders: the unrolled kernels' and head's adders (emit.write_module; 'off' = binary adders)."""
     files = {}
     for k, stage in enumerate(d.stages):
         title = _window_title(stage)
         files[f'{top}_w{k}.v'] = write_machine(stage.window, Timing(1 + max(stage.flush, 0) * d.period, d.period),
                                                f'{top}_w{k}', title)
-        files[f'{top}_k{k}.v'] = (write_module(stage.netlist, stage.schedule, f'{top}_k{k}') if stage.rf == 1 else
+        files[f'{top}_k{k}.v'] = (write_module(stage.netlist, stage.schedule, f'{top}_k{k}', adders) if stage.rf == 1 else
                                   write_machine(stage.netlist, _kernel_timing(stage), f'{top}_k{k}'))
     last = d.stages[-1]
     n_pix = last.out_hwc[0] * last.out_hwc[1]
     files[f'{top}_collect.v'] = write_machine(
         collect_machine(n_pix, last.out_hwc[2], last.out_type), Timing(1, 1), f'{top}_collect',
         f'Collector: the {n_pix} pixels of the last feature map in arrival order, then valid_out for one clock.')
-    files[f'{top}_head.v'] = (write_module(d.head, d.head_schedule, f'{top}_head') if d.head_timing is None else
+    files[f'{top}_head.v'] = (write_module(d.head, d.head_schedule, f'{top}_head', adders) if d.head_timing is None else
                               write_machine(d.head, d.head_timing, f'{top}_head'))
     files[f'{top}.v'] = _top_module(d, top, graph)
     return files
