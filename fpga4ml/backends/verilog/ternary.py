@@ -29,6 +29,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from .pipeline import LUT_NS, delay_ns
+
 #: a bit of a term: a constant 0/1, or (wire name, bit index)
 Bit = int | tuple[str, int]
 
@@ -48,12 +50,13 @@ class Term:
     width: int = 0
     non_negative: bool = False  # a non-negative wire's sign bit is 0 (emit.py writes it as a constant)
     value: int = 0
+    offset: int = 0             # v is the wire's bits from this one up (the wire's lower bits are zeros)
 
     def bit(self, k: int) -> Bit:
         """Bit k (k >= 0) of v, sign- or zero-extended beyond its width."""
         if self.name is None:
             return (self.value >> k) & 1
-        top = self.width - 1
+        top, k = self.width - 1, k + self.offset
         if self.non_negative:
             return (self.name, k) if k < top else 0
         return (self.name, min(k, top))
@@ -336,8 +339,11 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
     First, an add absorbs an operand that is an add, or a left shift of an add, read (like that add)
     by nothing else (no other signal, no output port) in the same pipeline stage (so no register
     sits between them), unless that add absorbs one itself or the sum would subtract all three
-    terms; of two candidates the wider add (more LUTs saved). Signals are visited inputs first, which
-    pairs every chain of adds greedily from its start. Then a shared add (a common subexpression
+    terms; of two candidates the one that does not make the sum settle later (by the scheduler's delay
+    model: a three-input adder settles a LUT level plus its carry chain after its latest term, which
+    is later than the binary pair when the third term arrives last), then the wider add (more LUTs
+    saved). Signals are visited inputs first, which pairs every chain of adds greedily from its
+    start. Then a shared add (a common subexpression
     that absorbs nothing) is absorbed by all of its readers when every one of them is an add of the
     same stage with no operand absorbed yet: the subexpression is then computed inside each of them
     and costs nothing of its own.
@@ -350,23 +356,32 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
         for s in port.signals:
             readers[s].append(-1)
     pairs: dict[int, int] = {}
+    arrival = [0.0] * len(nl)   # in-stage settle times, three-input adders included
 
     def fits(outer: int, inner: int, add: int) -> bool:
         return (stage[add] == stage[outer] == stage[inner] and add not in pairs
                 and _subtracted(nl, pair_terms(nl, outer, inner)) <= 2)
 
+    def settles(sid: int, args, extra: float = 0.0) -> float:
+        t_in = max((arrival[a] for a in args if stage[a] == stage[sid] and not nl[a].is_const), default=0.0)
+        return t_in + delay_ns(nl[sid], nl) + extra
+
     for sig in nl.signals:
+        arrival[sig.id] = settles(sig.id, sig.args)
         if sig.op != 'add':
             continue
-        best, best_width = None, -1
+        best, best_key, best_time = None, None, 0.0
         for a in sig.args:
             found = _inner_add(nl, a)
             if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
                 continue
-            if nl[found[0]].width > best_width:
-                best, best_width = a, nl[found[0]].width
+            t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], LUT_NS)
+            key = (t <= arrival[sig.id] + 1e-9, nl[found[0]].width)
+            if best_key is None or key > best_key:
+                best, best_key, best_time = a, key, t
         if best is not None:
             pairs[sig.id] = best
+            arrival[sig.id] = best_time
     taken = set(pairs.values())
     for sig in nl.signals:
         users = readers[sig.id]
@@ -413,16 +428,27 @@ def needed_bits(nl) -> list[int]:
     return need
 
 
+def dead_signals(nl, need: list[int]) -> set[int]:
+    """The computed signals no output depends on (`needed_bits` 0), inputs and constants excepted."""
+    return {sig.id for sig in nl.signals if need[sig.id] == 0 and sig.op not in ('input', 'const')}
+
+
 def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None) -> Plan:
     """The column plan of a fused pair; wire(sid) names a signal's wire (emit.py: its pipeline copy);
-    only the low `need` bits are computed (default all, see `needed_bits`)."""
+    only the low `need` bits are computed (default all, see `needed_bits`).
+
+    A term that is a left shift (wiring) is read from its wire above the shifted-in zeros: they are
+    known constants, which pass through or enter the LUTs as constants, as synthesis would see them
+    through a binary adder.
+    """
     terms = []
     for sid, shift, sign in pair_terms(nl, outer, inner):
         sig = nl[sid]
+        zeros = sig.p['s'] if sig.op == 'shl' else 0
         if sig.is_const:
             terms.append(Term(shift=shift, negate=sign < 0, value=sig.lo))
         else:
-            terms.append(Term(shift=shift, negate=sign < 0, name=wire(sid), width=sig.width,
-                              non_negative=sig.lo >= 0))
+            terms.append(Term(shift=shift + zeros, negate=sign < 0, name=wire(sid), width=sig.width,
+                              non_negative=sig.lo >= 0, offset=zeros))
     width = nl[outer].width
     return plan(terms, width if need is None else max(1, min(width, need)))
