@@ -253,8 +253,7 @@ def _evaluate_with_garbage(nl, inputs, need, rng, spoil: int | None = None):
 
 def test_needed_bits_are_all_the_outputs_depend_on():
     """Random bits above each signal's need leave every output unchanged; one bit fewer changes some."""
-    from fpga4ml.backends.verilog.netlist import Netlist
-    from fpga4ml.backends.verilog.ternary import needed_bits
+    from fpga4ml.backends.verilog.netlist import Netlist, needed_bits
     from fpga4ml.fixed import parse_precision
 
     nl = Netlist()
@@ -280,7 +279,7 @@ def test_needed_bits_are_all_the_outputs_depend_on():
 
 def test_signals_no_output_depends_on_are_not_written(tmp_path):
     """A hidden unit whose outgoing weights are all zero: its sum is not in the Verilog (binary or ternary)."""
-    from fpga4ml.backends.verilog.ternary import dead_signals, needed_bits
+    from fpga4ml.backends.verilog.netlist import dead_signals, needed_bits
 
     graph = GRAPHS['mlp']()
     graph['fc1'].weights['kernel'][3, :] = 0   # unit 3 of fc0 feeds nothing

@@ -13,9 +13,9 @@ from __future__ import annotations
 from ...fixed import FixedType
 from ...intervals import round_shift
 from ...naming import Names, comment_line, comment_text
-from .netlist import Netlist, Port, Signal, bits_for
+from .netlist import Netlist, Port, Signal, bits_for, dead_signals, needed_bits
 from .pipeline import Schedule
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, dead_signals, fused_pairs, needed_bits, pair_plan, unused_wires
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, pair_plan, unused_wires
 from .ternary import verilog as ternary_verilog
 
 
@@ -430,7 +430,7 @@ def write_module(nl: Netlist, sched: Schedule, top: str, adders: str = 'off') ->
 
     adders: 'off' (binary adders, portable Verilog) or 'carry8' / 'carry4' (adds fused in pairs into
     three-input adders on Xilinx LUT6_2 + CARRY8 / CARRY4 primitives, ternary.py). Signals no output
-    depends on (ternary.dead_signals: e.g. a unit whose every outgoing weight is zero) are not written.
+    depends on (netlist.dead_signals: e.g. a unit whose every outgoing weight is zero) are not written.
     """
     return _Writer(nl, sched, top, adders, prune=True).write()
 

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from .netlist import Netlist, Signal
+from .netlist import Netlist, Signal, dead_signals, needed_bits
 from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, dead_signals, fused_pairs, needed_bits, pair_plan
+from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
 DSP_MIN_BITS = 2

@@ -288,6 +288,44 @@ class Netlist:
         return out
 
 
+def needed_bits(nl: Netlist) -> list[int]:
+    """For each signal, how many of its low bits anything downstream depends on.
+
+    Backwards from the output ports (the bits of their types): the low k bits of a sum, shift or
+    negation depend only on the low k (shifted) bits of its operands, and a wrapping cast's on the
+    bits below its dropped top; every other reader needs all bits. Bits above a signal's need may be
+    computed wrongly without changing any output (a three-input adder computes only the needed ones,
+    as synthesis prunes a binary adder's unread top bits itself).
+    """
+    need = [0] * len(nl)
+    for port in nl.outputs:
+        for s in port.signals:
+            need[s] = max(need[s], min(nl[s].width, port.type.width))
+    for sig in reversed(nl.signals):
+        k = need[sig.id]
+        if k == 0 or sig.is_const:
+            continue
+        op, p = sig.op, sig.p
+        if op == 'add':
+            demands = [(sig.args[0], k - p['sa']), (sig.args[1], k - p['sb'])]
+        elif op in ('shl', 'shr'):
+            demands = [(sig.args[0], k - p['s'] if op == 'shl' else k + p['s'])]
+        elif op == 'neg':
+            demands = [(sig.args[0], k)]
+        elif op == 'cast' and p['type'].overflow == 'WRAP':
+            demands = [(sig.args[0], p['frac_in'] - p['type'].frac + k)]
+        else:
+            demands = [(a, nl[a].width) for a in sig.args]
+        for a, d in demands:
+            need[a] = max(need[a], min(nl[a].width, d))
+    return need
+
+
+def dead_signals(nl: Netlist, need: list[int]) -> set[int]:
+    """The computed signals no output depends on (`needed_bits` 0), inputs and constants excepted."""
+    return {sig.id for sig in nl.signals if need[sig.id] == 0 and sig.op not in ('input', 'const')}
+
+
 def _eval_add(sig: Signal, a: list, flat, batch) -> np.ndarray:
     p = sig.p
     return p['ga'] * (a[0] << p['sa']) + p['gb'] * (a[1] << p['sb'])

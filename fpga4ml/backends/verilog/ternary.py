@@ -167,7 +167,7 @@ def verilog(p: Plan, name: str, primitive: str, text, width: int | None = None) 
     """Declarations and instances computing wire `name`; text(bit) writes a Bit.
 
     The wire has `width` bits (default p.width); bits above p.width, which nothing depends on
-    (`needed_bits`), are written as zeros.
+    (`netlist.needed_bits`), are written as zeros.
     """
     n = len(p.columns)
     width = p.width if width is None else width
@@ -395,47 +395,9 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
     return pairs
 
 
-def needed_bits(nl) -> list[int]:
-    """For each signal, how many of its low bits anything downstream depends on.
-
-    Backwards from the output ports (the bits of their types): the low k bits of a sum, shift or
-    negation depend only on the low k (shifted) bits of its operands, and a wrapping cast's on the
-    bits below its dropped top; every other reader needs all bits. Bits above a signal's need may be
-    computed wrongly without changing any output (a three-input adder computes only the needed ones,
-    as synthesis prunes a binary adder's unread top bits itself).
-    """
-    need = [0] * len(nl)
-    for port in nl.outputs:
-        for s in port.signals:
-            need[s] = max(need[s], min(nl[s].width, port.type.width))
-    for sig in reversed(nl.signals):
-        k = need[sig.id]
-        if k == 0 or sig.is_const:
-            continue
-        op, p = sig.op, sig.p
-        if op == 'add':
-            demands = [(sig.args[0], k - p['sa']), (sig.args[1], k - p['sb'])]
-        elif op in ('shl', 'shr'):
-            demands = [(sig.args[0], k - p['s'] if op == 'shl' else k + p['s'])]
-        elif op == 'neg':
-            demands = [(sig.args[0], k)]
-        elif op == 'cast' and p['type'].overflow == 'WRAP':
-            demands = [(sig.args[0], p['frac_in'] - p['type'].frac + k)]
-        else:
-            demands = [(a, nl[a].width) for a in sig.args]
-        for a, d in demands:
-            need[a] = max(need[a], min(nl[a].width, d))
-    return need
-
-
-def dead_signals(nl, need: list[int]) -> set[int]:
-    """The computed signals no output depends on (`needed_bits` 0), inputs and constants excepted."""
-    return {sig.id for sig in nl.signals if need[sig.id] == 0 and sig.op not in ('input', 'const')}
-
-
 def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None) -> Plan:
     """The column plan of a fused pair; wire(sid) names a signal's wire (emit.py: its pipeline copy);
-    only the low `need` bits are computed (default all, see `needed_bits`).
+    only the low `need` bits are computed (default all, see `netlist.needed_bits`).
 
     A term that is a left shift (wiring) is read from its wire above the shifted-in zeros: they are
     known constants, which pass through or enter the LUTs as constants, as synthesis would see them
