@@ -294,3 +294,14 @@ def test_signals_no_output_depends_on_are_not_written(tmp_path):
     x = random_inputs(model, 2000, seed=4)[0]
     for got, want in zip(model.predict(x, sim='rtl'), model.predict(x)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_folded_designs_say_they_keep_binary_adders(tmp_path):
+    """TernaryAdders on a design folded by ReuseFactor: a ConfigWarning, and no primitives written."""
+    from fpga4ml.config import ConfigWarning
+
+    model = convert(GRAPHS['mlp'](), 'auto', output_dir=str(tmp_path / 'f'), project_name='f',
+                    model_extra={'TernaryAdders': 'carry8', 'ReuseFactor': 2})
+    with pytest.warns(ConfigWarning, match="TernaryAdders='carry8' is ignored: a folded design"):
+        root = model.write()
+    assert 'LUT6_2' not in Path(root, 'f.v').read_text() and not (Path(root) / 'sim').exists()

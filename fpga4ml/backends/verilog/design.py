@@ -73,9 +73,11 @@ def _design(model, clock: StepClock):
         result = design_stream(model.graph, model.intervals, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     elif static_layers(model.graph):  # Static: True recurrent layers: one cell, state registers (rnn_static.py)
+        _warn_binary_adders(model, 'a static recurrent design')
         result = static_graph(model.graph, clock, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     elif folded_layers(model.graph):  # ReuseFactor > 1 (validated): multiply-accumulate folding (fold.py)
+        _warn_binary_adders(model, 'a folded design (ReuseFactor > 1)')
         result = fold_graph(model.graph, clock, model.clock_period, pipeline)
         result.seconds = time.perf_counter() - start
     else:
@@ -85,6 +87,14 @@ def _design(model, clock: StepClock):
         result = Design(nl, sched, time.perf_counter() - start)
     model._verilog_design = (key, result)
     return result
+
+
+def _warn_binary_adders(model, what: str) -> None:
+    """ConfigWarning when TernaryAdders asks for three-input adders that `what` does not build."""
+    if adders_setting(model) != 'off':
+        warnings.warn(f"TernaryAdders={model_setting(model.config, 'TernaryAdders', 'off')!r} is ignored: {what} "
+                      'keeps binary adders (three-input adders are built in unrolled designs and the unrolled '
+                      'kernels and head of stream designs)', ConfigWarning, stacklevel=4)
 
 
 def _warn_ignored_settings(model) -> None:
