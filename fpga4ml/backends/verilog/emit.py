@@ -13,9 +13,9 @@ from __future__ import annotations
 from ...fixed import FixedType
 from ...intervals import round_shift
 from ...naming import Names, comment_line, comment_text
-from .netlist import Netlist, Port, Signal, bits_for, dead_signals, needed_bits
+from .netlist import Netlist, Port, Signal, bits_for
 from .pipeline import Schedule
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, pair_plan, unused_wires
+from .ternary import CARRY_PRIMITIVES, fusion, pair_plan, unused_wires
 from .ternary import verilog as ternary_verilog
 
 
@@ -59,10 +59,9 @@ class _Writer:
         self.internal: dict[str, int] = {}
         #: three-input adders (ternary.py): the carry primitive, outer add -> the add it absorbs
         self.carry = CARRY_PRIMITIVES[adders]
-        self.fused = fused_pairs(nl, sched.stage) if self.carry else {}
-        self.need = needed_bits(nl) if self.fused or prune else []
+        plan = fusion(nl, sched.stage, adders, prune)
         #: signals not written: those computed inside a three-input adder, and (prune) those no output depends on
-        self.skipped = absorbed_signals(nl, self.fused) | (dead_signals(nl, self.need) if prune else set())
+        self.fused, self.need, self.skipped = plan.fused, plan.need, plan.skipped
         self.unread: list[str] = []   # helper bits of the three-input adders that nothing reads
 
     # -------------------------------------------------------------- references

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from .netlist import Netlist, Signal, dead_signals, needed_bits
+from .netlist import Netlist, Signal
 from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
-from .ternary import CARRY_PRIMITIVES, absorbed_signals, fused_pairs, pair_plan
+from .ternary import fusion, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
 DSP_MIN_BITS = 2
@@ -112,10 +112,8 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
     lut, dsp, ff = 0.0, 0, 0
     last = sched.last_use(nl)
     ops: dict[str, int] = {}
-    fused = fused_pairs(nl, sched.stage) if CARRY_PRIMITIVES[adders] else {}
-    absorbed = absorbed_signals(nl, fused)
-    need = needed_bits(nl)
-    skipped = absorbed | dead_signals(nl, need)   # not written (emit.write_module)
+    written = fusion(nl, sched.stage, adders)   # what emit.write_module writes
+    fused, need, skipped = written.fused, written.need, written.skipped
     for sig in nl.signals:
         ops[sig.op] = ops.get(sig.op, 0) + 1
         if sig.id in skipped:
@@ -129,7 +127,7 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
         if not sig.is_const:
             ff += sig.live_bits * max(0, last[sig.id] - sched.stage[sig.id])
     ff += sched.latency  # the valid pipeline
-    critical = fused_critical_ns(nl, sched.stage, fused, absorbed) if fused else sched.critical_ns
+    critical = fused_critical_ns(nl, sched.stage, fused, skipped) if fused else sched.critical_ns
     stage_ns = critical + (STAGE_OVERHEAD_NS if sched.latency else 0.0)
     return {
         'LUT': int(round(lut)),

@@ -29,6 +29,8 @@ LUT_NS = 0.6
 CARRY_NS_PER_BIT = 0.02
 DSP_NS = 2.5
 STAGE_OVERHEAD_NS = 0.6
+#: a three-input adder (ternary.py) settles one LUT level later than a binary add of its width
+THREE_INPUT_EXTRA_NS = LUT_NS
 #: ops that are wiring only
 FREE_OPS = ('input', 'const', 'shl', 'shr')
 
@@ -133,13 +135,13 @@ def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto',
     return Schedule(stage, arrival, latency, _critical_ns(nl, stage), str(mode))
 
 
-def fused_critical_ns(nl: Netlist, stage: list[int], fused: dict[int, int], absorbed: set[int]) -> float:
+def fused_critical_ns(nl: Netlist, stage: list[int], fused: dict[int, int], skipped: set[int]) -> float:
     """The longest in-stage path when the `fused` adds are three-input adders (ternary.py): each settles
-    one more LUT level after its latest term; the adds they absorbed cost nothing of their own."""
+    one more LUT level after its latest term; the `skipped` signals (absorbed, or not written) cost nothing."""
     def cost(sig: Signal, nl: Netlist) -> float:
-        if sig.id in absorbed:
+        if sig.id in skipped:
             return 0.0
-        return delay_ns(sig, nl) + (LUT_NS if sig.id in fused else 0.0)
+        return delay_ns(sig, nl) + (THREE_INPUT_EXTRA_NS if sig.id in fused else 0.0)
     return _critical_ns(nl, stage, cost)
 
 

@@ -29,7 +29,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .pipeline import LUT_NS, delay_ns
+from .netlist import dead_signals, needed_bits
+from .pipeline import THREE_INPUT_EXTRA_NS, delay_ns
 
 #: a bit of a term: a constant 0/1, or (wire name, bit index)
 Bit = int | tuple[str, int]
@@ -375,7 +376,7 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
             found = _inner_add(nl, a)
             if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
                 continue
-            t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], LUT_NS)
+            t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], THREE_INPUT_EXTRA_NS)
             key = (t <= arrival[sig.id] + 1e-9, nl[found[0]].width)
             if best_key is None or key > best_key:
                 best, best_key, best_time = a, key, t
@@ -393,6 +394,25 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
                 pairs[r] = sig.id
             taken.add(sig.id)
     return pairs
+
+
+@dataclass
+class Fusion:
+    """How a netlist is written: the fused pairs, each signal's needed bits, the signals not written."""
+
+    fused: dict[int, int]
+    need: list[int]
+    skipped: set[int]
+
+
+def fusion(nl, stage: list[int], adders: str, prune: bool = True) -> Fusion:
+    """The one decision emit.write_module writes and estimate.estimate_netlist prices: the adds fused
+    into three-input adders (adders 'carry8'/'carry4'; none for 'off'), and the signals not written
+    (those absorbed into a three-input adder and, with prune, those no output depends on)."""
+    fused = fused_pairs(nl, stage) if CARRY_PRIMITIVES[adders] else {}
+    need = needed_bits(nl) if fused or prune else []
+    skipped = absorbed_signals(nl, fused) | (dead_signals(nl, need) if prune else set())
+    return Fusion(fused, need, skipped)
 
 
 def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None) -> Plan:
