@@ -3,9 +3,9 @@
 Four modules: this one loads and cleans the model and holds the converter (tensor layouts, names,
 constants); `onnx_ops` lowers the standard ONNX ops; `onnx_quant` maps the QONNX quantizers
 (Quant, IntQuant, BipolarQuant, Trunc) onto exact fixed-point types; `onnx_attention` fuses torch's
-exported erf GELU before the walk and rewrites exported multi-head attention blocks after it into the
-torch front end's nodes. onnx and qonnx are imported
-lazily inside the functions, so `import fpga4ml` needs neither.
+exported erf and tanh GELUs before the walk and rewrites exported multi-head attention blocks after it
+into the torch front end's nodes. onnx and qonnx are imported lazily inside the functions, so
+`import fpga4ml` needs neither.
 
 Clean-up (`clean_onnx_model`): the batch size is fixed to 1 so every shape is static, then qonnx's
 shape inference, constant folding that keeps the quantizers, transposes folded into quantized
@@ -195,7 +195,8 @@ class Converter:
         if tensor in self.batch_axes:
             raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on axis {self.batch_axes[tensor]}; '
                              f'{onode.op} reads only tensors with the batch first (Transpose, Squeeze, Unsqueeze, '
-                             'Reshape, Concat, Gather, Slice and RNN/LSTM/GRU read the others)')
+                             'Reshape, Concat, Gather, Slice, RNN/LSTM/GRU, element-wise ops, LayerNormalization '
+                             'and MatMul/Gemm with constant weights read the others)')
         if tensor in self.values:
             return self.values[tensor]
         if self.const(tensor) is not None:

@@ -25,9 +25,13 @@ float32 Sqrt(1 / Sqrt(D)), they are torch's 1/sqrt(D) split in two and fold as f
 torch front end's factor; their float32 product is off by an ulp); other scales fold as their exact
 product. The Softmax is a plain Softmax (a mask added to the scores is not part of the pattern).
 
-`fuse_gelu` rewrites, before the walk, torch's erf GELU as exported below opset 20,
-x * (1 + erf(x / C)) * 0.5 with C = float32(sqrt 2) (or a Mul by float32(1/sqrt 2)), into one Gelu
-node (-> Activation 'gelu', as torch's F.gelu). An Erf anywhere else is refused naming the node.
+`fuse_gelu` rewrites, before the walk, torch's GELUs as exported below opset 20 into one Gelu node
+each: the erf form x * (1 + erf(x / C)) * 0.5 with C = float32(sqrt 2) (or a Mul by float32(1/sqrt 2))
+-> Activation 'gelu', as torch's F.gelu; the tanh form x * (1 + tanh(B * (x + K * x^3))) * 0.5 with
+B = float32(sqrt(2/pi)), K = float32(0.044715) and x^3 = x * (x * x) or Pow(x, 3) -> Gelu
+approximate='tanh', Activation 'gelu_tanh'. Either form ends in `times x` and `times 0.5` in either
+order (TorchScript and dynamo exports differ there); every intermediate must be read once. An Erf
+anywhere else is refused naming the node; a Tanh anywhere else stays a Tanh (converted node by node).
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ SOURCE = 'MultiheadAttention'
 
 # --------------------------------------------------------------------------- GELU (ONNX level)
 
+#: the float32 constants torch writes for the tanh GELU: sqrt(2 / pi) and 0.044715
+TANH_BETA = float(np.float32(np.sqrt(2 / np.pi)))
+TANH_KAPPA = float(np.float32(0.044715))
+
 
 def _scalar(wrapper: Any, tensor: str) -> float | None:
     """The value of a one-element float constant, or None."""
@@ -67,63 +75,139 @@ def _other(wrapper: Any, node: Any, tensor: str, value: float) -> bool:
     return len(ins) == 2 and tensor in ins and _scalar(wrapper, ins[1 - ins.index(tensor)]) == value
 
 
-def _gelu_input(wrapper: Any, scale: Any) -> str | None:
-    """x of the GELU's first node: Div(x, float32 sqrt 2) or Mul by float32 1/sqrt 2 (either order), else None."""
-    inv = float(np.float32(1 / np.sqrt(2.0)))
-    if scale.op_type == 'Div' and len(scale.input) == 2:
-        return scale.input[0] if _scalar(wrapper, scale.input[1]) == float(np.float32(np.sqrt(2.0))) else None
-    if scale.op_type == 'Mul':
-        return next((x for x in scale.input if _other(wrapper, scale, x, inv)), None)
+def _by_constant(wrapper: Any, node: Any, op: str, value: float) -> str | None:
+    """The tensor that binary `node` (of type `op`) combines with the scalar constant `value`, else None."""
+    if node is None or node.op_type != op:
+        return None
+    return next((t for t in node.input if _other(wrapper, node, t, value)), None)
+
+
+class _Pattern:
+    """An ONNX graph's producers and readers, for matching patterns whose intermediates are read once."""
+
+    def __init__(self, wrapper: Any) -> None:
+        self.wrapper = wrapper
+        self.outputs = {o.name for o in wrapper.graph.output}
+        self.readers: dict[str, list[Any]] = {}
+        self.producers: dict[str, Any] = {}
+        for node in wrapper.graph.node:
+            for tensor in node.input:
+                self.readers.setdefault(tensor, []).append(node)
+            for tensor in node.output:
+                self.producers[tensor] = node
+
+    def once(self, tensor: str) -> bool:
+        """Whether `tensor` is read by one node and is no graph output (an intermediate of a pattern)."""
+        return len(self.readers.get(tensor, [])) == 1 and tensor not in self.outputs
+
+    def reader(self, tensor: str) -> Any:
+        """The one node reading intermediate `tensor`, or None."""
+        return self.readers[tensor][0] if tensor and self.once(tensor) else None
+
+    def producer(self, tensor: str | None) -> Any:
+        """The node computing intermediate `tensor` (read once), or None."""
+        return self.producers.get(tensor) if tensor and self.once(tensor) else None
+
+
+def _gelu_tail(p: _Pattern, act: Any, x: str) -> list[Any] | None:
+    """[Add, Mul, Mul] after the Erf or Tanh `act`: 1 + act, then times x and times 0.5 in either order
+    (torch.onnx's TorchScript export multiplies by x first, its dynamo export by 0.5 first), else None."""
+    add = p.reader(act.output[0])
+    if _by_constant(p.wrapper, add, 'Add', 1.0) != act.output[0]:
+        return None
+    first = p.reader(add.output[0])
+    second = p.reader(first.output[0]) if first is not None else None
+    if second is None:
+        return None
+
+    def by_x(node: Any, tensor: str) -> bool:
+        return node.op_type == 'Mul' and sorted(node.input) == sorted([x, tensor])
+
+    def by_half(node: Any, tensor: str) -> bool:
+        return _by_constant(p.wrapper, node, 'Mul', 0.5) == tensor
+
+    for a, b in ((by_x, by_half), (by_half, by_x)):
+        if a(first, add.output[0]) and b(second, first.output[0]):
+            return [add, first, second]
     return None
 
 
-def _gelu_nodes(wrapper: Any, erf: Any, readers: dict[str, list[Any]], outputs: set[str]
-                ) -> tuple[str, list[Any]] | None:
-    """(x, [Div-or-Mul, Erf, Add, Mul, Mul]) of torch's exported erf GELU around `erf`, or None."""
-    def only(tensor: str) -> Any:
-        nodes = readers.get(tensor, [])
-        return nodes[0] if len(nodes) == 1 and tensor not in outputs else None
+def _erf_head(p: _Pattern, erf: Any) -> tuple[str, list[Any]] | None:
+    """(x, [Div or Mul]) of x / float32 sqrt 2 or x * float32 1/sqrt 2 (either order) before `erf`, else None."""
+    scale = p.producer(erf.input[0])
+    if scale is None:
+        return None
+    if scale.op_type == 'Div' and len(scale.input) == 2:
+        ok = _scalar(p.wrapper, scale.input[1]) == float(np.float32(np.sqrt(2.0)))
+        return (scale.input[0], [scale]) if ok else None
+    x = _by_constant(p.wrapper, scale, 'Mul', float(np.float32(1 / np.sqrt(2.0))))
+    return None if x is None else (x, [scale])
 
-    def named(node: Any, op: str) -> bool:
-        return node is not None and node.op_type == op
 
-    scale = next((n for n in wrapper.graph.node if erf.input[0] in n.output), None)
-    x = None if scale is None else _gelu_input(wrapper, scale)
-    reader = only(scale.output[0]) if x is not None else None
-    if reader is None or reader.name != erf.name:
+def _cube(p: _Pattern, tensor: str, x: str) -> list[Any] | None:
+    """The nodes computing intermediate `tensor` = x^3: Pow(x, 3) or x * (x * x) (either order), else None."""
+    node = p.producer(tensor)
+    if node is None:
         return None
-    add = only(erf.output[0])
-    if not named(add, 'Add') or not _other(wrapper, add, erf.output[0], 1.0):
+    if node.op_type == 'Pow':
+        return [node] if list(node.input[:1]) == [x] and _scalar(p.wrapper, node.input[1]) == 3.0 else None
+    if node.op_type != 'Mul' or len(node.input) != 2 or x not in node.input:
         return None
-    mul = only(add.output[0])
-    if not named(mul, 'Mul') or sorted(mul.input) != sorted([x, add.output[0]]):
+    square = p.producer(node.input[1 - list(node.input).index(x)])
+    if square is None or square.op_type != 'Mul' or list(square.input) != [x, x]:
         return None
-    half = only(mul.output[0])
-    if not named(half, 'Mul') or not _other(wrapper, half, mul.output[0], 0.5):
+    return [square, node]
+
+
+def _tanh_head(p: _Pattern, tanh: Any) -> tuple[str, list[Any]] | None:
+    """(x, nodes) of float32 sqrt(2/pi) * (x + float32 0.044715 * x^3) before `tanh` (operands in either order)."""
+    beta = p.producer(tanh.input[0])
+    add = p.producer(_by_constant(p.wrapper, beta, 'Mul', TANH_BETA))
+    if add is None or add.op_type != 'Add' or len(add.input) != 2:
         return None
-    return x, [scale, erf, add, mul, half]
+    for x, term in (list(add.input), list(add.input)[::-1]):
+        kappa = p.producer(term)
+        cube = _cube(p, _by_constant(p.wrapper, kappa, 'Mul', TANH_KAPPA), x) if kappa is not None else None
+        if cube is not None:
+            return x, [*cube, kappa, add, beta]
+    return None
+
+
+#: the activation each GELU pattern is built around -> (how its input is computed from x, Gelu's `approximate`)
+_GELU_HEADS = {'Erf': (_erf_head, 'none'), 'Tanh': (_tanh_head, 'tanh')}
+
+
+def _gelu_nodes(p: _Pattern, act: Any) -> tuple[str, list[Any]] | None:
+    """(x, every node of the pattern, the last one last) of the exported GELU around Erf/Tanh `act`, or None."""
+    head = _GELU_HEADS[act.op_type][0](p, act)
+    tail = None if head is None else _gelu_tail(p, act, head[0])
+    return None if tail is None else (head[0], [*head[1], act, *tail])
+
+
+def _erf_refused(erf: Any) -> GraphError:
+    """The error for an Erf outside the GELU pattern, naming the node."""
+    from .onnx import _original_name
+    return GraphError(f'ONNX node {_original_name(erf) or erf.name!r} (Erf): Erf is supported only in the erf '
+                      'GELU x * (1 + erf(x / sqrt(2))) * 0.5 as torch exports it (constants float32 sqrt(2) '
+                      'or 1/sqrt(2), 1 and 0.5; each intermediate read once), which becomes Activation gelu')
 
 
 def fuse_gelu(wrapper: Any) -> None:
-    """Replace each exported erf GELU (module doc) by one Gelu node; refuse any other Erf, naming it."""
+    """Replace each exported erf or tanh GELU (module doc) by one Gelu node; refuse any other Erf, naming it
+    (a Tanh elsewhere stays, converted node by node)."""
     from onnx import helper
 
     graph = wrapper.graph
-    outputs = {o.name for o in graph.output}
-    for erf in [n for n in graph.node if n.op_type == 'Erf']:
-        readers: dict[str, list[Any]] = {}
-        for node in graph.node:
-            for tensor in node.input:
-                readers.setdefault(tensor, []).append(node)
-        found = _gelu_nodes(wrapper, erf, readers, outputs)
+    for act in [n for n in graph.node if n.op_type in _GELU_HEADS]:
+        found = _gelu_nodes(_Pattern(wrapper), act)
         if found is None:
-            from .onnx import _original_name
-            raise GraphError(f'ONNX node {_original_name(erf) or erf.name!r} (Erf): Erf is supported only in the erf '
-                             'GELU x * (1 + erf(x / sqrt(2))) * 0.5 as torch exports it (constants float32 sqrt(2) '
-                             'or 1/sqrt(2), 1 and 0.5; each intermediate read once), which becomes Activation gelu')
+            if act.op_type == 'Erf':
+                raise _erf_refused(act)
+            continue
         x, nodes = found
-        gelu = helper.make_node('Gelu', [x], [nodes[-1].output[0]], name=erf.name)
-        gelu.metadata_props.extend(erf.metadata_props)
+        gelu = helper.make_node('Gelu', [x], [nodes[-1].output[0]], name=act.name,
+                                approximate=_GELU_HEADS[act.op_type][1])
+        gelu.metadata_props.extend(act.metadata_props)
         position = next(k for k, node in enumerate(graph.node) if node.name == nodes[-1].name)
         graph.node.insert(position, gelu)
         for node in nodes:

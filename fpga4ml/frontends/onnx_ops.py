@@ -5,7 +5,10 @@ they read and write with the batch off axis 0 (layout 0) are followed through Tr
 Unsqueeze, Reshape, Concat, Gather and Slice. So is torch.onnx.export's nn.MultiheadAttention, which
 moves the batch off axis 0 and merges it with the heads ((L, N*H, D), (L*N, E)): a Reshape places
 the batch by its element offset (a Fold while it is merged), and MatMul/Gemm with constant weights
-and Add/Sub/Mul with constants read such tensors when the batch is off their last axis.
+and Add/Sub/Mul with constants read such tensors when the batch is off their last axis. Element-wise
+ops of such tensors (Add/Sub/Mul of tensors with the batch at the same place, the unary activations,
+Gelu) and LayerNormalization with the batch before its axes keep it where it is: the rest of an exported
+time-major nn.TransformerEncoderLayer.
 
 Each handler lowers one ONNX node: it reads its inputs (dynamic tensors in the layout it needs,
 or constants), adds IR nodes and records its output tensor with the converter (see onnx.py).
@@ -13,7 +16,7 @@ or constants), adds IR nodes and records its output tensor with the converter (s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -624,7 +627,8 @@ def _constant(conv: Converter, onode: ONode) -> None:
 # Layout-0 RNN/LSTM/GRU ops read and write time-major tensors (the batch on axis 1 or 2). Such tensors
 # are held per sample (the batch axis removed) and their batch axis is kept in `conv.batch_axes`;
 # Transpose, Squeeze, Unsqueeze, Reshape, Concat, Gather and Slice below follow it, every other op refuses them
-# (MatMul/Gemm/Add/Sub/Mul with constants through _last_axis_op). A Reshape may merge the batch into other
+# but those wrapped by _follow_batch (MatMul/Gemm/Add/Sub/Mul with constants, element-wise ops, LayerNormalization
+# before its axes). A Reshape may merge the batch into other
 # axes (a Fold, held as the whole tensor: the batch is 1 after clean-up); Transpose and Reshape follow a Fold.
 
 
@@ -753,6 +757,12 @@ class Fold:
         """The places after a Transpose by `perm`."""
         return Fold((perm.index(a), major) for a, major in self.places)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fold) and self.places == other.places
+
+    def __hash__(self) -> int:
+        return hash(self.places)
+
 
 def _batch_offsets(full: tuple[int, ...], b: Any) -> set[int]:
     """The element offsets (products of the axes before it, C order) at which the batch axis may sit."""
@@ -787,29 +797,61 @@ def _transpose_fold(conv: Converter, onode: ONode, x: Value, b: Fold) -> None:
     _record(conv, onode.outputs[0], shape, conv.add(onode, op, [src], shape, attrs=attrs), b.moved(perm))
 
 
-def _last_axis_op(handler: Handler) -> Handler:
-    """A handler of an op on the last axis with constants (MatMul/Gemm with constant weights, Add/Sub/Mul with
-    a constant) that also reads one tensor whose batch is off axis 0 or merged (not on the last axis): the
-    per-sample values are the same, and the output keeps the batch where the input has it."""
+def _follow_batch(handler: Handler, place: Callable[[Converter, ONode, dict[str, Any]], Any]) -> Handler:
+    """A handler that also reads tensors whose batch is off axis 0 or merged: `place(conv, onode, {tensor: batch
+    place})` checks the op may read them (else raises) and gives the output's batch place; the handler then runs
+    on the per-sample values, which are the same."""
     def run(conv: Converter, onode: ONode) -> None:
-        moved = [i for i in onode.inputs if i in conv.batch_axes]
+        moved = {i: conv.batch_axes[i] for i in onode.inputs if i in conv.batch_axes}
         if not moved:
             return handler(conv, onode)
-        tensor, b = moved[0], conv.batch_axes[moved[0]]
-        last = len(_full_shape(conv, tensor, onode)) - 1
-        others = [i for i in onode.inputs if i and i != tensor]
-        keep = Fold(p for p in b.places if p[0] != last) if isinstance(b, Fold) else b
-        if len(moved) > 1 or any(conv.const(i) is None for i in others) or keep == last or \
-                (isinstance(keep, Fold) and not keep.places):
-            raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on {b}; {onode.op} reads such a '
-                             'tensor only with constants and the batch off its last axis')
-        del conv.batch_axes[tensor]
+        out = place(conv, onode, moved)
+        for tensor in moved:
+            del conv.batch_axes[tensor]
         try:
             handler(conv, onode)
         finally:
-            conv.batch_axes[tensor] = b
-        conv.batch_axes[onode.outputs[0]] = keep
+            conv.batch_axes.update(moved)
+        conv.batch_axes[onode.outputs[0]] = out
     return run
+
+
+def _last_axis_place(conv: Converter, onode: ONode, moved: dict[str, Any]) -> Any:
+    """An op on the last axis with constants (MatMul/Gemm with constant weights, Add/Sub/Mul with a constant): one
+    tensor with the batch off its last axis, kept where the input has it."""
+    tensor, b = next(iter(moved.items()))
+    last = len(_full_shape(conv, tensor, onode)) - 1
+    others = [i for i in onode.inputs if i and i != tensor]
+    keep = Fold(p for p in b.places if p[0] != last) if isinstance(b, Fold) else b
+    if len(moved) > 1 or any(conv.const(i) is None for i in others) or keep == last or \
+            (isinstance(keep, Fold) and not keep.places):
+        raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on {b}; {onode.op} reads such a '
+                         'tensor only with constants and the batch off its last axis, or (Add, Sub, Mul) with '
+                         'tensors holding the batch at the same place')
+    return keep
+
+
+def _elementwise_place(conv: Converter, onode: ONode, moved: dict[str, Any]) -> Any:
+    """Element-wise ops: with a constant as `_last_axis_place`; of tensors only, all with the batch at one place."""
+    if any(i and conv.const(i) is not None for i in onode.inputs):
+        return _last_axis_place(conv, onode, moved)
+    places = [moved.get(i, 0) for i in onode.inputs]
+    if any(p != places[0] for p in places):
+        raise GraphError(f'{onode.where()}: inputs {list(onode.inputs)} hold the batch on axes '
+                         f'{[str(p) for p in places]}; {onode.op} of tensors needs the batch at the same place in all')
+    return places[0]
+
+
+def _norm_place(conv: Converter, onode: ONode, moved: dict[str, Any]) -> Any:
+    """LayerNormalization: the batch on an axis before the normalised ones (time-major (L, N, E) over E)."""
+    tensor, b = next(iter(moved.items()))
+    rank = len(_full_shape(conv, tensor, onode))
+    axis = int(onode.get('axis', -1))
+    axis = axis + rank if axis < 0 else axis
+    if isinstance(b, Fold) or b >= axis:
+        raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on {b}; LayerNormalization reads such '
+                         f'a tensor only with the batch on an axis before the normalised axes (from axis {axis})')
+    return b
 
 
 def _crop_axis(conv: Converter, onode: ONode, src: str, shape: tuple[int, ...], axis: int, start: int,
@@ -999,8 +1041,9 @@ RNN_OPS = {'RNN': ('SimpleRNN', [0], ('Tanh',)), 'LSTM': ('LSTM', [0, 2, 3, 1], 
            'GRU': ('GRU', [0, 1, 2], ('Sigmoid', 'Tanh'))}
 RNN_DIRECTIONS = ('forward', 'reverse', 'bidirectional')
 #: ops that follow a batch axis moved off axis 0 (the others refuse such tensors by name)
-FOLLOWS_BATCH = frozenset(RNN_OPS) | {'Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Gather', 'Slice', 'Concat',
-                                      'MatMul', 'Gemm', 'Add', 'Sub', 'Mul'}
+FOLLOWS_BATCH = frozenset(RNN_OPS) | frozenset(UNARY) | {'Transpose', 'Reshape', 'Squeeze', 'Unsqueeze', 'Gather',
+                                                         'Slice', 'Concat', 'MatMul', 'Gemm', 'Add', 'Sub', 'Mul',
+                                                         'Gelu', 'LayerNormalization'}
 
 
 
@@ -1120,11 +1163,12 @@ _rnn.several_outputs = True  # type: ignore[attr-defined]
 
 
 HANDLERS: dict[str, Handler] = {
-    'Gemm': _last_axis_op(_gemm), 'MatMul': _last_axis_op(_matmul), 'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _layer_norm,
+    'Gemm': _follow_batch(_gemm, _last_axis_place), 'MatMul': _follow_batch(_matmul, _last_axis_place),
+    'Conv': _conv, 'Einsum': _einsum, 'LayerNormalization': _follow_batch(_layer_norm, _norm_place),
     'MaxPool': _pool, 'AveragePool': _pool, 'GlobalAveragePool': _global_pool, 'GlobalMaxPool': _global_pool,
-    'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu, 'Gelu': _gelu,
-    **{op: _unary for op in UNARY},
-    **{op: _merge for op in MERGES}, **{op: _last_axis_op(_merge) for op in ('Add', 'Sub', 'Mul')},
+    'BatchNormalization': _batch_norm, 'Softmax': _softmax, 'Clip': _clip, 'PRelu': _prelu,
+    'Gelu': _follow_batch(_gelu, _elementwise_place), **{op: _follow_batch(_unary, _elementwise_place) for op in UNARY},
+    **{op: _merge for op in MERGES}, **{op: _follow_batch(_merge, _elementwise_place) for op in ('Add', 'Sub', 'Mul')},
     'Concat': _concat_any,
     'Flatten': _flatten, 'Reshape': _reshape_any, 'Squeeze': _squeeze_any, 'Unsqueeze': _squeeze_any,
     'Transpose': _transpose_any, 'Gather': _gather, 'Slice': _slice, **{op: _rnn for op in RNN_OPS},
