@@ -16,6 +16,7 @@ would mix the batch into the per-sample axes are refused naming the node.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 
 import numpy as np
@@ -34,6 +35,7 @@ from fpga4ml.frontends.onnx import onnx_to_graph  # noqa: E402
 from fpga4ml.ir import GraphError  # noqa: E402
 from test_attention_onnx import (CONFIGS, FEAT, E, assert_equals_torch_front_end, export, fixed_inputs,  # noqa: E402
                                  make, signature)
+from test_attention_torch import run_torch  # noqa: E402
 from test_transformer_onnx import Encoder  # noqa: E402
 
 IN, HIDDEN, OUT = 6, 8, 3
@@ -130,10 +132,16 @@ def test_a_pattern_whose_tanh_is_read_elsewhere_is_not_fused():
         np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-5)
 
 
+def one_input_model(nodes, consts: dict[str, float]) -> onnx.ModelProto:
+    """x (N, 5) -> `nodes` -> y (N, 5) with float32 scalar constants."""
+    inits = [helper.make_tensor(name, TensorProto.FLOAT, [], [value]) for name, value in consts.items()]
+    graph = helper.make_graph(nodes, 'gelu', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 5])],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 5])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+
+
 def dynamo_spelling(exponent: float) -> onnx.ModelProto:
     """The tanh GELU as torch.onnx.export(dynamo=True) writes it at opset 17: Pow(x, 3), the 0.5 before the x."""
-    def const(name, value):
-        return helper.make_tensor(name, TensorProto.FLOAT, [], [value])
     nodes = [helper.make_node('Pow', ['x', 'three'], ['cube'], name='pow'),
              helper.make_node('Mul', ['kappa', 'cube'], ['k'], name='times_kappa'),
              helper.make_node('Add', ['x', 'k'], ['inner'], name='inner'),
@@ -142,11 +150,7 @@ def dynamo_spelling(exponent: float) -> onnx.ModelProto:
              helper.make_node('Add', ['t', 'one'], ['a'], name='plus_one'),
              helper.make_node('Mul', ['half', 'a'], ['h'], name='half'),
              helper.make_node('Mul', ['x', 'h'], ['y'], name='times_x')]
-    inits = [const('three', exponent), const('kappa', KAPPA), const('beta', BETA), const('one', 1.0),
-             const('half', 0.5)]
-    graph = helper.make_graph(nodes, 'gelu', [helper.make_tensor_value_info('x', TensorProto.FLOAT, ['N', 5])],
-                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, ['N', 5])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    return one_input_model(nodes, {'three': exponent, 'kappa': KAPPA, 'beta': BETA, 'one': 1.0, 'half': 0.5})
 
 
 def test_the_dynamo_spelling_is_fused_too():
@@ -158,6 +162,32 @@ def test_the_dynamo_spelling_is_fused_too():
     # control: another exponent is no GELU (and Pow alone has no handler)
     with pytest.raises(GraphError, match=r"ONNX node 'pow' \(Pow\): op 'Pow' is not supported"):
         onnx_to_graph(dynamo_spelling(2.0))
+    # the erf GELU with the 0.5 before the x is fused as well
+    erf = one_input_model([helper.make_node('Mul', ['x', 'c'], ['d'], name='scale'),
+                           helper.make_node('Erf', ['d'], ['e'], name='erf'),
+                           helper.make_node('Add', ['e', 'one'], ['a'], name='plus_one'),
+                           helper.make_node('Mul', ['a', 'half'], ['h'], name='half'),
+                           helper.make_node('Mul', ['h', 'x'], ['y'], name='times_x')],
+                          {'c': float(np.float32(1 / np.sqrt(2))), 'one': 1.0, 'half': 0.5})
+    graph = onnx_to_graph(erf)
+    assert [(n.op, n.attrs.get('function')) for n in graph.nodes] == [('Input', None), ('Activation', 'gelu')]
+    np.testing.assert_allclose(float_forward(graph, x.astype(np.float64))[0], onnxruntime(erf, x)[0], atol=1e-6)
+
+
+def test_an_encoder_layer_with_the_tanh_gelu_converts_with_one_gelu_tanh():
+    # activation=partial(F.gelu, approximate='tanh') keeps torch off its fast path (which computes the erf form for
+    # nn.GELU('tanh')), so torch computes the tanh form; the torch front end refuses it, the ONNX export converts
+    model = make(Encoder(functools.partial(torch.nn.functional.gelu, approximate='tanh'), False), seed=4)
+    proto = export(model)
+    x = fixed_inputs(3)[:300]
+    graph = onnx_to_graph(proto)
+    assert activations(graph) == ['gelu_tanh']
+    got = float_forward(graph, x.astype(np.float64))[0]
+    np.testing.assert_allclose(got, onnxruntime(proto, x)[0], atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(got, run_torch(model, x), atol=2e-5, rtol=1e-5)
+    erf = Encoder('gelu', False)  # control: the erf GELU with the same weights is told apart
+    erf.load_state_dict(model.state_dict())
+    assert np.max(np.abs(got - run_torch(erf.eval(), x))) > 1e-4
 
 
 # --------------------------------------------------------------------------- time-major TransformerEncoderLayer
@@ -176,7 +206,8 @@ class TimeMajor(nn.Module):
         return self.enc(self.embed(x).transpose(0, 1)).transpose(0, 1)
 
 
-@pytest.mark.parametrize('activation, norm_first', [('relu', False), ('gelu', True)])
+@pytest.mark.parametrize('activation, norm_first', [('relu', False),
+                                                    pytest.param('gelu', True, marks=pytest.mark.slow)])
 def test_a_time_major_encoder_layer_is_the_batch_first_ones_bit_for_bit(tmp_path, activation, norm_first):
     torch.manual_seed(9)
     model = make(TimeMajor(activation, norm_first), seed=10)
