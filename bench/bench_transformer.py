@@ -22,6 +22,7 @@ network's (throughput and hardware do not depend on training).
   lowering with every layer as an output); with --synth, Yosys LUT/FF/DSP (long for this size).
 
     KERAS_BACKEND=torch .venv/bin/python bench/bench_transformer.py [--n 2000] [--no-hls4ml] [--no-verilog] [--synth]
+        [--variable-products dsp|lut|auto] [--no-layernorm]
 """
 
 from __future__ import annotations
@@ -108,11 +109,14 @@ def layer_stages(model) -> dict[str, int]:
     return {port.name: max((stage[s] for s in port.signals), default=0) for port in nl.outputs}
 
 
-def verilog_numbers(example, km, root: Path, synth: bool) -> dict:
+def verilog_numbers(example, km, root: Path, synth: bool, products: str = 'dsp') -> dict:
     """Latency, II, estimate, generation time, per-layer stages and (with synth) Yosys resources."""
-    model = example.convert_keras(km, copy.deepcopy(CONFIG), str(root / 'verilog'), backend='Verilog')
+    config = copy.deepcopy(CONFIG)
+    config['Model']['VariableProducts'] = products
+    model = example.convert_keras(km, config, str(root / 'verilog'), backend='Verilog')
     est, seconds = timed(model.estimate)
-    out = {'latency': est['latency_cycles'], 'ii': est['ii'], 'lut': est['LUT'], 'ff': est['FF'], 'dsp': est['DSP'],
+    out = {'products': products, 'latency': est['latency_cycles'], 'ii': est['ii'], 'lut': est['LUT'], 'ff': est['FF'],
+           'dsp': est['DSP'],
            'generation_s': seconds, 'stages': layer_stages(model)}
     if synth:
         report, out['synth_s'] = timed(model.build)
@@ -140,7 +144,7 @@ def report(row: dict, n: int) -> None:
     v = row.get('verilog')
     if v is None:
         return
-    print(f"Verilog at 5 ns: latency {v['latency']} cycles ({5 * v['latency']} ns), II {v['ii']}, estimate "
+    print(f"Verilog at 5 ns (VariableProducts '{v['products']}'): latency {v['latency']} cycles ({5 * v['latency']} ns), II {v['ii']}, estimate "
           f"{v['lut']:,} LUT / {v['ff']:,} FF / {v['dsp']:,} DSP, generated in {v['generation_s']:.0f} s")
     if 'yosys' in v:
         y = v['yosys']
@@ -159,10 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-hls4ml', action='store_true')
     ap.add_argument('--no-verilog', action='store_true')
     ap.add_argument('--synth', action='store_true', help='also synthesize the Verilog with Yosys (long)')
+    ap.add_argument('--variable-products', default='dsp', choices=('dsp', 'lut', 'auto'),
+                    help="products of two variables on DSPs, in LUTs, or in LUTs where narrow ('auto')")
+    ap.add_argument('--no-layernorm', action='store_true', help='only the model without its LayerNorms')
     args = ap.parse_args(argv)
     example = load_example()
     x, _ = example.make_jets(args.n, seed=3)
-    for layer_norm in (True, False):
+    for layer_norm in (False,) if args.no_layernorm else (True, False):
         print(f'## HGQ2 particle transformer {"with" if layer_norm else "without"} LayerNorm', flush=True)
         report(bench_model(example, layer_norm, x, args), args.n)
     return 0
@@ -180,7 +187,7 @@ def bench_model(example, layer_norm: bool, x: np.ndarray, args) -> dict:
         if not args.no_hls4ml:
             row['theirs'] = hls4ml_numbers(km, x, root)
         if not args.no_verilog:
-            row['verilog'] = verilog_numbers(example, km, root, args.synth)
+            row['verilog'] = verilog_numbers(example, km, root, args.synth, args.variable_products)
     return row
 
 

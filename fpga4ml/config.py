@@ -23,9 +23,11 @@ from .fixed import AUTO, FixedType, parse_precision
 from .ir import Graph, Node
 
 MODEL_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput', 'Pipeline', 'Multipliers',
-              'Architecture', 'TableSemantics', 'Interface', 'Implementation', 'Folding', 'TernaryAdders')
+              'Architecture', 'TableSemantics', 'Interface', 'Implementation', 'Folding', 'TernaryAdders',
+              'VariableProducts')
 LAYER_KEYS = ('Precision', 'ReuseFactor', 'Strategy', 'Trace', 'TableSize', 'Multipliers',
-              'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor', 'Folding')
+              'ParallelizationFactor', 'TableSemantics', 'Static', 'RecurrentReuseFactor', 'Folding',
+              'VariableProducts')
 #: a softmax's types given as layer keys, as hls4ml 1.3.0 reads them (`config['LayerName'][name]['exp_table_t']
 #: = 'ap_fixed<18,8>'`): each sets the precision variable it names, over a Precision entry of the same level
 SOFTMAX_TYPE_KEYS = {'exp_table_t': 'exp_table', 'inv_table_t': 'inv_table', 'inv_inp_t': 'inv_inp',
@@ -45,9 +47,15 @@ OWN_DEFAULT_VARIABLES = ('table', 'exp_table', 'inv_table', 'inv_inp')
 STRATEGIES = ('Latency', 'Resource')
 #: Verilog back end: constant products as adder graphs (default) or DSP multipliers
 MULTIPLIERS = ('adders', 'dsp')
+#: Verilog back end: products of two variables (attention scores, softmax, Merge multiply, gates) on DSP
+#: multipliers (default), as partial-product arrays in LUTs, or in LUTs where the narrower operand has at
+#: most LUT_PRODUCT_BITS bits ('auto'; backends/verilog/lut_multiplier.py)
+VARIABLE_PRODUCTS = ('dsp', 'lut', 'auto')
 #: Verilog back end, layers with ReuseFactor > 1: multiply-accumulate folding on multipliers (default) or
 #: digit-serial folding on one multiplier-free adder graph (backends/verilog/fold_serial.py)
 FOLDINGS = ('mac', 'adders')
+#: ops with products that ReuseFactor does not fold (a ConfigWarning says so when it is set above 1)
+UNFOLDED_PRODUCT_OPS = ('EinsumDense', 'Einsum')
 MODEL_PRECISION_KEYS = ('default', 'maximum')
 #: bounds on a configuration's shape: hls4ml configurations are a few levels deep with thousands of entries
 MAX_CONFIG_DEPTH = 32
@@ -185,6 +193,14 @@ def _check_multipliers(value: Any, where: str) -> str:
     raise ConfigError(f'{where}: Multipliers={value!r} is invalid; use one of {list(MULTIPLIERS)}')
 
 
+def check_variable_products(value: Any, where: str) -> str:
+    """The Verilog back end's VariableProducts setting: 'dsp', 'lut' or 'auto' (ConfigError otherwise)."""
+    if isinstance(value, str) and value.lower() in VARIABLE_PRODUCTS:
+        return value.lower()
+    raise ConfigError(f"{where}: VariableProducts={value!r} is invalid; use 'dsp' (DSP multipliers), 'lut' "
+                      "(partial products summed in LUTs) or 'auto' (LUTs where the narrower operand is narrow)")
+
+
 def check_folding(value: Any, where: str) -> str:
     """The Verilog back end's Folding of a layer with ReuseFactor > 1: 'mac' or 'adders' (ConfigError otherwise)."""
     if isinstance(value, str) and value.lower() in FOLDINGS:
@@ -306,6 +322,7 @@ def resolve_config(graph: Graph, config: dict | None) -> dict[str, Any]:
         'TraceOutput': bool(model_cfg.get('TraceOutput', False)),
         'Multipliers': _check_multipliers(model_cfg.get('Multipliers', 'adders'), "config['Model']"),
         'Folding': check_folding(model_cfg.get('Folding', 'mac'), "config['Model']"),
+        'VariableProducts': check_variable_products(model_cfg.get('VariableProducts', 'dsp'), "config['Model']"),
         'Pipeline': check_pipeline(model_cfg.get('Pipeline', 'auto'), "config['Model']"),
         'Architecture': check_architecture(model_cfg.get('Architecture', 'unrolled'), "config['Model']"),
         'TernaryAdders': check_ternary_adders(model_cfg.get('TernaryAdders', 'off'), "config['Model']"),
@@ -341,6 +358,12 @@ def _check_layer_reuse_factors(graph: Graph) -> None:
     the value and the valid values), and the recurrent layers' factors."""
     from .folding import check_reuse_factors  # folding reads ConfigError from this module
     check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs)
+    unfolded = [f"{n.name} ({n.op}, ReuseFactor={n.config['ReuseFactor']})" for n in graph
+                if n.op in UNFOLDED_PRODUCT_OPS and n.config.get('ReuseFactor', 1) > 1]
+    if unfolded:
+        warnings.warn('ReuseFactor > 1 is not applied to these layers: EinsumDense and Einsum are built fully '
+                      'parallel (II = 1) by both back ends: ' + ', '.join(unfolded[:8]) +
+                      (f' and {len(unfolded) - 8} more' if len(unfolded) > 8 else ''), ConfigWarning, stacklevel=4)
     from .backends.hls.emit_rnn import RNN_OPS, recurrent_settings  # the recurrent layers' two factors
     for node in graph:
         if node.op in RNN_OPS:
@@ -371,6 +394,7 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
         'Trace': model['TraceOutput'],
         'Multipliers': model['Multipliers'],
         'Folding': model['Folding'],
+        'VariableProducts': model['VariableProducts'],
         'TableSemantics': model['TableSemantics'],
     }
     if node.op == 'Softmax' and 'Implementation' in model:
@@ -404,6 +428,8 @@ def _resolve_node(node: Node, model: dict, model_entries: dict, type_cfg: dict, 
             resolved['Multipliers'] = _check_multipliers(settings['Multipliers'], where)
         if 'Folding' in settings:
             resolved['Folding'] = check_folding(settings['Folding'], where)
+        if 'VariableProducts' in settings:
+            resolved['VariableProducts'] = check_variable_products(settings['VariableProducts'], where)
         if 'TableSize' in settings:
             resolved['TableSize'] = settings['TableSize']
         if 'TableSemantics' in settings:

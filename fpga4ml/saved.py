@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .config import (ConfigError, ConfigWarning, _check_multipliers, _check_reuse, _check_strategy,
-                     _check_table_semantics, check_config_shape, resolve_config)
+                     _check_table_semantics, check_config_shape, check_variable_products, resolve_config)
 from .fixed import AUTO, FixedType, PrecisionError, parse_precision
 from .ir import OPS, Graph, GraphError, Node, operands
 from .semantics.tables import Table
@@ -381,6 +381,7 @@ def _node(record: Any, index: int) -> tuple[Node, dict]:
 def _check_node_config(config: dict, where: str) -> None:
     """A node's resolved configuration: known keys checked as resolve_config checks them, others plain."""
     checks = {'ReuseFactor': _check_reuse, 'Strategy': _check_strategy, 'Multipliers': _check_multipliers,
+              'VariableProducts': check_variable_products,
               'TableSemantics': _check_table_semantics,
               'ParallelizationFactor': lambda v, w: _check_reuse(v, w, 'ParallelizationFactor')}
     try:

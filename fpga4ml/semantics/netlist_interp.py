@@ -3,8 +3,9 @@
 Values are numpy object arrays of netlist signal ids (per-sample shape; None marks a cell that no
 maximum picks). Each primitive becomes netlist operations with the same casts in the same places as
 the numpy interpreter; constant-matrix and constant products become CSD adder graphs with common
-subexpressions shared (or DSP multipliers where a layer asks for them). The netlist carries its own
-exact bounds per signal; a cast that cannot change a value disappears.
+subexpressions shared (or DSP multipliers where a layer asks for them); products of two variables
+are multipliers or, where VariableProducts asks for it, partial-product arrays (lut_multiplier.py).
+The netlist carries its own exact bounds per signal; a cast that cannot change a value disappears.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.verilog.adder_graph import constant_matvec, sum_terms
+from ..backends.verilog.lut_multiplier import in_luts, lut_product
 from ..backends.verilog.netlist import Netlist
 from ..backends.verilog.progress import StepClock
 from ..fixed import FixedType
@@ -39,6 +41,7 @@ class NetlistLowering:
         self.b = Bounds(node, in_types)
         self.type, self.weight, self.tables = self.b.type, self.b.weight, self.b.tables
         self.dsp = node.config.get('Multipliers', 'adders') == 'dsp'
+        self.variable_products = node.config.get('VariableProducts', 'dsp')
 
     # ------------------------------------------------------------------ helpers
     def _frac(self, x: np.ndarray) -> int:
@@ -114,6 +117,8 @@ class NetlistLowering:
             u, v = v, u
         frac = nl[u].frac + nl[v].frac
         if not self._is_const(v):
+            if in_luts(nl, u, v, self.variable_products):
+                return lut_product(nl, u, v)
             return nl.mul(u, v)
         c = nl[v].lo
         if c == 0:

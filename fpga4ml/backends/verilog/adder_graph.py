@@ -214,4 +214,9 @@ def _collect(columns: list[list[Term]], terms, c0: int, per_col: int) -> None:
 
 def sum_terms(nl: Netlist, sigs: list[int], frac: int) -> int:
     """The exact sum of signals at LSB `frac` by a balanced adder tree."""
-    return _sum_tree(nl, [Term(s, 0, 1) for s in sigs], frac, {})
+    return shifted_sum(nl, [Term(s, 0, 1) for s in sigs], frac)
+
+
+def shifted_sum(nl: Netlist, terms: list[Term], frac: int) -> int:
+    """The exact sum of ±(signal << shift) terms, labelled with LSB `frac`, by a balanced adder tree."""
+    return _sum_tree(nl, terms, frac, {})
