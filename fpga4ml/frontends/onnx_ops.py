@@ -825,9 +825,9 @@ def _last_axis_place(conv: Converter, onode: ONode, moved: dict[str, Any]) -> An
     keep = Fold(p for p in b.places if p[0] != last) if isinstance(b, Fold) else b
     if len(moved) > 1 or any(conv.const(i) is None for i in others) or keep == last or \
             (isinstance(keep, Fold) and not keep.places):
+        also = ', or with tensors holding the batch at the same place' if onode.op in ('Add', 'Sub', 'Mul') else ''
         raise GraphError(f'{onode.where()}: input {tensor!r} holds the batch on {b}; {onode.op} reads such a '
-                         'tensor only with constants and the batch off its last axis, or (Add, Sub, Mul) with '
-                         'tensors holding the batch at the same place')
+                         f'tensor only with constants and the batch off its last axis{also}')
     return keep
 
 
