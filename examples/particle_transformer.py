@@ -326,7 +326,15 @@ def report_hgq(net, x, y, out: Path, csim: bool, verilog: bool, verilator: bool)
             rtl.compile(sim='rtl')
             got = np.asarray(rtl.predict(x, sim='rtl'))
             print(f'HGQ2 copy: Verilator == emulator, bit for bit, on {100 * same_rows(got, p_fixed):.2f} % of '
-                  f'{len(x)} jets ({time.perf_counter() - start:.0f} s)')
+                  f'{len(x)} jets (built and run in {time.perf_counter() - start:.0f} s)')
+            import torch
+            with torch.no_grad():  # negative control: one classifier bias moved by 1/4 (4 LSBs of fixed<8,4>)
+                net.head.bias[0] += 1 / 4
+                moved = np.asarray(convert_keras(keras_copy(net, build_hgq_model), {'Model': {
+                    'Precision': 'fixed<16,6,RND,SAT>'}}, str(out / 'hgq_moved')).predict(x))
+                net.head.bias[0] -= 1 / 4
+            print(f'control: the Verilator outputs equal the emulator of the copy with one bias moved on '
+                  f'{100 * same_rows(got, moved):.2f} %')
 
 
 def main(argv: list[str] | None = None) -> int:

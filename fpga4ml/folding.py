@@ -2,8 +2,9 @@
 
 A layer with ReuseFactor R computes its products over R clock cycles with about 1/R of the
 multipliers (initiation interval II = R). Which R a layer accepts is hls4ml's rule, stated once
-here for a constant-matrix product of n_in inputs and n_out outputs (a Dense, or a Conv's
-per-window kernel over its im2col matrix):
+here for a constant-matrix product of n_in inputs and n_out outputs (a Dense, a Conv's
+per-window kernel over its im2col matrix, or an EinsumDense's kernel per output position: its
+contracted by its kernel-only output letters):
 
 - Strategy 'Latency': any divisor of n_in * n_out (n_in*n_out/R multipliers, each used R times);
 - Strategy 'Resource': a divisor of n_in * n_out that also divides n_in or is a multiple of n_in,
@@ -13,9 +14,9 @@ per-window kernel over its im2col matrix):
 time for every layer, whichever level sets its ReuseFactor (the Model default, a LayerType or a
 LayerName entry), so an invalid value raises in convert() on both back ends, naming the layer,
 the value and the valid values (hls4ml instead warns and picks the closest valid value); the HLS
-emitter reads the same functions when it writes a layer, and the Verilog back end folds Dense
-and Conv layers with them (backends/verilog/fold.py). Other layers ignore their ReuseFactor in
-both back ends.
+emitter reads the same functions when it writes a layer, and the Verilog back end folds Dense,
+Conv and EinsumDense layers with them (backends/verilog/fold.py). Other layers ignore their
+ReuseFactor in both back ends (config.py warns when it is set above 1 on an Einsum).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .config import STRATEGIES, ConfigError
 from .ir import Node
 
 #: ops whose products are folded by ReuseFactor (a constant-matrix product: `fold_shape`)
-FOLDABLE_OPS = ('Dense', 'Conv')
+FOLDABLE_OPS = ('Dense', 'Conv', 'EinsumDense')
 
 
 class ReuseFactorError(ConfigError):
@@ -79,9 +80,24 @@ def fold_shape(node: Node) -> tuple[int, int] | None:
     shape = np.shape(kernel)
     if node.op == 'Dense':
         return int(shape[0]), int(shape[-1])
+    if node.op == 'EinsumDense':
+        return einsum_dense_matrix(node, shape)
     *taps, cin_per_group, cout = shape
     groups = int(node.attrs.get('groups', 1))
     return int(np.prod(taps, dtype=np.int64)) * int(cin_per_group) * groups, int(cout)
+
+
+def einsum_dense_matrix(node: Node, kernel_shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(contracted, kernel-only output) sizes of an EinsumDense's kernel: the matrix each output position
+    multiplies by; None for a kernel with an ellipsis (then the layer is not folded)."""
+    lhs, _, out = str(node.attrs.get('equation', '')).replace(' ', '').partition('->')
+    x_letters, _, k_letters = lhs.partition(',')
+    if '.' in k_letters or len(k_letters) != len(kernel_shape):
+        return None
+    sizes = dict(zip(k_letters, kernel_shape))
+    n_in = math.prod(sizes[c] for c in k_letters if c not in out)
+    n_out = math.prod(sizes[c] for c in k_letters if c in out and c not in x_letters)
+    return int(n_in), int(n_out)
 
 
 def reuse_factor(node: Node) -> int:
@@ -91,7 +107,7 @@ def reuse_factor(node: Node) -> int:
         return 1
     n_in, n_out = shape
     strategy = layer_strategy(node)
-    kind = 'Conv, im2col' if node.op == 'Conv' else 'Dense'
+    kind = {'Conv': 'Conv, im2col', 'EinsumDense': 'EinsumDense, per position'}.get(node.op, 'Dense')
     return checked_reuse_factor(node, f'{kind} {n_in} -> {n_out}, Strategy {strategy}',
                                 valid_reuse_factors(n_in, n_out, strategy))
 

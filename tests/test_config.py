@@ -161,15 +161,14 @@ def test_type_granularity_has_hls4ml_softmax_entry():
 
 
 def test_reuse_factor_on_unfolded_product_layers_is_a_warning_naming_them(tmp_path):
-    """EinsumDense and Einsum are built unrolled: a ReuseFactor > 1 on them is reported, not silently dropped."""
+    """An Einsum of two variables is built unrolled: a ReuseFactor > 1 on it is reported, not silently dropped."""
     from fpga4ml.semantics.spec import make_node
-    rng = np.random.default_rng(0)
     g = Graph()
     g.add(Node('x', 'Input', [], (3, 4)))
-    g.add(make_node('proj', 'EinsumDense', ['x'], (3, 2), attrs={'equation': 'bc,cd->bd'},
-                    weights={'kernel': rng.normal(size=(4, 2)), 'bias': rng.normal(size=(3, 2))}))
-    g.inputs, g.outputs = ['x'], ['proj']
-    with pytest.warns(ConfigWarning, match=r"not applied.*proj \(EinsumDense, ReuseFactor=2\)"):
+    g.add(Node('y', 'Input', [], (2, 4)))
+    g.add(make_node('scores', 'Einsum', ['x', 'y'], (3, 2), attrs={'equation': 'bc,dc->bd'}))
+    g.inputs, g.outputs = ['x', 'y'], ['scores']
+    with pytest.warns(ConfigWarning, match=r"not applied.*scores \(Einsum, ReuseFactor=2\)"):
         convert_graph(g, {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 2}}, output_dir=str(tmp_path / 'a'))
     with warnings.catch_warnings():
         warnings.simplefilter('error', ConfigWarning)   # control: RF 1 says nothing

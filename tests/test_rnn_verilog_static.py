@@ -149,6 +149,20 @@ def test_branches_of_different_depths_meet(tmp_path):
     assert not np.array_equal(got[0], model.predict(xs))
 
 
+def test_outputs_of_different_stateful_layers_line_up(tmp_path):
+    """The LSTM's sequence and the GRU stacked on it, both outputs: the LSTM's is delayed to the GRU's done."""
+    keras.utils.set_random_seed(12)
+    x = keras.Input((5, N_IN), name='x')
+    y = L.LSTM(4, return_sequences=True, name='lstm')(x)
+    km = keras.Model(x, [L.Flatten(name='flat')(y), L.GRU(3, name='gru')(y)])
+    model = convert(km, tmp_path)
+    xs = sequences(model, 300)
+    got = interpreted(model, xs)
+    assert_equal(model, got, model.predict(xs), 'outputs of two stateful layers vs emulator')
+    one_lsb_off(model, 'lstm', 'kernel')
+    assert not np.array_equal(got[0], model.predict(xs)[0])
+
+
 def test_latency_and_ii_are_reported(tmp_path):
     """A combinational cell (Pipeline 'none'): one clock per step."""
     model = convert(stacked(5), tmp_path, pipeline='none')

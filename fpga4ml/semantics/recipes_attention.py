@@ -12,6 +12,7 @@ Equations are per sample: letters only, no batch letter, no ellipsis ('tf,fhd->t
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -187,6 +188,42 @@ def einsum_dense(node, p, x):
     y = p.gather(y, einsum_index(shared + free_x + free_k, tuple(sizes[c] for c in shared + free_x + free_k),
                                  out, sizes))
     return p.cast(y, 'result', 'accum')
+
+
+class EinsumDenseRows(NamedTuple):
+    """An EinsumDense as rows sharing one matrix: per position its inputs in term order (flat indices into
+    x), the matrix and bias as flat indices into the kernel and bias, and per output element (C order of
+    the output) its index among the rows' outputs (row-major: position, then kernel-only output)."""
+
+    rows: np.ndarray          # (positions, terms)
+    kernel_index: np.ndarray  # (terms, outputs per position)
+    bias_index: np.ndarray    # (outputs per position,)
+    order: np.ndarray         # (output elements,)
+
+
+def einsum_dense_rows(node, x_shape: tuple[int, ...]) -> EinsumDenseRows:
+    """The recipe's products as rows of one shared matrix (what a folded EinsumDense computes); GraphError
+    when the kernel or the bias differs between positions (the recipe's blocks per shared letter or bias row)."""
+    k_shape = tuple(np.shape(node.weights['kernel']))
+    li, lk, out, shared, free_x, free_k, contracted, sizes = einsum_dense_letters(node, x_shape, k_shape)
+    where = f"layer {node.name!r}: EinsumDense {attr(node, 'equation')!r} cannot fold"
+    if shared:
+        raise GraphError(f'{where}: it has a kernel slice per position (the letters {shared!r} are in the input, the '
+                         'kernel and the output); only a kernel every position shares folds. Set its ReuseFactor to 1')
+    if set(contracted) - set(lk):
+        raise GraphError(f'{where}: it sums input axes {sorted(set(contracted) - set(lk))} the kernel does not have; '
+                         'set its ReuseFactor to 1')
+    n_0, n_c, n_1 = (_size(g, sizes) for g in (free_x, contracted, free_k))
+    rows = einsum_index(li, x_shape, free_x + contracted, sizes).reshape(n_0, n_c)
+    kernel_index = einsum_index(lk, k_shape, contracted + free_k, sizes).reshape(n_c, n_1)
+    bias_index = einsum_index(out, tuple(sizes[c] for c in out), free_x + free_k, sizes).reshape(n_0, n_1)
+    bias = (node.qweights or node.weights).get('bias')
+    if bias is not None and np.ndim(bias):
+        flat = np.asarray(bias).ravel()
+        if any(not np.array_equal(flat[bias_index[0]], flat[b]) for b in bias_index[1:]):
+            raise GraphError(f'{where}: its bias differs between positions; set its ReuseFactor to 1')
+    order = einsum_index(free_x + free_k, tuple(sizes[c] for c in free_x + free_k), out, sizes).ravel()
+    return EinsumDenseRows(rows, kernel_index, bias_index[0], order)
 
 
 # ---------------------------------------------------------------------------------------- Einsum

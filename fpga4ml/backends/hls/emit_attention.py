@@ -10,11 +10,13 @@ narrowest types of their bounds (Context.intermediate, from the recipe's labels)
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 
 from ...fixed import FixedType
+from ...folding import reuse_factor
 from ...ir import Node
 from ...semantics.recipes_attention import einsum_terms, norm_axes, softmax_mask
 from .emit import (Context, Port, address, constant, from_bits, header, index_int_type, int_literal, label, signature,
@@ -32,8 +34,9 @@ def _pow2(ctx: Context, node: Node, var: str, k: int) -> str:
     return from_bits(t, '1')
 
 
-def _function(ctx: Context, node: Node, ins: list[Port], out: Port, head: str, body: list[str]) -> str:
-    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', '    #pragma HLS PIPELINE']
+def _function(ctx: Context, node: Node, ins: list[Port], out: Port, head: str, body: list[str], ii: int = 1) -> str:
+    pipeline = '    #pragma HLS PIPELINE' + (f' II={ii}' if ii > 1 else '')
+    lines = [head + signature(ctx.idents[node.name], ins, out) + ' {', pipeline]
     return '\n'.join(lines + ['    ' + s for s in body] + ['}', ''])
 
 
@@ -58,12 +61,16 @@ def emit_einsum_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> s
                            f'{label(node)} kernel per output and term ({n_out} x {n_terms})')
     b = ctx.mantissa_array(node, 'bias', node.qweights['bias'], node.types['bias'], f'{label(node)} bias ({n_out})')
     xs = _index_array(ctx, node, 'x_index', xi, f'{label(node)}: input element of each output and term')
-    head = header(node, f'EinsumDense {eq}: {n_out} outputs of {n_terms} terms', [
+    rf = reuse_factor(node)   # hls4ml's dense_latency: II = R, the multiplications shared over R cycles
+    products = int(np.count_nonzero(kernel.ravel()[ki]))
+    head = header(node, f'EinsumDense {eq}: {n_out} outputs of {n_terms} terms, ReuseFactor {rf}', [
         f'acc = ({at}) bias[o]; acc += ({at})(x[x_index[o][c]] * w[o][c]) in term order; y[o] = (result_t) acc'])
     body = [f'#pragma HLS ARRAY_PARTITION variable={arr} complete' for arr in (w, b, xs)]
+    if rf > 1:
+        body.append(f'#pragma HLS ALLOCATION operation instances=mul limit={max(1, math.ceil(products / rf))}')
     body += _terms_loop(n_out, n_terms, f'({at}) {from_bits(bt, f"{b}[o]")}',
                         f'x[{xs}[o * {n_terms} + c]] * {from_bits(wt, f"{w}[o * {n_terms} + c]")}', at, out)
-    return _function(ctx, node, ins, out, head, body)
+    return _function(ctx, node, ins, out, head, body, rf)
 
 
 def emit_einsum(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:

@@ -20,15 +20,18 @@ groups > 1 its block-diagonal zeros build no multiplier): every pixel's window, 
 with padding cells a constant 0, is one row with its own lanes, multipliers and accumulators, and
 all rows share the counter, the flags and the weight and bias ROMs (the same weights in the same
 cycle), so the layer has at most P * n_in * n_out / R multipliers where the unrolled one has P
-adder graphs. A Dense on an N-D input folds its rows (the last axis) the same way.
+adder graphs. A Dense on an N-D input folds its rows (the last axis) the same way, and so does an
+EinsumDense whose kernel and bias all output positions share (each position a row of its contracted
+inputs in the recipe's term order; recipes_attention.einsum_dense_rows).
 
 Timing (the valid-every-II contract): a folded layer latches its input vector at the edge where its
 `go` pulse (valid_in for the first layer, the previous folded layer's `done` after it) is high,
 runs R cycles, and raises `done` for one cycle, in which its accumulators hold the result; the
 layers between folded ones are combinational (the unrolled lowering, adder graphs). A layer accepts
 a new input every R clocks, the design every II = max(R) clocks; the latency is the sum of
-(R + 1) over the folded layers. Layers with R = 1 stay fully parallel. A graph whose branches meet
-after different folded layers is refused.
+(R + 1) over the folded layers. Layers with R = 1 stay fully parallel. Branches that meet after
+different folded layers (an attention's query, key and value projections) line up: each is valid a
+fixed number of clocks after valid_in, and the earlier ones wait in delay registers.
 
 This is the default architecture (`Folding: 'mac'`); a layer with `Folding: 'adders'` folds the same
 rows digit-serially on one multiplier-free adder graph instead, with the same timing (fold_serial.py).
@@ -44,6 +47,7 @@ from ... import geometry
 from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node
 from ...semantics.bounds import Bounds
+from ...semantics.recipes_attention import einsum_dense_rows
 from .adder_graph import sum_terms
 from .fold_serial import fold_rows_serial, layer_folding, row_plan
 from .machine_stages import walk
@@ -126,6 +130,20 @@ def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: i
     zero = m.const(0, max(m[s].frac for s in xr.values()))
     rows = [[xr[i] if i >= 0 else zero for i in window] for window in index]
     return row_folder(node)(m, node, rows, kernel, b_const, go, rf, budget)
+
+
+def fold_einsum_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int,
+                      budget: float | None = None) -> FoldedRows:
+    """One folded EinsumDense whose kernel and bias every output position shares (the attention
+    projections): each position a row of its contracted inputs, as a Dense on N-D input folds."""
+    plan = einsum_dense_rows(node, graph[node.inputs[0]].shape)
+    w_const, b_const = _weights(node, graph)
+    kernel = w_const.map(lambda k: np.asarray(k).ravel()[plan.kernel_index])
+    n_1 = len(plan.bias_index)
+    bias = b_const.map(lambda b: np.asarray(b).ravel()[plan.bias_index] if np.ndim(b) else np.full(n_1, b))
+    xr = _latch(m, node.name, x, go, sorted(set(plan.rows.ravel().tolist())))
+    folded = row_folder(node)(m, node, [[xr[i] for i in row] for row in plan.rows], kernel, bias, go, rf, budget)
+    return folded._replace(outputs=[folded.outputs[k] for k in plan.order])
 
 
 def row_folder(node: Node):
@@ -220,7 +238,7 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
 
 
 #: op -> its folding function (m, node, graph, input signals, go, R, stage budget) -> FoldedRows
-FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv}
+FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv, 'EinsumDense': fold_einsum_dense}
 
 
 def _weights(node: Node, graph: Graph):

@@ -18,7 +18,7 @@ from ...semantics.spec import output_types
 from .netlist import Netlist
 from .pipeline import schedule
 from .progress import StepClock
-from .stateful import Machine
+from .stateful import Machine, settle_times
 
 
 def place(m: Machine, cn: Netlist, stage: list[int], placed: dict[int, int], out: tuple, name: str) -> tuple:
@@ -62,11 +62,12 @@ def staged(m: Machine, ins: list[list[int]], build, pacing: tuple, name: str, ar
     return place(m, cn, stage, placed, groups, name), max((stage[s] for o in groups for s in o), default=0)
 
 
-def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tuple, clock: StepClock
-                   ) -> tuple[object, int]:
+def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tuple, clock: StepClock,
+                   arrival=None) -> tuple[object, int]:
     """A layer between stateful ones, pipelined on its own: (its output signals, the stages it adds).
 
-    Its outputs are valid that many clocks after its inputs (a Select is wiring: 0).
+    Its outputs are valid that many clocks after its inputs (a Select is wiring: 0); `arrival(s)`: when
+    an input settles within its clock (the previous layer's last stage may end unregistered).
     """
     in_shapes = [node.shape] if node.op == 'Select' else [graph[i].shape for i in node.inputs]
     in_types = operands(node, {i: output_types(graph[i]) for i in node.inputs})
@@ -79,7 +80,7 @@ def pipelined_node(m: Machine, node: Node, graph: Graph, ins: list, pacing: tupl
         tuples.append(isinstance(out, tuple))
         return out
     with clock.step(f'{node.name} ({node.op}) lowered'):
-        got, depth = staged(m, ins, build, pacing, node.name)
+        got, depth = staged(m, ins, build, pacing, node.name, arrival)
     return (got if tuples[0] else got[0]), depth
 
 
@@ -94,18 +95,16 @@ class ValidChains:
         return self.m.delayed(base, k, 'valid', reset=0)
 
     def align(self, name: str, ins: list, starts: list[tuple[int, int]]) -> tuple[list, tuple[int, int]]:
-        """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay);
-        refused when they come from different bases."""
-        bases = {b for b, _ in starts}
-        if len(bases) != 1:
-            raise GraphError(f'{name}: the inputs come out of different stateful layers (valid at '
-                             f'clocks {sorted(self.cycle[b] + k for b, k in starts)} after valid_in); the stateful '
-                             'Verilog design needs every branch of a merge to pass the same static or folded layers')
-        late = max(k for _, k in starts)
-        out = []
-        for group, (_, k) in zip(ins, starts):
-            out.append([self.m.delayed(s, late - k, 'align') for s in group])
-        return out, (bases.pop(), late)
+        """The inputs of a layer (or the model outputs) delayed to the latest of their (base pulse, delay).
+
+        Every base pulse is valid_in delayed by a fixed number of clocks (`cycle`), so inputs out of
+        different stateful layers (parallel folded branches) line up too: each is delayed by the clocks
+        between its own valid time and the latest one, whose (base, delay) the layer takes.
+        """
+        when = [self.cycle[b] + k for b, k in starts]
+        late = max(when)
+        out = [[self.m.delayed(s, late - t, 'align') for s in group] for group, t in zip(ins, when)]
+        return out, starts[when.index(late)]
 
 
 class Walk(NamedTuple):
@@ -124,6 +123,7 @@ def walk(m: Machine, graph: Graph, pacing: tuple, clock: StepClock, stateful) ->
     Pipeline setting)."""
     valid = ValidChains(m)
     valid.cycle[m.valid_in()] = 0
+    times: list[float] = []  # settle times of the machine's signals so far (stateful.settle_times, extended)
     sigs: dict = {}
     when: dict[str, tuple[int, int]] = {}  # tensor -> (the valid pulse its values belong to, clocks after it)
     cuts: dict[str, int] = {}
@@ -142,7 +142,8 @@ def walk(m: Machine, graph: Graph, pacing: tuple, clock: StepClock, stateful) ->
             valid.cycle[done] = valid.cycle[base] + k + clocks
             when[node.name] = (done, 0)
         else:
-            sigs[node.name], cut = pipelined_node(m, node, graph, ins, pacing, clock)
+            settle_times(m, times)
+            sigs[node.name], cut = pipelined_node(m, node, graph, ins, pacing, clock, times.__getitem__)
             when[node.name] = (base, k + cut)
         if cut:
             cuts[node.name] = cut
