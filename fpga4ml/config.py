@@ -54,8 +54,6 @@ VARIABLE_PRODUCTS = ('dsp', 'lut', 'auto')
 #: Verilog back end, layers with ReuseFactor > 1: multiply-accumulate folding on multipliers (default) or
 #: digit-serial folding on one multiplier-free adder graph (backends/verilog/fold_serial.py)
 FOLDINGS = ('mac', 'adders')
-#: ops with products that ReuseFactor does not fold (a ConfigWarning says so when it is set above 1)
-UNFOLDED_PRODUCT_OPS = ('Einsum',)
 MODEL_PRECISION_KEYS = ('default', 'maximum')
 #: bounds on a configuration's shape: hls4ml configurations are a few levels deep with thousands of entries
 MAX_CONFIG_DEPTH = 32
@@ -357,15 +355,7 @@ def _check_layer_reuse_factors(graph: Graph) -> None:
     LayerName entry sets it (folding.py's rules, shared by both back ends; the error names the layer,
     the value and the valid values), and the recurrent layers' factors."""
     from .folding import check_reuse_factors  # folding reads ConfigError from this module
-    check_reuse_factors(node for node in graph if PART_OF_ATTR not in node.attrs)
-    from .folding import fold_shape
-    unfolded = [f"{n.name} ({n.op}, ReuseFactor={n.config['ReuseFactor']})" for n in graph
-                if n.config.get('ReuseFactor', 1) > 1 and (n.op in UNFOLDED_PRODUCT_OPS or
-                                                           (n.op == 'EinsumDense' and fold_shape(n) is None))]
-    if unfolded:
-        warnings.warn('ReuseFactor > 1 is not applied to these layers (Einsum of two variables, EinsumDense with '
-                      'an ellipsis in its kernel): they are built fully parallel (II = 1): ' + ', '.join(unfolded[:8]) +
-                      (f' and {len(unfolded) - 8} more' if len(unfolded) > 8 else ''), ConfigWarning, stacklevel=4)
+    check_reuse_factors((node for node in graph if PART_OF_ATTR not in node.attrs), graph)
     from .backends.hls.emit_rnn import RNN_OPS, recurrent_settings  # the recurrent layers' two factors
     for node in graph:
         if node.op in RNN_OPS:

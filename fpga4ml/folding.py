@@ -15,8 +15,9 @@ time for every layer, whichever level sets its ReuseFactor (the Model default, a
 LayerName entry), so an invalid value raises in convert() on both back ends, naming the layer,
 the value and the valid values (hls4ml instead warns and picks the closest valid value); the HLS
 emitter reads the same functions when it writes a layer, and the Verilog back end folds Dense,
-Conv and EinsumDense layers with them (backends/verilog/fold.py). Other layers ignore their
-ReuseFactor in both back ends (config.py warns when it is set above 1 on an Einsum).
+Conv, EinsumDense and Einsum layers with them (backends/verilog/fold.py; an Einsum of two variables
+is n_out outputs of n_in terms each, its products shared the same way). Other layers ignore their
+ReuseFactor in both back ends.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ def dense_settings(node: Node, n_in: int, n_out: int) -> tuple[str, int]:
     return strategy, checked_reuse_factor(node, f'Dense {n_in} -> {n_out}, Strategy {strategy}', valid)
 
 
-def fold_shape(node: Node) -> tuple[int, int] | None:
-    """(n_in, n_out) of the constant matrix a foldable node multiplies by (a Conv: its im2col matrix), else None."""
+def fold_shape(node: Node, graph=None) -> tuple[int, int] | None:
+    """(n_in, n_out) of the constant matrix a foldable node multiplies by (a Conv: its im2col matrix; an
+    Einsum of two variables, given its graph: terms per output and outputs), else None."""
+    if node.op == 'Einsum':
+        return einsum_shape(node, graph) if graph is not None else None
     if node.op not in FOLDABLE_OPS:
         return None
     kernel = (node.qweights or node.weights).get('kernel')
@@ -100,24 +104,33 @@ def einsum_dense_matrix(node: Node, kernel_shape: tuple[int, ...]) -> tuple[int,
     return int(n_in), int(n_out)
 
 
-def reuse_factor(node: Node) -> int:
-    """The validated ReuseFactor of a node: its configured value for a foldable node, 1 for any other."""
-    shape = fold_shape(node)
+def einsum_shape(node: Node, graph) -> tuple[int, int]:
+    """(terms per output, outputs) of an Einsum of two variables in `graph` (its products: terms x outputs)."""
+    from .semantics.recipes_attention import einsum_terms  # the recipe's plan; semantics imports config
+    index, _ = einsum_terms(node, str(node.attrs['equation']), [tuple(graph[i].shape) for i in node.inputs])
+    return int(index.shape[1]), int(index.shape[0])
+
+
+def reuse_factor(node: Node, graph=None) -> int:
+    """The validated ReuseFactor of a node: its configured value for a foldable node, 1 for any other (an
+    Einsum is foldable when its graph is given)."""
+    shape = fold_shape(node, graph)
     if shape is None:
         return 1
     n_in, n_out = shape
     strategy = layer_strategy(node)
-    kind = {'Conv': 'Conv, im2col', 'EinsumDense': 'EinsumDense, per position'}.get(node.op, 'Dense')
+    kind = {'Conv': 'Conv, im2col', 'EinsumDense': 'EinsumDense, per position',
+            'Einsum': 'Einsum, terms per output'}.get(node.op, 'Dense')
     return checked_reuse_factor(node, f'{kind} {n_in} -> {n_out}, Strategy {strategy}',
                                 valid_reuse_factors(n_in, n_out, strategy))
 
 
-def check_reuse_factors(nodes) -> dict[str, int]:
-    """Validate the ReuseFactor of every foldable node among `nodes` (a Graph or any iterable of nodes);
-    returns {name: R} of those with R > 1."""
+def check_reuse_factors(nodes, graph=None) -> dict[str, int]:
+    """Validate the ReuseFactor of every foldable node among `nodes` (a Graph or any iterable of nodes; with
+    their `graph`, Einsum nodes too); returns {name: R} of those with R > 1."""
     folded = {}
     for node in nodes:
-        rf = reuse_factor(node)
+        rf = reuse_factor(node, graph)
         if rf > 1:
             folded[node.name] = rf
     return folded

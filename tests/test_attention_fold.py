@@ -1,5 +1,6 @@
-"""ReuseFactor > 1 on transformer layers: EinsumDense folds in Verilog (fold.fold_einsum_dense) and in HLS
-(II = R), the attention projections fold in parallel branches that meet again (machine_stages.ValidChains).
+"""ReuseFactor > 1 on transformer layers: EinsumDense and Einsum fold in Verilog (fold.fold_einsum_dense,
+fold.fold_einsum) and in HLS (II = R); an attention's projections fold in parallel branches that meet
+again (machine_stages.ValidChains), its scores and weighted values fold as Einsums.
 
 The folded Verilog design's cycle-level interpreter and its Verilator simulation must compute the
 emulator's (and HGQ2's) bits, and the C simulation the emulator's; each comparison has a negative
@@ -66,6 +67,36 @@ def test_folded_einsum_dense_machine_computes_the_emulator_bits(tmp_path, rf, fo
     assert not np.array_equal(got, convert(moved, tmp_path, f'm{rf}{folding}', config).predict(x))
 
 
+def einsum_graph():
+    """Einsum 'bc,dc->bd' of two variable inputs (3 x 4 and 2 x 4): 6 outputs of 4 terms."""
+    from fpga4ml.ir import Graph, Node
+    from fpga4ml.semantics.spec import make_node
+    g = Graph()
+    g.add(Node('x', 'Input', [], (3, 4)))
+    g.add(Node('y', 'Input', [], (2, 4)))
+    g.add(make_node('scores', 'Einsum', ['x', 'y'], (3, 2), attrs={'equation': 'bc,dc->bd'}))
+    g.inputs, g.outputs = ['x', 'y'], ['scores']
+    return g
+
+
+@pytest.mark.parametrize('precision', ['fixed<16,6>', 'fixed<10,3,TRN,SAT>'])
+@pytest.mark.parametrize('rf', [4, 24])
+def test_folded_einsum_of_two_variables_computes_the_emulator_bits(tmp_path, precision, rf):
+    """Wrapping and saturating accumulators (the order of the additions observable), 6 and 1 multipliers."""
+    from fpga4ml.convert import convert_graph
+    rng = np.random.default_rng(rf)
+    xs = [rng.normal(0, 3, (400, 3, 4)), rng.normal(0, 3, (400, 2, 4))]
+    model = convert_graph(einsum_graph(), {'Model': {'Precision': precision, 'ReuseFactor': rf}}, backend='Verilog',
+                          output_dir=str(tmp_path / 'e'))
+    est = model.estimate()
+    assert (est['ii'], est['DSP']) == (rf, 24 // rf)
+    shown, valid_out = emulate_cycles(model, xs)
+    got = np.asarray(shown[0])[valid_out].reshape(400, 3, 2)
+    assert np.array_equal(got, model.predict(xs))
+    xs[1][:, 0, 0] += 0.25                     # control: one operand moved
+    assert not np.array_equal(got, model.predict(xs))
+
+
 def test_einsum_dense_with_a_bias_per_position_is_refused_by_name(tmp_path):
     model = convert(einsum_model(bias_per_position=True), tmp_path, 'b', {'Model': {'ReuseFactor': 2}})
     with pytest.raises(GraphError, match=r"layer 'proj': EinsumDense .* cannot fold: its bias differs between "
@@ -87,6 +118,16 @@ def test_hls_einsum_dense_with_reuse_factor_shares_multipliers_and_csim_equals_e
         pytest.skip('needs g++ for the C simulation')
     from test_hls_csim import assert_bit_identical
     config = {'Model': {'Precision': 'fixed<16,6>'}, 'LayerName': {'out': {'ReuseFactor': 3}}}
+    from fpga4ml.convert import convert_graph
+    scores = convert_graph(einsum_graph(), {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 4}},
+                           output_dir=str(tmp_path / 'einsum'))
+    scores.write()
+    text = (tmp_path / 'einsum' / 'firmware' / 'myproject.cpp').read_text()
+    assert '#pragma HLS PIPELINE II=4' in text and 'instances=mul limit=6' in text   # 24 products / 4
+    scores.compile(sim='csim')
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(0, 3, (2000, 3, 4)), rng.normal(0, 3, (2000, 2, 4))]
+    assert_bit_identical(scores, xs)
     model = convert(einsum_model(), tmp_path, 'hls', config, backend='Vitis')
     model.write()
     text = (tmp_path / 'hls' / 'firmware' / 'myproject.cpp').read_text()
@@ -105,10 +146,12 @@ def test_hls_einsum_dense_with_reuse_factor_shares_multipliers_and_csim_equals_e
 
 # ------------------------------------------------------------------ HGQ2 attention, projections folded
 def folded_attention(tmp_path, name: str, folding: str = 'mac'):
+    """HGQ2 QMultiHeadAttention(2, 2) on 4 x 5 with R 2 on its four projections, scores and weighted values."""
     pytest.importorskip('hgq')
     from test_verilog_lut_products import attention_model
     model = attention_model()
-    config = {'LayerType': {'QEinsumDense': {'ReuseFactor': 2, 'Folding': folding}}}
+    config = {'LayerType': {'QEinsumDense': {'ReuseFactor': 2, 'Folding': folding},
+                            'QMultiHeadAttention': {'ReuseFactor': 2}}}
     return model, convert(model, tmp_path, name, config)
 
 
@@ -117,11 +160,15 @@ def hgq_inputs(n: int, seed: int) -> np.ndarray:
 
 
 def test_attention_with_folded_projections_computes_hgq2_bits(tmp_path):
-    """Query, key and value projections fold in parallel (II = 2); the scores read all three, aligned."""
+    """Query, key and value projections fold in parallel (II = 2); the scores read all three, aligned; the
+    scores and the weighted values fold as Einsums."""
     model, hls = folded_attention(tmp_path, 'mha')
     x = hgq_inputs(400, 4)                     # the cycle interpreter is slow; Verilator checks 2,000 below
     want = np.asarray(keras.ops.convert_to_numpy(model(x)), dtype=np.float64)
-    assert hls.estimate()['ii'] == 2
+    from fpga4ml.backends.verilog.design import design
+    timing = design(hls).timing
+    assert timing.ii == 2 and set(timing.stages) == {'mha_query', 'mha_key', 'mha_value', 'mha_scores',
+                                                     'mha_combine', 'mha'}
     got = cycles(hls, x)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(hls.predict(x), want)

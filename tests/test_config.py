@@ -160,16 +160,16 @@ def test_type_granularity_has_hls4ml_softmax_entry():
     assert model.graph['fc1_relu'].result_type != model.graph['softmax'].result_type
 
 
-def test_reuse_factor_on_unfolded_product_layers_is_a_warning_naming_them(tmp_path):
-    """An Einsum of two variables is built unrolled: a ReuseFactor > 1 on it is reported, not silently dropped."""
+def test_einsum_reuse_factor_is_validated_naming_the_layer(tmp_path):
+    """An Einsum of two variables folds by its products (outputs x terms): an invalid ReuseFactor names both."""
     from fpga4ml.semantics.spec import make_node
     g = Graph()
     g.add(Node('x', 'Input', [], (3, 4)))
     g.add(Node('y', 'Input', [], (2, 4)))
     g.add(make_node('scores', 'Einsum', ['x', 'y'], (3, 2), attrs={'equation': 'bc,dc->bd'}))
     g.inputs, g.outputs = ['x', 'y'], ['scores']
-    with pytest.warns(ConfigWarning, match=r"not applied.*scores \(Einsum, ReuseFactor=2\)"):
-        convert_graph(g, {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 2}}, output_dir=str(tmp_path / 'a'))
-    with warnings.catch_warnings():
-        warnings.simplefilter('error', ConfigWarning)   # control: RF 1 says nothing
-        convert_graph(g, {'Model': {'Precision': 'fixed<16,6>'}}, output_dir=str(tmp_path / 'b'))
+    with pytest.raises(ConfigError, match=r"layer 'scores' \(Einsum, terms per output 4 -> 6, Strategy Latency\): "
+                                          r"ReuseFactor 5 is not valid; valid values are \[1, 2, 3, 4, 6, 8, 12, 24\]"):
+        convert_graph(g, {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 5}}, output_dir=str(tmp_path / 'a'))
+    assert convert_graph(g, {'Model': {'Precision': 'fixed<16,6>', 'ReuseFactor': 6}},
+                         output_dir=str(tmp_path / 'b')).graph['scores'].config['ReuseFactor'] == 6

@@ -40,6 +40,13 @@ def _function(ctx: Context, node: Node, ins: list[Port], out: Port, head: str, b
     return '\n'.join(lines + ['    ' + s for s in body] + ['}', ''])
 
 
+def _multiplier_limit(products: int, rf: int) -> list[str]:
+    """hls4ml's dense_latency sharing: at most ceil(products / R) multipliers when R > 1 (none otherwise)."""
+    if rf <= 1:
+        return []
+    return [f'#pragma HLS ALLOCATION operation instances=mul limit={max(1, math.ceil(products / rf))}']
+
+
 def _terms_loop(n_out: int, n_terms: int, init: str, term: str, at: str, out: Port) -> list[str]:
     """for every output o: acc = init; acc += (accum_t)(term) over its terms c; y[o] = (result_t) acc."""
     return [f'for (int o = 0; o < {n_out}; o++) {{', '    #pragma HLS UNROLL', f'    {at} acc = {init};',
@@ -66,8 +73,7 @@ def emit_einsum_dense(ctx: Context, node: Node, ins: list[Port], out: Port) -> s
     head = header(node, f'EinsumDense {eq}: {n_out} outputs of {n_terms} terms, ReuseFactor {rf}', [
         f'acc = ({at}) bias[o]; acc += ({at})(x[x_index[o][c]] * w[o][c]) in term order; y[o] = (result_t) acc'])
     body = [f'#pragma HLS ARRAY_PARTITION variable={arr} complete' for arr in (w, b, xs)]
-    if rf > 1:
-        body.append(f'#pragma HLS ALLOCATION operation instances=mul limit={max(1, math.ceil(products / rf))}')
+    body += _multiplier_limit(products, rf)
     body += _terms_loop(n_out, n_terms, f'({at}) {from_bits(bt, f"{b}[o]")}',
                         f'x[{xs}[o * {n_terms} + c]] * {from_bits(wt, f"{w}[o * {n_terms} + c]")}', at, out)
     return _function(ctx, node, ins, out, head, body, rf)
@@ -82,13 +88,15 @@ def emit_einsum(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
     at = ctx.typedef(node, 'accum', node.types['accum'])
     ax = _index_array(ctx, node, 'a_index', ai, f'{label(node)}: first operand element of each output and term')
     bx = _index_array(ctx, node, 'b_index', bi, f'{label(node)}: second operand element of each output and term')
-    head = header(node, f'Einsum {eq}: {n_out} outputs of {n_terms} terms', [
+    rf = reuse_factor(node, ctx.graph)   # II = R, the multiplications shared over R cycles
+    head = header(node, f'Einsum {eq}: {n_out} outputs of {n_terms} terms, ReuseFactor {rf}', [
         f'acc = 0; acc += ({at})(x0[a] * x1[b]) in term order (every product and partial sum cast); '
         'y[o] = (result_t) acc'])
     body = [f'#pragma HLS ARRAY_PARTITION variable={arr} complete' for arr in (ax, bx)]
+    body += _multiplier_limit(n_out * n_terms, rf)
     body += _terms_loop(n_out, n_terms, f'({at}) 0',
                         f'x0[{ax}[o * {n_terms} + c]] * x1[{bx}[o * {n_terms} + c]]', at, out)
-    return _function(ctx, node, ins, out, head, body)
+    return _function(ctx, node, ins, out, head, body, rf)
 
 
 def emit_layer_norm(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:

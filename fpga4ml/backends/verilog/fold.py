@@ -40,6 +40,7 @@ rows digit-serially on one multiplier-free adder graph instead, with the same ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,7 +48,7 @@ from ... import geometry
 from ...folding import mac_schedule, reuse_factor
 from ...ir import Graph, GraphError, Node
 from ...semantics.bounds import Bounds
-from ...semantics.recipes_attention import einsum_dense_rows
+from ...semantics.recipes_attention import einsum_dense_rows, einsum_terms
 from .adder_graph import sum_terms
 from .fold_serial import fold_rows_serial, layer_folding, row_plan
 from .machine_stages import walk
@@ -74,7 +75,7 @@ def folded_layers(graph: Graph) -> dict[str, int]:
     """{name: R} of the layers the Verilog back end folds (validated ReuseFactors > 1)."""
     out = {}
     for node in graph:
-        rf = reuse_factor(node)
+        rf = reuse_factor(node, graph)
         if rf > 1:
             if node.op not in FOLDERS:
                 raise GraphError(f'layer {node.name!r} ({node.op}): the Verilog back end folds only '
@@ -98,16 +99,17 @@ def fold_graph(graph: Graph, clock: StepClock | None = None, clock_period: float
         if node.name not in rfs:
             return None
         with clock.step(f'{node.name} ({node.op}) folded'):
-            rows = FOLDERS[node.op](m, node, graph, ins[0], go(), rfs[node.name], budget)
+            rows = FOLDERS[node.op](m, node, graph, ins, go(), rfs[node.name], budget)
         return rows.outputs, rows.done, rfs[node.name] + 1 + rows.cuts, rows.cuts
 
     placed = walk(m, graph, pacing, clock, folded)
     return FoldedDesign(m, Timing(placed.latency, max(rfs.values(), default=1), rfs, placed.cuts))
 
 
-def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None
-               ) -> FoldedRows:
+def fold_dense(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: int, rf: int,
+               budget: float | None = None) -> FoldedRows:
     """One folded Dense (on the last axis of its input, each row a MAC over the shared ROMs)."""
+    x = ins[0]
     w_const, b_const = _weights(node, graph)
     n_in = w_const.values.shape[0]
     in_shape = graph[node.inputs[0]].shape
@@ -118,10 +120,11 @@ def fold_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: 
     return row_folder(node)(m, node, rows, w_const, b_const, go, rf, budget)
 
 
-def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int, budget: float | None = None
-              ) -> FoldedRows:
+def fold_conv(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: int, rf: int,
+              budget: float | None = None) -> FoldedRows:
     """One folded Conv: each output pixel a Dense of its window in im2col order (padding reads a
     constant 0), all pixels on the same counter and weight ROMs (see the module docstring)."""
+    x = ins[0]
     in_shape = graph[node.inputs[0]].shape
     index = geometry.im2col_index(geometry.check_conv(node, in_shape), in_shape[-1])  # (pixels, taps * C)
     w_const, b_const = _weights(node, graph)
@@ -132,10 +135,11 @@ def fold_conv(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: i
     return row_folder(node)(m, node, rows, kernel, b_const, go, rf, budget)
 
 
-def fold_einsum_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: int, rf: int,
+def fold_einsum_dense(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: int, rf: int,
                       budget: float | None = None) -> FoldedRows:
     """One folded EinsumDense whose kernel and bias every output position shares (the attention
     projections): each position a row of its contracted inputs, as a Dense on N-D input folds."""
+    x = ins[0]
     plan = einsum_dense_rows(node, graph[node.inputs[0]].shape)
     w_const, b_const = _weights(node, graph)
     kernel = w_const.map(lambda k: np.asarray(k).ravel()[plan.kernel_index])
@@ -144,6 +148,35 @@ def fold_einsum_dense(m: Machine, node: Node, graph: Graph, x: list[int], go: in
     xr = _latch(m, node.name, x, go, sorted(set(plan.rows.ravel().tolist())))
     folded = row_folder(node)(m, node, [[xr[i] for i in row] for row in plan.rows], kernel, bias, go, rf, budget)
     return folded._replace(outputs=[folded.outputs[k] for k in plan.order])
+
+
+def fold_einsum(m: Machine, node: Node, graph: Graph, ins: list[list[int]], go: int, rf: int,
+                budget: float | None = None) -> FoldedRows:
+    """One folded Einsum of two variables: its n_out x n_terms products on n_out * n_terms / R multipliers,
+    both operands picked by multiplexers each cycle (mac_schedule's assignment, the terms of an output
+    in order), each product cast into 'accum' and added from 0 (the recipe's order); `Folding` does not
+    apply (no constant operand)."""
+    a_index, b_index = einsum_terms(node, str(node.attrs['equation']), [tuple(graph[i].shape) for i in node.inputs])
+    n_out, n_terms = a_index.shape
+    schedule = mac_schedule(n_terms, n_out, rf)  # [lane, t, cycle] -> (term, output)
+    used = [sorted(set(index.ravel().tolist())) for index in (a_index, b_index)]
+    a, b = (_latch(m, f'{node.name}_{k}', x, go, u) for k, x, u in zip('ab', ins, used))
+    count, busy, last = m.counter(rf, go, node.name)
+    slots, pairs = [], []
+    for lane in range(schedule.shape[0]):
+        for t in range(schedule.shape[1]):
+            terms = [(int(c), int(o)) for c, o in schedule[lane, t]]
+            slots.append((0, lane))
+            pairs.append([m.mux(count, [a[a_index[o, c]] for c, o in terms]),
+                          m.mux(count, [b[b_index[o, c]] for c, o in terms])])
+    acc_t = node.types['accum']
+    a_max, b_max = (max(max(-m[s].lo, m[s].hi) for s in x.values()) for x in (a, b))
+    total = n_terms * a_max * b_max              # |sum of the products| at their LSB
+    shift = m[a[used[0][0]]].frac + m[b[used[1][0]]].frac - acc_t.frac
+    fits = (total >> shift if shift > 0 else total << -shift) + n_terms <= min(acc_t.max_mantissa, -acc_t._sat_min)
+    loop = MacLoop(schedule, count, busy, last, 1, np.zeros(n_out, dtype=np.int64),
+                   acc_t.overflow != 'WRAP' and not fits)
+    return mac_loop(m, node, loop, slots, pairs, rf, budget)
 
 
 def row_folder(node: Node):
@@ -172,12 +205,10 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
     the accumulate loop (fold_stages.py).
     """
     n_in, n_out = np.shape(w_const.values)
-    acc_t = node.types['accum']
     plan = row_plan(m, node, rows, w_const, b_const)
     schedule = mac_schedule(n_in, n_out, rf)  # [lane, t, cycle] -> (input, output): folding.py
     lanes, a = schedule.shape[:2]
     count, busy, last = m.counter(rf, go, node.name)
-    pipe = LayerPipe(m, node.name, budget)
     outs = schedule[:, 0, :, 1]  # [lane, cycle]: the output each lane serves
     weights = {}  # (lane, t) -> its weight ROM; a multiplier whose weights are all zero (prune_for_reuse): none
     for lane in range(lanes):
@@ -195,14 +226,43 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
                 if not (m[xs].is_const and m[xs].lo == 0):  # only padding: a zero product, none built
                     slots.append((p, lane))
                     pairs.append([xs, weights[lane, t]])
+    return mac_loop(m, node, MacLoop(schedule, count, busy, last, len(rows), plan.bias_acc, plan.saturating),
+                    slots, pairs, rf, budget)
+
+
+class MacLoop(NamedTuple):
+    """What the multiply-accumulate loop of a folded layer needs besides its products: the schedule
+    ([lane, t, cycle] -> (term, output)), the layer's counter, busy and last flags, its number of
+    rows, the bias in the accumulator (per output) and whether the accumulator saturates step by step."""
+
+    schedule: np.ndarray
+    count: int
+    busy: int
+    last: int
+    rows: int
+    bias_acc: np.ndarray
+    saturating: bool
+
+
+def mac_loop(m: Machine, node: Node, loop: MacLoop, slots: list[tuple[int, int]], pairs: list[list[int]], rf: int,
+             budget: float | None) -> FoldedRows:
+    """The accumulators of a folded layer: each (row, lane) slot's products (its [x, w] pairs multiplied and
+    cast into the accumulator type) added to the accumulator its lane serves in each cycle, from the
+    bias in the first block (see the module docstring); the outputs row by row."""
+    acc_t = node.types['accum']
+    schedule, count, busy, last = loop.schedule, loop.count, loop.busy, loop.last
+    lanes, a = schedule.shape[:2]
+    n_out = int(schedule[..., 1].max()) + 1
+    outs = schedule[:, 0, :, 1]  # [lane, cycle]: the output each lane serves
+    pipe = LayerPipe(m, node.name, budget)
     acc_bits = acc_t.width
     pairs = pipe.cut(pairs, MUL_NS)
     products = [[m.cast(m.mul(x, w), acc_t)] for x, w in pairs]
-    after = (a * adder_ns(acc_bits) if plan.saturating else tree_ns(a + 1, acc_bits)) + loop_ns(acc_bits, rf)
+    after = (a * adder_ns(acc_bits) if loop.saturating else tree_ns(a + 1, acc_bits)) + loop_ns(acc_bits, rf)
     parts: dict[tuple[int, int], list[int]] = {}
     for slot, (prod,) in zip(slots, pipe.cut(products, after)):
         parts.setdefault(slot, []).append(prod)
-    if not plan.saturating and pipe.budget is not None and any(len(v) > 1 for v in parts.values()):
+    if not loop.saturating and pipe.budget is not None and any(len(v) > 1 for v in parts.values()):
         # each lane's products summed before the loop, so a cut can take the tree out of it
         keys = sorted(parts)
 
@@ -216,17 +276,17 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
     done = m.register(0, 1, 0, reset=0, name=f'{node.name}_done')
     m.connect(done, last_l)
     first = m.flag(count_l, [int(i < a) for i in schedule[0, 0, :, 0]])  # input block 0: start from the bias
-    bias = [m.rom(count_l, plan.bias_acc[outs[lane]], 0, acc_t.frac) for lane in range(lanes)]
+    bias = [m.rom(count_l, loop.bias_acc[outs[lane]], 0, acc_t.frac) for lane in range(lanes)]
     enables = {(lane, j): m.both(busy_l, m.flag(count_l, [int(o == j) for o in outs[lane]]))
                for lane in range(lanes) for j in sorted(set(outs[lane].tolist()))}
     result = []
-    for p in range(len(rows)):
-        tag = f'{node.name}_acc' if len(rows) == 1 else f'{node.name}_p{p}_acc'
+    for p in range(loop.rows):
+        tag = f'{node.name}_acc' if loop.rows == 1 else f'{node.name}_p{p}_acc'
         acc = [m.register(acc_t.min_mantissa, acc_t.max_mantissa, acc_t.frac, None, f'{tag}{j}') for j in range(n_out)]
         for lane in range(lanes):
             s = m.select(first, bias[lane], m.mux(count_l, [acc[j] for j in outs[lane]]))
             terms = parts.get((p, lane), [])
-            if plan.saturating:  # the order is observable: one addition and cast after the other
+            if loop.saturating:  # the order is observable: one addition and cast after the other
                 for part in terms:
                     s = m.cast(m.add(s, part), acc_t)
             elif terms:  # a wrapping (or never overflowing) sum: an adder tree, wrapped once
@@ -238,7 +298,7 @@ def fold_rows(m: Machine, node: Node, rows: list[list[int]], w_const, b_const, g
 
 
 #: op -> its folding function (m, node, graph, input signals, go, R, stage budget) -> FoldedRows
-FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv, 'EinsumDense': fold_einsum_dense}
+FOLDERS = {'Dense': fold_dense, 'Conv': fold_conv, 'EinsumDense': fold_einsum_dense, 'Einsum': fold_einsum}
 
 
 def _weights(node: Node, graph: Graph):

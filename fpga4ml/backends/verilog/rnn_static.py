@@ -234,7 +234,7 @@ def static_graph(graph: Graph, clock: StepClock | None = None, clock_period: flo
             return y, done, recurrent[node.name] * per_step + 1, 0
         if node.name in rfs:
             with clock.step(f'{node.name} ({node.op}) folded'):
-                rows = fold_dense(m, node, graph, ins[0], go(), rfs[node.name], budget)
+                rows = fold_dense(m, node, graph, ins, go(), rfs[node.name], budget)
             return rows.outputs, rows.done, rfs[node.name] + 1 + rows.cuts, rows.cuts
         return None
 
