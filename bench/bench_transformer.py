@@ -19,10 +19,12 @@ network's (throughput and hardware do not depend on training).
 * C simulation build time (write + g++) of both;
 * the Verilog design at 5 ns: latency, II and the estimate, generation time, and where the
   latency goes (the pipeline stage at which each layer's last output is ready, from one
-  lowering with every layer as an output); with --synth, Yosys LUT/FF/DSP (long for this size).
+  lowering with every layer as an output); with --synth, Yosys LUT/FF/DSP (long for this size);
+* with --verilator, the whole design simulated by Verilator against the emulator on the jets, with a
+  negative control (the emulator of the copy with one classifier bias moved).
 
     KERAS_BACKEND=torch .venv/bin/python bench/bench_transformer.py [--n 2000] [--no-hls4ml] [--no-verilog] [--synth]
-        [--variable-products dsp|lut|auto] [--no-layernorm]
+        [--variable-products dsp|lut|auto] [--no-layernorm] [--verilator]
 """
 
 from __future__ import annotations
@@ -141,6 +143,10 @@ def report(row: dict, n: int) -> None:
               f'({ours["emulator_jets_cpu_s"] / theirs["csim_jets_cpu_s"]:.1f}x) |')
         print(f'| C sim build (s) | {ours["csim_build_s"]:.0f} | {theirs["csim_build_s"]:.0f} |')
         print(f'| same output bits | {100 * same.mean():.2f} % of {n} jets | |')
+    r = row.get('verilator')
+    if r is not None:
+        print(f"Verilator (whole design, built in {r['build_s']:.0f} s) == emulator on {100 * r['same']:.2f} % of {n} "
+              f"jets; control, the emulator with one bias moved: {100 * r['control_same']:.2f} %")
     v = row.get('verilog')
     if v is None:
         return
@@ -166,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--variable-products', default='dsp', choices=('dsp', 'lut', 'auto'),
                     help="products of two variables on DSPs, in LUTs, or in LUTs where narrow ('auto')")
     ap.add_argument('--no-layernorm', action='store_true', help='only the model without its LayerNorms')
+    ap.add_argument('--verilator', action='store_true',
+                    help='simulate the whole Verilog design with Verilator against the emulator (about 10 min each)')
     args = ap.parse_args(argv)
     example = load_example()
     x, _ = example.make_jets(args.n, seed=3)
@@ -179,7 +187,8 @@ def bench_model(example, layer_norm: bool, x: np.ndarray, args) -> dict:
     """Every number of the HGQ2 copy with or without its LayerNorms."""
     import torch
     torch.manual_seed(0)
-    km = example.keras_copy(example.torch_network().eval(), example.build_hgq_model, layer_norm=layer_norm)
+    net = example.torch_network().eval()
+    km = example.keras_copy(net, example.build_hgq_model, layer_norm=layer_norm)
     row = {}
     with tempfile.TemporaryDirectory(prefix='bench_transformer_') as tmp:
         root = Path(tmp)
@@ -188,7 +197,28 @@ def bench_model(example, layer_norm: bool, x: np.ndarray, args) -> dict:
             row['theirs'] = hls4ml_numbers(km, x, root)
         if not args.no_verilog:
             row['verilog'] = verilog_numbers(example, km, root, args.synth, args.variable_products)
+        if args.verilator:
+            row['verilator'] = verilator_numbers(example, net, layer_norm, x, row['ours']['emulator_out'], root)
     return row
+
+
+def verilator_numbers(example, net, layer_norm: bool, x: np.ndarray, emulated: np.ndarray, root: Path) -> dict:
+    """Verilator simulation of the whole design against the emulator on the jets, with a negative control:
+    the emulator of the copy with one classifier bias moved by 1/4 (4 LSBs of its fixed<8,4> output)."""
+    import torch
+    km = example.keras_copy(net, example.build_hgq_model, layer_norm=layer_norm)
+    model = example.convert_keras(km, copy.deepcopy(CONFIG), str(root / 'rtl'), backend='Verilog')
+    start = time.perf_counter()
+    model.compile(sim='rtl')
+    built = time.perf_counter() - start
+    got = np.asarray(model.predict(x, sim='rtl')).reshape(len(x), -1)
+    with torch.no_grad():
+        net.head.bias[0] += 0.25
+        moved = example.keras_copy(net, example.build_hgq_model, layer_norm=layer_norm)
+        net.head.bias[0] -= 0.25
+    moved_out = np.asarray(example.convert_keras(moved, copy.deepcopy(CONFIG), str(root / 'moved')).predict(x))
+    same = lambda a: float(np.mean(np.all(got == np.asarray(a).reshape(len(x), -1), axis=1)))  # noqa: E731
+    return {'build_s': built, 'same': same(emulated), 'control_same': same(moved_out)}
 
 
 if __name__ == '__main__':

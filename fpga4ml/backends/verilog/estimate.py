@@ -18,7 +18,7 @@ import numpy as np
 
 from .netlist import Netlist, Signal
 from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
-from .ternary import fusion, pair_plan
+from .ternary import fusion, lut_count, pair_plan
 
 #: Yosys maps every multiply with operands of at least this many bits to DSP blocks (measured on xcup)
 DSP_MIN_BITS = 2
@@ -119,7 +119,7 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
         if sig.id in skipped:
             continue
         if sig.id in fused:
-            lut += len(pair_plan(nl, sig.id, fused[sig.id], str, need[sig.id]).columns)
+            lut += lut_count(pair_plan(nl, sig.id, fused[sig.id], str, need[sig.id], written.zeros))
         else:
             lut_s, dsp_s = _lut_cost(sig, nl)
             lut += lut_s * CALIBRATION.get(sig.op, 1.0)

@@ -321,6 +321,49 @@ def needed_bits(nl: Netlist) -> list[int]:
     return need
 
 
+def zero_lsbs(nl: Netlist) -> list[int]:
+    """For each signal, how many of its low mantissa bits are always 0 (a lower bound).
+
+    Forward from the operands: a constant's trailing zeros; a sum keeps the fewer of its shifted
+    operands', a product adds both, a left shift adds its shift and a right shift (or a truncating,
+    wrapping cast) removes it; max, min and select keep the fewer of their values'; a ROM the fewest
+    of its entries'; anything else (inputs, rounding or saturating casts, division) none. Synthesis sees
+    these zeros through a binary adder itself; a three-input adder's LUTs (ternary.pair_plan) read
+    them as constants so that it does too.
+    """
+    zeros = [0] * len(nl)
+    for sig in nl.signals:
+        op, p, a = sig.op, sig.p, [zeros[x] for x in sig.args]
+        if op == 'const':
+            z = sig.width if sig.lo == 0 else (sig.lo & -sig.lo).bit_length() - 1
+        elif op == 'add':
+            z = min(a[0] + p['sa'], a[1] + p['sb'])
+        elif op in ('neg',):
+            z = a[0]
+        elif op == 'shl':
+            z = a[0] + p['s']
+        elif op == 'shr':
+            z = max(0, a[0] - p['s'])
+        elif op == 'mul':
+            z = a[0] + a[1]
+        elif op in ('max', 'min'):
+            z = min(a)
+        elif op == 'select':
+            z = min(a[1], a[2])
+        elif op == 'cast' and p['type'].overflow == 'WRAP' and (p['type'].rounding == 'TRN' or
+                                                                  p['frac_in'] <= p['type'].frac):
+            z = max(0, a[0] - (p['frac_in'] - p['type'].frac))
+        elif op == 'rom':
+            values = np.asarray(p['values'], dtype=np.int64)
+            nonzero = values[values != 0]
+            z = sig.width if nonzero.size == 0 else int(min((int(v) & -int(v)).bit_length() - 1 for v in
+                                                           np.unique(nonzero)))
+        else:
+            z = 0
+        zeros[sig.id] = min(z, sig.width)
+    return zeros
+
+
 def dead_signals(nl: Netlist, need: list[int]) -> set[int]:
     """The computed signals no output depends on (`needed_bits` 0), inputs and constants excepted."""
     return {sig.id for sig in nl.signals if need[sig.id] == 0 and sig.op not in ('input', 'const')}

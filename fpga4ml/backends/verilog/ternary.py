@@ -29,7 +29,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .netlist import dead_signals, needed_bits
+from .netlist import dead_signals, needed_bits, zero_lsbs
 from .pipeline import THREE_INPUT_EXTRA_NS, delay_ns
 
 #: a bit of a term: a constant 0/1, or (wire name, bit index)
@@ -146,8 +146,46 @@ def _fold_constants(terms: list[Term], width: int) -> list[Term]:
     return wires + [Term(shift=zeros, value=total >> zeros)]
 
 
+#: the previous column's O5 (m_(i-1)) as a select input of a column without a LUT (see `wired_columns`)
+M_PREV = 'm_prev'
+
+
+def wired_columns(p: Plan) -> list[tuple[Bit | str, Bit] | None]:
+    """Per column, (S, m) when it needs no LUT, else None.
+
+    A column whose propagate O6 is a constant or one variable as it is (one term bit, the others and
+    m_(i-1) constants of even parity; or m_(i-1) itself, the three term bits constants of even parity)
+    and whose majority O5 is a constant or one term bit as it is, is wiring: S reads that constant or
+    variable (a term bit, or M_PREV: the previous column's m), m is the constant or bit. Synthesis treats a binary adder's
+    bit with a constant operand the same way (S from the other operand, no LUT).
+    """
+    out: list[tuple[Bit | str, Bit] | None] = []
+    m: int | None = p.m_in     # m_(i-1) when it is a known constant (m_in, a wired column's constant m)
+    for col in p.columns:
+        terms = [(b, inv) for b, inv in zip(col.pins, col.invert)]
+        variables = [(b, inv) for b, inv in terms if not isinstance(b, int)]
+        ones = sum(b ^ inv for b, inv in terms if isinstance(b, int))
+        o6: Bit | str | None = None
+        if m is not None and len(variables) == 1 and (ones + m + variables[0][1]) % 2 == 0:
+            o6 = variables[0][0]
+        elif m is not None and not variables:
+            o6 = (ones + m) % 2
+        elif m is None and not variables and ones % 2 == 0:
+            o6 = M_PREV
+        o5: Bit | None = None
+        if not variables or (len(variables) == 1 and ones != 1):
+            o5 = int(ones >= 2)                      # the majority does not depend on the variable
+        elif len(variables) == 1 and ones == 1 and not variables[0][1]:
+            o5 = variables[0][0]                     # maj(x, 1, 0) = x
+        wired = o6 is not None and o5 is not None
+        out.append((o6, o5) if wired else None)
+        m = o5 if wired and isinstance(o5, int) else None
+    return out
+
+
 def evaluate(p: Plan, values: dict[str, int]) -> int:
-    """The plan's output bits (an unsigned width-bit integer) for wire values {name: unsigned bits}."""
+    """The plan's output bits (an unsigned width-bit integer) for wire values {name: unsigned bits}, as
+    `verilog` writes it: LUT columns through their INIT words, wired columns as wires."""
     def level(b: Bit) -> int:
         return b if isinstance(b, int) else (values[b[0]] >> b[1]) & 1
 
@@ -155,13 +193,22 @@ def evaluate(p: Plan, values: dict[str, int]) -> int:
     for i, b in enumerate(p.low):
         out |= level(b) << i
     m_prev, carry = p.m_in, p.carry_in
-    for i, col in enumerate(p.columns):
-        idx = level(col.pins[0]) | level(col.pins[1]) << 1 | level(col.pins[2]) << 2 | m_prev << 3
-        o6, o5 = (col.init >> (32 + idx)) & 1, (col.init >> idx) & 1
+    for i, (col, wired) in enumerate(zip(p.columns, wired_columns(p))):
+        if wired is None:
+            idx = level(col.pins[0]) | level(col.pins[1]) << 1 | level(col.pins[2]) << 2 | m_prev << 3
+            o6, o5 = (col.init >> (32 + idx)) & 1, (col.init >> idx) & 1
+        else:
+            o6 = m_prev if wired[0] == M_PREV else level(wired[0])
+            o5 = level(wired[1])
         out |= (o6 ^ carry) << (p.start + i)
         carry = carry if o6 else m_prev     # CO = S ? CI : DI, DI = this column's I3
         m_prev = o5
     return out
+
+
+def lut_count(p: Plan) -> int:
+    """The LUT6_2 primitives a plan instantiates (its columns less the wired ones)."""
+    return sum(1 for w in wired_columns(p) if w is None)
 
 
 def verilog(p: Plan, name: str, primitive: str, text, width: int | None = None) -> list[str]:
@@ -181,8 +228,12 @@ def verilog(p: Plan, name: str, primitive: str, text, width: int | None = None) 
     blocks = -(-n // span)
     pad = blocks * span - n
     lines.append(f'wire [{blocks * span - 1}:0] {name}_t, {name}_m, {name}_o, {name}_c;')
-    for i, col in enumerate(p.columns):
+    for i, (col, wired) in enumerate(zip(p.columns, wired_columns(p))):
         m_prev = f"1'b{p.m_in}" if i == 0 else f'{name}_m[{i - 1}]'
+        if wired is not None:   # no LUT: the select and the majority are wires
+            lines.append(f'assign {name}_t[{i}] = {m_prev if wired[0] == M_PREV else text(wired[0])};')
+            lines.append(f'assign {name}_m[{i}] = {text(wired[1])};')
+            continue
         pins = ', '.join(f'.I{j}({text(b)})' for j, b in enumerate(col.pins))
         lines.append(f"LUT6_2 #(.INIT(64'h{col.init:016x})) {name}_l{i} ({pins}, .I3({m_prev}), .I4(1'b0), "
                      f".I5(1'b1), .O6({name}_t[{i}]), .O5({name}_m[{i}]));")
@@ -334,7 +385,7 @@ def absorbed_signals(nl, pairs: dict[int, int]) -> set[int]:
     return out
 
 
-def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
+def fused_pairs(nl, stage: list[int], zeros: list[int] | None = None) -> dict[int, int]:
     """{outer add: the operand it absorbs} for three-input adders.
 
     First, an add absorbs an operand that is an add, or a left shift of an add, read (like that add)
@@ -377,7 +428,7 @@ def fused_pairs(nl, stage: list[int]) -> dict[int, int]:
             if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
                 continue
             t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], THREE_INPUT_EXTRA_NS)
-            key = (t <= arrival[sig.id] + 1e-9, nl[found[0]].width)
+            key = (t <= arrival[sig.id] + 1e-9, nl[found[0]].width - (zeros[found[0]] if zeros else 0))
             if best_key is None or key > best_key:
                 best, best_key, best_time = a, key, t
         if best is not None:
@@ -403,34 +454,37 @@ class Fusion:
     fused: dict[int, int]
     need: list[int]
     skipped: set[int]
+    zeros: list[int]    # each signal's low bits known to be 0 (netlist.zero_lsbs; empty without fused pairs)
 
 
 def fusion(nl, stage: list[int], adders: str, prune: bool = True) -> Fusion:
     """The one decision emit.write_module writes and estimate.estimate_netlist prices: the adds fused
     into three-input adders (adders 'carry8'/'carry4'; none for 'off'), and the signals not written
     (those absorbed into a three-input adder and, with prune, those no output depends on)."""
-    fused = fused_pairs(nl, stage) if CARRY_PRIMITIVES[adders] else {}
+    zeros = zero_lsbs(nl) if CARRY_PRIMITIVES[adders] else []
+    fused = fused_pairs(nl, stage, zeros) if CARRY_PRIMITIVES[adders] else {}
     need = needed_bits(nl) if fused or prune else []
     skipped = absorbed_signals(nl, fused) | (dead_signals(nl, need) if prune else set())
-    return Fusion(fused, need, skipped)
+    return Fusion(fused, need, skipped, zeros)
 
 
-def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None) -> Plan:
+def pair_plan(nl, outer: int, inner: int, wire, need: int | None = None, zeros: list[int] | None = None) -> Plan:
     """The column plan of a fused pair; wire(sid) names a signal's wire (emit.py: its pipeline copy);
     only the low `need` bits are computed (default all, see `netlist.needed_bits`).
 
-    A term that is a left shift (wiring) is read from its wire above the shifted-in zeros: they are
-    known constants, which pass through or enter the LUTs as constants, as synthesis would see them
-    through a binary adder.
+    A term is read from its wire above its low bits known to be 0 (`zeros`, netlist.zero_lsbs; a left
+    shift's shifted-in zeros at least): they are constants, which pass through or enter the LUTs as
+    constants, as synthesis would see them through a binary adder.
     """
     terms = []
     for sid, shift, sign in pair_terms(nl, outer, inner):
         sig = nl[sid]
-        zeros = sig.p['s'] if sig.op == 'shl' else 0
+        known = zeros[sid] if zeros else 0
+        zeros_here = max(known, sig.p['s'] if sig.op == 'shl' else 0)
         if sig.is_const:
             terms.append(Term(shift=shift, negate=sign < 0, value=sig.lo))
         else:
-            terms.append(Term(shift=shift + zeros, negate=sign < 0, name=wire(sid), width=sig.width,
-                              non_negative=sig.lo >= 0, offset=zeros))
+            terms.append(Term(shift=shift + zeros_here, negate=sign < 0, name=wire(sid), width=sig.width,
+                              non_negative=sig.lo >= 0, offset=zeros_here))
     width = nl[outer].width
     return plan(terms, width if need is None else max(1, min(width, need)))
