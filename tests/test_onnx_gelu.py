@@ -193,24 +193,11 @@ def test_an_encoder_layer_with_the_tanh_gelu_converts_with_one_gelu_tanh():
 # --------------------------------------------------------------------------- time-major TransformerEncoderLayer
 
 
-class TimeMajor(nn.Module):
-    """test_transformer_onnx's Encoder with batch_first=False: the layer reads and writes (L, N, E)."""
-
-    def __init__(self, activation: str, norm_first: bool) -> None:
-        super().__init__()
-        self.embed = nn.Linear(FEAT, E)
-        self.enc = nn.TransformerEncoderLayer(E, 2, 16, dropout=0.1, activation=activation, batch_first=False,
-                                              norm_first=norm_first)
-
-    def forward(self, x):
-        return self.enc(self.embed(x).transpose(0, 1)).transpose(0, 1)
-
-
 @pytest.mark.parametrize('activation, norm_first', [('relu', False),
                                                     pytest.param('gelu', True, marks=pytest.mark.slow)])
 def test_a_time_major_encoder_layer_is_the_batch_first_ones_bit_for_bit(tmp_path, activation, norm_first):
     torch.manual_seed(9)
-    model = make(TimeMajor(activation, norm_first), seed=10)
+    model = make(Encoder(activation, norm_first, batch_first=False), seed=10)
     twin = Encoder(activation, norm_first)  # batch_first=True, the same weights
     twin.load_state_dict(model.state_dict())
     twin.eval()

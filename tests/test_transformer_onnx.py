@@ -30,16 +30,20 @@ from test_attention_torch import run_torch  # noqa: E402
 
 
 class Encoder(nn.Module):
-    """A Linear embedding and one encoder layer (2 heads, feed-forward 16, dropout skipped in eval)."""
+    """A Linear embedding and one encoder layer (2 heads, feed-forward 16, dropout skipped in eval); with
+    batch_first=False the layer reads and writes (L, N, E) (the module still takes and gives (N, L, E))."""
 
-    def __init__(self, activation: str, norm_first: bool) -> None:
+    def __init__(self, activation: str, norm_first: bool, batch_first: bool = True) -> None:
         super().__init__()
+        self.batch_first = batch_first
         self.embed = nn.Linear(FEAT, E)
-        self.enc = nn.TransformerEncoderLayer(E, 2, 16, dropout=0.1, activation=activation, batch_first=True,
+        self.enc = nn.TransformerEncoderLayer(E, 2, 16, dropout=0.1, activation=activation, batch_first=batch_first,
                                               norm_first=norm_first)
 
     def forward(self, x):
-        return self.enc(self.embed(x))
+        if self.batch_first:
+            return self.enc(self.embed(x))
+        return self.enc(self.embed(x).transpose(0, 1)).transpose(0, 1)
 
 
 def float_check_config(graph) -> dict:
