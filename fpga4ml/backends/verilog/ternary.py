@@ -153,34 +153,38 @@ M_PREV = 'm_prev'
 def wired_columns(p: Plan) -> list[tuple[Bit | str, Bit] | None]:
     """Per column, (S, m) when it needs no LUT, else None.
 
-    A column whose propagate O6 is a constant or one variable as it is (one term bit, the others and
-    m_(i-1) constants of even parity; or m_(i-1) itself, the three term bits constants of even parity)
-    and whose majority O5 is a constant or one term bit as it is, is wiring: S reads that constant or
-    variable (a term bit, or M_PREV: the previous column's m), m is the constant or bit. Synthesis treats a binary adder's
-    bit with a constant operand the same way (S from the other operand, no LUT).
+    A column whose propagate O6 is a constant or one of its inputs as it is (a term bit, or M_PREV: the
+    previous column's m, when that is not a known constant) and whose majority O5 is a constant or
+    one term bit as it is, is wiring: S and m read those. Decided on the column's truth table over its
+    distinct variables, so constant pins, a bit read twice (x ^ x = 0, maj(x, x, z) = x) and
+    inversions are all seen. Synthesis treats a binary adder's bit with a constant operand the same
+    way (S from the other operand, no LUT).
     """
     out: list[tuple[Bit | str, Bit] | None] = []
     m: int | None = p.m_in     # m_(i-1) when it is a known constant (m_in, a wired column's constant m)
     for col in p.columns:
-        terms = [(b, inv) for b, inv in zip(col.pins, col.invert)]
-        variables = [(b, inv) for b, inv in terms if not isinstance(b, int)]
-        ones = sum(b ^ inv for b, inv in terms if isinstance(b, int))
-        o6: Bit | str | None = None
-        if m is not None and len(variables) == 1 and (ones + m + variables[0][1]) % 2 == 0:
-            o6 = variables[0][0]
-        elif m is not None and not variables:
-            o6 = (ones + m) % 2
-        elif m is None and not variables and ones % 2 == 0:
-            o6 = M_PREV
-        o5: Bit | None = None
-        if not variables or (len(variables) == 1 and ones != 1):
-            o5 = int(ones >= 2)                      # the majority does not depend on the variable
-        elif len(variables) == 1 and ones == 1 and not variables[0][1]:
-            o5 = variables[0][0]                     # maj(x, 1, 0) = x
-        wired = o6 is not None and o5 is not None
+        names = sorted({b for b in col.pins if not isinstance(b, int)}) + ([M_PREV] if m is None else [])
+        o6s, o5s = [], []
+        for row in range(1 << len(names)):
+            value = {name: (row >> k) & 1 for k, name in enumerate(names)}
+            bits = [(b if isinstance(b, int) else value[b]) ^ inv for b, inv in zip(col.pins, col.invert)]
+            o6s.append(bits[0] ^ bits[1] ^ bits[2] ^ (m if m is not None else value[M_PREV]))
+            o5s.append(int(sum(bits) >= 2))
+        o6, o5 = _as_wire(o6s, names), _as_wire(o5s, names)
+        wired = o6 is not None and o5 is not None and o5 != M_PREV
         out.append((o6, o5) if wired else None)
         m = o5 if wired and isinstance(o5, int) else None
     return out
+
+
+def _as_wire(table: list[int], names: list) -> Bit | str | None:
+    """The constant or the variable (as it is) a truth table over `names` equals, else None."""
+    if len(set(table)) == 1:
+        return table[0]
+    for k, name in enumerate(names):
+        if all(v == (row >> k) & 1 for row, v in enumerate(table)):
+            return name
+    return None
 
 
 def evaluate(p: Plan, values: dict[str, int]) -> int:
@@ -407,6 +411,7 @@ def fused_pairs(nl, stage: list[int], zeros: list[int] | None = None) -> dict[in
     for port in nl.outputs:
         for s in port.signals:
             readers[s].append(-1)
+    from .estimate import _add_cost   # the LUTs an absorbed binary adder would have taken
     pairs: dict[int, int] = {}
     arrival = [0.0] * len(nl)   # in-stage settle times, three-input adders included
 
@@ -428,7 +433,7 @@ def fused_pairs(nl, stage: list[int], zeros: list[int] | None = None) -> dict[in
             if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
                 continue
             t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], THREE_INPUT_EXTRA_NS)
-            key = (t <= arrival[sig.id] + 1e-9, nl[found[0]].width - (zeros[found[0]] if zeros else 0))
+            key = (t <= arrival[sig.id] + 1e-9, _add_cost(nl[found[0]], nl))
             if best_key is None or key > best_key:
                 best, best_key, best_time = a, key, t
         if best is not None:
