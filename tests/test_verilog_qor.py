@@ -13,7 +13,7 @@ import numpy as np
 from fpga4ml.backends.verilog import adder_graph
 from fpga4ml.backends.verilog.adder_graph import constant_matvec
 from fpga4ml.backends.verilog.emit import write_module
-from fpga4ml.backends.verilog.estimate import _add_cost, estimate_netlist
+from fpga4ml.backends.verilog.estimate import binary_add_luts, estimate_netlist
 from fpga4ml.backends.verilog.netlist import Netlist, Port
 from fpga4ml.backends.verilog.pipeline import schedule
 from fpga4ml.fixed import parse_precision
@@ -72,7 +72,7 @@ def test_live_bits_and_register_count_follow_the_constant_sign_bit():
     assert estimate_netlist(nl, sched)['FF'] == want + sched.latency
 
 
-def test_add_cost_credits_zero_extension_only_for_non_negative_operands():
+def testbinary_add_luts_credits_zero_extension_only_for_non_negative_operands():
     nl = Netlist()
     u = nl.add_input('u', (2,), UNSIGNED)  # [0, 63]: 7-bit signals, 6 live bits
     s = nl.add_input('s', (2,), parse_precision('fixed<6,0>'))  # [-32, 31]: 6 bits, all live
@@ -80,12 +80,12 @@ def test_add_cost_credits_zero_extension_only_for_non_negative_operands():
     wide_s = nl.add(s[0], s[1], 0, 8, frac=6)  # in [-8224, 7967]: 15 bits
     assert (nl[wide_u].live_bits, nl[wide_s].width) == (14, 15)
     # bits 0..7 pass through; above bit 7 u0 is a zero extension (6 bits: half a LUT each), s0 a sign extension
-    assert _add_cost(nl[wide_u], nl) == 14 - 8 - 6 / 2
-    assert _add_cost(nl[wide_s], nl) == 15 - 8
+    assert binary_add_luts(nl[wide_u], nl) == 14 - 8 - 6 / 2
+    assert binary_add_luts(nl[wide_s], nl) == 15 - 8
     narrow_u = nl.add(u[1], u[0], 3, 0, frac=6)  # (u1 << 3) + u0 in [0, 567]: 10 live bits, u0 zero above bit 5
     narrow_s = nl.add(s[1], s[0], 3, 0, frac=6)  # in [-288, 279]: 10 bits
-    assert _add_cost(nl[narrow_u], nl) == 10 - 3 - 4 / 2
-    assert _add_cost(nl[narrow_s], nl) == 10 - 3
+    assert binary_add_luts(nl[narrow_u], nl) == 10 - 3 - 4 / 2
+    assert binary_add_luts(nl[narrow_s], nl) == 10 - 3
 
 
 def test_zero_extended_netlist_still_exact_with_negative_control():

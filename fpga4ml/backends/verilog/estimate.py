@@ -3,7 +3,7 @@
 Costs are for 6-input-LUT devices with carry chains (UltraScale+/7-series): an adder of W bits
 costs one LUT per result bit above the bits that pass through unchanged (the shifted-in zeros
 of its other operand), less half a LUT per bit where a non-negative operand is zero-extended
-(`_add_cost`); comparisons pack two bits per LUT on the carry chain; a 2:1 multiplexer
+(`binary_add_luts`); comparisons pack two bits per LUT on the carry chain; a 2:1 multiplexer
 costs half a LUT per bit; a ROM costs one LUT6 per 64 entries per output bit; multipliers go to
 DSP blocks (27x18 each), as Yosys maps them. Registers are
 counted exactly from the schedule. The counts are then scaled per op class to what Yosys makes
@@ -37,7 +37,7 @@ def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
     if op in ('input', 'const', 'shl', 'shr'):
         return 0.0, 0
     if op == 'add':
-        return _add_cost(sig, nl), 0
+        return binary_add_luts(sig, nl), 0
     if op == 'neg':
         return float(W), 0
     if op == 'cast':
@@ -68,8 +68,8 @@ def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
     raise ValueError(f'no cost model for op {op!r}')
 
 
-def _add_cost(sig: Signal, nl: Netlist) -> float:
-    """LUTs of an adder: one per result bit above the bits that pass through (the shifted-in zeros of
+def binary_add_luts(sig: Signal, nl: Netlist) -> float:
+    """LUTs of a binary adder: one per result bit above the bits that pass through (the shifted-in zeros of
     the other operand), less half a LUT per bit where a non-negative operand is zero-extended.
 
     emit.py writes a non-negative signal's sign bit as a constant 0, so above such an operand only
