@@ -48,7 +48,8 @@ def cycles(model, x) -> np.ndarray:
 X = np.random.default_rng(1).normal(0, 2, (3000, 4, 6)).astype(np.float32)
 
 
-@pytest.mark.parametrize('rf,folding', [(2, 'mac'), pytest.param(6, 'mac', marks=pytest.mark.slow), (3, 'adders')])
+@pytest.mark.parametrize('rf,folding', [(2, 'mac'), pytest.param(6, 'mac', marks=pytest.mark.slow),
+                                        pytest.param(3, 'adders', marks=pytest.mark.slow)])
 def test_folded_einsum_dense_machine_computes_the_emulator_bits(tmp_path, rf, folding):
     config = {'Model': {'Precision': 'fixed<24,10,RND,SAT>' if folding == 'mac' else 'fixed<24,10>',
                         'ReuseFactor': rf, 'Folding': folding}}

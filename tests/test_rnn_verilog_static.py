@@ -156,7 +156,7 @@ def test_outputs_of_different_stateful_layers_line_up(tmp_path):
     y = L.LSTM(4, return_sequences=True, name='lstm')(x)
     km = keras.Model(x, [L.Flatten(name='flat')(y), L.GRU(3, name='gru')(y)])
     model = convert(km, tmp_path)
-    xs = sequences(model, 300)
+    xs = sequences(model, 150)
     got = interpreted(model, xs)
     assert_equal(model, got, model.predict(xs), 'outputs of two stateful layers vs emulator')
     one_lsb_off(model, 'lstm', 'kernel')

@@ -363,6 +363,7 @@ def test_zero_lsbs_are_zero_in_every_value():
         assert np.any(values[s] % (1 << (zeros[s] + 1)) != 0)
 
 
+@pytest.mark.slow
 def test_rtl_with_three_input_adders_over_per_element_widths(tmp_path):
     """An HGQ2 MLP with a random width per weight and input element (low bits known zero everywhere):
     three-input adders read terms above their zero bits; Verilator == emulator on 3,000 inputs."""
