@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .netlist import Netlist, Signal
+from .netlist import Netlist, Signal, zero_lsbs
 from .pipeline import STAGE_OVERHEAD_NS, Schedule, fused_critical_ns
 from .ternary import fusion, lut_count, pair_plan
 
@@ -31,13 +31,13 @@ CALIBRATION = {'add': 0.92, 'neg': 0.92, 'cast': 0.48, 'max': 0.28, 'min': 0.28,
                'mul': 0.27, 'divc': 0.27}
 
 
-def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
-    """(LUTs, DSPs) of one signal."""
+def _lut_cost(sig: Signal, nl: Netlist, zeros: list[int] | None = None) -> tuple[float, int]:
+    """(LUTs, DSPs) of one signal (`zeros`: netlist.zero_lsbs, for adders)."""
     op, W = sig.op, sig.width
     if op in ('input', 'const', 'shl', 'shr'):
         return 0.0, 0
     if op == 'add':
-        return binary_add_luts(sig, nl), 0
+        return binary_add_luts(sig, nl, zeros), 0
     if op == 'neg':
         return float(W), 0
     if op == 'cast':
@@ -68,18 +68,20 @@ def _lut_cost(sig: Signal, nl: Netlist) -> tuple[float, int]:
     raise ValueError(f'no cost model for op {op!r}')
 
 
-def binary_add_luts(sig: Signal, nl: Netlist) -> float:
+def binary_add_luts(sig: Signal, nl: Netlist, zeros: list[int] | None = None) -> float:
     """LUTs of a binary adder: one per result bit above the bits that pass through (the shifted-in zeros of
     the other operand), less half a LUT per bit where a non-negative operand is zero-extended.
 
     emit.py writes a non-negative signal's sign bit as a constant 0, so above such an operand only
     the other operand and the carry remain; Yosys saves about half of those bits (dense JSC MLP:
     1,790 LUT of the 3,930 bits the emission makes constant). The sign bit of a non-negative sum is
-    not built either.
+    not built either. With `zeros` (netlist.zero_lsbs), an operand's low bits known to be 0 pass the
+    other operand's bits through too.
     """
     p = sig.p
     width = sig.live_bits
-    low = max(p['sa'], p['sb'])
+    za, zb = (zeros[a] for a in sig.args) if zeros else (0, 0)
+    low = max(p['sa'] + za, p['sb'] + zb)
     zero_ext = 0
     for a, s in zip(sig.args, (p['sa'], p['sb'])):
         arg = nl[a]
@@ -114,6 +116,7 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
     ops: dict[str, int] = {}
     written = fusion(nl, sched.stage, adders)   # what emit.write_module writes
     fused, need, skipped = written.fused, written.need, written.skipped
+    zeros = written.zeros or zero_lsbs(nl)
     for sig in nl.signals:
         ops[sig.op] = ops.get(sig.op, 0) + 1
         if sig.id in skipped:
@@ -121,7 +124,7 @@ def estimate_netlist(nl: Netlist, sched: Schedule, adders: str = 'off') -> dict:
         if sig.id in fused:
             lut += lut_count(pair_plan(nl, sig.id, fused[sig.id], str, need[sig.id], written.zeros))
         else:
-            lut_s, dsp_s = _lut_cost(sig, nl)
+            lut_s, dsp_s = _lut_cost(sig, nl, zeros)
             lut += lut_s * CALIBRATION.get(sig.op, 1.0)
             dsp += dsp_s
         if not sig.is_const:

@@ -433,7 +433,7 @@ def fused_pairs(nl, stage: list[int], zeros: list[int] | None = None) -> dict[in
             if found is None or len(readers[a]) != 1 or len(readers[found[0]]) != 1 or not fits(sig.id, a, found[0]):
                 continue
             t = settles(sig.id, [sid for sid, _, _ in pair_terms(nl, sig.id, a)], THREE_INPUT_EXTRA_NS)
-            key = (t <= arrival[sig.id] + 1e-9, binary_add_luts(nl[found[0]], nl))
+            key = (t <= arrival[sig.id] + 1e-9, binary_add_luts(nl[found[0]], nl, zeros))
             if best_key is None or key > best_key:
                 best, best_key, best_time = a, key, t
         if best is not None:
