@@ -163,27 +163,44 @@ def wired_columns(p: Plan) -> list[tuple[Bit | str, Bit] | None]:
     out: list[tuple[Bit | str, Bit] | None] = []
     m: int | None = p.m_in     # m_(i-1) when it is a known constant (m_in, a wired column's constant m)
     for col in p.columns:
-        names = sorted({b for b in col.pins if not isinstance(b, int)}) + ([M_PREV] if m is None else [])
-        o6s, o5s = [], []
-        for row in range(1 << len(names)):
-            value = {name: (row >> k) & 1 for k, name in enumerate(names)}
-            bits = [(b if isinstance(b, int) else value[b]) ^ inv for b, inv in zip(col.pins, col.invert)]
-            o6s.append(bits[0] ^ bits[1] ^ bits[2] ^ (m if m is not None else value[M_PREV]))
-            o5s.append(int(sum(bits) >= 2))
-        o6, o5 = _as_wire(o6s, names), _as_wire(o5s, names)
-        wired = o6 is not None and o5 is not None and o5 != M_PREV
-        out.append((o6, o5) if wired else None)
-        m = o5 if wired and isinstance(o5, int) else None
+        variables = list(dict.fromkeys(b for b in col.pins if not isinstance(b, int)))
+        shape = tuple(b if isinstance(b, int) else -1 - variables.index(b) for b in col.pins)
+        wiring = _column_wiring(shape, col.invert, m)
+        if wiring is None:
+            out.append(None)
+            m = None
+            continue
+        o6, o5 = (variables[w[1]] if isinstance(w, tuple) else w for w in wiring)
+        out.append((o6, o5))
+        m = o5 if isinstance(o5, int) else None
     return out
 
 
-def _as_wire(table: list[int], names: list) -> Bit | str | None:
-    """The constant or the variable (as it is) a truth table over `names` equals, else None."""
+@functools.lru_cache(maxsize=4096)
+def _column_wiring(shape: tuple[int, ...], invert: tuple[bool, ...], m: int | None):
+    """(O6, O5) of a column as constants, ('v', k) for its k-th distinct variable or M_PREV, when both are
+    wires (see wired_columns); `shape`: each pin a constant 0/1 or -1 - k for variable k."""
+    names = sorted({-1 - c for c in shape if c < 0}) + ([M_PREV] if m is None else [])
+    o6s, o5s = [], []
+    for row in range(1 << len(names)):
+        value = {name: (row >> k) & 1 for k, name in enumerate(names)}
+        bits = [(c if c >= 0 else value[-1 - c]) ^ inv for c, inv in zip(shape, invert)]
+        o6s.append(bits[0] ^ bits[1] ^ bits[2] ^ (m if m is not None else value[M_PREV]))
+        o5s.append(int(sum(bits) >= 2))
+    o6, o5 = _as_wire(o6s, names), _as_wire(o5s, names)
+    if o6 is None or o5 is None or o5 == M_PREV:
+        return None
+    return o6, o5
+
+
+def _as_wire(table: list[int], names: list):
+    """The constant (int) or ('v', k) / M_PREV for the variable (as it is) a truth table over `names`
+    equals, else None."""
     if len(set(table)) == 1:
         return table[0]
     for k, name in enumerate(names):
         if all(v == (row >> k) & 1 for row, v in enumerate(table)):
-            return name
+            return name if name == M_PREV else ('v', name)
     return None
 
 
