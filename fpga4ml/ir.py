@@ -68,7 +68,8 @@ OPS: dict[str, str] = {
     'Einsum': 'contraction of two variable tensors (recipes_attention.py); attrs: equation (per sample, e.g. '
     'hqd,hkd->hqk); types: accum, result',
     'TableSoftmax': 'softmax over the last axis through given tables, HGQ2\'s QSoftmax (recipes_attention.py); attrs: '
-    'exp_index, exp_entries, inv_index, inv_entries (the index types and table mantissas), scale, epsilon; '
+    'exp_index, exp_entries, inv_index, inv_entries (the index types and table mantissas), scale, epsilon, '
+    'stable (False: the exp table reads x itself, no maximum); '
     'types: exp_table, inv_table, result',
     'Embedding': 'y[..., j] = embeddings[index(x), j] (recipes_attention.py): x floored and saturated into '
     'fixed<b+1, b+1> (2^b > V), indices outside [0, V) read zeros; weights: embeddings (V, E); types: weight, result',

@@ -194,13 +194,17 @@ def _projection_dense(call: K._Call, graph: Graph) -> str:
     return (_qeinsum_dense_t if type(call.layer).__name__ == 'QEinsumDenseT' else _qeinsum_dense)(call, graph)
 
 
-def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[FixedType, FixedType, list[int]]:
-    """(index type, entry type, entries) of an HGQ2 QUnaryFunctionLUT: the layer itself on every index value."""
+def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str,
+           index: FixedType | None = None) -> tuple[FixedType, FixedType, list[int]]:
+    """(index type, entry type, entries) of an HGQ2 QUnaryFunctionLUT: the layer itself on every index value
+    (`index`: the index type of a table without input quantizer; default: its iq's type)."""
     import keras
 
-    iq = H.quantizer_spec(lut.iq, in_shape, where, f'{what} input quantizer')
+    if index is None:
+        iq = H.quantizer_spec(lut.iq, in_shape, where, f'{what} input quantizer')
+        index = iq.uniform if iq else None
     oq = H.quantizer_spec(lut.oq, in_shape, where, f'{what} output quantizer')
-    index, entry = (iq.uniform if iq else None), (oq.uniform if oq else None)
+    entry = oq.uniform if oq else None
     if index is None or entry is None:
         raise GraphError(f'{where}: the {what} table needs one input and one output type for every element '
                          '(softmax_allow_heterogeneous_table=False, nothing pruned)')
@@ -220,17 +224,29 @@ def _table(lut: Any, in_shape: tuple[int, ...], where: str, what: str) -> tuple[
 
 
 def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, ...], name: str,
-             prefix: str, mask: list | None = None, iq_done: bool = False) -> str:
+             prefix: str, mask: list | None = None, iq_done: bool = False, input_frac: int | None = None) -> str:
     """HGQ2's QSoftmax over the last axis -> TableSoftmax (exact product; a constant mask) and its oq.
 
-    `iq_done`: the caller has added the softmax's own input quantizer (a standalone QSoftmax)."""
-    if not sm.stable or (sm.enable_iq and not iq_done) or tuple(sm.axes) != (len(shape),):
-        raise GraphError(f'{call.where()}: the softmax must be stable, without input quantizer, over the key axis '
-                         f'(stable={sm.stable}, enable_iq={sm.enable_iq}, axes={sm.axes})')
-    exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, call.where(), 'softmax exp')
-    inv_index, inv_t, inv_entries = _table(sm.inv_table, shape[:-1] + (1,), call.where(), 'softmax 1/x')
+    `iq_done`: the caller has added the softmax's own input quantizer (a standalone QSoftmax).
+    `input_frac`: fractional bits that hold every input value (needed by stable=False: its exp table
+    reads the input itself; see `_unstable_exp_index`)."""
+    if (sm.enable_iq and not iq_done) or tuple(sm.axes) != (len(shape),):
+        raise GraphError(f'{call.where()}: the softmax must be without input quantizer, over the key axis '
+                         f'(enable_iq={sm.enable_iq}, axes={sm.axes})')
+    where = call.where()
+    if sm.stable:
+        exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, where, 'softmax exp')
+    else:
+        if input_frac is None:
+            raise GraphError(f'{where}: a softmax with stable=False needs inputs of known fractional bits (quantized '
+                             'query and key projections, or the softmax input quantizer)')
+        index = _unstable_exp_index(sm, input_frac, shape, where)
+        exp_index, exp_t, exp_entries = _table(sm.exp_table, shape, where, 'softmax exp', index)
+        _check_constant_beyond(sm.exp_table, shape, index, exp_t, exp_entries, where)
+    inv_index, inv_t, inv_entries = _table(sm.inv_table, shape[:-1] + (1,), where, 'softmax 1/x')
     attrs = {'exp_index': exp_index, 'exp_entries': exp_entries, 'inv_index': inv_index, 'inv_entries': inv_entries,
-             'scale': float(sm.input_scaler), 'epsilon': float(K._import_keras().backend.epsilon()), 'mask': mask}
+             'scale': float(sm.input_scaler), 'epsilon': float(K._import_keras().backend.epsilon()), 'mask': mask,
+             'stable': bool(sm.stable)}
     node = make_node(name, 'TableSoftmax', [src], shape, attrs=attrs, source=type(sm).__name__)
     graph.add(H._fixed(node, exp_table=exp_t, inv_table=inv_t, result=AUTO))
     if getattr(sm, 'enable_oq', False):
@@ -239,15 +255,62 @@ def _softmax(call: K._Call, graph: Graph, sm: Any, src: str, shape: tuple[int, .
     return name
 
 
+def _unstable_exp_index(sm: Any, frac: int, shape: tuple[int, ...], where: str) -> FixedType:
+    """The exp table index of a stable=False softmax (HGQ2 gives that table no input quantizer: it reads the
+    scores): signed, `frac` fractional bits, saturating, and wide enough that exp(x * scale) rounds to 0
+    below it and saturates the table's output type above it, so saturating the input is exact."""
+    oq = H.quantizer_spec(sm.exp_table.oq, shape, where, 'softmax exp output quantizer')
+    entry, scale = (oq.uniform if oq else None), float(sm.input_scaler)
+    if entry is None or not scale > 0:
+        raise GraphError(f'{where}: a stable=False softmax needs one exp output type and input_scaler > 0 '
+                         f'(input_scaler={scale})')
+    reach = max(abs(math.log(entry.lsb / 4)), abs(math.log(2 * entry.max_value))) / scale
+    integer = max(1, math.ceil(math.log2(reach)) + 1)
+    index = FixedType(integer + frac, integer, True, 'TRN', 'SAT')
+    if index.width > 16:
+        raise GraphError(f'{where}: a stable=False softmax on inputs with {frac} fractional bits needs a '
+                         f'{index.width}-bit exp table index ({index}: |x| up to {reach:.3g}); at most 16 bits are '
+                         'supported. Use fewer fractional bits in the query and key, or stable_softmax=True')
+    return index
+
+
+def _check_constant_beyond(lut: Any, shape: tuple[int, ...], index: FixedType, entry: FixedType,
+                           entries: list[int], where: str) -> None:
+    """GraphError unless HGQ2's exp table gives its first entry everywhere below the index type and its last
+    everywhere above (probed up to 2^24), which makes the saturating index exact."""
+    import keras
+    probes = [float(v) for k in range(index.integer, 25) for v in (-2.0 ** k, 2.0 ** k)]
+    per = int(np.prod(shape, dtype=np.int64))
+    batch = -(-len(probes) // per)
+    padded = np.zeros(batch * per, dtype=np.float32)
+    padded[:len(probes)] = probes
+    out = keras.ops.convert_to_numpy(lut(padded.reshape((batch,) + tuple(shape)), training=False))
+    got = np.ldexp(np.asarray(out, dtype=np.float64).ravel()[:len(probes)], entry.frac)
+    want = np.array([entries[0] if v < 0 else entries[-1] for v in probes], dtype=np.float64)
+    if not np.array_equal(got, want):
+        raise GraphError(f'{where}: the stable=False exp table is not constant beyond its index type {index} '
+                         f'(HGQ2 gives {got.tolist()} at {probes}); it cannot be saturated exactly')
+
+
 def _qsoftmax(call: K._Call, graph: Graph) -> str:
-    """A standalone QSoftmax (stable, over the last axis) -> [iq] Quantize, TableSoftmax, [oq]."""
+    """A standalone QSoftmax (over the last axis) -> [iq] Quantize, TableSoftmax, [oq]."""
     src = H._input_quantizer(call, graph)
     if graph[src].op == 'Input':
         raise GraphError(f'{call.where()}: a QSoftmax without input quantizer (enable_iq=False) on a float model '
                          'input is not supported: HGQ2 computes max(x) - x in float32; set enable_iq=True or '
                          'quantize the input first')
-    return _softmax(call, graph, call.layer, src, call.in_shapes[0], call.name, call.layer.name,
-                    iq_done=True)
+    layer = call.layer
+    iq = H.quantizer_spec(layer.iq, call.in_shapes[0], call.where(), 'input quantizer (iq)') \
+        if getattr(layer, 'enable_iq', False) else None
+    return _softmax(call, graph, layer, src, call.in_shapes[0], call.name, layer.name, iq_done=True,
+                    input_frac=_max_frac(iq))
+
+
+def _max_frac(spec) -> int | None:
+    """The most fractional bits of a quantizer's elements (None: no quantizer, or every element pruned)."""
+    if spec is None or spec.pruned.all():
+        return None
+    return int(spec.f[~spec.pruned].max())
 
 
 def _qsum(call: K._Call, graph: Graph) -> str:
@@ -326,7 +389,11 @@ def _multi_head_attention(call: K._Call, graph: Graph) -> str:
     graph.add(H._fixed(make_node(scores, 'Einsum', [k_name, q_name], scores_shape, attrs={'equation': dot},
                                  source=type(layer).__name__), accum=AUTO, result=AUTO))
     mask = None if mask is None else mask.astype(np.int64).tolist()  # Keras' merged mask (causal: key j <= query i)
-    weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name, mask)
+    fracs = [_max_frac(H.quantizer_spec(sub.oq, shape, call.where(), f'{part} output quantizer'))
+             if getattr(sub, 'enable_oq', False) else None
+             for part, sub, shape in (('query', layer._query_dense, q_out), ('key', layer._key_dense, k_out))]
+    weights = _softmax(call, graph, layer._softmax, scores, scores_shape, call.fresh(f'{name}_softmax'), name, mask,
+                       input_frac=None if None in fracs else sum(fracs))
     v_name, v_out = outs['value']
     combined_shape = q_shape[:-1] + v_out[-2:]
     combine = call.fresh(f'{name}_combine')

@@ -250,14 +250,17 @@ def _given_table(node, key: str, index, entries_attr: str) -> None:
 
 
 @recipe('TableSoftmax', attrs={'exp_index': REQUIRED, 'exp_entries': REQUIRED, 'inv_index': REQUIRED,
-                               'inv_entries': REQUIRED, 'scale': 1.0, 'epsilon': 0.0, 'mask': None},
+                               'inv_entries': REQUIRED, 'scale': 1.0, 'epsilon': 0.0, 'mask': None, 'stable': True},
         precision=('exp_table', 'inv_table', 'result'))
 def table_softmax(node, p, x):
-    """Softmax over the last axis with given tables (HGQ2's QSoftmax, stable):
+    """Softmax over the last axis with given tables (HGQ2's QSoftmax):
 
-    d = max(x) - x cast into `exp_index` (its rounding and overflow); e = exp table[d] (entries: the
-    front end's, real meaning exp(-d * scale)); s = sum(e), exact, cast into `inv_index`;
-    r = inv table[s] (real meaning 1 / (s + epsilon)); y = e * r, exact, cast into 'result' (auto: exact).
+    stable (default): d = max(x) - x cast into `exp_index` (its rounding and overflow); e = exp table[d]
+    (entries: the front end's, real meaning exp(-d * scale)). Not stable (HGQ2's stable=False, no
+    maximum: a shorter path): d = x cast into `exp_index`, e = exp table[d] (real meaning exp(d * scale);
+    the front end makes the index type saturate where the table is constant, so the cast is exact).
+    Then s = sum(e), exact, cast into `inv_index`; r = inv table[s] (real meaning 1 / (s + epsilon));
+    y = e * r, exact, cast into 'result' (auto: exact).
     With a constant `mask` (0/1, broadcast to the shape) the maximum is over the kept keys and masked
     keys read d = 0 and e = 0 (HGQ2 multiplies their exp by the mask).
     """
@@ -268,8 +271,11 @@ def table_softmax(node, p, x):
     p.tables(lambda nd, in_types: (_given_table(nd, 'exp', exp_index, 'exp_entries'),
                                    _given_table(nd, 'inv', inv_index, 'inv_entries')))
     top, masked, empty = _masking(node, p, None if attr(node, 'mask') is None else softmax_mask(node))
-    d = p.cast(p.assume(masked(p.sub(top(x), x)), lo=0), exp_index)
-    e = masked(p.lookup(d, 'exp', lambda v: np.exp(-v * scale)))
+    if attr(node, 'stable'):
+        d = p.cast(p.assume(masked(p.sub(top(x), x)), lo=0), exp_index)
+        e = masked(p.lookup(d, 'exp', lambda v: np.exp(-v * scale)))
+    else:
+        e = masked(p.lookup(p.cast(x, exp_index), 'exp', lambda v: np.exp(v * scale)))
     s = p.cast(p.label(p.reduce(e, 'sum', axis=-1, keepdims=True), 'sum'), inv_index)
     r = p.lookup(s, 'inv', lambda v: 1.0 / (v + eps))
     return p.cast(empty(p.mul(e, r)), 'result', 'exact')

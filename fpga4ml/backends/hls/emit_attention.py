@@ -153,7 +153,7 @@ def _affine(ctx: Context, node: Node, n: int) -> str:
 
 
 def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> str:
-    """TableSoftmax per row: d = (exp_index_t)(max - x); e = exp_table[d]; s = sum(e), exact;
+    """TableSoftmax per row: d = (exp_index_t)(max - x) (not stable: (exp_index_t) x); e = exp_table[d]; s = sum(e), exact;
     r = inv_table[(inv_index_t) s]; y = (result_t)(e * r)."""
     x, = ins
     n = node.shape[-1]
@@ -170,12 +170,15 @@ def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> 
     keep = None if mask is None else ctx.array(node, 'mask', 'bool', mask.astype(int),
                                                f'{label(node)}: 1 where the key takes part ({rows} x {n})')
     kept = (lambda i: 'true') if keep is None else (lambda i: f'{keep}[r * {n} + {i}]')
-    body = [f'{x.ctype} m = 0;', 'bool seen = false;', f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
-            f"    if ({kept('i')} && (!seen || x[r * {n} + i] > m)) {{ m = x[r * {n} + i]; seen = true; }}", '}',
+    stable = node.attrs.get('stable', True)
+    top = [f'{x.ctype} m = 0;', 'bool seen = false;', f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL',
+           f"    if ({kept('i')} && (!seen || x[r * {n} + i] > m)) {{ m = x[r * {n} + i]; seen = true; }}", '}']
+    d_of = f'(m - x[r * {n} + i])' if stable else f'x[r * {n} + i]'
+    body = (top if stable else []) + [
             f'{ett} e[{n}];', '#pragma HLS ARRAY_PARTITION variable=e complete', f'{sum_t} s = 0;',
             f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', '    e[i] = 0;',
             f"    if ({kept('i')}) {{",
-            f'        {dt} d = ({dt})(m - x[r * {n} + i]);', f'        {eit} a = ({eit}) d;', f'        e[i] = {exp_entry};',
+            f'        {dt} d = ({dt}){d_of};', f'        {eit} a = ({eit}) d;', f'        e[i] = {exp_entry};',
             '    }', '    s += e[i];', '}',
             f'{st} si = ({st}) s;', f'{iit} b = ({iit}) si;', f'{itt} inv = {inv_entry};',
             f'for (int i = 0; i < {n}; i++) {{', '    #pragma HLS UNROLL', f'    y[r * {n} + i] = ({out.ctype})(e[i] * inv);', '}']
@@ -183,8 +186,8 @@ def emit_table_softmax(ctx: Context, node: Node, ins: list[Port], out: Port) -> 
     if keep is not None:
         body.insert(0, f'#pragma HLS ARRAY_PARTITION variable={keep} complete')
     head = header(node, f'softmax over {n} values through given tables, {rows} rows', [
-        'd = (exp_index_t)(max(x) - x); e = exp_table[d]; s = sum(e) exact; r = inv_table[(inv_index_t) s]; '
-        'y = (result_t)(e * r)'] + ([] if keep is None else ['a constant mask: the maximum over kept keys, e = 0 at masked keys']))
+        f"d = (exp_index_t)({'max(x) - x' if stable else 'x'}); e = exp_table[d]; s = sum(e) exact; "
+        'r = inv_table[(inv_index_t) s]; y = (result_t)(e * r)'] + ([] if keep is None else ['a constant mask: the maximum over kept keys, e = 0 at masked keys']))
     return _function(ctx, node, ins, out, head, body)
 
 

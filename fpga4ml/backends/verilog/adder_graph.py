@@ -81,6 +81,12 @@ def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) 
     """Sum terms by a balanced tree (the two shallowest, then smallest, first); returns the sum's signal."""
     if not terms:
         return nl.const(0, frac)
+    if len(terms) > 1 and all(t.sign < 0 for t in terms):  # -(a + b + ...): negate the earliest term, not the sum
+        first = min(range(len(terms)), key=lambda n: (depth.get(terms[n].sig, 0), nl[terms[n].sig].width))
+        t = terms[first]
+        sig = nl.neg(t.sig)
+        depth[sig] = depth.get(t.sig, 0) + 1
+        terms = terms[:first] + [Term(sig, t.shift, 1)] + terms[first + 1:]
     heap = [(depth.get(t.sig, 0), nl[t.sig].width + t.shift, n, t) for n, t in enumerate(terms)]
     heapq.heapify(heap)
     order = len(heap)

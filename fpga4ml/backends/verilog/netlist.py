@@ -29,7 +29,7 @@ divc       a / p.n truncated toward zero (constant n >= 2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,8 @@ class Netlist:
         self.inputs: list[Port] = []
         self.outputs: list[Port] = []
         self._consts: dict[tuple[int, int], int] = {}
+        self._negs: dict[int, int] = {}  # signal -> its negation
+        self._uses: list[int] = []  # readers of each signal so far (the rounding fold's single-use test)
 
     def __len__(self) -> int:
         return len(self.signals)
@@ -117,6 +119,9 @@ class Netlist:
                                'bits the Verilog back end supports; use narrower types')
         sid = len(self.signals)
         self.signals.append(Signal(sid, op, args, lo, hi, frac, p))
+        self._uses.append(0)
+        for a in args:
+            self._uses[a] += 1
         return sid
 
     def add_input(self, name: str, shape: tuple[int, ...], t: FixedType) -> list[int]:
@@ -168,9 +173,11 @@ class Netlist:
         return a
 
     def neg(self, a: int) -> int:
-        """-a."""
-        A = self.signals[a]
-        return self._new('neg', (a,), -A.hi, -A.lo, A.frac)
+        """-a (one per signal: shared between readers)."""
+        if a not in self._negs:
+            A = self.signals[a]
+            self._negs[a] = self._new('neg', (a,), -A.hi, -A.lo, A.frac)
+        return self._negs[a]
 
     def shr(self, a: int, s: int) -> int:
         """Floor shift right by s >= 1 (the LSB moves up by s bits)."""
@@ -194,9 +201,28 @@ class Netlist:
         return self.shl(a, frac - self.signals[a].frac)
 
     def cast(self, a: int, t: FixedType) -> int:
-        """ap_fixed cast of a into t (rounding, then overflow), as FixedType.cast; no-op casts vanish."""
+        """ap_fixed cast of a into t (rounding, then overflow), as FixedType.cast; no-op casts vanish.
+
+        A rounding (RND) cast of a sum folds its half into the sum (`_rounding_into_constant`); a
+        monotone cast of a max/min with a constant (a ReLU) is taken before it: cast(max(x, c)) =
+        max(cast(x), cast(c)), so the rounding folds into x's sum and the max is as narrow as t.
+        """
+        return self._cast(a, t, readers=0)
+
+    def _cast(self, a: int, t: FixedType, readers: int) -> int:
+        """cast(); `readers`: how many readers a has that this cast replaces (a max it is taken before)."""
         A = self.signals[a]
         s = A.frac - t.frac
+        if A.op in ('max', 'min') and self._uses[a] == readers:
+            x, y = A.args
+            x, y = (x, y) if self.signals[y].is_const else (y, x)
+            if self.signals[y].is_const and self._monotone(self.signals[x], t) and self._monotone(self.signals[y], t):
+                c = self.const(int(t.cast(np.array([self.signals[y].p['value']]), self.signals[y].frac)[0]), t.frac)
+                return self._pick(A.op, self._cast(x, t, readers=1), c)
+        if s > 0 and t.rounding == 'RND':
+            folded = self._rounding_into_constant(a, s, readers)
+            if folded is not None:  # round half up = floor(a + half): the half joins a's constant term
+                return self.cast(folded, replace(t, rounding='TRN'))
         lo, hi = (round_shift(v, s, t.rounding) for v in (A.lo, A.hi))
         if lo >= t._sat_min and hi <= t.max_mantissa:
             if s == 0:
@@ -212,6 +238,90 @@ class Netlist:
             if t.overflow == 'SAT_ZERO':
                 lo, hi = min(lo, 0), max(hi, 0)
         return self._new('cast', (a,), lo, hi, t.frac, type=t, frac_in=A.frac)
+
+    def _monotone(self, A: Signal, t: FixedType) -> bool:
+        """Whether casting into t is monotone on A's range (every rounding is; an overflow only when it
+        saturates to the nearest end, or when A's range cannot overflow)."""
+        if t.overflow in ('SAT', 'SAT_SYM'):
+            return True
+        s = A.frac - t.frac
+        return round_shift(A.lo, s, t.rounding) >= t.min_mantissa and round_shift(A.hi, s, t.rounding) <= t.max_mantissa
+
+    def _rounding_into_constant(self, a: int, s: int, readers: int = 0) -> int | None:
+        """a + 2^(s-1) with the half added inside a's adder tree, or None when a is not a sum.
+
+        The tree is a's single-reader adds. The half joins the tree's constant leaf (a bias, an offset)
+        when it has one, so a rounding cast costs no adder; otherwise it is added to the leaf the fewest
+        adds below the root (a narrow adder off the deepest path instead of one after the root). The
+        path from a down to that leaf is rebuilt.
+        """
+        half = 1 << (s - 1)
+        path = self._path_to_constant(a, 1, 64, readers)
+        if path is not None and half % abs(path[-1][1]) == 0:
+            *steps, (leaf, weight) = path
+            C = self.signals[leaf]
+            new = self.const(C.p['value'] + half // weight, C.frac)
+        else:
+            steps, leaf, weight = self._path_to_shallow_leaf(a, half, readers)
+            if not steps:
+                return None
+            L = self.signals[leaf]
+            new = self.add(leaf, self.const(half // weight, L.frac), 0, 0, 1, 1, frac=L.frac)
+        weights = [1]  # of each path node in a's mantissa: the half adds half // weight to it
+        for sid, pos in steps[:-1]:
+            weights.append(weights[-1] * self._terms(self.signals[sid])[pos][1])
+        try:
+            for (sid, pos), w in zip(reversed(steps), reversed(weights)):
+                sig = self.signals[sid]
+                args = list(sig.args)
+                args[pos] = new
+                new = self.add(*args, sig.p['sa'], sig.p['sb'], sig.p['ga'], sig.p['gb'], frac=sig.frac)
+                self.narrow(new, sig.lo + half // w, sig.hi + half // w)  # keeps facts narrowed into the old path
+        except NetlistError:  # a wider sum would pass the signal limit: keep the rounding adder
+            return None
+        return new
+
+    def _terms(self, sig: Signal):
+        """(argument, its weight in sig's mantissa) of an add."""
+        return ((sig.args[0], sig.p['ga'] << sig.p['sa']), (sig.args[1], sig.p['gb'] << sig.p['sb']))
+
+    def _path_to_constant(self, sid: int, weight: int, budget: int, readers: int = 1) -> list | None:
+        """[(add, argument position), ..., (const, its weight in the root's mantissa)] through adds with
+        `readers` readers (the root: none yet; below it: one), so the rebuilt path replaces the old one."""
+        sig = self.signals[sid]
+        if sig.op == 'const':
+            return [(sid, weight)]
+        if sig.op != 'add' or budget <= 0 or self._uses[sid] != readers:
+            return None
+        for pos, (arg, w) in enumerate(self._terms(sig)):
+            found = self._path_to_constant(arg, weight * w, budget - 1)
+            if found is not None:
+                return [(sid, pos)] + found
+        return None
+
+    def _path_to_shallow_leaf(self, a: int, half: int, readers: int) -> tuple[list, int, int]:
+        """([(add, argument position), ...], leaf, its weight): down a's single-reader adds, always into the
+        argument with fewer adds below it whose weight divides `half`."""
+        depth: dict[int, int] = {}
+
+        def adds_below(sid: int) -> int:
+            sig = self.signals[sid]
+            if sig.op != 'add' or self._uses[sid] != 1:
+                return 0
+            if sid not in depth:
+                depth[sid] = 1 + max(adds_below(x) for x in sig.args)
+            return depth[sid]
+
+        steps, cur, weight = [], a, 1
+        while self.signals[cur].op == 'add' and self._uses[cur] == (readers if cur == a else 1) and len(steps) < 64:
+            options = [(adds_below(arg), pos, arg, weight * w) for pos, (arg, w) in enumerate(self._terms(self.signals[cur]))
+                       if half % abs(weight * w) == 0]
+            if not options:
+                break
+            _, pos, arg, weight = min(options)
+            steps.append((cur, pos))
+            cur = arg
+        return steps, cur, weight
 
     def maximum(self, a: int, b: int) -> int:
         """max(a, b) of two signals at the same LSB."""
@@ -264,10 +374,21 @@ class Netlist:
         return self._new('rom', (a,), int(used.min()), int(used.max()), frac, values=vals, offset=int(offset))
 
     def divc(self, a: int, n: int) -> int:
-        """a / n truncated toward zero, for a constant n >= 2."""
+        """a / n truncated toward zero, for a constant n >= 2 (a power of two: one adder, see `_div_pow2`)."""
         A = self.signals[a]
+        if n & (n - 1) == 0:
+            return self._div_pow2(a, n.bit_length() - 1)
         q = trunc_div(np.array([A.lo, A.hi], dtype=np.int64), n)
         return self._new('divc', (a,), int(q[0]), int(q[1]), A.frac, n=int(n))
+
+    def _div_pow2(self, a: int, k: int) -> int:
+        """a / 2^k truncated toward zero: (a + (a < 0 ? 2^k - 1 : 0)) >> k, the addend being a's sign bit
+        repeated k times (wiring), so one adder; the result keeps a's LSB label, as divc."""
+        A = self.signals[a]
+        if A.lo < 0:
+            sign = self.shl(self.shr(a, A.width - 1), 0, frac=A.frac)  # -1 or 0
+            a = self.add(a, self.cast(sign, FixedType(k, k - A.frac, False, 'TRN', 'WRAP')))
+        return self.shl(self.shr(a, k), 0, frac=A.frac)
 
     # ------------------------------------------------------------------ interpretation
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:

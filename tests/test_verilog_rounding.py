@@ -1,0 +1,147 @@
+"""Rounding casts fold into the adder tree they round (netlist.Netlist.cast, RND only).
+
+round half up(a) = floor(a + half): the half joins the sum's constant leaf (a bias), or, without one,
+is added at the leaf the fewest adds below the root; the cast itself then only drops bits and
+saturates. Checked against FixedType.cast on random sums, with controls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fpga4ml.backends.verilog.adder_graph import constant_matvec
+from fpga4ml.backends.verilog.netlist import Netlist
+from fpga4ml.fixed import FixedType
+
+IN_T = FixedType(8, 3)  # inputs: frac 5
+RNG = np.random.default_rng(7)
+WEIGHTS = RNG.integers(-40, 41, (12, 5))  # mantissas at frac 5: products at frac 10
+
+
+def rounded_layer(bias: bool, t: FixedType, narrow: bool = False):
+    """(netlist, the cast signals) of y = cast_t(x @ W (+ b)) on 12 inputs."""
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    consts = RNG.integers(-900, 900, 5).tolist() if bias else None
+    sums = constant_matvec(nl, xs, WEIGHTS, consts, frac=10)
+    if narrow:  # a fact the rounding must keep: the sum is assumed >= 0 (inputs chosen so)
+        sums = [nl.narrow(s, lo=0) for s in sums]
+    ys = [nl.cast(s, t) for s in sums]
+    nl.add_output('y', (5,), t, ys)
+    return nl, consts
+
+
+def reference(x: np.ndarray, consts, t: FixedType) -> np.ndarray:
+    acc = x @ WEIGHTS + (0 if consts is None else np.asarray(consts))
+    return t.cast(acc, 10)
+
+
+def inputs(n: int, positive: bool = False) -> np.ndarray:
+    x = RNG.integers(IN_T.min_mantissa, IN_T.max_mantissa + 1, (n, 12))
+    return np.abs(x) * np.sign(WEIGHTS.sum(axis=1)) if positive else x
+
+
+@pytest.mark.parametrize('bias', [True, False])
+@pytest.mark.parametrize('t', [FixedType(8, 4, True, 'RND', 'SAT'), FixedType(6, 2, True, 'RND', 'WRAP'),
+                               FixedType(10, 7, True, 'RND', 'SAT_SYM')], ids=str)
+def test_rounding_folds_into_the_sum_and_keeps_the_bits(bias, t):
+    nl, consts = rounded_layer(bias, t)
+    x = inputs(20_000)
+    got = nl.evaluate([x])[0]
+    assert np.array_equal(got, reference(x, consts, t))
+    assert not any(s.op == 'cast' and s.p['type'].rounding != 'TRN' for s in nl.signals)  # no rounding adder left
+    # negative control: the folded half one LSB of the sum off changes the results
+    target = next(s for s in reversed(nl.signals) if s.op == 'const' and s.p['value'] != 0)
+    target.p['value'] += 1
+    assert not np.array_equal(nl.evaluate([x])[0], got)
+
+
+def test_a_bias_takes_the_half_without_an_adder():
+    t = FixedType(8, 4, True, 'RND', 'SAT')
+    plain, _ = rounded_layer(True, FixedType(8, 4, True, 'TRN', 'SAT'))
+    folded, _ = rounded_layer(True, t)
+    live = {s for port in folded.outputs for s in port.signals}
+    stack, reached = list(live), set()
+    while stack:
+        s = stack.pop()
+        if s not in reached:
+            reached.add(s)
+            stack.extend(folded[s].args)
+    adds = sum(folded[s].op == 'add' for s in reached)
+    assert adds == plain.stats()['add']  # the same adders as truncation: the rounding costs none
+
+
+def test_facts_narrowed_into_the_sum_survive_the_fold():
+    t = FixedType(8, 4, False, 'RND', 'SAT')
+    nl, consts = rounded_layer(True, t, narrow=True)
+    for port in nl.outputs:
+        for s in port.signals:
+            assert nl[s].lo >= 0
+    x = inputs(5_000, positive=True)
+    acc = x @ WEIGHTS + np.asarray(consts)
+    keep = np.all(acc >= 0, axis=1)
+    assert keep.sum() > 100
+    assert np.array_equal(nl.evaluate([x[keep]])[0], reference(x[keep], consts, t))
+
+
+def test_a_sum_read_elsewhere_keeps_its_rounding_adder():
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    s, = constant_matvec(nl, xs, WEIGHTS[:, :1], [300], frac=10)
+    other = nl.add(s, s)  # a second reader before the cast: rebuilding the tree would duplicate it
+    t = FixedType(8, 4, True, 'RND', 'SAT')
+    y = nl.cast(s, t)
+    assert nl[y].op == 'cast' and nl[y].p['type'].rounding == 'RND' and nl[y].args == (s,)
+    nl.add_output('y', (1,), t, [y])
+    nl.add_output('o', (1,), FixedType(nl[other].width, nl[other].width - 10), [other])
+    x = inputs(3_000)
+    assert np.array_equal(nl.evaluate([x])[0][:, 0], t.cast(x @ WEIGHTS[:, 0] + 300, 10))
+
+
+@pytest.mark.parametrize('t', [FixedType(8, 4, True, 'RND', 'SAT'), FixedType(7, 3, False, 'RND', 'SAT'),
+                               FixedType(16, 10, True, 'RND', 'WRAP')], ids=str)
+def test_a_rounded_relu_rounds_before_its_max(t):
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    consts = RNG.integers(-900, 900, 5).tolist()
+    sums = constant_matvec(nl, xs, WEIGHTS, consts, frac=10)
+    zero = nl.const(0, 10)
+    ys = [nl.cast(nl.maximum(s, zero), t) for s in sums]
+    nl.add_output('y', (5,), t, ys)
+    x = inputs(20_000)
+    want = t.cast(np.maximum(x @ WEIGHTS + np.asarray(consts), 0), 10)
+    got = nl.evaluate([x])[0]
+    assert np.array_equal(got, want) and (want == 0).mean() > 0.2
+    # the max is on the cast values (or gone: an unsigned saturating cast already clips at 0)
+    assert all(nl[y].op == 'max' and nl[y].width <= t.width + 1 or nl[y].op != 'max' and not t.signed for y in ys)
+    assert not any(s.op == 'cast' and s.p['type'].rounding != 'TRN' for s in nl.signals)
+    target = next(s for s in reversed(nl.signals) if s.op == 'const' and s.p['value'] not in (0, 1))
+    target.p['value'] += 1  # negative control: the folded half moved by one LSB of the sum
+    assert not np.array_equal(nl.evaluate([x])[0], want)
+
+
+def test_a_wrapping_cast_that_overflows_stays_after_the_max():
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    s, = constant_matvec(nl, xs, WEIGHTS[:, :1], [300], frac=10)
+    t = FixedType(5, 2, True, 'RND', 'WRAP')  # wraps: not monotone, so max(cast) would differ
+    y = nl.cast(nl.maximum(s, nl.const(0, 10)), t)
+    assert nl[y].op == 'cast' and nl[nl[y].args[0]].op == 'max'
+    nl.add_output('y', (1,), t, [y])
+    x = inputs(3_000)
+    assert np.array_equal(nl.evaluate([x])[0][:, 0], t.cast(np.maximum(x @ WEIGHTS[:, 0] + 300, 0), 10))
+
+
+def test_a_clip_whose_input_would_wrap_is_cast_after_the_clip():
+    """cast(min(max(s, -1), 1)): the clip fits the wrapping type, s does not; casting s first would wrap it."""
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    s, = constant_matvec(nl, xs, WEIGHTS[:, :1], [300], frac=10)
+    one = 1 << 10
+    t = FixedType(6, 2, True, 'RND', 'WRAP')
+    y = nl.cast(nl.minimum(nl.maximum(s, nl.const(-one, 10)), nl.const(one, 10)), t)
+    nl.add_output('y', (1,), t, [y])
+    x = inputs(3_000)
+    want = t.cast(np.clip(x @ WEIGHTS[:, 0] + 300, -one, one), 10)
+    assert np.array_equal(nl.evaluate([x])[0][:, 0], want)
