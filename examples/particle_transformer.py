@@ -24,9 +24,11 @@ weights into the same network built three ways:
 
 Then, as asked: the HLS C simulation (--csim) and the Verilator simulation (--verilator) against the
 emulator bit for bit, and the Verilog design's latency at 5 ns with its resource estimate
-(--verilog). Run:
+(--verilog). --fast also trains a latency variant in HGQ2 with its quantizers in the loop (3-bit
+weights, 2 fractional bits per value, no LayerNorm, softmax without maximum) and reports its
+accuracy, its bits against HGQ2's and its Verilog latency at 5 ns. Run:
 
-    KERAS_BACKEND=torch .venv/bin/python examples/particle_transformer.py [--quick] [--csim] [--verilog] [--verilator]
+    KERAS_BACKEND=torch .venv/bin/python examples/particle_transformer.py [--quick] [--csim] [--verilog] [--verilator] [--fast]
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ PARTICLES, FEATURES, EMBED, HEADS, MLP, BLOCKS = 16, 6, 16, 2, 32, 2
 CONFIG_16 = {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}}
 #: the HGQ2 copy: bits of the weights and of the values between layers (kif: sign, integer, fraction)
 HGQ_WEIGHT_BITS, HGQ_INTEGER, HGQ_FRACTION = 8, 3, 4
+#: the latency variant (--fast): HGQ2 trained from scratch with 3-bit weights and 2 fractional bits per value,
+#: wrapping values whose integer bits HGQ2 sets from the training data, no LayerNorm, softmax without maximum
+FAST_WEIGHT_BITS, FAST_FRACTION = 3, 2
+#: the latency variant's Verilog: 5 ns, narrow products of two variables in LUTs
+FAST_VERILOG = {'Model': {'Precision': 'fixed<16,6,RND,SAT>', 'VariableProducts': 'auto'}}
 
 
 def load_jets():
@@ -228,6 +235,46 @@ def build_hgq_model(layer_norm: bool = True):
     return keras.Model(x, out)
 
 
+def build_hgq_fast_model():
+    """The latency variant in HGQ2 0.2: the same blocks without LayerNorm, QMultiHeadAttention(stable_softmax=False)
+    (the exp table reads the scores: no maximum over the keys), kbi weights of FAST_WEIGHT_BITS bits, kif values with
+    FAST_FRACTION fractional bits, truncated and wrapping (HGQ2 grows their integer bits to the training data's
+    range, so nothing wraps there; both cost no logic in Verilog)."""
+    import keras
+    from hgq.config import LayerConfigScope, QuantizerConfigScope
+    from hgq.layers import QAdd, QDense, QGlobalAveragePooling1D, QMultiHeadAttention
+    with (QuantizerConfigScope(place='weight', default_q_type='kbi', b0=FAST_WEIGHT_BITS, i0=1),
+          QuantizerConfigScope(place='bias', default_q_type='kbi', b0=FAST_WEIGHT_BITS, i0=1),
+          QuantizerConfigScope(place='datalane', default_q_type='kif', i0=1, f0=FAST_FRACTION, overflow_mode='WRAP',
+                               round_mode='TRN'),
+          LayerConfigScope(enable_ebops=False)):
+        x = keras.Input((PARTICLES, FEATURES), name='particles')
+        h = QDense(EMBED, name='embed')(x)
+        for k in range(BLOCKS):
+            mha = QMultiHeadAttention(HEADS, EMBED // HEADS, fuse='none', stable_softmax=False, name=f'mha{k}')
+            h = QAdd(name=f'add{k}a')([h, mha(h, h)])
+            m = QDense(EMBED, name=f'mlp{k}b')(QDense(MLP, activation='relu', name=f'mlp{k}a')(h))
+            h = QAdd(name=f'add{k}b')([h, m])
+        out = QDense(len(CLASSES), name='head')(QGlobalAveragePooling1D(name='mean')(h))
+    return keras.Model(x, out)
+
+
+def train_hgq_fast(n_train: int, epochs: int, seed: int = 1):
+    """The latency variant trained with its quantizers in the loop (Adam 1e-3, batches of 128, cross entropy)."""
+    import keras
+    import torch
+    keras.utils.set_random_seed(seed)
+    model = build_hgq_fast_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = make_jets(n_train, seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+    torch.set_num_threads(threads)
+    return model
+
+
 def keras_copy(net, builder, **options):
     """A Keras/HGQ2 copy with the trained weights (options go to the builder)."""
     model = builder(**options)
@@ -337,6 +384,27 @@ def report_hgq(net, x, y, out: Path, csim: bool, verilog: bool, verilator: bool)
                   f'{100 * same_rows(got, moved):.2f} %')
 
 
+def report_fast(x, y, out: Path, n_train: int, epochs: int, verilator: bool) -> None:
+    """The latency variant: trained, accuracy, same bits as HGQ2, Verilog latency at 5 ns (and Verilator)."""
+    start = time.perf_counter()
+    model = train_hgq_fast(n_train, epochs)
+    p_hgq = keras_logits(model, x)
+    print(f'latency variant (HGQ2, {FAST_WEIGHT_BITS}-bit weights, {FAST_FRACTION} fractional bits, no LayerNorm, '
+          f'softmax without maximum): trained on {n_train} jets, {epochs} epochs, {time.perf_counter() - start:.0f} s; '
+          f'HGQ2 accuracy {accuracy(p_hgq, y):.2f} %')
+    rtl = convert_keras(model, FAST_VERILOG, str(out / 'fast_rtl'), 'Verilog')
+    p_fixed = np.asarray(rtl.predict(x))
+    est = rtl.estimate()
+    print(f'latency variant: same bits as HGQ2 on {100 * same_rows(p_fixed, p_hgq):.2f} %; Verilog at 5 ns: latency '
+          f"{est['latency_cycles']} cycles ({5 * est['latency_cycles']} ns), II {est['ii']}, estimate {est['LUT']:,} "
+          f"LUT / {est['FF']:,} FF / {est['DSP']:,} DSP")
+    if verilator:
+        rtl.compile(sim='rtl')
+        got = np.asarray(rtl.predict(x, sim='rtl'))
+        print(f'latency variant: Verilator == emulator, bit for bit, on {100 * same_rows(got, p_fixed):.2f} % of '
+              f'{len(x)} jets')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train, copy, convert, compare; prints one line per number."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -344,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--csim', action='store_true', help='build the HLS C simulations and check them bit for bit')
     ap.add_argument('--verilog', action='store_true', help='generate the Verilog design: latency and estimate')
     ap.add_argument('--verilator', action='store_true', help='also simulate the Verilog with Verilator (long)')
+    ap.add_argument('--fast', action='store_true', help='also train the latency variant (HGQ2, narrow, no LayerNorm) '
+                    'and report its Verilog latency')
     ap.add_argument('--out', default='build/particle_transformer')
     args = ap.parse_args(argv)
     n_train, n_test, epochs = (1000, 48, 2) if args.quick else (20000, 2000, 6)
@@ -355,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f'PyTorch float accuracy {accuracy(torch_logits(net, x), y):.2f} % on {n_test} test jets')
     report_16bit(net, x, y, Path(args.out), args.csim)
     report_hgq(net, x, y, Path(args.out), args.csim, args.verilog, args.verilator)
+    if args.fast:
+        report_fast(x, y, Path(args.out), n_train // 2, max(1, epochs // 2), args.verilator)
     return 0
 
 

@@ -83,3 +83,19 @@ def test_unstable_softmax_without_input_quantizer_or_with_too_fine_scores_is_ref
     model = unstable_mha(f0=6)
     with pytest.raises(GraphError, match=r'stable=False softmax on inputs with 12 fractional bits needs a 1\d-bit'):
         convert_from_keras_model(model, backend='Vitis')
+
+
+@pytest.mark.slow
+def test_verilator_equals_hgq2_for_unstable_attention(tmp_path):
+    """The Verilog design (unrolled, II = 1; narrow products in LUTs) computes HGQ2's bits on 2,000 inputs."""
+    from verilog_models import require_verilator
+    require_verilator()
+    model = unstable_mha(seed=7, causal=True)
+    xs = inputs(model, 2000, seed=9)
+    hls = convert_from_keras_model(model, output_dir=str(tmp_path / 'rtl'), backend='Verilog',
+                                   hls_config={'Model': {'VariableProducts': 'auto'}})
+    hls.compile(sim='rtl', progress=False)
+    got = hls.predict(xs[0], sim='rtl')
+    np.testing.assert_array_equal(got, hgq_output(model, xs))
+    moved(model.get_layer('mha')._key_dense)  # negative control: HGQ2 with a moved key weight
+    assert not np.array_equal(got, hgq_output(model, xs))
