@@ -248,25 +248,20 @@ class Netlist:
         return round_shift(A.lo, s, t.rounding) >= t.min_mantissa and round_shift(A.hi, s, t.rounding) <= t.max_mantissa
 
     def _rounding_into_constant(self, a: int, s: int, readers: int = 0) -> int | None:
-        """a + 2^(s-1) with the half added inside a's adder tree, or None when a is not a sum.
+        """a + 2^(s-1) with the half folded into the constant leaf of a's adder tree (a bias, an offset), or None.
 
-        The tree is a's single-reader adds. The half joins the tree's constant leaf (a bias, an offset)
-        when it has one, so a rounding cast costs no adder; otherwise it is added to the leaf the fewest
-        adds below the root (a narrow adder off the deepest path instead of one after the root). The
-        path from a down to that leaf is rebuilt.
+        The tree is a's adds that nothing else reads; the path from a down to the constant is rebuilt with
+        the constant moved, so a rounding cast costs no adder. None without such a constant, or when the
+        half is not a whole multiple of the constant's weight. (Adding the half at a leaf of a tree without
+        a constant was measured too: no stage fewer on the particle transformer, 12 % more registers.)
         """
         half = 1 << (s - 1)
         path = self._path_to_constant(a, 1, 64, readers)
-        if path is not None and half % abs(path[-1][1]) == 0:
-            *steps, (leaf, weight) = path
-            C = self.signals[leaf]
-            new = self.const(C.p['value'] + half // weight, C.frac)
-        else:
-            steps, leaf, weight = self._path_to_shallow_leaf(a, half, readers)
-            if not steps:
-                return None
-            L = self.signals[leaf]
-            new = self.add(leaf, self.const(half // weight, L.frac), 0, 0, 1, 1, frac=L.frac)
+        if path is None or half % abs(path[-1][1]):
+            return None
+        *steps, (leaf, weight) = path
+        C = self.signals[leaf]
+        new = self.const(C.p['value'] + half // weight, C.frac)
         weights = [1]  # of each path node in a's mantissa: the half adds half // weight to it
         for sid, pos in steps[:-1]:
             weights.append(weights[-1] * self._terms(self.signals[sid])[pos][1])
@@ -298,30 +293,6 @@ class Netlist:
             if found is not None:
                 return [(sid, pos)] + found
         return None
-
-    def _path_to_shallow_leaf(self, a: int, half: int, readers: int) -> tuple[list, int, int]:
-        """([(add, argument position), ...], leaf, its weight): down a's single-reader adds, always into the
-        argument with fewer adds below it whose weight divides `half`."""
-        depth: dict[int, int] = {}
-
-        def adds_below(sid: int) -> int:
-            sig = self.signals[sid]
-            if sig.op != 'add' or self._uses[sid] != 1:
-                return 0
-            if sid not in depth:
-                depth[sid] = 1 + max(adds_below(x) for x in sig.args)
-            return depth[sid]
-
-        steps, cur, weight = [], a, 1
-        while self.signals[cur].op == 'add' and self._uses[cur] == (readers if cur == a else 1) and len(steps) < 64:
-            options = [(adds_below(arg), pos, arg, weight * w) for pos, (arg, w) in enumerate(self._terms(self.signals[cur]))
-                       if half % abs(weight * w) == 0]
-            if not options:
-                break
-            _, pos, arg, weight = min(options)
-            steps.append((cur, pos))
-            cur = arg
-        return steps, cur, weight
 
     def maximum(self, a: int, b: int) -> int:
         """max(a, b) of two signals at the same LSB."""
