@@ -107,7 +107,7 @@ def layer_stages(model) -> dict[str, int]:
     graph = copy.copy(model.graph)
     graph.outputs = [n.name for n in model.graph.nodes if n.op != 'Input']
     nl = lower_graph(graph, model.intervals)
-    stage = schedule(nl, model.clock_period).stage
+    stage = schedule(nl, model.clock_period, sink=False).stage  # as soon as possible: when each value is ready
     return {port.name: max((stage[s] for s in port.signals), default=0) for port in nl.outputs}
 
 

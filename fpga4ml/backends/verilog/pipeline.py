@@ -101,9 +101,10 @@ class Schedule:
 
 
 def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto',
-             start: dict[int, float] | None = None) -> Schedule:
+             start: dict[int, float] | None = None, sink: bool = True) -> Schedule:
     """Assign pipeline stages (as soon as possible, cut where a stage's budget is exceeded); `start`: the
-    ns into the first stage at which some inputs settle (default 0: straight from registers or ports)."""
+    ns into the first stage at which some inputs settle (default 0: straight from registers or ports);
+    `sink=False` keeps the as-soon-as-possible stages (no registers moved later where narrower)."""
     mode = check_pipeline(pipeline, 'schedule()')
     if mode == 'auto':
         budget = clock_period - STAGE_OVERHEAD_NS
@@ -130,7 +131,7 @@ def schedule(nl: Netlist, clock_period: float, pipeline: str | int = 'auto',
         stage[sig.id], arrival[sig.id] = st, t_in + d
     outs = [s for port in nl.outputs for s in port.signals if not nl[s].is_const]
     latency = 0 if mode == 'none' else max((stage[s] for s in outs), default=0) + 1
-    if latency > 1:
+    if latency > 1 and sink:
         _sink_registers(nl, stage, latency, budget, cost)
     return Schedule(stage, arrival, latency, _critical_ns(nl, stage), str(mode))
 
