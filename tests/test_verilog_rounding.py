@@ -112,3 +112,20 @@ def test_a_rounded_clip_of_a_sum_stays_exact():
     x = inputs(3_000)
     want = t.cast(np.clip(x @ WEIGHTS[:, 0] + 300, -one, one), 10)
     assert np.array_equal(nl.evaluate([x])[0][:, 0], want)
+
+
+@pytest.mark.parametrize('n', [2, 16, 64, 12])
+def test_a_division_by_a_power_of_two_is_one_adder_and_truncates_toward_zero(n):
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    s, = constant_matvec(nl, xs, WEIGHTS[:, :1], [301], frac=10)
+    q = nl.divc(s, n)
+    nl.add_output('q', (1,), FixedType(nl[q].width, nl[q].width - 10), [q])
+    x = inputs(5_000)
+    acc = x @ WEIGHTS[:, 0] + 301
+    want = np.trunc(acc / n).astype(np.int64)
+    got = nl.evaluate([x])[0][:, 0]
+    assert np.array_equal(got, want) and (acc < 0).mean() > 0.2 and (acc % n != 0).mean() > 0.2
+    assert (nl[q].op == 'divc') == (n & (n - 1) != 0)
+    if n & (n - 1) == 0:  # negative control: floor division differs from truncation on negative sums
+        assert not np.array_equal(got, acc // n)
