@@ -24,8 +24,8 @@ weights into the same network built three ways:
 
 Then, as asked: the HLS C simulation (--csim) and the Verilator simulation (--verilator) against the
 emulator bit for bit, and the Verilog design's latency at 5 ns with its resource estimate
-(--verilog). --fast also trains a latency variant in HGQ2 with its quantizers in the loop (3-bit
-weights, 2 fractional bits per value, no LayerNorm, softmax without maximum) and reports its
+(--verilog). --fast also trains a latency variant in HGQ2 with its quantizers in the loop (2-bit
+weights, 1 fractional bit per value, no LayerNorm, softmax without maximum) and reports its
 accuracy, its bits against HGQ2's and its Verilog latency at 5 ns. Run:
 
     KERAS_BACKEND=torch .venv/bin/python examples/particle_transformer.py [--quick] [--csim] [--verilog] [--verilator] [--fast]
@@ -51,9 +51,9 @@ PARTICLES, FEATURES, EMBED, HEADS, MLP, BLOCKS = 16, 6, 16, 2, 32, 2
 CONFIG_16 = {'Model': {'Precision': 'fixed<16,6,RND,SAT>'}}
 #: the HGQ2 copy: bits of the weights and of the values between layers (kif: sign, integer, fraction)
 HGQ_WEIGHT_BITS, HGQ_INTEGER, HGQ_FRACTION = 8, 3, 4
-#: the latency variant (--fast): HGQ2 trained from scratch with 3-bit weights and 2 fractional bits per value,
+#: the latency variant (--fast): HGQ2 trained from scratch with 2-bit weights and 1 fractional bit per value,
 #: wrapping values whose integer bits HGQ2 sets from the training data, no LayerNorm, softmax without maximum
-FAST_WEIGHT_BITS, FAST_FRACTION = 3, 2
+FAST_WEIGHT_BITS, FAST_FRACTION = 2, 1
 #: the latency variant's Verilog: 5 ns, narrow products of two variables in LUTs
 FAST_VERILOG = {'Model': {'Precision': 'fixed<16,6,RND,SAT>', 'VariableProducts': 'auto'}}
 

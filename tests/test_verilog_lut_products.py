@@ -1,7 +1,9 @@
 """Products of two variables in LUTs (VariableProducts, backends/verilog/lut_multiplier.py).
 
-The partial-product array must compute a * b exactly for every operand pair of its operands' ranges
-(signed and unsigned, either operand the narrower one) and stay inside the bounds it declares; an
+The partial-product array, and the multiplexer of multiples that replaces it where the narrower operand
+takes at most MUX_PRODUCT_VALUES values, must compute a * b exactly for every operand pair of its
+operands' ranges (signed and unsigned, either operand the narrower one) and stay inside the bounds it
+declares; an
 HGQ2 attention layer built with 'lut' has no multiplier left, its netlist computes the emulator's
 bits and its Verilog (Verilator) HGQ2's; each comparison has a negative control.
 """
@@ -13,7 +15,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fpga4ml.backends.verilog.lut_multiplier import LUT_PRODUCT_BITS, in_luts, lut_product
+from fpga4ml.backends.verilog.lut_multiplier import LUT_PRODUCT_BITS, MUX_PRODUCT_VALUES, in_luts, lut_product
 from fpga4ml.backends.verilog.netlist import Netlist, Port
 from fpga4ml.config import ConfigError
 
@@ -45,14 +47,39 @@ def test_partial_products_compute_the_exact_product(a_range, b_range):
     corners = [x * y for x in a_range for y in b_range]
     assert (nl[p].lo, nl[p].hi) == (min(corners), max(corners)) or nl[p].is_const
     assert 'mul' not in nl.stats()
+    values = min(r[1] - r[0] + 1 for r in (a_range, b_range))
+    if values <= MUX_PRODUCT_VALUES and values > 1:
+        assert nl.stats().get('mux') == 1 and 'select' not in nl.stats()
 
 
 def test_negative_control_one_partial_product_at_the_wrong_weight():
-    nl, a, b, p = product_netlist((-8, 7), (-16, 15))
+    nl, a, b, p = product_netlist((-100, 37), (-20, 30))
+    assert 'mux' not in nl.stats()               # both operands take more values than a multiplexer picks from
     adds = [s for s in nl.signals if s.op == 'add' and s.p['sb'] > 0]
     adds[0].p['sb'] += 1                         # one partial product read one bit too high
-    got, pairs = evaluate(nl, p, range(-8, 8), range(-16, 16))
+    got, pairs = evaluate(nl, p, range(-100, 38), range(-20, 31))
     assert not np.array_equal(got, pairs[:, 0] * pairs[:, 1])
+
+
+def test_multiples_are_shared_and_a_swapped_option_is_caught():
+    """Two products of one operand by narrow ones read the same multiples; swapping two options of one
+    multiplexer (negative control) breaks the product."""
+    nl = Netlist()
+    a = nl._new('input', (), -100, 37, 2, port=0, element=0)
+    b = nl._new('input', (), -4, 3, 3, port=0, element=1)
+    c = nl._new('input', (), -4, 3, 3, port=0, element=2)
+    p, q = lut_product(nl, a, b), lut_product(nl, c, a)
+    mux_b, mux_c = (nl[nl[s].args[0]] for s in (p, q))
+    assert mux_b.op == mux_c.op == 'mux' and mux_b.args[1:] == mux_c.args[1:]
+    assert sum(s.op in ('add', 'neg') for s in nl.signals) == 3   # 3a = 4a - a, -3a = a - 4a, -a (once)
+    nl.outputs = [Port('p', (2,), None, [p, q])]
+    grid = np.array(list(itertools.product(range(-100, 38), range(-4, 4), range(-4, 4))), dtype=np.int64)
+    got = nl.evaluate([grid])[0]
+    assert np.array_equal(got[:, 0], grid[:, 0] * grid[:, 1]) and np.array_equal(got[:, 1], grid[:, 0] * grid[:, 2])
+    args = list(mux_b.args)
+    args[1], args[2] = args[2], args[1]          # the options for b = -4 and b = -3 swapped
+    mux_b.args = tuple(args)
+    assert not np.array_equal(nl.evaluate([grid])[0][:, 0], grid[:, 0] * grid[:, 1])
 
 
 def test_auto_puts_narrow_products_in_luts():

@@ -129,3 +129,25 @@ def test_a_division_by_a_power_of_two_is_one_adder_and_truncates_toward_zero(n):
     assert (nl[q].op == 'divc') == (n & (n - 1) != 0)
     if n & (n - 1) == 0:  # negative control: floor division differs from truncation on negative sums
         assert not np.array_equal(got, acc // n)
+
+
+@pytest.mark.parametrize('k', [2, 4])
+def test_a_multiple_of_the_divisor_divides_by_a_shift(k):
+    """An average's sum of terms shifted by k (its accumulator has k more fractional bits) divides by 2^k exactly:
+    no correction adder; a sum that is not such a multiple keeps it (control)."""
+    nl = Netlist()
+    xs = nl.add_input('x', (12,), IN_T)
+    shifted = [nl.shl(x, k, frac=nl[x].frac + k) for x in xs]  # x at k more fractional bits: 2^k times its mantissa
+    total = shifted[0]
+    for s in shifted[1:]:
+        total = nl.add(total, s)
+    q = nl.divc(total, 1 << k)
+    nl.add_output('q', (1,), FixedType(nl[q].width, nl[q].width - nl[q].frac), [q])
+    x = inputs(3_000)
+    assert np.array_equal(nl.evaluate([x])[0][:, 0], x.sum(axis=1))  # (sum * 2^k) / 2^k
+    assert (x.sum(axis=1) < 0).mean() > 0.2
+    assert sum(s.op == 'add' for s in nl.signals) == 11 and nl.zero_lsbs_of(total) == k
+    odd = nl.add(total, nl.const(1, nl[total].frac))  # control: not a multiple of 2^k, the adder stays
+    adds = sum(s.op == 'add' for s in nl.signals)
+    nl.divc(odd, 1 << k)
+    assert sum(s.op == 'add' for s in nl.signals) == adds + 1

@@ -17,8 +17,8 @@ The Verilog back end writes one flat module in which every netlist signal N is t
 `breakdown(model)` puts both together on the netlist.json that ``model.build()`` keeps in the
 project folder, and returns LUT/FF/CARRY/... per layer, per op kind and per (layer, kind); each
 table sums to the synthesis totals. Op kinds: 'adders' (add, sub, neg), 'casts/activations'
-(cast, select, max, min, shifts), 'multipliers', 'tables' (ROMs), 'dividers', 'pipeline registers'
-and 'other' (the valid chain, ports and cells no signal explains).
+(cast, select, max, min, shifts), 'multipliers', 'multiplexers' (mux), 'tables' (ROMs), 'dividers',
+'pipeline registers' and 'other' (the valid chain, ports and cells no signal explains).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .yosys import FAMILIES, cell_pins, check_family
 
 KINDS = {'add': 'adders', 'neg': 'adders', 'cast': 'casts/activations', 'select': 'casts/activations',
          'max': 'casts/activations', 'min': 'casts/activations', 'shr': 'casts/activations',
-         'shl': 'casts/activations', 'mul': 'multipliers', 'rom': 'tables', 'divc': 'dividers',
+         'shl': 'casts/activations', 'mul': 'multipliers', 'rom': 'tables', 'divc': 'dividers', 'mux': 'multiplexers',
          'input': 'other', 'const': 'other'}
 REGISTERS, OTHER = 'pipeline registers', 'other'
 #: netlist ops that compute nothing in hardware (wiring or constants)

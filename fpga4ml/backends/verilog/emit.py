@@ -13,7 +13,7 @@ from __future__ import annotations
 from ...fixed import FixedType
 from ...intervals import round_shift
 from ...naming import Names, comment_line, comment_text
-from .netlist import Netlist, Port, Signal, bits_for
+from .netlist import Netlist, Port, Signal, bits_for, clamp_at_zero
 from .pipeline import Schedule
 from .ternary import CARRY_PRIMITIVES, fusion, pair_plan, unused_wires
 from .ternary import verilog as ternary_verilog
@@ -171,6 +171,11 @@ class _Writer:
             return [decl, f'assign {name} = {self._shifted(a[0], sig.p["s"], W, st)};']
         if op == 'cast':
             return self._cast(sig, decl)
+        if op in ('max', 'min') and clamp_at_zero(self.nl, sig) is not None:
+            x = clamp_at_zero(self.nl, sig)
+            sign = self.bits(x, self.nl[x].width - 1, self.nl[x].width - 1, st)
+            kept, zero = self.ext(x, W, st), self.const(0, W)
+            return [decl, f'assign {name} = {sign} ? {zero if op == "max" else kept} : {kept if op == "max" else zero};']
         if op in ('max', 'min'):
             wc = max(self.nl[a[0]].width, self.nl[a[1]].width)
             cmp = '>' if op == 'max' else '<'
@@ -186,6 +191,8 @@ class _Writer:
             return [decl, f'assign {name} = $signed({self.ext(a[0], W, st)}) * $signed({self.ext(a[1], W, st)});']
         if op == 'rom':
             return self._rom(sig)
+        if op == 'mux':
+            return self._mux(sig)
         if op == 'divc':
             n = sig.p['n']
             wd = max(self.nl[a[0]].width, bits_for(0, n))
@@ -317,6 +324,16 @@ class _Writer:
         lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({addr})']
         for v in range(A.lo, A.hi + 1):
             lines.append(f'    {self.const(v, wa)}: {name} = {self.const(int(values[v - offset]), W)};')
+        lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
+        return lines
+
+    def _mux(self, sig: Signal) -> list[str]:
+        st, W, (sel, *options) = self.sched.stage[sig.id], sig.width, sig.args
+        S = self.nl[sel]
+        name = f's{sig.id}'
+        lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({self.ext(sel, S.width, st)})']
+        for v in range(S.lo, S.hi + 1):
+            lines.append(f'    {self.const(v, S.width)}: {name} = {self.ext(options[v - sig.p["offset"]], W, st)};')
         lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
         return lines
 

@@ -55,6 +55,8 @@ def _lut_cost(sig: Signal, nl: Netlist, zeros: list[int] | None = None) -> tuple
         return math.ceil(nl[sig.args[0]].width / 6) + W / 2, 0
     if op == 'rom':
         return _rom_cost(sig, nl), 0
+    if op == 'mux':  # per bit, a LUT6 per 4 distinct options (MUXF7/F8 join them)
+        return W * math.ceil(len(set(sig.args[1:])) / 4), 0
     if op == 'mul':
         consts = [abs(nl[a].lo) for a in sig.args if nl[a].is_const]
         if consts and consts[0] & (consts[0] - 1) == 0:  # times 0 or +-2^k: wiring and a negation

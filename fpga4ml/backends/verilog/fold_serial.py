@@ -93,12 +93,12 @@ def _digit_mux(m: Machine, x: int, count: int, b: int, rf: int) -> int:
     frac = sig.frac
     if sig.is_const:
         digits = [(sig.lo >> (b * k)) & ((1 << b) - 1) if k < rf - 1 else sig.lo >> (b * k) for k in range(rf)]
-        return m.mux(count, [m.const(v, frac) for v in reversed(digits)], 'digit')
+        return m.mux(count, [m.const(v, frac) for v in reversed(digits)], role='digit')
     options = []
     for k in reversed(range(rf)):
         d = m.cast(x, digit_type(k, b, rf, frac))
         options.append(d if m[d].frac == frac else m.shl(d, 0, frac=frac))  # the digit as an integer at x's LSB
-    return m.mux(count, options, 'digit')
+    return m.mux(count, options, role='digit')
 
 
 def partial_bounds(m: Machine, xs: list[int], w: np.ndarray) -> tuple[list[int], list[int]]:

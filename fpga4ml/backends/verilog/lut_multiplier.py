@@ -17,18 +17,29 @@ Each bit b_j is `cast(b >> j)` into a one-bit unsigned wrapping type (wiring), e
 a `select` (an AND per bit, which synthesis merges into the adders' LUTs), and the sum the same
 balanced adder tree as the constant products' (adder_graph.shifted_sum), so the netlist's
 interpreters, the schedule, the cost model, the writer and the three-input adders all read these
-operations as they read any other: no new op, and the product is exact by construction (the tests
-check it against a * b on every operand pair of small ranges).
+operations as they read any other, and the product is exact by construction (the tests check it
+against a * b on every operand pair of small ranges).
+
+When the narrower operand b takes at most MUX_PRODUCT_VALUES values (a 3-bit softmax weight, a
+2-bit code), the product is instead a multiplexer: a * b = (b * a for each value b can take)[b],
+the multiples of a built once per a from its canonical signed digits (one adder or a negation
+each, shared by every product that reads a: attention's values are read by every query) and b
+picking one. It is one or two LUT levels after b (a LUT6 picks one of 4 options, MUXF7/F8 join
+them) instead of an AND level and log2(bits) adders, and a sum of such products has one term per
+product instead of one per bit of b.
 """
 
 from __future__ import annotations
 
 from ...fixed import FixedType
-from .adder_graph import Term, shifted_sum
+from .adder_graph import Term, csd, shifted_sum
 from .netlist import Netlist
 
 #: 'auto' puts a product in LUTs when its narrower operand has at most this many bits (sign included)
 LUT_PRODUCT_BITS = 4
+#: a LUT product whose narrower operand takes at most this many values is a multiplexer of multiples: an 8:1
+#: multiplexer per bit is two LUT6 and a MUXF7, about the LUTs of the two adders its three bits would need
+MUX_PRODUCT_VALUES = 16
 
 
 def in_luts(nl: Netlist, a: int, b: int, setting: str) -> bool:
@@ -52,6 +63,9 @@ def lut_product(nl: Netlist, a: int, b: int) -> int:
     if nl[b].live_bits > nl[a].live_bits:
         a, b = b, a
     A, B = nl[a], nl[b]
+    if B.hi - B.lo + 1 <= MUX_PRODUCT_VALUES:
+        options = [multiple(nl, a, m) for m in range(B.lo, B.hi + 1)]
+        return nl.shl(nl.mux(b, options, offset=B.lo), 0, frac=A.frac + B.frac)
     frac, first_new = A.frac + B.frac, len(nl)
     zero = nl.const(0, A.frac)
     terms = []
@@ -66,3 +80,22 @@ def lut_product(nl: Netlist, a: int, b: int) -> int:
     if product >= first_new and not nl[product].is_const:   # the tree's bounds are looser than the product's
         nl.narrow(product, min(corners), max(corners))
     return product
+
+
+def multiple(nl: Netlist, a: int, m: int) -> int:
+    """m * a for an integer constant m, at a's LSB, built once per (a, m): a shift of a or of -a for one
+    signed digit, else the digits' sum (one adder for two); exact bounds."""
+    key = ('multiple', a, m)
+    if key not in nl._shared:
+        A, digits = nl[a], csd(m)
+        if not digits:
+            sig = nl.const(0, A.frac)
+        elif len(digits) == 1:
+            (shift, sign), = digits
+            base = a if sign > 0 else nl.neg(a)  # -a once: -2a, -4a are its shifts
+            sig = nl.shl(base, shift, frac=A.frac) if shift else base
+        else:
+            sig = nl.narrow(shifted_sum(nl, [Term(a, shift, sign) for shift, sign in digits], A.frac),
+                            min(m * A.lo, m * A.hi), max(m * A.lo, m * A.hi))
+        nl._shared[key] = sig
+    return nl._shared[key]

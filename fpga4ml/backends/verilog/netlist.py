@@ -23,6 +23,8 @@ max/min    of a and b
 select     a > 0 ? b : c
 mul        a * b
 rom        p.values[a - p.offset]  (a is already cast into the table's index type)
+mux        options[sel - p.offset]: args (sel, *options), the options at one LSB (p.role: what the
+           cost model prices it as, 'data' or a folded layer's 'digit' picker)
 divc       a / p.n truncated toward zero (constant n >= 2)
 =========  ========================================================================
 """
@@ -102,6 +104,7 @@ class Netlist:
         self._consts: dict[tuple[int, int], int] = {}
         self._negs: dict[int, int] = {}  # signal -> its negation
         self._uses: list[int] = []  # readers of each signal so far (the rounding fold's single-use test)
+        self._shared: dict[tuple, int] = {}  # derived signals built once per key (multiplexers, multiples)
 
     def __len__(self) -> int:
         return len(self.signals)
@@ -327,6 +330,25 @@ class Netlist:
         used = vals[A.lo - offset:A.hi - offset + 1]
         return self._new('rom', (a,), int(used.min()), int(used.max()), frac, values=vals, offset=int(offset))
 
+    def mux(self, sel: int, options: list[int], offset: int = 0, role: str = 'data') -> int:
+        """options[sel - offset]: a multiplexer (every value sel can take picks an option), built once per
+        selector and options; `role` ('data', or 'digit' for a digit-serial layer's digit picker) is what
+        the cost model prices it as."""
+        S = self[sel]
+        if S.lo - offset < 0 or S.hi - offset >= len(options):
+            raise NetlistError(f'mux: selector bounds [{S.lo}, {S.hi}] outside {len(options)} options from {offset}')
+        used = options[S.lo - offset:S.hi - offset + 1]
+        if len(set(used)) == 1:
+            return used[0]
+        fracs = {self[o].frac for o in used}
+        if len(fracs) != 1:
+            raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
+        key = ('mux', sel, tuple(options), offset, role)
+        if key not in self._shared:
+            lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
+            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=offset, role=role)
+        return self._shared[key]
+
     def divc(self, a: int, n: int) -> int:
         """a / n truncated toward zero, for a constant n >= 2 (a power of two: one adder, see `_div_pow2`)."""
         A = self.signals[a]
@@ -339,10 +361,23 @@ class Netlist:
         """a / 2^k truncated toward zero: (a + (a < 0 ? 2^k - 1 : 0)) >> k, the addend being a's sign bit
         repeated k times (wiring), so one adder; the result keeps a's LSB label, as divc."""
         A = self.signals[a]
-        if A.lo < 0:
+        if A.lo < 0 and self.zero_lsbs_of(a) < k:  # a multiple of 2^k divides exactly: a shift
             sign = self.shl(self.shr(a, A.width - 1), 0, frac=A.frac)  # -1 or 0
             a = self.add(a, self.cast(sign, FixedType(k, k - A.frac, False, 'TRN', 'WRAP')))
         return self.shl(self.shr(a, k), 0, frac=A.frac)
+
+    def zero_lsbs_of(self, s: int, depth: int = 16) -> int:
+        """How many low mantissa bits of signal s are always 0: zero_lsbs' rule on s's cone, up to `depth`
+        operations back (a lower bound: beyond that, none are assumed)."""
+        memo: dict[int, int] = {}
+
+        def zeros(t: int, left: int) -> int:
+            if t not in memo:
+                sig = self.signals[t]
+                stop = left == 0 or sig.op in ('input', 'divc')
+                memo[t] = 0 if stop else _zero_rule(sig, [zeros(x, left - 1) for x in sig.args])
+            return memo[t]
+        return zeros(s, depth)
 
     # ------------------------------------------------------------------ interpretation
     def evaluate(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -387,6 +422,8 @@ def needed_bits(nl: Netlist) -> list[int]:
             demands = [(sig.args[0], k - p['s'] if op == 'shl' else k + p['s'])]
         elif op == 'neg':
             demands = [(sig.args[0], k)]
+        elif op == 'mux':
+            demands = [(sig.args[0], nl[sig.args[0]].width)] + [(o, k) for o in sig.args[1:]]
         elif op == 'cast' and p['type'].overflow == 'WRAP':
             demands = [(sig.args[0], p['frac_in'] - p['type'].frac + k)]
         else:
@@ -394,6 +431,19 @@ def needed_bits(nl: Netlist) -> list[int]:
         for a, d in demands:
             need[a] = max(need[a], min(nl[a].width, d))
     return need
+
+
+def clamp_at_zero(nl: Netlist, sig: Signal) -> int | None:
+    """The variable operand x of a max(x, 0) or min(x, 0) (ReLU's form), else None: x's sign bit alone
+    chooses between x and 0, so the op is one LUT level (an AND per bit), no comparison."""
+    if sig.op not in ('max', 'min'):
+        return None
+    a, b = sig.args
+    if nl[b].is_const and nl[b].lo == 0:
+        return a
+    if nl[a].is_const and nl[a].lo == 0:
+        return b
+    return None
 
 
 def zero_lsbs(nl: Netlist) -> list[int]:
@@ -408,35 +458,47 @@ def zero_lsbs(nl: Netlist) -> list[int]:
     """
     zeros = [0] * len(nl)
     for sig in nl.signals:
-        op, p, a = sig.op, sig.p, [zeros[x] for x in sig.args]
-        if op == 'const':
-            z = sig.width if sig.lo == 0 else (sig.lo & -sig.lo).bit_length() - 1
-        elif op == 'add':
-            z = min(a[0] + p['sa'], a[1] + p['sb'])
-        elif op in ('neg',):
-            z = a[0]
-        elif op == 'shl':
-            z = a[0] + p['s']
-        elif op == 'shr':
-            z = max(0, a[0] - p['s'])
-        elif op == 'mul':
-            z = a[0] + a[1]
-        elif op in ('max', 'min'):
-            z = min(a)
-        elif op == 'select':
-            z = min(a[1], a[2])
-        elif op == 'cast' and p['type'].overflow == 'WRAP' and (p['type'].rounding == 'TRN' or
-                                                                  p['frac_in'] <= p['type'].frac):
-            z = max(0, a[0] - (p['frac_in'] - p['type'].frac))
-        elif op == 'rom':
-            values = np.asarray(p['values'], dtype=np.int64)
-            nonzero = values[values != 0]
-            z = sig.width if nonzero.size == 0 else int(min((int(v) & -int(v)).bit_length() - 1 for v in
-                                                           np.unique(nonzero)))
-        else:
-            z = 0
-        zeros[sig.id] = min(z, sig.width)
+        zeros[sig.id] = _zero_rule(sig, [zeros[x] for x in sig.args])
     return zeros
+
+
+def _zero_rule(sig: Signal, a: list[int]) -> int:
+    """zero_lsbs' rule for one signal, given its arguments' counts."""
+    op, p = sig.op, sig.p
+    if op == 'const':
+        z = sig.width if sig.lo == 0 else (sig.lo & -sig.lo).bit_length() - 1
+    elif op == 'add':
+        z = min(a[0] + p['sa'], a[1] + p['sb'])
+    elif op in ('neg',):
+        z = a[0]
+    elif op == 'shl':
+        z = a[0] + p['s']
+    elif op == 'shr':
+        z = max(0, a[0] - p['s'])
+    elif op == 'mul':
+        z = a[0] + a[1]
+    elif op in ('max', 'min'):
+        z = min(a)
+    elif op == 'select':
+        z = min(a[1], a[2])
+    elif op == 'mux':
+        z = min(a[1:])
+    elif op == 'cast' and p['type'].overflow == 'WRAP' and (p['type'].rounding == 'TRN' or
+                                                              p['frac_in'] <= p['type'].frac):
+        z = max(0, a[0] - (p['frac_in'] - p['type'].frac))
+    elif op == 'rom':
+        values = np.asarray(p['values'], dtype=np.int64)
+        nonzero = values[values != 0]
+        z = sig.width if nonzero.size == 0 else int(min((int(v) & -int(v)).bit_length() - 1 for v in
+                                                       np.unique(nonzero)))
+    else:
+        z = 0
+    return min(z, sig.width)
+
+
+def _eval_mux(sig: Signal, a: list, flat, batch) -> np.ndarray:
+    options = np.stack([np.broadcast_to(x, (batch,)) for x in a[1:]], axis=0)
+    return np.take_along_axis(options, (a[0] - sig.p['offset'])[None, :], axis=0)[0]
 
 
 def dead_signals(nl: Netlist, need: list[int]) -> set[int]:
@@ -463,4 +525,5 @@ _EVAL = {
     'mul': lambda sig, a, flat, batch: a[0] * a[1],
     'rom': lambda sig, a, flat, batch: sig.p['values'][a[0] - sig.p['offset']],
     'divc': lambda sig, a, flat, batch: trunc_div(a[0], sig.p['n']),
+    'mux': _eval_mux,
 }

@@ -19,11 +19,12 @@ logic levels to check it.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 from ...config import check_pipeline
 from ...ir import GraphError
-from .netlist import Netlist, Signal
+from .netlist import Netlist, Signal, clamp_at_zero
 
 LUT_NS = 0.6
 CARRY_NS_PER_BIT = 0.02
@@ -36,8 +37,13 @@ FREE_OPS = ('input', 'const', 'shl', 'shr')
 
 
 def _rom_levels(sig: Signal, nl: Netlist) -> int:
-    address_bits = nl[sig.args[0]].width
+    address_bits = nl[sig.args[0]].live_bits  # a non-negative address's sign bit is the constant 0 (emit.py)
     return 1 + max(0, (address_bits - 6 + 1) // 2)  # LUT6 plus MUXF7/F8 trees
+
+
+def mux_levels(sig: Signal) -> int:
+    """LUT levels of a multiplexer: a LUT6 picks one of 4 options, and each further level one of 4 more."""
+    return max(1, math.ceil(math.log(max(2, len(sig.args) - 1), 4)))
 
 
 def levels(sig: Signal, nl: Netlist) -> float:
@@ -53,12 +59,16 @@ def levels(sig: Signal, nl: Netlist) -> float:
         a = nl[sig.args[0]]
         saturates = t.overflow != 'WRAP' and (a.lo < sig.lo or a.hi > sig.hi)
         return float(rounds) + (1.0 if saturates else 0.0)
+    if clamp_at_zero(nl, sig) is not None:
+        return 0.5  # an AND per bit with the sign bit: no carry chain
     if op in ('max', 'min'):
         return 1.5
     if op == 'select':
         return 1.0
     if op == 'rom':
         return 0.5 * _rom_levels(sig, nl)
+    if op == 'mux':
+        return 0.5 * mux_levels(sig)
     if op in ('mul', 'divc'):
         return 3.0
     raise GraphError(f'no delay model for op {op!r}')
@@ -73,8 +83,12 @@ def delay_ns(sig: Signal, nl: Netlist) -> float:
         return LUT_NS + CARRY_NS_PER_BIT * sig.live_bits  # a non-negative sum's sign bit is not built
     if op == 'rom':
         return LUT_NS * _rom_levels(sig, nl)
+    if op == 'mux':
+        return LUT_NS * mux_levels(sig)
     if op == 'mul':
         return DSP_NS
+    if clamp_at_zero(nl, sig) is not None:
+        return LUT_NS
     return levels(sig, nl) * (LUT_NS + CARRY_NS_PER_BIT * sig.width)
 
 

@@ -1,13 +1,13 @@
 """State over the netlist: registers, counters, ROMs and multiplexers indexed by a counter, run clock by clock.
 
-A `Machine` is a `Netlist` with three more ops (args are signal ids):
+A `Machine` is a `Netlist` with two more ops (args are signal ids; the counter-indexed multiplexers are
+netlist.py's `mux`):
 
 =========  ========================================================================
 reg        a register: its value in a cycle is what it stored at the last enabled clock edge.
            args (d,) or (d, en) are connected after creation (`connect`), so a register may be
            fed from logic that reads it (an accumulator, a counter). p.reset: the value a
            synchronous reset stores (None: a data register that no reset touches)
-mux        options[sel - p.offset]: args (sel, *options), the options at one LSB
 valid_in   the design's valid_in control input (0 or 1)
 =========  ========================================================================
 
@@ -34,7 +34,7 @@ from .emit import _Writer, element_width
 from .netlist import _EVAL, Netlist, NetlistError, Signal, bits_for
 from .pipeline import LUT_NS, STAGE_OVERHEAD_NS, Schedule, delay_ns
 
-STATE_OPS = ('reg', 'mux', 'valid_in')
+STATE_OPS = ('reg', 'valid_in')
 
 
 class Machine(Netlist):
@@ -45,7 +45,6 @@ class Machine(Netlist):
         self.registers: list[int] = []
         self.valid_out: int | None = None
         self._valid_in: int | None = None
-        self._shared: dict[tuple, int] = {}  # multiplexers and flags built once per (selector, contents)
 
     # ------------------------------------------------------------------ construction
     def valid_in(self) -> int:
@@ -99,24 +98,6 @@ class Machine(Netlist):
             s = self._shared[key]
         return s
 
-    def mux(self, sel: int, options: list[int], role: str = 'data') -> int:
-        """options[sel]: a multiplexer indexed by a counter (or any signal whose bounds lie in range); `role`
-        ('data', or 'digit' for a digit-serial layer's digit picker) is what the cost model prices it as."""
-        S = self[sel]
-        if S.lo < 0 or S.hi >= len(options):
-            raise NetlistError(f'mux: selector bounds [{S.lo}, {S.hi}] outside {len(options)} options')
-        used = options[S.lo:S.hi + 1]
-        if len(set(used)) == 1:
-            return used[0]
-        fracs = {self[o].frac for o in used}
-        if len(fracs) != 1:
-            raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
-        key = ('mux', sel, tuple(options), role)
-        if key not in self._shared:
-            lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
-            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=0, role=role)
-        return self._shared[key]
-
     def flag(self, sel: int, bits: list[int]) -> int:
         """A 0/1 signal bits[sel] (a ROM addressed by a counter), built once per selector and bits; a
         constant where every bit the selector can address is the same."""
@@ -165,11 +146,6 @@ class Machine(Netlist):
         raise NetlistError('a Machine has registers: use stateful.Simulator to run it clock by clock')
 
 
-def _eval_mux(sig: Signal, a: list, flat, batch) -> np.ndarray:
-    options = np.stack(a[1:], axis=0)
-    return np.take_along_axis(options, (a[0] - sig.p['offset'])[None, :], axis=0)[0]
-
-
 class Simulator:
     """Runs a Machine clock by clock on `batch` independent instances (registers start at 0)."""
 
@@ -190,8 +166,6 @@ class Simulator:
                 values[sig.id] = self.state[sig.id]
             elif sig.op == 'valid_in':
                 values[sig.id] = valid
-            elif sig.op == 'mux':
-                values[sig.id] = _eval_mux(sig, [values[a] for a in sig.args], flat, batch)
             else:
                 values[sig.id] = _EVAL[sig.op](sig, [values[a] for a in sig.args], flat, batch)
         self.values = values
@@ -298,8 +272,6 @@ def signal_ns(sig: Signal, m: Machine) -> float:
     """The delay of one signal of a machine in ns: pipeline.py's model, a counter multiplexer as a LUT tree."""
     if sig.op in CLOCK_ROOTS:
         return 0.0
-    if sig.op == 'mux':
-        return LUT_NS * max(1, math.ceil(math.log(max(2, len(sig.args) - 1), 4)))
     return delay_ns(sig, m)
 
 
@@ -340,14 +312,6 @@ class _MachineWriter(_Writer):
             return [f'reg [{W - 1}:0] {name};']
         if sig.op == 'valid_in':
             return [f'wire [{W - 1}:0] {name};', f"assign {name} = {{1'b0, valid_in}};"]
-        if sig.op == 'mux':
-            sel = self.nl[sig.args[0]]
-            addr = self.ext(sel.id, sel.width, 0)
-            lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({addr})']
-            for k in range(sel.lo, sel.hi + 1):
-                lines.append(f'    {self.const(k, sel.width)}: {name} = {self.ext(sig.args[1 + k], W, 0)};')
-            lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
-            return lines
         return super().expr(sig)
 
     def _registers(self) -> tuple[list[str], list[str]]:
