@@ -392,7 +392,7 @@ def report_fast(x, y, out: Path, n_train: int, epochs: int, verilator: bool) -> 
     start = time.perf_counter()
     model = train_hgq_fast(n_train, epochs)
     p_hgq = keras_logits(model, x)
-    print(f'latency variant (HGQ2, {FAST_WEIGHT_BITS}-bit weights, {FAST_FRACTION} fractional bits, no LayerNorm, '
+    print(f'latency variant (HGQ2, {FAST_WEIGHT_BITS}-bit weights, {FAST_FRACTION} fractional bit(s), no LayerNorm, '
           f'softmax without maximum): trained on {n_train} jets, {epochs} epochs, {time.perf_counter() - start:.0f} s; '
           f'HGQ2 accuracy {accuracy(p_hgq, y):.2f} %')
     rtl = convert_keras(model, FAST_VERILOG, str(out / 'fast_rtl'), 'Verilog')
@@ -406,6 +406,13 @@ def report_fast(x, y, out: Path, n_train: int, epochs: int, verilator: bool) -> 
         got = np.asarray(rtl.predict(x, sim='rtl'))
         print(f'latency variant: Verilator == emulator, bit for bit, on {100 * same_rows(got, p_fixed):.2f} % of '
               f'{len(x)} jets')
+        kernel = model.get_layer('head').kernel  # control: HGQ2 with the largest head weight negated
+        import keras
+        values = np.array(keras.ops.convert_to_numpy(kernel))
+        values.flat[np.argmax(np.abs(values))] *= -1
+        kernel.assign(values)
+        print(f'control: HGQ2 with one head weight negated equals Verilator on '
+              f'{100 * same_rows(got, keras_logits(model, x)):.2f} %')
 
 
 def main(argv: list[str] | None = None) -> int:

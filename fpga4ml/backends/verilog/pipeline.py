@@ -12,7 +12,9 @@ N: more stages, higher Fmax; larger N: fewer stages); 'none' builds no pipeline.
 
 The delay model is a coarse estimate for UltraScale+ (ns): a LUT level with its routing costs
 ~0.6 ns, a carry chain ~0.02 ns per bit, a DSP multiply ~2.5 ns, plus ~0.6 ns of clock-to-out,
-setup and uncertainty per stage. It is calibrated only roughly; `estimate()` and Yosys report
+setup and uncertainty per stage. A ROM costs a LUT level for 6 address bits and one more per 2
+further bits (MUXF7/F8 trees; a non-negative address's sign bit is a constant, not an address bit),
+a multiplexer a LUT level per factor of 4 options, a ReLU (max/min with 0) one LUT level. It is calibrated only roughly; `estimate()` and Yosys report
 logic levels to check it.
 """
 
