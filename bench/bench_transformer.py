@@ -22,9 +22,14 @@ network's (throughput and hardware do not depend on training).
   lowering with every layer as an output); with --synth, Yosys LUT/FF/DSP (long for this size);
 * with --verilator, the whole design simulated by Verilator against the emulator on the jets, with a
   negative control (the emulator of the copy with one classifier bias moved).
+* with --latency-variant, instead: the example's latency variant (examples/particle_transformer.py
+  --fast: trained in HGQ2, 2-bit weights, 1 fractional bit, no LayerNorm, softmax without maximum,
+  VariableProducts 'auto'; the issue's < 100 ns target): its HGQ2 accuracy, the emulator's bits
+  against HGQ2's and its throughput, the Verilog latency, estimate and stages (--synth: Yosys;
+  --verilator: Verilator against the emulator with a control).
 
     KERAS_BACKEND=torch .venv/bin/python bench/bench_transformer.py [--n 2000] [--no-hls4ml] [--no-verilog] [--synth]
-        [--variable-products dsp|lut|auto] [--no-layernorm] [--verilator]
+        [--variable-products dsp|lut|auto] [--no-layernorm] [--verilator] [--latency-variant]
 """
 
 from __future__ import annotations
@@ -174,8 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--no-layernorm', action='store_true', help='only the model without its LayerNorms')
     ap.add_argument('--verilator', action='store_true',
                     help='simulate the whole Verilog design with Verilator against the emulator (about 10 min each)')
+    ap.add_argument('--latency-variant', action='store_true',
+                    help="only the example's trained latency variant (--fast): accuracy, bits, Verilog latency")
     args = ap.parse_args(argv)
     example = load_example()
+    if args.latency_variant:
+        latency_variant(example, args)
+        return 0
     x, _ = example.make_jets(args.n, seed=3)
     for layer_norm in (False,) if args.no_layernorm else (True, False):
         print(f'## HGQ2 particle transformer {"with" if layer_norm else "without"} LayerNorm', flush=True)
@@ -200,6 +210,44 @@ def bench_model(example, layer_norm: bool, x: np.ndarray, args) -> dict:
         if args.verilator:
             row['verilator'] = verilator_numbers(example, net, layer_norm, x, row['ours']['emulator_out'], root)
     return row
+
+
+def latency_variant(example, args) -> None:
+    """The example's latency variant, trained as `--fast` trains it: accuracy, same bits as HGQ2, emulator
+    throughput, Verilog latency and stages at 5 ns (and Yosys, Verilator with a control)."""
+    x, y = example.make_jets(args.n, seed=99)
+    (model, seconds) = timed(example.train_hgq_fast, 10_000, 3)
+    p_hgq = example.keras_logits(model, x)
+    print(f'## latency variant: trained in {seconds:.0f} s; HGQ2 accuracy {example.accuracy(p_hgq, y):.2f} % on {args.n} '
+          'jets')
+    with tempfile.TemporaryDirectory(prefix='bench_transformer_') as tmp:
+        rtl = example.convert_keras(model, copy.deepcopy(example.FAST_VERILOG), str(Path(tmp) / 'rtl'), 'Verilog')
+        wall, _ = rate(rtl.predict, x)
+        p_fixed = np.asarray(rtl.predict(x))
+        print(f'fpga4ml emulator: same output bits as HGQ2 on {100 * example.same_rows(p_fixed, p_hgq):.2f} %, '
+              f'{wall:,.0f} jets/s')
+        est, gen = timed(rtl.estimate)
+        print(f"Verilog at 5 ns: latency {est['latency_cycles']} cycles ({5 * est['latency_cycles']} ns), II {est['ii']}, "
+              f"estimate {est['LUT']:,} LUT / {est['FF']:,} FF / {est['DSP']:,} DSP, generated in {gen:.0f} s")
+        if args.synth:
+            synth, synth_s = timed(rtl.build)
+            print(f"Yosys: {synth.get('LUT')} LUT / {synth.get('FF')} FF / {synth.get('DSP')} DSP ({synth_s:.0f} s)")
+        if args.verilator:
+            _, build_s = timed(lambda: rtl.compile(sim='rtl'))
+            got = np.asarray(rtl.predict(x, sim='rtl'))
+            kernel = model.get_layer('head').kernel  # control: HGQ2 with the largest head weight negated
+            import keras
+            values = np.array(keras.ops.convert_to_numpy(kernel))
+            values.flat[np.argmax(np.abs(values))] *= -1
+            kernel.assign(values)
+            print(f'Verilator (built in {build_s:.0f} s) == emulator on {100 * example.same_rows(got, p_fixed):.2f} % of '
+                  f'{args.n} jets; control, HGQ2 with one head weight negated: '
+                  f'{100 * example.same_rows(got, example.keras_logits(model, x)):.2f} %')
+        print('stage by which each layer is done (5 ns stages):')
+        previous = 0
+        for name, stage in layer_stages(rtl).items():
+            print(f'  {name:32s} {stage:4d}  (+{stage - previous})' if stage > previous else f'  {name:32s} {stage:4d}')
+            previous = max(previous, stage)
 
 
 def verilator_numbers(example, net, layer_norm: bool, x: np.ndarray, emulated: np.ndarray, root: Path) -> dict:
