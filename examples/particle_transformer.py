@@ -387,8 +387,8 @@ def report_hgq(net, x, y, out: Path, csim: bool, verilog: bool, verilator: bool)
                   f'{100 * same_rows(got, moved):.2f} %')
 
 
-def report_fast(x, y, out: Path, n_train: int, epochs: int, verilator: bool) -> None:
-    """The latency variant: trained, accuracy, same bits as HGQ2, Verilog latency at 5 ns (and Verilator)."""
+def report_fast(x, y, out: Path, n_train: int, epochs: int, csim: bool, verilator: bool) -> None:
+    """The latency variant: trained, accuracy, same bits as HGQ2, Verilog latency at 5 ns (and C sim, Verilator)."""
     start = time.perf_counter()
     model = train_hgq_fast(n_train, epochs)
     p_hgq = keras_logits(model, x)
@@ -401,6 +401,9 @@ def report_fast(x, y, out: Path, n_train: int, epochs: int, verilator: bool) -> 
     print(f'latency variant: same bits as HGQ2 on {100 * same_rows(p_fixed, p_hgq):.2f} %; Verilog at 5 ns: latency '
           f"{est['latency_cycles']} cycles ({5 * est['latency_cycles']} ns), II {est['ii']}, estimate {est['LUT']:,} "
           f"LUT / {est['FF']:,} FF / {est['DSP']:,} DSP")
+    if csim:
+        check_csim(convert_keras(model, {'Model': {'Precision': FAST_VERILOG['Model']['Precision']}},
+                                 str(out / 'fast_hls')), x, p_fixed, 'latency variant')
     if verilator:
         rtl.compile(sim='rtl')
         got = np.asarray(rtl.predict(x, sim='rtl'))
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     report_16bit(net, x, y, Path(args.out), args.csim)
     report_hgq(net, x, y, Path(args.out), args.csim, args.verilog, args.verilator)
     if args.fast:
-        report_fast(x, y, Path(args.out), n_train // 2, max(1, epochs // 2), args.verilator)
+        report_fast(x, y, Path(args.out), n_train // 2, max(1, epochs // 2), args.csim, args.verilator)
     return 0
 
 
