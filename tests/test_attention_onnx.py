@@ -287,3 +287,59 @@ def test_a_reshape_that_splits_the_moved_batch_axis_is_refused():
 
     with pytest.raises(GraphError, match=r'Reshape.*splits the batch axis'):
         onnx_to_graph(export(Split()))
+
+
+class MaskedAttention(Attention):
+    """Attention with a constant attn_mask: boolean (True = masked: a causal mask) or float (additive values
+    and one -inf), which the export adds to the scores as a (1, 1, L, S) constant."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(True, 2)
+        if kind == 'bool':
+            mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        else:
+            mask = 0.5 * torch.randn(T, T, generator=torch.Generator().manual_seed(4))
+            mask[0, 3] = float('-inf')
+        self.register_buffer('mask', mask)
+
+    def forward(self, x):
+        h = self.embed(x)
+        return self.ln(h + self.mha(h, h, h, attn_mask=self.mask, need_weights=False)[0])
+
+
+@pytest.mark.parametrize('kind', ['bool', 'float'])
+def test_an_exported_attention_mask_is_the_torch_front_ends_bit_for_bit(tmp_path, kind):
+    """The export's Add of the mask becomes the torch front end's BiasAdd (finite values) and MaskedSoftmax
+    (-inf keys); the float interpreter equals onnxruntime, the converted model the torch front end's bits."""
+    torch.manual_seed(3)
+    model = make(MaskedAttention(kind))
+    proto = export(model)
+    x = fixed_inputs(6)
+    want = ort.InferenceSession(proto.SerializeToString()).run(None, {'x': x[:300]})[0]
+    graph = onnx_to_graph(proto)
+    np.testing.assert_allclose(float_forward(graph, x[:300].astype(np.float64))[0], want, atol=2e-5, rtol=1e-5)
+    ops = [n.op for n in graph.nodes if n.name.startswith('mha')]
+    assert ops == ['EinsumDense', 'EinsumDense', 'EinsumDense', 'Einsum'] + (['BiasAdd'] if kind == 'float' else []) + [
+        'MaskedSoftmax', 'Einsum', 'EinsumDense']
+    outs = assert_equals_torch_front_end(tmp_path, graph, model, x)
+    unmasked = copy.deepcopy(model)
+    with torch.no_grad():
+        unmasked.mask.zero_()  # control: the same weights without the mask compute other bits
+    plain = convert_graph(onnx_to_graph(export(unmasked)), CONFIGS[0], output_dir=str(tmp_path / 'unmasked'))
+    assert not np.array_equal(outs[0], plain.predict(x))
+
+
+def test_a_masked_sum_read_by_anything_but_a_softmax_is_refused_by_name():
+    class Scores(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(FEAT, T)
+            mask = torch.zeros(T, T)
+            mask[1, 2] = float('-inf')
+            self.register_buffer('mask', mask)
+
+        def forward(self, x):
+            return torch.relu(self.embed(x) + self.mask)  # the masked sum feeds a Relu
+
+    with pytest.raises(GraphError, match=r"Add.*-inf.*must be read by one Softmax.*\['Relu'\]"):
+        onnx_to_graph(export(Scores().eval()))

@@ -218,8 +218,8 @@ def single_node_model(node, in_shape, out_shape, inits=None):
      ["'c3d' (Conv)", '2D']),
     (helper.make_node('MatMul', ['x', 'x'], ['y'], name='mm'), (4, 3), None, {},  # (4, 3) @ (4, 3): no product
      ["'mm' (MatMul)", 'constant', '(4, 3)']),
-    (helper.make_node('Add', ['x', 'c'], ['y'], name='addfull'), (2, 3, 3), None, {'c': w(2, 3, 3)},
-     ["'addfull' (Add)", 'per-channel']),
+    (helper.make_node('Sub', ['x', 'c'], ['y'], name='subfull'), (2, 3, 3), None, {'c': w(2, 3, 3)},
+     ["'subfull' (Sub)", 'per-channel']),  # x + C of any C converts (a BiasAdd: test_full_constant_add_...)
     (helper.make_node('Transpose', ['x'], ['y'], name='tb', perm=[1, 0]), (4,), None, {},
      ["'tb' (Transpose)", 'batch']),
     (helper.make_node('Clip', ['x', 'lo', 'hi'], ['y'], name='clip'), (4,), None,
@@ -229,6 +229,17 @@ def test_unsupported_ops_and_attributes_name_the_node(node, in_shape, out_shape,
     message = error_of(single_node_model(node, in_shape, out_shape, inits))
     for needle in needles:
         assert needle in message, message
+
+
+def test_full_constant_add_is_a_bias_add_in_onnx_order():
+    """x + C with a constant of the tensor's whole per-sample shape: a BiasAdd, x + C exactly in float."""
+    from fpga4ml.emulator.reference import float_forward
+    c = np.random.default_rng(5).normal(size=(2, 3, 3)).astype(np.float32)  # not RNG: later tests' weights stay
+    graph = onnx_to_graph(single_node_model(helper.make_node('Add', ['c', 'x'], ['y'], name='addfull'), (2, 3, 3),
+                                            None, {'c': c}))
+    assert [n.op for n in graph.nodes] == ['Input', 'BiasAdd']
+    x = np.random.default_rng(0).normal(size=(5, 2, 3, 3))
+    np.testing.assert_allclose(float_forward(graph, x)[0].reshape(x.shape), x + c, rtol=1e-6, atol=1e-6)
 
 
 def test_unsupported_message_keeps_the_original_name():

@@ -155,6 +155,9 @@ class Converter:
         self.node_names = _ir_names([n.name for n in wrapper.graph.node], originals, set(self.input_names.values()))
         self.reserved = set(self.node_names.values()) | set(self.input_names.values())
         self.bias_free: set[str] = set()  # IR Dense/Conv/Scale nodes whose bias is still zero
+        #: ONNX tensors holding scores with -inf added where a constant attention mask masks a key: tensor -> the
+        #: keys kept (True), for the Softmax that reads them (onnx_ops._attention_mask)
+        self.softmax_masks: dict[str, np.ndarray] = {}
         #: ONNX tensors whose batch axis is not axis 0 (time-major sequences, RNN states): tensor -> axis;
         #: the IR holds them per sample all the same (the batch axis removed)
         self.batch_axes: dict[str, int] = {}

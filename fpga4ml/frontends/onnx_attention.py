@@ -23,7 +23,9 @@ same columns at every position, and the merged heads feed the output Dense as a 
 The scale: when the q and k^T scales are both the value the export computes for head size D,
 float32 Sqrt(1 / Sqrt(D)), they are torch's 1/sqrt(D) split in two and fold as float32(D^-0.5) (the
 torch front end's factor; their float32 product is off by an ulp); other scales fold as their exact
-product. The Softmax is a plain Softmax (a mask added to the scores is not part of the pattern).
+product. A constant attention mask, which the export adds to the scores (its finite values an additive
+bias, -inf a masked key), is walked into a BiasAdd and a MaskedSoftmax (onnx_ops._attention_mask); the
+block takes them along as the torch front end's `<p>_mask` and masked `<p>_softmax`.
 
 `fuse_gelu` rewrites, before the walk, torch's GELUs as exported below opset 20 into one Gelu node
 each: the erf form x * (1 + erf(x / C)) * 0.5 with C = float32(sqrt 2) (or a Mul by float32(1/sqrt 2))
@@ -342,6 +344,7 @@ class _Block:
     v: _Branch
     cols: tuple[np.ndarray, np.ndarray, np.ndarray]
     scores: Node
+    bias: Node | None
     softmax: Node
     combine: Node
     out_chain: list[Node]
@@ -351,9 +354,14 @@ class _Block:
 
 def _match(graph: Graph, softmax: Node) -> _Block | None:
     """The attention block around a Softmax over the last axis, or None (module doc)."""
-    if softmax.op != 'Softmax' or softmax.attrs.get('axis', -1) not in (-1, 2) or len(softmax.shape) != 3:
+    if softmax.op not in ('Softmax', 'MaskedSoftmax') or len(softmax.shape) != 3 or \
+            (softmax.op == 'Softmax' and softmax.attrs.get('axis', -1) not in (-1, 2)):
         return None
-    scores, combine = graph[softmax.inputs[0]], _sole_reader(graph, softmax.name)
+    scores, combine, bias = graph[softmax.inputs[0]], _sole_reader(graph, softmax.name), None
+    if scores.op == 'BiasAdd':  # an attention mask's finite values
+        if _sole_reader(graph, scores.name) is None:
+            return None
+        bias, scores = scores, graph[scores.inputs[0]]
     if scores.op != 'Einsum' or scores.attrs.get('equation') != MATMUL3 or _sole_reader(graph, scores.name) is None:
         return None
     if combine is None or combine.op != 'Einsum' or combine.attrs.get('equation') != MATMUL3 \
@@ -368,7 +376,7 @@ def _match(graph: Graph, softmax: Node) -> _Block | None:
     kernel = _out_kernel(out[0], combine, out[1])
     if any(c is None for c in cols) or kernel is None or cols[0].shape != cols[1].shape:
         return None
-    return _Block(q, k, v, cols, scores, softmax, combine, out[0], out[1], kernel)
+    return _Block(q, k, v, cols, scores, bias, softmax, combine, out[0], out[1], kernel)
 
 
 def _projection(name: str, branch: _Branch, cols: np.ndarray, factor: float, in_float32: bool) -> Node:
@@ -403,7 +411,7 @@ def _nodes(graph: Graph, block: _Block) -> list[Node]:
     prefix = _SCOPE.sub('', block.scores.name) or block.scores.name
     taken: set[str] = set()
     names = {p: _fresh(graph, f'{prefix}_{p}', taken)
-             for p in ('query', 'key', 'value', 'scores', 'softmax', 'combine', 'out')}
+             for p in ('query', 'key', 'value', 'scores', 'mask', 'softmax', 'combine', 'out')}
     heads, head_dim = block.cols[0].shape
     factor, in_float32 = _scores_factor(block.q.scales + block.k.scales, head_dim)
     query = _projection(names['query'], block.q, block.cols[0], factor, in_float32)
@@ -414,11 +422,16 @@ def _nodes(graph: Graph, block: _Block) -> list[Node]:
     dense = block.out
     out_shape = dense.shape
     bias = np.broadcast_to(np.asarray(dense.weights['bias']), out_shape).copy()
+    masked = [make_node(names['mask'], 'BiasAdd', [names['scores']], scores, source=SOURCE,
+                        weights={'bias': np.asarray(block.bias.weights['bias'])})] if block.bias is not None else []
+    softmax_attrs = ({'mask': block.softmax.attrs['mask']} if block.softmax.op == 'MaskedSoftmax'
+                     else {**block.softmax.attrs, 'axis': -1})
     return [query, key, value,
             make_node(names['scores'], 'Einsum', [key.name, query.name], scores, source=SOURCE,
                       attrs={'equation': 'ecd,bcd->cbe'}),
-            make_node(names['softmax'], 'Softmax', [names['scores']], scores, source=SOURCE,
-                      attrs={**block.softmax.attrs, 'axis': -1}),
+            *masked,
+            make_node(names['softmax'], block.softmax.op, [masked[0].name if masked else names['scores']], scores,
+                      source=SOURCE, attrs=softmax_attrs),
             make_node(names['combine'], 'Einsum', [names['softmax'], value.name], combined, source=SOURCE,
                       attrs={'equation': 'cbe,ecd->bcd'}),
             make_node(names['out'], 'EinsumDense', [names['combine']], out_shape, source=SOURCE,
@@ -435,7 +448,8 @@ def _replace(graph: Graph, block: _Block) -> None:
     for reader in graph.users(out):
         reader.inputs = [last if i == out else i for i in reader.inputs]
     graph.outputs = [last if o == out else o for o in graph.outputs]
-    old = [block.out, *block.out_chain[::-1], block.combine, block.softmax, block.scores]
+    old = [block.out, *block.out_chain[::-1], block.combine, block.softmax,
+           *([block.bias] if block.bias is not None else []), block.scores]
     for branch in (block.q, block.k, block.v):
         old += branch.chain[::-1]
     old += [b.dense for b in (block.q, block.k, block.v)]
@@ -453,7 +467,7 @@ def fuse_attention(graph: Graph) -> int:
     """Rewrite every exported multi-head attention block of an ONNX-lowered graph as the torch front end
     builds it (module doc); returns how many were rewritten."""
     count = 0
-    for softmax in [n for n in graph.nodes if n.op == 'Softmax']:
+    for softmax in [n for n in graph.nodes if n.op in ('Softmax', 'MaskedSoftmax')]:
         block = _match(graph, softmax) if softmax.name in graph else None
         if block is not None:
             _replace(graph, block)

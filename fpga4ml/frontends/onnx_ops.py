@@ -420,9 +420,17 @@ def _softmax(conv: Converter, onode: ONode) -> None:
     else:
         raise GraphError(f'{onode.where()}: softmax over axis {onode.get("axis")} of a tensor of rank {rank} '
                          f'(opset {version}) is not supported; only the last axis or the channel axis (1) is')
+    keep = conv.softmax_masks.get(onode.inputs[0])
+    if keep is not None and layout != PLAIN:
+        raise GraphError(f'{onode.where()}: a Softmax over axis {axis} reads scores with a -inf attention mask; '
+                         'a masked softmax is supported over the last axis only')
     src = conv.get(x, layout)
-    conv.put(onode.outputs[0], x.shape, layout,
-             conv.add(onode, 'Softmax', [src], conv.graph[src].shape, attrs={'axis': -1}))
+    if keep is not None:  # torch's masked attention: the -inf keys are left out (onnx_ops._attention_mask)
+        out = conv.add(onode, 'MaskedSoftmax', [src], conv.graph[src].shape,
+                       attrs={'mask': keep.astype(np.int64).tolist()})
+    else:
+        out = conv.add(onode, 'Softmax', [src], conv.graph[src].shape, attrs={'axis': -1})
+    conv.put(onode.outputs[0], x.shape, layout, out)
 
 
 def _identity(conv: Converter, onode: ONode) -> None:
@@ -575,9 +583,13 @@ def _merge_const(conv: Converter, onode: ONode, consts: list[Any]) -> None:
     c = consts[1 - k]
     x = conv.value(onode.inputs[k], onode)
     found = _vector_along(c, x.shape, onode.where())
+    if found is None and onode.op == 'Add' and not isinstance(c, QConst):
+        _attention_mask(conv, onode, x, np.asarray(c))
+        return
     if found is None:
-        raise GraphError(f'{onode.where()}: constant of shape {tuple(c.shape)} is not supported; only scalars and '
-                         'per-channel vectors (varying along axis 1 or the last axis) are')
+        raise GraphError(f'{onode.where()}: constant of shape {tuple(c.shape)} is not supported; only scalars, '
+                         'per-channel vectors (varying along axis 1 or the last axis) and attention masks (an Add '
+                         'before a Softmax over the last axis) are')
     layout, vec = found
     layout = layout or conv.preferred(x)
     src = conv.get(x, layout)
@@ -594,6 +606,38 @@ def _merge_const(conv: Converter, onode: ONode, consts: list[Any]) -> None:
             return
         out = _scale_node(conv, onode, src, shape, np.array([-1.0 if neg else 1.0]), vec, n)
     conv.put(onode.outputs[0], x.shape, layout, out)
+
+
+def _attention_mask(conv: Converter, onode: ONode, x: Value, c: np.ndarray) -> None:
+    """x + C with a constant C varying along the last two axes: torch's attention mask as exported (its
+    finite values an additive bias, -inf a masked key). The finite part becomes a BiasAdd (when not all 0),
+    the -inf cells a MaskedSoftmax in the Softmax over the last axis that must read the sum (_softmax)."""
+    where = onode.where()
+    full = (1,) + tuple(x.shape)
+    padded = (1,) * (len(full) - c.ndim) + tuple(c.shape)
+    if c.ndim > len(full) or padded[0] != 1 or any(k not in (1, d) for k, d in zip(padded, full)):
+        raise GraphError(f'{where}: constant of shape {tuple(c.shape)} does not broadcast to the tensor shape {full} '
+                         'without varying over the batch')
+    if np.isnan(c).any() or np.isposinf(c).any():
+        raise GraphError(f'{where}: an added attention mask with NaN or +inf is not supported; only finite values '
+                         '(an additive bias) and -inf (a masked key)')
+    per_sample = c.reshape(padded[1:])
+    while per_sample.ndim > 2 and per_sample.shape[0] == 1:  # (1, L, S) -> (L, S): the heads share the mask
+        per_sample = per_sample[0]
+    keep = ~np.isneginf(per_sample)
+    out = conv.get(x, PLAIN)
+    bias = np.where(keep, per_sample, 0.0).astype(np.float32)
+    if np.any(bias != 0):
+        out = conv.add(onode, 'BiasAdd', [out], conv.graph[out].shape, weights={'bias': bias})
+    if not keep.all():
+        readers = conv.consumers.get(onode.outputs[0], [])
+        if not conv.single_consumer(onode.outputs[0]) or readers[0].op_type != 'Softmax':
+            raise GraphError(f'{where}: an attention mask with -inf (masked keys) must be read by one Softmax over '
+                             f'the last axis; it is read by {[r.op_type for r in readers]}')
+        if not keep.any(axis=-1).all():
+            raise GraphError(f'{where}: the attention mask masks every key of a query row; each row needs one key')
+        conv.softmax_masks[onode.outputs[0]] = keep
+    conv.put(onode.outputs[0], x.shape, PLAIN, out)
 
 
 def _absorb_bias(conv: Converter, onode: ONode, tensor: str, src: str, vec: Any, n: int) -> bool:
