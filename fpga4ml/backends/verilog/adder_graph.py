@@ -105,11 +105,9 @@ def _sum_tree(nl: Netlist, terms: list[Term], frac: int, depth: dict[int, int]) 
         heapq.heappush(heap, (depth[sig], nl[sig].width + m, order, Term(sig, m, sign)))
         order += 1
     root = heap[0][3]
-    sig = root.sig
+    sig = nl.neg(root.sig) if root.sign < 0 else root.sig  # a single negative term: -x once, then its shifts
     if root.shift or nl[sig].frac != frac:
         sig = nl.shl(sig, root.shift, frac=frac)  # wiring: an integer multiple, relabelled at `frac`
-    if root.sign < 0:
-        sig = nl.neg(sig)
     return sig
 
 

@@ -315,25 +315,20 @@ class _Writer:
         raise ValueError(f'unknown rounding {rounding!r}')
 
     def _rom(self, sig: Signal) -> list[str]:
-        st, W, (a,) = self.sched.stage[sig.id], sig.width, sig.args
-        A = self.nl[a]
-        name = f's{sig.id}'
-        wa = A.width
-        addr = self.ext(a, wa, st)
         values, offset = sig.p['values'], sig.p['offset']
-        lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({addr})']
-        for v in range(A.lo, A.hi + 1):
-            lines.append(f'    {self.const(v, wa)}: {name} = {self.const(int(values[v - offset]), W)};')
-        lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
-        return lines
+        return self._case(sig, sig.args[0], lambda v: self.const(int(values[v - offset]), sig.width))
 
     def _mux(self, sig: Signal) -> list[str]:
-        st, W, (sel, *options) = self.sched.stage[sig.id], sig.width, sig.args
-        S = self.nl[sel]
+        st, (sel, *options) = self.sched.stage[sig.id], sig.args
+        return self._case(sig, sel, lambda v: self.ext(options[v - sig.p['offset']], sig.width, st))
+
+    def _case(self, sig: Signal, sel: int, entry) -> list[str]:
+        """A case statement on signal sel: for each value v it can take, sig = entry(v) (a ROM, a multiplexer)."""
+        st, W, S = self.sched.stage[sig.id], sig.width, self.nl[sel]
         name = f's{sig.id}'
         lines = [f'reg [{W - 1}:0] {name};', 'always @(*) begin', f'  case ({self.ext(sel, S.width, st)})']
         for v in range(S.lo, S.hi + 1):
-            lines.append(f'    {self.const(v, S.width)}: {name} = {self.ext(options[v - sig.p["offset"]], W, st)};')
+            lines.append(f'    {self.const(v, S.width)}: {name} = {entry(v)};')
         lines += [f'    default: {name} = {self.const(0, W)};', '  endcase', 'end']
         return lines
 

@@ -83,19 +83,10 @@ def lut_product(nl: Netlist, a: int, b: int) -> int:
 
 
 def multiple(nl: Netlist, a: int, m: int) -> int:
-    """m * a for an integer constant m, at a's LSB, built once per (a, m): a shift of a or of -a for one
-    signed digit, else the digits' sum (one adder for two); exact bounds."""
-    key = ('multiple', a, m)
-    if key not in nl._shared:
-        A, digits = nl[a], csd(m)
-        if not digits:
-            sig = nl.const(0, A.frac)
-        elif len(digits) == 1:
-            (shift, sign), = digits
-            base = a if sign > 0 else nl.neg(a)  # -a once: -2a, -4a are its shifts
-            sig = nl.shl(base, shift, frac=A.frac) if shift else base
-        else:
-            sig = nl.narrow(shifted_sum(nl, [Term(a, shift, sign) for shift, sign in digits], A.frac),
-                            min(m * A.lo, m * A.hi), max(m * A.lo, m * A.hi))
-        nl._shared[key] = sig
-    return nl._shared[key]
+    """m * a for an integer constant m, at a's LSB, built once per (a, m): its signed digits summed
+    (adder_graph.shifted_sum: a shift of a or of -a for one digit, one adder for two), exact bounds."""
+    def build() -> int:
+        A = nl[a]
+        sig = shifted_sum(nl, [Term(a, shift, sign) for shift, sign in csd(m)], A.frac)
+        return sig if nl[sig].is_const or sig == a else nl.narrow(sig, min(m * A.lo, m * A.hi), max(m * A.lo, m * A.hi))
+    return nl.once(('multiple', a, m), build)

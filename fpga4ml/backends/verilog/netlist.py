@@ -343,10 +343,15 @@ class Netlist:
         fracs = {self[o].frac for o in used}
         if len(fracs) != 1:
             raise NetlistError(f'mux: options at different LSBs {sorted(fracs)}')
-        key = ('mux', sel, tuple(options), offset, role)
+        lo, hi, frac = min(self[o].lo for o in used), max(self[o].hi for o in used), fracs.pop()
+        return self.once(('mux', sel, tuple(options), offset, role),
+                         lambda: self._new('mux', (sel, *options), lo, hi, frac, offset=offset, role=role))
+
+    def once(self, key: tuple, build) -> int:
+        """The signal `build()` made for `key` the first time it was asked for (derived signals built once:
+        multiplexers, a signal's multiples)."""
         if key not in self._shared:
-            lo, hi = min(self[o].lo for o in used), max(self[o].hi for o in used)
-            self._shared[key] = self._new('mux', (sel, *options), lo, hi, fracs.pop(), offset=offset, role=role)
+            self._shared[key] = build()
         return self._shared[key]
 
     def divc(self, a: int, n: int) -> int:

@@ -104,10 +104,8 @@ class Machine(Netlist):
         S = self[sel]
         if len({int(b) for b in bits[max(S.lo, 0):S.hi + 1]}) == 1:
             return self.const(int(bits[max(S.lo, 0)]), 0)
-        key = ('flag', sel, tuple(int(b) for b in bits))
-        if key not in self._shared:
-            self._shared[key] = self.rom(sel, np.asarray(bits, dtype=np.int64), 0, 0)
-        return self._shared[key]
+        return self.once(('flag', sel, tuple(int(b) for b in bits)),
+                         lambda: self.rom(sel, np.asarray(bits, dtype=np.int64), 0, 0))
 
     def both(self, a: int, b: int) -> int:
         """a AND b of two 0/1 signals."""
